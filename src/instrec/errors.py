@@ -1,0 +1,40 @@
+"""One exception family for everything a user can cause.
+
+The CLI turns an :class:`InstrecError` into one line and an exit code; the service (later) into a
+4xx JSON body. Anything else escaping is a bug in instrec.
+"""
+
+from __future__ import annotations
+
+
+class InstrecError(Exception):
+    """Base class of errors a user can cause (bad file, bad argument, bad bundle)."""
+
+    exit_code = 1
+
+
+class ParameterError(InstrecError, ValueError):
+    """An argument is out of range or of the wrong kind (librosa's name for it)."""
+
+    exit_code = 2
+
+
+class AudioError(InstrecError):
+    """A file cannot be used as audio: unreadable, empty, truncated, silent or not finite."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class DataError(InstrecError):
+    """A data set cannot be used: no audio, one class, a manifest row without its file."""
+
+
+class RenderError(InstrecError):
+    """FluidSynth or a SoundFont is missing or fails."""
+
+
+class BundleError(InstrecError):
+    """A model bundle is missing, incomplete or does not validate."""
