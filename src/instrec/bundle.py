@@ -1,0 +1,89 @@
+"""A model bundle is a folder: ``model.safetensors`` (weights) + ``model.json`` (everything else).
+
+Loading never unpickles anything: weights come through safetensors, metadata through JSON.
+The whole folder is written beside its destination and renamed into place, so an interrupted
+save leaves the old bundle or none, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import BundleError
+from .fileio import write_json
+
+WEIGHTS = "model.safetensors"
+META = "model.json"
+FORMAT = "instrec-model"
+FORMAT_VERSION = 1
+
+
+def save_bundle(path: str | os.PathLike, tensors: dict, meta: dict, extra_files: dict[str, object] | None = None) -> Path:
+    """Write a bundle folder atomically. ``extra_files`` maps file names to JSON-able objects."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS))
+        write_json(tmp / META, {"format": FORMAT, "format_version": FORMAT_VERSION, **meta})
+        for name, obj in (extra_files or {}).items():
+            write_json(tmp / name, obj)
+        _replace_dir(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def load_bundle(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Read ``(meta, tensors)`` from a bundle folder; a missing or broken bundle raises BundleError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"{path}: no such model folder")
+    meta = read_meta(path)
+    try:
+        tensors = load_file(str(path / WEIGHTS))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: {WEIGHTS} is missing") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise BundleError(f"{path / WEIGHTS}: not a valid safetensors file ({e})") from None
+    return meta, tensors
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """``model.json`` of a bundle, checked for its format marker."""
+    f = Path(path) / META
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{Path(path)}: not a model bundle ({META} is missing)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{f}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BundleError(f"{f}: not an instrec model description (format is not {FORMAT!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{f}: format_version {meta.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
+    return meta
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    # os.replace cannot rename over a non-empty folder: move the old one aside first, so that at
+    # every instant one complete bundle exists at ``dest`` or in its aside copy.
+    old = None
+    if dest.exists():
+        if not dest.is_dir():
+            raise BundleError(f"{dest}: exists and is not a folder")
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    os.replace(new, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,178 @@
+"""``InstrumentClassifier``: a recipe's features and network behind scikit-learn's interface.
+
+``fit`` / ``predict`` / ``predict_proba`` work on feature matrices; ``predict_audio`` and
+``predict_file`` compute the features with the exact configuration stored in the model, so
+prediction can never use features computed differently from training.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import BundleError, DataError, ParameterError
+from .recipes import Recipe, get_recipe
+
+
+@dataclass
+class Prediction:
+    """The result for one clip: top label and every class's probability."""
+
+    path: str | None
+    label: str
+    probabilities: dict[str, float]
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "label": self.label, "probabilities": self.probabilities}
+
+
+class InstrumentClassifier:
+    """A trainable, savable instrument classifier.
+
+    Parameters
+    ----------
+    recipe : a :class:`~instrec.recipes.Recipe` or the name of one (``seed-spectrogram``,
+        ``seed-mfcc``)
+    seed : seeds weight initialisation and minibatch order
+    """
+
+    def __init__(self, recipe: Recipe | str = "seed-mfcc", *, seed: int = 0):
+        self.recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+        if not isinstance(seed, int) or seed < 0:
+            raise ParameterError(f"seed must be a non-negative integer; got {seed!r}")
+        self.seed = seed
+        self.classes_: list[str] | None = None
+        self.net_ = None
+        self.history_: dict | None = None
+        self.info: dict = {}
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, labels: Sequence[str], *, on_epoch=None) -> "InstrumentClassifier":
+        """Train on feature rows ``X`` (from :func:`instrec.features.extract`) and their labels."""
+        from . import models
+        from .train import fit_network, seed_everything
+
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.recipe.feature.dim:
+            raise ParameterError(f"X must have shape (n, {self.recipe.feature.dim}); got {X.shape}")
+        if len(labels) != len(X):
+            raise ParameterError(f"{len(X)} feature rows but {len(labels)} labels")
+        classes = sorted(set(labels))
+        if len(classes) < 2:
+            raise DataError(f"training needs at least 2 classes; the data has {len(classes)} ({', '.join(classes) or 'none'})")
+        index = {c: i for i, c in enumerate(classes)}
+        y = np.array([index[l] for l in labels], dtype=np.int64)
+        seed_everything(self.seed)  # weight initialisation depends on it
+        self.net_ = models.build(self.recipe.model, X.shape[1], len(classes))
+        self.classes_ = classes
+        self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, on_epoch=on_epoch)
+        return self
+
+    # -- prediction ---------------------------------------------------------------------------
+    @property
+    def classes(self) -> list[str]:
+        self._check_fitted()
+        return list(self.classes_)
+
+    def predict_proba(self, X: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities, shape ``(n, len(classes))``, columns in the order of ``classes``."""
+        import torch
+
+        self._check_fitted()
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 1:
+            X = X[None]
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(X), batch_size):
+                out.append(torch.softmax(self.net_(torch.from_numpy(X[s : s + batch_size])), dim=1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes_)), np.float32)
+
+    def predict(self, X: np.ndarray) -> list[str]:
+        return [self.classes_[i] for i in self.predict_proba(X).argmax(1)]
+
+    def predict_audio(self, y: np.ndarray, sr: int, *, path: str | None = None) -> Prediction:
+        """Predict one clip of mono audio ``y`` at rate ``sr`` (resampled as training was)."""
+        from .audio import check_samples, resample
+        from .features import compute
+
+        y = np.asarray(y, dtype=np.float32)
+        check_samples(y, path or "<array>")
+        y = resample(y, orig_sr=sr, target_sr=self.recipe.feature.sr)
+        return self._prediction(self.predict_proba(compute(y, self.recipe.feature))[0], path)
+
+    def predict_file(self, path: str | os.PathLike) -> Prediction:
+        from .features import compute_file
+
+        return self._prediction(self.predict_proba(compute_file(path, self.recipe.feature))[0], str(path))
+
+    def _prediction(self, p: np.ndarray, path) -> Prediction:
+        probs = {c: float(v) for c, v in zip(self.classes_, p)}
+        return Prediction(path=path, label=self.classes_[int(np.argmax(p))], probabilities=probs)
+
+    def _check_fitted(self):
+        if self.net_ is None:
+            raise ParameterError("this classifier is not trained yet: call fit() or load a model")
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, info: dict | None = None, extra_files: dict | None = None) -> Path:
+        """Save as a bundle: safetensors weights + model.json (recipe, classes, ``info``)."""
+        from .bundle import save_bundle
+
+        self._check_fitted()
+        self.info = {**self.info, **(info or {})}
+        meta = {
+            "classes": self.classes_,
+            "recipe": self.recipe.to_dict(),
+            "in_dim": self.recipe.feature.dim,
+            "seed": self.seed,
+            "versions": _versions(),
+            **self.info,
+        }
+        return save_bundle(path, self.net_.state_dict(), meta, extra_files)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "InstrumentClassifier":
+        """Rebuild a classifier from a bundle folder, validating names, shapes and dtypes."""
+        from . import models
+        from .bundle import load_bundle
+
+        meta, tensors = load_bundle(path)
+        try:
+            recipe = Recipe.from_dict(meta["recipe"])
+            classes = [str(c) for c in meta["classes"]]
+            seed = int(meta.get("seed", 0))
+        except (KeyError, TypeError, ValueError, ParameterError) as e:
+            raise BundleError(f"{path}: model.json is incomplete or malformed ({e})") from None
+        if len(classes) < 2 or len(set(classes)) != len(classes):
+            raise BundleError(f"{path}: model.json must list at least 2 distinct classes")
+        net = models.build(recipe.model, recipe.feature.dim, len(classes))
+        expected = net.state_dict()
+        if set(tensors) != set(expected):
+            raise BundleError(f"{path}: weights do not match the recipe (tensor names differ)")
+        for k, v in expected.items():
+            if tensors[k].shape != v.shape or tensors[k].dtype != v.dtype:
+                raise BundleError(f"{path}: tensor {k} has shape {tuple(tensors[k].shape)} {tensors[k].dtype}, expected {tuple(v.shape)} {v.dtype}")
+        net.load_state_dict(tensors)
+        net.eval()
+        self = cls(recipe, seed=seed)
+        self.classes_, self.net_ = classes, net
+        self.info = {k: v for k, v in meta.items() if k not in ("format", "format_version", "classes", "recipe", "in_dim", "seed", "versions")}
+        self.info["versions"] = meta.get("versions", {})
+        return self
+
+
+def _versions() -> dict:
+    import librosa
+    import torch
+
+    from . import __version__
+
+    return {"instrec": __version__, "torch": torch.__version__, "librosa": librosa.__version__, "numpy": np.__version__}

@@ -1,0 +1,265 @@
+"""The command line: parses, calls the Python API, prints. No pipeline logic lives here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import InstrecError
+
+app = typer.Typer(
+    name="instrec",
+    help="Tell which musical instrument is playing in a recording.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def _progress():
+    """A progress-bar factory for the pipeline: ``factory(text, total) -> update(done, total)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=_stderr(), transient=False, disable=not sys.stderr.isatty()) as bar:
+        def factory(text: str, total: int):
+            task = bar.add_task(text, total=total or None)
+
+            def update(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return update
+
+        yield factory
+
+
+def _report_skipped(skipped) -> None:
+    if skipped:
+        err = _stderr()
+        err.print(f"skipped {len(skipped)} file(s):")
+        for path, why in skipped:
+            err.print(f"  {path}: {why}", markup=False)
+
+
+class LabelMode(str, Enum):
+    auto = "auto"
+    folder = "folder"
+    filename = "filename"
+    manifest = "manifest"
+
+
+class SplitMethod(str, Enum):
+    random = "random"
+    stratified = "stratified"
+
+
+class ImageMode(str, Enum):
+    gray = "gray"
+    rgb = "rgb"
+
+
+class AudioFormat(str, Enum):
+    wav = "wav"
+    flac = "flac"
+    mp3 = "mp3"
+
+
+class OutFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+LABELS_OPT = typer.Option(LabelMode.auto, "--labels", help="where labels come from: sub-folder, file-name prefix, manifest CSV (auto: detect)")
+MANIFEST_OPT = typer.Option(None, "--manifest", help="CSV with columns path,label[,group,source]")
+ALIAS_OPT = typer.Option(None, "--alias", help="label alias NAME=LABEL (repeatable); sax=saxophone is built in")
+
+
+@app.command()
+def render(
+    out_dir: Path = typer.Argument(..., help="folder to write the clips and manifest.csv into"),
+    soundfont: str = typer.Option("fluidr3", help="fluidr3, musescore, timgm6mb, a .sf2/.sf3 path, or all"),
+    per_class: int = typer.Option(100, "--per-class", min=1, help="clips per instrument"),
+    seconds: float = typer.Option(3.0, help="clip length in seconds"),
+    sample_rate: int = typer.Option(22050, "--sample-rate", help="samples per second"),
+    instruments: str = typer.Option("flute,viola,cello,oboe,trumpet,saxophone", help="comma-separated General MIDI instrument names"),
+    fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
+    seed: int = typer.Option(0, help="same seed, identical files"),
+):
+    """Render instrument clips with FluidSynth from the installed General MIDI SoundFonts."""
+    from .data.render import render as do_render
+
+    names = [s.strip() for s in instruments.split(",") if s.strip()]
+    with _progress() as progress:
+        rep = do_render(out_dir, soundfont=soundfont, instruments=names, per_class=per_class, seconds=seconds,
+                        sr=sample_rate, fmt=fmt.value, seed=seed, progress=progress("rendering", 0))
+    typer.echo(f"wrote {rep.n_written} clips to {out_dir}")
+    _report_skipped(getattr(rep, "skipped", []))
+
+
+@app.command()
+def spectrograms(
+    data: Path = typer.Argument(..., help="audio file or folder (recursive)"),
+    out: Path = typer.Argument(..., help="folder for the PNG images (same sub-folders as DATA)"),
+    image_mode: ImageMode = typer.Option(ImageMode.gray, "--image-mode", help="gray (the tutorial's input) or rgb (3x larger)"),
+):
+    """Write the tutorial's 640x480 mel-spectrogram images as PNG files."""
+    from .spectrograms import write_spectrograms
+
+    with _progress() as progress:
+        written, skipped = write_spectrograms(data, out, mode=image_mode.value, progress=progress)
+    typer.echo(f"wrote {written} image(s) to {out}")
+    _report_skipped(skipped)
+    if not written:
+        raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    data: List[Path] = typer.Argument(..., help="one or more folders of labelled audio"),
+    recipe: str = typer.Option("seed-mfcc", help="seed-spectrogram or seed-mfcc"),
+    out: Path = typer.Option(..., "--out", help="model folder to write (weights + model.json)"),
+    split: SplitMethod = typer.Option(SplitMethod.random, help="train/test split (the tutorial's: random)"),
+    test_size: float = typer.Option(0.2, "--test-size", help="fraction held back for testing"),
+    seed: int = typer.Option(0, help="seeds the split (random_state) and the network"),
+    epochs: Optional[int] = typer.Option(None, help="override the recipe's epochs"),
+    hidden: Optional[str] = typer.Option(None, help="hidden layer sizes, e.g. 64,32"),
+    activation: Optional[str] = typer.Option(None, help="relu or selu (or tanh)"),
+    image_mode: Optional[ImageMode] = typer.Option(None, "--image-mode", help="spectrogram image: gray or rgb"),
+    report: Optional[Path] = typer.Option(None, help="also write the test-split report here"),
+    labels: LabelMode = LABELS_OPT,
+    manifest: Optional[Path] = MANIFEST_OPT,
+    alias: Optional[List[str]] = ALIAS_OPT,
+):
+    """Train a model on labelled audio and save it as a bundle."""
+    from .data.folder import parse_aliases
+    from .evaluate import fmt_num, fmt_pct
+    from .pipeline import train_model
+    from .recipes import get_recipe, parse_hidden
+
+    r = get_recipe(recipe).with_overrides(epochs=epochs, hidden=parse_hidden(hidden), activation=activation,
+                                          image_mode=image_mode.value if image_mode else None)
+    with _progress() as progress:
+        res = train_model(data, recipe=r, out=out, split=split.value, test_size=test_size, seed=seed,
+                          labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []),
+                          report_dir=report, progress=progress)
+    m = res.metrics
+    typer.echo(f"{r.name}: test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
+               f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} held-back clips; model saved to {out}")
+    _report_skipped(res.skipped)
+
+
+@app.command()
+def evaluate(
+    model_dir: Path = typer.Argument(..., help="model folder written by train"),
+    data: List[Path] = typer.Argument(..., help="labelled audio; the training folder means its test split"),
+    out: Path = typer.Option(..., "--out", help="report folder: metrics.json, confusion_matrix.png, report.md"),
+    labels: LabelMode = LABELS_OPT,
+    manifest: Optional[Path] = MANIFEST_OPT,
+    alias: Optional[List[str]] = ALIAS_OPT,
+):
+    """Evaluate a model: accuracy, macro F1, ROC AUC, per-class scores, confusion matrix."""
+    from .data.folder import parse_aliases
+    from .evaluate import fmt_num, fmt_pct
+    from .pipeline import evaluate_model
+
+    with _progress() as progress:
+        m, skipped = evaluate_model(model_dir, data, out=out, labels=labels.value, manifest=manifest,
+                                    aliases=parse_aliases(alias or []), progress=progress)
+    typer.echo(f"accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
+               f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} clips; report in {out}")
+    if m.get("unknown_classes"):
+        typer.echo("not scored, classes the model does not know: "
+                   + ", ".join(f"{c} ({n} clips)" for c, n in m["unknown_classes"].items()), err=True)
+    _report_skipped(skipped)
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Argument(..., help="model folder written by train"),
+    paths: List[Path] = typer.Argument(..., help="audio files or folders (recursive)"),
+    fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table, json or csv"),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="how many classes to list per file"),
+):
+    """Predict the instrument of each recording."""
+    from .classifier import InstrumentClassifier
+    from .pipeline import predict_paths
+
+    model = InstrumentClassifier.load(model_dir)
+    with _progress() as progress:
+        results, skipped = predict_paths(model, paths, progress=progress)
+    typer.echo(_format_predictions(results, fmt, top_k), nl=False)
+    _report_skipped(skipped)
+    if not results:
+        raise typer.Exit(1)
+
+
+def _format_predictions(results, fmt: OutFormat, k: int) -> str:
+    if fmt is OutFormat.json:
+        return json.dumps([{**r.to_dict(), "top": [[c, p] for c, p in r.top(k)]} for r in results], indent=2) + "\n"
+    k = min(k, len(results[0].probabilities)) if results else k
+    if fmt is OutFormat.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["path", "label"] + [c for i in range(1, k + 1) for c in (f"top{i}", f"p{i}")])
+        for r in results:
+            w.writerow([r.path, r.label] + [v for c, p in r.top(k) for v in (c, f"{p:.6f}")])
+        return buf.getvalue()
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("file", "instrument", *(f"#{i}" for i in range(2, k + 1)))
+    for r in results:
+        top = r.top(k)
+        table.add_row(r.path, f"{top[0][0]} ({top[0][1]:.1%})", *(f"{c} ({p:.1%})" for c, p in top[1:]))
+    console = Console(file=io.StringIO(), width=160, force_terminal=False)
+    console.print(table)
+    return console.file.getvalue()
+
+
+@app.command()
+def demo(
+    data: Optional[Path] = typer.Option(None, help="your own labelled folder instead of the built-in renders"),
+    out: Path = typer.Option(Path("instrec-demo"), help="where data, models and reports go"),
+    per_class: int = typer.Option(100, "--per-class", min=2, help="rendered clips per instrument"),
+    soundfont: str = typer.Option("fluidr3", help="SoundFont of the built-in data"),
+    seed: int = typer.Option(0, help="seeds rendering, split and training"),
+):
+    """The main job: render → features → train both tutorial recipes → evaluate → report."""
+    from .demo import run_demo
+
+    with _progress() as progress:
+        report = run_demo(out, data=data, per_class=per_class, soundfont=soundfont, seed=seed, progress=progress,
+                          log=lambda s: typer.echo(s, err=True))
+    typer.echo(report.read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: a user-caused error is one line on stderr and a non-zero exit code."""
+    try:
+        app(args=argv, prog_name="instrec")
+    except InstrecError as e:
+        print(f"instrec: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("instrec: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Features: one implementation each, shared by train, evaluate and predict.
+
+A :class:`FeatureConfig` says everything needed to recompute a feature exactly; a model bundle
+stores it, so a model is never fed features computed differently from its training.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import AudioError, InstrecError, ParameterError
+
+FEATURE_KINDS = ("image", "mfcc")
+IMAGE_MODES = ("gray", "rgb")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Parameters of a feature, named as librosa names them."""
+
+    kind: str = "mfcc"
+    sr: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    top_db: float = 80.0
+    n_mfcc: int = 40
+    width: int = 640
+    height: int = 480
+    image_mode: str = "gray"
+
+    def __post_init__(self):
+        if self.kind not in FEATURE_KINDS:
+            raise ParameterError(f"feature kind must be one of {', '.join(FEATURE_KINDS)}; got {self.kind!r}")
+        if self.image_mode not in IMAGE_MODES:
+            raise ParameterError(f"image_mode must be gray or rgb; got {self.image_mode!r}")
+        for name in ("sr", "n_fft", "hop_length", "n_mels", "n_mfcc", "width", "height"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ParameterError(f"{name} must be a positive integer; got {v!r}")
+
+    @property
+    def dim(self) -> int:
+        """Length of the flat feature vector."""
+        if self.kind == "image":
+            return self.width * self.height * (3 if self.image_mode == "rgb" else 1)
+        return self.n_mfcc
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ParameterError(f"unknown feature parameters: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def compute(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The feature vector of mono audio ``y`` sampled at ``config.sr`` (float32, ``(config.dim,)``)."""
+    c = config
+    if c.kind == "mfcc":
+        from .mfcc import mfcc_mean
+
+        return mfcc_mean(y, sr=c.sr, n_mfcc=c.n_mfcc, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels)
+    from .image import flatten_image, spectrogram_image
+    from .mel import mel_spectrogram_db
+
+    S_db = mel_spectrogram_db(y, sr=c.sr, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels, top_db=c.top_db)
+    return flatten_image(spectrogram_image(S_db, width=c.width, height=c.height, mode=c.image_mode))
+
+
+def compute_file(path: str | os.PathLike, config: FeatureConfig) -> np.ndarray:
+    """Decode ``path`` at ``config.sr`` (mono) and compute its feature."""
+    from ..audio import load
+
+    y, _ = load(path, sr=config.sr)
+    return compute(y, config)
+
+
+def extract(
+    paths: Sequence[str | os.PathLike],
+    config: FeatureConfig,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Features of many files; a file that fails is skipped and reported, the rest go on.
+
+    Returns
+    -------
+    X : float32 array ``(n_ok, config.dim)``
+    ok : indices into ``paths`` of the rows of ``X``
+    skipped : ``(path, problem)`` for each file that could not be used
+    """
+    X = np.empty((len(paths), config.dim), dtype=np.float32)
+    ok, skipped = [], []
+    for i, path in enumerate(paths):
+        try:
+            X[len(ok)] = compute_file(path, config)
+            ok.append(i)
+        except AudioError as e:
+            skipped.append((e.path, e.problem))
+        except InstrecError as e:
+            skipped.append((str(path), str(e)))
+        if progress:
+            progress(i + 1, len(paths))
+    return X[: len(ok)], np.asarray(ok, dtype=np.int64), skipped

@@ -1,0 +1,112 @@
+"""A recipe is data: a feature configuration, a model configuration and a training configuration.
+
+Recipes differ only by configuration; one training loop serves them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from .errors import ParameterError
+from .features import FeatureConfig
+from .models import ModelConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 32  # Keras' default, the tutorial's
+    lr: float = 1e-3  # Adam's default in Keras
+    optimizer: str = "adam"
+
+    def __post_init__(self):
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ParameterError(f"epochs must be a positive integer; got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ParameterError(f"batch_size must be a positive integer; got {self.batch_size!r}")
+        if not self.lr > 0:
+            raise ParameterError(f"lr must be positive; got {self.lr!r}")
+        if self.optimizer != "adam":
+            raise ParameterError(f"optimizer must be adam; got {self.optimizer!r}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    feature: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "feature": self.feature.to_dict(),
+            "model": self.model.to_dict(),
+            "train": asdict(self.train),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        try:
+            train_known = {f.name for f in fields(TrainConfig)}
+            return cls(
+                name=str(d["name"]),
+                description=str(d.get("description", "")),
+                feature=FeatureConfig.from_dict(d["feature"]),
+                model=ModelConfig.from_dict(d["model"]),
+                train=TrainConfig(**{k: v for k, v in d["train"].items() if k in train_known}),
+            )
+        except (KeyError, TypeError) as e:
+            raise ParameterError(f"recipe description is incomplete or malformed: {e}") from None
+
+    def with_overrides(self, *, epochs=None, hidden=None, activation=None, image_mode=None) -> "Recipe":
+        """The same recipe with the CLI's ``--epochs``, ``--hidden``, ``--activation`` applied."""
+        r = self
+        if epochs is not None:
+            r = replace(r, train=replace(r.train, epochs=epochs))
+        if hidden is not None or activation is not None:
+            r = replace(r, model=replace(r.model, hidden=hidden or r.model.hidden, activation=activation or r.model.activation))
+        if image_mode is not None:
+            r = replace(r, feature=replace(r.feature, image_mode=image_mode))
+        return r
+
+
+RECIPES: dict[str, Recipe] = {
+    "seed-spectrogram": Recipe(
+        name="seed-spectrogram",
+        description="tutorial: 640x480 grayscale mel-spectrogram image, flattened → MLP 64-32 (relu) → softmax",
+        feature=FeatureConfig(kind="image"),
+        model=ModelConfig(hidden=(64, 32), activation="relu"),
+        train=TrainConfig(epochs=20),
+    ),
+    "seed-mfcc": Recipe(
+        name="seed-mfcc",
+        description="tutorial: 40 MFCCs averaged over time, standardised → MLP 64-32-16 (relu) → softmax",
+        feature=FeatureConfig(kind="mfcc", n_mfcc=40),
+        model=ModelConfig(hidden=(64, 32, 16), activation="relu", standardize=True),
+        train=TrainConfig(epochs=500),
+    ),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called ``name``; an unknown name raises ParameterError listing the known ones."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ParameterError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None
+
+
+def parse_hidden(text: str | None) -> tuple[int, ...] | None:
+    """``"64,32"`` → ``(64, 32)``."""
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ParameterError(f"--hidden takes comma-separated layer sizes like 64,32; got {text!r}") from None
+    if not sizes or any(s <= 0 for s in sizes):
+        raise ParameterError(f"--hidden takes positive layer sizes like 64,32; got {text!r}")
+    return sizes
