@@ -62,8 +62,11 @@ def load(
     try:
         with sf.SoundFile(str(path)) as f:
             native_sr = f.samplerate
-            frames = -1 if duration is None else int(round(duration * native_sr))
+            promised = f.frames
+            frames = -1 if duration is None else min(promised, int(round(duration * native_sr)))
             y = f.read(frames=frames, dtype="float32", always_2d=True)
+        if frames == -1 and (lost := _truncation(path, promised, y.shape[0])):
+            raise AudioError(path, f"truncated: the header promises {lost} samples, only {y.shape[0]} could be decoded")
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(path, f"not readable as audio ({_short(e)})") from None
     except OSError as e:
@@ -111,4 +114,50 @@ def fix_length(y: np.ndarray, *, size: int) -> np.ndarray:
 def _short(e: Exception) -> str:
     msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
     # libsndfile prefixes its messages with the path we already print.
-    return msg.split(": ", 1)[-1] if msg.startswith("Error opening") else msg
+    if msg.startswith("Error opening"):
+        msg = msg.split(": ", 1)[-1]
+    # ...and says this of an existing file whose format it cannot recognise.
+    if "does not exist or is not a regular file" in msg:
+        msg = "unrecognised or corrupt format"
+    return msg.rstrip(".")
+
+
+def _truncation(path: Path, promised: int, decoded: int) -> int | None:
+    """The number of frames the header promised when far fewer could be decoded, else None."""
+    wav = _wav_promised_frames(path)
+    if wav is not None:
+        return wav if decoded < wav else None
+    # An mp3's length in its header is an estimate: whole real files decode up to ~8,000 samples
+    # short of it (encoder delay and padding). Call it truncated only when far more is missing.
+    missing = promised - decoded
+    return promised if missing > 12_000 and missing > 0.25 * promised else None
+
+
+def _wav_promised_frames(path: Path) -> int | None:
+    """Frames a RIFF/WAVE header declares: libsndfile quietly shortens a truncated WAV."""
+    if path.suffix.lower() != ".wav":
+        return None
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block = None
+            while True:
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = fh.read(size + (size & 1))
+                    channels, bits = struct.unpack("<H", fmt[2:4])[0], struct.unpack("<H", fmt[14:16])[0]
+                    block = max(1, channels * ((bits + 7) // 8))
+                elif cid == b"data":
+                    # 0 and 0xFFFFFFFF mean "unknown length" (streamed WAV): nothing promised.
+                    return size // block if block and 0 < size < 0xFFFFFFFF else None
+                else:
+                    fh.seek(size + (size & 1), 1)
+    except (OSError, struct.error):
+        return None

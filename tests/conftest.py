@@ -1,0 +1,78 @@
+"""Shared fixtures: small real audio made on the fly (numpy tones, FluidSynth renders)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SR = 22050
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi"
+
+
+def real_data_or_skip() -> Path:
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"the Philharmonia data set is not at {REAL_DATA}")
+    return REAL_DATA
+
+
+def tone(kind: str, f0: float, seconds: float = 1.0, sr: int = SR, seed: int = 0) -> np.ndarray:
+    """A periodic tone of a given waveform with a decay: distinct timbres for tests."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    phase = (f0 * t) % 1.0
+    if kind == "sine":
+        y = np.sin(2 * np.pi * f0 * t)
+    elif kind == "square":
+        y = np.sign(np.sin(2 * np.pi * f0 * t))
+    elif kind == "saw":
+        y = 2 * phase - 1
+    else:
+        raise ValueError(kind)
+    env = np.minimum(1, t / 0.02) * np.exp(-t * 1.5)
+    return (0.5 * y * env + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def write(path: Path, y: np.ndarray, sr: int = SR, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), y, sr, **kw)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tone_data(tmp_path_factory) -> Path:
+    """3 classes x 10 clips of 1 s in sub-folders: sine/, square/, saw/."""
+    root = tmp_path_factory.mktemp("tones")
+    rng = np.random.default_rng(0)
+    for kind in ("sine", "square", "saw"):
+        for k in range(10):
+            f0 = float(rng.uniform(110, 880))
+            write(root / kind / f"{kind}_{k:02d}.wav", tone(kind, f0, seed=k))
+    return root
+
+
+@pytest.fixture(scope="session")
+def rendered_data(tmp_path_factory) -> Path:
+    """Real FluidSynth renders: 3 instruments x 8 clips of 1.5 s from FluidR3."""
+    from instrec.data.render import render
+
+    root = tmp_path_factory.mktemp("rendered")
+    render(root, soundfont="fluidr3", instruments=("flute", "cello", "trumpet"), per_class=8, seconds=1.5, seed=1)
+    return root
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m instrec ARGS`` as a user would; capture text output."""
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "instrec", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=env)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr lines that are not library chatter (mpg123 warnings about mp3 headers)."""
+    return [l for l in stderr.splitlines() if l.strip() and "mpg123" not in l and "Xing" not in l]

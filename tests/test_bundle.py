@@ -1,0 +1,114 @@
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from instrec.classifier import InstrumentClassifier
+from instrec.errors import BundleError, DataError, ParameterError
+from instrec.recipes import get_recipe, parse_hidden
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (30, 40)), rng.normal(3, 1, (30, 40))]).astype(np.float32)
+    y = ["low"] * 30 + ["high"] * 30
+    clf = InstrumentClassifier(get_recipe("seed-mfcc").with_overrides(epochs=30), seed=1).fit(X, y)
+    path = clf.save(tmp_path_factory.mktemp("b") / "model", info={"note": "test"})
+    return clf, X, path
+
+
+def test_fit_predict_learns(trained):
+    clf, X, _ = trained
+    assert clf.classes == ["high", "low"]
+    assert clf.predict(X[:3]) == ["low"] * 3 and clf.predict(X[-3:]) == ["high"] * 3
+    p = clf.predict_proba(X)
+    assert p.shape == (60, 2) and np.allclose(p.sum(1), 1, atol=1e-5)
+
+
+def test_same_seed_same_model():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 40)).astype(np.float32)
+    y = ["a", "b"] * 10
+    r = get_recipe("seed-mfcc").with_overrides(epochs=5)
+    p1 = InstrumentClassifier(r, seed=7).fit(X, y).predict_proba(X)
+    p2 = InstrumentClassifier(r, seed=7).fit(X, y).predict_proba(X)
+    p3 = InstrumentClassifier(r, seed=8).fit(X, y).predict_proba(X)
+    assert np.array_equal(p1, p2) and not np.array_equal(p1, p3)
+
+
+def test_round_trip_without_pickle(trained, monkeypatch):
+    clf, X, path = trained
+    assert sorted(p.name for p in path.iterdir()) == ["model.json", "model.safetensors"]
+
+    def refuse(*a, **k):
+        raise AssertionError("loading a bundle must never unpickle")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    again = InstrumentClassifier.load(path)
+    assert np.array_equal(again.predict_proba(X), clf.predict_proba(X))
+    assert again.recipe == clf.recipe and again.info["note"] == "test"
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["classes"] == ["high", "low"] and meta["recipe"]["name"] == "seed-mfcc" and "versions" in meta
+
+
+def _copy(path, tmp_path):
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(path, dst)
+    return dst
+
+
+def test_tampered_bundles_are_refused(trained, tmp_path):
+    _, _, path = trained
+    b = _copy(path, tmp_path)
+    (b / "model.safetensors").write_bytes((path / "model.safetensors").read_bytes()[:100])
+    with pytest.raises(BundleError, match="safetensors"):
+        InstrumentClassifier.load(b)
+
+    b = _copy(path, tmp_path / "2")
+    meta = json.loads((b / "model.json").read_text())
+    meta["recipe"]["model"]["hidden"] = [8, 4, 2]
+    (b / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="shape"):
+        InstrumentClassifier.load(b)
+
+    b = _copy(path, tmp_path / "3")
+    (b / "model.json").write_text("{not json")
+    with pytest.raises(BundleError, match="JSON"):
+        InstrumentClassifier.load(b)
+
+    b = _copy(path, tmp_path / "4")
+    (b / "model.safetensors").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        InstrumentClassifier.load(b)
+
+    with pytest.raises(BundleError, match="no such model folder"):
+        InstrumentClassifier.load(tmp_path / "nowhere")
+
+
+def test_save_over_existing_bundle_is_atomic(trained, tmp_path):
+    clf, X, _ = trained
+    dst = clf.save(tmp_path / "m")
+    clf.save(dst)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_parameters_validated_at_the_boundary():
+    with pytest.raises(ParameterError, match="unknown recipe"):
+        InstrumentClassifier("seed-banana")
+    with pytest.raises(DataError, match="at least 2 classes"):
+        InstrumentClassifier("seed-mfcc").fit(np.zeros((4, 40), np.float32), ["a"] * 4)
+    with pytest.raises(ParameterError, match="shape"):
+        InstrumentClassifier("seed-mfcc").fit(np.zeros((4, 3), np.float32), ["a", "b"] * 2)
+    with pytest.raises(ParameterError, match="not trained"):
+        InstrumentClassifier("seed-mfcc").predict(np.zeros((1, 40)))
+    assert parse_hidden("64, 32") == (64, 32)
+    with pytest.raises(ParameterError):
+        parse_hidden("64,x")
+    with pytest.raises(ParameterError):
+        get_recipe("seed-mfcc").with_overrides(activation="swish")

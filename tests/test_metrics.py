@@ -1,0 +1,40 @@
+import json
+
+import numpy as np
+
+from instrec.evaluate import compute_metrics, write_report
+
+
+def test_metrics_known_example():
+    classes = ["a", "b", "c"]
+    y = ["a", "a", "b", "b", "c", "c"]
+    p = np.array([[.8, .1, .1], [.4, .5, .1], [.1, .8, .1], [.2, .7, .1], [.1, .1, .8], [.3, .3, .4]])
+    m = compute_metrics(y, p, classes)
+    assert m["n"] == 6
+    assert m["accuracy"] == 5 / 6
+    assert m["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [0, 0, 2]]
+    assert m["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2, "roc_auc": 1.0}
+    assert abs(m["macro_f1"] - np.mean([2 / 3, 0.8, 1.0])) < 1e-12
+    assert 0.9 < m["roc_auc_ovr_macro"] <= 1.0
+
+
+def test_unknown_classes_are_reported_not_scored():
+    m = compute_metrics(["a", "b", "zither"], np.array([[.9, .1], [.2, .8], [.5, .5]]), ["a", "b"])
+    assert m["n"] == 2 and m["accuracy"] == 1.0 and m["unknown_classes"] == {"zither": 1}
+
+
+def test_one_class_data_has_no_auc_but_no_crash():
+    m = compute_metrics(["a", "a"], np.array([[.9, .1], [.4, .6]]), ["a", "b"])
+    assert m["accuracy"] == 0.5 and m["roc_auc_ovr_macro"] is None
+
+
+def test_write_report(tmp_path):
+    m = compute_metrics(["a", "b"], np.array([[.9, .1], [.2, .8]]), ["a", "b"])
+    write_report(tmp_path / "r", m, title="t", context={"split": "x"}, skipped=[("f.wav", "silent")])
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "per_class", "confusion_matrix", "classes", "n"):
+        assert key in saved
+    assert (tmp_path / "r" / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "f.wav" in md and "silent" in md and "100.00%" in md
+    assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".")]  # no temp files left
