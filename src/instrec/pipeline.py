@@ -87,7 +87,7 @@ def train_model(
     }
     info = {
         "training": {
-            "data": ds.summary(),
+            "data": Dataset(clips, ds.roots, ds.label_mode).summary(),  # the usable clips
             "split": {"method": split, "test_size": test_size, "seed": seed, "n_train": len(tr), "n_test": len(te)},
             "skipped": len(skipped),
             "extract_seconds": round(extract_seconds, 3),

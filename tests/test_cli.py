@@ -1,0 +1,164 @@
+"""The command line as a user runs it: real subprocesses, real files, real training."""
+
+import csv
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import SR, error_lines, run_cli, tone, write
+
+
+@pytest.fixture(scope="module")
+def messy_data(tone_data, tmp_path_factory):
+    """The tone data plus every kind of bad file, mixed in."""
+    root = tmp_path_factory.mktemp("messy") / "data"
+    shutil.copytree(tone_data, root)
+    (root / "sine" / "empty.wav").write_bytes(b"")
+    (root / "sine" / "text.wav").write_text("not audio\n" * 50)
+    write(root / "saw" / "silent.wav", np.zeros(SR, np.float32))
+    write(root / "square" / "nan.wav", np.full(SR, np.nan, np.float32), subtype="FLOAT")
+    whole = write(root / "saw" / "whole.wav", tone("saw", 200))
+    data = whole.read_bytes()
+    whole.unlink()
+    (root / "saw" / "truncated.wav").write_bytes(data[: len(data) // 2])
+    return root
+
+
+BAD = ("empty.wav", "text.wav", "silent.wav", "nan.wav", "truncated.wav")
+
+
+@pytest.fixture(scope="module")
+def mfcc_model(messy_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "mfcc"
+    r = run_cli("train", messy_data, "--recipe", "seed-mfcc", "--epochs", "150", "--out", out, "--seed", "0")
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+def test_train_skips_bad_files_and_finishes(mfcc_model):
+    out, r = mfcc_model
+    assert "test accuracy" in r.stdout
+    assert "skipped 5 file(s)" in r.stderr
+    for name in BAD:
+        assert name in r.stderr
+    assert "Traceback" not in r.stderr
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["classes"] == ["saw", "sine", "square"]
+    assert meta["training"]["split"] == {"method": "random", "test_size": 0.2, "seed": 0, "n_train": 24, "n_test": 6}
+    assert meta["training"]["data"]["classes"] == {"saw": 10, "sine": 10, "square": 10}
+    assert meta["metrics"]["test_split"]["accuracy"] >= 5 / 6
+
+
+def test_evaluate_on_training_folder_uses_the_test_split(mfcc_model, messy_data, tmp_path):
+    out, _ = mfcc_model
+    r = run_cli("evaluate", out, messy_data, "--out", tmp_path / "rep")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert m["n"] == 6 and "held-back test split" in m["context"]["evaluated on"]
+    assert m["accuracy"] >= 5 / 6
+    assert np.array(m["confusion_matrix"]).sum() == 6
+    assert set(m["per_class"]) == {"saw", "sine", "square"}
+    assert (tmp_path / "rep" / "report.md").read_text().count("held-back") == 1
+    assert (tmp_path / "rep" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_evaluate_other_folder_whole_and_unknown_classes(mfcc_model, tmp_path):
+    out, _ = mfcc_model
+    rng = np.random.default_rng(5)
+    for kind in ("sine", "square"):
+        for k in range(4):
+            write(tmp_path / "new" / kind / f"{k}.wav", tone(kind, float(rng.uniform(150, 700)), seed=50 + k))
+    write(tmp_path / "new" / "kazoo" / "k.wav", tone("saw", 300) * 0.3)
+    r = run_cli("evaluate", out, tmp_path / "new", "--out", tmp_path / "rep")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert m["n"] == 8 and m["unknown_classes"] == {"kazoo": 1}
+    assert "kazoo" in r.stderr and "does not know" in r.stderr
+    assert m["accuracy"] >= 0.75
+
+
+def test_predict_formats(mfcc_model, messy_data):
+    out, _ = mfcc_model
+    r = run_cli("predict", out, messy_data / "sine", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert len(res) == 10  # 10 good files; empty.wav and text.wav skipped
+    assert set(res[0]) >= {"path", "label", "probabilities"}
+    assert abs(sum(res[0]["probabilities"].values()) - 1) < 1e-5
+    assert sum(x["label"] == "sine" for x in res) >= 8
+    assert "empty.wav" in r.stderr and "text.wav" in r.stderr
+
+    r = run_cli("predict", out, messy_data / "saw" / "saw_00.wav", "--format", "csv", "--top-k", "2")
+    rows = list(csv.reader(io.StringIO(r.stdout)))
+    assert rows[0] == ["path", "label", "top1", "p1", "top2", "p2"] and len(rows) == 2
+
+    r = run_cli("predict", out, messy_data / "square" / "square_03.wav")
+    assert r.returncode == 0 and "square_03.wav" in r.stdout
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_predict_bad_file_is_one_line(mfcc_model, messy_data, name):
+    out, _ = mfcc_model
+    path = next(messy_data.rglob(name))
+    r = run_cli("predict", out, path)
+    assert r.returncode == 1
+    lines = error_lines(r.stderr)
+    assert len(lines) == 2 and lines[0] == "skipped 1 file(s):" and name in lines[1]
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["train", "{tmp}/nowhere", "--out", "{tmp}/m"], 1, ["nowhere", "no such file"]),
+        (["train", "{tmp}/empty", "--out", "{tmp}/m"], 1, ["no audio files"]),
+        (["train", "{tmp}/one", "--out", "{tmp}/m"], 1, ["at least 2 classes"]),
+        (["train", "{tmp}/one", "--recipe", "seed-banana", "--out", "{tmp}/m"], 2, ["seed-banana", "seed-mfcc"]),
+        (["train", "{tmp}/one", "--split", "sideways", "--out", "{tmp}/m"], 2, ["sideways"]),
+        (["predict", "{tmp}/nomodel", "{tmp}/one"], 1, ["nomodel"]),
+        (["evaluate", "{tmp}/one", "{tmp}/one", "--out", "{tmp}/r"], 1, ["model.json"]),
+        (["spectrograms", "{tmp}/nowhere", "{tmp}/png"], 1, ["no such file"]),
+        (["train", "{tmp}/manifest", "--out", "{tmp}/m", "--epochs", "2"], 0, ["gone.wav", "missing"]),
+    ],
+    ids=["missing-path", "no-audio", "one-class", "unknown-recipe", "bad-split", "missing-model", "not-a-model",
+         "spectrograms-missing", "manifest-missing-row"],
+)
+def test_errors_are_one_clear_line(tmp_path, args, code, words):
+    (tmp_path / "empty").mkdir()
+    for k in range(3):
+        write(tmp_path / "one" / "flute" / f"{k}.wav", tone("sine", 400 + 50 * k))
+    for k in range(4):
+        write(tmp_path / "manifest" / f"{k}.wav", tone("sine" if k % 2 else "saw", 300 + 40 * k))
+    (tmp_path / "manifest" / "manifest.csv").write_text(
+        "path,label\n" + "".join(f"{k}.wav,{'sine' if k % 2 else 'saw'}\n" for k in range(4)) + "gone.wav,saw\n")
+    r = run_cli(*[a.format(tmp=tmp_path) for a in args])
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr
+    text = r.stderr
+    for w in words:
+        assert w in text
+    if code == 1:
+        assert len(error_lines(r.stderr)) == 1 and r.stderr.startswith("instrec: error: ")
+
+
+def test_spectrograms_writes_pngs(tone_data, tmp_path):
+    from PIL import Image
+
+    r = run_cli("spectrograms", tone_data / "sine", tmp_path / "png")
+    assert r.returncode == 0, r.stderr
+    pngs = sorted((tmp_path / "png").rglob("*.png"))
+    assert len(pngs) == 10
+    img = Image.open(pngs[0])
+    assert img.size == (640, 480) and img.mode == "L"
+    r = run_cli("spectrograms", tone_data / "sine" / "sine_00.wav", tmp_path / "rgb", "--image-mode", "rgb")
+    assert Image.open(tmp_path / "rgb" / "sine_00.png").mode == "RGB"
+
+
+def test_help_lists_every_command():
+    r = run_cli("--help")
+    for cmd in ("render", "spectrograms", "train", "evaluate", "predict", "demo"):
+        assert cmd in r.stdout
