@@ -15,11 +15,11 @@ from typing import Iterable, Sequence
 
 from ..audio import is_audio_path
 from ..errors import DataError, ParameterError
+# The tutorial data's folder says 'sax' while its file names say 'saxophone'.
+from .instruments import DEFAULT_ALIASES, canonical_label
 
 LABEL_MODES = ("auto", "folder", "filename", "manifest")
 MANIFEST_NAME = "manifest.csv"
-# The tutorial data's folder says 'sax' while its file names say 'saxophone'.
-DEFAULT_ALIASES = {"sax": "saxophone"}
 
 
 @dataclass
@@ -94,7 +94,7 @@ def load_dataset(
         paths = [paths]
     if not paths:
         raise ParameterError("no data path given")
-    aliases = {k.lower(): v for k, v in (DEFAULT_ALIASES if aliases is None else aliases).items()}
+    aliases = DEFAULT_ALIASES if aliases is None else aliases
     clips: list[Clip] = []
     skipped: list[tuple[str, str]] = []
     modes = []
@@ -110,11 +110,6 @@ def load_dataset(
         skipped += lost
         modes.append(mode)
     return Dataset(clips=clips, roots=[Path(p).resolve() for p in paths], label_mode="+".join(dict.fromkeys(modes)), skipped=skipped)
-
-
-def canonical(label: str, aliases: dict[str, str]) -> str:
-    label = label.strip().lower().replace(" ", "-")
-    return aliases.get(label, label)
 
 
 def find_audio(root: str | os.PathLike) -> list[Path]:
@@ -148,7 +143,7 @@ def _load_root(root: Path, mode: str, manifest: Path | None, aliases: dict[str, 
             raw = rel[0] if len(rel) > 1 else root.name
         else:
             raw = path.name.split("_", 1)[0] if "_" in path.name else path.stem
-        clips.append(Clip(path=path, label=canonical(raw, aliases), source=root.name, group=""))
+        clips.append(Clip(path=path, label=canonical_label(raw, aliases), source=root.name, group=""))
     return clips, [], mode
 
 
@@ -172,7 +167,7 @@ def _from_manifest(manifest: Path, aliases: dict[str, str]):
                 skipped.append((str(path), f"listed in {manifest.name} line {i} but missing"))
             else:
                 extra = {k: v for k, v in row.items() if k not in ("path", "label", "source", "group")}
-                clips.append(Clip(path=path, label=canonical(row["label"], aliases),
+                clips.append(Clip(path=path, label=canonical_label(row["label"], aliases),
                                   source=row.get("source") or base.name, group=row.get("group", ""), meta=extra))
     return clips, skipped
 

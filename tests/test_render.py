@@ -1,0 +1,329 @@
+"""Rendering clips with the real FluidSynth, and the instrument/note tables behind it."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from instrec.data import instruments as I
+from instrec.data import render as R
+from instrec.errors import ParameterError, RenderError
+
+try:
+    import fluidsynth  # noqa: F401
+
+    HAVE_FLUIDSYNTH = True
+except (ImportError, OSError):
+    HAVE_FLUIDSYNTH = False
+
+
+def needs(*fonts: str):
+    """Skip unless FluidSynth and the named SoundFonts are installed."""
+    missing = [f for f in fonts if not R.SOUNDFONTS[f].path.is_file()]
+    return pytest.mark.skipif(not HAVE_FLUIDSYNTH or bool(missing), reason=f"needs FluidSynth and {fonts}")
+
+
+SR = 22050
+SECONDS = 1.0
+SMALL = dict(instruments=("flute", "sax"), per_class=3, seconds=SECONDS, sr=SR)
+DYNAMIC_WORDS = {word for word, _, _ in R.DYNAMICS}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """2 instruments x 3 clips from each of two SoundFonts: source -> (folder, report)."""
+    out = {}
+    for source in ("fluidr3", "timgm6mb"):
+        if not HAVE_FLUIDSYNTH or not R.SOUNDFONTS[source].path.is_file():
+            continue
+        folder = tmp_path_factory.mktemp(source)
+        out[source] = folder, R.render(folder, soundfont=source, **SMALL)
+    return out
+
+
+def audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in (".wav", ".flac", ".mp3"))
+
+
+def read_manifest(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def parse_clip_name(path: Path) -> dict:
+    label, note, duration, dynamic, source, k = path.stem.split("_")
+    return dict(label=label, note=note, duration=float(duration), dynamic=dynamic, source=source, k=k)
+
+
+# ---------------------------------------------------------------------------------------------
+# rendered files
+
+
+@pytest.mark.parametrize("source", ["fluidr3", "timgm6mb"])
+def test_files_are_named_sized_and_audible(rendered, source):
+    if source not in rendered:
+        pytest.skip(f"{source} not installed")
+    folder, report = rendered[source]
+    files = audio_files(folder)
+    assert len(files) == 6
+    for path in files:
+        fields = parse_clip_name(path)
+        inst = I.resolve_instrument(fields["label"])
+        assert fields["label"] in ("flute", "saxophone") and fields["source"] == source
+        assert len(fields["k"]) == 3 and fields["dynamic"] in DYNAMIC_WORDS
+        assert inst.low <= I.parse_note_name(fields["note"]) <= inst.high
+        assert 0 < fields["duration"] <= SECONDS
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.frames) == (SR, 1, round(SECONDS * SR))
+        y, _ = sf.read(path)
+        peak = np.max(np.abs(y))
+        assert 0.5 < peak < 0.99, "normalised, not silent, not clipped"
+        assert abs(y[0]) < 1e-3, "the clip starts with its own note, nothing left from the last one"
+
+
+@pytest.mark.parametrize("source", ["fluidr3", "timgm6mb"])
+def test_manifest_matches_files_and_report(rendered, source):
+    if source not in rendered:
+        pytest.skip(f"{source} not installed")
+    folder, report = rendered[source]
+    rows = read_manifest(folder / "manifest.csv")
+    assert list(rows[0]) == list(R.MANIFEST_COLUMNS)
+    assert sorted(r["path"] for r in rows) == [p.name for p in audio_files(folder)]
+    for row in rows:
+        fields = parse_clip_name(Path(row["path"]))
+        assert row["label"] == fields["label"] and row["source"] == source
+        assert row["note"] == fields["note"] == I.note_name(int(row["pitch"]))
+        assert row["dynamic"] == fields["dynamic"] == R.dynamic_for_velocity(int(row["velocity"]))
+        assert float(row["duration"]) == fields["duration"]
+        assert (float(row["seconds"]), int(row["sr"])) == (SECONDS, SR)
+    assert report.n_written == 6 and report.per_class == {"flute": 3, "saxophone": 3}
+    assert report.sources == [source] and report.manifests == [folder / "manifest.csv"]
+    assert report.skipped == [] and report.elapsed > 0
+
+
+@needs("timgm6mb")
+def test_same_seed_same_bytes_other_seed_other_clips(rendered, tmp_path):
+    folder, _ = rendered["timgm6mb"]
+    R.render(tmp_path / "again", soundfont="timgm6mb", **SMALL)
+    again = audio_files(tmp_path / "again")
+    assert [p.name for p in again] == [p.name for p in audio_files(folder)]
+    assert all(p.read_bytes() == (folder / p.name).read_bytes() for p in again)
+    R.render(tmp_path / "other", soundfont="timgm6mb", seed=1, **SMALL)
+    assert [p.name for p in audio_files(tmp_path / "other")] != [p.name for p in again]
+
+
+@needs("fluidr3")
+def test_adding_an_instrument_changes_no_other(tmp_path):
+    common = dict(soundfont="fluidr3", per_class=2, seconds=0.5)
+    R.render(tmp_path / "one", instruments=["viola"], **common)
+    R.render(tmp_path / "two", instruments=["flute", "viola"], **common)
+    alone = audio_files(tmp_path / "one")
+    assert alone and all(p.read_bytes() == (tmp_path / "two" / p.name).read_bytes() for p in alone)
+
+
+@needs("timgm6mb")
+def test_progress_is_called_after_each_clip(tmp_path):
+    calls = []
+    R.render(tmp_path, soundfont="timgm6mb", instruments=["oboe", "cello"], per_class=2, seconds=0.3,
+             progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+@needs("timgm6mb")
+@pytest.mark.parametrize("fmt", ["flac", "mp3"])
+def test_flac_and_mp3_read_back(tmp_path, fmt):
+    report = R.render(tmp_path, soundfont="timgm6mb", instruments=["trumpet"], per_class=2, seconds=0.5, fmt=fmt)
+    files = audio_files(tmp_path)
+    assert report.n_written == 2 and [p.suffix for p in files] == [f".{fmt}"] * 2
+    for path in files:
+        y, sr = sf.read(path)
+        assert sr == SR and y.ndim == 1 and np.max(np.abs(y)) > 0.3
+        if fmt == "flac":  # lossless: exact length; mp3 adds encoder padding
+            assert len(y) == round(0.5 * SR)
+
+
+@needs("timgm6mb")
+@pytest.mark.parametrize("sr", [8000, 192000])
+def test_extreme_sample_rates_keep_exact_length(tmp_path, sr):
+    # 192 kHz is above FluidSynth's limit: rendered at 96 kHz and resampled.
+    R.render(tmp_path, soundfont="timgm6mb", instruments=["flute"], per_class=1, seconds=0.25, sr=sr)
+    (path,) = audio_files(tmp_path)
+    assert (sf.info(path).samplerate, sf.info(path).frames) == (sr, round(0.25 * sr))
+
+
+@needs("fluidr3")
+def test_silent_pitches_are_drawn_again_never_written(tmp_path, monkeypatch):
+    # FluidR3's contrabass has no sample above A3 (57): 58 always comes out silent.
+    monkeypatch.setitem(I.INSTRUMENTS, "double-bass", (43, 57, 58))
+    report = R.render(tmp_path, soundfont="fluidr3", instruments=["double-bass"], per_class=8, seconds=0.5)
+    assert report.n_written == 8 and report.retried > 0
+    assert {row["pitch"] for row in read_manifest(tmp_path / "manifest.csv")} == {"57"}
+
+
+@needs("fluidr3")
+def test_an_instrument_silent_everywhere_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setitem(I.INSTRUMENTS, "double-bass", (43, 60, 67))
+    calls = []
+    report = R.render(tmp_path, soundfont="fluidr3", instruments=["double-bass", "flute"], per_class=2,
+                      seconds=0.3, progress=lambda d, t: calls.append(d))
+    assert report.per_class == {"flute": 2} and calls[-1] == 4
+    assert [name for name, _ in report.skipped] == ["fluidr3/double-bass"] and "silent" in report.skipped[0][1]
+    assert all(p.name.startswith("flute_") for p in audio_files(tmp_path))
+
+
+@needs("timgm6mb")
+def test_soundfont_given_as_a_path(tmp_path):
+    font = tmp_path / "My_Font.sf2"
+    font.write_bytes(R.SOUNDFONTS["timgm6mb"].path.read_bytes())
+    R.render(tmp_path / "out", soundfont=str(font), instruments=["flute"], per_class=1, seconds=0.3)
+    (path,) = audio_files(tmp_path / "out")
+    assert parse_clip_name(path)["source"] == "my-font"
+    assert R.resolve_soundfonts(R.SOUNDFONTS["timgm6mb"].path) == {"timgm6mb": R.SOUNDFONTS["timgm6mb"].path}
+
+
+@needs("timgm6mb")
+def test_all_skips_missing_soundfonts_and_nests_sources(tmp_path, monkeypatch):
+    fonts = {"nowhere": R.SoundFontInfo(tmp_path / "nowhere.sf2", "some-package"),
+             "timgm6mb": R.SOUNDFONTS["timgm6mb"]}
+    monkeypatch.setattr(R, "SOUNDFONTS", fonts)
+    report = R.render(tmp_path / "out", soundfont="all", instruments=["viola"], per_class=2, seconds=0.3)
+    assert report.sources == ["timgm6mb"] and report.n_written == 2
+    assert report.skipped == [("nowhere", f"SoundFont 'nowhere' not found at {tmp_path / 'nowhere.sf2'}: "
+                                          "apt-get install some-package")]
+    top = read_manifest(tmp_path / "out" / "manifest.csv")
+    inner = read_manifest(tmp_path / "out" / "timgm6mb" / "manifest.csv")
+    assert [r["path"] for r in top] == [f"timgm6mb/{r['path']}" for r in inner]
+    assert all((tmp_path / "out" / r["path"]).is_file() for r in top)
+
+
+@pytest.mark.slow
+@needs("fluidr3", "musescore", "timgm6mb")
+def test_all_installed_soundfonts(tmp_path):
+    report = R.render(tmp_path, soundfont="all", instruments=["cello"], per_class=1, seconds=0.5)
+    assert report.sources == ["fluidr3", "musescore", "timgm6mb"] and report.n_written == 3
+    rows = read_manifest(tmp_path / "manifest.csv")
+    assert sorted(r["source"] for r in rows) == report.sources
+    for row in rows:
+        assert row["path"].startswith(row["source"] + "/") and f"_{row['source']}_" in row["path"]
+        y, sr = sf.read(tmp_path / row["path"])
+        assert len(y) == round(0.5 * sr) and np.max(np.abs(y)) > 0.5
+    assert len(report.manifests) == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(soundfont="fluidr4"), ["soundfont", "'fluidr4'", "fluidr3, musescore, timgm6mb, all"]),
+        (dict(soundfont="notes.txt/"), ["soundfont", ".sf2"]),
+        (dict(instruments=["flute", "flut"]), ["instrument", "'flut'", "flute"]),
+        (dict(instruments=[]), ["instruments"]),
+        (dict(per_class=0), ["per_class", "0"]),
+        (dict(per_class=2.5), ["per_class"]),
+        (dict(seconds=0), ["seconds"]),
+        (dict(seconds=61), ["seconds", "61"]),
+        (dict(sr=4000), ["sr", "4000"]),
+        (dict(fmt="ogg"), ["fmt", "wav, flac, mp3"]),
+        (dict(fmt="mp3", sr=96000), ["mp3", "96000"]),
+        (dict(seed=-1), ["seed"]),
+    ],
+)
+def test_bad_arguments_raise_parameter_error(tmp_path, kwargs, words):
+    with pytest.raises(ParameterError) as err:
+        R.render(tmp_path / "out", **kwargs)
+    message = str(err.value)
+    assert "\n" not in message and all(w in message for w in words), message
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_soundfont_file_raises_render_error(tmp_path):
+    with pytest.raises(RenderError, match="soundfont file not found: .*nope.sf2"):
+        R.render(tmp_path, soundfont=str(tmp_path / "nope.sf2"))
+
+
+def test_missing_named_soundfont_names_the_apt_package(tmp_path, monkeypatch):
+    fonts = {name: R.SoundFontInfo(tmp_path / "gone" / info.path.name, info.package)
+             for name, info in R.SOUNDFONTS.items()}
+    monkeypatch.setattr(R, "SOUNDFONTS", fonts)
+    assert R.installed_soundfonts() == {}
+    with pytest.raises(RenderError, match="apt-get install musescore-general-soundfont") as err:
+        R.render(tmp_path / "out", soundfont="musescore")
+    assert "SoundFont 'musescore' not found at" in str(err.value)
+    with pytest.raises(RenderError, match="fluid-soundfont-gm musescore-general-soundfont timgm6mb-soundfont"):
+        R.render(tmp_path / "out", soundfont="all")
+
+
+@needs("fluidr3")
+def test_missing_fluidsynth_names_the_apt_packages(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "fluidsynth", None)  # makes `import fluidsynth` fail
+    with pytest.raises(RenderError, match="apt-get install fluidsynth libfluidsynth3"):
+        R.render(tmp_path, soundfont="fluidr3", per_class=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# instruments and notes
+
+
+@pytest.mark.parametrize("name", ["French Horn", "french_horn", "FRENCH-HORN", " french horn ", "horn"])
+def test_resolve_instrument_spellings(name):
+    assert I.resolve_instrument(name) == I.Instrument("french-horn", 60, 35, 77)
+
+
+def test_resolve_instrument_labels_programs_and_ranges():
+    assert I.resolve_instrument("sax") == I.Instrument("saxophone", 65, 49, 80)
+    assert I.resolve_instrument("Alto Sax") == I.Instrument("alto-sax", 65, 49, 80)  # GM name kept
+    assert I.resolve_instrument("contrabass").label == "double-bass"
+    assert I.resolve_instrument("Acoustic Guitar (nylon)") == I.Instrument("acoustic-guitar-nylon", 24, 40, 83)
+    assert I.resolve_instrument("gunshot") == I.Instrument("gunshot", 127, *I.GENERIC_RANGE)
+    assert I.resolve_instrument("saxophone").gm_name == "alto-sax"
+    for name in I.DEFAULT_INSTRUMENTS:
+        assert I.resolve_instrument(name).label == name
+
+
+def test_unknown_instrument_suggests_close_names():
+    with pytest.raises(ParameterError, match="unknown instrument 'violn'.*violin"):
+        I.resolve_instrument("violn")
+
+
+def test_tables_are_consistent():
+    assert len(I.GM_PROGRAMS) == len(set(I.GM_PROGRAMS)) == 128
+    assert I.GM_PROGRAMS[0] == "acoustic-grand-piano" and I.GM_PROGRAMS[73] == "flute"
+    labels = [*I.GM_PROGRAMS, *I.INSTRUMENTS, *I.DEFAULT_ALIASES.values()]
+    assert all(label == I.normalise_label(label) and "_" not in label for label in labels)
+    for label, (program, low, high) in I.INSTRUMENTS.items():
+        assert 0 <= program < 128 and 0 <= low < high <= 127, label
+    assert all(target in I.INSTRUMENTS or target in I.GM_PROGRAMS for target in I.DEFAULT_ALIASES.values())
+
+
+def test_canonical_label():
+    assert I.canonical_label("sax") == I.canonical_label("Sax") == "saxophone"
+    assert I.canonical_label("sax", aliases={}) == "sax"
+    assert I.canonical_label("Bass Clarinet") == "bass-clarinet"  # unknown names pass, normalised
+    assert I.canonical_label("Fagott", aliases={"fagott": "bassoon"}) == "bassoon"
+
+
+def test_note_names_round_trip():
+    assert I.note_name(70) == "As4" and I.parse_note_name("As4") == 70
+    assert I.note_name(60) == "C4" and I.note_name(0) == "C-1" and I.note_name(127) == "G9"
+    assert I.parse_note_name("A#4") == I.parse_note_name("Bb4") == 70
+    assert all(I.parse_note_name(I.note_name(m)) == m for m in range(128))
+
+
+@pytest.mark.parametrize("bad", ["H4", "As", "A##4", "C10", "", "G-2"])
+def test_parse_note_name_rejects(bad):
+    with pytest.raises(ParameterError):
+        I.parse_note_name(bad)
+
+
+@pytest.mark.parametrize("bad", [-1, 128, 60.0, True])
+def test_note_name_rejects(bad):
+    with pytest.raises(ParameterError):
+        I.note_name(bad)
