@@ -162,3 +162,33 @@ def test_help_lists_every_command():
     r = run_cli("--help")
     for cmd in ("render", "spectrograms", "train", "evaluate", "predict", "demo"):
         assert cmd in r.stdout
+
+
+def test_render_default_600_clips_identical_for_same_seed(tmp_path):
+    r = run_cli("render", tmp_path / "a")
+    assert r.returncode == 0, r.stderr
+    files = sorted((tmp_path / "a").glob("*.wav"))
+    assert len(files) == 600
+    counts = {}
+    for f in files:
+        info = sf.info(str(f))
+        assert info.samplerate == SR and info.channels == 1 and info.frames == 3 * SR
+        label, note, dur, dyn, source, k = f.stem.split("_")
+        assert source == "fluidr3" and len(k) == 3
+        counts[label] = counts.get(label, 0) + 1
+    assert counts == {c: 100 for c in ("cello", "flute", "oboe", "saxophone", "trumpet", "viola")}
+    y, _ = sf.read(str(files[0]))
+    assert np.abs(y).max() > 0.1  # audible
+    rows = list(csv.DictReader(open(tmp_path / "a" / "manifest.csv")))
+    assert len(rows) == 600 and {"path", "label", "source", "pitch", "velocity", "duration"} <= set(rows[0])
+
+    assert run_cli("render", tmp_path / "b", "--instruments", "flute,cello", "--per-class", "5").returncode == 0
+    for f in sorted((tmp_path / "b").glob("*.wav")):
+        assert f.read_bytes() == (tmp_path / "a" / f.name).read_bytes()
+
+
+def test_render_unknown_soundfont_and_instrument(tmp_path):
+    r = run_cli("render", tmp_path, "--soundfont", "nosuchfont")
+    assert r.returncode == 2 and "nosuchfont" in r.stderr and len(error_lines(r.stderr)) == 1
+    r = run_cli("render", tmp_path, "--instruments", "flute,kazooo")
+    assert r.returncode == 2 and "kazooo" in r.stderr and len(error_lines(r.stderr)) == 1
