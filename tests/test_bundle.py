@@ -112,3 +112,23 @@ def test_parameters_validated_at_the_boundary():
         parse_hidden("64,x")
     with pytest.raises(ParameterError):
         get_recipe("seed-mfcc").with_overrides(activation="swish")
+
+
+def test_interrupted_save_leaves_old_bundle_and_no_debris(trained, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    clf, X, _ = trained
+    dst = clf.save(tmp_path / "m")
+    before = (dst / "model.safetensors").read_bytes()
+
+    def crash(tensors, filename, *a, **k):
+        open(filename, "wb").write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        clf.save(dst)
+    with pytest.raises(KeyboardInterrupt):
+        clf.save(tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert (dst / "model.safetensors").read_bytes() == before

@@ -17,6 +17,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 32  # Keras' default, the tutorial's
     lr: float = 1e-3  # Adam's default in Keras
+    eps: float = 1e-7  # Keras' Adam epsilon (PyTorch's default is 1e-8)
     optimizer: str = "adam"
 
     def __post_init__(self):
@@ -26,6 +27,8 @@ class TrainConfig:
             raise ParameterError(f"batch_size must be a positive integer; got {self.batch_size!r}")
         if not self.lr > 0:
             raise ParameterError(f"lr must be positive; got {self.lr!r}")
+        if not self.eps > 0:
+            raise ParameterError(f"eps must be positive; got {self.eps!r}")
         if self.optimizer != "adam":
             raise ParameterError(f"optimizer must be adam; got {self.optimizer!r}")
 

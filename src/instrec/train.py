@@ -38,7 +38,7 @@ def fit_network(
     scale = getattr(net, "scale", None)
     if hasattr(scale, "fit"):
         scale.fit(Xt)
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, eps=config.eps)
     loss_fn = nn.CrossEntropyLoss()
     history = {"loss": [], "accuracy": []}
     t0 = time.perf_counter()

@@ -1,0 +1,38 @@
+"""The main job end to end, small: render → features → train both recipes → evaluate → report."""
+
+import json
+
+from conftest import run_cli
+
+
+def test_demo_on_builtin_data(tmp_path):
+    out = tmp_path / "demo"
+    r = run_cli("demo", "--out", out, "--per-class", "8")
+    assert r.returncode == 0, r.stderr
+    report = (out / "report.md").read_text()
+    assert r.stdout.strip().startswith("# instrec demo")
+    for name in ("seed-spectrogram", "seed-mfcc"):
+        assert name in report
+        assert (out / "reports" / name / "confusion_matrix.png").stat().st_size > 1000
+        assert (out / "models" / name / "model.safetensors").is_file()
+        assert f"reports/{name}/confusion_matrix.png" in report
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"seed-spectrogram", "seed-mfcc"}
+    for m in summary.values():
+        assert m["n"] == 10  # 20% of 48 clips, rounded up
+        assert 0.0 <= m["accuracy"] <= 1.0 and m["train_seconds"] > 0
+    assert "accuracy" in report and "ROC AUC" in report and "seed**: 0" in report
+    assert len(list((out / "data").glob("*.wav"))) == 48
+
+    # A second run reuses the render made with the same settings.
+    r = run_cli("demo", "--out", out, "--per-class", "8")
+    assert r.returncode == 0 and "reusing rendered data" in r.stderr
+
+
+def test_demo_on_a_users_folder(tone_data, tmp_path):
+    r = run_cli("demo", "--data", tone_data, "--out", tmp_path / "d")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["seed-mfcc"]["n"] == 6
+    assert summary["seed-mfcc"]["accuracy"] >= 5 / 6
+    assert not (tmp_path / "d" / "data").exists()
