@@ -38,3 +38,10 @@ class RenderError(InstrecError):
 
 class BundleError(InstrecError):
     """A model bundle is missing, incomplete or does not validate."""
+
+
+def skip_entry(error: InstrecError, path) -> tuple[str, str]:
+    """``(file, problem)`` for a batch command's list of skipped files."""
+    if isinstance(error, AudioError):
+        return error.path, error.problem
+    return str(path), str(error)

@@ -96,7 +96,7 @@ def report_markdown(metrics: dict, *, title: str, context: dict, skipped: Sequen
     lines += [f"- **{k}**: {v}" for k, v in context.items()]
     lines += [
         "",
-        f"| accuracy | macro F1 | ROC AUC (one-vs-rest, macro) | clips scored |",
+        "| accuracy | macro F1 | ROC AUC (one-vs-rest, macro) | clips scored |",
         "|---|---|---|---|",
         f"| {fmt_pct(metrics['accuracy'])} | {fmt_num(metrics['macro_f1'])} | {fmt_num(metrics['roc_auc_ovr_macro'])} | {metrics['n']} |",
         "",

@@ -17,10 +17,9 @@ import numpy as np
 from .classifier import InstrumentClassifier, Prediction
 from .data.folder import Dataset, find_audio, load_dataset
 from .data.splits import split_indices
-from .errors import DataError
+from .errors import DataError, InstrecError, skip_entry
 from .evaluate import compute_metrics, write_report
 from .features import extract
-from .fileio import write_text
 from .recipes import Recipe, get_recipe
 
 Progress = Callable[[str, int], Callable[[int, int], None]]
@@ -172,8 +171,6 @@ def predict_paths(
     progress: Progress | None = None,
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predict every audio file named or found (recursively) under ``paths``; bad files are skipped."""
-    from .errors import AudioError, InstrecError
-
     files, skipped = [], []
     for p in paths:
         p = Path(p)
@@ -191,10 +188,8 @@ def predict_paths(
     for i, f in enumerate(files):
         try:
             results.append(model.predict_file(f))
-        except AudioError as e:
-            skipped.append((e.path, e.problem))
         except InstrecError as e:
-            skipped.append((str(f), str(e)))
+            skipped.append(skip_entry(e, f))
         if bar:
             bar(i + 1, len(files))
     return results, skipped

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from .data.folder import find_audio
-from .errors import AudioError, DataError
+from .errors import DataError, InstrecError, skip_entry
 from .fileio import write_bytes
 
 
@@ -42,8 +42,8 @@ def write_spectrograms(data: str | os.PathLike, out: str | os.PathLike, *, mode:
             Image.fromarray(img).save(buf, format="PNG")
             write_bytes(out / f.relative_to(base).with_suffix(".png"), buf.getvalue())
             written += 1
-        except AudioError as e:
-            skipped.append((e.path, e.problem))
+        except InstrecError as e:
+            skipped.append(skip_entry(e, f))
         if bar:
             bar(i + 1, len(files))
     return written, skipped

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import AudioError, InstrecError, ParameterError
+from ..errors import InstrecError, ParameterError, skip_entry
 
 FEATURE_KINDS = ("image", "mfcc")
 IMAGE_MODES = ("gray", "rgb")
@@ -104,10 +104,8 @@ def extract(
         try:
             X[len(ok)] = compute_file(path, config)
             ok.append(i)
-        except AudioError as e:
-            skipped.append((e.path, e.problem))
         except InstrecError as e:
-            skipped.append((str(path), str(e)))
+            skipped.append(skip_entry(e, path))
         if progress:
             progress(i + 1, len(paths))
     return X[: len(ok)], np.asarray(ok, dtype=np.int64), skipped
