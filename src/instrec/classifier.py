@@ -43,11 +43,12 @@ class InstrumentClassifier:
     seed : seeds weight initialisation and minibatch order
     """
 
-    def __init__(self, recipe: Recipe | str = "seed-mfcc", *, seed: int = 0):
+    def __init__(self, recipe: Recipe | str = "seed-mfcc", *, seed: int = 0, device: str = "auto"):
         self.recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
         if not isinstance(seed, int) or seed < 0:
             raise ParameterError(f"seed must be a non-negative integer; got {seed!r}")
         self.seed = seed
+        self.device = device
         self.classes_: list[str] | None = None
         self.net_ = None
         self.history_: dict | None = None
@@ -70,9 +71,10 @@ class InstrumentClassifier:
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[l] for l in labels], dtype=np.int64)
         seed_everything(self.seed)  # weight initialisation depends on it
-        self.net_ = models.build(self.recipe.model, X.shape[1], len(classes))
+        self.net_ = models.build(self.recipe.model, self.recipe.feature, len(classes))
         self.classes_ = classes
-        self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, on_epoch=on_epoch)
+        self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, device=self.device,
+                                    on_epoch=on_epoch)
         return self
 
     # -- prediction ---------------------------------------------------------------------------
@@ -153,7 +155,7 @@ class InstrumentClassifier:
             raise BundleError(f"{path}: model.json is incomplete or malformed ({e})") from None
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise BundleError(f"{path}: model.json must list at least 2 distinct classes")
-        net = models.build(recipe.model, recipe.feature.dim, len(classes))
+        net = models.build(recipe.model, recipe.feature, len(classes))
         expected = net.state_dict()
         if set(tensors) != set(expected):
             raise BundleError(f"{path}: weights do not match the recipe (tensor names differ)")

@@ -19,6 +19,11 @@ class TrainConfig:
     lr: float = 1e-3  # Adam's default in Keras
     eps: float = 1e-7  # Keras' Adam epsilon (PyTorch's default is 1e-8)
     optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # or "cosine"
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
+    val_fraction: float = 0.0  # held out of the training rows for early stopping; 0 = none
+    patience: int = 0  # epochs without validation improvement before stopping; 0 = never
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -29,6 +34,12 @@ class TrainConfig:
             raise ParameterError(f"lr must be positive; got {self.lr!r}")
         if not self.eps > 0:
             raise ParameterError(f"eps must be positive; got {self.eps!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ParameterError(f"schedule must be constant or cosine; got {self.schedule!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ParameterError(f"val_fraction must be in [0, 1); got {self.val_fraction!r}")
+        if self.mixup < 0 or self.weight_decay < 0 or self.patience < 0:
+            raise ParameterError("mixup, weight_decay and patience must not be negative")
         if self.optimizer != "adam":
             raise ParameterError(f"optimizer must be adam; got {self.optimizer!r}")
 
@@ -90,6 +101,14 @@ RECIPES: dict[str, Recipe] = {
         feature=FeatureConfig(kind="mfcc", n_mfcc=40),
         model=ModelConfig(hidden=(64, 32, 16), activation="relu", standardize=True),
         train=TrainConfig(epochs=500),
+    ),
+    "cnn": Recipe(
+        name="cnn",
+        description="log-mel (64 bands) of a 3-s window → 8-layer CNN with global pooling; augmented, mixup, early stopping",
+        feature=FeatureConfig(kind="logmel", sr=22050, n_fft=2048, hop_length=512, n_mels=64, fmin=30.0, seconds=3.0),
+        model=ModelConfig(arch="cnn", channels=(16, 32, 64, 128), dropout=0.3, augment=True),
+        train=TrainConfig(epochs=40, batch_size=32, lr=2e-3, eps=1e-8, weight_decay=1e-4, schedule="cosine",
+                          mixup=0.2, val_fraction=0.15, patience=10),
     ),
 }
 

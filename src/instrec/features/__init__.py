@@ -14,7 +14,9 @@ import numpy as np
 
 from ..errors import InstrecError, ParameterError, skip_entry
 
-FEATURE_KINDS = ("image", "mfcc")
+# image: the tutorial's spectrogram picture; mfcc: MFCC means; logmel: a fixed-length waveform
+# window whose log-mel spectrogram the network computes itself (features.frontend.LogMel).
+FEATURE_KINDS = ("image", "mfcc", "logmel")
 IMAGE_MODES = ("gray", "rgb")
 
 
@@ -32,6 +34,9 @@ class FeatureConfig:
     width: int = 640
     height: int = 480
     image_mode: str = "gray"
+    seconds: float = 3.0  # logmel: window length; shorter clips are padded with silence
+    fmin: float = 0.0
+    fmax: float | None = None
 
     def __post_init__(self):
         if self.kind not in FEATURE_KINDS:
@@ -42,12 +47,16 @@ class FeatureConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ParameterError(f"{name} must be a positive integer; got {v!r}")
+        if not 0.05 <= self.seconds <= 600:
+            raise ParameterError(f"seconds must be between 0.05 and 600; got {self.seconds!r}")
 
     @property
     def dim(self) -> int:
         """Length of the flat feature vector."""
         if self.kind == "image":
             return self.width * self.height * (3 if self.image_mode == "rgb" else 1)
+        if self.kind == "logmel":
+            return int(round(self.seconds * self.sr))
         return self.n_mfcc
 
     def to_dict(self) -> dict:
@@ -65,6 +74,10 @@ class FeatureConfig:
 def compute(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """The feature vector of mono audio ``y`` sampled at ``config.sr`` (float32, ``(config.dim,)``)."""
     c = config
+    if c.kind == "logmel":
+        from ..audio import fix_length
+
+        return fix_length(np.asarray(y, dtype=np.float32), size=c.dim)
     if c.kind == "mfcc":
         from .mfcc import mfcc_mean
 

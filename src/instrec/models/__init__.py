@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 
 from ..errors import ParameterError
 
-ARCHS = ("mlp",)
+ARCHS = ("mlp", "cnn")
 ACTIVATIONS = ("relu", "selu", "tanh")
 
 
@@ -22,6 +22,10 @@ class ModelConfig:
     # Standardise inputs with the training set's mean and std (sklearn's StandardScaler, kept
     # inside the network so prediction can never forget it).
     standardize: bool = False
+    # cnn only
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    dropout: float = 0.3
+    augment: bool = True
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -29,12 +33,18 @@ class ModelConfig:
         if self.activation not in ACTIVATIONS:
             raise ParameterError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if not self.channels or any(c <= 0 for c in self.channels):
+            raise ParameterError(f"channels must be positive, e.g. 16,32,64,128; got {self.channels!r}")
+        if not 0 <= self.dropout < 1:
+            raise ParameterError(f"dropout must be in [0, 1); got {self.dropout!r}")
         if not self.hidden or any(h <= 0 for h in self.hidden):
             raise ParameterError(f"hidden must be positive layer sizes, e.g. 64,32; got {self.hidden!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        d["channels"] = list(self.channels)
         return d
 
     @classmethod
@@ -45,10 +55,22 @@ class ModelConfig:
         return cls(**d)
 
 
-def build(config: ModelConfig, in_dim: int, n_classes: int):
-    """The network for ``config`` (logits out; softmax is applied by ``predict_proba``)."""
+def build(config: ModelConfig, feature, n_classes: int):
+    """The network for ``config`` fed by ``feature`` (a FeatureConfig); logits out.
+
+    Softmax is applied by ``predict_proba``.
+    """
+    if n_classes < 2:
+        raise ParameterError(f"need at least 2 classes; got {n_classes}")
+    if config.arch == "cnn":
+        from .cnn import CNN
+
+        if feature.kind != "logmel":
+            raise ParameterError(f"the cnn takes logmel features, not {feature.kind}")
+        f = feature
+        return CNN(n_classes, sr=f.sr, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels, fmin=f.fmin,
+                   fmax=f.fmax, top_db=f.top_db, channels=config.channels, dropout=config.dropout,
+                   augment=config.augment)
     from .mlp import MLP
 
-    if in_dim <= 0 or n_classes < 2:
-        raise ParameterError(f"need in_dim > 0 and at least 2 classes; got {in_dim}, {n_classes}")
-    return MLP(in_dim, config.hidden, n_classes, activation=config.activation, standardize=config.standardize)
+    return MLP(feature.dim, config.hidden, n_classes, activation=config.activation, standardize=config.standardize)

@@ -1,0 +1,52 @@
+"""A small convolutional network on log-mel spectrograms, front end included.
+
+waveform → [augment] → LogMel → BandNorm → [SpecAugment] → 4 conv blocks → global pooling → classes
+
+Global pooling over time and frequency makes the decision indifferent to where in the clip a
+pattern sits and, within the range the pooled receptive field allows, at which pitch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..augment import SpecAugment, WaveAugment
+from ..features.frontend import BandNorm, LogMel
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class CNN(nn.Module):
+    def __init__(self, n_classes: int, *, sr: int, n_fft: int, hop_length: int, n_mels: int, fmin: float,
+                 fmax: float | None, top_db: float, channels=(16, 32, 64, 128), dropout: float = 0.3,
+                 augment: bool = True):
+        super().__init__()
+        self.augment = WaveAugment(sr) if augment else nn.Identity()
+        self.frontend = LogMel(sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax, top_db=top_db)
+        self.norm = BandNorm(n_mels)
+        self.specaugment = SpecAugment() if augment else nn.Identity()
+        blocks, cin = [], 1
+        for c in channels:
+            blocks.append(_block(cin, c))
+            cin = c
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * cin, n_classes))
+
+    @torch.no_grad()
+    def prepare(self, X: torch.Tensor, batch_size: int = 128) -> None:
+        """Fit the per-band statistics on the (un-augmented) training clips."""
+        mels = torch.cat([self.frontend(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
+        self.norm.fit(mels)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        x = self.specaugment(self.norm(self.frontend(self.augment(y))))
+        h = self.body(x.unsqueeze(1))  # (batch, channels, bands, frames)
+        pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        return self.head(pooled)
