@@ -1,0 +1,94 @@
+"""The cnn recipe: front end faithful to librosa, augmentation only in training, a real training run."""
+
+from dataclasses import replace
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from instrec import models
+from instrec.augment import SpecAugment, WaveAugment
+from instrec.classifier import InstrumentClassifier
+from instrec.data import load_dataset
+from instrec.errors import ParameterError
+from instrec.features import FeatureConfig, compute, extract
+from instrec.features.frontend import LogMel
+from instrec.recipes import get_recipe
+from instrec.train import resolve_device
+
+from conftest import SR, tone
+
+
+def test_logmel_matches_librosa():
+    y = tone("saw", 330, seconds=2.0) + 0.2 * tone("square", 990, seconds=2.0)
+    ref = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, n_fft=2048, hop_length=512, n_mels=64, fmin=30.0),
+                              ref=np.max, top_db=80.0)
+    ours = LogMel(sr=SR, n_fft=2048, hop_length=512, n_mels=64, fmin=30.0)(torch.from_numpy(y)[None])[0].numpy()
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).max() < 0.05  # dB; float32 against float64
+
+
+def test_logmel_feature_is_a_fixed_length_window():
+    c = FeatureConfig(kind="logmel", seconds=1.0)
+    assert compute(np.ones(100, np.float32), c).shape == (SR,)
+    assert compute(np.ones(3 * SR, np.float32), c).shape == (SR,)
+
+
+def test_augmentation_only_in_training_and_reproducible():
+    y = torch.from_numpy(np.stack([tone("saw", 220 * (i + 1), seconds=1.0) for i in range(4)]))
+    aug = WaveAugment(SR)
+    aug.eval()
+    assert torch.equal(aug(y), y)
+    aug.train()
+    torch.manual_seed(3)
+    a = aug(y)
+    torch.manual_seed(3)
+    b = aug(y)
+    assert torch.equal(a, b) and a.shape == y.shape and torch.isfinite(a).all()
+    assert not torch.allclose(a, y)
+
+    x = torch.randn(4, 64, 100) + 5
+    sa = SpecAugment(freq_masks=1, freq_width=10, time_masks=1, time_width=10)
+    assert torch.equal(sa.eval()(x), x)
+    masked = sa.train()(x)
+    assert (masked == 0).any() and masked.shape == x.shape
+
+
+def test_cnn_size_and_pooling_shape():
+    r = get_recipe("cnn")
+    net = models.build(r.model, r.feature, 6)
+    assert sum(p.numel() for p in net.parameters()) <= 2_000_000
+    net.eval()
+    with torch.no_grad():
+        # any window length works: global pooling removes the time axis
+        assert net(torch.randn(2, SR)).shape == (2, 6)
+        assert net(torch.randn(1, 3 * SR)).shape == (1, 6)
+
+
+def test_cnn_trains_saves_and_reloads(rendered_data, tmp_path):
+    r = get_recipe("cnn")
+    r = replace(r, feature=replace(r.feature, seconds=1.5), train=replace(r.train, epochs=6, patience=3))
+    ds = load_dataset(rendered_data)
+    X, ok, skipped = extract([c.path for c in ds.clips], r.feature)
+    y = [ds.clips[i].label for i in ok]
+    assert not skipped and X.shape == (24, int(1.5 * SR))
+    clf = InstrumentClassifier(r, seed=0).fit(X, y)
+    h = clf.history_
+    assert 1 <= h["best_epoch"] <= h["epochs_run"] <= 6 and len(h["val_accuracy"]) == h["epochs_run"]
+    assert h["loss"][-1] < h["loss"][0]
+    p = clf.predict_proba(X)
+    assert p.shape == (24, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
+    again = InstrumentClassifier.load(clf.save(tmp_path / "cnn"))
+    assert np.allclose(again.predict_proba(X), p, atol=1e-6)
+    pred = again.predict_file(ds.clips[0].path)
+    assert pred.label in again.classes
+
+
+def test_device_choice():
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match="CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(ParameterError):
+        resolve_device("tpu")
