@@ -66,6 +66,7 @@ class LabelMode(str, Enum):
 class SplitMethod(str, Enum):
     random = "random"
     stratified = "stratified"
+    group = "group"
 
 
 class ImageMode(str, Enum):
@@ -129,39 +130,109 @@ def spectrograms(
         raise typer.Exit(1)
 
 
+RECIPE_HELP = "recipe name: seed-spectrogram, seed-mfcc, ..."
+GROUP_BY_HELP = "keep each group on one side: pitch, pitch_class, source, group or a manifest column"
+
+
+def _recipe(recipe: str, epochs, hidden, activation, image_mode):
+    from .recipes import get_recipe, parse_hidden
+
+    return get_recipe(recipe).with_overrides(epochs=epochs, hidden=parse_hidden(hidden), activation=activation,
+                                             image_mode=image_mode.value if image_mode else None)
+
+
 @app.command()
 def train(
     data: List[Path] = typer.Argument(..., help="one or more folders of labelled audio"),
-    recipe: str = typer.Option("seed-mfcc", help="seed-spectrogram or seed-mfcc"),
-    out: Path = typer.Option(..., "--out", help="model folder to write (weights + model.json)"),
-    split: SplitMethod = typer.Option(SplitMethod.random, help="train/test split (the tutorial's: random)"),
-    test_size: float = typer.Option(0.2, "--test-size", help="fraction held back for testing"),
+    recipe: str = typer.Option("seed-mfcc", help=RECIPE_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help="model folder to write (weights + model.json); required unless --cv"),
+    split: Optional[SplitMethod] = typer.Option(
+        None, help="train/test split: random (the tutorial's, the default), stratified, or group (with --group-by; the default when --group-by is given)"),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help=GROUP_BY_HELP),
+    cv: Optional[int] = typer.Option(
+        None, "--cv", help="K-fold cross-validation instead of one split: trains K models, prints mean ± std, saves no model "
+                           "(folds stratified, or grouped with --group-by; --out and --test-size do not apply)"),
+    test_size: float = typer.Option(0.2, "--test-size", help="fraction held back for testing (of the groups, with --split group)"),
     seed: int = typer.Option(0, help="seeds the split (random_state) and the network"),
     epochs: Optional[int] = typer.Option(None, help="override the recipe's epochs"),
     hidden: Optional[str] = typer.Option(None, help="hidden layer sizes, e.g. 64,32"),
     activation: Optional[str] = typer.Option(None, help="relu or selu (or tanh)"),
     image_mode: Optional[ImageMode] = typer.Option(None, "--image-mode", help="spectrogram image: gray or rgb"),
-    report: Optional[Path] = typer.Option(None, help="also write the test-split report here"),
+    report: Optional[Path] = typer.Option(None, help="also write the test-split (or cross-validation) report here"),
     labels: LabelMode = LABELS_OPT,
     manifest: Optional[Path] = MANIFEST_OPT,
     alias: Optional[List[str]] = ALIAS_OPT,
 ):
-    """Train a model on labelled audio and save it as a bundle."""
+    """Train a model on labelled audio and save it as a bundle (or cross-validate with --cv)."""
     from .data.folder import parse_aliases
-    from .evaluate import fmt_num, fmt_pct
-    from .pipeline import train_model
-    from .recipes import get_recipe, parse_hidden
+    from .errors import ParameterError
+    from .evaluate import crossval_table, fmt_mean_std, fmt_num, fmt_pct
+    from .pipeline import cross_validate, train_model
 
-    r = get_recipe(recipe).with_overrides(epochs=epochs, hidden=parse_hidden(hidden), activation=activation,
-                                          image_mode=image_mode.value if image_mode else None)
+    r = _recipe(recipe, epochs, hidden, activation, image_mode)
+    data_opts = dict(labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []))
+    if cv is not None:
+        if out is not None:
+            raise ParameterError("--cv trains one model per fold and saves none; leave out --out (or drop --cv)")
+        if split is SplitMethod.group and not group_by:
+            raise ParameterError("--split group needs --group-by (pitch, pitch_class, source, group or a manifest column)")
+        with _progress() as progress:
+            res = cross_validate(data, recipe=r, k=cv, seed=seed, group_by=group_by, out=report, progress=progress, **data_opts)
+        typer.echo(crossval_table(res), nl=False)
+        m, sd = res["mean"], res["std"]
+        typer.echo(f"{r.name}: {cv}-fold cross-validation: accuracy {fmt_mean_std(m['accuracy'], sd['accuracy'], pct=True)}, "
+                   f"macro F1 {fmt_mean_std(m['macro_f1'], sd['macro_f1'])}, "
+                   f"ROC AUC {fmt_mean_std(m['roc_auc_ovr_macro'], sd['roc_auc_ovr_macro'])} (mean ± std over folds)"
+                   + (f"; report in {report}" if report else ""))
+        _report_skipped([tuple(x) for x in res["skipped"]])
+        return
+    if out is None:
+        raise ParameterError("--out is required (the model folder to write), unless --cv is given")
+    method = split.value if split else ("group" if group_by else "random")
     with _progress() as progress:
-        res = train_model(data, recipe=r, out=out, split=split.value, test_size=test_size, seed=seed,
-                          labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []),
-                          report_dir=report, progress=progress)
+        res = train_model(data, recipe=r, out=out, split=method, group_by=group_by, test_size=test_size, seed=seed,
+                          report_dir=report, progress=progress, **data_opts)
     m = res.metrics
     typer.echo(f"{r.name}: test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
-               f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} held-back clips; model saved to {out}")
+               f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} held-back clips "
+               f"{res.context['evaluated on'].removeprefix('held-back test split ')}; model saved to {out}")
+    if m.get("unknown_classes"):
+        typer.echo("not scored, test classes absent from the training split: "
+                   + ", ".join(f"{c} ({n} clips)" for c, n in m["unknown_classes"].items()), err=True)
     _report_skipped(res.skipped)
+
+
+@app.command()
+def crossval(
+    data: List[Path] = typer.Argument(..., help="folders of labelled audio from at least 2 sources (folder name or manifest 'source' column)"),
+    recipe: str = typer.Option("seed-mfcc", help=RECIPE_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help="report folder: crossval.json and report.md"),
+    seed: int = typer.Option(0, help="seeds every fold's network"),
+    epochs: Optional[int] = typer.Option(None, help="override the recipe's epochs"),
+    hidden: Optional[str] = typer.Option(None, help="hidden layer sizes, e.g. 64,32"),
+    activation: Optional[str] = typer.Option(None, help="relu or selu (or tanh)"),
+    image_mode: Optional[ImageMode] = typer.Option(None, "--image-mode", help="spectrogram image: gray or rgb"),
+    labels: LabelMode = LABELS_OPT,
+    manifest: Optional[Path] = MANIFEST_OPT,
+    alias: Optional[List[str]] = ALIAS_OPT,
+):
+    """Leave-one-source-out: train on every source but one, test on that one; one table."""
+    from .data.folder import parse_aliases
+    from .evaluate import crossval_table
+    from .pipeline import crossval as run_crossval
+
+    r = _recipe(recipe, epochs, hidden, activation, image_mode)
+    with _progress() as progress:
+        res = run_crossval(data, recipe=r, seed=seed, labels=labels.value, manifest=manifest,
+                           aliases=parse_aliases(alias or []), out=out, progress=progress)
+    typer.echo(crossval_table(res), nl=False)
+    for f in res["folds"]:
+        if f.get("unknown_classes"):
+            typer.echo(f"held-out {f['held_out']}: not scored, classes absent from training: "
+                       + ", ".join(f"{c} ({n} clips)" for c, n in f["unknown_classes"].items()), err=True)
+    if out is not None:
+        typer.echo(f"report in {out}")
+    _report_skipped([tuple(x) for x in res["skipped"]])
 
 
 @app.command()

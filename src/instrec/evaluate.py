@@ -11,6 +11,9 @@ import numpy as np
 
 from .fileio import write_bytes, write_json, write_text
 
+# The figures a cross-validation averages over its folds.
+SUMMARY_METRICS = ("accuracy", "macro_f1", "roc_auc_ovr_macro")
+
 
 def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str]) -> dict:
     """Accuracy, macro F1, one-vs-rest ROC AUC, per-class scores and the confusion matrix.
@@ -122,3 +125,55 @@ def write_report(out_dir: str | Path, metrics: dict, *, title: str, context: dic
     write_bytes(out / "confusion_matrix.png", plot_confusion_matrix(metrics, title))
     write_text(out / "report.md", report_markdown(metrics, title=title, context=context, skipped=skipped))
     return out
+
+
+def fmt_mean_std(mean, std, pct: bool = False) -> str:
+    """``93.33% ± 4.71%`` or ``0.9333 ± 0.0471``; ``n/a`` when no fold had the figure."""
+    f = fmt_pct if pct else fmt_num
+    return "n/a" if mean is None else f"{f(mean)} ± {f(std)}"
+
+
+def crossval_table(result: dict) -> str:
+    """The folds of a cross-validation as a Markdown table, with a mean ± std row.
+
+    Leave-one-source-out folds (with ``held_out``) get one row per held-out source and its
+    training sources; k-fold folds one row per fold.
+    """
+    by_source = any("held_out" in f for f in result["folds"])
+    if by_source:
+        lines = ["| held-out source | train sources | clips train / test | accuracy | macro F1 | ROC AUC |",
+                 "|---|---|---|---|---|---|"]
+    else:
+        lines = ["| fold | clips train / test | accuracy | macro F1 | ROC AUC |", "|---|---|---|---|---|"]
+    for f in result["folds"]:
+        first = [f["held_out"], ", ".join(f["train_sources"])] if by_source else [str(f["fold"])]
+        lines.append("| " + " | ".join(first + [f"{f['n_train']} / {f['n_test']}", fmt_pct(f["accuracy"]),
+                                                 fmt_num(f["macro_f1"]), fmt_num(f["roc_auc_ovr_macro"])]) + " |")
+    m, s = result["mean"], result["std"]
+    n_train = sum(f["n_train"] for f in result["folds"]) / max(1, len(result["folds"]))
+    n_test = sum(f["n_test"] for f in result["folds"]) / max(1, len(result["folds"]))
+    first = ["**mean ± std**", ""] if by_source else ["**mean ± std**"]
+    lines.append("| " + " | ".join(first + [f"{n_train:.0f} / {n_test:.0f} (mean)",
+                                             fmt_mean_std(m["accuracy"], s["accuracy"], pct=True),
+                                             fmt_mean_std(m["macro_f1"], s["macro_f1"]),
+                                             fmt_mean_std(m["roc_auc_ovr_macro"], s["roc_auc_ovr_macro"])]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def crossval_markdown(result: dict, *, title: str) -> str:
+    """A cross-validation report: how it was run, the table of folds, what was not scored or skipped."""
+    lines = [f"# {title}", ""]
+    lines += [f"- **{k}**: {v}" for k, v in result["context"].items()]
+    lines += ["", crossval_table(result)]
+    notes = []
+    for f in result["folds"]:
+        if f.get("unknown_classes"):
+            where = f"held-out {f['held_out']}" if "held_out" in f else f"fold {f['fold']}"
+            notes.append(f"- {where}: " + ", ".join(f"{c} ({n})" for c, n in f["unknown_classes"].items()))
+    if notes:
+        lines += ["Classes in a test side that its training side lacks (not scored):", ""] + notes + [""]
+    lines += ["Mean and std (population) are over the folds, each fold weighted equally.", ""]
+    skipped = result.get("skipped") or []
+    if skipped:
+        lines += [f"Skipped {len(skipped)} file(s):", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -16,9 +17,10 @@ import numpy as np
 
 from .classifier import InstrumentClassifier, Prediction
 from .data.folder import Dataset, find_audio, load_dataset
-from .data.splits import split_indices
-from .errors import DataError, InstrecError, skip_entry
-from .evaluate import compute_metrics, write_report
+from .data.splits import clip_groups, kfold_indices, split_indices
+from .errors import DataError, InstrecError, ParameterError, skip_entry
+from .evaluate import SUMMARY_METRICS, compute_metrics, crossval_markdown, write_report
+from .fileio import write_json, write_text
 from .features import extract
 from .recipes import Recipe, get_recipe
 
@@ -47,6 +49,7 @@ def train_model(
     recipe: Recipe | str = "seed-mfcc",
     out: str | os.PathLike | None = None,
     split: str = "random",
+    group_by: str | None = None,
     test_size: float = 0.2,
     seed: int = 0,
     labels: str = "auto",
@@ -58,10 +61,16 @@ def train_model(
     """Load labelled audio, extract features, split, train, score the test split, save a bundle.
 
     The split defaults to the tutorial's: random 80/20 with ``random_state=seed`` (0).
+    ``split="group"`` with ``group_by`` (``pitch``, ``pitch_class``, ``source``, ``group`` or a
+    manifest column, see :func:`~instrec.data.splits.clip_groups`) keeps every group on one side
+    and holds back ``test_size`` of the groups.
     """
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    group_by = _check_group_by(split, group_by)
     ds = load_dataset(data, labels=labels, manifest=manifest, aliases=aliases)
     _need_two_classes(ds.labels, "the data")
+    if group_by:
+        clip_groups(ds.clips, group_by)  # a clip without a group fails before the features are computed
     t0 = time.perf_counter()
     X, ok, bad = extract([c.path for c in ds.clips], recipe.feature, progress=_bar(progress, f"{recipe.name}: features", len(ds.clips)))
     extract_seconds = time.perf_counter() - t0
@@ -69,17 +78,23 @@ def train_model(
     clips = [ds.clips[i] for i in ok]
     y = [c.label for c in clips]
     _need_two_classes(y, "the usable clips")
-    tr, te = split_indices(y, method=split, test_size=test_size, seed=seed)
+    groups = clip_groups(clips, group_by) if group_by else None
+    tr, te = split_indices(y, method=split, test_size=test_size, seed=seed, groups=groups)
+    split_record = {"method": split, "test_size": test_size, "seed": seed, "n_train": len(tr), "n_test": len(te)}
+    if groups is not None:
+        shared = {groups[i] for i in tr} & {groups[i] for i in te}
+        if shared:  # a bug in the splitter, never the user's data
+            raise AssertionError(f"group split leaked groups onto both sides: {sorted(shared)[:5]}")
+        split_record.update(group_by=group_by, n_groups_train=len({groups[i] for i in tr}),
+                            n_groups_test=len({groups[i] for i in te}))
     _need_two_classes([y[i] for i in tr], "the training split")
 
-    clf = InstrumentClassifier(recipe, seed=seed)
     bar = _bar(progress, f"{recipe.name}: training", recipe.train.epochs)
-    clf.fit(X[tr], [y[i] for i in tr], on_epoch=(lambda e, n, loss: bar(e, n)) if bar else None)
-    metrics = compute_metrics([y[i] for i in te], clf.predict_proba(X[te]), clf.classes)
+    clf, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar)
     context = {
         "recipe": recipe.name,
         "data": ", ".join(str(r) for r in ds.roots),
-        "evaluated on": f"held-back test split ({split}, test_size {test_size}, seed {seed})",
+        "evaluated on": f"held-back test split ({_split_words(split, group_by)}, test_size {test_size}, seed {seed})",
         "clips": f"{len(clips)} usable ({len(tr)} train, {len(te)} test), {len(skipped)} skipped",
         "sources": ", ".join(sorted({c.source for c in clips})),
         "seed": seed,
@@ -87,7 +102,7 @@ def train_model(
     info = {
         "training": {
             "data": Dataset(clips, ds.roots, ds.label_mode).summary(),  # the usable clips
-            "split": {"method": split, "test_size": test_size, "seed": seed, "n_train": len(tr), "n_test": len(te)},
+            "split": split_record,
             "skipped": len(skipped),
             "extract_seconds": round(extract_seconds, 3),
             "train_seconds": round(clf.history_["seconds"], 3),
@@ -98,8 +113,8 @@ def train_model(
     clf.info.update(info)
     model_dir = None
     if out is not None:
-        split_record = {"roots": [str(r) for r in ds.roots], "test": [str(clips[i].path.resolve()) for i in te]}
-        model_dir = clf.save(out, extra_files={SPLIT_FILE: split_record})
+        test_record = {"roots": [str(r) for r in ds.roots], "test": [str(clips[i].path.resolve()) for i in te]}
+        model_dir = clf.save(out, extra_files={SPLIT_FILE: test_record})
     if report_dir is not None:
         write_report(report_dir, metrics, title=f"{recipe.name}: evaluation", context=context, skipped=skipped)
     return TrainResult(clf, model_dir, metrics, context, skipped, extract_seconds, clf.history_["seconds"])
@@ -130,7 +145,8 @@ def evaluate_model(
     if test is not None:
         clips = [c for c in clips if str(c.path.resolve()) in test]
         split = model.info.get("training", {}).get("split", {})
-        scope = f"held-back test split of the training data ({split.get('method')}, seed {split.get('seed')})"
+        words = _split_words(split.get("method"), split.get("group_by"))
+        scope = f"held-back test split of the training data ({words}, seed {split.get('seed')})"
     X, ok, bad = extract([c.path for c in clips], model.recipe.feature, progress=_bar(progress, "features", len(clips)))
     skipped = ds.skipped + bad
     truth = [clips[i].label for i in ok]
@@ -193,6 +209,192 @@ def predict_paths(
         if bar:
             bar(i + 1, len(files))
     return results, skipped
+
+
+def cross_validate(
+    data: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    recipe: Recipe | str = "seed-mfcc",
+    k: int = 5,
+    seed: int = 0,
+    group_by: str | None = None,
+    labels: str = "auto",
+    manifest: str | os.PathLike | None = None,
+    aliases: dict[str, str] | None = None,
+    out: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """K-fold cross-validation: features once, a fresh model per fold, mean ± std of every metric.
+
+    Folds are stratified (``StratifiedKFold(k, shuffle=True, random_state=seed)``, every class
+    needs at least ``k`` clips) or, with ``group_by``, grouped (``StratifiedGroupKFold``: every
+    group lies in one test fold). Every fold's model is seeded with ``seed``.
+
+    Returns ``{"folds": [...], "mean": {...}, "std": {...}, "context": {...}}``: each fold is
+    :func:`~instrec.evaluate.compute_metrics`' dict plus ``fold``, ``n_train``, ``n_test``;
+    ``mean``/``std`` hold ``accuracy``, ``macro_f1`` and ``roc_auc_ovr_macro`` over the folds
+    (population std, numpy's default). With ``out``, writes ``cv.json`` and ``report.md`` there.
+    """
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ParameterError(f"--cv needs k ≥ 2 folds; got {k!r}")
+    ds = load_dataset(data, labels=labels, manifest=manifest, aliases=aliases)
+    _need_two_classes(ds.labels, "the data")
+    if group_by:
+        clip_groups(ds.clips, group_by)  # fail before the features are computed
+    X, clips, skipped = _features(ds, recipe, progress)
+    y = [c.label for c in clips]
+    groups = clip_groups(clips, group_by) if group_by else None
+    folds = kfold_indices(y, k, seed=seed, groups=groups)
+    for i, (tr, _) in enumerate(folds):
+        _need_two_classes([y[j] for j in tr], f"the training side of fold {i + 1}")
+    named = [(f"fold {i + 1}/{k}", tr, te) for i, (tr, te) in enumerate(folds)]
+    results = _run_folds(recipe, seed, X, y, named, progress)
+    for i, (res, (tr, te)) in enumerate(zip(results, folds)):
+        res.update(fold=i + 1)
+        if groups is not None:
+            shared = {groups[j] for j in tr} & {groups[j] for j in te}
+            if shared:  # a bug in the splitter, never the user's data
+                raise AssertionError(f"fold {i + 1} has groups on both sides: {sorted(shared)[:5]}")
+            res["n_groups_test"] = len({groups[j] for j in te})
+    how = f"grouped by {group_by}" if group_by else "stratified"
+    context = {
+        "recipe": recipe.name,
+        "data": ", ".join(str(r) for r in ds.roots),
+        "evaluated on": f"{k}-fold cross-validation ({how}, shuffled, seed {seed}); each clip tested once",
+        "clips": f"{len(clips)} usable (about {len(clips) // k} test clips per fold), {len(skipped)} skipped",
+        "sources": ", ".join(sorted({c.source for c in clips})),
+        "classes": ", ".join(f"{c} ({n})" for c, n in sorted(Counter(y).items())),
+        "seed": seed,
+    }
+    result = _cv_result(results, context, skipped, split={"method": "kfold", "k": k, "group_by": group_by, "seed": seed})
+    if out is not None:
+        _write_cv(out, "cv.json", result, title=f"{recipe.name}: {k}-fold cross-validation")
+    return result
+
+
+def crossval(
+    data_paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    recipe: Recipe | str = "seed-mfcc",
+    seed: int = 0,
+    labels: str = "auto",
+    manifest: str | os.PathLike | None = None,
+    aliases: dict[str, str] | None = None,
+    out: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Leave-one-source-out: for each source, train on every other source and test on all of it.
+
+    A clip's source is its folder's name or the manifest's ``source`` column (a folder written by
+    ``instrec render --soundfont all`` lists fluidr3, musescore, timgm6mb). Classes of the held-out
+    source that training never saw are not scored; each fold lists them under ``unknown_classes``.
+
+    Returns ``{"folds": [...], "mean": {...}, "std": {...}, "context": {...}}``: each fold is
+    :func:`~instrec.evaluate.compute_metrics`' dict plus ``held_out``, ``train_sources``,
+    ``n_train`` and ``n_test`` (every usable clip of the held-out source). With ``out``, writes
+    ``crossval.json`` and ``report.md`` there.
+
+    Raises
+    ------
+    DataError : fewer than 2 sources, or leaving a source out leaves fewer than 2 classes.
+    """
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    ds = load_dataset(data_paths, labels=labels, manifest=manifest, aliases=aliases)
+    _need_two_sources(ds.clips, "")
+    X, clips, skipped = _features(ds, recipe, progress)
+    _need_two_sources(clips, "usable ")
+    y = [c.label for c in clips]
+    sources = [c.source for c in clips]
+    names = sorted(set(sources))
+    named = []
+    for s in names:
+        tr = np.array([i for i, c in enumerate(sources) if c != s], dtype=np.int64)
+        te = np.array([i for i, c in enumerate(sources) if c == s], dtype=np.int64)
+        _need_two_classes([y[i] for i in tr], f"training without source {s!r}")
+        named.append((f"held out {s}", tr, te))
+    results = _run_folds(recipe, seed, X, y, named, progress)
+    for s, res in zip(names, results):
+        res.update(held_out=s, train_sources=[t for t in names if t != s])
+    context = {
+        "recipe": recipe.name,
+        "data": ", ".join(str(r) for r in ds.roots),
+        "evaluated on": f"leave-one-source-out: {len(names)} folds, each trains on every source but one and tests on all of that one",
+        "clips": f"{len(clips)} usable, {len(skipped)} skipped",
+        "sources": ", ".join(f"{s} ({sources.count(s)})" for s in names),
+        "classes": ", ".join(f"{c} ({n})" for c, n in sorted(Counter(y).items())),
+        "seed": seed,
+    }
+    result = _cv_result(results, context, skipped, split={"method": "leave-one-source-out", "seed": seed})
+    if out is not None:
+        _write_cv(out, "crossval.json", result, title=f"{recipe.name}: leave-one-source-out")
+    return result
+
+
+def _features(ds: Dataset, recipe: Recipe, progress: Progress | None):
+    """Features of every clip of ``ds`` once: ``(X, usable clips, skipped)``."""
+    X, ok, bad = extract([c.path for c in ds.clips], recipe.feature, progress=_bar(progress, f"{recipe.name}: features", len(ds.clips)))
+    clips = [ds.clips[i] for i in ok]
+    _need_two_classes([c.label for c in clips], "the usable clips")
+    return X, clips, ds.skipped + bad
+
+
+def _fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr, te, bar=None):
+    """Train a fresh classifier on rows ``tr``, score it on rows ``te``: ``(classifier, metrics)``.
+
+    The one training step of train_model, cross_validate and crossval.
+    """
+    clf = InstrumentClassifier(recipe, seed=seed)
+    clf.fit(X[tr], [y[i] for i in tr], on_epoch=(lambda e, n, loss: bar(e, n)) if bar else None)
+    proba = clf.predict_proba(X[te]) if len(te) else np.zeros((0, len(clf.classes)), np.float32)
+    return clf, compute_metrics([y[i] for i in te], proba, clf.classes)
+
+
+def _run_folds(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], folds, progress: Progress | None) -> list[dict]:
+    """``folds`` is ``[(name, train rows, test rows)]``; one metrics dict per fold."""
+    out = []
+    for name, tr, te in folds:
+        bar = _bar(progress, f"{recipe.name}: {name}", recipe.train.epochs)
+        _, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar)
+        out.append({"n_train": int(len(tr)), "n_test": int(len(te)), **metrics})
+    return out
+
+
+def _cv_result(folds: list[dict], context: dict, skipped, split: dict) -> dict:
+    mean, std = {}, {}
+    for key in SUMMARY_METRICS:
+        values = [f[key] for f in folds if f.get(key) is not None]
+        mean[key] = float(np.mean(values)) if values else None
+        std[key] = float(np.std(values)) if values else None
+    return {"folds": folds, "mean": mean, "std": std, "split": split, "context": context,
+            "skipped": [list(s) for s in skipped]}
+
+
+def _write_cv(out: str | os.PathLike, json_name: str, result: dict, *, title: str) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / json_name, result)
+    write_text(out / "report.md", crossval_markdown(result, title=title))
+    return out
+
+
+def _check_group_by(split: str, group_by: str | None) -> str | None:
+    if split == "group" and not group_by:
+        raise ParameterError("a group split needs --group-by (pitch, pitch_class, source, group or a manifest column)")
+    if group_by and split != "group":
+        raise ParameterError(f"--group-by applies to --split group (or --cv); the split is {split!r}")
+    return group_by or None
+
+
+def _split_words(method, group_by) -> str:
+    return f"group by {group_by}" if method == "group" and group_by else str(method)
+
+
+def _need_two_sources(clips, what: str) -> None:
+    counts = Counter(c.source for c in clips)
+    if len(counts) < 2:
+        found = ", ".join(f"{s or '(none)'} ({n} clips)" for s, n in sorted(counts.items())) or "none"
+        raise DataError(f"crossval needs {what}clips from at least 2 sources; found {len(counts)}: {found}")
 
 
 def _need_two_classes(labels: Sequence[str], what: str) -> None:

@@ -1,4 +1,10 @@
-"""Train/test splits. The tutorial's is a random 80/20 split with ``random_state=0``."""
+"""Train/test splits and cross-validation folds.
+
+The tutorial's split is a random 80/20 split with ``random_state=0``. A random split of single
+notes puts the same pitch of the same instrument on both sides, so the test says little about a
+note or a recording the model has never heard; a *group* split keeps every group (a pitch, a
+source, a manifest column) on one side.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,84 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError, ParameterError
+from .instruments import NOTE_NAMES, parse_note_name
 
-SPLIT_METHODS = ("random", "stratified")
+SPLIT_METHODS = ("random", "stratified", "group")
+# Group keys with a meaning of their own; any other key names a manifest column (Clip.meta).
+GROUP_KEYS = ("pitch", "pitch_class", "source", "group")
+
+
+def clip_groups(clips: Sequence, group_by: str) -> list[str]:
+    """The group of each clip, for a group split or grouped folds.
+
+    Parameters
+    ----------
+    clips : :class:`~instrec.data.folder.Clip` objects
+    group_by : ``pitch`` (MIDI number from the manifest's ``pitch`` column, else its ``note``
+        column, else the note in the file name's second ``_`` field: ``flute_As4_05_forte_normal.mp3``
+        → 70), ``pitch_class`` (the pitch's note name without octave: ``As``), ``source``,
+        ``group`` (the manifest's ``group`` column) or the name of any other manifest column
+
+    Raises
+    ------
+    ParameterError : empty ``group_by``.
+    DataError : a clip whose group cannot be derived (the message names the file and the key).
+    """
+    if not isinstance(group_by, str) or not group_by.strip():
+        raise ParameterError(f"group_by must name a key ({', '.join(GROUP_KEYS)} or a manifest column); got {group_by!r}")
+    key = group_by.strip().lower()
+    out = []
+    for clip in clips:
+        if key == "source":
+            value = clip.source
+        elif key == "group":
+            value = clip.group
+        elif key in ("pitch", "pitch_class"):
+            pitch = _clip_pitch(clip)
+            value = "" if pitch is None else (str(pitch) if key == "pitch" else NOTE_NAMES[pitch % 12])
+        else:
+            value = str(clip.meta.get(key, "")).strip()
+        if not value:
+            raise DataError(f"{clip.path}: no {key!r} group: {_why_missing(clip, key)}")
+        out.append(value)
+    return out
+
+
+def _clip_pitch(clip) -> int | None:
+    """MIDI pitch from the manifest (``pitch``, then ``note``), else from the file name."""
+    raw = str(clip.meta.get("pitch", "")).strip()
+    if raw:
+        try:
+            pitch = int(float(raw))
+        except ValueError:
+            return None
+        return pitch if 0 <= pitch <= 127 else None
+    candidates = [str(clip.meta.get("note", "")).strip()]
+    parts = clip.path.name.split("_")
+    if len(parts) > 1:
+        candidates.append(parts[1])
+    for text in candidates:
+        if text:
+            try:
+                return parse_note_name(text)
+            except ParameterError:
+                continue
+    return None
+
+
+def _why_missing(clip, key: str) -> str:
+    if key in ("pitch", "pitch_class"):
+        if str(clip.meta.get("pitch", "")).strip():
+            return f"the manifest's pitch {clip.meta['pitch']!r} is not a MIDI number 0-127"
+        return ("no 'pitch' or 'note' manifest column, and the file name's second '_' field is not a note "
+                "(like flute_As4_05_forte_normal.mp3)")
+    if key == "source":
+        return "the clip has no source"
+    if key == "group":
+        return "the manifest has no 'group' value for it"
+    if key in clip.meta:
+        return f"its manifest column {key!r} is empty"
+    return f"no manifest column {key!r} (group by {', '.join(GROUP_KEYS)} or a manifest column)"
 
 
 def split_indices(
@@ -18,13 +100,17 @@ def split_indices(
     method: str = "random",
     test_size: float = 0.2,
     seed: int = 0,
+    groups: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training and test clips.
 
     ``random`` is ``sklearn.model_selection.train_test_split(..., test_size, random_state=seed)``,
-    exactly the tutorial's call; ``stratified`` keeps class proportions on both sides.
+    exactly the tutorial's call; ``stratified`` keeps class proportions on both sides; ``group``
+    is ``GroupShuffleSplit(n_splits=1, test_size, random_state=seed)`` on ``groups`` (one per
+    clip, see :func:`clip_groups`): every group lies wholly on one side, and ``test_size`` is the
+    fraction of *groups* held back.
     """
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
     if method not in SPLIT_METHODS:
         raise ParameterError(f"split must be one of {', '.join(SPLIT_METHODS)}; got {method!r}")
@@ -32,6 +118,17 @@ def split_indices(
         raise ParameterError(f"test_size must be between 0 and 1, got {test_size}")
     n = len(labels)
     idx = np.arange(n)
+    if method == "group":
+        groups = _check_groups(groups, n, "a group split")
+        n_groups = len(set(groups))
+        if n_groups < 2:
+            raise DataError(f"a group split needs at least 2 groups; found {n_groups} ({', '.join(sorted(set(groups))) or 'none'})")
+        n_test = int(np.ceil(test_size * n_groups))
+        if n_groups - n_test < 1:
+            raise DataError(f"{n_groups} groups are too few to hold back {test_size:.0%} of them and train on the rest")
+        splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+        train, test = next(splitter.split(idx, groups=groups))
+        return np.asarray(train), np.asarray(test)
     n_test = int(np.ceil(test_size * n))
     if n_test < 1 or n - n_test < 1:
         raise DataError(f"{n} clips are too few to split {1 - test_size:.0%}/{test_size:.0%}")
@@ -43,3 +140,71 @@ def split_indices(
         stratify = list(labels)
     train, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=stratify)
     return np.asarray(train), np.asarray(test)
+
+
+def kfold_indices(
+    labels: Sequence[str],
+    k: int,
+    *,
+    seed: int = 0,
+    groups: Sequence[str] | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` (train, test) index pairs; the test sides partition all clips.
+
+    Without ``groups``: ``StratifiedKFold(k, shuffle=True, random_state=seed)``, so every class
+    is spread over every fold. It needs at least ``k`` clips of every class and raises
+    :class:`DataError` otherwise (no silent fallback to unstratified folds: a fold missing a class
+    would score a different task than its neighbours).
+
+    With ``groups``: ``StratifiedGroupKFold(k, shuffle=True, random_state=seed)``: every group
+    lies in exactly one test fold, class proportions are kept as far as the groups allow. It
+    needs at least ``k`` groups.
+
+    Raises
+    ------
+    ParameterError : ``k`` is not an integer ≥ 2, or ``groups`` has the wrong length.
+    DataError : too few clips or groups for ``k`` folds.
+    """
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ParameterError(f"cross-validation needs k ≥ 2 folds; got {k!r}")
+    k = int(k)
+    labels = list(labels)
+    n = len(labels)
+    if n < k:
+        raise DataError(f"{n} clips are too few for {k} folds")
+    idx = np.arange(n)
+    if groups is None:
+        counts = Counter(labels)
+        small = sorted((c, m) for c, m in counts.items() if m < k)
+        if small:
+            raise DataError(f"{k}-fold cross-validation needs at least {k} clips of every class; "
+                            + ", ".join(f"{c!r} has {m}" for c, m in small))
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        folds = splitter.split(idx, labels)
+    else:
+        groups = _check_groups(groups, n, "grouped folds")
+        n_groups = len(set(groups))
+        if n_groups < k:
+            raise DataError(f"{k} grouped folds need at least {k} groups; found {n_groups}")
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():  # "least populated class has only m members": groups decide
+            warnings.simplefilter("ignore", UserWarning)
+            folds = list(splitter.split(idx, labels, groups=groups))
+    out = [(np.sort(np.asarray(tr)), np.sort(np.asarray(te))) for tr, te in folds]
+    for tr, te in out:
+        if len(te) == 0 or len(tr) == 0:
+            raise DataError(f"the groups cannot be dealt into {k} non-empty folds")
+    return out
+
+
+def _check_groups(groups, n: int, what: str) -> list[str]:
+    if groups is None:
+        raise ParameterError(f"{what} needs groups (one per clip)")
+    groups = [str(g) for g in groups]
+    if len(groups) != n:
+        raise ParameterError(f"{what}: {n} clips but {len(groups)} groups")
+    return groups

@@ -1,0 +1,149 @@
+"""Group splits and cross-validation folds on real folders of tones (no training)."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from sklearn.model_selection import train_test_split
+
+from conftest import tone, write
+from instrec.data.folder import load_dataset
+from instrec.data.splits import clip_groups, kfold_indices, split_indices
+from instrec.errors import DataError, ParameterError
+
+NOTES = ("A4", "As4", "C5", "D5", "E5", "G5")  # MIDI 69, 70, 72, 74, 76, 79
+
+
+@pytest.fixture(scope="module")
+def named(tmp_path_factory):
+    """Tutorial-style file names (label_note_k_dynamic_x.wav): 2 labels x 6 notes x 2 takes."""
+    root = tmp_path_factory.mktemp("named")
+    for label, kind in (("flute", "sine"), ("cello", "saw")):
+        for n, note in enumerate(NOTES):
+            for k in range(2):
+                write(root / f"{label}_{note}_{k}_forte_x.wav", tone(kind, 220 + 20 * n, seconds=0.2, seed=k))
+    return root
+
+
+@pytest.fixture(scope="module")
+def with_manifest(tmp_path_factory):
+    """A manifest with pitch, a custom column (player) and groups; file names carry no note."""
+    root = tmp_path_factory.mktemp("manifest")
+    rows = ["path,label,source,group,pitch,player"]
+    for k in range(8):
+        label = "flute" if k % 2 else "cello"
+        write(root / f"clip{k}.wav", tone("sine", 300 + 10 * k, seconds=0.2))
+        rows.append(f"clip{k}.wav,{label},{'a' if k < 4 else 'b'},g{k // 2},{60 + k % 3},{'ann' if k % 4 < 2 else 'bob'}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_pitch_from_file_names_and_group_split_keeps_groups_apart(named):
+    ds = load_dataset(named)
+    groups = clip_groups(ds.clips, "pitch")
+    assert sorted(set(groups), key=int) == ["69", "70", "72", "74", "76", "79"]
+    assert dict(zip((c.path.name for c in ds.clips), groups))["flute_As4_1_forte_x.wav"] == "70"
+    for seed in range(5):
+        tr, te = split_indices(ds.labels, method="group", test_size=0.34, seed=seed, groups=groups)
+        assert sorted(tr.tolist() + te.tolist()) == list(range(len(groups)))
+        assert not {groups[i] for i in tr} & {groups[i] for i in te}
+        assert len({groups[i] for i in te}) == 3  # ceil(0.34 * 6) of the groups held back
+
+
+def test_pitch_class_and_rendered_names(named, tmp_path):
+    ds = load_dataset(named)
+    by_pc = dict(zip((c.path.name for c in ds.clips), clip_groups(ds.clips, "pitch_class")))
+    assert by_pc["cello_As4_0_forte_x.wav"] == "As" and by_pc["flute_C5_1_forte_x.wav"] == "C"
+    # the rendered file names: label_note_held_dynamic_source_k
+    write(tmp_path / "flute_G5_1.5_forte_fluidr3_017.wav", tone("sine", 300, seconds=0.1))
+    write(tmp_path / "cello_C2_0.5_piano_fluidr3_003.wav", tone("saw", 300, seconds=0.1))
+    clips = load_dataset(tmp_path).clips
+    assert clip_groups(clips, "pitch") == ["36", "79"]  # sorted: cello first
+    assert clip_groups(clips, "pitch_class") == ["C", "G"]
+
+
+def test_groups_from_manifest(with_manifest):
+    clips = load_dataset(with_manifest).clips
+    assert clip_groups(clips, "pitch") == [str(60 + k % 3) for k in range(8)]
+    assert clip_groups(clips, "pitch_class") == [("C", "Cs", "D")[k % 3] for k in range(8)]
+    assert clip_groups(clips, "source") == ["a"] * 4 + ["b"] * 4
+    assert clip_groups(clips, "group") == [f"g{k // 2}" for k in range(8)]
+    assert clip_groups(clips, "player") == ["ann", "ann", "bob", "bob"] * 2
+    assert clip_groups(clips, "Player") == clip_groups(clips, "player")
+
+
+def test_missing_group_names_the_file_and_key(named, with_manifest):
+    clips = load_dataset(with_manifest).clips
+    with pytest.raises(DataError) as e:
+        clip_groups(clips, "velocity")
+    assert "clip0.wav" in str(e.value) and "velocity" in str(e.value) and "\n" not in str(e.value)
+    named_clips = load_dataset(named).clips
+    with pytest.raises(DataError, match="group"):
+        clip_groups(named_clips, "group")  # no manifest, no group column
+    with pytest.raises(ParameterError):
+        clip_groups(named_clips, "")
+
+
+def test_no_note_in_file_name(tmp_path):
+    write(tmp_path / "flute_loud_1.wav", tone("sine", 300, seconds=0.1))
+    with pytest.raises(DataError) as e:
+        clip_groups(load_dataset(tmp_path).clips, "pitch")
+    assert "flute_loud_1.wav" in str(e.value) and "pitch" in str(e.value)
+
+
+def test_group_split_arguments():
+    labels = ["a", "b"] * 5
+    with pytest.raises(ParameterError):
+        split_indices(labels, method="group")  # no groups
+    with pytest.raises(ParameterError):
+        split_indices(labels, method="group", groups=["x"] * 3)  # wrong length
+    with pytest.raises(DataError, match="at least 2 groups"):
+        split_indices(labels, method="group", groups=["x"] * 10)
+
+
+def test_random_split_is_still_the_tutorials_train_test_split():
+    labels = [f"c{i % 6}" for i in range(600)]
+    for seed in (0, 7):
+        tr, te = split_indices(labels, method="random", test_size=0.2, seed=seed)
+        ref_tr, ref_te = train_test_split(np.arange(600), test_size=0.2, random_state=seed)
+        assert tr.tolist() == ref_tr.tolist() and te.tolist() == ref_te.tolist()
+
+
+def test_kfold_partitions_and_stratifies():
+    labels = ["a"] * 30 + ["b"] * 15 + ["c"] * 6
+    folds = kfold_indices(labels, 3, seed=0)
+    assert len(folds) == 3
+    tests = np.concatenate([te for _, te in folds])
+    assert sorted(tests.tolist()) == list(range(len(labels)))
+    for tr, te in folds:
+        assert not set(tr.tolist()) & set(te.tolist()) and len(tr) + len(te) == len(labels)
+        assert Counter(labels[i] for i in te) == {"a": 10, "b": 5, "c": 2}
+    assert [te.tolist() for _, te in kfold_indices(labels, 3, seed=0)] == [te.tolist() for _, te in folds]
+    assert [te.tolist() for _, te in kfold_indices(labels, 3, seed=1)] != [te.tolist() for _, te in folds]
+
+
+def test_kfold_with_groups_keeps_each_group_in_one_test_fold():
+    rng = np.random.default_rng(0)
+    labels = [str(x) for x in rng.choice(["a", "b", "c"], 60)]
+    groups = [f"p{x}" for x in rng.integers(0, 12, 60)]
+    folds = kfold_indices(labels, 4, seed=0, groups=groups)
+    assert len(folds) == 4
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(60))
+    seen = {}
+    for f, (tr, te) in enumerate(folds):
+        assert not {groups[i] for i in tr} & {groups[i] for i in te}
+        for g in {groups[i] for i in te}:
+            assert seen.setdefault(g, f) == f  # a group lies in one test fold only
+
+
+@pytest.mark.parametrize("k", [1, 0, -3, 2.5, True])
+def test_kfold_needs_two_folds(k):
+    with pytest.raises(ParameterError):
+        kfold_indices(["a", "b"] * 10, k, seed=0)
+
+
+def test_kfold_too_few_clips_or_groups():
+    with pytest.raises(DataError, match="'b' has 2"):
+        kfold_indices(["a"] * 10 + ["b"] * 2, 3, seed=0)
+    with pytest.raises(DataError, match="at least 5 groups"):
+        kfold_indices(["a", "b"] * 10, 5, seed=0, groups=["x", "y", "z", "w"] * 5)
