@@ -88,6 +88,7 @@ class OutFormat(str, Enum):
 
 LABELS_OPT = typer.Option(LabelMode.auto, "--labels", help="where labels come from: sub-folder, file-name prefix, manifest CSV (auto: detect)")
 MANIFEST_OPT = typer.Option(None, "--manifest", help="CSV with columns path,label[,group,source]")
+DEVICE_OPT = typer.Option("auto", "--device", help="where to train: auto (a CUDA GPU when present), cpu or cuda")
 ALIAS_OPT = typer.Option(None, "--alias", help="label alias NAME=LABEL (repeatable); sax=saxophone is built in")
 
 
@@ -162,6 +163,7 @@ def train(
     labels: LabelMode = LABELS_OPT,
     manifest: Optional[Path] = MANIFEST_OPT,
     alias: Optional[List[str]] = ALIAS_OPT,
+    device: str = DEVICE_OPT,
 ):
     """Train a model on labelled audio and save it as a bundle (or cross-validate with --cv)."""
     from .data.folder import parse_aliases
@@ -170,7 +172,7 @@ def train(
     from .pipeline import cross_validate, train_model
 
     r = _recipe(recipe, epochs, hidden, activation, image_mode)
-    data_opts = dict(labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []))
+    data_opts = dict(labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []), device=device)
     if cv is not None:
         if out is not None:
             raise ParameterError("--cv trains one model per fold and saves none; leave out --out (or drop --cv)")
@@ -215,6 +217,7 @@ def crossval(
     labels: LabelMode = LABELS_OPT,
     manifest: Optional[Path] = MANIFEST_OPT,
     alias: Optional[List[str]] = ALIAS_OPT,
+    device: str = DEVICE_OPT,
 ):
     """Leave-one-source-out: train on every source but one, test on that one; one table."""
     from .data.folder import parse_aliases
@@ -224,7 +227,7 @@ def crossval(
     r = _recipe(recipe, epochs, hidden, activation, image_mode)
     with _progress() as progress:
         res = run_crossval(data, recipe=r, seed=seed, labels=labels.value, manifest=manifest,
-                           aliases=parse_aliases(alias or []), out=out, progress=progress)
+                           aliases=parse_aliases(alias or []), out=out, device=device, progress=progress)
     typer.echo(crossval_table(res), nl=False)
     for f in res["folds"]:
         if f.get("unknown_classes"):
@@ -262,18 +265,28 @@ def evaluate(
 
 @app.command()
 def predict(
-    model_dir: Path = typer.Argument(..., help="model folder written by train"),
-    paths: List[Path] = typer.Argument(..., help="audio files or folders (recursive)"),
+    paths: List[Path] = typer.Argument(..., help="[MODEL_DIR] audio files or folders (recursive); without a model folder the shipped model is used"),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="model folder written by train (default: the shipped model)"),
     fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table, json or csv"),
     top_k: int = typer.Option(3, "--top-k", min=1, help="how many classes to list per file"),
 ):
     """Predict the instrument of each recording."""
     from .classifier import InstrumentClassifier
+    from .errors import ParameterError
     from .pipeline import predict_paths
 
-    model = InstrumentClassifier.load(model_dir)
+    # `instrec predict MODEL_DIR FILE...` (a first argument holding model.json) also works.
+    if model is None and (paths[0] / "model.json").is_file():
+        model, paths = paths[0], paths[1:]
+        if not paths:
+            raise ParameterError(f"{model} is a model folder; name the audio files or folders to predict after it")
+    if model is None:
+        from .assets import shipped_model_path
+
+        model = shipped_model_path()
+    clf = InstrumentClassifier.load(model)
     with _progress() as progress:
-        results, skipped = predict_paths(model, paths, progress=progress)
+        results, skipped = predict_paths(clf, paths, progress=progress)
     typer.echo(_format_predictions(results, fmt, top_k), nl=False)
     _report_skipped(skipped)
     if not results:

@@ -56,6 +56,7 @@ def train_model(
     manifest: str | os.PathLike | None = None,
     aliases: dict[str, str] | None = None,
     report_dir: str | os.PathLike | None = None,
+    device: str = "auto",
     progress: Progress | None = None,
 ) -> TrainResult:
     """Load labelled audio, extract features, split, train, score the test split, save a bundle.
@@ -90,7 +91,7 @@ def train_model(
     _need_two_classes([y[i] for i in tr], "the training split")
 
     bar = _bar(progress, f"{recipe.name}: training", recipe.train.epochs)
-    clf, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar)
+    clf, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar, device=device)
     context = {
         "recipe": recipe.name,
         "data": ", ".join(str(r) for r in ds.roots),
@@ -222,6 +223,7 @@ def cross_validate(
     manifest: str | os.PathLike | None = None,
     aliases: dict[str, str] | None = None,
     out: str | os.PathLike | None = None,
+    device: str = "auto",
     progress: Progress | None = None,
 ) -> dict:
     """K-fold cross-validation: features once, a fresh model per fold, mean ± std of every metric.
@@ -249,7 +251,7 @@ def cross_validate(
     for i, (tr, _) in enumerate(folds):
         _need_two_classes([y[j] for j in tr], f"the training side of fold {i + 1}")
     named = [(f"fold {i + 1}/{k}", tr, te) for i, (tr, te) in enumerate(folds)]
-    results = _run_folds(recipe, seed, X, y, named, progress)
+    results = _run_folds(recipe, seed, X, y, named, progress, device=device)
     for i, (res, (tr, te)) in enumerate(zip(results, folds)):
         res.update(fold=i + 1)
         if groups is not None:
@@ -282,6 +284,7 @@ def crossval(
     manifest: str | os.PathLike | None = None,
     aliases: dict[str, str] | None = None,
     out: str | os.PathLike | None = None,
+    device: str = "auto",
     progress: Progress | None = None,
 ) -> dict:
     """Leave-one-source-out: for each source, train on every other source and test on all of it.
@@ -313,7 +316,7 @@ def crossval(
         te = np.array([i for i, c in enumerate(sources) if c == s], dtype=np.int64)
         _need_two_classes([y[i] for i in tr], f"training without source {s!r}")
         named.append((f"held out {s}", tr, te))
-    results = _run_folds(recipe, seed, X, y, named, progress)
+    results = _run_folds(recipe, seed, X, y, named, progress, device=device)
     for s, res in zip(names, results):
         res.update(held_out=s, train_sources=[t for t in names if t != s])
     context = {
@@ -339,23 +342,24 @@ def _features(ds: Dataset, recipe: Recipe, progress: Progress | None):
     return X, clips, ds.skipped + bad
 
 
-def _fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr, te, bar=None):
+def _fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr, te, bar=None, *, device="auto"):
     """Train a fresh classifier on rows ``tr``, score it on rows ``te``: ``(classifier, metrics)``.
 
     The one training step of train_model, cross_validate and crossval.
     """
-    clf = InstrumentClassifier(recipe, seed=seed)
+    clf = InstrumentClassifier(recipe, seed=seed, device=device)
     clf.fit(X[tr], [y[i] for i in tr], on_epoch=(lambda e, n, loss: bar(e, n)) if bar else None)
     proba = clf.predict_proba(X[te]) if len(te) else np.zeros((0, len(clf.classes)), np.float32)
     return clf, compute_metrics([y[i] for i in te], proba, clf.classes)
 
 
-def _run_folds(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], folds, progress: Progress | None) -> list[dict]:
+def _run_folds(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], folds, progress: Progress | None,
+               *, device: str = "auto") -> list[dict]:
     """``folds`` is ``[(name, train rows, test rows)]``; one metrics dict per fold."""
     out = []
     for name, tr, te in folds:
         bar = _bar(progress, f"{recipe.name}: {name}", recipe.train.epochs)
-        _, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar)
+        _, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar, device=device)
         out.append({"n_train": int(len(tr)), "n_test": int(len(te)), **metrics})
     return out
 

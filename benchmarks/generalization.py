@@ -1,0 +1,112 @@
+"""How well do the recipes hold up on recordings they never heard? (issue 3's table)
+
+    python benchmarks/generalization.py [--recipes seed-mfcc cnn] [--per-class 100] [--seed 0]
+                                        [--rows tutorial pitch loso rendered2real shipped]
+
+Rows:
+- tutorial:      random 80/20 split of the 600 real clips (random_state=seed), as the tutorial does
+- pitch:         real clips, group split by pitch (no pitch on both sides), 20% of the pitches held back
+- loso:          leave-one-SoundFont-out on rendered data (FluidR3, MuseScore, TimGM6mb), mean of three
+- rendered2real: trained on rendered data from all three SoundFonts, tested on the 600 real clips
+- shipped:       the model bundled with the package, on the 600 real clips
+
+The real clips are the tutorial's Philharmonia notes (read from ../shared, skipped where absent).
+Results go to benchmarks/results/generalization.json and are printed as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from instrec.classifier import InstrumentClassifier
+from instrec.data import load_dataset
+from instrec.data.render import render
+from instrec.features import extract
+from instrec.fileio import write_json
+from instrec.pipeline import crossval, evaluate_model, train_model
+from instrec.recipes import get_recipe
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi"
+ROWS = ("tutorial", "pitch", "loso", "rendered2real", "shipped")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--recipes", nargs="+", default=["seed-mfcc", "cnn"])
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    ap.add_argument("--per-class", type=int, default=100, help="rendered clips per instrument and SoundFont")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=Path("build/bench-generalization"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "generalization.json")
+    args = ap.parse_args()
+    have_real = REAL.is_dir()
+    if not have_real:
+        print(f"note: the real clips are not at {REAL}; rows that need them are skipped")
+    rendered = args.work / f"render-all-{args.per_class}-seed{args.seed}"
+    if {"loso", "rendered2real"} & set(args.rows):
+        rep = render(rendered, soundfont="all", per_class=args.per_class, seed=args.seed)
+        print(f"rendered {rep.n_written} clips into {rendered}", flush=True)
+
+    out = {"machine": f"{platform.machine()}, {platform.system()}, python {platform.python_version()}",
+           "date": date.today().isoformat(), "seed": args.seed, "per_class_rendered": args.per_class, "rows": {}}
+    for row in args.rows:
+        out["rows"][row] = {}
+        for name in (args.recipes if row != "shipped" else ["shipped"]):
+            t0 = time.perf_counter()
+            res = run_row(row, name, args.seed, rendered, args.work, have_real)
+            if res is None:
+                continue
+            res["seconds"] = round(time.perf_counter() - t0, 1)
+            out["rows"][row][name] = res
+            print(f"{row:14s} {name:16s} accuracy {res['accuracy']:.4f}  ({res['how']})", flush=True)
+            write_json(args.out, out)
+    print()
+    print(table(out))
+    return 0
+
+
+def run_row(row: str, name: str, seed: int, rendered: Path, work: Path, have_real: bool) -> dict | None:
+    if row in ("tutorial", "pitch", "rendered2real", "shipped") and not have_real:
+        return None
+    if row == "tutorial":
+        r = train_model(REAL, recipe=name, split="random", seed=seed)
+        return {"accuracy": r.metrics["accuracy"], "n_test": r.metrics["n"], "how": r.context["evaluated on"]}
+    if row == "pitch":
+        r = train_model(REAL, recipe=name, split="group", group_by="pitch", seed=seed)
+        return {"accuracy": r.metrics["accuracy"], "n_test": r.metrics["n"], "how": r.context["evaluated on"]}
+    if row == "loso":
+        r = crossval(rendered, recipe=name, seed=seed)
+        return {"accuracy": r["mean"]["accuracy"], "std": r["std"]["accuracy"],
+                "folds": {f["held_out"]: f["accuracy"] for f in r["folds"]},
+                "how": "leave-one-SoundFont-out on rendered clips, mean of the folds"}
+    if row == "rendered2real":
+        recipe = get_recipe(name)
+        ds = load_dataset(rendered)
+        X, ok, _ = extract([c.path for c in ds.clips], recipe.feature)
+        clf = InstrumentClassifier(recipe, seed=seed).fit(X, [ds.clips[i].label for i in ok])
+        m, _ = evaluate_model(clf, REAL)
+        return {"accuracy": m["accuracy"], "n_test": m["n"], "n_train": len(ok),
+                "how": f"trained on {len(ok)} rendered clips (3 SoundFonts), tested on the real clips"}
+    from instrec.assets import shipped_model_path
+
+    m, _ = evaluate_model(shipped_model_path(), REAL)
+    return {"accuracy": m["accuracy"], "n_test": m["n"], "how": "the shipped model, on the real clips"}
+
+
+def table(out: dict) -> str:
+    lines = ["| measure | " + " | ".join(sorted({n for r in out["rows"].values() for n in r})) + " |"]
+    names = sorted({n for r in out["rows"].values() for n in r})
+    lines.append("|---|" + "---|" * len(names))
+    for row, res in out["rows"].items():
+        cells = [f"{100 * res[n]['accuracy']:.2f}%" if n in res else "" for n in names]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
