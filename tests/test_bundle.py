@@ -132,3 +132,21 @@ def test_interrupted_save_leaves_old_bundle_and_no_debris(trained, tmp_path, mon
         clf.save(tmp_path / "new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
     assert (dst / "model.safetensors").read_bytes() == before
+
+
+def test_outputs_get_ordinary_permissions(trained, tmp_path):
+    import os
+    import stat
+
+    from instrec.fileio import write_text
+
+    clf, _, _ = trained
+    mask = os.umask(0o022)
+    try:
+        write_text(tmp_path / "r.md", "x")
+        b = clf.save(tmp_path / "m")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "r.md").stat().st_mode) == 0o644
+    assert stat.S_IMODE(b.stat().st_mode) == 0o755
+    assert stat.S_IMODE((b / "model.safetensors").stat().st_mode) == 0o644

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import BundleError
-from .fileio import write_json
+from .fileio import public_mode, write_json
 
 WEIGHTS = "model.safetensors"
 META = "model.json"
@@ -31,6 +31,8 @@ def save_bundle(path: str | os.PathLike, tensors: dict, meta: dict, extra_files:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS))
+        public_mode(tmp / WEIGHTS)
+        public_mode(tmp, folder=True)
         write_json(tmp / META, {"format": FORMAT, "format_version": FORMAT_VERSION, **meta})
         for name, obj in (extra_files or {}).items():
             write_json(tmp / name, obj)
