@@ -119,7 +119,7 @@ def test_predict_bad_file_is_one_line(mfcc_model, messy_data, name):
         (["train", "{tmp}/one", "--out", "{tmp}/m"], 1, ["at least 2 classes"]),
         (["train", "{tmp}/one", "--recipe", "seed-banana", "--out", "{tmp}/m"], 2, ["seed-banana", "seed-mfcc"]),
         (["train", "{tmp}/one", "--split", "sideways", "--out", "{tmp}/m"], 2, ["sideways"]),
-        (["predict", "{tmp}/nomodel", "{tmp}/one"], 1, ["nomodel"]),
+        (["predict", "--model", "{tmp}/nomodel", "{tmp}/one"], 1, ["nomodel"]),
         (["evaluate", "{tmp}/one", "{tmp}/one", "--out", "{tmp}/r"], 1, ["model.json"]),
         (["spectrograms", "{tmp}/nowhere", "{tmp}/png"], 1, ["no such file"]),
         (["train", "{tmp}/manifest", "--out", "{tmp}/m", "--epochs", "2"], 0, ["gone.wav", "missing"]),
