@@ -92,3 +92,15 @@ def test_device_choice():
             resolve_device("cuda")
     with pytest.raises(ParameterError):
         resolve_device("tpu")
+
+
+def test_same_seed_same_cnn(rendered_data):
+    r = get_recipe("cnn")
+    r = replace(r, feature=replace(r.feature, seconds=1.0), train=replace(r.train, epochs=2, val_fraction=0.25))
+    ds = load_dataset(rendered_data)
+    X, ok, _ = extract([c.path for c in ds.clips[:12]], r.feature)
+    y = [ds.clips[i].label for i in ok]
+    p1 = InstrumentClassifier(r, seed=5).fit(X, y).predict_proba(X)
+    p2 = InstrumentClassifier(r, seed=5).fit(X, y).predict_proba(X)
+    p3 = InstrumentClassifier(r, seed=6).fit(X, y).predict_proba(X)
+    assert np.array_equal(p1, p2) and not np.allclose(p1, p3)
