@@ -13,8 +13,10 @@ files (FluidSynth keeps a little state from one note to the next, see :class:`_S
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import ctypes
+import io
 import math
 import os
 import re
@@ -345,7 +347,10 @@ def _soundfont_file(path: Path) -> tuple[str, Path]:
 def import_fluidsynth():
     """The ``fluidsynth`` module (pyfluidsynth), or a RenderError saying what to install."""
     try:
-        import fluidsynth
+        # pyfluidsynth prints where it found the library when the CI variable is set; that
+        # line must not end up in stdout, which carries reports and JSON.
+        with contextlib.redirect_stdout(io.StringIO()):
+            import fluidsynth
     except (ImportError, OSError) as exc:  # OSError: libfluidsynth found but cannot be loaded
         raise RenderError(
             f"FluidSynth is not available ({exc}): {FLUIDSYNTH_PACKAGES} (and pip install pyfluidsynth)"
