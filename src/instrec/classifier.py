@@ -8,29 +8,16 @@ prediction can never use features computed differently from training.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .errors import BundleError, DataError, ParameterError
 from .recipes import Recipe, get_recipe
 
-
-@dataclass
-class Prediction:
-    """The result for one clip: top label and every class's probability."""
-
-    path: str | None
-    label: str
-    probabilities: dict[str, float]
-
-    def top(self, k: int) -> list[tuple[str, float]]:
-        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
-
-    def to_dict(self) -> dict:
-        return {"path": self.path, "label": self.label, "probabilities": self.probabilities}
+if TYPE_CHECKING:
+    from .inference import Prediction
 
 
 class InstrumentClassifier:
@@ -100,24 +87,19 @@ class InstrumentClassifier:
     def predict(self, X: np.ndarray) -> list[str]:
         return [self.classes_[i] for i in self.predict_proba(X).argmax(1)]
 
-    def predict_audio(self, y: np.ndarray, sr: int, *, path: str | None = None) -> Prediction:
-        """Predict one clip of mono audio ``y`` at rate ``sr`` (resampled as training was)."""
-        from .audio import check_samples, resample
-        from .features import compute
+    def as_model(self):
+        """This classifier as an :class:`instrec.inference.Model` (long recordings, windows)."""
+        from .inference import Model, TorchEngine
 
-        y = np.asarray(y, dtype=np.float32)
-        check_samples(y, path or "<array>")
-        y = resample(y, orig_sr=sr, target_sr=self.recipe.feature.sr)
-        return self._prediction(self.predict_proba(compute(y, self.recipe.feature))[0], path)
+        return Model(TorchEngine(self))
 
-    def predict_file(self, path: str | os.PathLike) -> Prediction:
-        from .features import compute_file
+    def predict_audio(self, y: np.ndarray, sr: int, *, path: str | None = None, **windows) -> Prediction:
+        """Predict mono audio ``y`` at rate ``sr`` (resampled as training was); see Model.predict."""
+        return self.as_model().predict(y, sr, path=path, **windows)
 
-        return self._prediction(self.predict_proba(compute_file(path, self.recipe.feature))[0], str(path))
-
-    def _prediction(self, p: np.ndarray, path) -> Prediction:
-        probs = {c: float(v) for c, v in zip(self.classes_, p)}
-        return Prediction(path=path, label=self.classes_[int(np.argmax(p))], probabilities=probs)
+    def predict_file(self, path: str | os.PathLike, **windows) -> Prediction:
+        """Decode and predict one file; see Model.predict_file."""
+        return self.as_model().predict_file(path, **windows)
 
     def _check_fitted(self):
         if self.net_ is None:

@@ -263,34 +263,55 @@ def evaluate(
     _report_skipped(skipped)
 
 
+class EngineName(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+
+
 @app.command()
 def predict(
     paths: List[Path] = typer.Argument(..., help="[MODEL_DIR] audio files or folders (recursive); without a model folder the shipped model is used"),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="model folder written by train (default: the shipped model)"),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="model folder written by train or an exported .onnx file (default: the shipped model)"),
     fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table, json or csv"),
     top_k: int = typer.Option(3, "--top-k", min=1, help="how many classes to list per file"),
+    window: Optional[float] = typer.Option(None, "--window", help="analyse in sliding windows of this many seconds (default: files longer than 1.5 model windows are windowed at the model's window)"),
+    hop: Optional[float] = typer.Option(None, "--hop", help="step between windows in seconds (default: half the window)"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG: mel spectrogram with the class probabilities over time (one file only)"),
+    engine: EngineName = typer.Option(EngineName.torch, "--engine", help="torch, or onnx (onnxruntime)"),
 ):
-    """Predict the instrument of each recording."""
-    from .classifier import InstrumentClassifier
+    """Predict the instrument of each recording; long recordings get a timeline of windows and segments."""
     from .errors import ParameterError
-    from .pipeline import predict_paths
 
     # `instrec predict MODEL_DIR FILE...` (a first argument holding model.json) also works.
     if model is None and (paths[0] / "model.json").is_file():
         model, paths = paths[0], paths[1:]
         if not paths:
             raise ParameterError(f"{model} is a model folder; name the audio files or folders to predict after it")
-    if model is None:
-        from .assets import shipped_model_path
+    if plot is not None and (len(paths) != 1 or paths[0].is_dir()):
+        raise ParameterError("--plot draws one recording: name exactly one audio file")
+    from .inference import check_window, load_model
+    from .pipeline import predict_paths
 
-        model = shipped_model_path()
-    clf = InstrumentClassifier.load(model)
+    window, hop = check_window(window, hop)
+    net = load_model(model, engine=engine.value)
     with _progress() as progress:
-        results, skipped = predict_paths(clf, paths, progress=progress)
+        results, skipped = predict_paths(net, paths, window=window, hop=hop, progress=progress)
     typer.echo(_format_predictions(results, fmt, top_k), nl=False)
+    if plot is not None and results:
+        _write_plot(net, results[0], plot)
     _report_skipped(skipped)
     if not results:
         raise typer.Exit(1)
+
+
+def _write_plot(net, result, out: Path) -> None:
+    from .audio import load
+    from .display import plot_timeline
+    from .fileio import write_bytes
+
+    y, _ = load(result.path, sr=net.feature.sr)
+    write_bytes(out, plot_timeline(y, result, net.feature))
+    typer.echo(f"plot: {out}", err=True)
 
 
 def _format_predictions(results, fmt: OutFormat, k: int) -> str:
@@ -298,12 +319,7 @@ def _format_predictions(results, fmt: OutFormat, k: int) -> str:
         return json.dumps([{**r.to_dict(), "top": [[c, p] for c, p in r.top(k)]} for r in results], indent=2) + "\n"
     k = min(k, len(results[0].probabilities)) if results else k
     if fmt is OutFormat.csv:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["path", "label"] + [c for i in range(1, k + 1) for c in (f"top{i}", f"p{i}")])
-        for r in results:
-            w.writerow([r.path, r.label] + [v for c, p in r.top(k) for v in (c, f"{p:.6f}")])
-        return buf.getvalue()
+        return _predictions_csv(results, k)
     from rich.console import Console
     from rich.table import Table
 
@@ -313,7 +329,37 @@ def _format_predictions(results, fmt: OutFormat, k: int) -> str:
         table.add_row(r.path, f"{top[0][0]} ({top[0][1]:.1%})", *(f"{c} ({p:.1%})" for c, p in top[1:]))
     console = Console(file=io.StringIO(), width=160, force_terminal=False)
     console.print(table)
+    for r in results:
+        if r.is_timeline:
+            console.print(f"\n{r.path}: {len(r.windows)} windows of {r.window:g} s, hop {r.hop:g} s", markup=False,
+                          highlight=False, soft_wrap=True)
+            seg = Table("from (s)", "to (s)", "instrument", "mean p")
+            for s in r.segments:
+                seg.add_row(f"{s.start:.2f}", f"{s.end:.2f}", s.label, "" if s.probability is None else f"{s.probability:.1%}")
+            console.print(seg)
     return console.file.getvalue()
+
+
+def _predictions_csv(results, k: int) -> str:
+    """One row per file; with any windowed file, one row per window (short files: one window)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if not any(r.is_timeline for r in results):
+        w.writerow(["path", "label"] + [c for i in range(1, k + 1) for c in (f"top{i}", f"p{i}")])
+        for r in results:
+            w.writerow([r.path, r.label] + [v for c, p in r.top(k) for v in (c, f"{p:.6f}")])
+        return buf.getvalue()
+    classes = list(results[0].probabilities)
+    w.writerow(["path", "start", "end", "label", "silent"] + [f"p_{c}" for c in classes])
+    for r in results:
+        rows = r.windows if r.is_timeline else [None]
+        for win in rows:
+            start, end = (win.start, win.end) if win else (0.0, r.duration or 0.0)
+            probs = (win.probabilities if win else r.probabilities) or {}
+            label, silent = (win.label, win.silent) if win else (r.label, False)
+            w.writerow([r.path, f"{start:.3f}", f"{end:.3f}", label, int(silent)]
+                       + [f"{probs[c]:.6f}" if c in probs else "" for c in classes])
+    return buf.getvalue()
 
 
 @app.command()

@@ -15,7 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .classifier import InstrumentClassifier, Prediction
+from .classifier import InstrumentClassifier
+from .inference import Model, Prediction
 from .data.folder import Dataset, find_audio, load_dataset
 from .data.splits import clip_groups, kfold_indices, split_indices
 from .errors import DataError, InstrecError, ParameterError, skip_entry
@@ -182,12 +183,22 @@ def _training_test_split(model_dir: Path | None, ds: Dataset) -> set[str] | None
 
 
 def predict_paths(
-    model: InstrumentClassifier,
+    model: Model | InstrumentClassifier,
     paths: Sequence[str | os.PathLike],
     *,
+    window: float | None = None,
+    hop: float | None = None,
     progress: Progress | None = None,
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
-    """Predict every audio file named or found (recursively) under ``paths``; bad files are skipped."""
+    """Predict every audio file named or found (recursively) under ``paths``; bad files are skipped.
+
+    ``window`` / ``hop`` (s): sliding-window analysis (see :meth:`instrec.inference.Model.predict`).
+    """
+    from .inference import check_window
+
+    window, hop = check_window(window, hop)
+    if isinstance(model, InstrumentClassifier):
+        model = model.as_model()
     files, skipped = [], []
     for p in paths:
         p = Path(p)
@@ -204,7 +215,7 @@ def predict_paths(
     bar = _bar(progress, "predicting", len(files))
     for i, f in enumerate(files):
         try:
-            results.append(model.predict_file(f))
+            results.append(model.predict_file(f, window=window, hop=hop))
         except InstrecError as e:
             skipped.append(skip_entry(e, f))
         if bar:

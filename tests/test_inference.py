@@ -1,0 +1,200 @@
+"""Long recordings, the Python API and `instrec predict --window/--hop/--plot`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import instrec
+from instrec.errors import AudioError, BundleError, ParameterError
+from instrec.inference import Window, check_window, merge_segments, silent_windows, window_spans
+
+from conftest import SR, error_lines, run_cli, write
+
+GAP = 5.0  # seconds of silence between the two instruments: longer than a window plus a hop
+
+
+@pytest.fixture(scope="module")
+def model():
+    return instrec.load_model()
+
+
+@pytest.fixture(scope="module")
+def long_recording(tmp_path_factory):
+    """Three flute notes, 5 s of silence, three cello notes (FluidR3 renders, 3 s each): 23 s."""
+    from instrec.data.render import render
+
+    root = tmp_path_factory.mktemp("long")
+    render(root / "notes", soundfont="fluidr3", instruments=("flute", "cello"), per_class=3, seconds=3.0, seed=2)
+    notes = {c: [sf.read(p, dtype="float32")[0] for p in sorted((root / "notes").glob(f"{c}_*.wav"))]
+             for c in ("flute", "cello")}
+    y = np.concatenate(notes["flute"] + [np.zeros(int(GAP * SR), np.float32)] + notes["cello"])
+    return write(root / "flute then cello.wav", y), len(y) / SR
+
+
+# -- windows and segments -------------------------------------------------------------------
+
+
+def test_window_spans_cover_the_recording():
+    assert window_spans(100, sr=10, window=3.0, hop=1.5) == [(0, 30), (15, 45), (30, 60), (45, 75), (60, 90), (70, 100)]
+    assert window_spans(60, sr=10, window=3.0, hop=1.5)[-1] == (30, 60)  # hops land on the end: no extra window
+    assert window_spans(20, sr=10, window=3.0, hop=1.5) == [(0, 20)]  # shorter than a window
+
+
+def test_segments_merge_runs_and_tile_the_recording():
+    p = {"a": 0.9, "b": 0.1}
+    q = {"a": 0.2, "b": 0.8}
+    ws = [Window(0, 3, "a", p), Window(1.5, 4.5, "a", p), Window(3, 6, "silence", None, True),
+          Window(4.5, 7.5, "b", q), Window(6, 9, "b", q)]
+    segs = merge_segments(ws, duration=9.0)
+    assert [(s.start, s.end, s.label) for s in segs] == [(0, 3, "a"), (3, 4.5, "silence"), (4.5, 9.0, "b")]
+    assert segs[0].probability == pytest.approx(0.9) and segs[1].probability is None
+
+
+def test_silent_windows_are_relative_to_the_loudest():
+    loud = 0.5 * np.sin(np.arange(1000) / 5.0)
+    marks = silent_windows([loud, loud * 1e-4, np.zeros(1000), loud * 0.1])
+    assert marks.tolist() == [False, True, True, False]  # -80 dB and zero are silent, -20 dB is not
+
+
+@pytest.mark.parametrize("window,hop", [(0, None), (-1, None), (float("nan"), None), (700, None), (2.0, 3.0), (None, 0.01)])
+def test_bad_window_or_hop_is_a_parameter_error(window, hop):
+    with pytest.raises(ParameterError):
+        check_window(window, hop)
+
+
+# -- the Python API ------------------------------------------------------------------------
+
+
+def test_load_model_describes_itself(model):
+    assert model.classes == ["cello", "flute", "oboe", "saxophone", "trumpet", "viola"]
+    info = model.info
+    assert info["recipe"] == "cnn" and info["engine"] == "torch" and info["window"] == 3.0
+    assert info["sample_rate"] == 22050 and info["metrics"]["philharmonia_600"]["n"] == 600
+    with pytest.raises(BundleError, match="no such model"):
+        instrec.load_model("/nonexistent/model")
+
+
+def test_long_recording_timeline(model, long_recording):
+    path, duration = long_recording
+    r = model.predict_file(path)
+    assert r.is_timeline and r.window == 3.0 and r.hop == 1.5
+    assert r.duration == pytest.approx(duration)
+    # windows tile the file; the last one ends at its end
+    assert r.windows[0].start == 0 and r.windows[-1].end == pytest.approx(duration)
+    # windows wholly inside the gap are silent, and only they
+    in_gap = [w for w in r.windows if w.start >= 9.0 and w.end <= 9.0 + GAP]
+    assert in_gap and all(w.silent and w.label == "silence" and w.probabilities is None for w in in_gap)
+    assert not any(w.silent for w in r.windows if w.end <= 9.0 or w.start >= 9.0 + GAP)
+    # the instruments are found where they play
+    first = [w.label for w in r.windows if w.end <= 9.0]
+    last = [w.label for w in r.windows if w.start >= 9.0 + GAP]
+    assert first.count("flute") > len(first) / 2 and last.count("cello") > len(last) / 2
+    # segments tile [0, duration] and a silence segment sits in the gap
+    segs = r.segments
+    assert segs[0].start == 0 and segs[-1].end == pytest.approx(duration)
+    assert all(a.end == b.start and a.label != b.label for a, b in zip(segs, segs[1:]))
+    assert any(s.label == "silence" and s.start <= 9.0 + GAP / 2 <= s.end for s in segs)
+    # overall probabilities are the mean over the non-silent windows
+    loud = [w for w in r.windows if not w.silent]
+    assert r.probabilities["flute"] == pytest.approx(np.mean([w.probabilities["flute"] for w in loud]), abs=1e-6)
+
+
+def test_predict_array_resamples_and_accepts_stereo(model, long_recording):
+    path, _ = long_recording
+    y, sr = sf.read(path, dtype="float32")
+    note = y[: 3 * sr]
+    at_22k = model.predict(note, sr)
+    assert not at_22k.is_timeline and at_22k.label == "flute"
+    import soxr
+
+    at_44k = model.predict(soxr.resample(note, sr, 44100), 44100)
+    assert at_44k.label == at_22k.label
+    assert max(abs(at_44k.probabilities[c] - at_22k.probabilities[c]) for c in model.classes) < 0.05
+    stereo = model.predict(np.stack([note, note]), sr)
+    assert stereo.probabilities == pytest.approx(at_22k.probabilities, abs=1e-6)
+    explicit = model.predict(note, sr, window=1.0, hop=0.5)  # an explicit window always gives a timeline
+    assert explicit.is_timeline and len(explicit.windows) == 5
+
+
+def test_predict_refuses_bad_arrays(model):
+    with pytest.raises(AudioError, match="NaN"):
+        model.predict(np.full(SR, np.nan, np.float32), SR)
+    with pytest.raises(AudioError, match="silent"):
+        model.predict(np.zeros(SR, np.float32), SR)
+    with pytest.raises(ParameterError, match="sr"):
+        model.predict(np.ones(SR, np.float32), 0)
+
+
+def test_max_duration_refuses_before_decoding(model, long_recording):
+    path, _ = long_recording
+    with pytest.raises(AudioError, match="limit is 0.25 min"):
+        model.predict_file(path, max_duration=15)
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_cli_predict_long_file_json_csv_table(long_recording, tmp_path):
+    path, duration = long_recording
+    r = run_cli("predict", path, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    (res,) = json.loads(r.stdout)
+    assert res["window"] == 3.0 and res["hop"] == 1.5 and len(res["windows"]) == len(window_spans(int(duration * SR), sr=SR, window=3, hop=1.5))
+    assert {s["label"] for s in res["segments"]} >= {"flute", "silence", "cello"}
+
+    r = run_cli("predict", path, "--format", "csv", "--window", "2", "--hop", "1")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == len(window_spans(int(duration * SR), sr=SR, window=2, hop=1))
+    assert rows[0]["start"] == "0.000" and rows[0]["end"] == "2.000" and "p_flute" in rows[0]
+    assert any(row["silent"] == "1" and row["p_flute"] == "" for row in rows)
+
+    r = run_cli("predict", path)
+    assert r.returncode == 0, r.stderr
+    assert "windows of 3 s, hop 1.5 s" in r.stdout and "silence" in r.stdout
+
+
+def test_cli_predict_plot(long_recording, tmp_path):
+    path, _ = long_recording
+    out = tmp_path / "timeline.png"
+    r = run_cli("predict", path, "--plot", out)
+    assert r.returncode == 0, r.stderr
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    from PIL import Image
+
+    assert Image.open(out).size == (1000, 600)
+
+
+def test_cli_short_file_keeps_one_result(long_recording, tmp_path):
+    path, _ = long_recording
+    y, sr = sf.read(path, dtype="float32")
+    short = write(tmp_path / "note.wav", y[: 3 * sr])
+    r = run_cli("predict", short, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    (res,) = json.loads(r.stdout)
+    assert "windows" not in res and res["label"] == "flute" and res["duration"] == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("args,words", [
+    (("--window", "0"), "window must be between"),
+    (("--window", "2", "--hop", "3"), "must not be longer than the window"),
+])
+def test_cli_bad_window_is_one_line(long_recording, args, words):
+    path, _ = long_recording
+    r = run_cli("predict", path, *args)
+    assert r.returncode == 2
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and words in lines[0], r.stderr
+
+
+def test_cli_plot_needs_one_file(long_recording, tmp_path):
+    path, _ = long_recording
+    r = run_cli("predict", path, path, "--plot", tmp_path / "x.png")
+    assert r.returncode == 2 and "one audio file" in r.stderr
