@@ -198,3 +198,20 @@ def test_cli_plot_needs_one_file(long_recording, tmp_path):
     path, _ = long_recording
     r = run_cli("predict", path, path, "--plot", tmp_path / "x.png")
     assert r.returncode == 2 and "one audio file" in r.stderr
+
+
+def test_readme_prediction_example_runs(tmp_path):
+    """The README's first Python example is real: it runs as printed."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"## Python\n.*?```python\n(.*?)```", readme, re.S).group(1)
+    r = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "['cello', 'flute', 'oboe', 'saxophone', 'trumpet', 'viola']"
+    assert lines[1].startswith("cnn 3.0 0.65")
+    assert any("silence" in l for l in lines[3:])
