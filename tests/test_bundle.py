@@ -150,3 +150,30 @@ def test_outputs_get_ordinary_permissions(trained, tmp_path):
     assert stat.S_IMODE((tmp_path / "r.md").stat().st_mode) == 0o644
     assert stat.S_IMODE(b.stat().st_mode) == 0o755
     assert stat.S_IMODE((b / "model.safetensors").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("edit,where", [
+    (lambda m: m["recipe"]["feature"].update(n_fft=10**9), "recipe/feature/n_fft"),
+    (lambda m: m["recipe"]["feature"].update(seconds=1e6), "recipe/feature/seconds"),
+    (lambda m: m.update(classes=["a", "a"]), "classes"),
+    (lambda m: m.update(classes="ab"), "classes"),
+    (lambda m: m.update(in_dim="40"), "in_dim"),
+    (lambda m: m["recipe"]["model"].update(hidden=[10**7]), "recipe/model/hidden/0"),
+    (lambda m: m["recipe"]["feature"].update(evil="__import__('os')"), "recipe/feature"),
+    (lambda m: m.pop("recipe"), "the top level"),
+])
+def test_model_json_is_checked_against_the_schema(trained, tmp_path, edit, where):
+    _, _, path = trained
+    b = _copy(path, tmp_path)
+    meta = json.loads((b / "model.json").read_text())
+    edit(meta)
+    (b / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=f"schema at {where}"):
+        InstrumentClassifier.load(b)
+
+
+def test_shipped_model_matches_the_schema():
+    from instrec.assets import shipped_model_path
+    from instrec.bundle import read_meta
+
+    assert read_meta(shipped_model_path())["recipe"]["name"] == "cnn"

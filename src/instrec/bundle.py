@@ -7,6 +7,7 @@ save leaves the old bundle or none, never half of one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -74,7 +75,26 @@ def read_meta(path: str | os.PathLike) -> dict:
         raise BundleError(f"{f}: not an instrec model description (format is not {FORMAT!r})")
     if meta.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{f}: format_version {meta.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
+    validate_meta(meta, f)
     return meta
+
+
+def validate_meta(meta: dict, where: str | os.PathLike) -> None:
+    """Check a model description against ``assets/model.schema.json``; BundleError names the first problem."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(meta))
+    if error is not None:
+        at = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        raise BundleError(f"{where}: does not match the model schema at {at}: {error.message[:200]}")
+
+
+@functools.cache
+def _validator():
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parent / "assets" / "model.schema.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
 
 
 def _replace_dir(new: Path, dest: Path) -> None:
