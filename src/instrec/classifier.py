@@ -7,6 +7,7 @@ prediction can never use features computed differently from training.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -42,8 +43,13 @@ class InstrumentClassifier:
         self.info: dict = {}
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, labels: Sequence[str], *, on_epoch=None) -> "InstrumentClassifier":
-        """Train on feature rows ``X`` (from :func:`instrec.features.extract`) and their labels."""
+    def fit(self, X: np.ndarray, labels: Sequence[str], *, on_epoch=None, checkpoint=None,
+            resume: bool = False) -> "InstrumentClassifier":
+        """Train on feature rows ``X`` (from :func:`instrec.features.extract`) and their labels.
+
+        ``checkpoint``: a folder where the training state is saved after every epoch;
+        ``resume=True`` continues from it (see :func:`instrec.train.fit_network`).
+        """
         from . import models
         from .train import fit_network, seed_everything
 
@@ -60,8 +66,9 @@ class InstrumentClassifier:
         seed_everything(self.seed)  # weight initialisation depends on it
         self.net_ = models.build(self.recipe.model, self.recipe.feature, len(classes))
         self.classes_ = classes
+        run_key = json.dumps([self.recipe.to_dict(), classes], sort_keys=True)
         self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, device=self.device,
-                                    on_epoch=on_epoch)
+                                    on_epoch=on_epoch, checkpoint=checkpoint, resume=resume, run_key=run_key)
         return self
 
     # -- prediction ---------------------------------------------------------------------------
