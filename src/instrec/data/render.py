@@ -96,6 +96,8 @@ class RenderReport:
         The folder given to :func:`render`.
     n_written : int
         Audio files written.
+    n_reused : int
+        Clips a previous, interrupted run of the same render had already written (kept as they are).
     per_class : dict
         Label -> files written, summed over sources.
     sources : list of str
@@ -113,6 +115,7 @@ class RenderReport:
 
     out_dir: Path
     n_written: int = 0
+    n_reused: int = 0
     per_class: dict[str, int] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     manifests: list[Path] = field(default_factory=list)
@@ -208,6 +211,7 @@ def render(
     all_rows: list[dict] = []
     for source, path in fonts.items():
         folder = out_dir / source if nested else out_dir
+        _remove_stale_parts(folder)
         rows = _render_source(fluidsynth, source, path, insts, settings, folder, report, counter)
         report.manifests.append(_write_manifest(folder / MANIFEST_NAME, rows))
         all_rows += [{**row, "path": f"{source}/{row['path']}"} for row in rows]
@@ -487,12 +491,15 @@ def _render_instrument(font: _SoundFont, inst: Instrument, settings: _Settings, 
     rows: list[dict] = []
     try:
         for k in range(settings.per_class):
-            clip = _render_clip(font, synth, rng, inst, settings, report)
+            clip = _render_clip(font, synth, rng, inst, settings, report, folder, k)
             if clip is None:
                 return rows + _skip(report, counter, font.source, inst, settings.per_class - k,
                                     f"silent at {MAX_TRIES} pitches in {inst.low}..{inst.high}")
             rows.append(_save_clip(folder, font.source, inst, k, *clip, settings))
-            report.n_written += 1
+            if clip[1] is None:
+                report.n_reused += 1
+            else:
+                report.n_written += 1
             report.per_class[inst.label] = report.per_class.get(inst.label, 0) + 1
             counter.step()
     finally:
@@ -511,12 +518,20 @@ def _rng(seed: int, source: str, label: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(source.encode()), zlib.crc32(label.encode())])
 
 
-def _render_clip(font, synth, rng, inst, settings, report) -> tuple[_Note, np.ndarray] | None:
-    """Draw a note and render it; draw again where the SoundFont has no sample at that pitch."""
+def _render_clip(font, synth, rng, inst, settings, report, folder, k) -> tuple[_Note, np.ndarray | None] | None:
+    """Draw a note and render it; draw again where the SoundFont has no sample at that pitch.
+
+    A clip that an interrupted run of the same render already wrote is kept (samples ``None``):
+    the draws are the same, so it is the very file this run would write. Its note is still
+    played, because FluidSynth's state after a note (measured: it is not fully reset by cutting
+    the voices) shapes the next one; playing is cheap, encoding and writing are what is saved.
+    """
     for _ in range(MAX_TRIES):
         note = _draw_note(rng, inst, settings.seconds)
         y = font.play(synth, note, round(settings.seconds * font.synth_sr))
         if _is_audible(y):
+            if _already_written(folder / _clip_file_name(inst, note, font.source, k, settings), settings):
+                return note, None
             return note, _finish(y, font.synth_sr, settings)
         report.retried += 1
     return None
@@ -575,13 +590,34 @@ def clip_name(label: str, note: str, duration: float, dynamic: str, source: str,
     return f"{label}_{note}_{duration:g}_{dynamic}_{source}_{k:03d}.{fmt}"
 
 
-def _save_clip(folder: Path, source: str, inst: Instrument, k: int, note: _Note, y: np.ndarray,
+def _clip_file_name(inst: Instrument, note: _Note, source: str, k: int, settings: _Settings) -> str:
+    return clip_name(inst.label, note_name(note.pitch), note.duration, note.dynamic, source, k, settings.fmt)
+
+
+def _already_written(path: Path, settings: _Settings) -> bool:
+    """A complete clip with this render's rate and length is already there (files appear whole)."""
+    try:
+        info = sf.info(str(path))
+    except Exception:  # absent or unreadable: render it (again)
+        return False
+    return info.samplerate == settings.sr and info.frames == settings.n_samples
+
+
+def _remove_stale_parts(folder: Path) -> None:
+    """Temporary files a killed run left behind (``.name.XXXX.part.wav``): never complete clips."""
+    if folder.is_dir():
+        for f in folder.glob(".*.part.*"):
+            f.unlink(missing_ok=True)
+
+
+def _save_clip(folder: Path, source: str, inst: Instrument, k: int, note: _Note, y: np.ndarray | None,
                settings: _Settings) -> dict:
-    """Write one clip atomically and return its manifest row."""
-    name = clip_name(inst.label, note_name(note.pitch), note.duration, note.dynamic, source, k, settings.fmt)
+    """Write one clip atomically (``y`` None: it is there already) and return its manifest row."""
+    name = _clip_file_name(inst, note, source, k, settings)
     fmt, subtype = FORMATS[settings.fmt]
-    with atomic_path(folder / name) as tmp:
-        sf.write(tmp, y, settings.sr, format=fmt, subtype=subtype)
+    if y is not None:
+        with atomic_path(folder / name) as tmp:
+            sf.write(tmp, y, settings.sr, format=fmt, subtype=subtype)
     return {
         "path": name, "label": inst.label, "source": source, "pitch": note.pitch,
         "note": note_name(note.pitch), "velocity": note.velocity, "dynamic": note.dynamic,
