@@ -110,7 +110,8 @@ def render(
     with _progress() as progress:
         rep = do_render(out_dir, soundfont=soundfont, instruments=names, per_class=per_class, seconds=seconds,
                         sr=sample_rate, fmt=fmt.value, seed=seed, progress=progress("rendering", 0))
-    typer.echo(f"wrote {rep.n_written} clips to {out_dir}")
+    kept = f" (kept {rep.n_reused} written by an interrupted run)" if rep.n_reused else ""
+    typer.echo(f"wrote {rep.n_written} clips to {out_dir}{kept}")
     _report_skipped(getattr(rep, "skipped", []))
 
 
@@ -360,6 +361,23 @@ def _predictions_csv(results, k: int) -> str:
             w.writerow([r.path, f"{start:.3f}", f"{end:.3f}", label, int(silent)]
                        + [f"{probs[c]:.6f}" if c in probs else "" for c in classes])
     return buf.getvalue()
+
+
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="model folder written by train (or 'shipped' for the shipped model)"),
+    onnx: Path = typer.Option(..., "--onnx", help="the .onnx file to write"),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (13-20)"),
+):
+    """Export a model to ONNX (front end inside the graph for the cnn); run it with --engine onnx."""
+    from .onnx_export import export_onnx
+
+    if str(model) == "shipped":
+        from .assets import shipped_model_path
+
+        model = shipped_model_path()
+    export_onnx(model, onnx, opset=opset)
+    typer.echo(f"exported {model} to {onnx} (checked: onnxruntime agrees with PyTorch within 1e-4)")
 
 
 @app.command()
