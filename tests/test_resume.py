@@ -102,3 +102,42 @@ def test_resume_without_checkpoint_starts_afresh(tmp_path):
     a = _fit(r, X, y, tmp_path / "none", resume=True)
     b = _fit(r, X, y, None)
     assert _same_weights(a, b)
+
+
+def test_batch_prediction_log_resumes(tone_data, tmp_path):
+    """A killed `predict --log` run leaves complete lines and maybe a torn one; the next run drops
+    the torn line, predicts only the files not yet listed, and ends with every file once."""
+    from conftest import run_cli
+
+    from instrec.classifier import InstrumentClassifier
+    from instrec.data import load_dataset
+    from instrec.features import extract
+    from instrec.pipeline import predict_paths
+
+    recipe = get_recipe("seed-mfcc").with_overrides(epochs=20)
+    ds = load_dataset(tone_data)
+    X, ok, _ = extract([c.path for c in ds.clips], recipe.feature)
+    model = InstrumentClassifier(recipe).fit(X, [ds.clips[i].label for i in ok]).as_model()
+
+    full, _ = predict_paths(model, [tone_data])
+    log = tmp_path / "out.jsonl"
+    predict_paths(model, [tone_data], log=log)
+    lines = log.read_bytes().splitlines(keepends=True)
+    assert len(lines) == len(full) == 30
+    log.write_bytes(b"".join(lines[:12]) + lines[12][:40])  # killed while writing line 13
+
+    calls = []
+    original = model.predict_file
+    model.predict_file = lambda f, **kw: calls.append(f) or original(f, **kw)
+    again, skipped = predict_paths(model, [tone_data], log=log)
+    assert len(calls) == 18 and not skipped
+    assert sorted(r.path for r in again) == sorted(r.path for r in full)
+    after = [json.loads(l) for l in log.read_text().splitlines()]
+    assert sorted(d["path"] for d in after) == sorted(r.path for r in full)  # each file once
+    by_path = {r.path: r for r in full}
+    assert all(by_path[d["path"]].probabilities == pytest.approx(d["probabilities"]) for d in after)
+
+    bundle = InstrumentClassifier(recipe).fit(X, [ds.clips[i].label for i in ok]).save(tmp_path / "m")
+    r = run_cli("predict", "--model", bundle, tone_data, "--log", tmp_path / "cli.jsonl", "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    assert len((tmp_path / "cli.jsonl").read_text().splitlines()) == 30

@@ -279,6 +279,7 @@ def predict(
     hop: Optional[float] = typer.Option(None, "--hop", help="step between windows in seconds (default: half the window)"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="PNG: mel spectrogram with the class probabilities over time (one file only)"),
     engine: EngineName = typer.Option(EngineName.torch, "--engine", help="torch, or onnx (onnxruntime)"),
+    log: Optional[Path] = typer.Option(None, "--log", help="JSON Lines file: one line per file as it is done; run again to finish an interrupted batch"),
 ):
     """Predict the instrument of each recording; long recordings get a timeline of windows and segments."""
     from .errors import ParameterError
@@ -296,7 +297,7 @@ def predict(
     window, hop = check_window(window, hop)
     net = load_model(model, engine=engine.value)
     with _progress() as progress:
-        results, skipped = predict_paths(net, paths, window=window, hop=hop, progress=progress)
+        results, skipped = predict_paths(net, paths, window=window, hop=hop, log=log, progress=progress)
     typer.echo(_format_predictions(results, fmt, top_k), nl=False)
     if plot is not None and results:
         _write_plot(net, results[0], plot)

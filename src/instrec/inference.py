@@ -99,6 +99,17 @@ class Prediction:
     def top(self, k: int) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Prediction":
+        """Inverse of :meth:`to_dict` (extra keys such as ``top`` are ignored)."""
+        windows = [Window(w["start"], w["end"], w["label"], w["probabilities"], w.get("silent", False))
+                   for w in d["windows"]] if d.get("windows") is not None else None
+        segments = [Segment(s["start"], s["end"], s["label"], s.get("probability"))
+                    for s in d["segments"]] if d.get("segments") is not None else None
+        return cls(d["path"], d["label"], {str(k): float(v) for k, v in d["probabilities"].items()},
+                   duration=d.get("duration"), windows=windows, segments=segments,
+                   window=d.get("window"), hop=d.get("hop"))
+
     def to_dict(self) -> dict:
         d = {"path": self.path, "label": self.label, "probabilities": self.probabilities}
         if self.duration is not None:

@@ -188,11 +188,15 @@ def predict_paths(
     *,
     window: float | None = None,
     hop: float | None = None,
+    log: str | os.PathLike | None = None,
     progress: Progress | None = None,
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predict every audio file named or found (recursively) under ``paths``; bad files are skipped.
 
     ``window`` / ``hop`` (s): sliding-window analysis (see :meth:`instrec.inference.Model.predict`).
+    ``log``: a JSON Lines file that gets one line per file as soon as it is predicted; files it
+    already lists (from an earlier, interrupted run) are not predicted again, and a last line cut
+    short by the interruption is dropped.
     """
     from .inference import check_window
 
@@ -211,16 +215,66 @@ def predict_paths(
             files += found
         else:
             files.append(p)
-    results = []
-    bar = _bar(progress, "predicting", len(files))
-    for i, f in enumerate(files):
-        try:
-            results.append(model.predict_file(f, window=window, hop=hop))
-        except InstrecError as e:
-            skipped.append(skip_entry(e, f))
-        if bar:
-            bar(i + 1, len(files))
+    results_log = ResultsLog(log) if log is not None else None
+    done = results_log.done if results_log else {}
+    results = [done[str(f)] for f in files if str(f) in done]
+    todo = [f for f in files if str(f) not in done]
+    bar = _bar(progress, "predicting", len(todo))
+    try:
+        for i, f in enumerate(todo):
+            try:
+                results.append(model.predict_file(f, window=window, hop=hop))
+                if results_log:
+                    results_log.append(results[-1])
+            except InstrecError as e:
+                skipped.append(skip_entry(e, f))
+            if bar:
+                bar(i + 1, len(todo))
+    finally:
+        if results_log:
+            results_log.close()
     return results, skipped
+
+
+class ResultsLog:
+    """Append-only JSON Lines of predictions, each line flushed to disk when written.
+
+    Opening it reads what an earlier run wrote: complete lines are kept (``done``: path →
+    Prediction), and a torn last line (a run killed mid-write) is cut off the file.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import json
+
+        self.path = Path(path)
+        self.done: dict[str, Prediction] = {}
+        good = 0
+        if self.path.exists():
+            data = self.path.read_bytes()
+            for line in data.splitlines(keepends=True):
+                try:
+                    if not line.endswith(b"\n"):
+                        raise ValueError("torn line")
+                    p = Prediction.from_dict(json.loads(line))
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    break  # a torn or foreign line: keep what came before it
+                self.done[p.path] = p
+                good += len(line)
+            if good < len(data):
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(good)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "ab")
+
+    def append(self, p: Prediction) -> None:
+        import json
+
+        self._fh.write((json.dumps(p.to_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 def cross_validate(
