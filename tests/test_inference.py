@@ -133,7 +133,7 @@ def test_predict_refuses_bad_arrays(model):
 
 def test_max_duration_refuses_before_decoding(model, long_recording):
     path, _ = long_recording
-    with pytest.raises(AudioError, match="limit is 0.25 min"):
+    with pytest.raises(AudioError, match="is 23 s long; the limit is 15 s"):
         model.predict_file(path, max_duration=15)
 
 

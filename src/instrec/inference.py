@@ -234,7 +234,7 @@ class Model:
         if not isinstance(sr, (int, np.integer)) or sr <= 0:
             raise ParameterError(f"sr must be a positive integer; got {sr!r}")
         window, hop = check_window(window, hop)
-        check_samples(y, path or "<array>")
+        check_samples(y, path or "<array>", sr=int(sr))
         y = resample(y, orig_sr=int(sr), target_sr=self.feature.sr)
         return self._predict(y, path, window, hop)
 
@@ -242,14 +242,13 @@ class Model:
                      hop: float | None = None, max_duration: float | None = None) -> Prediction:
         """Decode ``path`` and predict it (see :meth:`predict`).
 
-        ``max_duration`` (s) refuses longer files before decoding them.
+        ``max_duration`` (s) refuses longer files from their header, before decoding them
+        (default: :data:`instrec.audio.MAX_DURATION`, one hour).
         """
-        from .audio import load
+        from .audio import MAX_DURATION, load
 
         window, hop = check_window(window, hop)
-        if max_duration is not None:
-            _check_duration(path, max_duration)
-        y, _ = load(path, sr=self.feature.sr)
+        y, _ = load(path, sr=self.feature.sr, max_duration=MAX_DURATION if max_duration is None else max_duration)
         return self._predict(y, str(path), window, hop)
 
     def predict_files(self, paths: Sequence[str | os.PathLike], **kwargs) -> list[Prediction]:
@@ -359,16 +358,3 @@ def check_window(window, hop) -> tuple[float | None, float | None]:
     if window is not None and hop is not None and hop > window:
         raise ParameterError(f"hop ({hop:g} s) must not be longer than the window ({window:g} s)")
     return (None if window is None else float(window)), (None if hop is None else float(hop))
-
-
-def _check_duration(path, max_duration: float) -> None:
-    """Refuse a file longer than ``max_duration`` seconds from its header, before decoding it."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-    except Exception:
-        return  # load() reports unreadable files with the right message
-    if info.samplerate > 0 and info.frames / info.samplerate > max_duration:
-        raise AudioError(path, f"is {info.frames / info.samplerate / 60:.1f} min long; the limit is "
-                               f"{max_duration / 60:g} min")

@@ -1,0 +1,379 @@
+"""The HTTP service: one loaded model behind a small JSON API and a web page.
+
+Endpoints
+---------
+``POST /v1/predict``  multipart upload (field ``file``; optional ``window``, ``hop``, ``top_k``,
+                      ``spectrogram``) -> the JSON ``instrec predict --format json`` prints for one
+                      file, with ``path`` set to the uploaded file's name
+``GET /v1/health``    liveness and the model's name
+``GET /v1/model``     classes, recipe, training and measured figures, the service's limits
+``GET /``             the web page (``static/``); ``/docs`` and ``/openapi.json``: the API's description
+
+Every error a client can cause is a 4xx with ``{"error": "one line"}``: 400 a malformed request or a
+missing ``file`` field, 413 a body over the size limit (refused while it streams in, see
+:class:`~instrec.service.upload.BodyLimit`), 415 a file that is not wav/flac/ogg/mp3 audio,
+422 audio that cannot be used (undecodable, empty, silent, NaN, too long) or bad parameters.
+A request over the time limit gets 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from .. import __version__
+from ..errors import AudioError, InstrecError, ParameterError
+from ..inference import Model, check_window, load_model
+from .upload import BodyLimit, ServiceError, audio_suffix, display_name, format_bytes
+
+log = logging.getLogger("instrec.service")
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_TOP_K = 3
+FILE_FIELD = "file"
+
+
+def _default_concurrency() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the service.
+
+    max_upload_bytes : largest request body (the upload and its form fields), refused with 413
+        as soon as it is passed, while the body streams in
+    max_duration_s : longest recording, read from the file's header before decoding (422)
+    request_timeout_s : longest a request may take from the start of its upload to its answer (503)
+    max_concurrent : predictions run at once in worker threads; more requests wait their turn
+        (inside their time limit)
+    """
+
+    max_upload_bytes: int = 20_000_000
+    max_duration_s: float = 600.0
+    request_timeout_s: float = 60.0
+    max_concurrent: int = field(default_factory=_default_concurrency)
+
+    def __post_init__(self):
+        for name in ("max_upload_bytes", "max_concurrent"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ParameterError(f"{name} must be a positive integer; got {v!r}")
+        for name in ("max_duration_s", "request_timeout_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ParameterError(f"{name} must be a positive number of seconds; got {v!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ErrorBody(BaseModel):
+    """What every refused request gets."""
+
+    error: str
+
+
+_ERRORS = {
+    400: "malformed request, or no `file` field",
+    413: "the request body is over the upload size limit",
+    415: "the file is not wav, flac, ogg or mp3 audio (by name or content)",
+    422: "the audio cannot be used (undecodable, empty, silent, NaN, too long) or a parameter is out of range",
+    503: "the request took longer than the time limit",
+}
+
+_PREDICT_FORM = {
+    "type": "object",
+    "required": [FILE_FIELD],
+    "properties": {
+        FILE_FIELD: {"type": "string", "format": "binary",
+                     "description": "the recording: .wav, .flac, .ogg or .mp3"},
+        "window": {"type": "number", "minimum": 0.1, "maximum": 600,
+                   "description": "analyse in sliding windows of this many seconds (default: recordings "
+                                  "longer than 1.5 model windows are windowed at the model's window)"},
+        "hop": {"type": "number", "minimum": 0.1, "maximum": 600,
+                "description": "step between windows in seconds (default: half the window)"},
+        "top_k": {"type": "integer", "minimum": 1, "default": DEFAULT_TOP_K,
+                  "description": "how many classes to list in `top`"},
+        "spectrogram": {"type": "boolean", "default": False,
+                        "description": "also return the mel spectrogram as a base64 PNG (`spectrogram.png`)"},
+    },
+}
+
+_PREDICT_EXAMPLE = {
+    "path": "flute.wav", "label": "flute",
+    "probabilities": {"cello": 0.001, "flute": 0.97, "oboe": 0.02, "saxophone": 0.004, "trumpet": 0.003, "viola": 0.002},
+    "duration": 3.0, "top": [["flute", 0.97], ["oboe", 0.02], ["saxophone", 0.004]],
+}
+
+
+def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits | None = None,
+               engine: str = "torch", tmp_dir: str | os.PathLike | None = None) -> FastAPI:
+    """The service's ASGI app, with ``model`` loaded once, now.
+
+    model : a loaded :class:`~instrec.inference.Model`, a model folder or ``.onnx`` file, or ``None``
+        for the shipped model
+    limits : upload size, duration, time and concurrency limits (:class:`Limits` defaults)
+    engine : ``"torch"`` or ``"onnx"`` when ``model`` is a path or None
+    tmp_dir : where uploads are written while they are predicted (default: the system's temp folder)
+    """
+    limits = limits or Limits()
+    if not isinstance(model, Model):
+        model = load_model(model, engine=engine)
+    _warm_up(model)
+    tmp_dir = str(tmp_dir) if tmp_dir is not None else None
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=limits.max_concurrent,
+                                                     thread_name_prefix="instrec-predict")
+    started = time.time()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    info = model.info
+    app = FastAPI(
+        title="instrec",
+        version=__version__,
+        summary="Tell which musical instrument plays in a recording.",
+        description=(f"Model: **{info['recipe']}**, classes: {', '.join(model.classes)}. "
+                     f"Upload a recording to `POST /v1/predict`. The web page is at [/](/). "
+                     f"Limits: uploads up to {format_bytes(limits.max_upload_bytes)}, recordings up to "
+                     f"{limits.max_duration_s / 60:g} min, {limits.request_timeout_s:g} s per request."),
+        lifespan=lifespan,
+    )
+    app.state.model = model
+    app.state.limits = limits
+    app.state.executor = executor
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes)
+    _add_error_handlers(app)
+
+    @app.get("/v1/health", tags=["service"], summary="Is the service up?")
+    def health() -> dict:
+        return {"status": "ok", "model": info["recipe"], "engine": info["engine"], "classes": model.classes,
+                "uptime_s": round(time.time() - started, 1), "version": __version__}
+
+    @app.get("/v1/model", tags=["service"], summary="The model: classes, recipe, training and measured figures")
+    def model_info() -> dict:
+        d = dict(info)
+        d["source"] = Path(d["source"]).name if d.get("source") else None
+        return {**d, "limits": limits.to_dict(), "version": __version__}
+
+    @app.post(
+        "/v1/predict", tags=["predict"], summary="Which instrument plays in the uploaded recording?",
+        description=("Multipart upload with the recording in the `file` field. Answers the JSON that "
+                     "`instrec predict --format json` prints for one file (`path` is the uploaded file's "
+                     "name); recordings longer than 1.5 model windows, or any with `window` set, also get "
+                     "`windows` and `segments`."),
+        openapi_extra={"requestBody": {"required": True,
+                                       "content": {"multipart/form-data": {"schema": _PREDICT_FORM}}}},
+        responses={200: {"description": "the prediction", "content": {"application/json": {"example": _PREDICT_EXAMPLE}}},
+                   **{code: {"model": ErrorBody, "description": text} for code, text in _ERRORS.items()}},
+    )
+    async def predict(request: Request) -> JSONResponse:
+        form = None
+        future: concurrent.futures.Future | None = None
+        try:
+            async with asyncio.timeout(limits.request_timeout_s):
+                form = await _read_form(request)
+                upload, params = _parse_form(form)
+                job = functools.partial(_predict_job, model, upload.file, display_name(upload.filename),
+                                        upload.content_type, tmp_dir=tmp_dir, max_duration=limits.max_duration_s,
+                                        **params)
+                future = executor.submit(job)
+                result = await asyncio.wrap_future(future)
+            return JSONResponse(result)
+        except TimeoutError:
+            return _error(503, f"the request took longer than the {limits.request_timeout_s:g} s limit",
+                          {"Connection": "close"})
+        finally:
+            if form is not None:
+                if future is None or future.done() or future.cancel():
+                    _close_form(form)
+                else:  # still running in its thread: close the upload when it is done
+                    future.add_done_callback(lambda _f, form=form: _close_form(form))
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests
+
+
+async def _read_form(request: Request):
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "multipart/form-data":
+        raise ServiceError(f"send the recording as multipart/form-data in a field named '{FILE_FIELD}' "
+                           f"(got content type {ctype or 'none'})", 415)
+    try:
+        return await request.form(max_files=1, max_fields=16, max_part_size=64 * 1024)
+    except ClientDisconnect:
+        raise ServiceError("the client disconnected during the upload", 400) from None
+
+
+def _parse_form(form) -> tuple[UploadFile, dict]:
+    upload = form.get(FILE_FIELD)
+    if upload is None:
+        raise ServiceError(f"no '{FILE_FIELD}' field: upload the recording in a multipart field named "
+                           f"'{FILE_FIELD}'", 400)
+    if not isinstance(upload, UploadFile):
+        raise ServiceError(f"the '{FILE_FIELD}' field must be a file upload, not text", 400)
+    window = _number(form, "window")
+    hop = _number(form, "hop")
+    try:
+        window, hop = check_window(window, hop)
+    except ParameterError as e:
+        raise ServiceError(str(e), 422) from None
+    top_k = _number(form, "top_k", kind=int)
+    if top_k is None:
+        top_k = DEFAULT_TOP_K
+    elif top_k < 1:
+        raise ServiceError(f"top_k must be at least 1; got {top_k}", 422)
+    spectrogram = _flag(form, "spectrogram")
+    return upload, {"window": window, "hop": hop, "top_k": top_k, "spectrogram": spectrogram}
+
+
+def _text(form, name: str) -> str | None:
+    v = form.get(name)
+    if v is None:
+        return None
+    if isinstance(v, UploadFile):
+        raise ServiceError(f"the '{name}' field must be text, not a file", 400)
+    v = v.strip()
+    return v or None
+
+
+def _number(form, name: str, *, kind=float):
+    v = _text(form, name)
+    if v is None:
+        return None
+    try:
+        x = kind(v)
+    except ValueError:
+        what = "an integer" if kind is int else "a number of seconds"
+        raise ServiceError(f"{name} must be {what}; got {v[:40]!r}", 422) from None
+    if kind is float and not math.isfinite(x):
+        raise ServiceError(f"{name} must be a finite number of seconds; got {v[:40]!r}", 422)
+    return x
+
+
+def _flag(form, name: str) -> bool:
+    v = _text(form, name)
+    if v is None:
+        return False
+    if v.lower() in ("1", "true", "yes", "on"):
+        return True
+    if v.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ServiceError(f"{name} must be true or false; got {v[:40]!r}", 422)
+
+
+def _close_form(form) -> None:
+    for _, v in form.multi_items():
+        if isinstance(v, UploadFile):
+            with contextlib.suppress(Exception):
+                v.file.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The work of one prediction (runs in a worker thread)
+
+
+def _predict_job(model: Model, fileobj, name: str, content_type: str | None, *, window, hop, top_k: int,
+                 spectrogram: bool, tmp_dir: str | None, max_duration: float) -> dict:
+    """Check the upload's type, write it to a temp file, predict it; the temp file is always removed."""
+    fileobj.seek(0)
+    head = fileobj.read(16)
+    fileobj.seek(0)
+    suffix = audio_suffix(name, content_type, head)
+    fd, path = tempfile.mkstemp(prefix="instrec-upload-", suffix=suffix, dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(fileobj, out, 1 << 20)
+        try:
+            pred = model.predict_file(path, window=window, hop=hop, max_duration=max_duration)
+            result = {**pred.to_dict(), "top": [[c, p] for c, p in pred.top(top_k)]}
+            result["path"] = name
+            if spectrogram:
+                from ..audio import load
+                from .spectrogram import spectrogram_json
+
+                y, _ = load(path, sr=model.feature.sr)
+                result["spectrogram"] = spectrogram_json(y, model.feature)
+        except AudioError as e:
+            raise ServiceError(f"{name}: {e.problem}", 422) from None
+        except InstrecError as e:
+            raise ServiceError(str(e).replace(path, name), 422) from None
+        return result
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _warm_up(model: Model) -> None:
+    """One prediction at start-up, so the first request does not pay for lazy initialisation."""
+    import numpy as np
+
+    sr = model.feature.sr
+    y = 0.1 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr).astype(np.float32)
+    model.predict(y, sr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: always {"error": "..."}
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    message = " ".join(str(message).split())  # one line
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError):
+        headers = {"Connection": "close"} if exc.status in (413, 503) else None
+        return _error(exc.status, exc.message, headers)
+
+    @app.exception_handler(InstrecError)
+    async def instrec_error(request: Request, exc: InstrecError):
+        return _error(422, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return _error(exc.status_code, detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(422, f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request")
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, f"internal error ({type(exc).__name__}); this is a bug in instrec")

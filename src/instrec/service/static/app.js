@@ -1,0 +1,405 @@
+// instrec web page: choose or record a recording, send it to /v1/predict, draw the answer.
+// Plain JavaScript, no libraries, nothing fetched from anywhere but this server.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const SVG = "http://www.w3.org/2000/svg";
+  const PALETTE = ["#2a6f97", "#e07a5f", "#81b29a", "#f2cc8f", "#6d597a", "#3d405b",
+                   "#d62828", "#4cc9f0", "#b5838d", "#588157"];
+  const SILENCE = "silence";
+  const MAX_RECORD_S = 60;
+
+  const state = { classes: [], limits: null, audioUrl: null, duration: 0, busy: false, recorder: null };
+
+  // ------------------------------------------------------------------------------------------
+  // Helpers
+
+  function el(name, attrs, parent) {
+    const node = document.createElementNS(SVG, name);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+
+  function colour(label) {
+    if (label === SILENCE) return "#c9ced6";
+    const i = state.classes.indexOf(label);
+    return PALETTE[(i >= 0 ? i : state.classes.length) % PALETTE.length];
+  }
+
+  function pct(p) {
+    return (100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1) + "%";
+  }
+
+  function fmtTime(s) {
+    if (s < 60) return (Math.round(s * 10) / 10) + " s";
+    const m = Math.floor(s / 60);
+    return m + ":" + String(Math.round(s - 60 * m)).padStart(2, "0");
+  }
+
+  function fmtLimit(s) {
+    return s >= 60 ? (Math.round(s / 6) / 10) + " min" : s + " s";
+  }
+
+  function fmtBytes(n) {
+    return n >= 1e6 ? (n / 1e6).toFixed(n % 1e6 ? 1 : 0) + " MB" : Math.round(n / 1e3) + " kB";
+  }
+
+  function setStatus(text) { $("status").textContent = text || ""; }
+
+  function showError(message) {
+    const box = $("error");
+    box.textContent = message;
+    box.hidden = !message;
+  }
+
+  function setBusy(busy) {
+    state.busy = busy;
+    $("file-input").disabled = busy || !!state.recorder;
+    document.querySelector('label[for="file-input"]').classList.toggle("disabled", busy);
+    if (!state.recorder) $("record-button").disabled = busy;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The model
+
+  async function loadModel() {
+    try {
+      const r = await fetch("/v1/model");
+      const info = await r.json();
+      if (!r.ok) throw new Error(info.error || ("HTTP " + r.status));
+      state.classes = info.classes;
+      state.limits = info.limits;
+      $("model-info").textContent = "Model " + info.recipe + ": " + info.classes.join(", ") +
+        " · looks at " + info.window + " s at a time";
+      $("limits-info").textContent = "Up to " + fmtBytes(info.limits.max_upload_bytes) + " and " +
+        fmtLimit(info.limits.max_duration_s) + ".";
+    } catch (e) {
+      $("model-info").textContent = "The model could not be read: " + e.message;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Sending a recording
+
+  async function analyse(file) {
+    if (!file || state.busy) return;
+    showError("");
+    $("result").hidden = true;
+    $("player-card").hidden = false;
+    $("file-name").textContent = file.name;
+    $("file-duration").textContent = "";
+    if (state.audioUrl) URL.revokeObjectURL(state.audioUrl);
+    state.audioUrl = URL.createObjectURL(file);
+    $("player").src = state.audioUrl;
+
+    if (state.limits && file.size > state.limits.max_upload_bytes) {
+      showError(file.name + ": the file is " + fmtBytes(file.size) + "; the limit is " +
+                fmtBytes(state.limits.max_upload_bytes) + ".");
+      return;
+    }
+    const form = new FormData();
+    form.append("file", file, file.name);
+    form.append("top_k", String(Math.max(3, state.classes.length)));
+    form.append("spectrogram", "true");
+    const win = $("window-input").value.trim();
+    const hop = $("hop-input").value.trim();
+    if (win) form.append("window", win);
+    if (hop) form.append("hop", hop);
+
+    setBusy(true);
+    setStatus("Listening to " + file.name + "…");
+    try {
+      const r = await fetch("/v1/predict", { method: "POST", body: form });
+      let body;
+      try { body = await r.json(); } catch (e) { body = { error: "the server answered HTTP " + r.status }; }
+      if (!r.ok) {
+        setStatus("");
+        showError(body.error || ("the server answered HTTP " + r.status));
+        return;
+      }
+      setStatus("");
+      render(body);
+    } catch (e) {
+      setStatus("");
+      showError("Could not reach the server: " + e.message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Drawing the answer
+
+  function render(result) {
+    $("result").hidden = false;
+    state.duration = result.duration || 0;
+    $("file-duration").textContent = state.duration ? "(" + fmtTime(state.duration) + ")" : "";
+    $("result-label").textContent = result.label;
+    $("result-label").style.color = colour(result.label);
+    $("result-prob").textContent = pct(result.probabilities[result.label]) +
+      (result.windows ? " on average over " + result.windows.filter((w) => !w.silent).length + " windows" : "");
+    drawBars(result.probabilities, result.label);
+    drawSpectrogram(result.spectrogram);
+    drawTimeline(result);
+    $("result").dataset.label = result.label;
+  }
+
+  function drawBars(probs, top) {
+    const svg = $("bars");
+    svg.replaceChildren();
+    const rows = Object.entries(probs).sort((a, b) => b[1] - a[1]);
+    const rowH = 26, labelW = 90, pctW = 52, width = 420;
+    svg.setAttribute("viewBox", "0 0 " + width + " " + rows.length * rowH);
+    const barW = width - labelW - pctW;
+    rows.forEach(([name, p], i) => {
+      const y = i * rowH;
+      const g = el("g", { "class": "bar", "data-class": name, "data-probability": p.toFixed(4) }, svg);
+      el("text", { x: labelW - 8, y: y + 17, "text-anchor": "end", "font-weight": name === top ? 700 : 400 }, g)
+        .textContent = name;
+      el("rect", { x: labelW, y: y + 4, width: barW, height: rowH - 8, fill: "#eef0f3", rx: 3 }, g);
+      el("rect", { x: labelW, y: y + 4, width: Math.max(1, barW * p), height: rowH - 8, fill: colour(name), rx: 3 }, g);
+      el("text", { x: labelW + barW + 6, y: y + 17, "class": "pct" }, g).textContent = pct(p);
+      el("title", {}, g).textContent = name + ": " + (100 * p).toFixed(2) + "%";
+    });
+  }
+
+  function drawSpectrogram(spec) {
+    const img = $("spectrogram");
+    const axis = $("spec-time");
+    axis.replaceChildren();
+    if (!spec) { img.removeAttribute("src"); return; }
+    img.src = "data:image/png;base64," + spec.png;
+    $("spec-axis").textContent = "(" + spec.n_mels + " mel bands up to " + Math.round(spec.fmax / 1000) + " kHz)";
+    const d = spec.duration;
+    const step = niceStep(d, 6);
+    for (let k = 0; k * step <= d + 1e-9; k++) {
+      const t = k * step;
+      const s = document.createElement("span");
+      s.style.left = (100 * t / d) + "%";
+      if (t === 0) s.style.transform = "none";
+      else if (t / d > 0.93) s.style.transform = "translateX(-100%)";
+      s.textContent = fmtTime(t);
+      axis.appendChild(s);
+    }
+  }
+
+  function niceStep(d, n) {
+    const raw = d / n;
+    const steps = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300];
+    return steps.find((s) => s >= raw) || 600;
+  }
+
+  function drawTimeline(result) {
+    const fig = $("timeline-figure");
+    const svg = $("timeline");
+    svg.replaceChildren();
+    $("legend").replaceChildren();
+    if (!result.windows) { fig.hidden = true; return; }
+    fig.hidden = false;
+    $("timeline-info").textContent = "(windows of " + result.window + " s every " + result.hop + " s; " +
+      result.segments.length + " segment" + (result.segments.length === 1 ? "" : "s") + ")";
+    const W = Math.max(300, Math.round(svg.getBoundingClientRect().width) || 1000), bandH = 34, gap = 10, plotH = 110, H = bandH + gap + plotH + 18;
+    const d = result.duration;
+    const x = (t) => W * t / d;
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+
+    // Segments: coloured bands, the label written inside when it fits.
+    const band = el("g", { "class": "segments" }, svg);
+    for (const s of result.segments) {
+      const g = el("g", { "class": "segment", "data-label": s.label }, band);
+      const w = Math.max(1, x(s.end) - x(s.start));
+      el("rect", { x: x(s.start), y: 0, width: w, height: bandH, fill: colour(s.label) }, g);
+      if (w > 8 * s.label.length) {
+        el("text", { x: x(s.start) + 6, y: bandH / 2 + 4, fill: s.label === SILENCE ? "#333" : "#fff" }, g)
+          .textContent = s.label;
+      }
+      el("title", {}, g).textContent = s.label + " " + fmtTime(s.start) + "–" + fmtTime(s.end) +
+        (s.probability != null ? " (" + pct(s.probability) + ")" : "");
+    }
+
+    // Per-window probability of each class, one line per class, at the window centres.
+    const top = bandH + gap;
+    const plot = el("g", { "class": "probabilities" }, svg);
+    el("rect", { x: 0, y: top, width: W, height: plotH, fill: "#fafbfc", stroke: "#dde1e7" }, plot);
+    for (const w of result.windows) {
+      if (w.silent) el("rect", { x: x(w.start), y: top, width: x(w.end) - x(w.start), height: plotH, fill: "#eceef1" }, plot);
+    }
+    for (const c of state.classes.length ? state.classes : Object.keys(result.probabilities)) {
+      let path = "", pen = false;
+      for (const w of result.windows) {
+        if (w.silent || !w.probabilities) { pen = false; continue; }
+        const px = x((w.start + w.end) / 2), py = top + plotH * (1 - w.probabilities[c]);
+        path += (pen ? " L" : " M") + px.toFixed(1) + " " + py.toFixed(1);
+        pen = true;
+      }
+      if (path) el("path", { d: path, fill: "none", stroke: colour(c), "stroke-width": 2,
+                             "vector-effect": "non-scaling-stroke", "data-class": c }, plot);
+    }
+    el("text", { x: 4, y: top + 12, fill: "#5f6b7a" }, plot).textContent = "100%";
+    el("text", { x: 4, y: top + plotH - 4, fill: "#5f6b7a" }, plot).textContent = "0";
+    const step = niceStep(d, 8);
+    for (let k = 0; k * step <= d + 1e-9; k++) {
+      const t = k * step;
+      el("text", { x: x(t), y: H - 3, fill: "#5f6b7a", "text-anchor": t === 0 ? "start" : (t / d > 0.95 ? "end" : "middle") },
+         svg).textContent = fmtTime(t);
+    }
+    for (const c of state.classes.concat(result.segments.some((s) => s.label === SILENCE) ? [SILENCE] : [])) {
+      const s = document.createElement("span");
+      s.style.setProperty("--swatch", colour(c));
+      s.textContent = c;
+      $("legend").appendChild(s);
+    }
+  }
+
+  // Playhead over the spectrogram and the timeline while the recording plays.
+  function updatePlayhead() {
+    const player = $("player");
+    const d = state.duration || player.duration;
+    for (const id of ["spec-playhead", "timeline-playhead"]) {
+      const ph = $(id);
+      if (!d || !isFinite(d) || $("result").hidden) { ph.style.display = "none"; continue; }
+      ph.style.display = player.currentTime > 0 ? "block" : "none";
+      ph.style.left = Math.min(100, 100 * player.currentTime / d) + "%";
+    }
+    if (!player.paused) requestAnimationFrame(updatePlayhead);
+  }
+
+  function seekFromClick(event, elem) {
+    const rect = elem.getBoundingClientRect();
+    const d = state.duration;
+    if (!d || !rect.width) return;
+    $("player").currentTime = d * (event.clientX - rect.left) / rect.width;
+    updatePlayhead();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Recording from the microphone: raw samples through Web Audio, encoded as a 16-bit WAV here
+  // (a MediaRecorder's webm/opus could not be decoded by the server).
+
+  const WORKLET = "class InstrecRecorder extends AudioWorkletProcessor {" +
+    " process(inputs) { const ch = inputs[0]; if (ch && ch.length) this.port.postMessage(ch[0].slice(0)); return true; } }" +
+    " registerProcessor('instrec-recorder', InstrecRecorder);";
+
+  async function startRecording() {
+    showError("");
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      showError("This browser cannot record here: microphones need https or localhost.");
+      return;
+    }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+    } catch (e) {
+      showError("No microphone: " + (e.message || e.name));
+      return;
+    }
+    const ctx = new AudioContext();
+    const source = ctx.createMediaStreamSource(stream);
+    const chunks = [];
+    let node;
+    if (ctx.audioWorklet && window.AudioWorkletNode) {
+      const url = URL.createObjectURL(new Blob([WORKLET], { type: "application/javascript" }));
+      await ctx.audioWorklet.addModule(url);
+      URL.revokeObjectURL(url);
+      node = new AudioWorkletNode(ctx, "instrec-recorder");
+      node.port.onmessage = (e) => chunks.push(e.data);
+    } else {
+      node = ctx.createScriptProcessor(4096, 1, 1);
+      node.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+    }
+    const mute = ctx.createGain();
+    mute.gain.value = 0;
+    source.connect(node);
+    node.connect(mute);
+    mute.connect(ctx.destination);
+    if (ctx.state === "suspended") await ctx.resume();
+    const started = performance.now();
+    const timer = setInterval(() => {
+      const s = (performance.now() - started) / 1000;
+      $("record-time").textContent = "recording " + s.toFixed(1) + " s";
+      if (s >= MAX_RECORD_S) stopRecording();
+    }, 100);
+    state.recorder = { stream, ctx, node, source, chunks, timer };
+    $("file-input").disabled = true;
+    const button = $("record-button");
+    button.textContent = "■ Stop";
+    button.classList.add("recording");
+    button.setAttribute("aria-pressed", "true");
+    setStatus("Recording… press Stop when done.");
+  }
+
+  async function stopRecording() {
+    const rec = state.recorder;
+    if (!rec) return;
+    state.recorder = null;
+    clearInterval(rec.timer);
+    rec.stream.getTracks().forEach((t) => t.stop());
+    rec.source.disconnect();
+    rec.node.disconnect();
+    const sampleRate = rec.ctx.sampleRate;
+    await rec.ctx.close();
+    const button = $("record-button");
+    button.textContent = "● Record";
+    button.classList.remove("recording");
+    button.setAttribute("aria-pressed", "false");
+    $("record-time").textContent = "";
+    setStatus("");
+    let n = 0;
+    for (const c of rec.chunks) n += c.length;
+    const samples = new Float32Array(n);
+    let at = 0;
+    for (const c of rec.chunks) { samples.set(c, at); at += c.length; }
+    if (!n) { showError("Nothing was recorded."); return; }
+    const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
+    const file = new File([encodeWav(samples, sampleRate)], "recording-" + stamp + ".wav", { type: "audio/wav" });
+    analyse(file);
+  }
+
+  function encodeWav(samples, sampleRate) {
+    const buf = new ArrayBuffer(44 + 2 * samples.length);
+    const v = new DataView(buf);
+    const ascii = (at, s) => { for (let i = 0; i < s.length; i++) v.setUint8(at + i, s.charCodeAt(i)); };
+    ascii(0, "RIFF"); v.setUint32(4, 36 + 2 * samples.length, true); ascii(8, "WAVE");
+    ascii(12, "fmt "); v.setUint32(16, 16, true); v.setUint16(20, 1, true); v.setUint16(22, 1, true);
+    v.setUint32(24, sampleRate, true); v.setUint32(28, 2 * sampleRate, true); v.setUint16(32, 2, true);
+    v.setUint16(34, 16, true); ascii(36, "data"); v.setUint32(40, 2 * samples.length, true);
+    for (let i = 0; i < samples.length; i++) {
+      const s = Math.max(-1, Math.min(1, samples[i] || 0));
+      v.setInt16(44 + 2 * i, s < 0 ? s * 0x8000 : s * 0x7fff, true);
+    }
+    return new Blob([buf], { type: "audio/wav" });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Wiring
+
+  function init() {
+    $("file-input").addEventListener("change", (e) => {
+      const file = e.target.files[0];
+      e.target.value = "";  // choosing the same file again analyses it again
+      analyse(file);
+    });
+    $("record-button").addEventListener("click", () => {
+      if (state.recorder) stopRecording();
+      else if (!state.busy) startRecording().catch((e) => showError("Recording failed: " + e.message));
+    });
+    const zone = $("dropzone");
+    zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragover"); });
+    zone.addEventListener("dragleave", () => zone.classList.remove("dragover"));
+    zone.addEventListener("drop", (e) => {
+      e.preventDefault();
+      zone.classList.remove("dragover");
+      if (e.dataTransfer.files.length) analyse(e.dataTransfer.files[0]);
+    });
+    const player = $("player");
+    for (const ev of ["play", "seeked", "timeupdate", "ended", "pause"]) player.addEventListener(ev, updatePlayhead);
+    $("spec-wrap").addEventListener("click", (e) => seekFromClick(e, $("spec-wrap")));
+    $("timeline").addEventListener("click", (e) => seekFromClick(e, $("timeline")));
+    loadModel();
+  }
+
+  init();
+})();

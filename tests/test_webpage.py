@@ -1,0 +1,200 @@
+"""The web page (issue 5), end to end: the real server, headless Chromium driven by Playwright.
+
+Screenshots are kept in build/test-artifacts/ (ignored by git). With INSTREC_UPDATE_SCREENSHOT=1
+the long-recording one is also copied to docs/screenshot.png for the README.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from conftest import write  # noqa: E402
+
+from instrec.service import create_app, running  # noqa: E402
+from instrec.service.app import STATIC  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "build" / "test-artifacts"
+CHROMIUM = Path(os.environ.get("INSTREC_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def model():
+    import instrec
+
+    return instrec.load_model()
+
+
+@pytest.fixture(scope="module")
+def base_url(model):
+    with running(create_app(model)) as url:
+        yield url
+
+
+# ---------------------------------------------------------------------------------------------
+# Without a browser: the page needs nothing from outside this server
+
+
+def test_page_and_assets_are_served_locally(base_url):
+    import httpx
+
+    with httpx.Client(base_url=base_url) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        refs = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert refs, "the page links nothing?"
+        for ref in refs:
+            assert ref.startswith(("/", "#", "data:")), f"index.html refers to {ref} outside this server"
+            if ref.startswith("/static/"):
+                assert client.get(ref).status_code == 200, ref
+    for f in STATIC.iterdir():
+        text = f.read_text()
+        urls = {u for u in re.findall(r"https?://[^\s\"')]+", text) if not u.startswith("http://www.w3.org/2000/svg")}
+        assert not urls, f"{f.name} refers to {urls}"
+        assert "@import" not in text and "fonts.googleapis" not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# In the browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set INSTREC_CHROMIUM)")
+    with sync_api.sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        except Exception as e:  # a Chromium that cannot start here (no sandbox support, ...)
+            pytest.skip(f"Chromium at {CHROMIUM} does not start: {str(e).splitlines()[0]}")
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, base_url):
+    """A fresh page on the web page, with the microphone allowed; fails the test on any script
+    error or any request that leaves this server."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, permissions=["microphone"])
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("pageerror", lambda e: problems.append(f"script error: {e}"))
+    server = urlparse(base_url).netloc
+    pg.on("request", lambda r: problems.append(f"request outside the server: {r.url}")
+          if urlparse(r.url).scheme in ("http", "https") and urlparse(r.url).netloc != server else None)
+    pg.set_default_timeout(TIMEOUT_MS)
+    pg.goto(base_url + "/")
+    pg.wait_for_function("document.getElementById('model-info').textContent.startsWith('Model')")
+    yield pg
+    context.close()
+    assert not problems, problems
+
+
+@pytest.fixture(scope="module")
+def right_clip(rendered_data, model) -> tuple[Path, str]:
+    """A rendered flute clip (else any instrument) that the shipped model gets right, surest first."""
+    best = None
+    for label in ("flute", "trumpet", "cello"):
+        for p in sorted(rendered_data.glob(f"{label}_*.wav")):
+            r = model.predict_file(p)
+            if r.label == label and (best is None or r.probabilities[label] > best[2]):
+                best = (p, label, r.probabilities[label])
+        if best:
+            return best[0], best[1]
+    pytest.fail("the shipped model gets no rendered clip right")
+
+
+def shoot(pg, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    out = ARTIFACTS / name
+    pg.screenshot(path=str(out), full_page=True)
+    assert out.stat().st_size > 10_000
+    return out
+
+
+def wait_for_result(pg, file_name: str | None = None):
+    if file_name:
+        pg.wait_for_function(f"document.getElementById('file-name').textContent === {file_name!r}")
+    pg.wait_for_selector("#result:not([hidden])")
+    pg.wait_for_function("document.getElementById('status').textContent === ''")
+
+
+def test_upload_shows_the_instrument(page, right_clip, model):
+    clip, label = right_clip
+    page.set_input_files("#file-input", str(clip))
+    wait_for_result(page, clip.name)
+    assert page.text_content("#result-label") == label
+    assert page.is_hidden("#error")
+    # The bar chart: one bar per class, the longest first and it is the label's.
+    bars = page.locator("#bars g.bar")
+    assert bars.count() == len(model.classes)
+    assert bars.first.get_attribute("data-class") == label
+    assert set(bars.evaluate_all("gs => gs.map(g => g.dataset.class)")) == set(model.classes)
+    # The spectrogram is a decoded image with the model's mel bands.
+    size = page.eval_on_selector("#spectrogram", "img => [img.complete, img.naturalWidth, img.naturalHeight]")
+    assert size[0] and size[1] > 10 and size[2] == model.feature.n_mels
+    # The player holds the recording; a short one has no timeline.
+    assert page.eval_on_selector("#player", "a => a.src").startswith("blob:")
+    assert page.is_hidden("#timeline-figure")
+    shoot(page, "webpage.png")
+
+
+def test_long_recording_shows_a_timeline(page, rendered_data, model, tmp_path):
+    parts = [sf.read(str(p), dtype="float32")[0] for label in ("flute", "cello", "trumpet")
+             for p in sorted(rendered_data.glob(f"{label}_*.wav"))[:3]]
+    long = write(tmp_path / "flute_cello_trumpet.wav", np.concatenate(parts))
+    want = model.predict_file(long)
+    page.set_input_files("#file-input", str(long))
+    wait_for_result(page, long.name)
+    assert page.is_visible("#timeline-figure")
+    assert page.text_content("#result-label") == want.label
+    labels = page.locator("#timeline g.segment").evaluate_all("gs => gs.map(g => g.dataset.label)")
+    assert labels == [s.label for s in want.segments] and len(labels) >= 2
+    assert page.locator("#timeline path[data-class]").count() >= 2
+    out = shoot(page, "webpage-timeline.png")
+    if os.environ.get("INSTREC_UPDATE_SCREENSHOT") == "1":
+        docs = ROOT / "docs" / "screenshot.png"
+        docs.parent.mkdir(exist_ok=True)
+        shutil.copyfile(out, docs)
+
+
+def test_refused_file_shows_the_error(page, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a recording")
+    page.set_input_files("#file-input", str(notes))
+    page.wait_for_selector("#error:not([hidden])")
+    assert "notes.txt" in page.text_content("#error") and ".txt" in page.text_content("#error")
+    assert page.is_hidden("#result")
+    shoot(page, "webpage-error.png")
+
+
+def test_microphone_recording(page):
+    """Chromium's fake microphone (a beep): record about 1.5 s, the page encodes a WAV, uploads it
+    and shows a result."""
+    page.click("#record-button")
+    page.wait_for_function("document.getElementById('record-button').getAttribute('aria-pressed') === 'true'")
+    time.sleep(1.5)
+    page.click("#record-button")
+    page.wait_for_function("document.getElementById('file-name').textContent.startsWith('recording-')")
+    wait_for_result(page)
+    assert page.is_hidden("#error"), page.text_content("#error")
+    assert page.text_content("#result-label")
+    seconds = float(page.text_content("#file-duration").strip("() s"))
+    assert 1.0 < seconds < 5.0
+    shoot(page, "webpage-microphone.png")
