@@ -139,6 +139,8 @@ def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits
     if not isinstance(model, Model):
         model = load_model(model, engine=engine)
     _warm_up(model)
+    if tmp_dir is not None:
+        Path(tmp_dir).mkdir(parents=True, exist_ok=True)
     tmp_dir = str(tmp_dir) if tmp_dir is not None else None
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=limits.max_concurrent,
                                                      thread_name_prefix="instrec-predict")
