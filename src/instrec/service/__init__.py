@@ -4,7 +4,9 @@
 >>> serve(None, host="127.0.0.1", port=8000, limits=Limits(max_upload_bytes=50_000_000))  # doctest: +SKIP
 
 ``create_app`` gives the ASGI app for any ASGI server; ``running`` serves one in a background
-thread (tests, benchmarks). Needs fastapi, uvicorn and python-multipart.
+thread (tests, benchmarks). Under pressure: upload, time, concurrency and queue limits
+(:class:`Limits`), an optional API key and CORS origins (``create_app(api_key=..., cors_origins=...)``,
+see :mod:`instrec.service.guard`). Needs fastapi, uvicorn and python-multipart.
 """
 
 from __future__ import annotations

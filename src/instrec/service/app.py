@@ -10,10 +10,18 @@ Endpoints
 ``GET /``             the web page (``static/``); ``/docs`` and ``/openapi.json``: the API's description
 
 Every error a client can cause is a 4xx with ``{"error": "one line"}``: 400 a malformed request or a
-missing ``file`` field, 413 a body over the size limit (refused while it streams in, see
-:class:`~instrec.service.upload.BodyLimit`), 415 a file that is not wav/flac/ogg/mp3 audio,
-422 audio that cannot be used (undecodable, empty, silent, NaN, too long) or bad parameters.
-A request over the time limit gets 503.
+missing ``file`` field, 401 a missing or wrong API key (only when the service has one), 413 a body
+over the size limit (refused while it streams in, see :class:`~instrec.service.upload.BodyLimit`),
+415 a file that is not wav/flac/ogg/mp3 audio, 422 audio that cannot be used (undecodable, empty,
+silent, NaN, too long) or bad parameters. 404, 405 and the rest are JSON too, never a stack trace.
+
+Under pressure (:mod:`instrec.service.guard`): a request over the time limit gets 503; at most
+``max_concurrent`` predictions run at once and ``max_queue`` more requests wait (an upload in
+progress counts), and beyond that a request gets 503 with ``Retry-After`` at once, before its body
+is read. No path on the server comes from a request: uploads are written to fresh temp files
+(``tmp_dir``), the client's file name is only shown back (:func:`~instrec.service.upload.display_name`).
+CORS is closed unless origins are named (``cors_origins``); with ``api_key`` set, everything under
+``/v1/`` but ``/v1/health`` needs it (``X-API-Key`` or ``Authorization: Bearer``).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from fastapi import FastAPI, Request
@@ -42,6 +51,7 @@ from starlette.requests import ClientDisconnect
 from .. import __version__
 from ..errors import AudioError, InstrecError, ParameterError
 from ..inference import Model, check_window, load_model
+from .guard import Admission, ApiKeyGuard, add_cors, check_api_key, check_origins
 from .upload import BodyLimit, ServiceError, audio_suffix, display_name, format_bytes
 
 log = logging.getLogger("instrec.service")
@@ -65,18 +75,27 @@ class Limits:
     request_timeout_s : longest a request may take from the start of its upload to its answer (503)
     max_concurrent : predictions run at once in worker threads; more requests wait their turn
         (inside their time limit)
+    max_queue : requests that may wait (or still be uploading) beside the ``max_concurrent`` at
+        work; one more is answered 503 with ``Retry-After`` at once (default: 4 x max_concurrent,
+        at least 16; 0: none wait)
     """
 
     max_upload_bytes: int = 20_000_000
     max_duration_s: float = 600.0
     request_timeout_s: float = 60.0
     max_concurrent: int = field(default_factory=_default_concurrency)
+    max_queue: int | None = None
 
     def __post_init__(self):
         for name in ("max_upload_bytes", "max_concurrent"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ParameterError(f"{name} must be a positive integer; got {v!r}")
+        if self.max_queue is None:
+            object.__setattr__(self, "max_queue", max(16, 4 * self.max_concurrent))
+        q = self.max_queue
+        if isinstance(q, bool) or not isinstance(q, int) or q < 0:
+            raise ParameterError(f"max_queue must be an integer of 0 or more; got {q!r}")
         for name in ("max_duration_s", "request_timeout_s"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
@@ -94,10 +113,12 @@ class ErrorBody(BaseModel):
 
 _ERRORS = {
     400: "malformed request, or no `file` field",
+    401: "the API key is missing or wrong (only when the service has one)",
     413: "the request body is over the upload size limit",
     415: "the file is not wav, flac, ogg or mp3 audio (by name or content)",
     422: "the audio cannot be used (undecodable, empty, silent, NaN, too long) or a parameter is out of range",
-    503: "the request took longer than the time limit",
+    503: "the service is busy (too many requests held: see Retry-After), or the request took longer "
+         "than the time limit",
 }
 
 _PREDICT_FORM = {
@@ -126,16 +147,23 @@ _PREDICT_EXAMPLE = {
 
 
 def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits | None = None,
-               engine: str = "torch", tmp_dir: str | os.PathLike | None = None) -> FastAPI:
+               engine: str = "torch", tmp_dir: str | os.PathLike | None = None, api_key: str | None = None,
+               cors_origins: Iterable[str] | None = None) -> FastAPI:
     """The service's ASGI app, with ``model`` loaded once, now.
 
     model : a loaded :class:`~instrec.inference.Model`, a model folder or ``.onnx`` file, or ``None``
         for the shipped model
-    limits : upload size, duration, time and concurrency limits (:class:`Limits` defaults)
+    limits : upload size, duration, time, concurrency and queue limits (:class:`Limits` defaults)
     engine : ``"torch"`` or ``"onnx"`` when ``model`` is a path or None
     tmp_dir : where uploads are written while they are predicted (default: the system's temp folder)
+    api_key : None: an open service; else every request under ``/v1/`` but ``/v1/health`` needs it
+        (``X-API-Key`` or ``Authorization: Bearer``), or gets 401
+    cors_origins : origins (``https://host[:port]``, or ``*``) whose pages may call the API from a
+        browser; none (the default): no CORS headers at all
     """
     limits = limits or Limits()
+    api_key = check_api_key(api_key)
+    cors_origins = check_origins(cors_origins)
     if not isinstance(model, Model):
         model = load_model(model, engine=engine)
     _warm_up(model)
@@ -144,6 +172,7 @@ def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits
     tmp_dir = str(tmp_dir) if tmp_dir is not None else None
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=limits.max_concurrent,
                                                      thread_name_prefix="instrec-predict")
+    admission = Admission(limits.max_concurrent, limits.max_queue)
     started = time.time()
 
     @contextlib.asynccontextmanager
@@ -159,19 +188,29 @@ def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits
         description=(f"Model: **{info['recipe']}**, classes: {', '.join(model.classes)}. "
                      f"Upload a recording to `POST /v1/predict`. The web page is at [/](/). "
                      f"Limits: uploads up to {format_bytes(limits.max_upload_bytes)}, recordings up to "
-                     f"{limits.max_duration_s / 60:g} min, {limits.request_timeout_s:g} s per request."),
+                     f"{limits.max_duration_s / 60:g} min, {limits.request_timeout_s:g} s per request."
+                     + (" Every request under `/v1/` but `/v1/health` needs the service's API key, in the "
+                        "`X-API-Key` header (or `Authorization: Bearer KEY`)." if api_key is not None else "")),
         lifespan=lifespan,
     )
     app.state.model = model
     app.state.limits = limits
     app.state.executor = executor
+    app.state.admission = admission
+    app.state.cors_origins = cors_origins
+    app.state.api_key_required = api_key is not None
+    # Outermost last: CORS (also on refusals), then the API key, then the size limit.
     app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes)
+    if api_key is not None:
+        app.add_middleware(ApiKeyGuard, api_key=api_key)
+    add_cors(app, cors_origins)
     _add_error_handlers(app)
 
     @app.get("/v1/health", tags=["service"], summary="Is the service up?")
     def health() -> dict:
         return {"status": "ok", "model": info["recipe"], "engine": info["engine"], "classes": model.classes,
-                "uptime_s": round(time.time() - started, 1), "version": __version__}
+                "uptime_s": round(time.time() - started, 1), "version": __version__,
+                "api_key_required": api_key is not None, "load": admission.state()}
 
     @app.get("/v1/model", tags=["service"], summary="The model: classes, recipe, training and measured figures")
     def model_info() -> dict:
@@ -191,6 +230,12 @@ def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits
                    **{code: {"model": ErrorBody, "description": text} for code, text in _ERRORS.items()}},
     )
     async def predict(request: Request) -> JSONResponse:
+        if not admission.enter():
+            wait = admission.retry_after(most=limits.request_timeout_s)
+            return _error(503, f"the service is busy: {admission.in_flight} requests are being predicted or "
+                               f"wait their turn, the most it holds; try again in {wait} s",
+                          {"Retry-After": str(wait)})  # the unread body is discarded by the server
+        t0 = time.monotonic()
         form = None
         future: concurrent.futures.Future | None = None
         try:
@@ -207,6 +252,7 @@ def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits
             return _error(503, f"the request took longer than the {limits.request_timeout_s:g} s limit",
                           {"Connection": "close"})
         finally:
+            admission.leave(time.monotonic() - t0)
             if form is not None:
                 if future is None or future.done() or future.cancel():
                     _close_form(form)

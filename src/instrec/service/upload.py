@@ -111,9 +111,11 @@ def _content_length(scope) -> int | None:
     return None
 
 
-async def _send_error(send, status: int, message: str, *, close: bool = False) -> None:
+async def _send_error(send, status: int, message: str, *, close: bool = False,
+                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
     body = error_body(message)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += extra or []
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -9,8 +9,9 @@
                    "#d62828", "#4cc9f0", "#b5838d", "#588157"];
   const SILENCE = "silence";
   const MAX_RECORD_S = 60;
+  const KEY_STORE = "instrec-api-key";  // sessionStorage: this tab only, gone when it closes
 
-  const state = { classes: [], limits: null, audioUrl: null, duration: 0, busy: false, recorder: null };
+  const state = { classes: [], limits: null, audioUrl: null, duration: 0, busy: false, recorder: null, key: "" };
 
   // ------------------------------------------------------------------------------------------
   // Helpers
@@ -54,6 +55,22 @@
     box.hidden = !message;
   }
 
+  // The API key, when the server has one: typed into the key form, kept in sessionStorage.
+  function apiKey() {
+    try { return sessionStorage.getItem(KEY_STORE) || state.key; } catch (e) { return state.key; }
+  }
+
+  function authHeaders() {
+    const key = apiKey();
+    return key ? { "X-API-Key": key } : {};
+  }
+
+  function askForKey(message) {
+    $("key-form").hidden = false;
+    $("key-input").focus();
+    if (message) showError(message);
+  }
+
   function setBusy(busy) {
     state.busy = busy;
     $("file-input").disabled = busy || !!state.recorder;
@@ -66,9 +83,16 @@
 
   async function loadModel() {
     try {
-      const r = await fetch("/v1/model");
+      const r = await fetch("/v1/model", { headers: authHeaders() });
       const info = await r.json();
+      if (r.status === 401) {
+        $("model-info").textContent = "This server needs an API key.";
+        askForKey(apiKey() ? info.error : "");
+        return;
+      }
       if (!r.ok) throw new Error(info.error || ("HTTP " + r.status));
+      $("key-form").hidden = true;
+      showError("");
       state.classes = info.classes;
       state.limits = info.limits;
       $("model-info").textContent = "Model " + info.recipe + ": " + info.classes.join(", ") +
@@ -111,12 +135,13 @@
     setBusy(true);
     setStatus("Listening to " + file.name + "…");
     try {
-      const r = await fetch("/v1/predict", { method: "POST", body: form });
+      const r = await fetch("/v1/predict", { method: "POST", body: form, headers: authHeaders() });
       let body;
       try { body = await r.json(); } catch (e) { body = { error: "the server answered HTTP " + r.status }; }
       if (!r.ok) {
         setStatus("");
         showError(body.error || ("the server answered HTTP " + r.status));
+        if (r.status === 401) askForKey();
         return;
       }
       setStatus("");
@@ -398,6 +423,17 @@
     for (const ev of ["play", "seeked", "timeupdate", "ended", "pause"]) player.addEventListener(ev, updatePlayhead);
     $("spec-wrap").addEventListener("click", (e) => seekFromClick(e, $("spec-wrap")));
     $("timeline").addEventListener("click", (e) => seekFromClick(e, $("timeline")));
+    $("key-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const key = $("key-input").value.trim();
+      $("key-input").value = "";
+      state.key = key;
+      try {
+        if (key) sessionStorage.setItem(KEY_STORE, key); else sessionStorage.removeItem(KEY_STORE);
+      } catch (err) { /* storage refused: the key lasts until the page is left */ }
+      showError("");
+      loadModel();
+    });
     loadModel();
   }
 
