@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -12,6 +15,12 @@ import pytest
 import soundfile as sf
 
 SR = 22050
+
+# The pipeline caches features by default (~/.cache/instrec/features): tests, and the CLI
+# processes they start, use a cache of their own that disappears with the run.
+_CACHE = tempfile.mkdtemp(prefix="instrec-test-cache-")
+os.environ["INSTREC_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi"
 
 

@@ -53,7 +53,8 @@ def _report_skipped(skipped) -> None:
         err = _stderr()
         err.print(f"skipped {len(skipped)} file(s):")
         for path, why in skipped:
-            err.print(f"  {path}: {why}", markup=False)
+            # one line per file, however long: scripts grep these
+            err.print(f"  {path}: {why}", markup=False, highlight=False, soft_wrap=True)
 
 
 class LabelMode(str, Enum):
@@ -134,6 +135,9 @@ def spectrograms(
 
 RECIPE_HELP = "recipe name: seed-spectrogram, seed-mfcc, ..."
 GROUP_BY_HELP = "keep each group on one side: pitch, pitch_class, source, group or a manifest column"
+JOBS_OPT = typer.Option(0, "--jobs", "-j", min=0, help="feature-extraction processes (0: one per core)")
+NO_CACHE_OPT = typer.Option(False, "--no-cache", help="compute every feature afresh: neither read nor write the feature cache "
+                                                     "($INSTREC_CACHE, default ~/.cache/instrec/features)")
 
 
 def _recipe(recipe: str, epochs, hidden, activation, image_mode):
@@ -165,6 +169,8 @@ def train(
     manifest: Optional[Path] = MANIFEST_OPT,
     alias: Optional[List[str]] = ALIAS_OPT,
     device: str = DEVICE_OPT,
+    jobs: int = JOBS_OPT,
+    no_cache: bool = NO_CACHE_OPT,
 ):
     """Train a model on labelled audio and save it as a bundle (or cross-validate with --cv)."""
     from .data.folder import parse_aliases
@@ -173,7 +179,8 @@ def train(
     from .pipeline import cross_validate, train_model
 
     r = _recipe(recipe, epochs, hidden, activation, image_mode)
-    data_opts = dict(labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []), device=device)
+    data_opts = dict(labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []), device=device,
+                     jobs=jobs or None, cache=not no_cache)
     if cv is not None:
         if out is not None:
             raise ParameterError("--cv trains one model per fold and saves none; leave out --out (or drop --cv)")
@@ -219,6 +226,8 @@ def crossval(
     manifest: Optional[Path] = MANIFEST_OPT,
     alias: Optional[List[str]] = ALIAS_OPT,
     device: str = DEVICE_OPT,
+    jobs: int = JOBS_OPT,
+    no_cache: bool = NO_CACHE_OPT,
 ):
     """Leave-one-source-out: train on every source but one, test on that one; one table."""
     from .data.folder import parse_aliases
@@ -228,7 +237,8 @@ def crossval(
     r = _recipe(recipe, epochs, hidden, activation, image_mode)
     with _progress() as progress:
         res = run_crossval(data, recipe=r, seed=seed, labels=labels.value, manifest=manifest,
-                           aliases=parse_aliases(alias or []), out=out, device=device, progress=progress)
+                           aliases=parse_aliases(alias or []), out=out, device=device, jobs=jobs or None,
+                           cache=not no_cache, progress=progress)
     typer.echo(crossval_table(res), nl=False)
     for f in res["folds"]:
         if f.get("unknown_classes"):
@@ -247,6 +257,8 @@ def evaluate(
     labels: LabelMode = LABELS_OPT,
     manifest: Optional[Path] = MANIFEST_OPT,
     alias: Optional[List[str]] = ALIAS_OPT,
+    jobs: int = JOBS_OPT,
+    no_cache: bool = NO_CACHE_OPT,
 ):
     """Evaluate a model: accuracy, macro F1, ROC AUC, per-class scores, confusion matrix."""
     from .data.folder import parse_aliases
@@ -255,7 +267,8 @@ def evaluate(
 
     with _progress() as progress:
         m, skipped = evaluate_model(model_dir, data, out=out, labels=labels.value, manifest=manifest,
-                                    aliases=parse_aliases(alias or []), progress=progress)
+                                    aliases=parse_aliases(alias or []), jobs=jobs or None, cache=not no_cache,
+                                    progress=progress)
     typer.echo(f"accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
                f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} clips; report in {out}")
     if m.get("unknown_classes"):
@@ -382,6 +395,37 @@ def export(
 
 
 @app.command()
+def serve(
+    model: Optional[Path] = typer.Argument(None, help="model folder or .onnx file (default: the shipped model)"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, min=0, max=65535, help="TCP port"),
+    engine: EngineName = typer.Option(EngineName.torch, "--engine", help="torch, or onnx (onnxruntime)"),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="largest upload in MB, enforced while it streams in"),
+    max_duration: float = typer.Option(600.0, "--max-duration", help="longest recording in seconds, checked before decoding"),
+    request_timeout: float = typer.Option(60.0, "--request-timeout", help="seconds per request before a 503"),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="predictions at once (default: up to 4, one per core)"),
+    max_queue: Optional[int] = typer.Option(None, "--max-queue", min=0, help="requests that may wait beside those at work; "
+                                            "more get 503 with Retry-After (default: 4 x --max-concurrent, at least 16)"),
+    cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="let pages from this origin "
+                                                    "(https://host[:port], or *) call the API; repeatable (default: none)"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="INSTREC_API_KEY", show_default=False,
+                                          help="require this key (X-API-Key or Authorization: Bearer) under /v1/ "
+                                               "but /v1/health; prefer $INSTREC_API_KEY, which ps does not show"),
+    log_level: str = typer.Option("info", "--log-level", help="critical, error, warning, info or debug"),
+):
+    """HTTP service and web page: POST /v1/predict, GET /v1/health, GET /v1/model, / (the page), /docs."""
+    from .service import Limits
+    from .service.server import serve as run_server
+
+    limits = Limits(max_upload_bytes=int(max_upload_mb * 1_000_000), max_duration_s=max_duration,
+                    request_timeout_s=request_timeout,
+                    **({"max_concurrent": max_concurrent} if max_concurrent else {}),
+                    **({"max_queue": max_queue} if max_queue is not None else {}))
+    run_server(model, host=host, port=port, limits=limits, engine=engine.value, log_level=log_level,
+               api_key=api_key, cors_origins=cors_origin)
+
+
+@app.command()
 def demo(
     data: Optional[Path] = typer.Option(None, help="your own labelled folder instead of the built-in renders"),
     out: Path = typer.Option(Path("instrec-demo"), help="where data, models and reports go"),
@@ -398,8 +442,28 @@ def demo(
     typer.echo(report.read_text())
 
 
+def _quiet_decoder_messages() -> None:
+    """Send what C libraries write straight to file descriptor 2 (libmpg123's "Note: Illegal
+    Audio-MPEG-Header", "Xing stream size" ...) to /dev/null, while Python's own stderr (our
+    messages, progress bars, tracebacks) keeps the real one. INSTREC_DECODER_MESSAGES=1 keeps them."""
+    import os
+
+    if os.environ.get("INSTREC_DECODER_MESSAGES") == "1":
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = os.fdopen(real, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+    except (OSError, ValueError, AttributeError):  # no fd 2 (embedded, odd test runners): leave it
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: a user-caused error is one line on stderr and a non-zero exit code."""
+    _quiet_decoder_messages()
     try:
         app(args=argv, prog_name="instrec")
     except InstrecError as e:

@@ -58,6 +58,8 @@ def train_model(
     aliases: dict[str, str] | None = None,
     report_dir: str | os.PathLike | None = None,
     device: str = "auto",
+    jobs: int | None = None,
+    cache: bool | str | os.PathLike = True,
     progress: Progress | None = None,
 ) -> TrainResult:
     """Load labelled audio, extract features, split, train, score the test split, save a bundle.
@@ -66,6 +68,9 @@ def train_model(
     ``split="group"`` with ``group_by`` (``pitch``, ``pitch_class``, ``source``, ``group`` or a
     manifest column, see :func:`~instrec.data.splits.clip_groups`) keeps every group on one side
     and holds back ``test_size`` of the groups.
+
+    ``jobs``: feature-extraction processes (``None``: one per core); ``cache``: the feature cache
+    (``True``: its default folder, a folder, or ``False``: off); see :func:`instrec.features.extract`.
     """
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     group_by = _check_group_by(split, group_by)
@@ -74,7 +79,8 @@ def train_model(
     if group_by:
         clip_groups(ds.clips, group_by)  # a clip without a group fails before the features are computed
     t0 = time.perf_counter()
-    X, ok, bad = extract([c.path for c in ds.clips], recipe.feature, progress=_bar(progress, f"{recipe.name}: features", len(ds.clips)))
+    X, ok, bad = extract([c.path for c in ds.clips], recipe.feature, jobs=jobs, cache=cache,
+                         progress=_bar(progress, f"{recipe.name}: features", len(ds.clips)))
     extract_seconds = time.perf_counter() - t0
     skipped = ds.skipped + bad
     clips = [ds.clips[i] for i in ok]
@@ -130,6 +136,8 @@ def evaluate_model(
     labels: str = "auto",
     manifest: str | os.PathLike | None = None,
     aliases: dict[str, str] | None = None,
+    jobs: int | None = None,
+    cache: bool | str | os.PathLike = True,
     progress: Progress | None = None,
 ) -> tuple[dict, list[tuple[str, str]]]:
     """Score a model on labelled data; on its own training data, only the held-back test split.
@@ -149,7 +157,8 @@ def evaluate_model(
         split = model.info.get("training", {}).get("split", {})
         words = _split_words(split.get("method"), split.get("group_by"))
         scope = f"held-back test split of the training data ({words}, seed {split.get('seed')})"
-    X, ok, bad = extract([c.path for c in clips], model.recipe.feature, progress=_bar(progress, "features", len(clips)))
+    X, ok, bad = extract([c.path for c in clips], model.recipe.feature, jobs=jobs, cache=cache,
+                         progress=_bar(progress, "features", len(clips)))
     skipped = ds.skipped + bad
     truth = [clips[i].label for i in ok]
     metrics = compute_metrics(truth, model.predict_proba(X) if len(X) else np.zeros((0, len(model.classes))), model.classes)
@@ -206,7 +215,7 @@ def predict_paths(
     files, skipped = [], []
     for p in paths:
         p = Path(p)
-        if not p.exists():
+        if not p.exists() and not p.is_symlink():  # a broken link or loop: load() says which
             skipped.append((str(p), "no such file or folder"))
         elif p.is_dir():
             found = find_audio(p)
@@ -215,6 +224,7 @@ def predict_paths(
             files += found
         else:
             files.append(p)
+    files = list(dict.fromkeys(files))  # a file named twice (or also found in a folder) once
     results_log = ResultsLog(log) if log is not None else None
     done = results_log.done if results_log else {}
     results = [done[str(f)] for f in files if str(f) in done]
@@ -289,6 +299,8 @@ def cross_validate(
     aliases: dict[str, str] | None = None,
     out: str | os.PathLike | None = None,
     device: str = "auto",
+    jobs: int | None = None,
+    cache: bool | str | os.PathLike = True,
     progress: Progress | None = None,
 ) -> dict:
     """K-fold cross-validation: features once, a fresh model per fold, mean ± std of every metric.
@@ -309,7 +321,7 @@ def cross_validate(
     _need_two_classes(ds.labels, "the data")
     if group_by:
         clip_groups(ds.clips, group_by)  # fail before the features are computed
-    X, clips, skipped = _features(ds, recipe, progress)
+    X, clips, skipped = _features(ds, recipe, progress, jobs=jobs, cache=cache)
     y = [c.label for c in clips]
     groups = clip_groups(clips, group_by) if group_by else None
     folds = kfold_indices(y, k, seed=seed, groups=groups)
@@ -350,6 +362,8 @@ def crossval(
     aliases: dict[str, str] | None = None,
     out: str | os.PathLike | None = None,
     device: str = "auto",
+    jobs: int | None = None,
+    cache: bool | str | os.PathLike = True,
     progress: Progress | None = None,
 ) -> dict:
     """Leave-one-source-out: for each source, train on every other source and test on all of it.
@@ -370,7 +384,7 @@ def crossval(
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     ds = load_dataset(data_paths, labels=labels, manifest=manifest, aliases=aliases)
     _need_two_sources(ds.clips, "")
-    X, clips, skipped = _features(ds, recipe, progress)
+    X, clips, skipped = _features(ds, recipe, progress, jobs=jobs, cache=cache)
     _need_two_sources(clips, "usable ")
     y = [c.label for c in clips]
     sources = [c.source for c in clips]
@@ -399,9 +413,10 @@ def crossval(
     return result
 
 
-def _features(ds: Dataset, recipe: Recipe, progress: Progress | None):
+def _features(ds: Dataset, recipe: Recipe, progress: Progress | None, *, jobs: int | None = None, cache=True):
     """Features of every clip of ``ds`` once: ``(X, usable clips, skipped)``."""
-    X, ok, bad = extract([c.path for c in ds.clips], recipe.feature, progress=_bar(progress, f"{recipe.name}: features", len(ds.clips)))
+    X, ok, bad = extract([c.path for c in ds.clips], recipe.feature, jobs=jobs, cache=cache,
+                         progress=_bar(progress, f"{recipe.name}: features", len(ds.clips)))
     clips = [ds.clips[i] for i in ok]
     _need_two_classes([c.label for c in clips], "the usable clips")
     return X, clips, ds.skipped + bad

@@ -2,17 +2,23 @@
 
 A :class:`FeatureConfig` says everything needed to recompute a feature exactly; a model bundle
 stores it, so a model is never fed features computed differently from its training.
+
+Many files: :func:`extract` (all rows in one matrix) and :func:`iter_features` (one row at a time,
+flat memory) decode and compute in a pool of worker processes (``jobs``) and can keep what they
+compute in a cache on disk keyed by each file's content and the parameters (``cache``, see
+:mod:`instrec.features.cache`). The image's mel spectrogram and the MFCC share one STFT/mel
+implementation (:mod:`instrec.features.mel`) that gives librosa's values several times faster.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import InstrecError, ParameterError, skip_entry
+from ..errors import ParameterError
 
 # image: the tutorial's spectrogram picture; mfcc: MFCC means; logmel: a fixed-length waveform
 # window whose log-mel spectrogram the network computes itself (features.frontend.LogMel).
@@ -73,20 +79,8 @@ class FeatureConfig:
 
 def compute(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """The feature vector of mono audio ``y`` sampled at ``config.sr`` (float32, ``(config.dim,)``)."""
-    c = config
-    if c.kind == "logmel":
-        from ..audio import fix_length
-
-        return fix_length(np.asarray(y, dtype=np.float32), size=c.dim)
-    if c.kind == "mfcc":
-        from .mfcc import mfcc_mean
-
-        return mfcc_mean(y, sr=c.sr, n_mfcc=c.n_mfcc, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels)
-    from .image import flatten_image, spectrogram_image
-    from .mel import mel_spectrogram_db
-
-    S_db = mel_spectrogram_db(y, sr=c.sr, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels, top_db=c.top_db)
-    return flatten_image(spectrogram_image(S_db, width=c.width, height=c.height, mode=c.image_mode))
+    row = compute_compact(y, config)
+    return expand(row, config) if config.kind == "image" else row
 
 
 def compute_file(path: str | os.PathLike, config: FeatureConfig) -> np.ndarray:
@@ -97,28 +91,97 @@ def compute_file(path: str | os.PathLike, config: FeatureConfig) -> np.ndarray:
     return compute(y, config)
 
 
+def compact_dtype(config: FeatureConfig) -> np.dtype:
+    """dtype of :func:`compute_compact`'s result: uint8 pixels for the image, else float32."""
+    return np.dtype(np.uint8 if config.kind == "image" else np.float32)
+
+
+def compute_compact(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The feature in its compact form, ``(config.dim,)``: what workers send and the cache stores.
+
+    The image as its uint8 pixels (:func:`expand` makes the tutorial's ``/ 255`` floats of them),
+    the other kinds as their float32 row. A new array, holding no reference to ``y``.
+    """
+    c = config
+    if c.kind == "logmel":
+        from ..audio import fix_length
+
+        return np.array(fix_length(np.asarray(y, dtype=np.float32), size=c.dim), dtype=np.float32)
+    if c.kind == "mfcc":
+        from .mfcc import mfcc_mean
+
+        return mfcc_mean(y, sr=c.sr, n_mfcc=c.n_mfcc, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels)
+    from .image import spectrogram_image
+    from .mel import mel_spectrogram_db
+
+    S_db = mel_spectrogram_db(y, sr=c.sr, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels, top_db=c.top_db)
+    return spectrogram_image(S_db, width=c.width, height=c.height, mode=c.image_mode).reshape(-1)
+
+
+def expand(row: np.ndarray, config: FeatureConfig, out: np.ndarray | None = None) -> np.ndarray:
+    """The float32 feature row of a compact one (into ``out`` when given)."""
+    if out is None:
+        out = np.empty(config.dim, dtype=np.float32)
+    if config.kind == "image":
+        # flatten_image: uint8 -> float32, then / 255 in float32
+        np.divide(row, np.float32(255.0), out=out, dtype=np.float32)
+    else:
+        out[...] = row
+    return out
+
+
+def iter_features(
+    paths: Sequence[str | os.PathLike],
+    config: FeatureConfig,
+    *,
+    jobs: int | None = None,
+    cache=False,
+) -> Iterator[tuple[int, np.ndarray | None, tuple[str, str] | None]]:
+    """Features of many files, one at a time, in the order of ``paths``: memory stays flat.
+
+    Yields ``(index, row, None)`` for each usable file (``row``: float32 ``(config.dim,)``) and
+    ``(index, None, (path, problem))`` for each file that could not be used. ``jobs`` and ``cache``
+    as for :func:`extract`.
+    """
+    from .parallel import iter_compact
+
+    for i, row, skip in iter_compact(paths, config, jobs=jobs, cache=cache):
+        yield i, (None if row is None else expand(row, config)), skip
+
+
 def extract(
     paths: Sequence[str | os.PathLike],
     config: FeatureConfig,
     *,
+    jobs: int | None = None,
+    cache=False,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Features of many files; a file that fails is skipped and reported, the rest go on.
 
+    Parameters
+    ----------
+    jobs : worker processes; ``None`` or ``0``: one per core, ``1``: in this process
+    cache : ``True``: the feature cache in its default folder (see :mod:`instrec.features.cache`);
+        a folder or a :class:`~instrec.features.cache.FeatureCache`; ``False``: none
+    progress : called ``progress(done, total)`` as files are done
+
     Returns
     -------
-    X : float32 array ``(n_ok, config.dim)``
+    X : float32 array ``(n_ok, config.dim)``, rows in the order of ``paths``
     ok : indices into ``paths`` of the rows of ``X``
     skipped : ``(path, problem)`` for each file that could not be used
     """
+    from .parallel import iter_compact
+
     X = np.empty((len(paths), config.dim), dtype=np.float32)
     ok, skipped = [], []
-    for i, path in enumerate(paths):
-        try:
-            X[len(ok)] = compute_file(path, config)
+    for done, (i, row, skip) in enumerate(iter_compact(paths, config, jobs=jobs, cache=cache), 1):
+        if row is None:
+            skipped.append(skip)
+        else:
+            expand(row, config, out=X[len(ok)])
             ok.append(i)
-        except InstrecError as e:
-            skipped.append(skip_entry(e, path))
         if progress:
-            progress(i + 1, len(paths))
+            progress(done, len(paths))
     return X[: len(ok)], np.asarray(ok, dtype=np.int64), skipped

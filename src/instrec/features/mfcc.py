@@ -1,10 +1,40 @@
-"""MFCCs averaged over time: the tutorial's 40-value summary of a clip's timbre."""
+"""MFCCs averaged over time: the tutorial's 40-value summary of a clip's timbre.
+
+``librosa.feature.mfcc`` is the DCT-II (orthonormal) of ``power_to_db(melspectrogram(y))`` along
+the mel axis, its first ``n_mfcc`` rows kept. Here the mel spectrogram comes from the shared fast
+route (:func:`instrec.features.mel.mel_power`) and the DCT is a cached matrix. The mean over frames
+of a linear transform is the transform of the mean, so :func:`mfcc_mean` averages the dB mel
+spectrogram first and applies the DCT to one column.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
-from .mel import _check
+from ..errors import ParameterError
+from .mel import mel_power, power_to_db
+
+__all__ = ["mfcc", "mfcc_mean", "dct_matrix"]
+
+
+def mfcc(
+    y: np.ndarray,
+    *,
+    sr: int = 22050,
+    n_mfcc: int = 20,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    n_mels: int = 128,
+    top_db: float | None = 80.0,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+) -> np.ndarray:
+    """``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, n_fft=..., hop_length=..., n_mels=...)``
+    (DCT type 2, orthonormal, no lifter): float32 ``(n_mfcc, n_frames)``."""
+    S_db = _log_mel(y, sr, n_mfcc, n_fft, hop_length, n_mels, top_db, fmin, fmax)
+    return (dct_matrix(n_mfcc, n_mels) @ S_db).astype(np.float32)
 
 
 def mfcc_mean(
@@ -15,10 +45,31 @@ def mfcc_mean(
     n_fft: int = 2048,
     hop_length: int = 512,
     n_mels: int = 128,
+    top_db: float | None = 80.0,
+    fmin: float = 0.0,
+    fmax: float | None = None,
 ) -> np.ndarray:
-    """``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc)`` averaged over frames; shape ``(n_mfcc,)``."""
-    import librosa
+    """``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, ...)`` averaged over frames; float32 ``(n_mfcc,)``."""
+    S_db = _log_mel(y, sr, n_mfcc, n_fft, hop_length, n_mels, top_db, fmin, fmax)
+    return (dct_matrix(n_mfcc, n_mels) @ S_db.mean(axis=1, dtype=np.float64)).astype(np.float32)
 
-    _check(y, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
-    M = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
-    return M.mean(axis=1).astype(np.float32)
+
+@lru_cache(maxsize=16)
+def dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
+    """The first ``n_mfcc`` rows of the orthonormal DCT-II of size ``n_mels`` (``scipy.fft.dct(x,
+    type=2, norm="ortho")`` is ``dct_matrix(n, n) @ x``), float64, read-only."""
+    k = np.arange(n_mfcc)[:, None]
+    n = np.arange(n_mels)[None, :]
+    D = np.cos(np.pi * k * (2 * n + 1) / (2 * n_mels)) * np.sqrt(2.0 / n_mels)
+    D[0] /= np.sqrt(2.0)
+    D.flags.writeable = False
+    return D
+
+
+def _log_mel(y, sr, n_mfcc, n_fft, hop_length, n_mels, top_db, fmin, fmax) -> np.ndarray:
+    if not isinstance(n_mfcc, (int, np.integer)) or n_mfcc <= 0:
+        raise ParameterError(f"n_mfcc must be a positive integer, got {n_mfcc!r}")
+    if n_mfcc > n_mels:
+        raise ParameterError(f"n_mfcc ({n_mfcc}) cannot exceed n_mels ({n_mels})")
+    S = mel_power(y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    return power_to_db(S, ref=1.0, top_db=top_db)

@@ -1,0 +1,196 @@
+"""A feature cache on disk: a second ``train`` or ``evaluate`` on the same files skips extraction.
+
+An entry is keyed by
+
+* the SHA-256 of the audio file's bytes (renaming or touching a file keeps its entry; changing a
+  single byte misses), and
+* a hash of the feature parameters (:meth:`FeatureConfig.to_dict`), the entry format and the
+  version of the feature code (:data:`FEATURE_CODE_VERSION`): changing any parameter misses.
+
+Layout: ``<root>/<config key>/<2 hex>/<file key>.feat``, beside a ``config.json`` per config key
+naming its parameters (so a person can tell the folders apart and delete old ones). The root is
+``$INSTREC_CACHE`` or ``$XDG_CACHE_HOME/instrec/features`` (``~/.cache/instrec/features``).
+
+An entry is a small header (magic, format version, JSON with dtype, shape, keys and the CRC-32 of
+the payload) and the raw array. It is written to a temporary file in the same folder and renamed
+into place, so processes sharing a cache see either no entry or a whole one. An entry that does not
+check out (truncated, flipped bytes, another shape or dtype, foreign keys) is removed and the
+feature recomputed. Entries are not fsynced: after a power cut a damaged entry fails the check and
+is recomputed, which is all a cache needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from . import FeatureConfig
+
+__all__ = ["FeatureCache", "default_cache_dir", "CACHE_ENV", "FORMAT_VERSION", "FEATURE_CODE_VERSION"]
+
+CACHE_ENV = "INSTREC_CACHE"
+FORMAT_VERSION = 2
+# Bump when the code computing a feature changes its values for the same parameters.
+FEATURE_CODE_VERSION = 1
+_MAGIC = b"INSTRECF"
+_PREFIX = struct.Struct("<8sII")  # magic, format version, header length
+_SUFFIX = ".feat"
+_READ_BLOCK = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    """``$INSTREC_CACHE``, else ``$XDG_CACHE_HOME/instrec/features``, else ``~/.cache/instrec/features``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(base).expanduser() / "instrec" / "features"
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_READ_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def config_digest(config: "FeatureConfig") -> str:
+    """A short hash of the feature parameters, the entry format and the feature code version."""
+    blob = json.dumps({"format": FORMAT_VERSION, "code": FEATURE_CODE_VERSION, "feature": config.to_dict()},
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+class FeatureCache:
+    """Feature rows on disk, by file content and feature parameters.
+
+    ``hits``, ``misses``, ``stored``, ``corrupt`` (entries found damaged, removed and recomputed) and
+    ``errors`` (entries that could not be written) count what happened, in this process and, for
+    :func:`instrec.features.extract` with several jobs, in its workers.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.hits = self.misses = self.stored = self.corrupt = self.errors = 0
+        self._announced: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.root)!r})"
+
+    # -- counters ----------------------------------------------------------------------------
+    @property
+    def stats(self) -> dict:
+        return {"hits": self.hits, "misses": self.misses, "stored": self.stored, "corrupt": self.corrupt,
+                "errors": self.errors}
+
+    def add_stats(self, stats: dict) -> None:
+        for k, v in stats.items():
+            setattr(self, k, getattr(self, k) + v)
+
+    # -- entries -----------------------------------------------------------------------------
+    def entry_path(self, config_key: str, file_key: str) -> Path:
+        return self.root / config_key / file_key[:2] / f"{file_key}{_SUFFIX}"
+
+    def load(self, entry: Path, *, shape: tuple[int, ...], dtype) -> np.ndarray | None:
+        """The array stored at ``entry``; None when there is none or it is damaged (then removed)."""
+        try:
+            with open(entry, "rb") as fh:
+                data = bytearray(os.fstat(fh.fileno()).st_size)
+                n = fh.readinto(data)
+            if n != len(data):  # changed while being read
+                del data[n:]
+        except OSError:  # none there (the usual miss), or unreadable
+            self.misses += 1
+            return None
+        row = _decode(data, entry, shape=tuple(shape), dtype=np.dtype(dtype))
+        if row is None:
+            self.corrupt += 1
+            self.misses += 1
+            try:
+                entry.unlink()
+            except OSError:
+                pass
+            return None
+        self.hits += 1
+        return row
+
+    def store(self, entry: Path, row: np.ndarray, config: "FeatureConfig | None" = None) -> None:
+        """Write ``row`` at ``entry`` atomically (temporary file + rename); failures only count."""
+        row = np.ascontiguousarray(row)
+        payload = row.tobytes()
+        header = json.dumps({"dtype": row.dtype.str, "shape": list(row.shape),
+                             "crc32": zlib.crc32(payload),
+                             "config": entry.parent.parent.name, "file": entry.stem}).encode("utf-8")
+        tmp = None
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            if config is not None:
+                self._describe(entry.parent.parent, config)
+            fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(_PREFIX.pack(_MAGIC, FORMAT_VERSION, len(header)))
+                fh.write(header)
+                fh.write(payload)
+            os.replace(tmp, entry)
+            tmp = None
+            self.stored += 1
+        except OSError:
+            self.errors += 1
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+    def _describe(self, folder: Path, config: "FeatureConfig") -> None:
+        """``config.json`` in a config folder: which parameters its entries hold (once per process)."""
+        if folder.name in self._announced:
+            return
+        self._announced.add(folder.name)
+        target = folder / "config.json"
+        if target.exists():
+            return
+        text = json.dumps({"format": FORMAT_VERSION, "code": FEATURE_CODE_VERSION, "feature": config.to_dict()},
+                          indent=2, sort_keys=True) + "\n"
+        fd, tmp = tempfile.mkstemp(prefix=".config.json.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _decode(data: bytearray, entry: Path, *, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """The payload of an entry's bytes, or None when anything does not check out."""
+    if len(data) < _PREFIX.size:
+        return None
+    magic, version, n_header = _PREFIX.unpack_from(data)
+    if magic != _MAGIC or version != FORMAT_VERSION or _PREFIX.size + n_header > len(data):
+        return None
+    try:
+        header = json.loads(data[_PREFIX.size : _PREFIX.size + n_header].decode("utf-8"))
+        ok = (header["dtype"] == dtype.str and tuple(header["shape"]) == shape
+              and header["config"] == entry.parent.parent.name and header["file"] == entry.stem)
+        crc = int(header["crc32"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    payload = memoryview(data)[_PREFIX.size + n_header :]
+    if not ok or len(payload) != int(np.prod(shape)) * dtype.itemsize:
+        return None
+    if zlib.crc32(payload) != crc:  # flipped bytes (the length caught truncation)
+        return None
+    return np.frombuffer(data, dtype=dtype, offset=_PREFIX.size + n_header).reshape(shape)

@@ -1,0 +1,341 @@
+"""Features of many files: in this process or a pool of worker processes, streamed, in order.
+
+:func:`iter_compact` is the one loop behind :func:`instrec.features.extract` and
+:func:`instrec.features.iter_features`. Files go to the workers in chunks; a bounded number of
+chunks is in flight at a time and their results come back in input order, so memory holds a few
+chunks' rows whatever the number of files. Each worker decodes a file, computes its feature (or
+reads it from the cache, keyed by the file's content) and writes it in its compact form (the
+tutorial's image as uint8 pixels, a quarter of the float32 row) into its chunk's slot of a buffer
+shared with the parent (a file in ``/dev/shm`` mapped by both), so rows are not pickled and a
+decoded recording never leaves the process that decoded it. Small jobs (fewer than
+``_MIN_FILES_PER_WORKER`` files to compute per extra worker, counting cached ones as free) run in
+this process: starting a pool costs a few hundred milliseconds.
+
+Workers are started with ``forkserver`` where the platform has it, else ``spawn`` (never a bare
+``fork`` of a process that may hold torch's or BLAS's threads); ``$INSTREC_MP_START`` overrides.
+Everything a worker runs is a module-level function of this module, so it works under ``spawn``.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from collections import deque
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..audio import load
+from ..errors import InstrecError, ParameterError, skip_entry
+from . import FeatureConfig, compact_dtype, compute_compact
+from .cache import FeatureCache, config_digest, file_digest
+
+START_ENV = "INSTREC_MP_START"
+_CHUNK_BYTES = 8 << 20  # at most about this much feature data per chunk
+_MAX_CHUNK = 32
+# Starting a pool costs a few hundred ms (a forkserver importing numpy, scipy, soundfile, soxr);
+# below this many files per extra worker, one process is faster.
+_MIN_FILES_PER_WORKER = 48
+_IN_FLIGHT = 2  # chunks queued per worker
+
+_worker_limits = None  # a worker's threadpoolctl limiter, kept alive for the worker's life
+
+
+def cpu_count() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_jobs(jobs: int | None) -> int:
+    """``None`` or ``0``: every core; otherwise a positive number of processes."""
+    if jobs is None or (isinstance(jobs, int) and not isinstance(jobs, bool) and jobs == 0):
+        return cpu_count()
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
+        raise ParameterError(f"jobs must be a positive number of processes (0: all cores); got {jobs!r}")
+    return jobs
+
+
+def resolve_cache(cache) -> FeatureCache | None:
+    """``False``/``None``: no cache; ``True``: the default folder; a path or a FeatureCache."""
+    if cache is None or cache is False:
+        return None
+    if cache is True:
+        return FeatureCache()
+    if isinstance(cache, FeatureCache):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        return FeatureCache(cache)
+    raise ParameterError(f"cache must be True, False, a folder or a FeatureCache; got {cache!r}")
+
+
+def chunk_size(n: int, jobs: int, config: FeatureConfig) -> int:
+    """Files per task: enough to amortise the round trip, few enough to balance the workers and keep
+    a chunk's rows within ~8 MB."""
+    row_bytes = config.dim * np.dtype(compact_dtype(config)).itemsize
+    by_bytes = max(1, _CHUNK_BYTES // row_bytes)
+    balanced = max(1, math.ceil(n / (jobs * 8)))
+    return max(1, min(_MAX_CHUNK, by_bytes, balanced))
+
+
+def iter_compact(
+    paths: Sequence[str | os.PathLike],
+    config: FeatureConfig,
+    *,
+    jobs: int | None = None,
+    cache=False,
+    chunksize: int | None = None,
+) -> Iterator[tuple[int, np.ndarray | None, tuple[str, str] | None]]:
+    """``(index, compact row, None)`` or ``(index, None, (path, problem))`` for each path, in order.
+
+    A row may be a view into the shared buffer, valid until the next item is asked for: copy it
+    (:func:`instrec.features.expand` does) to keep it.
+    """
+    n = len(paths)
+    jobs = resolve_jobs(jobs)
+    store = resolve_cache(cache)
+    if n == 0:
+        return
+    key = config_digest(config) if store is not None else None
+    digests = [None] * n
+    to_compute = n
+    if store is not None and jobs > 1:
+        # Hash the files here (fast) and see which entries exist: a pool is worth starting only for
+        # the features that are not cached yet; the workers get the digests along.
+        digests = [_digest(p) for p in paths]
+        to_compute = sum(d is None or not store.entry_path(key, d).is_file() for d in digests)
+    size = chunksize or chunk_size(n, jobs, config)
+    workers = min(jobs, math.ceil(n / size), max(1, to_compute // _MIN_FILES_PER_WORKER))
+    if workers <= 1:
+        for i, path in enumerate(paths):
+            yield (i, *_one(path, config, store, key, digests[i]))
+        return
+    yield from _pooled(paths, digests, config, store, None if store is None else str(store.root), size, workers)
+
+
+def _digest(path) -> str | None:
+    try:
+        return file_digest(path)
+    except OSError:
+        return None
+
+
+def _pooled(paths, digests, config, store, root, size, workers):
+    from concurrent.futures import ProcessPoolExecutor
+
+    n = len(paths)
+    tasks = ((s, [os.fspath(p) for p in paths[s : s + size]], digests[s : s + size]) for s in range(0, n, size))
+    cfg = config.to_dict()
+    n_slots = workers * _IN_FLIGHT
+    dtype = compact_dtype(config)
+    with _SlotBuffer.create(n_slots, size, config.dim, dtype) as slots, \
+            ProcessPoolExecutor(max_workers=workers, mp_context=_context(config), initializer=_init_worker) as pool:
+        where = None if slots is None else slots.path
+        pending = deque()
+
+        def submit(slot):
+            task = next(tasks, None)
+            if task is not None:
+                pending.append((slot, pool.submit(_run_chunk, *task, cfg, root, where, slot, size)))
+
+        try:
+            for slot in range(n_slots):
+                submit(slot)
+            while pending:
+                slot, future = pending.popleft()
+                start, results, stats = future.result()
+                if store is not None:
+                    store.add_stats(stats)
+                for k, (row, skip) in enumerate(results):
+                    if skip is None and row is None:  # written into the slot
+                        row = slots.rows(slot)[k]
+                    yield start + k, row, skip
+                submit(slot)  # only now: the consumer has seen the slot's rows
+        finally:
+            for _, f in pending:
+                f.cancel()
+
+
+class _SlotBuffer:
+    """Shared memory for the workers' rows: ``n_slots`` slots of ``size`` compact rows, one per
+    chunk in flight, in a file mapped by the parent and every worker (in ``/dev/shm`` where it has
+    room, else the temporary folder). Rows then cross between processes without being pickled.
+    """
+
+    def __init__(self, path: str, n_slots: int, size: int, dim: int, dtype: np.dtype):
+        self.path = path
+        self.array = np.memmap(path, dtype=dtype, mode="r+", shape=(n_slots, size, dim))
+
+    @classmethod
+    def create(cls, n_slots: int, size: int, dim: int, dtype) -> "_SlotBuffer | _NoSlots":
+        import tempfile
+
+        nbytes = n_slots * size * dim * np.dtype(dtype).itemsize
+        for folder in ("/dev/shm", None):
+            try:
+                if folder is not None:
+                    st = os.statvfs(folder)
+                    if st.f_bavail * st.f_frsize < 4 * nbytes:  # a small /dev/shm (containers): not there
+                        continue
+                fd, path = tempfile.mkstemp(prefix="instrec-rows-", suffix=".buf", dir=folder)
+                try:
+                    os.ftruncate(fd, nbytes)
+                finally:
+                    os.close(fd)
+                try:
+                    return cls(path, n_slots, size, dim, np.dtype(dtype))
+                except Exception:
+                    os.unlink(path)
+                    raise
+            except (OSError, ValueError):
+                continue
+        return _NoSlots()
+
+    def rows(self, slot: int) -> np.ndarray:
+        return self.array[slot]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        mm = getattr(self.array, "_mmap", None)
+        self.array = None
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:  # a caller still holds a row view: the mapping goes with it
+                pass
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+class _NoSlots:
+    """No shared buffer could be made: rows come back pickled with the results."""
+
+    path = None
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        pass
+
+
+def _context(config: FeatureConfig | None = None):
+    method = os.environ.get(START_ENV)
+    available = multiprocessing.get_all_start_methods()
+    if method:
+        if method not in available:
+            raise ParameterError(f"${START_ENV} must be one of {', '.join(available)}; got {method!r}")
+    else:
+        method = "forkserver" if "forkserver" in available else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        # Import and warm the feature code once in the server; every worker forks from it ready to
+        # go. (The server starts with the first pool of the process: that pool's kind decides.)
+        image = config is not None and config.kind == "image"
+        ctx.set_forkserver_preload(["instrec.features._preload_image" if image else "instrec.features._preload"])
+    return ctx
+
+
+def _init_worker() -> None:
+    """A worker's setup: one thread for BLAS/OpenMP (the pool already fills the cores), and glibc's
+    malloc told to keep freed memory in the heap (a feature's scratch arrays, a few MB, would
+    otherwise be mapped and unmapped, page fault by page fault, for every file)."""
+    global _worker_limits
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    try:
+        from threadpoolctl import threadpool_limits
+
+        _worker_limits = threadpool_limits(limits=1)
+    except Exception:  # threadpoolctl missing or failing: only a little slower
+        _worker_limits = None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks up to 32 MB come from the heap
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD: keep up to 64 MB free at its top
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+_blas = None
+
+
+def _one_blas_thread():
+    """A context holding BLAS to one thread: computing one file's feature, more threads only wait
+    on each other (the image's dense mel product runs 3x slower with 2 on a busy 2-core machine)."""
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _blas = ThreadpoolController()
+        except Exception:
+            _blas = False
+    if _blas is False:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return _blas.limit(limits=1, user_api="blas")
+
+
+_mapped: dict = {}  # a worker's view of the parent's slot buffer, by path
+
+
+def _run_chunk(start: int, paths: list[str], digests: list, cfg: dict, root: str | None, where: str | None,
+               slot: int, size: int):
+    """A worker's task: the compact features of ``paths`` (the files from ``start`` on), written
+    into slot ``slot`` of the shared buffer at ``where`` (or returned, without one)."""
+    config = FeatureConfig.from_dict(cfg)
+    store = FeatureCache(root) if root is not None else None
+    key = config_digest(config) if store is not None else None
+    results = [_one(p, config, store, key, d) for p, d in zip(paths, digests)]
+    if where is not None:
+        if where not in _mapped:
+            _mapped.clear()
+            dtype = compact_dtype(config)
+            n_slots = os.path.getsize(where) // (size * config.dim * dtype.itemsize)
+            _mapped[where] = np.memmap(where, dtype=dtype, mode="r+", shape=(n_slots, size, config.dim))
+        rows = _mapped[where][slot]
+        for k, (row, skip) in enumerate(results):
+            if row is not None:
+                rows[k] = row
+                results[k] = (None, None)
+    return start, results, (store.stats if store is not None else {})
+
+
+def _one(path, config: FeatureConfig, store: FeatureCache | None, key: str | None, digest: str | None = None):
+    """``(compact row, None)`` or ``(None, (path, problem))`` for one file, through the cache
+    (``digest``: the file's, when already known)."""
+    entry = None
+    if store is not None:
+        digest = digest or _digest(path)
+        if digest is None:  # missing or unreadable: computing it says why
+            store.misses += 1
+        else:
+            entry = store.entry_path(key, digest)
+        if entry is not None:
+            row = store.load(entry, shape=(config.dim,), dtype=compact_dtype(config))
+            if row is not None:
+                return row, None
+    try:
+        with _one_blas_thread():
+            row = compute_compact_file(path, config)
+    except InstrecError as e:
+        return None, skip_entry(e, path)
+    if entry is not None:
+        store.store(entry, row, config)
+    return row, None
+
+
+def compute_compact_file(path, config: FeatureConfig) -> np.ndarray:
+    y, _ = load(path, sr=config.sr)
+    return compute_compact(y, config)

@@ -1,0 +1,295 @@
+"""Fast features (issue 5): the fast routes give the reference values; parallel extraction gives
+what serial extraction gives; the feature cache hits, misses and heals as it should."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+
+from conftest import SR, real_data_or_skip, run_cli, tone, write
+from instrec.data.folder import find_audio
+from instrec.features import FeatureConfig, compute, compute_file, extract, iter_features
+from instrec.features import parallel
+from instrec.features.cache import FeatureCache, config_digest, file_digest
+from instrec.features.image import flatten_image, spectrogram_image
+from instrec.features.mel import mel_filters, mel_spectrogram_db
+from instrec.features.mfcc import mfcc, mfcc_mean
+
+MFCC = FeatureConfig(kind="mfcc")
+
+
+def _clips(folder: Path) -> list[Path]:
+    return sorted(find_audio(folder))
+
+
+def _librosa_mfcc(y, n_mfcc=40, **kw):
+    return librosa.feature.mfcc(y=y, sr=SR, n_mfcc=n_mfcc, **kw)
+
+
+def _close(mine, ref, *, rel=1e-3):
+    """max |mine - ref| <= rel x the range of ref (the issue's tolerance)."""
+    assert mine.shape == ref.shape
+    span = float(ref.max() - ref.min())
+    assert float(np.abs(mine - ref).max()) <= rel * span, (float(np.abs(mine - ref).max()), span)
+
+
+# --------------------------------------------------------------------------------------------
+# the fast routes against librosa
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [
+    (22050, 2048, 128, 0.0, None), (22050, 2048, 64, 30.0, None), (16000, 1024, 40, 20.0, 7000.0),
+    (44100, 4096, 128, 0.0, None), (22050, 1023, 96, 0.0, 8000.0),
+])
+def test_mel_filters_are_librosas(sr, n_fft, n_mels, fmin, fmax):
+    np.testing.assert_array_equal(mel_filters(sr, n_fft, n_mels, fmin, fmax),
+                                  librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax))
+
+
+@pytest.mark.parametrize("seconds", [0.02, 0.3, 1.0, 3.0, 30.0])
+@pytest.mark.parametrize("n_fft,hop", [(2048, 512), (1024, 256), (1023, 300)])
+def test_mel_db_matches_librosa(seconds, n_fft, hop):
+    y = tone("saw", 311.0, seconds=seconds, seed=3)
+    ref = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, n_fft=n_fft, hop_length=hop),
+                              ref=np.max, top_db=80.0)
+    exact = mel_spectrogram_db(y, n_fft=n_fft, hop_length=hop)
+    fast = mel_spectrogram_db(y, n_fft=n_fft, hop_length=hop, exact=False)
+    assert exact.dtype == np.float32 and exact.shape == ref.shape
+    np.testing.assert_array_equal(exact, ref)  # librosa's arithmetic: the same floats
+    assert np.abs(fast - ref).max() <= 1e-2  # dB, out of 80
+
+
+def test_mfcc_matches_librosa_on_tones():
+    for kind, f0, seconds in (("sine", 440.0, 3.0), ("square", 97.0, 1.0), ("saw", 1250.0, 0.1)):
+        y = tone(kind, f0, seconds=seconds)
+        ref = _librosa_mfcc(y)
+        _close(mfcc(y, n_mfcc=40), ref)
+        _close(mfcc_mean(y), ref.mean(axis=1))
+    y = tone("saw", 220.0, seconds=2.0)
+    _close(mfcc_mean(y, n_mfcc=13, n_mels=40, n_fft=1024, hop_length=256),
+           _librosa_mfcc(y, n_mfcc=13, n_mels=40, n_fft=1024, hop_length=256).mean(axis=1))
+
+
+def test_fast_features_match_reference_on_rendered_clips(rendered_data):
+    from instrec.audio import load
+
+    for path in _clips(rendered_data)[::2]:
+        y, _ = load(path)
+        ref = _librosa_mfcc(y)
+        _close(compute(y, MFCC), ref.mean(axis=1))
+        _close(mfcc(y, n_mfcc=40), ref)
+        S_ref = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR), ref=np.max)
+        np.testing.assert_array_equal(mel_spectrogram_db(y), S_ref)
+        np.testing.assert_array_equal(compute(y, FeatureConfig(kind="image")), flatten_image(spectrogram_image(S_ref)))
+
+
+@pytest.mark.realdata
+def test_fast_features_match_reference_on_real_clips():
+    from instrec.audio import load
+
+    files = _clips(real_data_or_skip())[::20]
+    for path in files:
+        y, _ = load(path)
+        ref = _librosa_mfcc(y)
+        _close(mfcc_mean(y), ref.mean(axis=1))
+        S_ref = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR), ref=np.max)
+        np.testing.assert_array_equal(mel_spectrogram_db(y), S_ref)
+
+
+# --------------------------------------------------------------------------------------------
+# parallel, streaming extraction
+
+
+@pytest.fixture(scope="module")
+def files_with_bad(rendered_data, tmp_path_factory):
+    """24 rendered clips with an unreadable and a missing file in the middle."""
+    files = _clips(rendered_data)
+    bad = tmp_path_factory.mktemp("bad") / "text.wav"
+    bad.write_text("not audio\n" * 50)
+    return files[:9] + [bad] + files[9:17] + [bad.parent / "missing.wav"] + files[17:]
+
+
+@pytest.fixture
+def small_pools(monkeypatch):
+    """Let a handful of files use the pool (normally tiny lists stay in one process)."""
+    monkeypatch.setattr(parallel, "_MIN_FILES_PER_WORKER", 1)
+
+
+@pytest.mark.parametrize("kind", ["mfcc", "logmel"])
+def test_parallel_extract_equals_serial(files_with_bad, small_pools, kind):
+    config = FeatureConfig(kind=kind, seconds=1.0)
+    X1, ok1, sk1 = extract(files_with_bad, config, jobs=1)
+    X2, ok2, sk2 = extract(files_with_bad, config, jobs=2)
+    np.testing.assert_array_equal(X1, X2)
+    np.testing.assert_array_equal(ok1, ok2)
+    assert sk1 == sk2 and len(sk1) == 2
+    assert [p for p, _ in sk1] == [str(files_with_bad[9]), str(files_with_bad[18])]
+    assert 9 not in ok1 and 18 not in ok1 and len(ok1) == len(files_with_bad) - 2
+    assert X1.shape == (len(files_with_bad) - 2, config.dim)
+
+
+def test_iter_features_streams_in_order(files_with_bad, small_pools):
+    config = FeatureConfig(kind="image", width=64, height=48)
+    X, ok, skipped = extract(files_with_bad, config, jobs=1)
+    seen = list(iter_features(files_with_bad, config, jobs=2))
+    assert [i for i, _, _ in seen] == list(range(len(files_with_bad)))
+    rows = [row for _, row, _ in seen if row is not None]
+    np.testing.assert_array_equal(np.stack(rows), X)
+    assert [s for _, row, s in seen if row is None] == skipped
+
+
+def test_jobs_must_be_sensible(files_with_bad):
+    from instrec.errors import ParameterError
+
+    with pytest.raises(ParameterError):
+        extract(files_with_bad[:2], MFCC, jobs=-1)
+    with pytest.raises(ParameterError):
+        extract(files_with_bad[:2], MFCC, cache=3.5)
+    assert extract([], MFCC, jobs=2)[0].shape == (0, 40)
+
+
+# --------------------------------------------------------------------------------------------
+# the feature cache
+
+
+@pytest.fixture
+def small_data(rendered_data, tmp_path):
+    """6 clips copied (so they may be changed) and a bad file."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    files = []
+    for p in _clips(rendered_data)[:6]:
+        files.append(folder / p.name)
+        files[-1].write_bytes(p.read_bytes())
+    bad = folder / "bad.wav"
+    bad.write_text("nope")
+    return files[:3] + [bad] + files[3:]
+
+
+def _entries(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.feat"))
+
+
+def _leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and (p.name.startswith(".") or p.suffix == ".tmp")]
+
+
+def test_cache_hits_second_time_without_recomputing(small_data, tmp_path, monkeypatch):
+    cache = FeatureCache(tmp_path / "cache")
+    X1, ok1, sk1 = extract(small_data, MFCC, jobs=1, cache=cache)
+    assert cache.stats == {"hits": 0, "misses": 7, "stored": 6, "corrupt": 0, "errors": 0}  # 7 files, 1 bad
+    assert len(_entries(cache.root)) == 6 and len(sk1) == 1  # failures are not cached
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed a cached feature")
+
+    monkeypatch.setattr(parallel, "compute_compact_file", boom)
+    again = FeatureCache(cache.root)
+    with pytest.raises(AssertionError):  # the bad file is tried again: it is not in the cache
+        extract(small_data, MFCC, jobs=1, cache=again)
+    X2, ok2, sk2 = extract([p for p in small_data if p.name != "bad.wav"], MFCC, jobs=1, cache=again)
+    assert again.hits >= 6 and again.stored == 0
+    np.testing.assert_array_equal(X1, X2)
+    assert not _leftovers(cache.root)
+    meta = json.loads(next(cache.root.glob("*/config.json")).read_text())
+    assert meta["feature"] == MFCC.to_dict()
+
+
+def test_cache_misses_on_other_parameters_or_content(small_data, tmp_path):
+    root = tmp_path / "cache"
+    extract(small_data, MFCC, jobs=1, cache=root)
+    other = FeatureCache(root)
+    X20, _, _ = extract(small_data, FeatureConfig(kind="mfcc", n_mfcc=20), jobs=1, cache=other)
+    assert other.hits == 0 and other.stored == 6 and X20.shape == (6, 20)
+
+    # change one file's content (same name, same size): only that one misses
+    changed = small_data[1]
+    y = tone("square", 330.0, seconds=1.5)
+    write(changed, y)
+    c = FeatureCache(root)
+    X, ok, _ = extract(small_data, MFCC, jobs=1, cache=c)
+    assert c.hits == 5 and c.stored == 1
+    fresh, _, _ = extract(small_data, MFCC, jobs=1, cache=False)
+    np.testing.assert_array_equal(X, fresh)
+    np.testing.assert_array_equal(X[1], compute_file(changed, MFCC))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty", "header"])
+def test_corrupt_entry_is_detected_and_recomputed(small_data, tmp_path, damage):
+    root = tmp_path / "cache"
+    X, _, _ = extract(small_data, MFCC, jobs=1, cache=root)
+    entry = FeatureCache(root).entry_path(config_digest(MFCC), file_digest(small_data[0]))
+    data = bytearray(entry.read_bytes())
+    if damage == "truncate":
+        data = data[:-7]
+    elif damage == "flip":
+        data[-3] ^= 0x40
+    elif damage == "garbage":
+        data = bytearray(os.urandom(len(data)))
+    elif damage == "empty":
+        data = bytearray()
+    else:  # a valid-looking entry for another shape
+        data = data.replace(b'"shape": [40]', b'"shape": [41]')
+    entry.write_bytes(bytes(data))
+    c = FeatureCache(root)
+    X2, _, _ = extract(small_data, MFCC, jobs=1, cache=c)
+    assert c.corrupt == 1 and c.stored == 1 and c.hits == 5
+    np.testing.assert_array_equal(X, X2)
+    c3 = FeatureCache(root)
+    extract(small_data, MFCC, jobs=1, cache=c3)
+    assert c3.hits == 6 and c3.corrupt == 0  # replaced by a whole entry
+    assert not _leftovers(root)
+
+
+def test_cache_with_workers(files_with_bad, small_pools, tmp_path):
+    config = FeatureConfig(kind="image", width=64, height=48)
+    c1 = FeatureCache(tmp_path / "cache")
+    X1, ok1, sk1 = extract(files_with_bad, config, jobs=2, cache=c1)
+    assert c1.stored == len(ok1) and c1.hits == 0
+    c2 = FeatureCache(tmp_path / "cache")
+    X2, ok2, sk2 = extract(files_with_bad, config, jobs=2, cache=c2)  # all cached: no pool started
+    assert c2.hits == len(ok1) and c2.stored == 0
+    np.testing.assert_array_equal(X1, X2)
+    for entry in _entries(c1.root)[::5]:  # some missing: a pool, whose workers read the others
+        entry.unlink()
+    c3 = FeatureCache(tmp_path / "cache")
+    X3, ok3, sk3 = extract(files_with_bad, config, jobs=2, cache=c3)
+    assert c3.stored == 5 and c3.hits == len(ok1) - 5
+    np.testing.assert_array_equal(X1, X3)
+    np.testing.assert_array_equal(X1, extract(files_with_bad, config, jobs=1)[0])
+    assert sk1 == sk2 and ok1.tolist() == ok2.tolist()
+    assert not _leftovers(c1.root)
+
+
+def test_no_cache_touches_nothing(small_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("INSTREC_CACHE", str(tmp_path / "cache"))
+    extract(small_data, MFCC, jobs=1, cache=False)
+    assert not (tmp_path / "cache").exists()
+    extract(small_data, MFCC, jobs=1, cache=True)
+    assert len(_entries(tmp_path / "cache")) == 6
+
+
+# --------------------------------------------------------------------------------------------
+# the command line
+
+
+def test_cli_train_jobs_and_cache(tone_data, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("INSTREC_CACHE", str(cache))
+    r = run_cli("train", tone_data, "--recipe", "seed-mfcc", "--epochs", "20", "--out", tmp_path / "m1",
+                "--jobs", "2", "--no-cache")
+    assert r.returncode == 0, r.stderr
+    assert not cache.exists()
+    r = run_cli("train", tone_data, "--recipe", "seed-mfcc", "--epochs", "20", "--out", tmp_path / "m2", "-j", "1")
+    assert r.returncode == 0, r.stderr
+    assert len(_entries(cache)) == 30
+    r = run_cli("evaluate", tmp_path / "m2", tone_data, "--out", tmp_path / "rep", "--jobs", "2")
+    assert r.returncode == 0, r.stderr
+    meta1 = json.loads((tmp_path / "m1" / "model.json").read_text())
+    meta2 = json.loads((tmp_path / "m2" / "model.json").read_text())
+    assert meta1["metrics"] == meta2["metrics"]  # same features, same seed: same model
