@@ -141,3 +141,41 @@ def test_batch_prediction_log_resumes(tone_data, tmp_path):
     r = run_cli("predict", "--model", bundle, tone_data, "--log", tmp_path / "cli.jsonl", "--format", "csv")
     assert r.returncode == 0, r.stderr
     assert len((tmp_path / "cli.jsonl").read_text().splitlines()) == 30
+
+
+def test_cli_train_killed_then_resumed_gives_the_same_model(tone_data, tmp_path):
+    """SIGKILL `instrec train` mid-way; `--resume` finishes it with the weights an uninterrupted run
+    makes, and the checkpoint is gone once the model is saved."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.numpy import load_file
+
+    args = [sys.executable, "-m", "instrec", "train", str(tone_data), "--recipe", "seed-mfcc", "--epochs", "400", "--seed", "2"]
+    whole = subprocess.run(args + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+
+    out = tmp_path / "killed"
+    ckpt = tmp_path / "killed.checkpoint" / "checkpoint.json"
+    proc = subprocess.Popen(args + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if json.loads(ckpt.read_text())["epoch"] >= 40:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epoch = json.loads(ckpt.read_text())["epoch"]
+    assert 40 <= epoch < 400 and not out.exists()
+
+    r = subprocess.run(args + ["--out", str(out), "--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "killed.checkpoint").exists()
+    assert r.stdout.split("model saved")[0].split("test accuracy")[1] == whole.stdout.split("model saved")[0].split("test accuracy")[1]

@@ -53,7 +53,7 @@ class InstrumentClassifier:
         from . import models
         from .train import fit_network, seed_everything
 
-        X = np.asarray(X, dtype=np.float32)
+        X = self._rows(X)
         if X.ndim != 2 or X.shape[1] != self.recipe.feature.dim:
             raise ParameterError(f"X must have shape (n, {self.recipe.feature.dim}); got {X.shape}")
         if len(labels) != len(X):
@@ -68,7 +68,8 @@ class InstrumentClassifier:
         self.classes_ = classes
         run_key = json.dumps([self.recipe.to_dict(), classes], sort_keys=True)
         self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, device=self.device,
-                                    on_epoch=on_epoch, checkpoint=checkpoint, resume=resume, run_key=run_key)
+                                    on_epoch=on_epoch, checkpoint=checkpoint, resume=resume, run_key=run_key,
+                                    expand=_expander(X.dtype))
         return self
 
     # -- prediction ---------------------------------------------------------------------------
@@ -82,13 +83,15 @@ class InstrumentClassifier:
         import torch
 
         self._check_fitted()
-        X = np.asarray(X, dtype=np.float32)
+        X = self._rows(X)
         if X.ndim == 1:
             X = X[None]
+        expand = _expander(X.dtype) or (lambda t: t)
         out = []
         with torch.inference_mode():
             for s in range(0, len(X), batch_size):
-                out.append(torch.softmax(self.net_(torch.from_numpy(X[s : s + batch_size])), dim=1).numpy())
+                batch = expand(torch.from_numpy(np.ascontiguousarray(X[s : s + batch_size])))
+                out.append(torch.softmax(self.net_(batch), dim=1).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes_)), np.float32)
 
     def predict(self, X: np.ndarray) -> list[str]:
@@ -107,6 +110,15 @@ class InstrumentClassifier:
     def predict_file(self, path: str | os.PathLike, **windows) -> Prediction:
         """Decode and predict one file; see Model.predict_file."""
         return self.as_model().predict_file(path, **windows)
+
+    def _rows(self, X) -> np.ndarray:
+        """Feature rows as given when they are the recipe's compact uint8 pixels, else float32."""
+        from .features import compact_dtype
+
+        X = np.asarray(X)
+        if X.dtype == np.uint8 and compact_dtype(self.recipe.feature) == np.uint8:
+            return X
+        return np.asarray(X, dtype=np.float32)
 
     def _check_fitted(self):
         if self.net_ is None:
@@ -158,6 +170,16 @@ class InstrumentClassifier:
         self.info = {k: v for k, v in meta.items() if k not in ("format", "format_version", "classes", "recipe", "in_dim", "seed", "versions")}
         self.info["versions"] = meta.get("versions", {})
         return self
+
+
+def _expander(dtype):
+    """For compact uint8 image rows: a batch's float32 values, ``pixels / 255`` exactly as
+    :func:`instrec.features.expand` computes them; None for float rows."""
+    if dtype != np.uint8:
+        return None
+    import torch
+
+    return lambda t: t.to(torch.float32).div_(255.0)
 
 
 def _versions() -> dict:

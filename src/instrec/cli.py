@@ -171,6 +171,7 @@ def train(
     device: str = DEVICE_OPT,
     jobs: int = JOBS_OPT,
     no_cache: bool = NO_CACHE_OPT,
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted training from its checkpoint (MODEL_DIR.checkpoint, written every epoch)"),
 ):
     """Train a model on labelled audio and save it as a bundle (or cross-validate with --cv)."""
     from .data.folder import parse_aliases
@@ -201,7 +202,7 @@ def train(
     method = split.value if split else ("group" if group_by else "random")
     with _progress() as progress:
         res = train_model(data, recipe=r, out=out, split=method, group_by=group_by, test_size=test_size, seed=seed,
-                          report_dir=report, progress=progress, **data_opts)
+                          report_dir=report, resume=resume, progress=progress, **data_opts)
     m = res.metrics
     typer.echo(f"{r.name}: test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
                f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} held-back clips "
@@ -451,6 +452,8 @@ def _quiet_decoder_messages() -> None:
     if os.environ.get("INSTREC_DECODER_MESSAGES") == "1":
         return
     try:
+        if sys.stderr.fileno() != 2:  # stderr is already somewhere else: leave it alone
+            return
         sys.stderr.flush()
         real = os.dup(2)
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -463,7 +466,8 @@ def _quiet_decoder_messages() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: a user-caused error is one line on stderr and a non-zero exit code."""
-    _quiet_decoder_messages()
+    if argv is None:  # the command itself, not a caller embedding main() (tests, scripts)
+        _quiet_decoder_messages()
     try:
         app(args=argv, prog_name="instrec")
     except InstrecError as e:

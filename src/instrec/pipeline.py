@@ -60,6 +60,7 @@ def train_model(
     device: str = "auto",
     jobs: int | None = None,
     cache: bool | str | os.PathLike = True,
+    resume: bool = False,
     progress: Progress | None = None,
 ) -> TrainResult:
     """Load labelled audio, extract features, split, train, score the test split, save a bundle.
@@ -71,6 +72,10 @@ def train_model(
 
     ``jobs``: feature-extraction processes (``None``: one per core); ``cache``: the feature cache
     (``True``: its default folder, a folder, or ``False``: off); see :func:`instrec.features.extract`.
+
+    With ``out``, the training state is saved after every epoch in ``<out>.checkpoint`` (removed
+    once the model is saved); ``resume=True`` continues an interrupted run from it, ending with the
+    model an uninterrupted run would have made.
     """
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     group_by = _check_group_by(split, group_by)
@@ -79,7 +84,7 @@ def train_model(
     if group_by:
         clip_groups(ds.clips, group_by)  # a clip without a group fails before the features are computed
     t0 = time.perf_counter()
-    X, ok, bad = extract([c.path for c in ds.clips], recipe.feature, jobs=jobs, cache=cache,
+    X, ok, bad = extract([c.path for c in ds.clips], recipe.feature, jobs=jobs, cache=cache, compact=True,
                          progress=_bar(progress, f"{recipe.name}: features", len(ds.clips)))
     extract_seconds = time.perf_counter() - t0
     skipped = ds.skipped + bad
@@ -98,7 +103,10 @@ def train_model(
     _need_two_classes([y[i] for i in tr], "the training split")
 
     bar = _bar(progress, f"{recipe.name}: training", recipe.train.epochs)
-    clf, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar, device=device)
+    checkpoint = checkpoint_path(out) if out is not None else None
+    if resume and checkpoint is None:
+        raise ParameterError("--resume continues the training of a model folder: give --out")
+    clf, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar, device=device, checkpoint=checkpoint, resume=resume)
     context = {
         "recipe": recipe.name,
         "data": ", ".join(str(r) for r in ds.roots),
@@ -123,6 +131,9 @@ def train_model(
     if out is not None:
         test_record = {"roots": [str(r) for r in ds.roots], "test": [str(clips[i].path.resolve()) for i in te]}
         model_dir = clf.save(out, extra_files={SPLIT_FILE: test_record})
+        import shutil
+
+        shutil.rmtree(checkpoint, ignore_errors=True)  # the model is safe: the checkpoint has done its job
     if report_dir is not None:
         write_report(report_dir, metrics, title=f"{recipe.name}: evaluation", context=context, skipped=skipped)
     return TrainResult(clf, model_dir, metrics, context, skipped, extract_seconds, clf.history_["seconds"])
@@ -157,7 +168,7 @@ def evaluate_model(
         split = model.info.get("training", {}).get("split", {})
         words = _split_words(split.get("method"), split.get("group_by"))
         scope = f"held-back test split of the training data ({words}, seed {split.get('seed')})"
-    X, ok, bad = extract([c.path for c in clips], model.recipe.feature, jobs=jobs, cache=cache,
+    X, ok, bad = extract([c.path for c in clips], model.recipe.feature, jobs=jobs, cache=cache, compact=True,
                          progress=_bar(progress, "features", len(clips)))
     skipped = ds.skipped + bad
     truth = [clips[i].label for i in ok]
@@ -415,20 +426,28 @@ def crossval(
 
 def _features(ds: Dataset, recipe: Recipe, progress: Progress | None, *, jobs: int | None = None, cache=True):
     """Features of every clip of ``ds`` once: ``(X, usable clips, skipped)``."""
-    X, ok, bad = extract([c.path for c in ds.clips], recipe.feature, jobs=jobs, cache=cache,
+    X, ok, bad = extract([c.path for c in ds.clips], recipe.feature, jobs=jobs, cache=cache, compact=True,
                          progress=_bar(progress, f"{recipe.name}: features", len(ds.clips)))
     clips = [ds.clips[i] for i in ok]
     _need_two_classes([c.label for c in clips], "the usable clips")
     return X, clips, ds.skipped + bad
 
 
-def _fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr, te, bar=None, *, device="auto"):
+def checkpoint_path(out: str | os.PathLike) -> Path:
+    """Where training for the model folder ``out`` keeps its checkpoint: ``<out>.checkpoint``."""
+    out = Path(out)
+    return out.with_name(out.name + ".checkpoint")
+
+
+def _fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr, te, bar=None, *, device="auto",
+                   checkpoint=None, resume: bool = False):
     """Train a fresh classifier on rows ``tr``, score it on rows ``te``: ``(classifier, metrics)``.
 
     The one training step of train_model, cross_validate and crossval.
     """
     clf = InstrumentClassifier(recipe, seed=seed, device=device)
-    clf.fit(X[tr], [y[i] for i in tr], on_epoch=(lambda e, n, loss: bar(e, n)) if bar else None)
+    clf.fit(X[tr], [y[i] for i in tr], on_epoch=(lambda e, n, loss: bar(e, n)) if bar else None,
+            checkpoint=checkpoint, resume=resume)
     proba = clf.predict_proba(X[te]) if len(te) else np.zeros((0, len(clf.classes)), np.float32)
     return clf, compute_metrics([y[i] for i in te], proba, clf.classes)
 

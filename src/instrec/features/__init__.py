@@ -155,6 +155,7 @@ def extract(
     *,
     jobs: int | None = None,
     cache=False,
+    compact: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Features of many files; a file that fails is skipped and reported, the rest go on.
@@ -164,23 +165,29 @@ def extract(
     jobs : worker processes; ``None`` or ``0``: one per core, ``1``: in this process
     cache : ``True``: the feature cache in its default folder (see :mod:`instrec.features.cache`);
         a folder or a :class:`~instrec.features.cache.FeatureCache`; ``False``: none
+    compact : return the rows in :func:`compact_dtype` (the image's uint8 pixels: a quarter of the
+        memory; :class:`~instrec.classifier.InstrumentClassifier` takes them as they are)
     progress : called ``progress(done, total)`` as files are done
 
     Returns
     -------
-    X : float32 array ``(n_ok, config.dim)``, rows in the order of ``paths``
+    X : float32 (or, with ``compact``, :func:`compact_dtype`) array ``(n_ok, config.dim)``, rows in
+        the order of ``paths``
     ok : indices into ``paths`` of the rows of ``X``
     skipped : ``(path, problem)`` for each file that could not be used
     """
     from .parallel import iter_compact
 
-    X = np.empty((len(paths), config.dim), dtype=np.float32)
+    X = np.empty((len(paths), config.dim), dtype=compact_dtype(config) if compact else np.float32)
     ok, skipped = [], []
     for done, (i, row, skip) in enumerate(iter_compact(paths, config, jobs=jobs, cache=cache), 1):
         if row is None:
             skipped.append(skip)
         else:
-            expand(row, config, out=X[len(ok)])
+            if compact:
+                X[len(ok)] = row
+            else:
+                expand(row, config, out=X[len(ok)])
             ok.append(i)
         if progress:
             progress(done, len(paths))

@@ -39,6 +39,8 @@ class CNN(nn.Module):
         self.body = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * cin, n_classes))
 
+    wants_prepare = True
+
     @torch.no_grad()
     def prepare(self, X: torch.Tensor, batch_size: int = 128) -> None:
         """Fit the per-band statistics on the (un-augmented) training clips."""

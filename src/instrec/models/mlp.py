@@ -50,6 +50,10 @@ class MLP(nn.Module):
                 nn.init.zeros_(m.bias)
 
     @torch.no_grad()
+    @property
+    def wants_prepare(self) -> bool:
+        return isinstance(self.scale, Standardize)
+
     def prepare(self, X: torch.Tensor) -> None:
         """Fit the input standardisation (when the recipe asks for it) on the training rows."""
         if isinstance(self.scale, Standardize):
