@@ -21,6 +21,7 @@ MIN_SECONDS = 0.02  # shorter than this there is no note to hear (a 2048-point f
 MAX_DURATION = 3600.0  # default cap (s): longer files are refused from their header, before decoding
 SR_RANGE = (1000, 768_000)  # sampling rates outside this are a broken or hostile header
 MAX_CHANNELS = 64
+MAX_PEAK = 1e6  # larger samples are not audio (float audio is -1..1; int16 values as floats reach 32768)
 STREAM_ABOVE = 600.0  # files longer than this (s) are decoded block by block (bounded memory)
 
 
@@ -153,13 +154,21 @@ def _read_mono_blocks(f: "sf.SoundFile", frames: int, native_sr: int, sr: int | 
 def check_samples(y: np.ndarray, path: str | os.PathLike = "<array>", *, sr: int | None = None) -> None:
     """Raise AudioError when ``y`` is empty, holds NaN/inf, is silent or constant (DC only), or
     (given ``sr``) is shorter than :data:`MIN_SECONDS`."""
+    y = np.asarray(y)
     if y.size == 0:
         raise AudioError(path, "contains no audio samples")
+    if y.dtype.kind not in "fiu":
+        raise AudioError(path, f"holds {y.dtype} values, not audio samples")
+    if y.dtype.kind != "f":  # integer PCM: compare as floats, so that int8 -128..127 cannot wrap
+        y = y.astype(np.float32)
     if not np.all(np.isfinite(y)):
         raise AudioError(path, "contains NaN or infinite samples")
-    if float(np.max(np.abs(y))) < SILENCE_PEAK:
+    peak = float(np.max(np.abs(y)))
+    if peak < SILENCE_PEAK:
         raise AudioError(path, "is silent (all samples are zero)")
-    if float(np.ptp(y)) < SILENCE_PEAK:
+    if peak > MAX_PEAK:
+        raise AudioError(path, f"has samples up to {peak:.3g}, too large for audio (expected within ±1)")
+    if float(np.max(y)) - float(np.min(y)) < SILENCE_PEAK:
         raise AudioError(path, "is a constant signal (a DC offset, no sound)")
     if sr is not None and y.shape[-1] < MIN_SECONDS * sr:
         raise AudioError(path, f"is too short ({1000 * y.shape[-1] / sr:.3g} ms; at least {1000 * MIN_SECONDS:g} ms are needed)")

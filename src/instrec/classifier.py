@@ -156,13 +156,21 @@ class InstrumentClassifier:
             raise BundleError(f"{path}: model.json is incomplete or malformed ({e})") from None
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise BundleError(f"{path}: model.json must list at least 2 distinct classes")
-        net = models.build(recipe.model, recipe.feature, len(classes))
-        expected = net.state_dict()
-        if set(tensors) != set(expected):
-            raise BundleError(f"{path}: weights do not match the recipe (tensor names differ)")
-        for k, v in expected.items():
-            if tensors[k].shape != v.shape or tensors[k].dtype != v.dtype:
-                raise BundleError(f"{path}: tensor {k} has shape {tuple(tensors[k].shape)} {tensors[k].dtype}, expected {tuple(v.shape)} {v.dtype}")
+        import torch
+
+        try:
+            # shapes first, on the meta device (no memory): a model.json describing a huge network
+            # is refused by the weights it lacks, before anything that size is allocated
+            with torch.device("meta"):
+                expected = models.build(recipe.model, recipe.feature, len(classes)).state_dict()
+            if set(tensors) != set(expected):
+                raise BundleError(f"{path}: weights do not match the recipe (tensor names differ)")
+            for k, v in expected.items():
+                if tensors[k].shape != v.shape or tensors[k].dtype != v.dtype:
+                    raise BundleError(f"{path}: tensor {k} has shape {tuple(tensors[k].shape)} {tensors[k].dtype}, expected {tuple(v.shape)} {v.dtype}")
+            net = models.build(recipe.model, recipe.feature, len(classes))
+        except ParameterError as e:  # a recipe no network can be built from
+            raise BundleError(f"{path}: model.json describes no valid network ({e})") from None
         net.load_state_dict(tensors)
         net.eval()
         self = cls(recipe, seed=seed)

@@ -28,6 +28,7 @@ DEFAULT_WINDOW = 3.0
 # A window this far (dB RMS) below the loudest window of the recording counts as silent.
 SILENCE_DB = 50.0
 MIN_WINDOW = 0.1
+WINDOW_BATCH = 16  # windows whose features are computed and predicted together
 MAX_WINDOW = 600.0
 
 
@@ -231,8 +232,10 @@ class Model:
             y = y.mean(axis=0)
         if y.ndim != 1:
             raise ParameterError(f"y must be mono audio of shape (n,) or (channels, n); got shape {y.shape}")
-        if not isinstance(sr, (int, np.integer)) or sr <= 0:
-            raise ParameterError(f"sr must be a positive integer; got {sr!r}")
+        from .audio import SR_RANGE
+
+        if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or not SR_RANGE[0] <= sr <= SR_RANGE[1]:
+            raise ParameterError(f"sr must be a sampling rate in Hz between {SR_RANGE[0]} and {SR_RANGE[1]}; got {sr!r}")
         window, hop = check_window(window, hop)
         check_samples(y, path or "<array>", sr=int(sr))
         y = resample(y, orig_sr=int(sr), target_sr=self.feature.sr)
@@ -272,7 +275,9 @@ class Model:
         if silent.all():
             raise AudioError(path or "<array>", "is silent in every window")
         loud = [i for i in range(len(chunks)) if not silent[i]]
-        P = self.predict_proba(np.stack([compute(chunks[i], self.feature) for i in loud]))
+        # a few windows at a time: memory stays bounded however long the recording and small the hop
+        P = np.concatenate([self.predict_proba(np.stack([compute(chunks[i], self.feature) for i in loud[b : b + WINDOW_BATCH]]))
+                            for b in range(0, len(loud), WINDOW_BATCH)])
         windows = [Window(a / sr, b / sr, SILENCE, None, True) for a, b in spans]
         for row, i in zip(P, loud):
             windows[i] = Window(spans[i][0] / sr, spans[i][1] / sr, self.classes[int(np.argmax(row))],

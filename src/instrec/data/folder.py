@@ -150,26 +150,47 @@ def _load_root(root: Path, mode: str, manifest: Path | None, aliases: dict[str, 
 def _from_manifest(manifest: Path, aliases: dict[str, str]):
     if not manifest.is_file():
         raise DataError(f"{manifest}: manifest not found")
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's "CSV UTF-8" has a BOM
+            return _manifest_rows(manifest, csv.DictReader(fh), aliases)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{manifest}: not UTF-8 text (byte {e.start})") from None
+    except csv.Error as e:
+        raise DataError(f"{manifest}: not a readable CSV file ({_printable(str(e))})") from None
+
+
+def _manifest_rows(manifest: Path, reader: csv.DictReader, aliases: dict[str, str]):
     base = manifest.parent
     clips, skipped = [], []
-    with open(manifest, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        cols = [c.strip().lower() for c in (reader.fieldnames or [])]
-        if "path" not in cols or "label" not in cols:
-            raise DataError(f"{manifest}: needs the columns 'path' and 'label' (has: {', '.join(cols) or 'none'})")
-        for i, row in enumerate(reader, start=2):
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-            path = Path(row["path"])
-            path = path if path.is_absolute() else base / path
-            if not row["label"]:
-                skipped.append((f"{manifest}:{i}", "row has no label"))
-            elif not path.is_file():
-                skipped.append((str(path), f"listed in {manifest.name} line {i} but missing"))
-            else:
-                extra = {k: v for k, v in row.items() if k not in ("path", "label", "source", "group")}
-                clips.append(Clip(path=path, label=canonical_label(row["label"], aliases),
-                                  source=row.get("source") or base.name, group=row.get("group", ""), meta=extra))
+    cols = [c.strip().lower() for c in (reader.fieldnames or [])]
+    if "path" not in cols or "label" not in cols:
+        shown = ", ".join(_printable(c) for c in cols[:12]) or "none"
+        raise DataError(f"{manifest}: needs the columns 'path' and 'label' (has: {shown})")
+    for i, row in enumerate(reader, start=2):
+        row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if isinstance(k, str) and k}
+        path = Path(row.get("path", ""))
+        path = path if path.is_absolute() else base / path
+        label = canonical_label(row["label"], aliases) if row.get("label") else ""
+        try:
+            exists = path.is_file()
+        except OSError as e:  # a name too long, a path through a file...
+            skipped.append((_printable(str(path)), f"listed in {manifest.name} line {i} but cannot be read ({e.strerror or e})"))
+            continue
+        if not label:
+            skipped.append((f"{manifest}:{i}", "row has no label"))
+        elif not row.get("path") or not exists:
+            skipped.append((_printable(str(path)), f"listed in {manifest.name} line {i} but missing"))
+        else:
+            extra = {k: v for k, v in row.items() if k not in ("path", "label", "source", "group")}
+            clips.append(Clip(path=path, label=label, source=row.get("source") or base.name,
+                              group=row.get("group", ""), meta=extra))
     return clips, skipped
+
+
+def _printable(text: str, limit: int = 80) -> str:
+    """``text`` on one line: control characters escaped, long text cut (for messages)."""
+    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
 def parse_aliases(items: Iterable[str]) -> dict[str, str]:

@@ -181,11 +181,12 @@ def normalise_label(name: str) -> str:
     -------
     str
         ``"french-horn"``, ``"acoustic-guitar-nylon"``: runs of anything but letters and digits
-        become one ``-``, so the result never contains ``_``.
+        (of any script: ``"Flûte"`` → ``"flûte"``, ``"クラリネット"`` stays) become one ``-``, so the
+        result never contains ``_``.
     """
     if not isinstance(name, str):
         raise ParameterError(f"instrument name must be a string, got {name!r}")
-    return re.sub(r"[^a-z0-9]+", "-", name.strip().lower()).strip("-")
+    return re.sub(r"[\W_]+", "-", name.strip().lower()).strip("-")
 
 
 def canonical_label(name: str, aliases: Mapping[str, str] | None = None) -> str:

@@ -53,8 +53,17 @@ class FeatureConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ParameterError(f"{name} must be a positive integer; got {v!r}")
-        if not 0.05 <= self.seconds <= 600:
+        if not isinstance(self.seconds, (int, float)) or not 0.05 <= self.seconds <= 600:
             raise ParameterError(f"seconds must be between 0.05 and 600; got {self.seconds!r}")
+        # more than 2,000 frames a second is no spectrogram but a memory bomb (hop_length 1: a
+        # 3-s window would need half a gigabyte)
+        if self.hop_length * 2000 < self.sr:
+            raise ParameterError(f"hop_length must be at least sr / 2000 = {-(-self.sr // 2000)}; got {self.hop_length}")
+        if self.kind == "logmel":  # a fixed window: bound the spectrogram one clip makes (about 200 MB)
+            cells = (1 + self.dim // self.hop_length) * (self.n_fft // 2 + 1)
+            if cells > 50_000_000:
+                raise ParameterError(f"a logmel window of {self.seconds:g} s with n_fft {self.n_fft} and hop_length "
+                                     f"{self.hop_length} makes {cells:,} spectrogram cells; at most 50,000,000")
 
     @property
     def dim(self) -> int:
@@ -79,6 +88,9 @@ class FeatureConfig:
 
 def compute(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """The feature vector of mono audio ``y`` sampled at ``config.sr`` (float32, ``(config.dim,)``)."""
+    from ..audio import check_samples
+
+    check_samples(np.asarray(y), "<array>")  # finite, audible, bounded: the features are then finite
     row = compute_compact(y, config)
     return expand(row, config) if config.kind == "image" else row
 

@@ -68,6 +68,12 @@ def build(config: ModelConfig, feature, n_classes: int):
         if feature.kind != "logmel":
             raise ParameterError(f"the cnn takes logmel features, not {feature.kind}")
         f = feature
+        # each of the conv blocks halves the bands and the frames: both must survive them all
+        need = 2 ** len(config.channels)
+        frames = 1 + int(round(f.seconds * f.sr)) // f.hop_length
+        if f.n_mels < need or frames < need:
+            raise ParameterError(f"the cnn's {len(config.channels)} pooling blocks need at least {need} mel bands and "
+                                 f"{need} frames; the feature gives {f.n_mels} bands and {frames} frames")
         return CNN(n_classes, sr=f.sr, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels, fmin=f.fmin,
                    fmax=f.fmax, top_db=f.top_db, channels=config.channels, dropout=config.dropout,
                    augment=config.augment)
