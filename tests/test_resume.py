@@ -179,3 +179,69 @@ def test_cli_train_killed_then_resumed_gives_the_same_model(tone_data, tmp_path)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "killed.checkpoint").exists()
     assert r.stdout.split("model saved")[0].split("test accuracy")[1] == whole.stdout.split("model saved")[0].split("test accuracy")[1]
+
+
+_EXTRACT = """
+import sys
+from pathlib import Path
+from instrec.features import FeatureConfig, extract
+from instrec.features.cache import FeatureCache
+paths = sorted(Path(sys.argv[1]).rglob('*.wav'))
+cache = FeatureCache(sys.argv[2])
+X, ok, skipped = extract(paths, FeatureConfig(kind='image'), jobs=1, cache=cache)
+print(cache.hits, cache.stored, len(ok))
+"""
+
+
+def _wavs(root, n=40):
+    from conftest import tone, write
+
+    for i in range(n):
+        write(root / f"c{i:02d}.wav", tone(("sine", "saw", "square")[i % 3], 110.0 + 7 * i, seconds=1.0))
+    return root
+
+
+def test_two_runs_sharing_a_cache_at_once_do_not_corrupt_it(tmp_path):
+    """Two processes extract the same files into one cache at the same time; afterwards every entry
+    is whole (a third run hits them all) and equals a fresh computation."""
+    import subprocess
+    import sys
+
+    from instrec.features import FeatureConfig, extract
+    from instrec.features.cache import FeatureCache
+
+    data, cache = _wavs(tmp_path / "data"), tmp_path / "cache"
+    procs = [subprocess.Popen([sys.executable, "-c", _EXTRACT, str(data), str(cache)], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    third = FeatureCache(cache)
+    paths = sorted(data.rglob("*.wav"))
+    X, ok, _ = extract(paths, FeatureConfig(kind="image"), jobs=1, cache=third)
+    assert third.hits == len(paths) and third.corrupt == 0 and len(ok) == len(paths)
+    fresh, _, _ = extract(paths, FeatureConfig(kind="image"), jobs=1, cache=False)
+    assert np.array_equal(X, fresh)
+
+
+def test_killed_extraction_is_finished_by_the_next_run(tmp_path):
+    """SIGKILL an extraction part-way: the next run reuses every entry the first one finished and
+    computes only the rest."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from instrec.features.cache import FeatureCache
+
+    data, cache = _wavs(tmp_path / "data", n=60), tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-c", _EXTRACT, str(data), str(cache)], stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cache.rglob("*.feat"))) < 10:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = list(cache.rglob("*.feat"))  # entries appear whole (renamed into place) or not at all
+    assert 10 <= len(done) < 60
+    r = subprocess.run([sys.executable, "-c", _EXTRACT, str(data), str(cache)], capture_output=True, text=True, timeout=300)
+    hits, stored, n_ok = map(int, r.stdout.split())
+    assert n_ok == 60 and hits == len(done) and stored == 60 - len(done)
