@@ -71,6 +71,32 @@ def machine() -> dict:
     return info
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc, timeout: float = 180) -> None:
+    """Wait until the instrec server ``proc`` at ``url`` answers /v1/health (SystemExit if it dies)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the server did not start")
+
+
 def describe(info: dict) -> str:
     load = info.get("load_average_at_start")
     return (f"{info['cpu']}, {info['cores']} cores, {info['platform']}, python {info['python']}, {info['date']}"

@@ -13,9 +13,6 @@ machine, date.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import socket
 import subprocess
 import sys
 import threading
@@ -26,51 +23,19 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import free_port, machine, wait_ready  # noqa: E402
+
 from instrec.data.render import render
 from instrec.fileio import write_json
 
 OUT = Path(__file__).resolve().parent / "results" / "service_load.json"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 2**20:.0f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    import torch
-
-    return (f"{platform.machine()} {cpu}, {os.cpu_count()} cores{mem}, CPU only; "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/v1/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not start")
 
 
 def main() -> int:

@@ -38,7 +38,6 @@ import argparse
 import collections
 import io
 import os
-import platform
 import random
 import secrets
 import shutil
@@ -55,6 +54,9 @@ import httpx
 import numpy as np
 import soundfile as sf
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import free_port, machine, wait_ready  # noqa: E402
+
 from instrec.data.render import render
 from instrec.fileio import write_json
 
@@ -68,35 +70,8 @@ NO_ANSWER = "no answer"  # the client gave up on purpose (abandoned upload)
 # Machine and server
 
 
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    mem_gib = None
-    try:
-        mem_gib = round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    import torch
-
-    return {"platform": platform.platform(), "cpu": cpu, "cores": cores, "memory_gib": mem_gib,
-            "python": platform.python_version(), "torch": torch.__version__,
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kib(pid: int) -> int | None:
@@ -109,18 +84,6 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/v1/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not start")
 
 
 # ---------------------------------------------------------------------------------------------
