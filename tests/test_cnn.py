@@ -105,3 +105,22 @@ def test_same_seed_same_cnn(rendered_data):
     p2 = InstrumentClassifier(r, seed=5).fit(X, y).predict_proba(X)
     p3 = InstrumentClassifier(r, seed=6).fit(X, y).predict_proba(X)
     assert np.array_equal(p1, p2) and not np.allclose(p1, p3)
+
+
+def test_inference_copy_folds_batch_norm_and_agrees():
+    """The prediction copy (batch norm folded, channels-last) gives the network's probabilities and
+    leaves the original, still trainable network untouched."""
+    import instrec
+    from instrec.features import compute
+
+    model = instrec.load_model()
+    clf = model.engine.classifier
+    fast = clf.net_.for_inference()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in clf.net_.modules())
+    rng = np.random.default_rng(0)
+    X = np.stack([compute(tone(k, 110.0 * (i + 1), seconds=3.0), model.feature)
+                  for i, k in enumerate(("sine", "saw", "square", "saw"))])
+    X[3] += (0.01 * rng.standard_normal(X.shape[1])).astype(np.float32)
+    assert np.abs(clf.predict_proba(X, net=fast) - clf.predict_proba(X)).max() < 1e-5
+    assert np.abs(model.predict_proba(X) - clf.predict_proba(X)).max() < 1e-5

@@ -78,11 +78,14 @@ class InstrumentClassifier:
         self._check_fitted()
         return list(self.classes_)
 
-    def predict_proba(self, X: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities, shape ``(n, len(classes))``, columns in the order of ``classes``."""
+    def predict_proba(self, X: np.ndarray, *, batch_size: int = 256, net=None) -> np.ndarray:
+        """Class probabilities, shape ``(n, len(classes))``, columns in the order of ``classes``.
+
+        ``net``: another copy of the network to run (e.g. :meth:`CNN.for_inference`'s)."""
         import torch
 
         self._check_fitted()
+        net = self.net_ if net is None else net
         X = self._rows(X)
         if X.ndim == 1:
             X = X[None]
@@ -91,7 +94,7 @@ class InstrumentClassifier:
         with torch.inference_mode():
             for s in range(0, len(X), batch_size):
                 batch = expand(torch.from_numpy(np.ascontiguousarray(X[s : s + batch_size])))
-                out.append(torch.softmax(self.net_(batch), dim=1).numpy())
+                out.append(torch.softmax(net(batch), dim=1).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes_)), np.float32)
 
     def predict(self, X: np.ndarray) -> list[str]:

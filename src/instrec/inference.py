@@ -135,6 +135,8 @@ class TorchEngine:
         self.classes = classifier.classes
         self.feature = classifier.recipe.feature
         self.meta = {"classes": self.classes, "recipe": classifier.recipe.to_dict(), **classifier.info}
+        net = classifier.net_
+        self._net = net.for_inference() if hasattr(net, "for_inference") else net
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TorchEngine":
@@ -143,7 +145,7 @@ class TorchEngine:
         return cls(InstrumentClassifier.load(path))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.classifier.predict_proba(X)
+        return self.classifier.predict_proba(X, net=self._net)
 
 
 def _open_engine(path: Path, engine: str) -> Engine:

