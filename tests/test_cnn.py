@@ -124,3 +124,10 @@ def test_inference_copy_folds_batch_norm_and_agrees():
     X[3] += (0.01 * rng.standard_normal(X.shape[1])).astype(np.float32)
     assert np.abs(clf.predict_proba(X, net=fast) - clf.predict_proba(X)).max() < 1e-5
     assert np.abs(model.predict_proba(X) - clf.predict_proba(X)).max() < 1e-5
+
+
+def test_as_model_is_made_once_per_network():
+    import instrec
+
+    clf = instrec.load_model().engine.classifier
+    assert clf.as_model() is clf.as_model()

@@ -101,10 +101,16 @@ class InstrumentClassifier:
         return [self.classes_[i] for i in self.predict_proba(X).argmax(1)]
 
     def as_model(self):
-        """This classifier as an :class:`instrec.inference.Model` (long recordings, windows)."""
+        """This classifier as an :class:`instrec.inference.Model` (long recordings, windows).
+
+        Made once per trained network: the engine's prediction copy of the network is not rebuilt
+        for every ``predict_file`` call."""
         from .inference import Model, TorchEngine
 
-        return Model(TorchEngine(self))
+        cached = getattr(self, "_model", None)
+        if cached is None or cached[0] is not self.net_:
+            cached = self._model = (self.net_, Model(TorchEngine(self)))
+        return cached[1]
 
     def predict_audio(self, y: np.ndarray, sr: int, *, path: str | None = None, **windows) -> Prediction:
         """Predict mono audio ``y`` at rate ``sr`` (resampled as training was); see Model.predict."""

@@ -7,6 +7,7 @@ The CLI only parses arguments, calls these and prints; anything it does, Python 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -131,8 +132,6 @@ def train_model(
     if out is not None:
         test_record = {"roots": [str(r) for r in ds.roots], "test": [str(clips[i].path.resolve()) for i in te]}
         model_dir = clf.save(out, extra_files={SPLIT_FILE: test_record})
-        import shutil
-
         shutil.rmtree(checkpoint, ignore_errors=True)  # the model is safe: the checkpoint has done its job
     if report_dir is not None:
         write_report(report_dir, metrics, title=f"{recipe.name}: evaluation", context=context, skipped=skipped)
