@@ -73,10 +73,10 @@ def test_files_are_named_sized_and_audible(rendered, source):
     assert len(files) == 6
     for path in files:
         fields = parse_clip_name(path)
-        voice = I.resolve_instrument(fields["label"]).voice(int(fields["k"]))
+        inst = I.resolve_instrument(fields["label"])
         assert fields["label"] in ("flute", "saxophone") and fields["source"] == source
         assert len(fields["k"]) == 3 and fields["dynamic"] in DYNAMIC_WORDS
-        assert voice.low <= I.parse_note_name(fields["note"]) <= voice.high
+        assert inst.low <= I.parse_note_name(fields["note"]) <= inst.high
         assert 0 < fields["duration"] <= SECONDS
         info = sf.info(path)
         assert (info.samplerate, info.channels, info.frames) == (SR, 1, round(SECONDS * SR))
@@ -101,10 +101,6 @@ def test_manifest_matches_files_and_report(rendered, source):
         assert row["dynamic"] == fields["dynamic"] == R.dynamic_for_velocity(int(row["velocity"]))
         assert float(row["duration"]) == fields["duration"]
         assert (float(row["seconds"]), int(row["sr"])) == (SECONDS, SR)
-        assert row["voice"] == I.resolve_instrument(row["label"]).voice(int(fields["k"])).gm_name
-        assert 0 <= int(row["vibrato"]) <= R.VIBRATO_MAX
-    sax_voices = sorted(r["voice"] for r in rows if r["label"] == "saxophone")
-    assert sax_voices == ["alto-sax", "soprano-sax", "tenor-sax"], "the family's members take turns"
     assert report.n_written == 6 and report.per_class == {"flute": 3, "saxophone": 3}
     assert report.sources == [source] and report.manifests == [folder / "manifest.csv"]
     assert report.skipped == [] and report.elapsed > 0
@@ -119,34 +115,6 @@ def test_same_seed_same_bytes_other_seed_other_clips(rendered, tmp_path):
     assert all(p.read_bytes() == (folder / p.name).read_bytes() for p in again)
     R.render(tmp_path / "other", soundfont="timgm6mb", seed=1, **SMALL)
     assert [p.name for p in audio_files(tmp_path / "other")] != [p.name for p in again]
-
-
-def _pitch_wobble_cents(y: np.ndarray, sr: int) -> float:
-    """Spread (std, cents) of the fundamental over the held part of a note."""
-    import librosa
-
-    f0 = librosa.yin(y[: int(0.9 * sr)], fmin=300, fmax=700, sr=sr, frame_length=512, hop_length=128)
-    f0 = f0[4:-4]  # skip the attack and the last frames
-    return float(np.std(1200 * np.log2(f0 / np.median(f0))))
-
-
-@needs("fluidr3")
-def test_vibrato_modulates_the_pitch_and_only_the_pitch():
-    fs = R.import_fluidsynth()
-    font = R._SoundFont(fs, "fluidr3", R.SOUNDFONTS["fluidr3"].path, SR)
-    try:
-        synth = font.synth_for(I.resolve_instrument("flute").program)
-        plain = font.play(synth, R._Note(69, 100, "forte", 1.0, vibrato=0), SR)
-        wobbly = font.play(synth, R._Note(69, 100, "forte", 1.0, vibrato=R.VIBRATO_MAX), SR)
-        synth.delete()
-    finally:
-        font.close()
-    still, moving = _pitch_wobble_cents(plain, SR), _pitch_wobble_cents(wobbly, SR)
-    # the sample's own wobble (and yin's) stays under 10 cents; the deepest vibrato reaches about
-    # 30 cents, a sine of standard deviation near 20
-    assert still < 10 and moving > 2 * still and 12 < moving < 30, (still, moving)
-    level = lambda y: 20 * np.log10(np.sqrt(np.mean(y**2)))
-    assert abs(level(plain) - level(wobbly)) < 1.5, "the loudness stays the same"
 
 
 @needs("fluidr3")
@@ -310,10 +278,7 @@ def test_resolve_instrument_spellings(name):
 
 
 def test_resolve_instrument_labels_programs_and_ranges():
-    sax = I.resolve_instrument("sax")
-    assert (sax.label, sax.program, sax.low, sax.high) == ("saxophone", 65, 49, 80)
-    assert [m.label for m in sax.members] == ["soprano-sax", "alto-sax", "tenor-sax"]
-    assert [sax.voice(k).program for k in range(4)] == [64, 65, 66, 64]  # members take turns
+    assert I.resolve_instrument("sax") == I.Instrument("saxophone", 65, 49, 80)
     assert I.resolve_instrument("Alto Sax") == I.Instrument("alto-sax", 65, 49, 80)  # GM name kept
     assert I.resolve_instrument("contrabass").label == "double-bass"
     assert I.resolve_instrument("Acoustic Guitar (nylon)") == I.Instrument("acoustic-guitar-nylon", 24, 40, 83)
@@ -321,16 +286,6 @@ def test_resolve_instrument_labels_programs_and_ranges():
     assert I.resolve_instrument("saxophone").gm_name == "alto-sax"
     for name in I.DEFAULT_INSTRUMENTS:
         assert I.resolve_instrument(name).label == name
-
-
-def test_single_instrument_plays_every_clip_itself():
-    flute = I.resolve_instrument("flute")
-    assert flute.members == () and flute.voice(7) is flute
-
-
-def test_tables_are_consistent_for_families():
-    for label, members in I.FAMILIES.items():
-        assert label in I.INSTRUMENTS and all(m in I.INSTRUMENTS for m in members)
 
 
 def test_unknown_instrument_suggests_close_names():
@@ -409,7 +364,7 @@ def test_clips_of_another_render_version_or_seed_are_not_reused(tmp_path):
     stamp = tmp_path / R.STAMP_NAME
     assert json.loads(stamp.read_text()) == {"render_version": R.RENDER_VERSION, "seed": 3}
     assert R.render(tmp_path, **args).n_reused == 2 == first.n_written  # same render: kept
-    stamp.write_text(json.dumps({"render_version": R.RENDER_VERSION - 1, "seed": 3}))
+    stamp.write_text(json.dumps({"render_version": R.RENDER_VERSION + 1, "seed": 3}))
     again = R.render(tmp_path, **args)
     assert (again.n_reused, again.n_written) == (0, 2)
     stamp.unlink()  # a folder from before stamps

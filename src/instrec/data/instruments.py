@@ -83,7 +83,7 @@ INSTRUMENTS: dict[str, tuple[int, int, int]] = {
     "english-horn": (69, 52, 84),  # E3-C6 (written B3-G6, in F)
     "clarinet": (71, 50, 94),  # D3-Bb6 (written E3-C7, in Bb)
     "bassoon": (70, 34, 76),  # Bb1-E5
-    "saxophone": (65, 49, 80),  # the family (FAMILIES); alto sax's program and range stand for it
+    "saxophone": (65, 49, 80),  # alto sax Db3-Ab5 (written Bb3-F6, in Eb)
     "soprano-sax": (64, 56, 87),  # Ab3-Eb6
     "alto-sax": (65, 49, 80),  # Db3-Ab5
     "tenor-sax": (66, 44, 75),  # Ab2-Eb5
@@ -113,13 +113,6 @@ INSTRUMENTS: dict[str, tuple[int, int, int]] = {
     "guitar": (24, 40, 83),  # classical guitar E2-B5
     "electric-guitar": (27, 40, 86),  # E2-D6
     "bass-guitar": (33, 28, 67),  # 4-string bass E1-G4
-}
-
-# Labels that stand for a family of instruments: their clips are played in turn by each member
-# (clip k by member k mod n), so that "saxophone" means any saxophone a user may record, not one
-# sample set of one size of it. A member is a label of INSTRUMENTS with its own program and range.
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "saxophone": ("soprano-sax", "alto-sax", "tenor-sax"),
 }
 
 # Any GM program without a range of its own plays in the middle of the keyboard, C3-C6, where
@@ -163,20 +156,12 @@ class Instrument:
         General MIDI program number, 0-based (0-127).
     low, high : int
         Lowest and highest MIDI note (inclusive) that notes are drawn from.
-    members : tuple of Instrument
-        For a family label (:data:`FAMILIES`), the instruments that play its clips in turn, each
-        with its own program and range; empty for a single instrument.
     """
 
     label: str
     program: int
     low: int
     high: int
-    members: tuple["Instrument", ...] = ()
-
-    def voice(self, k: int) -> "Instrument":
-        """The instrument that plays clip ``k``: a family's members take turns."""
-        return self.members[k % len(self.members)] if self.members else self
 
     @property
     def gm_name(self) -> str:
@@ -240,8 +225,7 @@ def resolve_instrument(name: str) -> Instrument:
     Returns
     -------
     Instrument
-        Friendly labels get their real playing range; a family label (``saxophone``) gets its
-        members (:data:`FAMILIES`); a GM name shares the range of a friendly
+        Friendly labels get their real playing range; a GM name shares the range of a friendly
         label on the same program (``alto-sax`` plays like ``saxophone``) or else gets
         :data:`GENERIC_RANGE`.
 
@@ -251,9 +235,6 @@ def resolve_instrument(name: str) -> Instrument:
         Unknown name; the message lists the closest known names.
     """
     label = canonical_label(name)
-    if label in FAMILIES:
-        members = tuple(Instrument(m, *INSTRUMENTS[m]) for m in FAMILIES[label])
-        return Instrument(label, *INSTRUMENTS[label], members=members)
     if label in INSTRUMENTS:
         return Instrument(label, *INSTRUMENTS[label])
     if label in GM_PROGRAMS:

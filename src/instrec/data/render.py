@@ -69,22 +69,13 @@ DYNAMICS: tuple[tuple[str, int, int], ...] = (
     ("fortissimo", 104, 127),
 )
 
-# Vibrato: most players of these instruments use it, and a SoundFont's sample loops have little of
-# their own. A clip gets vibrato with probability VIBRATO_P, through the modulation wheel (CC 1),
-# which every SoundFont's default modulator maps to the vibrato LFO (127 = 50 cents): a depth
-# drawn in 1..VIBRATO_MAX, i.e. up to about 30 cents, as real vibrato goes.
-VIBRATO_P, VIBRATO_MAX = 0.7, 80
-
-# Bump when the same arguments render different audio (2: the saxophone family, vibrato). A
-# folder's stamp (STAMP_NAME) records it, so clips of an older render are never taken for this one's.
-RENDER_VERSION = 2
+# Bump when the same arguments render different audio. A folder's stamp (STAMP_NAME) records it,
+# so that clips an older instrec left there are never taken for this one's when a run resumes.
+RENDER_VERSION = 1
 STAMP_NAME = ".instrec-render.json"
 
 MANIFEST_NAME = "manifest.csv"
-# voice: the General MIDI program that played the clip (a family label's members take turns)
-# vibrato: the modulation-wheel value the note was played with (0 = none)
-MANIFEST_COLUMNS = ("path", "label", "source", "pitch", "note", "velocity", "dynamic", "duration", "seconds", "sr",
-                    "voice", "vibrato")
+MANIFEST_COLUMNS = ("path", "label", "source", "pitch", "note", "velocity", "dynamic", "duration", "seconds", "sr")
 
 MIN_SECONDS, MAX_SECONDS = 0.05, 60.0
 MIN_SR, MAX_SR = 8000, 192000
@@ -163,7 +154,6 @@ class _Note:
     velocity: int
     dynamic: str
     duration: float  # held seconds, before the note-off
-    vibrato: int = 0  # modulation wheel, 0-127
 
 
 def render(
@@ -440,7 +430,6 @@ class _SoundFont:
         """Hold ``note`` for its duration, release it, and return ``n_samples`` mono samples."""
         total = _whole_blocks(n_samples)
         hold = min(_whole_blocks(round(note.duration * self.synth_sr)), total)
-        synth.cc(0, 1, note.vibrato)
         synth.noteon(0, note.pitch, note.velocity)
         parts = [self._write(synth, hold)]
         synth.noteoff(0, note.pitch)
@@ -502,23 +491,19 @@ def _render_source(fluidsynth, source, path, insts, settings, folder, report, co
 
 def _render_instrument(font: _SoundFont, inst: Instrument, settings: _Settings, folder: Path,
                        report: RenderReport, counter: _Counter) -> list[dict]:
-    voices = _voices(font, inst, report)
-    if not voices:
+    synth = font.synth_for(inst.program)
+    if synth is None:
         return _skip(report, counter, font.source, inst, settings.per_class,
                      f"SoundFont has no General MIDI program {inst.program} ({inst.gm_name})")
     rng = _rng(settings.seed, font.source, inst.label)
-    # its own stream, so adding vibrato left every other draw (pitch, dynamics, length) as it was
-    vibrato_rng = _rng(settings.seed, font.source, inst.label, "vibrato")
     rows: list[dict] = []
     try:
         for k in range(settings.per_class):
-            voice, synth = voices[k % len(voices)]
-            vibrato = _draw_vibrato(vibrato_rng)
-            clip = _render_clip(font, synth, rng, inst, voice, vibrato, settings, report, folder, k)
+            clip = _render_clip(font, synth, rng, inst, settings, report, folder, k)
             if clip is None:
                 return rows + _skip(report, counter, font.source, inst, settings.per_class - k,
-                                    f"silent at {MAX_TRIES} pitches in {voice.low}..{voice.high}")
-            rows.append(_save_clip(folder, font.source, inst, voice, k, *clip, settings))
+                                    f"silent at {MAX_TRIES} pitches in {inst.low}..{inst.high}")
+            rows.append(_save_clip(folder, font.source, inst, k, *clip, settings))
             if clip[1] is None:
                 report.n_reused += 1
             else:
@@ -526,23 +511,8 @@ def _render_instrument(font: _SoundFont, inst: Instrument, settings: _Settings, 
             report.per_class[inst.label] = report.per_class.get(inst.label, 0) + 1
             counter.step()
     finally:
-        for _, synth in voices:
-            synth.delete()
+        synth.delete()
     return rows
-
-
-def _voices(font: _SoundFont, inst: Instrument, report: RenderReport) -> list[tuple[Instrument, object]]:
-    """(member, synth) for each member of ``inst`` the SoundFont has (``inst`` itself when it is no
-    family); a member the SoundFont lacks is left out and reported, the others take its turns."""
-    voices = []
-    for member in inst.members or (inst,):
-        synth = font.synth_for(member.program)
-        if synth is not None:
-            voices.append((member, synth))
-        elif inst.members:
-            report.skipped.append((f"{font.source}/{inst.label}/{member.label}",
-                                   f"SoundFont has no General MIDI program {member.program} ({member.gm_name})"))
-    return voices
 
 
 def _skip(report, counter, source, inst, n_left, reason) -> list[dict]:
@@ -551,12 +521,12 @@ def _skip(report, counter, source, inst, n_left, reason) -> list[dict]:
     return []
 
 
-def _rng(seed: int, source: str, label: str, *stream: str) -> np.random.Generator:
+def _rng(seed: int, source: str, label: str) -> np.random.Generator:
     # crc32, not hash(): Python salts str hashes per process, and the draws must not change.
-    return np.random.default_rng([seed, *(zlib.crc32(s.encode()) for s in (source, label, *stream))])
+    return np.random.default_rng([seed, zlib.crc32(source.encode()), zlib.crc32(label.encode())])
 
 
-def _render_clip(font, synth, rng, inst, voice, vibrato, settings, report, folder, k) -> tuple[_Note, np.ndarray | None] | None:
+def _render_clip(font, synth, rng, inst, settings, report, folder, k) -> tuple[_Note, np.ndarray | None] | None:
     """Draw a note and render it; draw again where the SoundFont has no sample at that pitch.
 
     A clip that an interrupted run of the same render already wrote is kept (samples ``None``):
@@ -565,7 +535,7 @@ def _render_clip(font, synth, rng, inst, voice, vibrato, settings, report, folde
     the voices) shapes the next one; playing is cheap, encoding and writing are what is saved.
     """
     for _ in range(MAX_TRIES):
-        note = replace(_draw_note(rng, voice, settings.seconds), vibrato=vibrato)
+        note = _draw_note(rng, inst, settings.seconds)
         y = font.play(synth, note, round(settings.seconds * font.synth_sr))
         if _is_audible(y):
             if _already_written(folder / _clip_file_name(inst, note, font.source, k, settings), settings):
@@ -580,12 +550,6 @@ def _draw_note(rng: np.random.Generator, inst: Instrument, seconds: float) -> _N
     dynamic, lo, hi = DYNAMICS[int(rng.integers(len(DYNAMICS)))]
     velocity = int(rng.integers(lo, hi + 1))
     return _Note(pitch, velocity, dynamic, _draw_duration(rng, seconds))
-
-
-def _draw_vibrato(rng: np.random.Generator) -> int:
-    """A modulation-wheel value: 0 (none) or a depth in 1..VIBRATO_MAX."""
-    on, depth = rng.random() < VIBRATO_P, int(rng.integers(1, VIBRATO_MAX + 1))
-    return depth if on else 0
 
 
 def _draw_duration(rng: np.random.Generator, seconds: float) -> float:
@@ -670,8 +634,8 @@ def _remove_stale_parts(folder: Path) -> None:
             f.unlink(missing_ok=True)
 
 
-def _save_clip(folder: Path, source: str, inst: Instrument, voice: Instrument, k: int, note: _Note,
-               y: np.ndarray | None, settings: _Settings) -> dict:
+def _save_clip(folder: Path, source: str, inst: Instrument, k: int, note: _Note, y: np.ndarray | None,
+               settings: _Settings) -> dict:
     """Write one clip atomically (``y`` None: it is there already) and return its manifest row."""
     name = _clip_file_name(inst, note, source, k, settings)
     fmt, subtype = FORMATS[settings.fmt]
@@ -682,7 +646,6 @@ def _save_clip(folder: Path, source: str, inst: Instrument, voice: Instrument, k
         "path": name, "label": inst.label, "source": source, "pitch": note.pitch,
         "note": note_name(note.pitch), "velocity": note.velocity, "dynamic": note.dynamic,
         "duration": f"{note.duration:g}", "seconds": f"{settings.seconds:g}", "sr": settings.sr,
-        "voice": voice.gm_name, "vibrato": note.vibrato,
     }
 
 
