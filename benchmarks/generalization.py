@@ -9,6 +9,9 @@ Rows:
 - loso:          leave-one-SoundFont-out on rendered data (FluidR3, MuseScore, TimGM6mb), mean of three
 - rendered2real: trained on rendered data from all three SoundFonts, tested on the 600 real clips
 - shipped:       the model bundled with the package, on the 600 real clips
+- tutorial+renders, pitch+renders: the same test clips as tutorial and pitch, but trained on the
+                 real training clips plus every rendered clip (what `instrec train REAL RENDERS`
+                 gives a user who has a few recordings of their own)
 
 The real clips are the tutorial's Philharmonia notes (read from ../shared, skipped where absent).
 Results go to benchmarks/results/generalization.json and are printed as a Markdown table.
@@ -23,16 +26,20 @@ import time
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+
 from instrec.classifier import InstrumentClassifier
 from instrec.data import load_dataset
 from instrec.data.render import render
+from instrec.data.splits import clip_groups, split_indices
+from instrec.evaluate import compute_metrics
 from instrec.features import extract
 from instrec.fileio import write_json
 from instrec.pipeline import crossval, evaluate_model, train_model
 from instrec.recipes import get_recipe
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi"
-ROWS = ("tutorial", "pitch", "loso", "rendered2real", "shipped")
+ROWS = ("tutorial", "pitch", "loso", "rendered2real", "shipped", "tutorial+renders", "pitch+renders")
 
 
 def main() -> int:
@@ -48,7 +55,7 @@ def main() -> int:
     if not have_real:
         print(f"note: the real clips are not at {REAL}; rows that need them are skipped")
     rendered = args.work / f"render-all-{args.per_class}-seed{args.seed}"
-    if {"loso", "rendered2real"} & set(args.rows):
+    if {"loso", "rendered2real", "tutorial+renders", "pitch+renders"} & set(args.rows):
         rep = render(rendered, soundfont="all", per_class=args.per_class, seed=args.seed)
         print(f"rendered {rep.n_written} clips into {rendered}", flush=True)
 
@@ -71,8 +78,10 @@ def main() -> int:
 
 
 def run_row(row: str, name: str, seed: int, rendered: Path, work: Path, have_real: bool) -> dict | None:
-    if row in ("tutorial", "pitch", "rendered2real", "shipped") and not have_real:
+    if row != "loso" and not have_real:
         return None
+    if row.endswith("+renders"):
+        return with_renders(row, name, seed, rendered)
     if row == "tutorial":
         r = train_model(REAL, recipe=name, split="random", seed=seed)
         return {"accuracy": r.metrics["accuracy"], "n_test": r.metrics["n"], "how": r.context["evaluated on"]}
@@ -96,6 +105,27 @@ def run_row(row: str, name: str, seed: int, rendered: Path, work: Path, have_rea
 
     m, _ = evaluate_model(shipped_model_path(), REAL)
     return {"accuracy": m["accuracy"], "n_test": m["n"], "how": "the shipped model, on the real clips"}
+
+
+def with_renders(row: str, name: str, seed: int, rendered: Path) -> dict:
+    """Split the real clips exactly as the row without renders does; train on the real training
+    clips plus every rendered clip; test on the real test clips only."""
+    recipe = get_recipe(name)
+    real, renders = load_dataset(REAL), load_dataset(rendered)
+    group_by = "pitch" if row.startswith("pitch") else None
+    Xr, okr, _ = extract([c.path for c in real.clips], recipe.feature, compact=True)
+    clips = [real.clips[i] for i in okr]
+    y = [c.label for c in clips]
+    groups = clip_groups(clips, group_by) if group_by else None
+    tr, te = split_indices(y, method="group" if group_by else "random", test_size=0.2, seed=seed, groups=groups)
+    Xs, oks, _ = extract([c.path for c in renders.clips], recipe.feature, compact=True)
+    X = np.concatenate([Xr[tr], Xs])
+    labels = [y[i] for i in tr] + [renders.clips[i].label for i in oks]
+    clf = InstrumentClassifier(recipe, seed=seed).fit(X, labels)
+    m = compute_metrics([y[i] for i in te], clf.predict_proba(Xr[te]), clf.classes)
+    return {"accuracy": m["accuracy"], "n_test": m["n"], "n_train": len(labels),
+            "how": f"trained on {len(tr)} real + {len(oks)} rendered clips, tested on {len(te)} real clips "
+                   f"({'group split by pitch' if group_by else 'random 80/20'}, seed {seed})"}
 
 
 def table(out: dict) -> str:
