@@ -133,6 +133,57 @@ def test_parallel_extract_equals_serial(files_with_bad, small_pools, kind):
     assert X1.shape == (len(files_with_bad) - 2, config.dim)
 
 
+def test_workers_write_the_result_in_place_or_fall_back(files_with_bad, small_pools, monkeypatch):
+    """With a pool, extract's matrix is the shared buffer the workers wrote (nothing copied); where
+    /dev/shm has no room for it, the rows come through the recycled slots: the same rows either way."""
+    config = FeatureConfig(kind="image", width=64, height=48)
+    X1, ok1, sk1 = extract(files_with_bad, config, jobs=1, compact=True)
+    X2, ok2, sk2 = extract(files_with_bad, config, jobs=2, compact=True)
+    assert isinstance(X2.base, np.memmap) and X2.dtype == np.uint8
+    create = parallel._SlotBuffer.create
+    monkeypatch.setattr(parallel._SlotBuffer, "create",
+                        classmethod(lambda cls, *a, shared_only=False: None if shared_only else create(*a)))
+    X3, ok3, sk3 = extract(files_with_bad, config, jobs=2, compact=True)
+    assert not isinstance(X3.base, np.memmap)
+    for X, ok, sk in ((X2, ok2, sk2), (X3, ok3, sk3)):
+        np.testing.assert_array_equal(X, X1)
+        np.testing.assert_array_equal(ok, ok1)
+        assert sk == sk1 and len(sk) == 2
+    assert not list(Path("/dev/shm").glob("instrec-rows-*"))  # the buffers' files are gone
+
+
+def _workers() -> set[int]:
+    return set(parallel._pool[1]._processes) if parallel._pool is not None else set()
+
+
+def test_the_pool_stays_warm_between_calls_and_goes_when_idle(files_with_bad, small_pools, monkeypatch):
+    import signal
+    import time
+
+    parallel.release_pool()
+    X1, _, _ = extract(files_with_bad, MFCC, jobs=2)
+    first = _workers()
+    assert len(first) == 2
+    X2, _, _ = extract(files_with_bad, MFCC, jobs=2)
+    assert _workers() == first  # the same warm processes
+    np.testing.assert_array_equal(X1, X2)
+    os.kill(next(iter(first)), signal.SIGKILL)  # a worker dies between calls: the next call starts afresh
+    time.sleep(0.2)
+    X3, _, _ = extract(files_with_bad, MFCC, jobs=2)
+    np.testing.assert_array_equal(X1, X3)
+    assert len(_workers()) == 2 and _workers() != first
+    parallel.release_pool()
+    assert parallel._pool is None
+    monkeypatch.setattr(parallel, "POOL_IDLE_SECONDS", 0.3)
+    extract(files_with_bad, MFCC, jobs=2)
+    pids = _workers()
+    time.sleep(1.5)
+    assert parallel._pool is None  # shut down by its idle timer
+    for pid in pids:  # and its processes are gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
 def test_iter_features_streams_in_order(files_with_bad, small_pools):
     config = FeatureConfig(kind="image", width=64, height=48)
     X, ok, skipped = extract(files_with_bad, config, jobs=1)
@@ -244,6 +295,31 @@ def test_corrupt_entry_is_detected_and_recomputed(small_data, tmp_path, damage):
     extract(small_data, MFCC, jobs=1, cache=c3)
     assert c3.hits == 6 and c3.corrupt == 0  # replaced by a whole entry
     assert not _leftovers(root)
+
+
+def test_cache_keeps_trailing_zeros_out_of_its_entries(small_data, tmp_path):
+    """A cnn window is a short note padded with silence: the entry holds the note only, and reading
+    it back gives the whole window, bit for bit (a -0.0 included)."""
+    config = FeatureConfig(kind="logmel", n_mels=64, seconds=3.0)
+    short = tmp_path / "short.wav"
+    y = tone("saw", 440.0, seconds=0.5, seed=1)
+    y[3], y[-1] = -0.0, 0.25
+    write(short, y, subtype="FLOAT")
+    root = tmp_path / "cache"
+    X1, _, _ = extract([short], config, jobs=1, cache=root)
+    entry = FeatureCache(root).entry_path(config_digest(config), file_digest(short))
+    assert X1.shape == (1, config.dim) and not X1[0, len(y):].any()
+    assert entry.stat().st_size < 0.3 * config.dim * 4  # the 0.5-s note, not the 3-s window
+    c = FeatureCache(root)
+    X2, _, _ = extract([short], config, jobs=1, cache=c)
+    assert c.hits == 1 and X2.tobytes() == X1.tobytes()
+    # a header claiming more stored values than the row has is damage, not a row
+    data = entry.read_bytes()
+    assert f'"stored": {len(y)}'.encode() in data
+    entry.write_bytes(data.replace(f'"stored": {len(y)}'.encode(), f'"stored": {config.dim + 1}'.encode()))
+    c = FeatureCache(root)
+    X3, _, _ = extract([short], config, jobs=1, cache=c)
+    assert c.corrupt == 1 and X3.tobytes() == X1.tobytes()
 
 
 def test_cache_with_workers(files_with_bad, small_pools, tmp_path):

@@ -85,8 +85,7 @@ def train_model(
     if group_by:
         clip_groups(ds.clips, group_by)  # a clip without a group fails before the features are computed
     t0 = time.perf_counter()
-    X, ok, bad = extract([c.path for c in ds.clips], recipe.feature, jobs=jobs, cache=cache, compact=True,
-                         progress=_bar(progress, f"{recipe.name}: features", len(ds.clips)))
+    X, ok, bad = _extract(ds.clips, recipe.feature, jobs, cache, progress, f"{recipe.name}: features")
     extract_seconds = time.perf_counter() - t0
     skipped = ds.skipped + bad
     clips = [ds.clips[i] for i in ok]
@@ -167,8 +166,7 @@ def evaluate_model(
         split = model.info.get("training", {}).get("split", {})
         words = _split_words(split.get("method"), split.get("group_by"))
         scope = f"held-back test split of the training data ({words}, seed {split.get('seed')})"
-    X, ok, bad = extract([c.path for c in clips], model.recipe.feature, jobs=jobs, cache=cache, compact=True,
-                         progress=_bar(progress, "features", len(clips)))
+    X, ok, bad = _extract(clips, model.recipe.feature, jobs, cache, progress, "features")
     skipped = ds.skipped + bad
     truth = [clips[i].label for i in ok]
     metrics = compute_metrics(truth, model.predict_proba(X) if len(X) else np.zeros((0, len(model.classes))), model.classes)
@@ -425,11 +423,22 @@ def crossval(
 
 def _features(ds: Dataset, recipe: Recipe, progress: Progress | None, *, jobs: int | None = None, cache=True):
     """Features of every clip of ``ds`` once: ``(X, usable clips, skipped)``."""
-    X, ok, bad = extract([c.path for c in ds.clips], recipe.feature, jobs=jobs, cache=cache, compact=True,
-                         progress=_bar(progress, f"{recipe.name}: features", len(ds.clips)))
+    X, ok, bad = _extract(ds.clips, recipe.feature, jobs, cache, progress, f"{recipe.name}: features")
     clips = [ds.clips[i] for i in ok]
     _need_two_classes([c.label for c in clips], "the usable clips")
     return X, clips, ds.skipped + bad
+
+
+def _extract(clips, feature, jobs, cache, progress, what: str):
+    """:func:`extract` (compact rows) of a pipeline step. The extraction workers are let go at once:
+    training or scoring comes next and needs their memory more than a warm pool."""
+    from .features.parallel import release_pool
+
+    try:
+        return extract([c.path for c in clips], feature, jobs=jobs, cache=cache, compact=True,
+                       progress=_bar(progress, what, len(clips)))
+    finally:
+        release_pool()
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:

@@ -188,18 +188,17 @@ def extract(
     ok : indices into ``paths`` of the rows of ``X``
     skipped : ``(path, problem)`` for each file that could not be used
     """
-    from .parallel import iter_compact
+    from .parallel import extract_compact, iter_compact
 
-    X = np.empty((len(paths), config.dim), dtype=compact_dtype(config) if compact else np.float32)
+    if compact or compact_dtype(config) == np.float32:  # the compact rows are the result
+        return extract_compact(paths, config, jobs=jobs, cache=cache, progress=progress)
+    X = np.empty((len(paths), config.dim), dtype=np.float32)
     ok, skipped = [], []
     for done, (i, row, skip) in enumerate(iter_compact(paths, config, jobs=jobs, cache=cache), 1):
         if row is None:
             skipped.append(skip)
         else:
-            if compact:
-                X[len(ok)] = row
-            else:
-                expand(row, config, out=X[len(ok)])
+            expand(row, config, out=X[len(ok)])
             ok.append(i)
         if progress:
             progress(done, len(paths))

@@ -11,8 +11,10 @@ Layout: ``<root>/<config key>/<2 hex>/<file key>.feat``, beside a ``config.json`
 naming its parameters (so a person can tell the folders apart and delete old ones). The root is
 ``$INSTREC_CACHE`` or ``$XDG_CACHE_HOME/instrec/features`` (``~/.cache/instrec/features``).
 
-An entry is a small header (magic, format version, JSON with dtype, shape, keys and the CRC-32 of
-the payload) and the raw array. It is written to a temporary file in the same folder and renamed
+An entry is a small header (magic, format version, JSON with dtype, shape, keys, the number of
+values stored and the CRC-32 of the payload) and the raw array without its trailing zeros: the
+cnn's waveform windows are mostly padding (a 1-s note in a 3-s window), and an entry a third the
+size is a third the reading and checking. It is written to a temporary file in the same folder and renamed
 into place, so processes sharing a cache see either no entry or a whole one. An entry that does not
 check out (truncated, flipped bytes, another shape or dtype, foreign keys) is removed and the
 feature recomputed. Entries are not fsynced: after a power cut a damaged entry fails the check and
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["FeatureCache", "default_cache_dir", "CACHE_ENV", "FORMAT_VERSION", "FEATURE_CODE_VERSION"]
 
 CACHE_ENV = "INSTREC_CACHE"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: trailing zeros are not stored
 # Bump when the code computing a feature changes its values for the same parameters.
 FEATURE_CODE_VERSION = 1
 _MAGIC = b"INSTRECF"
@@ -128,9 +130,9 @@ class FeatureCache:
     def store(self, entry: Path, row: np.ndarray, config: "FeatureConfig | None" = None) -> None:
         """Write ``row`` at ``entry`` atomically (temporary file + rename); failures only count."""
         row = np.ascontiguousarray(row)
-        payload = row.tobytes()
+        payload = row.reshape(-1)[: _stored_length(row)].tobytes()
         header = json.dumps({"dtype": row.dtype.str, "shape": list(row.shape),
-                             "crc32": zlib.crc32(payload),
+                             "stored": len(payload) // row.dtype.itemsize, "crc32": zlib.crc32(payload),
                              "config": entry.parent.parent.name, "file": entry.stem}).encode("utf-8")
         tmp = None
         try:
@@ -185,12 +187,30 @@ def _decode(data: bytearray, entry: Path, *, shape: tuple[int, ...], dtype: np.d
         header = json.loads(data[_PREFIX.size : _PREFIX.size + n_header].decode("utf-8"))
         ok = (header["dtype"] == dtype.str and tuple(header["shape"]) == shape
               and header["config"] == entry.parent.parent.name and header["file"] == entry.stem)
-        crc = int(header["crc32"])
+        crc, stored = int(header["crc32"]), int(header["stored"])
     except (ValueError, KeyError, TypeError):
         return None
     payload = memoryview(data)[_PREFIX.size + n_header :]
-    if not ok or len(payload) != int(np.prod(shape)) * dtype.itemsize:
+    size = int(np.prod(shape))
+    if not ok or not 0 <= stored <= size or len(payload) != stored * dtype.itemsize:
         return None
     if zlib.crc32(payload) != crc:  # flipped bytes (the length caught truncation)
         return None
-    return np.frombuffer(data, dtype=dtype, offset=_PREFIX.size + n_header).reshape(shape)
+    values = np.frombuffer(data, dtype=dtype, offset=_PREFIX.size + n_header)
+    if stored == size:
+        return values.reshape(shape)
+    row = np.zeros(size, dtype=dtype)
+    row[:stored] = values
+    return row.reshape(shape)
+
+
+def _stored_length(row: np.ndarray) -> int:
+    """How many values of ``row`` (flattened) an entry stores: all but its trailing zeros."""
+    flat = row.reshape(-1)
+    if flat.dtype.itemsize in (1, 2, 4, 8):  # the bits, so that a -0.0 is kept as it is
+        flat = flat.view(f"u{flat.dtype.itemsize}")
+    nonzero = np.flatnonzero(flat[-1:])  # the usual case, a row that does not end in zeros: O(1)
+    if nonzero.size:
+        return flat.size
+    nonzero = np.flatnonzero(flat)
+    return int(nonzero[-1]) + 1 if nonzero.size else 0

@@ -7,9 +7,19 @@ chunks' rows whatever the number of files. Each worker decodes a file, computes 
 reads it from the cache, keyed by the file's content) and writes it in its compact form (the
 tutorial's image as uint8 pixels, a quarter of the float32 row) into its chunk's slot of a buffer
 shared with the parent (a file in ``/dev/shm`` mapped by both), so rows are not pickled and a
-decoded recording never leaves the process that decoded it. Small jobs (fewer than
+decoded recording never leaves the process that decoded it. :func:`extract_compact` goes one
+step further: the shared buffer is the result matrix itself, each worker writes its rows where they
+end up, and the parent copies nothing (for the cnn's 264-KB waveform windows the parent's copying
+was as much work as decoding). Small jobs (fewer than
 ``_MIN_FILES_PER_WORKER`` files to compute per extra worker, counting cached ones as free) run in
 this process: starting a pool costs a few hundred milliseconds.
+
+The pool outlives the call: the next extraction in the process takes the same warm workers, and
+an idle pool shuts itself down after ``POOL_IDLE_SECONDS`` (like joblib's reusable executor).
+A new worker's first files are slow (its heap and buffers are new memory, faulted in page by
+page: about 100 ms on the 2-core machine of benchmarks/RESULTS.md), which a script extracting
+several data sets pays once, not per call. :func:`release_pool` frees the workers at once; the
+pipeline does so before training, so that idle workers do not hold memory the training needs.
 
 Workers are started with ``forkserver`` where the platform has it, else ``spawn`` (never a bare
 ``fork`` of a process that may hold torch's or BLAS's threads); ``$INSTREC_MP_START`` overrides.
@@ -18,9 +28,11 @@ Everything a worker runs is a module-level function of this module, so it works 
 
 from __future__ import annotations
 
+import atexit
 import math
 import multiprocessing
 import os
+import threading
 from collections import deque
 from typing import Iterator, Sequence
 
@@ -38,6 +50,7 @@ _MAX_CHUNK = 32
 # below this many files per extra worker, one process is faster.
 _MIN_FILES_PER_WORKER = 48
 _IN_FLIGHT = 2  # chunks queued per worker
+POOL_IDLE_SECONDS = 60.0  # an unused pool is shut down after this long
 
 _worker_limits = None  # a worker's threadpoolctl limiter, kept alive for the worker's life
 
@@ -94,11 +107,68 @@ def iter_compact(
     A row may be a view into the shared buffer, valid until the next item is asked for: copy it
     (:func:`instrec.features.expand` does) to keep it.
     """
+    plan = _plan(paths, config, jobs, cache, chunksize)
+    yield from _serial(paths, config, *plan) if plan[-1] <= 1 else _ring(paths, config, *plan)
+
+
+def _serial(paths, config, store, key, digests, size, workers):
+    for i, path in enumerate(paths):
+        yield (i, *_one(path, config, store, key, digests[i]))
+
+
+def _ring(paths, config, store, key, digests, size, workers):
+    with _SlotBuffer.create(workers * _IN_FLIGHT, size, config.dim, compact_dtype(config)) as slots:
+        yield from _pooled(paths, digests, config, store, size, workers, slots, recycle=True)
+
+
+def extract_compact(
+    paths: Sequence[str | os.PathLike],
+    config: FeatureConfig,
+    *,
+    jobs: int | None = None,
+    cache=False,
+    progress=None,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """``(X, ok, skipped)`` as :func:`instrec.features.extract` with ``compact=True`` returns them.
+
+    With a pool, ``X`` is a buffer in ``/dev/shm`` that the workers fill directly, row by row, in
+    input order (a skipped file's row is closed up afterwards); with one process, or where
+    ``/dev/shm`` lacks room, the rows are copied into an ordinary array as they come.
+    """
+    n = len(paths)
+    dtype = compact_dtype(config)
+    plan = _plan(paths, config, jobs, cache, None)
+    store, _, digests, size, workers = plan
+    slots = _SlotBuffer.create(-(-n // size), size, config.dim, dtype, shared_only=True) if workers > 1 else None
+    if slots is not None:
+        X = slots.array.reshape(-1, config.dim)
+        items = _pooled(paths, digests, config, store, size, workers, slots, recycle=False)
+    else:
+        X = np.empty((n, config.dim), dtype=dtype)
+        items = _serial(paths, config, *plan) if workers <= 1 else _ring(paths, config, *plan)
+    ok, skipped = [], []
+    try:
+        for done, (i, row, skip) in enumerate(items, 1):
+            if row is None:
+                skipped.append(skip)
+            else:
+                if slots is None or len(ok) != i:  # a copy, or closing up after a skipped file
+                    X[len(ok)] = row
+                ok.append(i)
+            if progress:
+                progress(done, n)
+    finally:
+        if slots is not None:
+            slots.release()  # the file goes; X keeps the memory mapped
+    return np.asarray(X[: len(ok)]), np.asarray(ok, dtype=np.int64), skipped
+
+
+def _plan(paths, config: FeatureConfig, jobs, cache, chunksize):
+    """``(store, key, digests, chunk size, workers)`` for extracting ``paths``: how many processes
+    are worth starting, given what the cache already holds."""
     n = len(paths)
     jobs = resolve_jobs(jobs)
     store = resolve_cache(cache)
-    if n == 0:
-        return
     key = config_digest(config) if store is not None else None
     digests = [None] * n
     to_compute = n
@@ -109,11 +179,7 @@ def iter_compact(
         to_compute = sum(d is None or not store.entry_path(key, d).is_file() for d in digests)
     size = chunksize or chunk_size(n, jobs, config)
     workers = min(jobs, math.ceil(n / size), max(1, to_compute // _MIN_FILES_PER_WORKER))
-    if workers <= 1:
-        for i, path in enumerate(paths):
-            yield (i, *_one(path, config, store, key, digests[i]))
-        return
-    yield from _pooled(paths, digests, config, store, None if store is None else str(store.root), size, workers)
+    return store, key, digests, size, workers
 
 
 def _digest(path) -> str | None:
@@ -123,26 +189,26 @@ def _digest(path) -> str | None:
         return None
 
 
-def _pooled(paths, digests, config, store, root, size, workers):
-    from concurrent.futures import ProcessPoolExecutor
-
+def _pooled(paths, digests, config, store, size, workers, slots, *, recycle: bool):
+    """The pool's loop. ``slots`` (None: rows come back pickled) holds the rows: with ``recycle``,
+    ``workers * _IN_FLIGHT`` slots taken in turn, each reused once its rows are consumed; without,
+    one slot per chunk, chunk ``k`` in slot ``k`` (the buffer is then the whole result)."""
     n = len(paths)
+    root = None if store is None else str(store.root)
     tasks = ((s, [os.fspath(p) for p in paths[s : s + size]], digests[s : s + size]) for s in range(0, n, size))
     cfg = config.to_dict()
-    n_slots = workers * _IN_FLIGHT
-    dtype = compact_dtype(config)
-    with _SlotBuffer.create(n_slots, size, config.dim, dtype) as slots, \
-            ProcessPoolExecutor(max_workers=workers, mp_context=_context(config), initializer=_init_worker) as pool:
-        where = None if slots is None else slots.path
+    where = None if slots is None else slots.path
+    with _lease(workers, config) as pool:
         pending = deque()
 
         def submit(slot):
             task = next(tasks, None)
             if task is not None:
+                slot = slot if recycle else task[0] // size
                 pending.append((slot, pool.submit(_run_chunk, *task, cfg, root, where, slot, size)))
 
         try:
-            for slot in range(n_slots):
+            for slot in range(workers * _IN_FLIGHT):
                 submit(slot)
             while pending:
                 slot, future = pending.popleft()
@@ -159,6 +225,83 @@ def _pooled(paths, digests, config, store, root, size, workers):
                 f.cancel()
 
 
+_pool_lock = threading.Lock()
+_pool = None  # (key, ProcessPoolExecutor): the warm pool, reused by the next extraction
+_pool_timer = None
+
+
+class _lease:
+    """The warm pool for ``workers`` processes (a new one if there is none, or one of another size
+    or start method); its idle timer is stopped while in use and restarted after."""
+
+    def __init__(self, workers: int, config: FeatureConfig):
+        self.workers, self.config = workers, config
+
+    def __enter__(self):
+        from concurrent.futures import ProcessPoolExecutor
+
+        global _pool
+        context = _context(self.config)
+        key = (self.workers, context.get_start_method())
+        with _pool_lock:
+            _stop_timer()
+            if _pool is not None and (_pool[0] != key or getattr(_pool[1], "_broken", False)):
+                _shutdown(_pool[1])
+                _pool = None
+            if _pool is None:
+                _pool = (key, ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                                  initializer=_init_worker))
+            self.pool = _pool[1]
+        return self.pool
+
+    def __exit__(self, *exc):
+        global _pool_timer
+        with _pool_lock:
+            if _pool is None or _pool[1] is not self.pool:
+                return
+            if getattr(self.pool, "_broken", False):  # a worker died: the next call starts afresh
+                _release_locked()
+            else:
+                _pool_timer = threading.Timer(POOL_IDLE_SECONDS, _release_if_idle)
+                _pool_timer.daemon = True
+                _pool_timer.start()
+
+
+def release_pool() -> None:
+    """Shut the extraction workers down now (the next extraction starts new ones)."""
+    with _pool_lock:
+        _release_locked()
+
+
+def _release_if_idle() -> None:
+    # The timer's own call: skipped when a lease stopped or replaced this timer meanwhile.
+    with _pool_lock:
+        if _pool_timer is not None and _pool_timer.ident == threading.get_ident():
+            _release_locked()
+
+
+def _release_locked() -> None:
+    global _pool
+    _stop_timer()
+    if _pool is not None:
+        _shutdown(_pool[1])
+        _pool = None
+
+
+def _stop_timer() -> None:
+    global _pool_timer
+    if _pool_timer is not None:
+        _pool_timer.cancel()
+        _pool_timer = None
+
+
+def _shutdown(pool) -> None:
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(release_pool)
+
+
 class _SlotBuffer:
     """Shared memory for the workers' rows: ``n_slots`` slots of ``size`` compact rows, one per
     chunk in flight, in a file mapped by the parent and every worker (in ``/dev/shm`` where it has
@@ -170,11 +313,13 @@ class _SlotBuffer:
         self.array = np.memmap(path, dtype=dtype, mode="r+", shape=(n_slots, size, dim))
 
     @classmethod
-    def create(cls, n_slots: int, size: int, dim: int, dtype) -> "_SlotBuffer | _NoSlots":
+    def create(cls, n_slots: int, size: int, dim: int, dtype, *, shared_only: bool = False) -> "_SlotBuffer | _NoSlots":
+        """``shared_only``: in ``/dev/shm`` or nowhere (None then), for a buffer that becomes the
+        result: a file in the temporary folder would put the whole matrix on disk."""
         import tempfile
 
         nbytes = n_slots * size * dim * np.dtype(dtype).itemsize
-        for folder in ("/dev/shm", None):
+        for folder in ("/dev/shm",) if shared_only else ("/dev/shm", None):
             try:
                 if folder is not None:
                     st = os.statvfs(folder)
@@ -192,7 +337,7 @@ class _SlotBuffer:
                     raise
             except (OSError, ValueError):
                 continue
-        return _NoSlots()
+        return None if shared_only else _NoSlots()
 
     def rows(self, slot: int) -> np.ndarray:
         return self.array[slot]
@@ -208,6 +353,10 @@ class _SlotBuffer:
                 mm.close()
             except BufferError:  # a caller still holds a row view: the mapping goes with it
                 pass
+        self.release()
+
+    def release(self) -> None:
+        """Remove the file; the mapping stays for as long as an array uses it."""
         try:
             os.unlink(self.path)
         except OSError:
@@ -297,7 +446,7 @@ def _run_chunk(start: int, paths: list[str], digests: list, cfg: dict, root: str
     config = FeatureConfig.from_dict(cfg)
     store = FeatureCache(root) if root is not None else None
     key = config_digest(config) if store is not None else None
-    results = [_one(p, config, store, key, d) for p, d in zip(paths, digests)]
+    rows = None
     if where is not None:
         if where not in _mapped:
             _mapped.clear()
@@ -305,10 +454,15 @@ def _run_chunk(start: int, paths: list[str], digests: list, cfg: dict, root: str
             n_slots = os.path.getsize(where) // (size * config.dim * dtype.itemsize)
             _mapped[where] = np.memmap(where, dtype=dtype, mode="r+", shape=(n_slots, size, config.dim))
         rows = _mapped[where][slot]
-        for k, (row, skip) in enumerate(results):
-            if row is not None:
-                rows[k] = row
-                results[k] = (None, None)
+    results = []
+    for k, (path, digest) in enumerate(zip(paths, digests)):
+        row, skip = _one(path, config, store, key, digest)
+        if row is not None and rows is not None:
+            # Into the shared buffer at once, and let the row go: holding a chunk's rows until its
+            # end grew each new worker's heap by megabytes, page fault by page fault.
+            rows[k] = row
+            row = None
+        results.append((row, skip))
     return start, results, (store.stats if store is not None else {})
 
 
