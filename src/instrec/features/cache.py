@@ -104,8 +104,9 @@ class FeatureCache:
     def entry_path(self, config_key: str, file_key: str) -> Path:
         return self.root / config_key / file_key[:2] / f"{file_key}{_SUFFIX}"
 
-    def load(self, entry: Path, *, shape: tuple[int, ...], dtype) -> np.ndarray | None:
-        """The array stored at ``entry``; None when there is none or it is damaged (then removed)."""
+    def load(self, entry: Path, *, shape: tuple[int, ...], dtype, out: np.ndarray | None = None) -> np.ndarray | None:
+        """The array stored at ``entry`` (written into ``out`` when given, and ``out`` returned);
+        None when there is none or it is damaged (then removed, and ``out`` left as it was)."""
         try:
             with open(entry, "rb") as fh:
                 data = bytearray(os.fstat(fh.fileno()).st_size)
@@ -115,7 +116,7 @@ class FeatureCache:
         except OSError:  # none there (the usual miss), or unreadable
             self.misses += 1
             return None
-        row = _decode(data, entry, shape=tuple(shape), dtype=np.dtype(dtype))
+        row = _decode(data, entry, shape=tuple(shape), dtype=np.dtype(dtype), out=out)
         if row is None:
             self.corrupt += 1
             self.misses += 1
@@ -176,7 +177,8 @@ class FeatureCache:
                 os.unlink(tmp)
 
 
-def _decode(data: bytearray, entry: Path, *, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+def _decode(data: bytearray, entry: Path, *, shape: tuple[int, ...], dtype: np.dtype,
+            out: np.ndarray | None = None) -> np.ndarray | None:
     """The payload of an entry's bytes, or None when anything does not check out."""
     if len(data) < _PREFIX.size:
         return None
@@ -197,6 +199,11 @@ def _decode(data: bytearray, entry: Path, *, shape: tuple[int, ...], dtype: np.d
     if zlib.crc32(payload) != crc:  # flipped bytes (the length caught truncation)
         return None
     values = np.frombuffer(data, dtype=dtype, offset=_PREFIX.size + n_header)
+    if out is not None:  # straight into the caller's row: no array of its own to fill and copy
+        flat = out.reshape(-1)
+        flat[:stored] = values
+        flat[stored:] = 0
+        return out
     if stored == size:
         return values.reshape(shape)
     row = np.zeros(size, dtype=dtype)

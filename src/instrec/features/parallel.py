@@ -111,9 +111,13 @@ def iter_compact(
     yield from _serial(paths, config, *plan) if plan[-1] <= 1 else _ring(paths, config, *plan)
 
 
-def _serial(paths, config, store, key, digests, size, workers):
+def _serial(paths, config, store, key, digests, size, workers, out=None):
+    """In this process; with ``out``, the k-th usable file's row is written into ``out[k]``."""
+    k = 0
     for i, path in enumerate(paths):
-        yield (i, *_one(path, config, store, key, digests[i]))
+        row, skip = _one(path, config, store, key, digests[i], None if out is None else out[k])
+        k += row is not None
+        yield i, row, skip
 
 
 def _ring(paths, config, store, key, digests, size, workers):
@@ -140,19 +144,25 @@ def extract_compact(
     plan = _plan(paths, config, jobs, cache, None)
     store, _, digests, size, workers = plan
     slots = _SlotBuffer.create(-(-n // size), size, config.dim, dtype, shared_only=True) if workers > 1 else None
+    # Where each usable row lands: at its index (the workers' shared matrix: closed up after a
+    # skipped file), at the count of usable rows so far (this process writes it there), or
+    # wherever the recycled slots hold it (copied).
     if slots is not None:
-        X = slots.array.reshape(-1, config.dim)
+        X, lands = slots.array.reshape(-1, config.dim), "index"
         items = _pooled(paths, digests, config, store, size, workers, slots, recycle=False)
+    elif workers <= 1:
+        X, lands = np.empty((n, config.dim), dtype=dtype), "count"
+        items = _serial(paths, config, *plan, out=X)
     else:
-        X = np.empty((n, config.dim), dtype=dtype)
-        items = _serial(paths, config, *plan) if workers <= 1 else _ring(paths, config, *plan)
+        X, lands = np.empty((n, config.dim), dtype=dtype), "copy"
+        items = _ring(paths, config, *plan)
     ok, skipped = [], []
     try:
         for done, (i, row, skip) in enumerate(items, 1):
             if row is None:
                 skipped.append(skip)
             else:
-                if slots is None or len(ok) != i:  # a copy, or closing up after a skipped file
+                if lands == "copy" or (lands == "index" and len(ok) != i):
                     X[len(ok)] = row
                 ok.append(i)
             if progress:
@@ -436,7 +446,7 @@ def _one_blas_thread():
     return _blas.limit(limits=1, user_api="blas")
 
 
-_mapped: dict = {}  # a worker's view of the parent's slot buffer, by path
+_mapped: dict = {}  # a worker's view of the parent's slot buffer, by (path, inode, size)
 
 
 def _run_chunk(start: int, paths: list[str], digests: list, cfg: dict, root: str | None, where: str | None,
@@ -448,27 +458,29 @@ def _run_chunk(start: int, paths: list[str], digests: list, cfg: dict, root: str
     key = config_digest(config) if store is not None else None
     rows = None
     if where is not None:
-        if where not in _mapped:
+        st = os.stat(where)
+        mapping = (where, st.st_ino, st.st_size)  # a warm worker outlives buffers: never a stale one
+        if mapping not in _mapped:
             _mapped.clear()
             dtype = compact_dtype(config)
-            n_slots = os.path.getsize(where) // (size * config.dim * dtype.itemsize)
-            _mapped[where] = np.memmap(where, dtype=dtype, mode="r+", shape=(n_slots, size, config.dim))
-        rows = _mapped[where][slot]
+            n_slots = st.st_size // (size * config.dim * dtype.itemsize)
+            _mapped[mapping] = np.memmap(where, dtype=dtype, mode="r+", shape=(n_slots, size, config.dim))
+        rows = _mapped[mapping][slot]
     results = []
     for k, (path, digest) in enumerate(zip(paths, digests)):
-        row, skip = _one(path, config, store, key, digest)
-        if row is not None and rows is not None:
-            # Into the shared buffer at once, and let the row go: holding a chunk's rows until its
-            # end grew each new worker's heap by megabytes, page fault by page fault.
-            rows[k] = row
-            row = None
+        # Into the shared buffer at once: holding a chunk's rows until its end grew each new
+        # worker's heap by megabytes, page fault by page fault.
+        row, skip = _one(path, config, store, key, digest, None if rows is None else rows[k])
+        if rows is not None:
+            row = None  # written into the slot
         results.append((row, skip))
     return start, results, (store.stats if store is not None else {})
 
 
-def _one(path, config: FeatureConfig, store: FeatureCache | None, key: str | None, digest: str | None = None):
+def _one(path, config: FeatureConfig, store: FeatureCache | None, key: str | None, digest: str | None = None,
+         out: np.ndarray | None = None):
     """``(compact row, None)`` or ``(None, (path, problem))`` for one file, through the cache
-    (``digest``: the file's, when already known)."""
+    (``digest``: the file's, when already known; ``out``: where to put the row, then returned)."""
     entry = None
     if store is not None:
         digest = digest or _digest(path)
@@ -477,7 +489,7 @@ def _one(path, config: FeatureConfig, store: FeatureCache | None, key: str | Non
         else:
             entry = store.entry_path(key, digest)
         if entry is not None:
-            row = store.load(entry, shape=(config.dim,), dtype=compact_dtype(config))
+            row = store.load(entry, shape=(config.dim,), dtype=compact_dtype(config), out=out)
             if row is not None:
                 return row, None
     try:
@@ -487,6 +499,9 @@ def _one(path, config: FeatureConfig, store: FeatureCache | None, key: str | Non
         return None, skip_entry(e, path)
     if entry is not None:
         store.store(entry, row, config)
+    if out is not None:
+        out[...] = row
+        row = out
     return row, None
 
 
