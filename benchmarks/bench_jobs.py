@@ -55,8 +55,9 @@ def calibrate(jobs: int, n: int = 400, repeat: int = 3) -> dict:
 
     from threadpoolctl import threadpool_limits
 
-    from instrec.features.parallel import _context, _init_worker
+    from instrec.features.parallel import _context, _init_worker, _keep_heap
 
+    _keep_heap()  # the workers' malloc settings, in this process too
     serial, pooled = [], []
     with ProcessPoolExecutor(jobs, mp_context=_context(), initializer=_init_worker) as pool:
         pids = set(pool.map(_started, range(jobs)))  # every worker started and warm
