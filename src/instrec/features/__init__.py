@@ -184,7 +184,8 @@ def extract(
     Returns
     -------
     X : float32 (or, with ``compact``, :func:`compact_dtype`) array ``(n_ok, config.dim)``, rows in
-        the order of ``paths``
+        the order of ``paths``; with worker processes, the shared memory they wrote the rows into
+        (an ordinary writable array to the caller, freed with it)
     ok : indices into ``paths`` of the rows of ``X``
     skipped : ``(path, problem)`` for each file that could not be used
     """
