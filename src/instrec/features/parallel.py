@@ -324,7 +324,8 @@ class _SlotBuffer:
         self.array = np.memmap(path, dtype=dtype, mode="r+", shape=(n_slots, size, dim))
 
     @classmethod
-    def create(cls, n_slots: int, size: int, dim: int, dtype, *, shared_only: bool = False) -> "_SlotBuffer | _NoSlots":
+    def create(cls, n_slots: int, size: int, dim: int, dtype, *,
+               shared_only: bool = False) -> "_SlotBuffer | _NoSlots | None":
         """``shared_only``: in ``/dev/shm`` or nowhere (None then), for a buffer that becomes the
         result: a file in the temporary folder would put the whole matrix on disk."""
         import tempfile
