@@ -25,6 +25,8 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+
 from instrec.classifier import InstrumentClassifier
 from instrec.data import load_dataset
 from instrec.data.splits import split_indices
@@ -70,25 +72,33 @@ def main() -> int:
         for seed in args.seeds:
             clf = InstrumentClassifier(recipe, seed=seed).fit(X[tr], [y[i] for i in tr])
             m = compute_metrics([y[i] for i in te], clf.predict_proba(X[te]), clf.classes)
+            # Also scored on every clip, training ones included: not a test figure, but the only
+            # protocol under which both published figures are possible values (k/600: 597 and 595).
+            acc_all = float(np.mean(clf.predict(X) == np.asarray(y)))
             runs.append({"seed": seed, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                         "roc_auc_ovr_macro": m["roc_auc_ovr_macro"], "train_seconds": clf.history_["seconds"]})
-            print(f"{name} seed {seed}: accuracy {m['accuracy']:.4f} ({len(te)} test clips)", flush=True)
+                         "roc_auc_ovr_macro": m["roc_auc_ovr_macro"], "accuracy_all_clips": acc_all,
+                         "train_seconds": clf.history_["seconds"]})
+            print(f"{name} seed {seed}: accuracy {m['accuracy']:.4f} ({len(te)} test clips); "
+                  f"{acc_all:.4f} on all {len(y)} clips", flush=True)
         accs = [r["accuracy"] for r in runs]
         results["recipes"][name] = {
             "published_accuracy": PUBLISHED[name],
             "accuracy_seed0": runs[0]["accuracy"] if runs[0]["seed"] == 0 else None,
             "accuracy_mean": statistics.mean(accs),
             "accuracy_std": statistics.pstdev(accs),
+            "accuracy_all_clips_median": statistics.median(r["accuracy_all_clips"] for r in runs),
             "n_train": len(tr), "n_test": len(te), "skipped": len(skipped),
             "extract_seconds": t_extract, "runs": runs,
         }
     print()
-    print(f"| recipe | published | instrec (network seed 0) | instrec mean ± std over seeds {args.seeds} |")
-    print("|---|---|---|---|")
+    print(f"| recipe | published | instrec (network seed 0) | instrec mean ± std over seeds {args.seeds} "
+          "| median on all clips (train + test) |")
+    print("|---|---|---|---|---|")
     for name, r in results["recipes"].items():
         s0 = "n/a" if r["accuracy_seed0"] is None else f"{100 * r['accuracy_seed0']:.2f}%"
         print(f"| {name} | {100 * r['published_accuracy']:.2f}% | {s0} | "
-              f"{100 * r['accuracy_mean']:.2f}% ± {100 * r['accuracy_std']:.2f} |")
+              f"{100 * r['accuracy_mean']:.2f}% ± {100 * r['accuracy_std']:.2f} | "
+              f"{100 * r['accuracy_all_clips_median']:.2f}% |")
     write_json(args.out, results)
     print(f"\nwritten to {args.out}")
     return 0

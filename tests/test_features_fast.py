@@ -270,8 +270,9 @@ def test_cache_misses_on_other_parameters_or_content(small_data, tmp_path):
     np.testing.assert_array_equal(X[1], compute_file(changed, MFCC))
 
 
+@pytest.mark.parametrize("jobs", [1, 2])  # 2: few files, so one process whose threads read the cache
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty", "header"])
-def test_corrupt_entry_is_detected_and_recomputed(small_data, tmp_path, damage):
+def test_corrupt_entry_is_detected_and_recomputed(small_data, tmp_path, damage, jobs):
     root = tmp_path / "cache"
     X, _, _ = extract(small_data, MFCC, jobs=1, cache=root)
     entry = FeatureCache(root).entry_path(config_digest(MFCC), file_digest(small_data[0]))
@@ -288,16 +289,17 @@ def test_corrupt_entry_is_detected_and_recomputed(small_data, tmp_path, damage):
         data = data.replace(b'"shape": [40]', b'"shape": [41]')
     entry.write_bytes(bytes(data))
     c = FeatureCache(root)
-    X2, _, _ = extract(small_data, MFCC, jobs=1, cache=c)
+    X2, _, _ = extract(small_data, MFCC, jobs=jobs, cache=c)
     assert c.corrupt == 1 and c.stored == 1 and c.hits == 5
     np.testing.assert_array_equal(X, X2)
     c3 = FeatureCache(root)
-    extract(small_data, MFCC, jobs=1, cache=c3)
+    extract(small_data, MFCC, jobs=jobs, cache=c3)
     assert c3.hits == 6 and c3.corrupt == 0  # replaced by a whole entry
     assert not _leftovers(root)
 
 
-def test_cache_keeps_trailing_zeros_out_of_its_entries(small_data, tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_cache_keeps_trailing_zeros_out_of_its_entries(small_data, tmp_path, jobs, monkeypatch):
     """A cnn window is a short note padded with silence: the entry holds the note only, and reading
     it back gives the whole window, bit for bit (a -0.0 included)."""
     config = FeatureConfig(kind="logmel", n_mels=64, seconds=3.0)
@@ -310,15 +312,19 @@ def test_cache_keeps_trailing_zeros_out_of_its_entries(small_data, tmp_path):
     entry = FeatureCache(root).entry_path(config_digest(config), file_digest(short))
     assert X1.shape == (1, config.dim) and not X1[0, len(y):].any()
     assert entry.stat().st_size < 0.3 * config.dim * 4  # the 0.5-s note, not the 3-s window
+    calls = []
+    threaded = parallel._threaded_hits
+    monkeypatch.setattr(parallel, "_threaded_hits", lambda *a: calls.append(a) or threaded(*a))
     c = FeatureCache(root)
-    X2, _, _ = extract([short], config, jobs=1, cache=c)
+    X2, _, _ = extract([short], config, jobs=jobs, cache=c)
     assert c.hits == 1 and X2.tobytes() == X1.tobytes()
+    assert len(calls) == (jobs > 1)  # with more than one core, threads read the entries
     # a header claiming more stored values than the row has is damage, not a row
     data = entry.read_bytes()
     assert f'"stored": {len(y)}'.encode() in data
     entry.write_bytes(data.replace(f'"stored": {len(y)}'.encode(), f'"stored": {config.dim + 1}'.encode()))
     c = FeatureCache(root)
-    X3, _, _ = extract([short], config, jobs=1, cache=c)
+    X3, _, _ = extract([short], config, jobs=jobs, cache=c)
     assert c.corrupt == 1 and X3.tobytes() == X1.tobytes()
 
 

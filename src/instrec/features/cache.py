@@ -84,6 +84,7 @@ class FeatureCache:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self._root = os.fspath(self.root)
         self.hits = self.misses = self.stored = self.corrupt = self.errors = 0
         self._announced: set[str] = set()
 
@@ -102,34 +103,40 @@ class FeatureCache:
 
     # -- entries -----------------------------------------------------------------------------
     def entry_path(self, config_key: str, file_key: str) -> Path:
-        return self.root / config_key / file_key[:2] / f"{file_key}{_SUFFIX}"
+        return Path(self.entry_name(config_key, file_key))
 
-    def load(self, entry: Path, *, shape: tuple[int, ...], dtype, out: np.ndarray | None = None) -> np.ndarray | None:
+    def entry_name(self, config_key: str, file_key: str) -> str:
+        """:meth:`entry_path` as a string (plain joins: a cache hit of a small row is cheap enough
+        that building three pathlib objects per file showed in the profile)."""
+        return os.path.join(self._root, config_key, file_key[:2], file_key + _SUFFIX)
+
+    def load(self, entry: str | os.PathLike, *, shape: tuple[int, ...], dtype, out: np.ndarray | None = None,
+             out_zeroed: bool = False) -> np.ndarray | None:
         """The array stored at ``entry`` (written into ``out`` when given, and ``out`` returned);
-        None when there is none or it is damaged (then removed, and ``out`` left as it was)."""
-        try:
-            with open(entry, "rb") as fh:
-                data = bytearray(os.fstat(fh.fileno()).st_size)
-                n = fh.readinto(data)
-            if n != len(data):  # changed while being read
-                del data[n:]
-        except OSError:  # none there (the usual miss), or unreadable
-            self.misses += 1
-            return None
-        row = _decode(data, entry, shape=tuple(shape), dtype=np.dtype(dtype), out=out)
-        if row is None:
-            self.corrupt += 1
-            self.misses += 1
-            try:
-                entry.unlink()
-            except OSError:
-                pass
-            return None
-        self.hits += 1
+        None when there is none or it is damaged (then removed; ``out`` may then hold anything).
+        ``out_zeroed``: ``out`` is known to be all zeros, so the values an entry leaves out need
+        not be written."""
+        row, status = read_entry(entry, shape=tuple(shape), dtype=np.dtype(dtype), out=out, out_zeroed=out_zeroed)
+        self.count(status, entry)
         return row
 
-    def store(self, entry: Path, row: np.ndarray, config: "FeatureConfig | None" = None) -> None:
+    def count(self, status: str, entry: str | os.PathLike) -> None:
+        """Count what :func:`read_entry` found (``"hit"``, ``"missing"`` or ``"corrupt"``), removing
+        a corrupt entry. Kept apart from reading so that threads can read and one thread count."""
+        if status == "hit":
+            self.hits += 1
+            return
+        self.misses += 1
+        if status == "corrupt":
+            self.corrupt += 1
+            try:
+                os.unlink(entry)
+            except OSError:
+                pass
+
+    def store(self, entry: str | os.PathLike, row: np.ndarray, config: "FeatureConfig | None" = None) -> None:
         """Write ``row`` at ``entry`` atomically (temporary file + rename); failures only count."""
+        entry = Path(entry)
         row = np.ascontiguousarray(row)
         payload = row.reshape(-1)[: _stored_length(row)].tobytes()
         header = json.dumps({"dtype": row.dtype.str, "shape": list(row.shape),
@@ -177,38 +184,69 @@ class FeatureCache:
                 os.unlink(tmp)
 
 
-def _decode(data: bytearray, entry: Path, *, shape: tuple[int, ...], dtype: np.dtype,
-            out: np.ndarray | None = None) -> np.ndarray | None:
-    """The payload of an entry's bytes, or None when anything does not check out."""
-    if len(data) < _PREFIX.size:
-        return None
-    magic, version, n_header = _PREFIX.unpack_from(data)
-    if magic != _MAGIC or version != FORMAT_VERSION or _PREFIX.size + n_header > len(data):
-        return None
+def read_entry(entry: str | os.PathLike, *, shape: tuple[int, ...], dtype: np.dtype,
+               out: np.ndarray | None = None, out_zeroed: bool = False) -> tuple[np.ndarray | None, str]:
+    """``(row, "hit")``, ``(None, "missing")`` or ``(None, "corrupt")`` for the entry at ``entry``.
+
+    The payload is read straight into its row (``out``, or a new array): no buffer of its own to
+    fill and copy again, which for the tutorial's 300-KB images was most of a hit. Reading and the
+    CRC release the GIL, so several threads can read entries at once. Touches nothing but ``out``.
+    """
     try:
-        header = json.loads(data[_PREFIX.size : _PREFIX.size + n_header].decode("utf-8"))
-        ok = (header["dtype"] == dtype.str and tuple(header["shape"]) == shape
-              and header["config"] == entry.parent.parent.name and header["file"] == entry.stem)
-        crc, stored = int(header["crc32"]), int(header["stored"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    payload = memoryview(data)[_PREFIX.size + n_header :]
-    size = int(np.prod(shape))
-    if not ok or not 0 <= stored <= size or len(payload) != stored * dtype.itemsize:
-        return None
+        fh = open(entry, "rb", buffering=0)
+    except OSError:  # none there (the usual miss), or unreadable
+        return None, "missing"
+    with fh:
+        try:
+            total = os.fstat(fh.fileno()).st_size
+            prefix = fh.read(_PREFIX.size)
+            if len(prefix) != _PREFIX.size:
+                return None, "corrupt"
+            magic, version, n_header = _PREFIX.unpack(prefix)
+            if magic != _MAGIC or version != FORMAT_VERSION or _PREFIX.size + n_header > total:
+                return None, "corrupt"
+            header = _header(fh.read(n_header), entry, shape, dtype)
+            if header is None:
+                return None, "corrupt"
+            crc, stored = header
+            size = int(np.prod(shape))
+            if not 0 <= stored <= size or total - _PREFIX.size - n_header != stored * dtype.itemsize:
+                return None, "corrupt"
+            row = out if out is not None else np.empty(shape, dtype=dtype)
+            flat = row.reshape(-1)  # a view: ``out`` is one contiguous row
+            payload = memoryview(flat[:stored].view(np.uint8))
+            if _read_exactly(fh, payload) != len(payload) or fh.read(1):  # shorter or longer: changed meanwhile
+                return None, "corrupt"
+        except OSError:
+            return None, "corrupt"
     if zlib.crc32(payload) != crc:  # flipped bytes (the length caught truncation)
-        return None
-    values = np.frombuffer(data, dtype=dtype, offset=_PREFIX.size + n_header)
-    if out is not None:  # straight into the caller's row: no array of its own to fill and copy
-        flat = out.reshape(-1)
-        flat[:stored] = values
+        return None, "corrupt"
+    if stored < size and not (out is not None and out_zeroed):
         flat[stored:] = 0
-        return out
-    if stored == size:
-        return values.reshape(shape)
-    row = np.zeros(size, dtype=dtype)
-    row[:stored] = values
-    return row.reshape(shape)
+    return row, "hit"
+
+
+def _header(blob: bytes, entry, shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, int] | None:
+    """``(crc32, values stored)`` from an entry's header, or None when it is not this entry's."""
+    try:
+        header = json.loads(blob.decode("utf-8"))
+        ok = (header["dtype"] == dtype.str and tuple(header["shape"]) == shape
+              and header["config"] == os.path.basename(os.path.dirname(os.path.dirname(entry)))
+              and header["file"] == os.path.basename(entry)[: -len(_SUFFIX)])
+        return (int(header["crc32"]), int(header["stored"])) if ok else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _read_exactly(fh, view: memoryview) -> int:
+    """Fill ``view`` from ``fh`` (reads of regular files may come back short); the bytes read."""
+    done = 0
+    while done < len(view):
+        got = fh.readinto(view[done:])
+        if not got:
+            break
+        done += got
+    return done
 
 
 def _stored_length(row: np.ndarray) -> int:

@@ -41,7 +41,7 @@ import numpy as np
 from ..audio import load
 from ..errors import InstrecError, ParameterError, skip_entry
 from . import FeatureConfig, compact_dtype, compute_compact
-from .cache import FeatureCache, config_digest, file_digest
+from .cache import FeatureCache, config_digest, file_digest, read_entry
 
 START_ENV = "INSTREC_MP_START"
 _CHUNK_BYTES = 8 << 20  # at most about this much feature data per chunk
@@ -151,6 +151,11 @@ def extract_compact(
     if slots is not None:
         X, lands = slots.array.reshape(-1, config.dim), "index"
         items = _pooled(paths, digests, config, store, size, workers, slots, recycle=False)
+    elif workers <= 1 and store is not None and resolve_jobs(jobs) > 1:
+        # All (or nearly all) cached: threads read the entries. Zeros, so that what an entry
+        # leaves out (the cnn's padding) is never written; untouched pages cost nothing.
+        X, lands = np.zeros((n, config.dim), dtype=dtype), "index"
+        items = _threaded_hits(paths, config, store, plan[1], digests, X, resolve_jobs(jobs))
     elif workers <= 1:
         X, lands = np.empty((n, config.dim), dtype=dtype), "count"
         items = _serial(paths, config, *plan, out=X)
@@ -186,8 +191,8 @@ def _plan(paths, config: FeatureConfig, jobs, cache, chunksize):
     if store is not None and jobs > 1:
         # Hash the files here (fast) and see which entries exist: a pool is worth starting only for
         # the features that are not cached yet; the workers get the digests along.
-        digests = [_digest(p) for p in paths]
-        to_compute = sum(d is None or not store.entry_path(key, d).is_file() for d in digests)
+        digests = _in_threads(_digest, paths, jobs)  # SHA-256 releases the GIL
+        to_compute = sum(d is None or not os.path.isfile(store.entry_name(key, d)) for d in digests)
     size = chunksize or chunk_size(n, jobs, config)
     workers = min(jobs, math.ceil(n / size), max(1, to_compute // _MIN_FILES_PER_WORKER))
     return store, key, digests, size, workers
@@ -198,6 +203,60 @@ def _digest(path) -> str | None:
         return file_digest(path)
     except OSError:
         return None
+
+
+def _in_threads(fn, items: Sequence, threads: int) -> list:
+    """``[fn(x) for x in items]`` on ``threads`` threads (for work that releases the GIL)."""
+    if threads <= 1 or len(items) < 2:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+_READ_AHEAD = 64  # cache entries being read ahead of the consumer, per thread
+
+
+def _threaded_hits(paths, config, store: FeatureCache, key: str, digests: list, out: np.ndarray, threads: int):
+    """In this process, with the cache: the entries read by ``threads`` threads (reading a file,
+    its CRC-32 and the row's page faults all run without the GIL, so they overlap), the files not
+    cached computed here one by one. Row ``i`` lands in ``out[i]``, which must be all zeros: what
+    an entry leaves out (trailing zeros) is then already there and is not written again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dtype = compact_dtype(config)
+
+    def read(i):
+        digest = digests[i] or _digest(paths[i])
+        if digest is None:
+            return None, "missing"
+        entry = store.entry_name(key, digest)
+        return entry, read_entry(entry, shape=(config.dim,), dtype=dtype, out=out[i], out_zeroed=True)[1]
+
+    _keep_heap()
+    with ThreadPoolExecutor(threads) as pool:
+        ahead = deque()
+        todo = iter(range(len(paths)))
+        for i in todo:
+            ahead.append(pool.submit(read, i))
+            if len(ahead) >= threads * _READ_AHEAD:
+                break
+        i = 0
+        while ahead:
+            entry, status = ahead.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                ahead.append(pool.submit(read, nxt))
+            if entry is None:  # no digest: the file is missing or unreadable, computing it says why
+                store.misses += 1
+            else:
+                store.count(status, entry)
+            if status == "hit":
+                yield i, out[i], None
+            else:  # not there, or damaged (then ``out[i]`` may hold part of it: overwritten whole)
+                yield (i, *_compute(paths[i], config, store, entry, out[i]))
+            i += 1
 
 
 def _pooled(paths, digests, config, store, size, workers, slots, *, recycle: bool):
@@ -503,11 +562,16 @@ def _one(path, config: FeatureConfig, store: FeatureCache | None, key: str | Non
         if digest is None:  # missing or unreadable: computing it says why
             store.misses += 1
         else:
-            entry = store.entry_path(key, digest)
+            entry = store.entry_name(key, digest)
         if entry is not None:
             row = store.load(entry, shape=(config.dim,), dtype=compact_dtype(config), out=out)
             if row is not None:
                 return row, None
+    return _compute(path, config, store, entry, out)
+
+
+def _compute(path, config: FeatureConfig, store: FeatureCache | None, entry: str | None, out: np.ndarray | None):
+    """:func:`_one` past the cache: compute the row (into ``out``), and store it at ``entry``."""
     try:
         with _one_blas_thread():
             row = compute_compact_file(path, config)
