@@ -58,7 +58,7 @@ def main() -> int:
             meta = json.loads((model / "model.json").read_text())
             runs[label] = {"extract_seconds": meta["training"]["extract_seconds"],
                            "accuracy": meta["metrics"]["test_split"]["accuracy"]}
-        assert runs["first"]["accuracy"] == runs["second"]["accuracy"] == runs["no_cache"]["accuracy"]
+        assert runs["first"]["accuracy"] == runs["second"]["accuracy"] == runs["no_cache"]["accuracy"], (name, runs)
         ratio = runs["first"]["extract_seconds"] / runs["second"]["extract_seconds"]
         results[name] = {**runs, "ratio_first_over_second": round(ratio, 1), "cache_mib": round(_size(cache) / 2**20, 1)}
         print(f"{name}: extraction first {runs['first']['extract_seconds']:.2f} s, second (cache) "

@@ -348,6 +348,32 @@ def test_cache_with_workers(files_with_bad, small_pools, tmp_path):
     assert not _leftovers(c1.root)
 
 
+@pytest.mark.parametrize("run", [1, 3, 32])
+def test_threads_read_the_cache_in_order(files_with_bad, tmp_path, monkeypatch, run):
+    """All cached, one process: threads read the entries ahead of the consumer, a few files per
+    task. Every file comes back once, in order, the bad ones skipped, a damaged or missing entry
+    recomputed, and a short note's padding zero (those pages are never written)."""
+    config = FeatureConfig(kind="logmel", n_mels=64, seconds=3.0)
+    monkeypatch.setattr(parallel, "_THREAD_RUN", run)
+    monkeypatch.setattr(parallel, "_RUNS_AHEAD", 1)
+    reference = extract(files_with_bad, config, jobs=1, compact=True)
+    c1 = FeatureCache(tmp_path / "cache")
+    extract(files_with_bad, config, jobs=1, cache=c1, compact=True)
+    entries = sorted(_entries(c1.root))
+    entries[0].write_bytes(entries[0].read_bytes()[:-5])
+    entries[1].unlink()
+    calls = []
+    threaded = parallel._threaded_hits
+    monkeypatch.setattr(parallel, "_threaded_hits", lambda *a: calls.append(a) or threaded(*a))
+    c2 = FeatureCache(tmp_path / "cache")
+    X, ok, skipped = extract(files_with_bad, config, jobs=2, cache=c2, compact=True)
+    assert len(calls) == 1
+    assert (c2.hits, c2.corrupt, c2.stored) == (len(reference[1]) - 2, 1, 2)
+    np.testing.assert_array_equal(X, reference[0])
+    np.testing.assert_array_equal(ok, reference[1])
+    assert skipped == reference[2] and len(skipped) == 2
+
+
 def test_no_cache_touches_nothing(small_data, tmp_path, monkeypatch):
     monkeypatch.setenv("INSTREC_CACHE", str(tmp_path / "cache"))
     extract(small_data, MFCC, jobs=1, cache=False)

@@ -29,6 +29,7 @@ Everything a worker runs is a module-level function of this module, so it works 
 from __future__ import annotations
 
 import atexit
+import itertools
 import math
 import multiprocessing
 import os
@@ -151,10 +152,10 @@ def extract_compact(
     if slots is not None:
         X, lands = slots.array.reshape(-1, config.dim), "index"
         items = _pooled(paths, digests, config, store, size, workers, slots, recycle=False)
-    elif workers <= 1 and store is not None and resolve_jobs(jobs) > 1:
-        # All (or nearly all) cached: threads read the entries. Zeros, so that what an entry
-        # leaves out (the cnn's padding) is never written; untouched pages cost nothing.
-        X, lands = np.zeros((n, config.dim), dtype=dtype), "index"
+    elif workers <= 1 and store is not None and resolve_jobs(jobs) > 1 and config.dim * dtype.itemsize >= _BIG_ROW:
+        # All (or nearly all) cached: threads read the entries into fresh zero pages, so that
+        # what an entry leaves out (the cnn's padding) is never written.
+        X, lands = _zero_pages((n, config.dim), dtype), "index"
         items = _threaded_hits(paths, config, store, plan[1], digests, X, resolve_jobs(jobs))
     elif workers <= 1:
         X, lands = np.empty((n, config.dim), dtype=dtype), "count"
@@ -191,7 +192,9 @@ def _plan(paths, config: FeatureConfig, jobs, cache, chunksize):
     if store is not None and jobs > 1:
         # Hash the files here (fast) and see which entries exist: a pool is worth starting only for
         # the features that are not cached yet; the workers get the digests along.
-        digests = _in_threads(_digest, paths, jobs)  # SHA-256 releases the GIL
+        # SHA-256 releases the GIL, but for small files two threads only fight over it
+        big = sum(_size(p) for p in paths) >= len(paths) * _BIG_FILE
+        digests = _in_threads(_digest, paths, jobs if big else 1)
         to_compute = sum(d is None or not os.path.isfile(store.entry_name(key, d)) for d in digests)
     size = chunksize or chunk_size(n, jobs, config)
     workers = min(jobs, math.ceil(n / size), max(1, to_compute // _MIN_FILES_PER_WORKER))
@@ -205,17 +208,43 @@ def _digest(path) -> str | None:
         return None
 
 
+def _zero_pages(shape: tuple[int, int], dtype) -> np.ndarray:
+    """A zero matrix in anonymous memory of 4-KB pages, none touched yet. Not ``np.zeros``: numpy
+    asks for huge pages, and one row written into a 2-MB page makes the kernel clear all of it,
+    which for the cnn's mostly-zero windows is three times the memory the entries fill."""
+    import mmap
+
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if nbytes == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
+
+
+def _size(path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 def _in_threads(fn, items: Sequence, threads: int) -> list:
-    """``[fn(x) for x in items]`` on ``threads`` threads (for work that releases the GIL)."""
-    if threads <= 1 or len(items) < 2:
+    """``[fn(x) for x in items]`` on ``threads`` threads (for work that releases the GIL), a few
+    runs of consecutive items per thread: a task per item costs more than hashing a small file."""
+    if threads <= 1 or len(items) < 2 * _THREAD_RUN:
         return [fn(x) for x in items]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(min(threads, len(items))) as pool:
-        return list(pool.map(fn, items))
+    runs = [items[s : s + _THREAD_RUN] for s in range(0, len(items), _THREAD_RUN)]
+    with ThreadPoolExecutor(threads) as pool:
+        return [y for run in pool.map(lambda run: [fn(x) for x in run], runs) for y in run]
 
 
-_READ_AHEAD = 64  # cache entries being read ahead of the consumer, per thread
+_THREAD_RUN = 32  # files per thread task
+# Threads pay off for bytes, not for files: hashing files of at least this size on average, and
+# reading cache entries of rows at least this big (a 160-byte MFCC row is faster in one thread).
+_BIG_FILE = 512 << 10
+_BIG_ROW = 64 << 10
+_RUNS_AHEAD = 4  # thread tasks queued per thread, ahead of the consumer
 
 
 def _threaded_hits(paths, config, store: FeatureCache, key: str, digests: list, out: np.ndarray, threads: int):
@@ -229,34 +258,34 @@ def _threaded_hits(paths, config, store: FeatureCache, key: str, digests: list, 
 
     def read(i):
         digest = digests[i] or _digest(paths[i])
-        if digest is None:
+        if digest is None:  # missing or unreadable: computing it says why
             return None, "missing"
         entry = store.entry_name(key, digest)
         return entry, read_entry(entry, shape=(config.dim,), dtype=dtype, out=out[i], out_zeroed=True)[1]
 
+    def read_run(start):
+        return [read(i) for i in range(start, min(start + _THREAD_RUN, len(paths)))]
+
     _keep_heap()
+    starts = iter(range(0, len(paths), _THREAD_RUN))
     with ThreadPoolExecutor(threads) as pool:
-        ahead = deque()
-        todo = iter(range(len(paths)))
-        for i in todo:
-            ahead.append(pool.submit(read, i))
-            if len(ahead) >= threads * _READ_AHEAD:
-                break
+        ahead = deque(pool.submit(read_run, s) for s in itertools.islice(starts, threads * _RUNS_AHEAD))
         i = 0
         while ahead:
-            entry, status = ahead.popleft().result()
-            nxt = next(todo, None)
+            found = ahead.popleft().result()
+            nxt = next(starts, None)
             if nxt is not None:
-                ahead.append(pool.submit(read, nxt))
-            if entry is None:  # no digest: the file is missing or unreadable, computing it says why
-                store.misses += 1
-            else:
-                store.count(status, entry)
-            if status == "hit":
-                yield i, out[i], None
-            else:  # not there, or damaged (then ``out[i]`` may hold part of it: overwritten whole)
-                yield (i, *_compute(paths[i], config, store, entry, out[i]))
-            i += 1
+                ahead.append(pool.submit(read_run, nxt))
+            for entry, status in found:
+                if entry is None:
+                    store.misses += 1
+                else:
+                    store.count(status, entry)
+                if status == "hit":
+                    yield i, out[i], None
+                else:  # not there, or damaged (then ``out[i]`` may hold part of it: overwritten whole)
+                    yield (i, *_compute(paths[i], config, store, entry, out[i]))
+                i += 1
 
 
 def _pooled(paths, digests, config, store, size, workers, slots, *, recycle: bool):
