@@ -374,6 +374,46 @@ def test_threads_read_the_cache_in_order(files_with_bad, tmp_path, monkeypatch, 
     assert skipped == reference[2] and len(skipped) == 2
 
 
+def test_padding_left_unwritten_is_zero_on_every_route(tmp_path, small_pools):
+    """Windows longer than their notes: every route writes only the note into fresh zero memory.
+    A damaged entry longer than the note it is recomputed for, a bad file in between, a slot
+    reused: the padding must still read zero, as in the one-file reference."""
+    config = FeatureConfig(kind="logmel", n_mels=64, seconds=3.0)
+    files = []
+    for k, seconds in enumerate([2.5, 0.4, 1.0, 0.2, 2.9, 0.7, 1.6, 0.3]):
+        files.append(write(tmp_path / f"n{k}.wav", tone("saw", 220.0 * (1 + k / 4), seconds=seconds, seed=k)))
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio\n" * 50)
+    files = files[:3] + [bad] + files[3:]
+    reference = np.stack([compute_file(f, config) for f in files if f != bad])
+
+    def check(X, ok, skipped):
+        np.testing.assert_array_equal(X, reference)
+        assert len(ok) == len(files) - 1 and [p for p, _ in skipped] == [str(bad)]
+
+    for jobs in (1, 2):
+        check(*extract(files, config, jobs=jobs, compact=True))
+    root = tmp_path / "cache"
+    extract(files, config, jobs=1, cache=root)
+    # the 0.2-s note's entry replaced by the 2.9-s note's under its name, one byte flipped: the
+    # long payload is read into the row before its CRC-32 fails
+    long_entry = FeatureCache(root).entry_path(config_digest(config), file_digest(files[6]))
+    short_entry = FeatureCache(root).entry_path(config_digest(config), file_digest(files[4]))
+    data = bytearray(long_entry.read_bytes().replace(file_digest(files[6]).encode(), file_digest(files[4]).encode()))
+    data[-5] ^= 0x10
+    short_entry.write_bytes(bytes(data))
+    for jobs in (1, 2):
+        c = FeatureCache(root)
+        check(*extract(files, config, jobs=jobs, cache=c, compact=True))
+        assert c.corrupt == 1
+        short_entry.write_bytes(data)  # damaged again for the next route
+    for f in files[:2]:  # two more to compute: a pool, whose workers read the rest from the cache
+        FeatureCache(root).entry_path(config_digest(config), file_digest(f)).unlink()
+    c = FeatureCache(root)
+    check(*extract(files, config, jobs=2, cache=c, compact=True))
+    assert c.corrupt == 1 and c.stored == 3
+
+
 def test_no_cache_touches_nothing(small_data, tmp_path, monkeypatch):
     monkeypatch.setenv("INSTREC_CACHE", str(tmp_path / "cache"))
     extract(small_data, MFCC, jobs=1, cache=False)

@@ -108,17 +108,32 @@ def compact_dtype(config: FeatureConfig) -> np.dtype:
     return np.dtype(np.uint8 if config.kind == "image" else np.float32)
 
 
-def compute_compact(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
+def compute_compact(y: np.ndarray, config: FeatureConfig, *, out: np.ndarray | None = None,
+                    out_zeroed: bool = False) -> np.ndarray:
     """The feature in its compact form, ``(config.dim,)``: what workers send and the cache stores.
 
     The image as its uint8 pixels (:func:`expand` makes the tutorial's ``/ 255`` floats of them),
-    the other kinds as their float32 row. A new array, holding no reference to ``y``.
+    the other kinds as their float32 row. A new array holding no reference to ``y``, or ``out``
+    filled with it; ``out_zeroed``: ``out`` is all zeros, so the padding of a window longer than
+    the note is not written (fresh pages that are never touched cost nothing).
     """
     c = config
     if c.kind == "logmel":
-        from ..audio import fix_length
+        if out is None:
+            out, out_zeroed = np.zeros(c.dim, dtype=np.float32), True
+        n = min(len(y), c.dim)  # the window: the clip's start, padded with zeros (fix_length)
+        out[:n] = y[:n]
+        if not out_zeroed:
+            out[n:] = 0
+        return out
+    row = _compute_dense(y, c)
+    if out is None:
+        return row
+    out[...] = row
+    return out
 
-        return np.array(fix_length(np.asarray(y, dtype=np.float32), size=c.dim), dtype=np.float32)
+
+def _compute_dense(y: np.ndarray, c: FeatureConfig) -> np.ndarray:
     if c.kind == "mfcc":
         from .mfcc import mfcc_mean
 

@@ -113,12 +113,15 @@ def iter_compact(
 
 
 def _serial(paths, config, store, key, digests, size, workers, out=None):
-    """In this process; with ``out``, the k-th usable file's row is written into ``out[k]``."""
+    """In this process; with ``out`` (all zeros), the k-th usable file's row is written into ``out[k]``."""
     _keep_heap()
     k = 0
     for i, path in enumerate(paths):
-        row, skip = _one(path, config, store, key, digests[i], None if out is None else out[k])
-        k += row is not None
+        row, skip = _one(path, config, store, key, digests[i], None if out is None else out[k], out is not None)
+        if row is not None:
+            k += 1
+        elif out is not None and k < len(out):
+            out[k] = 0  # a damaged entry may have been read into it before the file failed
         yield i, row, skip
 
 
@@ -153,12 +156,12 @@ def extract_compact(
         X, lands = slots.array.reshape(-1, config.dim), "index"
         items = _pooled(paths, digests, config, store, size, workers, slots, recycle=False)
     elif workers <= 1 and store is not None and resolve_jobs(jobs) > 1 and config.dim * dtype.itemsize >= _BIG_ROW:
-        # All (or nearly all) cached: threads read the entries into fresh zero pages, so that
-        # what an entry leaves out (the cnn's padding) is never written.
+        # All (or nearly all) cached: threads read the entries. Into fresh zero pages, as every
+        # route here: what an entry leaves out (the cnn's padding) is never written.
         X, lands = _zero_pages((n, config.dim), dtype), "index"
         items = _threaded_hits(paths, config, store, plan[1], digests, X, resolve_jobs(jobs))
     elif workers <= 1:
-        X, lands = np.empty((n, config.dim), dtype=dtype), "count"
+        X, lands = _zero_pages((n, config.dim), dtype), "count"
         items = _serial(paths, config, *plan, out=X)
     else:
         X, lands = np.empty((n, config.dim), dtype=dtype), "copy"
@@ -284,7 +287,7 @@ def _threaded_hits(paths, config, store: FeatureCache, key: str, digests: list, 
                 if status == "hit":
                     yield i, out[i], None
                 else:  # not there, or damaged (then ``out[i]`` may hold part of it: overwritten whole)
-                    yield (i, *_compute(paths[i], config, store, entry, out[i]))
+                    yield (i, *_compute(paths[i], config, store, entry, out[i], status == "missing"))
                 i += 1
 
 
@@ -304,7 +307,7 @@ def _pooled(paths, digests, config, store, size, workers, slots, *, recycle: boo
             task = next(tasks, None)
             if task is not None:
                 slot = slot if recycle else task[0] // size
-                pending.append((slot, pool.submit(_run_chunk, *task, cfg, root, where, slot, size)))
+                pending.append((slot, pool.submit(_run_chunk, *task, cfg, root, where, slot, size, not recycle)))
 
         try:
             for slot in range(workers * _IN_FLIGHT):
@@ -554,9 +557,10 @@ _mapped: dict = {}  # a worker's view of the parent's slot buffer, by (path, ino
 
 
 def _run_chunk(start: int, paths: list[str], digests: list, cfg: dict, root: str | None, where: str | None,
-               slot: int, size: int):
+               slot: int, size: int, zeroed: bool = False):
     """A worker's task: the compact features of ``paths`` (the files from ``start`` on), written
-    into slot ``slot`` of the shared buffer at ``where`` (or returned, without one)."""
+    into slot ``slot`` of the shared buffer at ``where`` (or returned, without one); ``zeroed``: the
+    slot is fresh memory, all zeros (the result matrix itself), so zeros need not be written."""
     config = FeatureConfig.from_dict(cfg)
     store = FeatureCache(root) if root is not None else None
     key = config_digest(config) if store is not None else None
@@ -574,7 +578,7 @@ def _run_chunk(start: int, paths: list[str], digests: list, cfg: dict, root: str
     for k, (path, digest) in enumerate(zip(paths, digests)):
         # Into the shared buffer at once: holding a chunk's rows until its end grew each new
         # worker's heap by megabytes, page fault by page fault.
-        row, skip = _one(path, config, store, key, digest, None if rows is None else rows[k])
+        row, skip = _one(path, config, store, key, digest, None if rows is None else rows[k], zeroed)
         if rows is not None:
             row = None  # written into the slot
         results.append((row, skip))
@@ -582,9 +586,10 @@ def _run_chunk(start: int, paths: list[str], digests: list, cfg: dict, root: str
 
 
 def _one(path, config: FeatureConfig, store: FeatureCache | None, key: str | None, digest: str | None = None,
-         out: np.ndarray | None = None):
+         out: np.ndarray | None = None, out_zeroed: bool = False):
     """``(compact row, None)`` or ``(None, (path, problem))`` for one file, through the cache
-    (``digest``: the file's, when already known; ``out``: where to put the row, then returned)."""
+    (``digest``: the file's, when already known; ``out``: where to put the row, then returned;
+    ``out_zeroed``: ``out`` is all zeros, so zeros need not be written)."""
     entry = None
     if store is not None:
         digest = digest or _digest(path)
@@ -592,28 +597,29 @@ def _one(path, config: FeatureConfig, store: FeatureCache | None, key: str | Non
             store.misses += 1
         else:
             entry = store.entry_name(key, digest)
-        if entry is not None:
-            row = store.load(entry, shape=(config.dim,), dtype=compact_dtype(config), out=out)
+            row, status = read_entry(entry, shape=(config.dim,), dtype=compact_dtype(config), out=out,
+                                     out_zeroed=out_zeroed)
+            store.count(status, entry)
             if row is not None:
                 return row, None
-    return _compute(path, config, store, entry, out)
+            out_zeroed = out_zeroed and status == "missing"  # a damaged entry may have been read into it
+    return _compute(path, config, store, entry, out, out_zeroed)
 
 
-def _compute(path, config: FeatureConfig, store: FeatureCache | None, entry: str | None, out: np.ndarray | None):
+def _compute(path, config: FeatureConfig, store: FeatureCache | None, entry: str | None, out: np.ndarray | None,
+             out_zeroed: bool = False):
     """:func:`_one` past the cache: compute the row (into ``out``), and store it at ``entry``."""
     try:
         with _one_blas_thread():
-            row = compute_compact_file(path, config)
+            row = compute_compact_file(path, config, out=out, out_zeroed=out_zeroed)
     except InstrecError as e:
         return None, skip_entry(e, path)
     if entry is not None:
         store.store(entry, row, config)
-    if out is not None:
-        out[...] = row
-        row = out
     return row, None
 
 
-def compute_compact_file(path, config: FeatureConfig) -> np.ndarray:
+def compute_compact_file(path, config: FeatureConfig, *, out: np.ndarray | None = None,
+                         out_zeroed: bool = False) -> np.ndarray:
     y, _ = load(path, sr=config.sr)
-    return compute_compact(y, config)
+    return compute_compact(y, config, out=out, out_zeroed=out_zeroed)
