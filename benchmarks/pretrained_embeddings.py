@@ -88,12 +88,17 @@ def list_real(real: Path) -> list[tuple[Path, str, str]]:
     return rows
 
 
-def patch_of(path: Path) -> tuple[np.ndarray, int, float]:
+def patch_of(path: Path, gain: str = "none") -> tuple[np.ndarray, int, float]:
     """One (187, 96) musicnn input for a clip: 3 s at 16 kHz (zero-pad / trim), log-mel.
-    Also returns how many bins the original float16 pipeline would have overflowed, and the
-    clip's original duration."""
+    gain "none" keeps the file's level (musicnn's own pipeline); "peak" scales the waveform to
+    peak 1.0 first. Also returns how many bins the original float16 pipeline would have
+    overflowed, and the clip's original duration."""
     y = load_audio(path)
     dur = len(y) / SR
+    if gain == "peak":
+        y = y / max(float(np.abs(y).max()), 1e-9)
+    elif gain != "none":
+        raise ValueError(gain)
     n = int(round(SECONDS * SR))
     y = np.pad(y[:n], (0, max(0, n - len(y))))
     exact = log_mel(y, exact_float16=True)[:N_FRAMES]
@@ -102,8 +107,9 @@ def patch_of(path: Path) -> tuple[np.ndarray, int, float]:
     return rep, int(np.isinf(exact).sum()), dur
 
 
-def mel_cache(name: str, rows, emb: Path) -> tuple[np.ndarray, dict]:
-    f, meta_f = emb / f"mel_{name}.npy", emb / f"mel_{name}.json"
+def mel_cache(name: str, rows, emb: Path, gain: str = "none") -> tuple[np.ndarray, dict]:
+    tag = name if gain == "none" else f"{name}_{gain}"
+    f, meta_f = emb / f"mel_{tag}.npy", emb / f"mel_{tag}.json"
     paths = [str(p) for p, _, _ in rows]
     if f.exists() and meta_f.exists():
         meta = json.loads(meta_f.read_text())
@@ -111,7 +117,7 @@ def mel_cache(name: str, rows, emb: Path) -> tuple[np.ndarray, dict]:
             return np.load(f), meta
     reps, infs, durs = [], [], []
     for i, (p, _, _) in enumerate(rows):
-        r, k, d = patch_of(p)
+        r, k, d = patch_of(p, gain)
         reps.append(r), infs.append(k), durs.append(d)
         if (i + 1) % 300 == 0:
             print(f"  mel {name}: {i + 1}/{len(rows)}", flush=True)
@@ -206,6 +212,9 @@ def main() -> int:
     ap.add_argument("--weights", type=Path, default=Path("/tmp/musicnn_weights"))
     ap.add_argument("--emb", type=Path, default=Path("/tmp/emb"))
     ap.add_argument("--models", nargs="+", default=["MSD_musicnn", "MTT_musicnn"])
+    ap.add_argument("--gains", nargs="+", default=["none", "peak"], choices=["none", "peak"],
+                    help="none: the files' own level (musicnn's pipeline, as specified); peak: every clip "
+                         "scaled to peak 1.0 before the mel (a post-hoc variant, see the JSON)")
     ap.add_argument("--verify", type=Path, default=Path("/tmp/musicnn_verify/verify.json"),
                     help="port-vs-TF comparison written by the verification run, copied into the results")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pretrained_embeddings.json")
@@ -240,49 +249,60 @@ def main() -> int:
     out["render"] = render_if_needed(args.renders)
     timing["render"] = round(time.perf_counter() - t0, 1)
 
-    t0 = time.perf_counter()
     rs, rr = list_renders(args.renders), list_real(args.real)
-    Xs_mel, ms = mel_cache("renders", rs, args.emb)
-    Xr_mel, mr = mel_cache("real", rr, args.emb)
-    timing["audio+logmel"] = round(time.perf_counter() - t0, 1)
     ys = np.array([lab for _, lab, _ in rs])
     srcs = np.array([s for _, _, s in rs])
     yr = np.array([lab for _, lab, _ in rr])
-    classes = sorted(set(ys) | set(yr))
-    out["data"] = {
-        "renders": {"n": len(rs), "per_soundfont": {s: int((srcs == s).sum()) for s in SOUNDFONTS},
-                    "per_class": {c: int((ys == c).sum()) for c in classes},
-                    "clips_where_original_float16_logmel_overflows": int(np.sum(np.array(ms["n_overflow_bins"]) > 0))},
-        "real": {"n": len(rr), "per_class": {c: int((yr == c).sum()) for c in classes},
-                 "duration_s": {"min": round(min(mr["durations"]), 3), "median": round(float(np.median(mr["durations"])), 3),
-                                "max": round(max(mr["durations"]), 3)},
-                 "clips_where_original_float16_logmel_overflows": int(np.sum(np.array(mr["n_overflow_bins"]) > 0))},
-    }
+    classes = sorted(str(c) for c in set(ys) | set(yr))
     print(f"renders {len(rs)}, real {len(rr)}, classes {classes}", flush=True)
-
-    feats = {"logmel_stats (no pretraining)": (logmel_stats(Xs_mel), logmel_stats(Xr_mel))}
-    t0 = time.perf_counter()
-    for model in args.models:
-        es = embeddings(model, "renders", Xs_mel, args.weights, args.emb)
-        er = embeddings(model, "real", Xr_mel, args.weights, args.emb)
-        for layer in LAYERS:
-            feats[f"{model}/{layer}"] = (es[layer], er[layer])
-    timing["embeddings"] = round(time.perf_counter() - t0, 1)
-
     if args.verify.exists():
         out["port_verification"] = {"how": "PyTorch port vs the original TF graph (imported from the checkpoint "
                                            ".meta, TF 2.x compat.v1) on the same 3 real-clip patches",
                                     "max_abs_diff": json.loads(args.verify.read_text())}
+    out["gain_modes"] = {
+        "none": "as specified: musicnn's pipeline on the files' own level",
+        "peak": "POST-HOC variant, added after 'none' scored near chance on renders->real and the unlabelled "
+                "input statistics showed the renders ~17 dB louder than the real clips (musicnn's "
+                "log10(10000x+1) is not level-invariant, unlike instrec's power_to_db(ref=max)): every clip "
+                "(renders and real alike) scaled to peak 1.0 before the mel. One target level, not swept."}
+    out["data"], out["results"] = {}, {}
+    for gain in args.gains:
+        print(f"== gain {gain}", flush=True)
+        t0 = time.perf_counter()
+        Xs_mel, ms = mel_cache("renders", rs, args.emb, gain)
+        Xr_mel, mr = mel_cache("real", rr, args.emb, gain)
+        timing[f"audio+logmel[{gain}]"] = round(time.perf_counter() - t0, 1)
+        out["data"][gain] = {
+            "renders": {"n": len(rs), "per_soundfont": {s: int((srcs == s).sum()) for s in SOUNDFONTS},
+                        "per_class": {c: int((ys == c).sum()) for c in classes},
+                        "mean_logmel": round(float(Xs_mel.mean()), 4),
+                        "clips_where_original_float16_logmel_overflows": int(np.sum(np.array(ms["n_overflow_bins"]) > 0))},
+            "real": {"n": len(rr), "per_class": {c: int((yr == c).sum()) for c in classes},
+                     "duration_s": {"min": round(min(mr["durations"]), 3),
+                                    "median": round(float(np.median(mr["durations"])), 3),
+                                    "max": round(max(mr["durations"]), 3)},
+                     "mean_logmel": round(float(Xr_mel.mean()), 4),
+                     "clips_where_original_float16_logmel_overflows": int(np.sum(np.array(mr["n_overflow_bins"]) > 0))},
+        }
+        feats = {"logmel_stats (no pretraining)": (logmel_stats(Xs_mel), logmel_stats(Xr_mel))}
+        t0 = time.perf_counter()
+        for model in args.models:
+            name_s, name_r = ("renders", "real") if gain == "none" else (f"renders_{gain}", f"real_{gain}")
+            es = embeddings(model, name_s, Xs_mel, args.weights, args.emb)
+            er = embeddings(model, name_r, Xr_mel, args.weights, args.emb)
+            for layer in LAYERS:
+                feats[f"{model}/{layer}"] = (es[layer], er[layer])
+        timing[f"embeddings[{gain}]"] = round(time.perf_counter() - t0, 1)
 
-    t0 = time.perf_counter()
-    out["results"] = {}
-    for name, (fs, fr) in feats.items():
-        print(f"  {name} dim {fs.shape[1]}", flush=True)
-        out["results"][name] = {"dim": int(fs.shape[1]), **evaluate(fs, ys, srcs, fr, yr, classes)}
-        out["timing_s"] = {**timing, "classifiers_so_far": round(time.perf_counter() - t0, 1)}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1))
-    timing["classifiers"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        res = out["results"][gain] = {}
+        for name, (fs, fr) in feats.items():
+            print(f"  {name} dim {fs.shape[1]}", flush=True)
+            res[name] = {"dim": int(fs.shape[1]), **evaluate(fs, ys, srcs, fr, yr, classes)}
+            out["timing_s"] = timing
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(out, indent=1))
+        timing[f"classifiers[{gain}]"] = round(time.perf_counter() - t0, 1)
     out["timing_s"] = timing
     args.out.write_text(json.dumps(out, indent=1))
     print()
@@ -291,14 +311,15 @@ def main() -> int:
 
 
 def table(out: dict) -> str:
-    lines = ["| embedding | dim | clf | (a) renders→real | (b) LOSO mean [fluidr3, musescore, timgm6mb] | (c) real 80/20 |",
-             "|---|---|---|---|---|---|"]
-    for name, r in out["results"].items():
-        for c in ("logreg", "mlp"):
-            b = r[c]["b_loso"]
-            lines.append(f"| {name} | {r['dim']} | {c} | {100 * r[c]['a_renders_to_real']['accuracy']:.1f}% | "
-                         f"{100 * b['mean']:.1f}% [{', '.join(f'{100 * v:.1f}' for v in b['folds'].values())}] | "
-                         f"{100 * r[c]['c_real_80_20']['accuracy']:.1f}% |")
+    lines = ["| gain | embedding | dim | clf | (a) renders→real | (b) LOSO mean [fluidr3, musescore, timgm6mb] "
+             "| (c) real 80/20 |", "|---|---|---|---|---|---|---|"]
+    for gain, rows in out["results"].items():
+        for name, r in rows.items():
+            for c in ("logreg", "mlp"):
+                a, b, cc = r[c]["a_renders_to_real"], r[c]["b_loso"], r[c]["c_real_80_20"]
+                lines.append(f"| {gain} | {name} | {r['dim']} | {c} | {100 * a['accuracy']:.1f}% | "
+                             f"{100 * b['mean']:.1f}% [{', '.join(f'{100 * v:.1f}' for v in b['folds'].values())}] | "
+                             f"{100 * cc['accuracy']:.1f}% |")
     return "\n".join(lines)
 
 

@@ -89,7 +89,7 @@ class OutFormat(str, Enum):
 
 LABELS_OPT = typer.Option(LabelMode.auto, "--labels", help="where labels come from: sub-folder, file-name prefix, manifest CSV (auto: detect)")
 MANIFEST_OPT = typer.Option(None, "--manifest", help="CSV with columns path,label[,group,source]")
-DEVICE_OPT = typer.Option("auto", "--device", help="where to train: auto (a CUDA GPU when present), cpu or cuda")
+DEVICE_OPT = typer.Option("auto", "--device", help="where to train, and to compute MFCCs: auto (a CUDA GPU when present), cpu or cuda")
 ALIAS_OPT = typer.Option(None, "--alias", help="label alias NAME=LABEL (repeatable); sax=saxophone is built in")
 
 

@@ -85,7 +85,7 @@ def train_model(
     if group_by:
         clip_groups(ds.clips, group_by)  # a clip without a group fails before the features are computed
     t0 = time.perf_counter()
-    X, ok, bad = _extract(ds.clips, recipe.feature, jobs, cache, progress, f"{recipe.name}: features")
+    X, ok, bad = _extract(ds.clips, recipe.feature, jobs, cache, progress, f"{recipe.name}: features", device)
     extract_seconds = time.perf_counter() - t0
     skipped = ds.skipped + bad
     clips = [ds.clips[i] for i in ok]
@@ -329,7 +329,7 @@ def cross_validate(
     _need_two_classes(ds.labels, "the data")
     if group_by:
         clip_groups(ds.clips, group_by)  # fail before the features are computed
-    X, clips, skipped = _features(ds, recipe, progress, jobs=jobs, cache=cache)
+    X, clips, skipped = _features(ds, recipe, progress, jobs=jobs, cache=cache, device=device)
     y = [c.label for c in clips]
     groups = clip_groups(clips, group_by) if group_by else None
     folds = kfold_indices(y, k, seed=seed, groups=groups)
@@ -392,7 +392,7 @@ def crossval(
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     ds = load_dataset(data_paths, labels=labels, manifest=manifest, aliases=aliases)
     _need_two_sources(ds.clips, "")
-    X, clips, skipped = _features(ds, recipe, progress, jobs=jobs, cache=cache)
+    X, clips, skipped = _features(ds, recipe, progress, jobs=jobs, cache=cache, device=device)
     _need_two_sources(clips, "usable ")
     y = [c.label for c in clips]
     sources = [c.source for c in clips]
@@ -421,22 +421,24 @@ def crossval(
     return result
 
 
-def _features(ds: Dataset, recipe: Recipe, progress: Progress | None, *, jobs: int | None = None, cache=True):
+def _features(ds: Dataset, recipe: Recipe, progress: Progress | None, *, jobs: int | None = None, cache=True,
+              device: str | None = None):
     """Features of every clip of ``ds`` once: ``(X, usable clips, skipped)``."""
-    X, ok, bad = _extract(ds.clips, recipe.feature, jobs, cache, progress, f"{recipe.name}: features")
+    X, ok, bad = _extract(ds.clips, recipe.feature, jobs, cache, progress, f"{recipe.name}: features", device)
     clips = [ds.clips[i] for i in ok]
     _need_two_classes([c.label for c in clips], "the usable clips")
     return X, clips, ds.skipped + bad
 
 
-def _extract(clips, feature, jobs, cache, progress, what: str):
-    """:func:`extract` (compact rows) of a pipeline step. The extraction workers are let go at once:
-    training or scoring comes next and needs their memory more than a warm pool."""
+def _extract(clips, feature, jobs, cache, progress, what: str, device: str | None = None):
+    """:func:`extract` (compact rows) of a pipeline step, on ``device`` where it has work for one.
+    The extraction workers are let go at once: training or scoring comes next and needs their
+    memory more than a warm pool."""
     from .features.parallel import release_pool
 
     try:
         return extract([c.path for c in clips], feature, jobs=jobs, cache=cache, compact=True,
-                       progress=_bar(progress, what, len(clips)))
+                       progress=_bar(progress, what, len(clips)), device=device)
     finally:
         release_pool()
 

@@ -184,6 +184,7 @@ def extract(
     cache=False,
     compact: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    device: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Features of many files; a file that fails is skipped and reported, the rest go on.
 
@@ -195,6 +196,10 @@ def extract(
     compact : return the rows in :func:`compact_dtype` (the image's uint8 pixels: a quarter of the
         memory; :class:`~instrec.classifier.InstrumentClassifier` takes them as they are)
     progress : called ``progress(done, total)`` as files are done
+    device : ``None``/``"cpu"``: worker processes on the CPU; ``"auto"``: a CUDA GPU when PyTorch
+        sees one; ``"cuda"``: that GPU. On a GPU, threads decode and the MFCCs are computed in
+        batches there (:mod:`instrec.features.device`); the image and the cnn's waveform window
+        have nothing to move and take the CPU route whatever the device.
 
     Returns
     -------
@@ -206,6 +211,12 @@ def extract(
     """
     from .parallel import extract_compact, iter_compact
 
+    if device is not None:
+        from .device import extract_on_device, resolve_feature_device
+
+        on = resolve_feature_device(device, config)
+        if on is not None:
+            return extract_on_device(paths, config, device=on, cache=cache, progress=progress)
     if compact or compact_dtype(config) == np.float32:  # the compact rows are the result
         return extract_compact(paths, config, jobs=jobs, cache=cache, progress=progress)
     X = np.empty((len(paths), config.dim), dtype=np.float32)

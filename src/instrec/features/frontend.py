@@ -89,6 +89,42 @@ class LogMel(nn.Module):
         return torch.matmul(power, _const(rows)).transpose(1, 2)  # (batch, n_mels, frames)
 
 
+class MfccMean(nn.Module):
+    """Waveforms ``(batch, samples)`` and their ``lengths`` → each clip's MFCCs averaged over its
+    frames, ``(batch, n_mfcc)``: :func:`instrec.features.mfcc.mfcc_mean` (``librosa.feature.mfcc``:
+    ``power_to_db(mel, ref=1.0, top_db)``, orthonormal DCT-II) as a batched module, for a GPU.
+
+    Clips of different lengths come zero-padded to the longest. With centred frames and zero
+    padding, a clip's own ``1 + length // hop_length`` frames see the same samples however much
+    padding follows; the frames past them are left out of its ``top_db`` floor and its mean.
+    """
+
+    def __init__(self, *, sr: int, n_mfcc: int, n_fft: int, hop_length: int, n_mels: int, fmin: float = 0.0,
+                 fmax: float | None = None, top_db: float | None = 80.0):
+        super().__init__()
+        from .mel import hann_window, mel_filters
+        from .mfcc import dct_matrix
+
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.top_db = None if top_db is None else float(top_db)
+        self.register_buffer("window", _const(hann_window(n_fft)), persistent=False)
+        self.register_buffer("mel_basis", _const(mel_filters(sr, n_fft, n_mels, fmin, fmax)), persistent=False)
+        self.register_buffer("dct", _const(dct_matrix(n_mfcc, n_mels)), persistent=False)
+
+    def forward(self, y: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(y, self.n_fft, self.hop_length, window=self.window, center=True, pad_mode="constant",
+                          return_complex=True)
+        mel = torch.matmul(self.mel_basis, spec.real.square() + spec.imag.square())  # (batch, n_mels, frames)
+        db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
+        frames = 1 + torch.div(lengths, self.hop_length, rounding_mode="floor")
+        valid = (torch.arange(db.shape[-1], device=db.device)[None, :] < frames[:, None])[:, None, :]
+        if self.top_db is not None:
+            peak = db.masked_fill(~valid, float("-inf")).amax(dim=(1, 2), keepdim=True)
+            db = torch.maximum(db, peak - self.top_db)
+        mean = (db * valid).sum(dim=-1) / frames[:, None].to(db.dtype)  # (batch, n_mels)
+        return mean @ self.dct.T
+
+
 def _dft_factors(n: int) -> tuple[int, int, int]:
     """``(a, b, k2)``: ``n = a·b`` with ``a >= b`` as close as can be, and the number of second-stage
     bins ``k2`` needed to reach bin ``n // 2``."""
