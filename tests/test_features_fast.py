@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import librosa
@@ -268,6 +269,47 @@ def test_cache_misses_on_other_parameters_or_content(small_data, tmp_path):
     fresh, _, _ = extract(small_data, MFCC, jobs=1, cache=False)
     np.testing.assert_array_equal(X, fresh)
     np.testing.assert_array_equal(X[1], compute_file(changed, MFCC))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_cache_remembers_the_digests_of_settled_files(small_data, tmp_path, monkeypatch, jobs):
+    """A second run does not hash the audio again: each file's SHA-256 is remembered by its stamp
+    (device, inode, size, mtime). A file whose stamp changed is hashed again and misses; a file
+    modified in the last two seconds is not remembered; a damaged digests file is ignored."""
+    from instrec.features import cache as cache_module
+
+    good = [p for p in small_data if p.name != "bad.wav"]
+    hour_ago = time.time() - 3600
+    for f in good[:4]:
+        os.utime(f, (hour_ago, hour_ago))  # settled; good[4:] were just written
+    hashed = []
+    real = cache_module.file_digest
+    monkeypatch.setattr(cache_module, "file_digest", lambda path: hashed.append(Path(path).name) or real(path))
+    root = tmp_path / "cache"
+    X1, ok1, _ = extract(small_data, MFCC, jobs=jobs, cache=FeatureCache(root))
+    assert len(hashed) == len(small_data)
+    hashed.clear()
+    c = FeatureCache(root)
+    X2, _, _ = extract(small_data, MFCC, jobs=jobs, cache=c)
+    assert c.hits == len(good) and sorted(hashed) == sorted([good[4].name, good[5].name, "bad.wav"])  # the new ones
+    np.testing.assert_array_equal(X1, X2)
+    # one settled file rewritten: same size, new content, a new modification time
+    changed = good[1]
+    write(changed, tone("square", 330.0, seconds=1.5))
+    hashed.clear()
+    c = FeatureCache(root)
+    X3, _, _ = extract(small_data, MFCC, jobs=jobs, cache=c)
+    assert changed.name in hashed and c.stored == 1 and c.hits == len(good) - 1
+    np.testing.assert_array_equal(X3[1], compute_file(changed, MFCC))
+    # the digests file damaged: ignored, the files hashed again, the entries still found
+    for f in (root / "digests").glob("*.json"):
+        f.write_text("{not json")
+    hashed.clear()
+    c = FeatureCache(root)
+    X4, _, _ = extract(small_data, MFCC, jobs=jobs, cache=c)
+    assert len(hashed) == len(small_data) and c.hits == len(good)
+    np.testing.assert_array_equal(X3, X4)
+    assert not _leftovers(root)
 
 
 @pytest.mark.parametrize("jobs", [1, 2])  # 2: few files, so one process whose threads read the cache

@@ -8,7 +8,15 @@ An entry is keyed by
   version of the feature code (:data:`FEATURE_CODE_VERSION`): changing any parameter misses.
 
 Layout: ``<root>/<config key>/<2 hex>/<file key>.feat``, beside a ``config.json`` per config key
-naming its parameters (so a person can tell the folders apart and delete old ones). The root is
+naming its parameters (so a person can tell the folders apart and delete old ones).
+
+Hashing a collection of audio each time would cost as much reading as the features save (a second
+run on 10 GB of wav files would read all 10 GB), so the cache remembers each file's SHA-256 by
+where it is and its stamp, device, inode, size and modification time in ns, in
+``<root>/digests/<hash of the folder>.json``, as git's index does: a file whose stamp changed is
+hashed again. Only files settled for two seconds are remembered (a file rewritten within the tick
+of its clock would keep its stamp). A tool that rewrites a file and then sets its old modification
+time back, keeping its size and inode, defeats this; ``--no-cache`` is the remedy there. The root is
 ``$INSTREC_CACHE`` or ``$XDG_CACHE_HOME/instrec/features`` (``~/.cache/instrec/features``).
 
 An entry is a small header (magic, format version, JSON with dtype, shape, keys, the number of
@@ -28,6 +36,8 @@ import json
 import os
 import struct
 import tempfile
+import threading
+import time
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +56,8 @@ FEATURE_CODE_VERSION = 1
 _MAGIC = b"INSTRECF"
 _PREFIX = struct.Struct("<8sII")  # magic, format version, header length
 _SUFFIX = ".feat"
+_DIGESTS = "digests"
+_SETTLED_NS = 2_000_000_000  # a file is remembered once its modification time is this far behind
 _READ_BLOCK = 1 << 20
 
 
@@ -87,6 +99,9 @@ class FeatureCache:
         self._root = os.fspath(self.root)
         self.hits = self.misses = self.stored = self.corrupt = self.errors = 0
         self._announced: set[str] = set()
+        self._known: dict[str, dict] = {}  # folder -> {name: [dev, inode, size, mtime_ns, sha256]}
+        self._changed: set[str] = set()
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.root)!r})"
@@ -100,6 +115,63 @@ class FeatureCache:
     def add_stats(self, stats: dict) -> None:
         for k, v in stats.items():
             setattr(self, k, getattr(self, k) + v)
+
+    # -- what a file is ------------------------------------------------------------------------
+    def file_key(self, path: str | os.PathLike) -> str | None:
+        """The SHA-256 of ``path``'s bytes, the key of its entries; None when it cannot be read.
+        Remembered by the file's stamp (see the module); :meth:`save_digests` keeps what was learnt."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        folder, name = os.path.split(os.path.abspath(path))
+        known = self._folder(folder)
+        stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+        seen = known.get(name)
+        if isinstance(seen, list) and len(seen) == 5 and seen[:4] == stamp and isinstance(seen[4], str):
+            return seen[4]
+        try:
+            digest = file_digest(path)
+        except OSError:
+            return None
+        if time.time_ns() - st.st_mtime_ns > _SETTLED_NS:
+            known[name] = stamp + [digest]
+            self._changed.add(folder)
+        return digest
+
+    def save_digests(self) -> None:
+        """Write the digests learnt since the last call (atomically, merged with what another
+        process may have written meanwhile); failures are ignored: the files are hashed again."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+        for folder in changed:
+            target = self._digests_path(folder)
+            merged = {**_read_json(target), **self._known[folder]}
+            try:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=".digests.", suffix=".tmp", dir=os.path.dirname(target))
+                try:
+                    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                        json.dump({"folder": folder, "files": merged}, fh, separators=(",", ":"))
+                    os.replace(tmp, target)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+            except OSError:
+                pass
+
+    def _folder(self, folder: str) -> dict:
+        known = self._known.get(folder)
+        if known is None:
+            with self._lock:
+                known = self._known.get(folder)
+                if known is None:
+                    known = self._known[folder] = _read_json(self._digests_path(folder))
+        return known
+
+    def _digests_path(self, folder: str) -> str:
+        name = hashlib.sha256(os.fsencode(folder)).hexdigest()[:32]
+        return os.path.join(self._root, _DIGESTS, name + ".json")
 
     # -- entries -----------------------------------------------------------------------------
     def entry_path(self, config_key: str, file_key: str) -> Path:
@@ -247,6 +319,16 @@ def _read_exactly(fh, view: memoryview) -> int:
             break
         done += got
     return done
+
+
+def _read_json(path: str) -> dict:
+    """The ``files`` of a digests file; empty when there is none or it is damaged."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            files = json.load(fh).get("files", {})
+        return files if isinstance(files, dict) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def _stored_length(row: np.ndarray) -> int:

@@ -47,15 +47,25 @@ def resolve_feature_device(device, config: FeatureConfig):
         return None
     if not isinstance(device, str) or not (device in ("auto", "cuda") or device.startswith("cuda:")):
         raise ParameterError(f"device must be auto, cpu or cuda; got {device!r}")
+    if device == "auto" and (config.kind != "mfcc" or not _may_have_cuda()):
+        return None  # without importing torch (a second) to learn what is already known
     import torch
 
-    if device == "auto":
-        if not torch.cuda.is_available():
+    if not torch.cuda.is_available():
+        if device == "auto":
             return None
-        device = "cuda"
-    elif not torch.cuda.is_available():
         raise ParameterError("device cuda was asked for, but PyTorch sees no CUDA GPU (is a CUDA build installed?)")
-    return torch.device(device) if config.kind == "mfcc" else None
+    return torch.device("cuda" if device == "auto" else device) if config.kind == "mfcc" else None
+
+
+def _may_have_cuda() -> bool:
+    """False where there can be no CUDA GPU: Linux without NVIDIA's device files (and torch not
+    loaded yet, whose answer would be as cheap); True where only torch can tell."""
+    import sys
+
+    if "torch" in sys.modules or not sys.platform.startswith("linux"):
+        return True
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")
 
 
 def extract_on_device(
@@ -76,7 +86,7 @@ def extract_on_device(
     import torch
 
     from .frontend import MfccMean
-    from .parallel import _digest, cpu_count, resolve_cache
+    from .parallel import cpu_count, resolve_cache
 
     if config.kind != "mfcc":
         raise ParameterError(f"features of kind {config.kind!r} are computed on the CPU; only mfcc on a device")
@@ -94,7 +104,7 @@ def extract_on_device(
         else its decoded samples (or why it cannot be used)."""
         entry = status = None
         if store is not None:
-            digest = _digest(paths[i])
+            digest = store.file_key(paths[i])
             if digest is not None:
                 entry = store.entry_name(key, digest)
                 status = read_entry(entry, shape=(c.dim,), dtype=np.dtype(np.float32), out=X[i])[1]
@@ -147,6 +157,8 @@ def extract_on_device(
                 progress(done, n)
         if batch:
             compute(batch)
+    if store is not None:
+        store.save_digests()
     ok = np.flatnonzero(usable)
     return X[ok], ok.astype(np.int64), skipped
 

@@ -42,7 +42,7 @@ import numpy as np
 from ..audio import load
 from ..errors import InstrecError, ParameterError, skip_entry
 from . import FeatureConfig, compact_dtype, compute_compact
-from .cache import FeatureCache, config_digest, file_digest, read_entry
+from .cache import FeatureCache, config_digest, read_entry
 
 START_ENV = "INSTREC_MP_START"
 _CHUNK_BYTES = 8 << 20  # at most about this much feature data per chunk
@@ -109,7 +109,11 @@ def iter_compact(
     (:func:`instrec.features.expand` does) to keep it.
     """
     plan = _plan(paths, config, jobs, cache, chunksize)
-    yield from _serial(paths, config, *plan) if plan[-1] <= 1 else _ring(paths, config, *plan)
+    try:
+        yield from _serial(paths, config, *plan) if plan[-1] <= 1 else _ring(paths, config, *plan)
+    finally:
+        if plan[0] is not None:
+            plan[0].save_digests()
 
 
 def _serial(paths, config, store, key, digests, size, workers, out=None):
@@ -180,6 +184,8 @@ def extract_compact(
     finally:
         if slots is not None:
             slots.release()  # the file goes; X keeps the memory mapped
+        if store is not None:
+            store.save_digests()
     return np.asarray(X[: len(ok)]), np.asarray(ok, dtype=np.int64), skipped
 
 
@@ -197,18 +203,11 @@ def _plan(paths, config: FeatureConfig, jobs, cache, chunksize):
         # the features that are not cached yet; the workers get the digests along.
         # SHA-256 releases the GIL, but for small files two threads only fight over it
         big = sum(_size(p) for p in paths) >= len(paths) * _BIG_FILE
-        digests = _in_threads(_digest, paths, jobs if big else 1)
+        digests = _in_threads(store.file_key, paths, jobs if big else 1)
         to_compute = sum(d is None or not os.path.isfile(store.entry_name(key, d)) for d in digests)
     size = chunksize or chunk_size(n, jobs, config)
     workers = min(jobs, math.ceil(n / size), max(1, to_compute // _MIN_FILES_PER_WORKER))
     return store, key, digests, size, workers
-
-
-def _digest(path) -> str | None:
-    try:
-        return file_digest(path)
-    except OSError:
-        return None
 
 
 def _zero_pages(shape: tuple[int, int], dtype) -> np.ndarray:
@@ -260,7 +259,7 @@ def _threaded_hits(paths, config, store: FeatureCache, key: str, digests: list, 
     dtype = compact_dtype(config)
 
     def read(i):
-        digest = digests[i] or _digest(paths[i])
+        digest = digests[i] or store.file_key(paths[i])
         if digest is None:  # missing or unreadable: computing it says why
             return None, "missing"
         entry = store.entry_name(key, digest)
@@ -592,7 +591,7 @@ def _one(path, config: FeatureConfig, store: FeatureCache | None, key: str | Non
     ``out_zeroed``: ``out`` is all zeros, so zeros need not be written)."""
     entry = None
     if store is not None:
-        digest = digest or _digest(path)
+        digest = digest or store.file_key(path)
         if digest is None:  # missing or unreadable: computing it says why
             store.misses += 1
         else:
