@@ -211,11 +211,12 @@ def spectrogram_image(
     lay = _layout(W, H, n_rows, n_cols)
     r0, r1, c0, c1 = lay.mesh_box
     drawn = r1 > r0 and c1 > c0
-    # Colours of the cells that show (all of them unless there are more frames than pixels),
-    # indexed like lay.band_of_row / lay.cell_of_col.
-    colours = _cell_colours(S, lay.bands_shown, lay.frames_shown) if drawn else None
+    # Colour-map entries of the cells that show (all of them unless there are more frames than
+    # pixels), indexed like lay.band_of_row / lay.cell_of_col.
+    idx, name = _cell_indices(S, lay.bands_shown, lay.frames_shown) if drawn else (None, _cmap_name(S))
 
     if mode == "rgb":
+        colours = None if idx is None else _lut(name)[idx]
         canvas = np.full((H, W, 3), 255, dtype=np.uint8)
         if drawn:
             # Gather one uint32 per pixel rather than three bytes: a cheaper fancy index.
@@ -228,20 +229,20 @@ def spectrogram_image(
             canvas[rr, cc] = _blend_black(canvas[rr, cc], alpha)
         return canvas
 
-    # Grey: the mesh as grey cells straight away (luma is per pixel, so grey of the cell colour
-    # is the pixel's grey); only the pixels under the spines need the colour, because Agg blends
-    # the anti-aliased spines in RGB before PIL converts.
+    # Grey: the mesh as grey cells straight away (luma is per pixel, so the grey of a cell's
+    # colour is its pixels' grey). Under the spines Agg blends black into the colour in RGB before
+    # PIL converts; a spine pixel's grey depends only on the colour beneath it (one of the map's
+    # 256, or the white canvas) and the coverages blended over it, so it is looked up in a table
+    # of every such colour for every coverage sequence the spines make (cached per map and shape).
     gray = np.full((H, W), 255, dtype=np.uint8)
     if drawn:
-        gray[r0:r1, c0:c1] = _gather(_luma(colours), lay.band_of_row[r0:r1], lay.cell_of_col[c0:c1])
-    if lay.spines:
-        scratch = np.empty((H, W, 3), dtype=np.uint8)
-        for rr, cc in lay.spine_boxes:
-            scratch[rr, cc] = _colour_block(colours, lay, rr, cc)
-        for rr, cc, alpha in lay.spines:
-            scratch[rr, cc] = _blend_black(scratch[rr, cc], alpha)
-        for rr, cc in lay.spine_boxes:
-            gray[rr, cc] = _luma(scratch[rr, cc])
+        gray[r0:r1, c0:c1] = _gather(_gray_lut(name)[idx], lay.band_of_row[r0:r1], lay.cell_of_col[c0:c1])
+    sp = lay.spine_pixels
+    if sp is not None:
+        under = np.full(sp.rows.size, _WHITE, dtype=np.intp)
+        if drawn:
+            under[sp.inside] = idx[sp.band, sp.cell]
+        gray[sp.rows, sp.cols] = _spine_grays(name, sp.coverages)[sp.kind, under]
     return gray
 
 
@@ -352,10 +353,45 @@ def _lut(name: str) -> np.ndarray:
     return lut
 
 
+@lru_cache(maxsize=8)
+def _gray_lut(name: str) -> np.ndarray:
+    """The grey (PIL's luma) of each of the colour map's 256 colours."""
+    g = _luma(_lut(name))
+    g.setflags(write=False)
+    return g
+
+
+_WHITE = -1  # the white canvas: the last row of _spine_grays' tables, after the map's colours
+
+
+@lru_cache(maxsize=32)
+def _spine_grays(name: str, coverages: tuple) -> np.ndarray:
+    """``(len(coverages), 257)`` uint8: the grey of each map colour (and white, last) after black
+    is blended over it with each sequence of coverages, in order (Agg's integer blender)."""
+    base = np.vstack([_lut(name), np.full((1, 3), 255, dtype=np.uint8)])
+    out = np.empty((len(coverages), base.shape[0]), dtype=np.uint8)
+    for k, seq in enumerate(coverages):
+        rgb = base
+        for a in seq:
+            rgb = _blend_black(rgb, np.full(rgb.shape[0], a, dtype=np.uint8))
+        out[k] = _luma(rgb)
+    out.setflags(write=False)
+    return out
+
+
 def _cell_colours(
     S: np.ndarray, bands: np.ndarray | None = None, frames: np.ndarray | None = None
 ) -> np.ndarray:
     """RGB (uint8) of the cells ``S[bands][:, frames]`` (all when None), normalised over all of S."""
+    idx, name = _cell_indices(S, bands, frames)
+    return _lut(name)[idx]
+
+
+def _cell_indices(
+    S: np.ndarray, bands: np.ndarray | None = None, frames: np.ndarray | None = None
+) -> tuple[np.ndarray, str]:
+    """``(entries, map)``: the colour map ``specshow`` picks and the entry of it (0-255) of each
+    cell of ``S[bands][:, frames]`` (all when None), normalised over all of S."""
     # The same float operations as matplotlib, so that every cell lands on the same side of
     # each LUT boundary as in the reference: Normalize keeps float32 data as float32 (small ints
     # become float32, the rest float64), stores vmin/vmax as Python floats (float64), and
@@ -363,8 +399,8 @@ def _cell_colours(
     # type; the colour map then takes int(x * N), with x == 1 moved to the last entry.
     dtype = S.dtype if S.dtype.kind == "f" else np.float32 if S.dtype.itemsize <= 2 else np.float64
     full = S.astype(dtype, copy=False)
-    lut = _lut(_cmap_name(full))
-    n = lut.shape[0]
+    name = _cmap_name(full)
+    n = _lut(name).shape[0]
     vmin, vmax = np.float64(float(full.min())), np.float64(float(full.max()))
     a = full
     if bands is not None:
@@ -380,8 +416,7 @@ def _cell_colours(
         a /= vmax - vmin
     a *= n
     a[a == n] = n - 1
-    idx = np.clip(a, 0, n - 1).astype(np.intp)
-    return lut[idx]
+    return np.clip(a, 0, n - 1).astype(np.intp), name
 
 
 class _Layout(NamedTuple):
@@ -393,7 +428,19 @@ class _Layout(NamedTuple):
     frames_shown: np.ndarray | None
     mesh_box: tuple[int, int, int, int]  # rows r0:r1, columns c0:c1 covered by the mesh
     spines: tuple  # (rows slice, cols slice, alpha (h, w) uint8) in draw order
-    spine_boxes: tuple  # (rows slice, cols slice) of the same, for the grey route
+    spine_pixels: "_SpinePixels | None"  # the same, pixel by pixel, for the grey route
+
+
+class _SpinePixels(NamedTuple):
+    """Every pixel a spine covers, with what the grey route needs to look its grey up."""
+
+    rows: np.ndarray  # (n,) canvas row and column of each pixel
+    cols: np.ndarray
+    kind: np.ndarray  # (n,) index into coverages: the sequence of coverages blended over it
+    coverages: tuple  # distinct sequences, each a tuple of alphas in draw order
+    inside: np.ndarray  # (n,) bool: over the mesh (else over the white canvas)
+    band: np.ndarray  # band / frame index (into bands_shown / frames_shown) of the inside ones
+    cell: np.ndarray
 
 
 @lru_cache(maxsize=64)
@@ -434,24 +481,34 @@ def _layout(W: int, H: int, n_rows: int, n_cols: int) -> _Layout:
     for a in (band_of_row, cell_of_col, *(u for u in shown if u is not None)):
         a.setflags(write=False)
     spines = tuple(_spine_masks(g, W, H))
-    boxes = tuple((rr, cc) for rr, cc, _ in spines)
-    return _Layout(band_of_row, cell_of_col, shown[0], shown[1], box, spines, boxes)
+    return _Layout(band_of_row, cell_of_col, shown[0], shown[1], box, spines,
+                   _spine_pixels(spines, band_of_row, cell_of_col, W))
+
+
+def _spine_pixels(spines, band_of_row: np.ndarray, cell_of_col: np.ndarray, W: int) -> _SpinePixels | None:
+    if not spines:
+        return None
+    seqs: dict[int, tuple] = {}  # flat pixel index -> coverages blended over it, in draw order
+    for rr, cc, alpha in spines:
+        flat = (np.arange(rr.start, rr.stop)[:, None] * W + np.arange(cc.start, cc.stop)[None, :]).ravel()
+        for f, a in zip(flat.tolist(), alpha.ravel().tolist()):
+            seqs[f] = seqs.get(f, ()) + (a,)
+    flat = np.fromiter(seqs, dtype=np.intp, count=len(seqs))
+    coverages = tuple(sorted(set(seqs.values())))
+    number = {c: k for k, c in enumerate(coverages)}
+    kind = np.fromiter((number[c] for c in seqs.values()), dtype=np.intp, count=len(seqs))
+    rows, cols = flat // W, flat % W
+    band, cell = band_of_row[rows], cell_of_col[cols]
+    inside = (band >= 0) & (cell >= 0)
+    out = _SpinePixels(rows, cols, kind, coverages, inside, band[inside], cell[inside])
+    for a in (rows, cols, kind, inside, out.band, out.cell):
+        a.setflags(write=False)
+    return out
 
 
 def _gather(cells: np.ndarray, band_of_row: np.ndarray, cell_of_col: np.ndarray) -> np.ndarray:
     # cells[band, frame] for every pixel of the mesh box (all indices valid inside it).
     return cells[band_of_row][:, cell_of_col]
-
-
-def _colour_block(colours, lay: _Layout, rr: slice, cc: slice) -> np.ndarray:
-    """RGB of the mesh (or the white background) in one block of the canvas."""
-    k = lay.band_of_row[rr]
-    j = lay.cell_of_col[cc]
-    out = np.full((k.size, j.size, 3), 255, dtype=np.uint8)
-    ki, ji = np.flatnonzero(k >= 0), np.flatnonzero(j >= 0)
-    if colours is not None and ki.size and ji.size:
-        out[ki[0] : ki[-1] + 1, ji[0] : ji[-1] + 1] = colours[k[ki]][:, j[ji]]
-    return out
 
 
 def _spine_masks(g: _Geometry, W: int, H: int):
