@@ -10,7 +10,8 @@ them; none was adopted (see RESULTS.md).
     python benchmarks/cnn_variants.py VARIANT [--seed 0] [--renders DIR]
 
 Variants: ``base``, ``strong-augment``, ``csound`` (a fourth SoundFont: Debian's csound-soundfont,
-``/usr/share/sounds/sf2/sf_GMbank.sf2``), ``floor-60db``, ``freq-mixstyle``. A line per run is
+``/usr/share/sounds/sf2/sf_GMbank.sf2``), ``floor-60db``, ``freq-mixstyle``, ``freepats`` (a fourth
+sample library that is not a SoundFont: Debian's freepats, played by TiMidity++). A line per run is
 appended to ``results/cnn_variants.jsonl``.
 """
 
@@ -29,6 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REAL = HERE.parents[1] / "shared" / "data" / "london_phill_dataset_multi"
 CSOUND = Path("/usr/share/sounds/sf2/sf_GMbank.sf2")
+FREEPATS = Path("/etc/timidity/freepats.cfg")  # apt-get install timidity freepats
 
 VARIANTS = {
     "base": "the cnn recipe as it is",
@@ -36,6 +38,7 @@ VARIANTS = {
     "csound": "a fourth SoundFont (csound's GM bank, 600 more clips)",
     "floor-60db": "log-mel floored at -60 dB instead of -80 dB (top_db 60)",
     "freq-mixstyle": "Freq-MixStyle (Kim et al. 2022): per-band statistics of the normalised log-mel mixed between clips (p 0.7, Beta(0.4, 0.4))",
+    "freepats": "a fourth, unrelated sample library: Debian's freepats GUS patches played by TiMidity++ (500 more clips; no viola)",
 }
 
 
@@ -98,6 +101,9 @@ def main() -> int:
     if args.variant == "csound":
         roots.append(args.renders.parent / "render-csound-100-seed0")
         render(roots[-1], soundfont=CSOUND, per_class=100, seed=0)
+    if args.variant == "freepats":
+        roots.append(args.renders.parent / "render-freepats-100-seed0")
+        render(roots[-1], soundfont=FREEPATS, per_class=100, seed=0)
 
     X, labels = [], []
     for root in roots:

@@ -369,3 +369,56 @@ def test_clips_of_another_render_version_or_seed_are_not_reused(tmp_path):
     assert (again.n_reused, again.n_written) == (0, 2)
     stamp.unlink()  # a folder from before stamps
     assert R.render(tmp_path, **args).n_reused == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# a patch set played by TiMidity++ (Debian's freepats: a sample library that is not a SoundFont)
+
+FREEPATS = Path("/etc/timidity/freepats.cfg")
+
+
+def test_patch_set_renders_through_timidity(tmp_path):
+    """Named by its .cfg file; files named, sized, audible and repeatable like the SoundFonts';
+    an instrument the set lacks (freepats has no viola) is skipped and reported."""
+    out = tmp_path / "a"
+    report = R.render(out, soundfont=str(FREEPATS), instruments=("flute", "viola", "cello"), per_class=2,
+                      seconds=SECONDS, sr=SR)
+    files = audio_files(out)
+    assert [parse_clip_name(p)["label"] for p in files] == ["cello", "cello", "flute", "flute"]
+    assert {parse_clip_name(p)["source"] for p in files} == {"freepats"}
+    assert report.per_class == {"flute": 2, "cello": 2}
+    assert report.skipped == [("freepats/viola", "SoundFont has no General MIDI program 41 (viola)")]
+    for p in files:
+        y, sr = sf.read(p, dtype="float32")
+        assert sr == SR and len(y) == round(SECONDS * SR)
+        assert 0.6 < np.abs(y).max() <= 0.71  # normalised to PEAK like every render
+        # the note sounds: most of the energy is in the held part, not in the padding
+        held = round(parse_clip_name(p)["duration"] * SR)
+        assert np.sum(y[:held] ** 2) > 0.5 * np.sum(y ** 2)
+    again = tmp_path / "b"
+    R.render(again, soundfont=str(FREEPATS), instruments=("flute", "viola", "cello"), per_class=2,
+             seconds=SECONDS, sr=SR)
+    assert [p.read_bytes() for p in audio_files(again)] == [p.read_bytes() for p in files]
+    rows = read_manifest(out / R.MANIFEST_NAME)
+    assert len(rows) == 4 and {r["source"] for r in rows} == {"freepats"}
+
+
+def test_patch_set_errors_name_the_problem(tmp_path, monkeypatch):
+    bad = tmp_path / "empty.cfg"
+    bad.write_text("# nothing\ndir /nowhere\n")
+    with pytest.raises(RenderError, match="maps no instrument"):
+        R.render(tmp_path / "o", soundfont=str(bad), instruments=["flute"], per_class=1)
+    with pytest.raises(RenderError, match="soundfont file not found"):
+        R.render(tmp_path / "o", soundfont=str(tmp_path / "missing.cfg"), instruments=["flute"], per_class=1)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(RenderError, match="apt-get install timidity freepats"):
+        R.render(tmp_path / "o", soundfont=str(FREEPATS), instruments=["flute"], per_class=1)
+
+
+def test_one_note_midi_is_a_valid_file():
+    data = R._one_note_midi(73, 72, 100, 1.25, 0.5)
+    assert data[:4] == b"MThd" and data[14:18] == b"MTrk"
+    body = data[22:]
+    assert body[:3] == b"\x00\xc0\x49" and body[3:7] == b"\x00\x90\x48\x64" and body.endswith(b"\xff\x2f\x00")
+    assert int.from_bytes(data[18:22], "big") == len(body)
+    assert R._one_note_midi(73, 72, 100, 300.0, 0.0)[22 + 7 : 22 + 10] == bytes([0x91, 0xCA, 0x00])  # 288,000 ticks = 17·128² + 74·128, as a variable-length number

@@ -315,7 +315,7 @@ def _all_soundfonts() -> tuple[dict[str, Path], list[tuple[str, str]]]:
 
 
 def _looks_like_path(text: str) -> bool:
-    return "/" in text or "\\" in text or Path(text).suffix.lower() in (".sf2", ".sf3")
+    return "/" in text or "\\" in text or Path(text).suffix.lower() in (".sf2", ".sf3", ".cfg")
 
 
 def _known_name(name: str) -> str:
@@ -340,8 +340,8 @@ def _missing_message(name: str) -> str:
 
 def _soundfont_file(path: Path) -> tuple[str, Path]:
     """Source name and path of a SoundFont given as a file."""
-    if path.suffix.lower() not in (".sf2", ".sf3"):
-        raise ParameterError(f"soundfont must be a known name or an .sf2/.sf3 file, got {str(path)!r}")
+    if path.suffix.lower() not in (".sf2", ".sf3", ".cfg"):
+        raise ParameterError(f"soundfont must be a known name, an .sf2/.sf3 file or a TiMidity++ .cfg, got {str(path)!r}")
     if not path.is_file():
         raise RenderError(f"soundfont file not found: {path}")
     for name, info in SOUNDFONTS.items():  # a known file keeps its short name
@@ -457,6 +457,104 @@ class _SoundFont:
         raise RenderError(f"FluidSynth voices do not stop ({self.source})")
 
 
+TIMIDITY_PACKAGES = "apt-get install timidity freepats"
+
+
+class _PatchSet:
+    """A set of GUS patches (``.pat``) played by TiMidity++: another kind of sample library.
+
+    Debian's ``freepats`` is one: sample recordings of its own, unrelated to the SoundFonts, so a
+    fourth "recording source" (it has no viola). ``path`` is a TiMidity++ configuration file such
+    as ``/etc/timidity/freepats.cfg``. Each clip is a one-note MIDI file rendered by the
+    ``timidity`` program, dry (no reverb or chorus), mono, at the clip's rate; the same interface
+    as :class:`_SoundFont`, so the rest of rendering is shared.
+    """
+
+    def __init__(self, source: str, path: Path, synth_sr: int):
+        import shutil
+
+        self.source, self.path, self.synth_sr = source, path, synth_sr
+        self._timidity = shutil.which("timidity")
+        if self._timidity is None:
+            raise RenderError(f"TiMidity++ is not installed, needed for {path}: {TIMIDITY_PACKAGES}")
+        self._programs = _patch_programs(path)
+
+    def close(self) -> None:
+        pass
+
+    def synth_for(self, program: int):
+        """A player of ``program``, or None where the patch set lacks it."""
+        return _PatchPlayer(program) if program in self._programs else None
+
+    def play(self, synth: "_PatchPlayer", note: _Note, n_samples: int) -> np.ndarray:
+        """``note`` held for its duration, then released: ``n_samples`` mono samples."""
+        import subprocess
+        import tempfile
+
+        tail = max(0.0, n_samples / self.synth_sr - note.duration) + 0.1
+        with tempfile.TemporaryDirectory(prefix="instrec-timidity-") as tmp:
+            mid, wav = os.path.join(tmp, "note.mid"), os.path.join(tmp, "note.wav")
+            with open(mid, "wb") as fh:
+                fh.write(_one_note_midi(synth.program, note.pitch, note.velocity, note.duration, tail))
+            cmd = [self._timidity, "-c", str(self.path), "-Ow", "--output-mono", "--output-24bit",
+                   "-s", str(self.synth_sr), "-EFreverb=d", "-EFchorus=d", "-idq", "-o", wav, mid]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            if done.returncode != 0 or not os.path.isfile(wav):
+                raise RenderError(f"timidity failed on {self.source}: {(done.stderr or done.stdout).strip()[:200]}")
+            y, sr = sf.read(wav, dtype="float32", always_2d=True)
+        if sr != self.synth_sr:
+            raise RenderError(f"timidity rendered at {sr} Hz, not {self.synth_sr} ({self.source})")
+        y = y.mean(axis=1)
+        return np.pad(y, (0, max(0, n_samples - len(y))))[:n_samples]
+
+
+@dataclass(frozen=True)
+class _PatchPlayer:
+    program: int
+
+    def delete(self) -> None:
+        pass
+
+
+def _patch_programs(path: Path) -> set[int]:
+    """The General MIDI programs of bank 0 that a TiMidity++ configuration maps to a patch."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise RenderError(f"cannot read TiMidity++ configuration {path}: {exc}") from exc
+    programs, in_bank0 = set(), False
+    for line in lines:
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if words[0] in ("bank", "drumset"):
+            in_bank0 = words[0] == "bank" and len(words) > 1 and words[1] == "0"
+        elif in_bank0 and words[0].isdigit() and len(words) > 1:
+            programs.add(int(words[0]))
+    if not programs:
+        raise RenderError(f"{path} maps no instrument of bank 0: not a TiMidity++ patch set")
+    return programs
+
+
+def _one_note_midi(program: int, pitch: int, velocity: int, held: float, tail: float) -> bytes:
+    """A standard MIDI file (format 0, 960 ticks a second): ``program``, one note held ``held``
+    seconds, then ``tail`` seconds for its release."""
+    import struct
+
+    def vlq(n: int) -> bytes:
+        out = [n & 0x7F]
+        n >>= 7
+        while n:
+            out.append(0x80 | (n & 0x7F))
+            n >>= 7
+        return bytes(reversed(out))
+
+    track = (b"\x00" + bytes([0xC0, program]) + b"\x00" + bytes([0x90, pitch, velocity])
+             + vlq(round(held * 960)) + bytes([0x80, pitch, 0]) + vlq(round(tail * 960)) + b"\xff\x2f\x00")
+    # 480 ticks a quarter note at the default tempo (120 bpm) is 960 ticks a second
+    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480) + b"MTrk" + struct.pack(">I", len(track)) + track
+
+
 def _whole_blocks(frames: int) -> int:
     return max(1, math.ceil(frames / BLOCK)) * BLOCK
 
@@ -480,7 +578,10 @@ class _Counter:
 def _render_source(fluidsynth, source, path, insts, settings, folder, report, counter) -> list[dict]:
     """Render every instrument from one SoundFont into ``folder``; return the manifest rows."""
     rows: list[dict] = []
-    font = _SoundFont(fluidsynth, source, path, min(settings.sr, MAX_SYNTH_SR))
+    if path.suffix.lower() == ".cfg":
+        font = _PatchSet(source, path, min(settings.sr, MAX_SYNTH_SR))
+    else:
+        font = _SoundFont(fluidsynth, source, path, min(settings.sr, MAX_SYNTH_SR))
     try:
         for inst in insts:
             rows += _render_instrument(font, inst, settings, folder, report, counter)
