@@ -144,19 +144,13 @@ class FeatureCache:
         process may have written meanwhile); failures are ignored: the files are hashed again."""
         with self._lock:
             changed, self._changed = self._changed, set()
+        from ..fileio import write_text
+
         for folder in changed:
             target = self._digests_path(folder)
             merged = {**_read_json(target), **self._known[folder]}
             try:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=".digests.", suffix=".tmp", dir=os.path.dirname(target))
-                try:
-                    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                        json.dump({"folder": folder, "files": merged}, fh, separators=(",", ":"))
-                    os.replace(tmp, target)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
+                write_text(target, json.dumps({"folder": folder, "files": merged}, separators=(",", ":")))
             except OSError:
                 pass
 

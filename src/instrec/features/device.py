@@ -40,22 +40,17 @@ def resolve_feature_device(device, config: FeatureConfig):
     """The torch device to compute ``config``'s features on, or None for the CPU route.
 
     ``None``, ``"cpu"``: the CPU route (worker processes; faster on a CPU than a batched torch
-    route). ``"auto"``: a CUDA GPU when PyTorch sees one. ``"cuda"`` (or ``"cuda:N"``): that GPU,
-    an error when there is none. Kinds with nothing to compute on a device (see the module) get None.
+    route). ``"auto"``: a CUDA GPU when PyTorch sees one. ``"cuda"``: the GPU, an error when
+    there is none (as for training: :func:`instrec.train.resolve_device`). Kinds with nothing to compute on a device (see the module) get None.
     """
     if device is None or device == "cpu":
         return None
-    if not isinstance(device, str) or not (device in ("auto", "cuda") or device.startswith("cuda:")):
-        raise ParameterError(f"device must be auto, cpu or cuda; got {device!r}")
     if device == "auto" and (config.kind != "mfcc" or not _may_have_cuda()):
         return None  # without importing torch (a second) to learn what is already known
-    import torch
+    from ..train import resolve_device  # the training's own choice and errors
 
-    if not torch.cuda.is_available():
-        if device == "auto":
-            return None
-        raise ParameterError("device cuda was asked for, but PyTorch sees no CUDA GPU (is a CUDA build installed?)")
-    return torch.device("cuda" if device == "auto" else device) if config.kind == "mfcc" else None
+    chosen = resolve_device(device)
+    return chosen if chosen.type == "cuda" and config.kind == "mfcc" else None
 
 
 def _may_have_cuda() -> bool:

@@ -379,14 +379,6 @@ def _spine_grays(name: str, coverages: tuple) -> np.ndarray:
     return out
 
 
-def _cell_colours(
-    S: np.ndarray, bands: np.ndarray | None = None, frames: np.ndarray | None = None
-) -> np.ndarray:
-    """RGB (uint8) of the cells ``S[bands][:, frames]`` (all when None), normalised over all of S."""
-    idx, name = _cell_indices(S, bands, frames)
-    return _lut(name)[idx]
-
-
 def _cell_indices(
     S: np.ndarray, bands: np.ndarray | None = None, frames: np.ndarray | None = None
 ) -> tuple[np.ndarray, str]:

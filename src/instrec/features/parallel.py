@@ -152,6 +152,7 @@ def extract_compact(
     dtype = compact_dtype(config)
     plan = _plan(paths, config, jobs, cache, None)
     store, _, digests, size, workers = plan
+    cores = resolve_jobs(jobs)
     slots = _SlotBuffer.create(-(-n // size), size, config.dim, dtype, shared_only=True) if workers > 1 else None
     # Where each usable row lands: at its index (the workers' shared matrix: closed up after a
     # skipped file), at the count of usable rows so far (this process writes it there), or
@@ -159,11 +160,11 @@ def extract_compact(
     if slots is not None:
         X, lands = slots.array.reshape(-1, config.dim), "index"
         items = _pooled(paths, digests, config, store, size, workers, slots, recycle=False)
-    elif workers <= 1 and store is not None and resolve_jobs(jobs) > 1 and config.dim * dtype.itemsize >= _BIG_ROW:
+    elif workers <= 1 and store is not None and cores > 1 and config.dim * dtype.itemsize >= _BIG_ROW:
         # All (or nearly all) cached: threads read the entries. Into fresh zero pages, as every
         # route here: what an entry leaves out (the cnn's padding) is never written.
         X, lands = _zero_pages((n, config.dim), dtype), "index"
-        items = _threaded_hits(paths, config, store, plan[1], digests, X, resolve_jobs(jobs))
+        items = _threaded_hits(paths, config, store, plan[1], digests, X, cores)
     elif workers <= 1:
         X, lands = _zero_pages((n, config.dim), dtype), "count"
         items = _serial(paths, config, *plan, out=X)
