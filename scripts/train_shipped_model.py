@@ -2,9 +2,10 @@
 
     python scripts/train_shipped_model.py [--seed 0] [--per-class 100] [--epochs 40]
 
-1. Renders ``--per-class`` clips per instrument from every installed General MIDI SoundFont
-   (FluidR3, MuseScore General, TimGM6mb: three sample libraries), each over the instrument's
-   whole range, into ``--work``.
+1. Renders ``--per-class`` clips per instrument from every installed General MIDI sample library
+   (``render --soundfont all``: the SoundFonts FluidR3, MuseScore General and TimGM6mb, and
+   Debian's freepats patches, which have no viola), each over the instrument's whole range, into
+   ``--work``. All four are free to use; nothing with a non-commercial licence goes in.
 2. Trains the ``cnn`` recipe on all of them (its own validation split picks the epoch).
 3. Measures it on the tutorial's 600 real Philharmonia clips where they are present: they are
    never used for training or for choosing anything, only for the figure recorded.

@@ -24,7 +24,7 @@ except (ImportError, OSError):
 
 def needs(*fonts: str):
     """Skip unless FluidSynth and the named SoundFonts are installed."""
-    missing = [f for f in fonts if not R.SOUNDFONTS[f].path.is_file()]
+    missing = [f for f in fonts if not R.SOUNDFONTS[f].is_installed()]
     return pytest.mark.skipif(not HAVE_FLUIDSYNTH or bool(missing), reason=f"needs FluidSynth and {fonts}")
 
 
@@ -202,17 +202,18 @@ def test_all_skips_missing_soundfonts_and_nests_sources(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@needs("fluidr3", "musescore", "timgm6mb")
+@needs("fluidr3", "musescore", "timgm6mb", "freepats")
 def test_all_installed_soundfonts(tmp_path):
+    """The three SoundFonts (FluidSynth) and freepats (TiMidity++): four sample libraries."""
     report = R.render(tmp_path, soundfont="all", instruments=["cello"], per_class=1, seconds=0.5)
-    assert report.sources == ["fluidr3", "musescore", "timgm6mb"] and report.n_written == 3
+    assert report.sources == ["fluidr3", "musescore", "timgm6mb", "freepats"] and report.n_written == 4
     rows = read_manifest(tmp_path / "manifest.csv")
-    assert sorted(r["source"] for r in rows) == report.sources
+    assert [r["source"] for r in rows] == report.sources
     for row in rows:
         assert row["path"].startswith(row["source"] + "/") and f"_{row['source']}_" in row["path"]
         y, sr = sf.read(tmp_path / row["path"])
         assert len(y) == round(0.5 * sr) and np.max(np.abs(y)) > 0.5
-    assert len(report.manifests) == 4
+    assert len(report.manifests) == 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,7 +223,7 @@ def test_all_installed_soundfonts(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, words",
     [
-        (dict(soundfont="fluidr4"), ["soundfont", "'fluidr4'", "fluidr3, musescore, timgm6mb, all"]),
+        (dict(soundfont="fluidr4"), ["soundfont", "'fluidr4'", "fluidr3, musescore, timgm6mb, freepats, all"]),
         (dict(soundfont="notes.txt/"), ["soundfont", ".sf2"]),
         (dict(instruments=["flute", "flut"]), ["instrument", "'flut'", "flute"]),
         (dict(instruments=[]), ["instruments"]),
@@ -413,6 +414,10 @@ def test_patch_set_errors_name_the_problem(tmp_path, monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(RenderError, match="apt-get install timidity freepats"):
         R.render(tmp_path / "o", soundfont=str(FREEPATS), instruments=["flute"], per_class=1)
+    # by name, and in "all", freepats without its player counts as not installed
+    assert not R.SOUNDFONTS["freepats"].is_installed() and "freepats" not in R.installed_soundfonts()
+    with pytest.raises(RenderError, match="'freepats' needs TiMidity.*apt-get install timidity freepats"):
+        R.render(tmp_path / "o", soundfont="freepats", instruments=["flute"], per_class=1)
 
 
 def test_one_note_midi_is_a_valid_file():

@@ -96,7 +96,7 @@ ALIAS_OPT = typer.Option(None, "--alias", help="label alias NAME=LABEL (repeatab
 @app.command()
 def render(
     out_dir: Path = typer.Argument(..., help="folder to write the clips and manifest.csv into"),
-    soundfont: str = typer.Option("fluidr3", help="fluidr3, musescore, timgm6mb, a .sf2/.sf3 path, or all"),
+    soundfont: str = typer.Option("fluidr3", help="fluidr3, musescore, timgm6mb, freepats, a .sf2/.sf3/.cfg path, or all"),
     per_class: int = typer.Option(100, "--per-class", min=1, help="clips per instrument"),
     seconds: float = typer.Option(3.0, help="clip length in seconds"),
     sample_rate: int = typer.Option(22050, "--sample-rate", help="samples per second"),

@@ -377,7 +377,7 @@ def crossval(
     """Leave-one-source-out: for each source, train on every other source and test on all of it.
 
     A clip's source is its folder's name or the manifest's ``source`` column (a folder written by
-    ``instrec render --soundfont all`` lists fluidr3, musescore, timgm6mb). Classes of the held-out
+    ``instrec render --soundfont all`` lists fluidr3, musescore, timgm6mb, freepats). Classes of the held-out
     source that training never saw are not scored; each fold lists them under ``unknown_classes``.
 
     Returns ``{"folds": [...], "mean": {...}, "std": {...}, "context": {...}}``: each fold is

@@ -36,17 +36,26 @@ from .instruments import DEFAULT_INSTRUMENTS, Instrument, note_name, resolve_ins
 
 
 class SoundFontInfo(NamedTuple):
-    """Where a Debian package installs a SoundFont, and the package's name."""
+    """Where Debian packages install a sample library, and the packages' names."""
 
     path: Path
     package: str
 
+    def is_installed(self) -> bool:
+        """The file is there and, for a TiMidity++ patch set (``.cfg``), so is ``timidity``."""
+        import shutil
 
-# The General MIDI SoundFonts instrec knows by name (also the order of ``soundfont="all"``).
+        return self.path.is_file() and (self.path.suffix.lower() != ".cfg" or shutil.which("timidity") is not None)
+
+
+# The General MIDI sample libraries instrec knows by name (also the order of ``soundfont="all"``):
+# three SoundFonts played by FluidSynth and Debian's freepats, GUS patches played by TiMidity++
+# (recordings of their own, unrelated to the SoundFonts'; it has no viola).
 SOUNDFONTS: dict[str, SoundFontInfo] = {
     "fluidr3": SoundFontInfo(Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), "fluid-soundfont-gm"),
     "musescore": SoundFontInfo(Path("/usr/share/sounds/sf3/MuseScore_General.sf3"), "musescore-general-soundfont"),
     "timgm6mb": SoundFontInfo(Path("/usr/share/sounds/sf2/TimGM6mb.sf2"), "timgm6mb-soundfont"),
+    "freepats": SoundFontInfo(Path("/etc/timidity/freepats.cfg"), "timidity freepats"),
 }
 FLUIDSYNTH_PACKAGES = "apt-get install fluidsynth libfluidsynth3"
 
@@ -176,8 +185,9 @@ def render(
         Folder for the clips and ``manifest.csv`` (created). With ``soundfont="all"`` each source
         gets a sub-folder ``out_dir/<source>/`` and ``out_dir/manifest.csv`` lists every clip.
     soundfont : str or path
-        ``"fluidr3"``, ``"musescore"``, ``"timgm6mb"``, ``"all"`` (every one of those installed)
-        or a path to an ``.sf2``/``.sf3`` file (source name: its lowercased stem).
+        ``"fluidr3"``, ``"musescore"``, ``"timgm6mb"``, ``"freepats"``, ``"all"`` (every one of
+        those installed) or a path to an ``.sf2``/``.sf3`` file or a TiMidity++ ``.cfg`` (source
+        name: its lowercased stem).
     instruments : iterable of str
         Friendly labels, General MIDI names or aliases (see
         :func:`~instrec.data.instruments.resolve_instrument`).
@@ -273,8 +283,8 @@ def _resolve_instruments(names: Iterable[str] | str) -> list[Instrument]:
 
 
 def installed_soundfonts() -> dict[str, Path]:
-    """The known SoundFonts whose files exist, name -> path, in :data:`SOUNDFONTS` order."""
-    return {name: info.path for name, info in SOUNDFONTS.items() if info.path.is_file()}
+    """The known sample libraries that are installed, name -> path, in :data:`SOUNDFONTS` order."""
+    return {name: info.path for name, info in SOUNDFONTS.items() if info.is_installed()}
 
 
 def resolve_soundfonts(soundfont) -> dict[str, Path]:
@@ -322,19 +332,21 @@ def _known_name(name: str) -> str:
     key = name.strip().lower()
     if key not in SOUNDFONTS:
         valid = ", ".join([*SOUNDFONTS, "all"])
-        raise ParameterError(f"unknown soundfont {name!r}: use one of {valid} or a path to an .sf2/.sf3 file")
+        raise ParameterError(f"unknown soundfont {name!r}: use one of {valid} or a path to an .sf2/.sf3/.cfg file")
     return key
 
 
 def _known_path(name: str) -> Path:
-    path = SOUNDFONTS[name].path
-    if not path.is_file():
+    info = SOUNDFONTS[name]
+    if not info.is_installed():
         raise RenderError(_missing_message(name))
-    return path
+    return info.path
 
 
 def _missing_message(name: str) -> str:
     info = SOUNDFONTS[name]
+    if info.path.is_file():  # a patch set whose player is missing
+        return f"sample library {name!r} needs TiMidity++: apt-get install {info.package}"
     return f"SoundFont {name!r} not found at {info.path}: apt-get install {info.package}"
 
 
