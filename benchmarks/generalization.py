@@ -6,8 +6,13 @@
 Rows:
 - tutorial:      random 80/20 split of the 600 real clips (random_state=seed), as the tutorial does
 - pitch:         real clips, group split by pitch (no pitch on both sides), 20% of the pitches held back
-- loso:          leave-one-SoundFont-out on rendered data (FluidR3, MuseScore, TimGM6mb), mean of three
-- rendered2real: trained on rendered data from all three SoundFonts, tested on the 600 real clips
+- loso:          leave-one-source-out on rendered data (`render --soundfont all`: FluidR3, MuseScore,
+                 TimGM6mb and, since 2026-12-02, freepats), mean of the folds
+- lolo:          leave-one-library-out: the same, but FluidR3 and MuseScore, which play the same
+                 recordings of five of the six instruments (results/sample_provenance.json), are
+                 held out together, so no fold tests on recordings its training heard
+- rendered2real: trained on rendered data from every source of `render --soundfont all`, tested on
+                 the 600 real clips
 - shipped:       the model bundled with the package, on the 600 real clips
 - tutorial+renders, pitch+renders: the same test clips as tutorial and pitch, but trained on the
                  real training clips plus every rendered clip (what `instrec train REAL RENDERS`
@@ -39,7 +44,9 @@ from instrec.pipeline import crossval, evaluate_model, train_model
 from instrec.recipes import get_recipe
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi"
-ROWS = ("tutorial", "pitch", "loso", "rendered2real", "shipped", "tutorial+renders", "pitch+renders")
+ROWS = ("tutorial", "pitch", "loso", "lolo", "rendered2real", "shipped", "tutorial+renders", "pitch+renders")
+# Sources that play the same recordings (benchmarks/sample_provenance.py): one library.
+LIBRARIES = {"fluidr3": "fluidr3+musescore", "musescore": "fluidr3+musescore"}
 
 
 def main() -> int:
@@ -55,7 +62,7 @@ def main() -> int:
     if not have_real:
         print(f"note: the real clips are not at {REAL}; rows that need them are skipped")
     rendered = args.work / f"render-all-{args.per_class}-seed{args.seed}"
-    if {"loso", "rendered2real", "tutorial+renders", "pitch+renders"} & set(args.rows):
+    if {"loso", "lolo", "rendered2real", "tutorial+renders", "pitch+renders"} & set(args.rows):
         rep = render(rendered, soundfont="all", per_class=args.per_class, seed=args.seed)
         print(f"rendered {rep.n_written} clips into {rendered}", flush=True)
 
@@ -78,7 +85,7 @@ def main() -> int:
 
 
 def run_row(row: str, name: str, seed: int, rendered: Path, work: Path, have_real: bool) -> dict | None:
-    if row != "loso" and not have_real:
+    if row not in ("loso", "lolo") and not have_real:
         return None
     if row.endswith("+renders"):
         return with_renders(row, name, seed, rendered)
@@ -92,7 +99,12 @@ def run_row(row: str, name: str, seed: int, rendered: Path, work: Path, have_rea
         r = crossval(rendered, recipe=name, seed=seed)
         return {"accuracy": r["mean"]["accuracy"], "std": r["std"]["accuracy"],
                 "folds": {f["held_out"]: f["accuracy"] for f in r["folds"]},
-                "how": "leave-one-SoundFont-out on rendered clips, mean of the folds"}
+                "how": "leave-one-source-out on rendered clips, mean of the folds"}
+    if row == "lolo":
+        r = crossval(rendered, recipe=name, seed=seed, manifest=library_manifest(rendered))
+        return {"accuracy": r["mean"]["accuracy"], "std": r["std"]["accuracy"],
+                "folds": {f["held_out"]: f["accuracy"] for f in r["folds"]},
+                "how": "leave-one-library-out on rendered clips (FluidR3 and MuseScore held out together), mean of the folds"}
     if row == "rendered2real":
         recipe = get_recipe(name)
         ds = load_dataset(rendered)
@@ -100,11 +112,26 @@ def run_row(row: str, name: str, seed: int, rendered: Path, work: Path, have_rea
         clf = InstrumentClassifier(recipe, seed=seed).fit(X, [ds.clips[i].label for i in ok])
         m, _ = evaluate_model(clf, REAL)
         return {"accuracy": m["accuracy"], "n_test": m["n"], "n_train": len(ok),
-                "how": f"trained on {len(ok)} rendered clips (3 SoundFonts), tested on the real clips"}
+                "how": f"trained on {len(ok)} rendered clips ({', '.join(sorted({c.source for c in ds.clips}))}), tested on the real clips"}
     from instrec.assets import shipped_model_path
 
     m, _ = evaluate_model(shipped_model_path(), REAL)
     return {"accuracy": m["accuracy"], "n_test": m["n"], "how": "the shipped model, on the real clips"}
+
+
+def library_manifest(rendered: Path) -> Path:
+    """``rendered``'s manifest with each clip's source replaced by its library (LIBRARIES)."""
+    import csv
+
+    with open(rendered / "manifest.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    out = rendered / "libraries.csv"
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "label", "source"])
+        writer.writeheader()
+        writer.writerows({"path": r["path"], "label": r["label"], "source": LIBRARIES.get(r["source"], r["source"])}
+                         for r in rows)
+    return out
 
 
 def with_renders(row: str, name: str, seed: int, rendered: Path) -> dict:
