@@ -56,6 +56,21 @@ def test_augmentation_only_in_training_and_reproducible():
     assert (masked == 0).any() and masked.shape == x.shape
 
 
+def test_cut_ends_recordings_early_with_a_fade():
+    """The cut keeps at least min_keep samples, then fades out over 10 ms and leaves silence."""
+    y = torch.ones(400, SR)
+    aug = WaveAugment(SR, p_cut=0.5, min_keep_s=0.2).train()
+    torch.manual_seed(0)
+    z = aug.cut(y)
+    kept = (z > 0).sum(1)
+    assert kept.min() >= int(0.2 * SR) and (kept == SR).sum() > 100 and (kept < SR).sum() > 100
+    cut = z[kept < SR - int(0.01 * SR)]
+    assert torch.all(cut[:, 1:] <= cut[:, :-1] + 1e-6)  # never rises again: a fade, then zeros
+    ramp = ((cut > 0) & (cut < 1)).sum(1)
+    assert ramp.float().mean() > 0.8 * 0.01 * SR and ramp.max() <= 0.01 * SR + 1
+    assert torch.equal(WaveAugment(SR, p_cut=0.0).train().cut(y), y)
+
+
 def test_cnn_size_and_pooling_shape():
     r = get_recipe("cnn")
     net = models.build(r.model, r.feature, 6)

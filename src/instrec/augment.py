@@ -19,13 +19,14 @@ def _chance(p: float, n: int, device) -> torch.Tensor:
 
 
 class WaveAugment(nn.Module):
-    """Random gain, time shift, pitch shift, noise, EQ and reverb on ``(batch, samples)``."""
+    """Random gain, cut, time shift, pitch shift, noise, EQ and reverb on ``(batch, samples)``."""
 
-    def __init__(self, sr: int, *, max_shift_s: float = 0.25, max_semitones: float = 1.0,
+    def __init__(self, sr: int, *, p_cut: float = 0.5, min_keep_s: float = 0.2, max_shift_s: float = 0.25, max_semitones: float = 1.0,
                  p_noise: float = 0.5, snr_db: tuple[float, float] = (15.0, 45.0), p_eq: float = 0.8,
                  eq_db: float = 8.0, p_reverb: float = 0.5, rt60_s: tuple[float, float] = (0.1, 1.2)):
         super().__init__()
         self.sr = sr
+        self.p_cut, self.min_keep = p_cut, int(min_keep_s * sr)
         self.max_shift = int(max_shift_s * sr)
         self.max_semitones = max_semitones
         self.p_noise, self.snr_db = p_noise, snr_db
@@ -36,6 +37,7 @@ class WaveAugment(nn.Module):
         if not self.training:
             return y
         y = self.pitch_shift(y)
+        y = self.cut(y)
         y = self.time_shift(y)
         y = self.colour(y)
         y = self.noise(y)
@@ -54,6 +56,22 @@ class WaveAugment(nn.Module):
             z = nn.functional.interpolate(y[i].view(1, 1, -1), size=m, mode="linear", align_corners=False).view(-1)
             out[i] = z[:n] if m >= n else nn.functional.pad(z, (0, n - m))
         return out
+
+    def cut(self, y: torch.Tensor) -> torch.Tensor:
+        """End the recording early, at a random point after ``min_keep`` samples (10-ms fade).
+
+        Recordings come cut at any length: a note's release may be missing, or the note itself
+        cut short. Rendered clips always hold the whole note and release, then digital silence;
+        the network should not learn to expect that."""
+        b, n = y.shape
+        if self.p_cut <= 0 or n <= self.min_keep:
+            return y
+        use = _chance(self.p_cut, b, y.device)
+        end = torch.empty(b, 1, device=y.device).uniform_(self.min_keep, n)
+        end = torch.where(use.unsqueeze(1), end, torch.full_like(end, float(n) + 1e9))
+        fade = max(1.0, 0.01 * self.sr)
+        t = torch.arange(n, device=y.device, dtype=y.dtype).unsqueeze(0)
+        return y * ((end - t) / fade).clamp(0.0, 1.0)
 
     def time_shift(self, y: torch.Tensor) -> torch.Tensor:
         """Delay the onset by up to ``max_shift`` samples (the clip's end falls off)."""
