@@ -194,7 +194,7 @@ def _row_description(feature: FeatureConfig) -> str:
     if feature.kind == "logmel":
         return (f"mono waveform at {feature.sr} Hz, zero-padded or cropped to {feature.dim} samples "
                 "(instrec.features.compute); the log-mel front end is inside the graph")
-    what = "MFCC means over time" if feature.kind == "mfcc" else "flattened spectrogram picture"
+    what = f"MFCC summaries over time ({feature.stats})" if feature.kind == "mfcc" else "flattened spectrogram picture"
     return f"{what} computed by instrec.features.compute(y, FeatureConfig.from_dict(recipe['feature']))"
 
 

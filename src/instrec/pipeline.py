@@ -10,7 +10,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -102,11 +102,13 @@ def train_model(
                             n_groups_test=len({groups[i] for i in te}))
     _need_two_classes([y[i] for i in tr], "the training split")
 
-    bar = _bar(progress, f"{recipe.name}: training", recipe.train.epochs)
     checkpoint = checkpoint_path(out) if out is not None else None
     if resume and checkpoint is None:
         raise ParameterError("--resume continues the training of a model folder: give --out")
-    clf, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar, device=device, checkpoint=checkpoint, resume=resume)
+    shifted = _shifted(clips, recipe, tr, jobs=jobs, cache=cache, progress=progress)
+    bar = _bar(progress, f"{recipe.name}: training", recipe.train.epochs)
+    clf, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar, device=device, checkpoint=checkpoint, resume=resume,
+                                  shifted=shifted)
     context = {
         "recipe": recipe.name,
         "data": ", ".join(str(r) for r in ds.roots),
@@ -336,7 +338,8 @@ def cross_validate(
     for i, (tr, _) in enumerate(folds):
         _need_two_classes([y[j] for j in tr], f"the training side of fold {i + 1}")
     named = [(f"fold {i + 1}/{k}", tr, te) for i, (tr, te) in enumerate(folds)]
-    results = _run_folds(recipe, seed, X, y, named, progress, device=device)
+    shifted = _shifted(clips, recipe, np.arange(len(clips)), jobs=jobs, cache=cache, progress=progress)
+    results = _run_folds(recipe, seed, X, y, named, progress, device=device, shifted=shifted)
     for i, (res, (tr, te)) in enumerate(zip(results, folds)):
         res.update(fold=i + 1)
         if groups is not None:
@@ -403,7 +406,8 @@ def crossval(
         te = np.array([i for i, c in enumerate(sources) if c == s], dtype=np.int64)
         _need_two_classes([y[i] for i in tr], f"training without source {s!r}")
         named.append((f"held out {s}", tr, te))
-    results = _run_folds(recipe, seed, X, y, named, progress, device=device)
+    shifted = _shifted(clips, recipe, np.arange(len(clips)), jobs=jobs, cache=cache, progress=progress)
+    results = _run_folds(recipe, seed, X, y, named, progress, device=device, shifted=shifted)
     for s, res in zip(names, results):
         res.update(held_out=s, train_sources=[t for t in names if t != s])
     context = {
@@ -443,6 +447,35 @@ def _extract(clips, feature, jobs, cache, progress, what: str, device: str | Non
         release_pool()
 
 
+def _shifted(clips, recipe: Recipe, rows, *, jobs, cache, progress) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Features of the clips at ``rows``, pitch-shifted by each of the recipe's ``pitch_shifts``.
+
+    One ``(X_shift, where)`` per shift: ``where[i]`` is clip ``i``'s row in ``X_shift``, or -1
+    (not asked for, or a clip the shift could not use). Computed on the CPU, and cached like
+    any feature (the shift is one of the feature's parameters)."""
+    out = []
+    rows = np.asarray(rows, dtype=np.int64)
+    for s in recipe.train.pitch_shifts:
+        feature = replace(recipe.feature, pitch_shift=s)
+        Xs, ok, _ = _extract([clips[i] for i in rows], feature, jobs, cache, progress,
+                             f"{recipe.name}: pitch-shifted copies, {s:+g} semitones")
+        where = np.full(len(clips), -1, dtype=np.int64)
+        where[rows[ok]] = np.arange(len(ok))
+        out.append((Xs, where))
+    return out
+
+
+def _training_rows(X: np.ndarray, y: Sequence[str], tr, shifted) -> tuple[np.ndarray, list[str]]:
+    """The rows and labels a model trains on: clips ``tr``, then their pitch-shifted copies."""
+    tr = np.asarray(tr, dtype=np.int64)
+    rows, labels = [X[tr]], [y[i] for i in tr]
+    for Xs, where in shifted:
+        have = tr[where[tr] >= 0]
+        rows.append(Xs[where[have]])
+        labels += [y[i] for i in have]
+    return (rows[0] if len(rows) == 1 else np.concatenate(rows)), labels
+
+
 def checkpoint_path(out: str | os.PathLike) -> Path:
     """Where training for the model folder ``out`` keeps its checkpoint: ``<out>.checkpoint``."""
     out = Path(out)
@@ -450,25 +483,27 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
 
 
 def _fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr, te, bar=None, *, device="auto",
-                   checkpoint=None, resume: bool = False):
-    """Train a fresh classifier on rows ``tr``, score it on rows ``te``: ``(classifier, metrics)``.
+                   checkpoint=None, resume: bool = False, shifted=()):
+    """Train a fresh classifier on rows ``tr`` (and their pitch-shifted copies, see
+    :func:`_shifted`), score it on rows ``te``: ``(classifier, metrics)``.
 
     The one training step of train_model, cross_validate and crossval.
     """
     clf = InstrumentClassifier(recipe, seed=seed, device=device)
-    clf.fit(X[tr], [y[i] for i in tr], on_epoch=(lambda e, n, loss: bar(e, n)) if bar else None,
+    X_train, y_train = _training_rows(X, y, tr, shifted)
+    clf.fit(X_train, y_train, on_epoch=(lambda e, n, loss: bar(e, n)) if bar else None,
             checkpoint=checkpoint, resume=resume)
     proba = clf.predict_proba(X[te]) if len(te) else np.zeros((0, len(clf.classes)), np.float32)
     return clf, compute_metrics([y[i] for i in te], proba, clf.classes)
 
 
 def _run_folds(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], folds, progress: Progress | None,
-               *, device: str = "auto") -> list[dict]:
+               *, device: str = "auto", shifted=()) -> list[dict]:
     """``folds`` is ``[(name, train rows, test rows)]``; one metrics dict per fold."""
     out = []
     for name, tr, te in folds:
         bar = _bar(progress, f"{recipe.name}: {name}", recipe.train.epochs)
-        _, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar, device=device)
+        _, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar, device=device, shifted=shifted)
         out.append({"n_train": int(len(tr)), "n_test": int(len(te)), **metrics})
     return out
 

@@ -24,8 +24,19 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
     val_fraction: float = 0.0  # held out of the training rows for early stopping; 0 = none
     patience: int = 0  # epochs without validation improvement before stopping; 0 = never
+    # Semitones: the pipeline (train_model, cross_validate, crossval) adds to the training rows a
+    # copy of every training clip shifted by each, so that a network trained on a few pitches
+    # learns what does not move with pitch. Test clips are never shifted.
+    pitch_shifts: tuple[float, ...] = ()
 
     def __post_init__(self):
+        try:
+            shifts = tuple(float(s) for s in self.pitch_shifts)
+        except (TypeError, ValueError):
+            raise ParameterError(f"pitch_shifts must be a list of semitones; got {self.pitch_shifts!r}") from None
+        if any(not 0 < abs(s) <= 12 for s in shifts) or len(set(shifts)) != len(shifts):
+            raise ParameterError(f"pitch_shifts must be distinct, non-zero and within ±12 semitones; got {self.pitch_shifts!r}")
+        object.__setattr__(self, "pitch_shifts", shifts)
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ParameterError(f"epochs must be a positive integer; got {self.epochs!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -101,6 +112,14 @@ RECIPES: dict[str, Recipe] = {
         feature=FeatureConfig(kind="mfcc", n_mfcc=40),
         model=ModelConfig(hidden=(64, 32, 16), activation="relu", standardize=True),
         train=TrainConfig(epochs=500),
+    ),
+    "mfcc-stats": Recipe(
+        name="mfcc-stats",
+        description="40 MFCCs' means and standard deviations over time + spectral contrast (87 values), standardised "
+                    "→ MLP 128-64 (relu) → softmax; trained also on copies of every clip shifted by ±1-4 semitones",
+        feature=FeatureConfig(kind="mfcc", n_mfcc=40, stats="mean+std+contrast"),
+        model=ModelConfig(hidden=(128, 64), activation="relu", standardize=True),
+        train=TrainConfig(epochs=100, weight_decay=1e-3, pitch_shifts=(-4, -3, -2, -1, 1, 2, 3, 4)),
     ),
     "cnn": Recipe(
         name="cnn",

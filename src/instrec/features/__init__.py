@@ -24,6 +24,11 @@ from ..errors import ParameterError
 # window whose log-mel spectrogram the network computes itself (features.frontend.LogMel).
 FEATURE_KINDS = ("image", "mfcc", "logmel")
 IMAGE_MODES = ("gray", "rgb")
+# mfcc: what summarises the MFCC matrix over time, joined by "+" ("mean": the tutorial's 40
+# values; "mean+std+contrast": their means and standard deviations plus librosa's spectral
+# contrast, 7 octave bands, averaged over time)
+MFCC_STATS = ("mean", "std", "contrast")
+CONTRAST_BANDS = 7  # librosa.feature.spectral_contrast's n_bands=6 gives 6 + 1 rows
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,11 @@ class FeatureConfig:
     seconds: float = 3.0  # logmel: window length; shorter clips are padded with silence
     fmin: float = 0.0
     fmax: float | None = None
+    stats: str = "mean"  # mfcc: see MFCC_STATS
+    # semitones the audio is shifted by before the feature is computed: training makes
+    # pitch-shifted copies of its clips with it (TrainConfig.pitch_shifts); a model is always
+    # served with 0
+    pitch_shift: float = 0.0
 
     def __post_init__(self):
         if self.kind not in FEATURE_KINDS:
@@ -57,6 +67,13 @@ class FeatureConfig:
             raise ParameterError(f"seconds must be between 0.05 and 600; got {self.seconds!r}")
         # more than 2,000 frames a second is no spectrogram but a memory bomb (hop_length 1: a
         # 3-s window would need half a gigabyte)
+        parts = self.stats.split("+") if isinstance(self.stats, str) else []
+        if not parts or any(p not in MFCC_STATS for p in parts) or len(set(parts)) != len(parts):
+            raise ParameterError(f"stats must join some of {', '.join(MFCC_STATS)} with '+', e.g. mean+std; got {self.stats!r}")
+        if "contrast" in parts and self.sr <= 12800:  # the top octave band starts at 6,400 Hz
+            raise ParameterError(f"spectral contrast needs sr above 12800; got {self.sr}")
+        if isinstance(self.pitch_shift, bool) or not isinstance(self.pitch_shift, (int, float)) or not abs(self.pitch_shift) <= 12:
+            raise ParameterError(f"pitch_shift must be between -12 and 12 semitones; got {self.pitch_shift!r}")
         if self.hop_length * 2000 < self.sr:
             raise ParameterError(f"hop_length must be at least sr / 2000 = {-(-self.sr // 2000)}; got {self.hop_length}")
         if self.kind == "logmel":  # a fixed window: bound the spectrogram one clip makes (about 200 MB)
@@ -72,7 +89,8 @@ class FeatureConfig:
             return self.width * self.height * (3 if self.image_mode == "rgb" else 1)
         if self.kind == "logmel":
             return int(round(self.seconds * self.sr))
-        return self.n_mfcc
+        parts = self.stats.split("+")
+        return self.n_mfcc * (("mean" in parts) + ("std" in parts)) + CONTRAST_BANDS * ("contrast" in parts)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,6 +136,10 @@ def compute_compact(y: np.ndarray, config: FeatureConfig, *, out: np.ndarray | N
     the note is not written (fresh pages that are never touched cost nothing).
     """
     c = config
+    if c.pitch_shift:
+        import librosa
+
+        y = librosa.effects.pitch_shift(y, sr=c.sr, n_steps=float(c.pitch_shift)).astype(np.float32, copy=False)
     if c.kind == "logmel":
         if out is None:
             out, out_zeroed = np.zeros(c.dim, dtype=np.float32), True
@@ -135,9 +157,12 @@ def compute_compact(y: np.ndarray, config: FeatureConfig, *, out: np.ndarray | N
 
 def _compute_dense(y: np.ndarray, c: FeatureConfig) -> np.ndarray:
     if c.kind == "mfcc":
-        from .mfcc import mfcc_mean
+        from .mfcc import mfcc_mean, mfcc_stats
 
-        return mfcc_mean(y, sr=c.sr, n_mfcc=c.n_mfcc, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels)
+        if c.stats == "mean":  # the tutorial's feature, bit for bit as it always was
+            return mfcc_mean(y, sr=c.sr, n_mfcc=c.n_mfcc, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels)
+        return mfcc_stats(y, sr=c.sr, n_mfcc=c.n_mfcc, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels,
+                          stats=c.stats)
     from .image import spectrogram_image
     from .mel import mel_spectrogram_db
 

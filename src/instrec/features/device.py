@@ -45,12 +45,17 @@ def resolve_feature_device(device, config: FeatureConfig):
     """
     if device is None or device == "cpu":
         return None
-    if device == "auto" and (config.kind != "mfcc" or not _may_have_cuda()):
+    if device == "auto" and (not _on_device(config) or not _may_have_cuda()):
         return None  # without importing torch (a second) to learn what is already known
     from ..train import resolve_device  # the training's own choice and errors
 
     chosen = resolve_device(device)
-    return chosen if chosen.type == "cuda" and config.kind == "mfcc" else None
+    return chosen if chosen.type == "cuda" and _on_device(config) else None
+
+
+def _on_device(config: FeatureConfig) -> bool:
+    """The features a device computes: the MFCC means of unshifted audio."""
+    return config.kind == "mfcc" and config.stats == "mean" and not config.pitch_shift
 
 
 def _may_have_cuda() -> bool:
@@ -83,8 +88,9 @@ def extract_on_device(
     from .frontend import MfccMean
     from .parallel import cpu_count, resolve_cache
 
-    if config.kind != "mfcc":
-        raise ParameterError(f"features of kind {config.kind!r} are computed on the CPU; only mfcc on a device")
+    if not _on_device(config):
+        raise ParameterError(f"features of kind {config.kind!r} (stats {config.stats!r}, pitch_shift {config.pitch_shift!r}) "
+                             "are computed on the CPU; only MFCC means on a device")
     c = config
     device = torch.device(device)
     module = MfccMean(sr=c.sr, n_mfcc=c.n_mfcc, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels,

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ParameterError
 from .mel import mel_power, power_to_db
 
-__all__ = ["mfcc", "mfcc_mean", "dct_matrix"]
+__all__ = ["mfcc", "mfcc_mean", "mfcc_stats", "dct_matrix"]
 
 
 def mfcc(
@@ -52,6 +52,44 @@ def mfcc_mean(
     """``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, ...)`` averaged over frames; float32 ``(n_mfcc,)``."""
     S_db = _log_mel(y, sr, n_mfcc, n_fft, hop_length, n_mels, top_db, fmin, fmax)
     return (dct_matrix(n_mfcc, n_mels) @ S_db.mean(axis=1, dtype=np.float64)).astype(np.float32)
+
+
+def mfcc_stats(
+    y: np.ndarray,
+    *,
+    sr: int = 22050,
+    n_mfcc: int = 40,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    n_mels: int = 128,
+    stats: str = "mean+std+contrast",
+) -> np.ndarray:
+    """Summaries over time of a clip's MFCCs and spectral contrast, in the order ``stats`` names them.
+
+    ``stats`` joins some of ``mean`` (the MFCCs' means, as :func:`mfcc_mean`), ``std`` (their
+    standard deviations: how the timbre moves during the note, e.g. an attack or vibrato) and
+    ``contrast`` (``librosa.feature.spectral_contrast`` averaged over time: peak-to-valley
+    contrast in 7 octave bands, which tells harmonic from noisy spectra) with ``+``.
+    float32 ``(n_mfcc * (mean + std) + 7 * contrast,)``.
+    """
+    parts = stats.split("+")
+    M = dct_matrix(n_mfcc, n_mels) @ _log_mel(y, sr, n_mfcc, n_fft, hop_length, n_mels, 80.0, 0.0, None)
+    pieces = {"mean": lambda: M.mean(axis=1), "std": lambda: M.std(axis=1),
+              "contrast": lambda: _contrast_mean(y, sr, n_fft, hop_length)}
+    unknown = [p for p in parts if p not in pieces]
+    if unknown:
+        raise ParameterError(f"stats must join some of {', '.join(pieces)} with '+'; got {stats!r}")
+    return np.concatenate([pieces[p]() for p in parts]).astype(np.float32)
+
+
+def _contrast_mean(y, sr, n_fft, hop_length) -> np.ndarray:
+    import warnings
+
+    import librosa
+
+    with warnings.catch_warnings():  # a clip shorter than n_fft is padded, as the MFCCs' STFT pads it
+        warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
+        return librosa.feature.spectral_contrast(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length).mean(axis=1)
 
 
 @lru_cache(maxsize=16)
