@@ -132,3 +132,10 @@ def test_real_clips_pitch_split_reaches_the_target():
     res = train_model(real, recipe="mfcc-stats", split="group", group_by="pitch", seed=0)
     assert res.metrics["n"] == 100
     assert res.metrics["accuracy"] >= 0.95, res.metrics["accuracy"]
+
+
+def test_cli_help_names_every_recipe():
+    from instrec.cli import RECIPE_HELP
+    from instrec.recipes import RECIPES
+
+    assert all(name in RECIPE_HELP for name in RECIPES)
