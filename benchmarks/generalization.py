@@ -40,7 +40,7 @@ from instrec.data.splits import clip_groups, split_indices
 from instrec.evaluate import compute_metrics
 from instrec.features import extract
 from instrec.fileio import write_json
-from instrec.pipeline import crossval, evaluate_model, train_model
+from instrec.pipeline import crossval, evaluate_model, shifted_features, train_model, training_rows
 from instrec.recipes import get_recipe
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi"
@@ -109,7 +109,10 @@ def run_row(row: str, name: str, seed: int, rendered: Path, work: Path, have_rea
         recipe = get_recipe(name)
         ds = load_dataset(rendered)
         X, ok, _ = extract([c.path for c in ds.clips], recipe.feature)
-        clf = InstrumentClassifier(recipe, seed=seed).fit(X, [ds.clips[i].label for i in ok])
+        clips = [ds.clips[i] for i in ok]
+        every = np.arange(len(clips))
+        X, labels = training_rows(X, [c.label for c in clips], every, shifted_features(clips, recipe, every))
+        clf = InstrumentClassifier(recipe, seed=seed).fit(X, labels)
         m, _ = evaluate_model(clf, REAL)
         return {"accuracy": m["accuracy"], "n_test": m["n"], "n_train": len(ok),
                 "how": f"trained on {len(ok)} rendered clips ({', '.join(sorted({c.source for c in ds.clips}))}), tested on the real clips"}
@@ -146,12 +149,18 @@ def with_renders(row: str, name: str, seed: int, rendered: Path) -> dict:
     groups = clip_groups(clips, group_by) if group_by else None
     tr, te = split_indices(y, method="group" if group_by else "random", test_size=0.2, seed=seed, groups=groups)
     Xs, oks, _ = extract([c.path for c in renders.clips], recipe.feature, compact=True)
-    X = np.concatenate([Xr[tr], Xs])
-    labels = [y[i] for i in tr] + [renders.clips[i].label for i in oks]
+    made = [renders.clips[i] for i in oks]
+    every = np.arange(len(made))
+    # the recipe's pitch-shifted copies (if any) of the real training clips and of every render
+    Xr_train, yr_train = training_rows(Xr, y, tr, shifted_features(clips, recipe, tr))
+    Xs_train, ys_train = training_rows(Xs, [c.label for c in made], every, shifted_features(made, recipe, every))
+    X = np.concatenate([Xr_train, Xs_train])
+    labels = yr_train + ys_train
     clf = InstrumentClassifier(recipe, seed=seed).fit(X, labels)
     m = compute_metrics([y[i] for i in te], clf.predict_proba(Xr[te]), clf.classes)
     return {"accuracy": m["accuracy"], "n_test": m["n"], "n_train": len(labels),
-            "how": f"trained on {len(tr)} real + {len(oks)} rendered clips, tested on {len(te)} real clips "
+            "how": f"trained on {len(tr)} real + {len(oks)} rendered clips (and their pitch-shifted copies where the "
+                   f"recipe makes them), tested on {len(te)} real clips "
                    f"({'group split by pitch' if group_by else 'random 80/20'}, seed {seed})"}
 
 

@@ -12,7 +12,7 @@ from instrec.data import load_dataset
 from instrec.errors import ParameterError
 from instrec.features import FeatureConfig, compute, compute_compact
 from instrec.features.mfcc import mfcc_stats
-from instrec.pipeline import _shifted, _training_rows, cross_validate, train_model
+from instrec.pipeline import shifted_features, training_rows, cross_validate, train_model
 from instrec.recipes import Recipe, TrainConfig, get_recipe
 
 FAST = get_recipe("mfcc-stats").with_overrides(epochs=40)
@@ -94,12 +94,12 @@ def test_training_rows_add_a_shifted_copy_of_every_training_clip(tone_data, tmp_
     assert len(ok) == len(clips) == 30
     y = [c.label for c in clips]
     tr = np.arange(0, 30, 3)
-    shifted = _shifted(clips, recipe, tr, jobs=1, cache=tmp_path / "cache", progress=None)
+    shifted = shifted_features(clips, recipe, tr, jobs=1, cache=tmp_path / "cache", progress=None)
     assert len(shifted) == 2
     for Xs, where in shifted:
         assert (where[tr] >= 0).all() and (np.delete(where, tr) == -1).all()  # only the training clips
         assert Xs.shape == (10, 80)
-    Xt, yt = _training_rows(X, y, tr, shifted)
+    Xt, yt = training_rows(X, y, tr, shifted)
     assert Xt.shape == (30, 80) and yt == [y[i] for i in tr] * 3
     np.testing.assert_array_equal(Xt[:10], X[tr])
     up3 = compute(librosa.effects.pitch_shift(librosa.load(clips[tr[1]].path, sr=22050)[0], sr=22050, n_steps=3),

@@ -105,7 +105,7 @@ def train_model(
     checkpoint = checkpoint_path(out) if out is not None else None
     if resume and checkpoint is None:
         raise ParameterError("--resume continues the training of a model folder: give --out")
-    shifted = _shifted(clips, recipe, tr, jobs=jobs, cache=cache, progress=progress)
+    shifted = shifted_features(clips, recipe, tr, jobs=jobs, cache=cache, progress=progress)
     bar = _bar(progress, f"{recipe.name}: training", recipe.train.epochs)
     clf, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar, device=device, checkpoint=checkpoint, resume=resume,
                                   shifted=shifted)
@@ -338,7 +338,7 @@ def cross_validate(
     for i, (tr, _) in enumerate(folds):
         _need_two_classes([y[j] for j in tr], f"the training side of fold {i + 1}")
     named = [(f"fold {i + 1}/{k}", tr, te) for i, (tr, te) in enumerate(folds)]
-    shifted = _shifted(clips, recipe, np.arange(len(clips)), jobs=jobs, cache=cache, progress=progress)
+    shifted = shifted_features(clips, recipe, np.arange(len(clips)), jobs=jobs, cache=cache, progress=progress)
     results = _run_folds(recipe, seed, X, y, named, progress, device=device, shifted=shifted)
     for i, (res, (tr, te)) in enumerate(zip(results, folds)):
         res.update(fold=i + 1)
@@ -406,7 +406,7 @@ def crossval(
         te = np.array([i for i, c in enumerate(sources) if c == s], dtype=np.int64)
         _need_two_classes([y[i] for i in tr], f"training without source {s!r}")
         named.append((f"held out {s}", tr, te))
-    shifted = _shifted(clips, recipe, np.arange(len(clips)), jobs=jobs, cache=cache, progress=progress)
+    shifted = shifted_features(clips, recipe, np.arange(len(clips)), jobs=jobs, cache=cache, progress=progress)
     results = _run_folds(recipe, seed, X, y, named, progress, device=device, shifted=shifted)
     for s, res in zip(names, results):
         res.update(held_out=s, train_sources=[t for t in names if t != s])
@@ -447,12 +447,16 @@ def _extract(clips, feature, jobs, cache, progress, what: str, device: str | Non
         release_pool()
 
 
-def _shifted(clips, recipe: Recipe, rows, *, jobs, cache, progress) -> list[tuple[np.ndarray, np.ndarray]]:
+def shifted_features(clips, recipe: Recipe, rows, *, jobs: int | None = None, cache=True,
+                     progress: Progress | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Features of the clips at ``rows``, pitch-shifted by each of the recipe's ``pitch_shifts``.
 
     One ``(X_shift, where)`` per shift: ``where[i]`` is clip ``i``'s row in ``X_shift``, or -1
     (not asked for, or a clip the shift could not use). Computed on the CPU, and cached like
-    any feature (the shift is one of the feature's parameters)."""
+    any feature (the shift is one of the feature's parameters). No shifts in the recipe: ``[]``.
+
+    Whoever trains a recipe outside :func:`train_model`, :func:`cross_validate` and
+    :func:`crossval` passes these to :func:`training_rows`, or the recipe is not the recipe."""
     out = []
     rows = np.asarray(rows, dtype=np.int64)
     for s in recipe.train.pitch_shifts:
@@ -465,7 +469,7 @@ def _shifted(clips, recipe: Recipe, rows, *, jobs, cache, progress) -> list[tupl
     return out
 
 
-def _training_rows(X: np.ndarray, y: Sequence[str], tr, shifted) -> tuple[np.ndarray, list[str]]:
+def training_rows(X: np.ndarray, y: Sequence[str], tr, shifted) -> tuple[np.ndarray, list[str]]:
     """The rows and labels a model trains on: clips ``tr``, then their pitch-shifted copies."""
     tr = np.asarray(tr, dtype=np.int64)
     rows, labels = [X[tr]], [y[i] for i in tr]
@@ -485,12 +489,12 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
 def _fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr, te, bar=None, *, device="auto",
                    checkpoint=None, resume: bool = False, shifted=()):
     """Train a fresh classifier on rows ``tr`` (and their pitch-shifted copies, see
-    :func:`_shifted`), score it on rows ``te``: ``(classifier, metrics)``.
+    :func:`shifted_features`), score it on rows ``te``: ``(classifier, metrics)``.
 
     The one training step of train_model, cross_validate and crossval.
     """
     clf = InstrumentClassifier(recipe, seed=seed, device=device)
-    X_train, y_train = _training_rows(X, y, tr, shifted)
+    X_train, y_train = training_rows(X, y, tr, shifted)
     clf.fit(X_train, y_train, on_epoch=(lambda e, n, loss: bar(e, n)) if bar else None,
             checkpoint=checkpoint, resume=resume)
     proba = clf.predict_proba(X[te]) if len(te) else np.zeros((0, len(clf.classes)), np.float32)
