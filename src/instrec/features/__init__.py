@@ -65,15 +65,15 @@ class FeatureConfig:
                 raise ParameterError(f"{name} must be a positive integer; got {v!r}")
         if not isinstance(self.seconds, (int, float)) or not 0.05 <= self.seconds <= 600:
             raise ParameterError(f"seconds must be between 0.05 and 600; got {self.seconds!r}")
-        # more than 2,000 frames a second is no spectrogram but a memory bomb (hop_length 1: a
-        # 3-s window would need half a gigabyte)
-        parts = self.stats.split("+") if isinstance(self.stats, str) else []
+        parts = self.stat_names if isinstance(self.stats, str) else []
         if not parts or any(p not in MFCC_STATS for p in parts) or len(set(parts)) != len(parts):
             raise ParameterError(f"stats must join some of {', '.join(MFCC_STATS)} with '+', e.g. mean+std; got {self.stats!r}")
         if "contrast" in parts and self.sr <= 12800:  # the top octave band starts at 6,400 Hz
             raise ParameterError(f"spectral contrast needs sr above 12800; got {self.sr}")
         if isinstance(self.pitch_shift, bool) or not isinstance(self.pitch_shift, (int, float)) or not abs(self.pitch_shift) <= 12:
             raise ParameterError(f"pitch_shift must be between -12 and 12 semitones; got {self.pitch_shift!r}")
+        # more than 2,000 frames a second is no spectrogram but a memory bomb (hop_length 1: a
+        # 3-s window would need half a gigabyte)
         if self.hop_length * 2000 < self.sr:
             raise ParameterError(f"hop_length must be at least sr / 2000 = {-(-self.sr // 2000)}; got {self.hop_length}")
         if self.kind == "logmel":  # a fixed window: bound the spectrogram one clip makes (about 200 MB)
@@ -83,13 +83,18 @@ class FeatureConfig:
                                      f"{self.hop_length} makes {cells:,} spectrogram cells; at most 50,000,000")
 
     @property
+    def stat_names(self) -> list[str]:
+        """``stats`` split into its parts: ``"mean+std"`` → ``["mean", "std"]``."""
+        return self.stats.split("+")
+
+    @property
     def dim(self) -> int:
         """Length of the flat feature vector."""
         if self.kind == "image":
             return self.width * self.height * (3 if self.image_mode == "rgb" else 1)
         if self.kind == "logmel":
             return int(round(self.seconds * self.sr))
-        parts = self.stats.split("+")
+        parts = self.stat_names
         return self.n_mfcc * (("mean" in parts) + ("std" in parts)) + CONTRAST_BANDS * ("contrast" in parts)
 
     def to_dict(self) -> dict:

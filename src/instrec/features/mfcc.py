@@ -73,12 +73,11 @@ def mfcc_stats(
     float32 ``(n_mfcc * (mean + std) + 7 * contrast,)``.
     """
     parts = stats.split("+")
-    M = dct_matrix(n_mfcc, n_mels) @ _log_mel(y, sr, n_mfcc, n_fft, hop_length, n_mels, 80.0, 0.0, None)
+    if not parts or any(p not in ("mean", "std", "contrast") for p in parts):
+        raise ParameterError(f"stats must join some of mean, std, contrast with '+'; got {stats!r}")
+    M = mfcc(y, sr=sr, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels) if {"mean", "std"} & set(parts) else None
     pieces = {"mean": lambda: M.mean(axis=1), "std": lambda: M.std(axis=1),
               "contrast": lambda: _contrast_mean(y, sr, n_fft, hop_length)}
-    unknown = [p for p in parts if p not in pieces]
-    if unknown:
-        raise ParameterError(f"stats must join some of {', '.join(pieces)} with '+'; got {stats!r}")
     return np.concatenate([pieces[p]() for p in parts]).astype(np.float32)
 
 
