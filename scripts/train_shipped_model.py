@@ -66,10 +66,22 @@ def main() -> int:
     if args.real.is_dir():
         real = load_dataset(args.real)
         Xr, okr, _ = extract([c.path for c in real.clips], recipe.feature)
-        m = compute_metrics([real.clips[i].label for i in okr], clf.predict_proba(Xr), clf.classes)
+        truth = [real.clips[i].label for i in okr]
+        P = clf.predict_proba(Xr)
+        m = compute_metrics(truth, P, clf.classes)
         figures["philharmonia_600"] = {k: m[k] for k in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "n")}
         figures["philharmonia_600"]["confusion_matrix"] = m["confusion_matrix"]
         print(f"real Philharmonia clips: accuracy {m['accuracy']:.4f} on {m['n']}", flush=True)
+        six = sorted(set(truth))
+        if set(clf.classes) > set(six):
+            # The tutorial's six-class mode: the answer is the likeliest of the six instruments the
+            # real clips hold (the probabilities of those six, renormalised).
+            cols = [clf.classes.index(c) for c in six]
+            P6 = P[:, cols] / P[:, cols].sum(1, keepdims=True)
+            m6 = compute_metrics(truth, P6, six)
+            figures["philharmonia_600_six_class_mode"] = {k: m6[k] for k in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "n")}
+            figures["philharmonia_600_six_class_mode"]["confusion_matrix"] = m6["confusion_matrix"]
+            print(f"real Philharmonia clips, six-class mode: accuracy {m6['accuracy']:.4f} on {m6['n']}", flush=True)
 
     info = {
         "training": {
