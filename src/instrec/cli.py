@@ -91,6 +91,8 @@ LABELS_OPT = typer.Option(LabelMode.auto, "--labels", help="where labels come fr
 MANIFEST_OPT = typer.Option(None, "--manifest", help="CSV with columns path,label[,group,source]")
 DEVICE_OPT = typer.Option("auto", "--device", help="where to train, and to compute MFCCs: auto (a CUDA GPU when present), cpu or cuda")
 ALIAS_OPT = typer.Option(None, "--alias", help="label alias NAME=LABEL (repeatable); sax=saxophone is built in")
+CLASSES_OPT = typer.Option(None, "--classes", help="answer among these of the model's classes only, comma-separated "
+                           "(e.g. the tutorial's six: flute,viola,cello,oboe,trumpet,saxophone)")
 
 
 @app.command()
@@ -260,6 +262,7 @@ def evaluate(
     alias: Optional[List[str]] = ALIAS_OPT,
     jobs: int = JOBS_OPT,
     no_cache: bool = NO_CACHE_OPT,
+    classes: Optional[str] = CLASSES_OPT,
 ):
     """Evaluate a model: accuracy, macro F1, ROC AUC, per-class scores, confusion matrix."""
     from .data.folder import parse_aliases
@@ -269,7 +272,7 @@ def evaluate(
     with _progress() as progress:
         m, skipped = evaluate_model(model_dir, data, out=out, labels=labels.value, manifest=manifest,
                                     aliases=parse_aliases(alias or []), jobs=jobs or None, cache=not no_cache,
-                                    progress=progress)
+                                    classes=classes, progress=progress)
     typer.echo(f"accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
                f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} clips; report in {out}")
     if m.get("unknown_classes"):
@@ -294,6 +297,7 @@ def predict(
     plot: Optional[Path] = typer.Option(None, "--plot", help="PNG: mel spectrogram with the class probabilities over time (one file only)"),
     engine: EngineName = typer.Option(EngineName.torch, "--engine", help="torch, or onnx (onnxruntime)"),
     log: Optional[Path] = typer.Option(None, "--log", help="JSON Lines file: one line per file as it is done; run again to finish an interrupted batch"),
+    classes: Optional[str] = CLASSES_OPT,
 ):
     """Predict the instrument of each recording; long recordings get a timeline of windows and segments."""
     from .errors import ParameterError
@@ -309,7 +313,7 @@ def predict(
     from .pipeline import predict_paths
 
     window, hop = check_window(window, hop)
-    net = load_model(model, engine=engine.value)
+    net = load_model(model, engine=engine.value, classes=classes)
     with _progress() as progress:
         results, skipped = predict_paths(net, paths, window=window, hop=hop, log=log, progress=progress)
     typer.echo(_format_predictions(results, fmt, top_k), nl=False)

@@ -148,6 +148,53 @@ class TorchEngine:
         return self.classifier.predict_proba(X, net=self._net)
 
 
+class RestrictedEngine:
+    """Another engine's answers among some of its classes only, probabilities renormalised.
+
+    What a user who knows the recording is one of a few instruments wants, and how a model that
+    knows more classes is scored in the tutorial's six-class mode: the answer is the likeliest of
+    the classes kept.
+    """
+
+    def __init__(self, engine: Engine, classes: Sequence[str]):
+        self.engine = engine
+        self.columns = class_columns(engine.classes, classes)
+        self.name = engine.name
+        self.classes = [engine.classes[i] for i in self.columns]
+        self.feature = engine.feature
+        self.meta = {**engine.meta, "classes": self.classes, "all_classes": list(engine.classes)}
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return restrict_proba(self.engine.predict_proba(X), self.columns)
+
+
+def class_columns(classes: Sequence[str], keep: Sequence[str] | str) -> list[int]:
+    """Columns of ``classes`` named by ``keep`` (a list, or one comma-separated string), in the
+    model's order; names are matched as labels are (``"Sax"`` is ``saxophone``).
+
+    Raises :class:`~instrec.errors.ParameterError` for a name the model does not know, or for
+    fewer than two distinct classes (one class would always win).
+    """
+    from .data.instruments import canonical_label
+
+    names = keep.split(",") if isinstance(keep, str) else list(keep)
+    wanted = {canonical_label(n) for n in names if str(n).strip()}
+    unknown = sorted(wanted - set(classes))
+    if unknown:
+        raise ParameterError(f"the model does not know {', '.join(unknown)}; its classes: {', '.join(classes)}")
+    if len(wanted) < 2:
+        raise ParameterError(f"name at least two classes to choose among; got {', '.join(sorted(wanted)) or 'none'}")
+    return [i for i, c in enumerate(classes) if c in wanted]
+
+
+def restrict_proba(proba: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+    """``proba``'s ``columns``, each row rescaled to sum to 1."""
+    P = np.asarray(proba)[:, list(columns)]
+    total = P.sum(axis=1, keepdims=True)
+    # A row whose kept classes all got probability 0 (underflow) stays 0 rather than NaN.
+    return np.divide(P, total, out=np.zeros_like(P), where=total > 0)
+
+
 def _open_engine(path: Path, engine: str) -> Engine:
     if engine not in ENGINES:
         raise ParameterError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
@@ -201,6 +248,7 @@ class Model:
             "engine": self.engine.name,
             "recipe": recipe.get("name"),
             "classes": self.classes,
+            "all_classes": meta.get("all_classes", self.classes),
             "window": self.window,
             "sample_rate": self.feature.sr,
             "feature": self.feature.to_dict(),
@@ -210,6 +258,12 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model(recipe={self.info['recipe']!r}, classes={self.classes}, engine={self.engine.name!r})"
+
+    def restrict(self, classes: Sequence[str] | str) -> "Model":
+        """The same network answering among ``classes`` only (see :class:`RestrictedEngine`),
+        e.g. ``model.restrict("flute,viola,cello,oboe,trumpet,saxophone")``."""
+        engine = self.engine.engine if isinstance(self.engine, RestrictedEngine) else self.engine
+        return Model(RestrictedEngine(engine, classes), source=self.source)
 
     # -- prediction ---------------------------------------------------------------------------
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -293,11 +347,13 @@ class Model:
         return {c: float(v) for c, v in zip(self.classes, p)}
 
 
-def load_model(path: str | os.PathLike | None = None, *, engine: str = "torch") -> Model:
+def load_model(path: str | os.PathLike | None = None, *, engine: str = "torch",
+               classes: Sequence[str] | str | None = None) -> Model:
     """Load a model: a bundle folder written by ``instrec train``, an exported ``.onnx`` file, or
     ``None`` for the model shipped with instrec.
 
     ``engine="onnx"`` runs the network with onnxruntime (no PyTorch needed at prediction time).
+    ``classes``: answer among these of the model's classes only (:meth:`Model.restrict`).
     """
     if path is None:
         from .assets import shipped_model_path
@@ -308,7 +364,8 @@ def load_model(path: str | os.PathLike | None = None, *, engine: str = "torch") 
         from .errors import BundleError
 
         raise BundleError(f"{path}: no such model folder or file")
-    return Model(_open_engine(path, engine), source=str(path))
+    model = Model(_open_engine(path, engine), source=str(path))
+    return model if classes is None else model.restrict(classes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -149,17 +149,23 @@ def evaluate_model(
     aliases: dict[str, str] | None = None,
     jobs: int | None = None,
     cache: bool | str | os.PathLike = True,
+    classes: Sequence[str] | str | None = None,
     progress: Progress | None = None,
 ) -> tuple[dict, list[tuple[str, str]]]:
     """Score a model on labelled data; on its own training data, only the held-back test split.
 
-    Returns ``(metrics, skipped)`` and, with ``out``, writes metrics.json, confusion_matrix.png
-    and report.md there.
+    ``classes``: score the model's answers among these of its classes only (probabilities
+    renormalised; see :class:`instrec.inference.RestrictedEngine`), e.g. the tutorial's six for a
+    model that knows more. Returns ``(metrics, skipped)`` and, with ``out``, writes metrics.json,
+    confusion_matrix.png and report.md there.
     """
+    from .inference import class_columns, restrict_proba
+
     model_dir = None
     if not isinstance(model, InstrumentClassifier):
         model_dir = Path(model)
         model = InstrumentClassifier.load(model_dir)
+    columns = None if classes is None else class_columns(model.classes, classes)  # bad names fail before any work
     ds = load_dataset(data, labels=labels, manifest=manifest, aliases=aliases)
     clips, scope = ds.clips, "the whole data set"
     test = _training_test_split(model_dir, ds)
@@ -171,10 +177,16 @@ def evaluate_model(
     X, ok, bad = _extract(clips, model.recipe.feature, jobs, cache, progress, "features")
     skipped = ds.skipped + bad
     truth = [clips[i].label for i in ok]
-    metrics = compute_metrics(truth, model.predict_proba(X) if len(X) else np.zeros((0, len(model.classes))), model.classes)
+    P = model.predict_proba(X) if len(X) else np.zeros((0, len(model.classes)))
+    known = model.classes
+    if columns is not None:
+        P, known = restrict_proba(P, columns), [known[i] for i in columns]
+    metrics = compute_metrics(truth, P, known)
     context = {
         "model": str(model_dir) if model_dir else model.recipe.name,
         "recipe": model.recipe.name,
+        **({"answers among": f"{len(known)} of the model's {len(model.classes)} classes: {', '.join(known)}"}
+           if columns is not None else {}),
         "data": ", ".join(str(r) for r in ds.roots),
         "evaluated on": scope,
         "clips": f"{len(ok)} scored of {len(clips)}, {len(skipped)} skipped",
