@@ -276,6 +276,18 @@ def test_bad_audio(server, tmp_path):
     assert_error(post(server, flac.getvalue()[:200], name="cut.flac"), 422, "cut.flac")
 
 
+def test_classes_restricts_the_answer(server, clips, model):
+    path = clips.get("cello") or next(iter(clips.values()))
+    full = post(server, path).json()
+    two = post(server, path, classes="viola, Cello").json()
+    assert set(two["probabilities"]) == {"viola", "cello"} and [c for c, _ in two["top"]] == sorted(
+        ["viola", "cello"], key=lambda c: -two["probabilities"][c])
+    total = full["probabilities"]["viola"] + full["probabilities"]["cello"]
+    assert two["probabilities"]["cello"] == pytest.approx(full["probabilities"]["cello"] / total, rel=1e-4)
+    assert_error(post(server, path, classes="viola,banjo"), 422, "does not know banjo", "its classes")
+    assert_error(post(server, path, classes="viola"), 422, "at least two")
+
+
 def test_bad_parameters(server, clips):
     path = next(iter(clips.values()))
     assert_error(post(server, path, window="abc"), 422, "window", "number")

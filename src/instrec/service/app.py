@@ -136,6 +136,9 @@ _PREDICT_FORM = {
                   "description": "how many classes to list in `top`"},
         "spectrogram": {"type": "boolean", "default": False,
                         "description": "also return the mel spectrogram as a base64 PNG (`spectrogram.png`)"},
+        "classes": {"type": "string", "example": "flute,viola,cello",
+                    "description": "answer among these of the model's classes only, comma-separated "
+                                   "(their probabilities, rescaled to sum to 1)"},
     },
 }
 
@@ -242,7 +245,7 @@ def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits
             async with asyncio.timeout(limits.request_timeout_s):
                 form = await _read_form(request)
                 upload, params = _parse_form(form)
-                job = functools.partial(_predict_job, model, upload.file, display_name(upload.filename),
+                job = functools.partial(_predict_job, _restricted(model, params.pop("classes")), upload.file, display_name(upload.filename),
                                         upload.content_type, tmp_dir=tmp_dir, max_duration=limits.max_duration_s,
                                         **params)
                 future = executor.submit(job)
@@ -301,7 +304,17 @@ def _parse_form(form) -> tuple[UploadFile, dict]:
     elif top_k < 1:
         raise ServiceError(f"top_k must be at least 1; got {top_k}", 422)
     spectrogram = _flag(form, "spectrogram")
-    return upload, {"window": window, "hop": hop, "top_k": top_k, "spectrogram": spectrogram}
+    return upload, {"window": window, "hop": hop, "top_k": top_k, "spectrogram": spectrogram,
+                    "classes": _text(form, "classes")}
+
+
+def _restricted(model: Model, classes: str | None) -> Model:
+    if classes is None:
+        return model
+    try:
+        return model.restrict(classes)
+    except ParameterError as e:
+        raise ServiceError(str(e), 422) from None
 
 
 def _text(form, name: str) -> str | None:
