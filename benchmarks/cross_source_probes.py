@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import platform
 import sys
@@ -87,8 +88,13 @@ def source_norm(real, renders) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped() -> InstrumentClassifier:
+    return InstrumentClassifier.load(SHIPPED)
+
+
 def _shipped_proba(real, shift=0.0):
-    clf = InstrumentClassifier.load(SHIPPED)
+    clf = _shipped()
     feature = replace(clf.recipe.feature, pitch_shift=float(shift)) if shift else clf.recipe.feature
     X, ok, _ = extract([c.path for c in real.clips], feature)
     if len(ok) != len(real.clips):

@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import ParameterError
+from . import MFCC_STATS  # the package imports this module lazily, after defining MFCC_STATS
 from .mel import mel_power, power_to_db
 
 __all__ = ["mfcc", "mfcc_mean", "mfcc_stats", "dct_matrix"]
@@ -73,8 +74,8 @@ def mfcc_stats(
     float32 ``(n_mfcc * (mean + std) + 7 * contrast,)``.
     """
     parts = stats.split("+")
-    if not parts or any(p not in ("mean", "std", "contrast") for p in parts):
-        raise ParameterError(f"stats must join some of mean, std, contrast with '+'; got {stats!r}")
+    if not parts or any(p not in MFCC_STATS for p in parts):
+        raise ParameterError(f"stats must join some of {', '.join(MFCC_STATS)} with '+'; got {stats!r}")
     M = mfcc(y, sr=sr, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels) if {"mean", "std"} & set(parts) else None
     pieces = {"mean": lambda: M.mean(axis=1), "std": lambda: M.std(axis=1),
               "contrast": lambda: _contrast_mean(y, sr, n_fft, hop_length)}
