@@ -6,7 +6,10 @@ only and reported on the **test** half, which no choice looked at. The halves ar
 by pitch, so near-copies of one note cannot sit on both: dev holds the clips of even MIDI pitches
 (G-sharp, for the five instruments recorded at A and G-sharp only), test those of odd ones (A).
 
-    python benchmarks/score_real.py MODEL_DIR [MODEL_DIR ...] [--jsonl results/score_real.jsonl]
+    python benchmarks/score_real.py MODEL_DIR [MODEL_DIR ...] [--ensemble] [--jsonl results/score_real.jsonl]
+
+``--ensemble`` also scores the models together: the mean of their probabilities (each model in
+six-class mode first, if it knows more instruments), one more line in the jsonl.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def halves(clips) -> dict[str, list[int]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="+", type=Path)
+    ap.add_argument("--ensemble", action="store_true", help="also score the mean of the models' probabilities")
     ap.add_argument("--jsonl", type=Path, default=HERE / "results" / "score_real.jsonl")
     args = ap.parse_args()
     if not REAL.is_dir():
@@ -48,6 +52,17 @@ def main() -> int:
     from instrec.inference import class_columns, restrict_proba
 
     real = load_dataset(REAL)
+
+    def score(line, clips, proba, classes):
+        for name, idx in {"all": list(range(len(clips))), **halves(clips)}.items():
+            m = compute_metrics([clips[i].label for i in idx], proba[np.asarray(idx)], classes)
+            line[name] = {"n": m["n"], "accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4),
+                          "recall": {c: round(v["recall"], 2) for c, v in m["per_class"].items()}}
+        print(json.dumps(line))
+        with open(args.jsonl, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+    members = []
     for path in args.models:
         clf = InstrumentClassifier.load(path)
         X, ok, _ = extract([c.path for c in real.clips], clf.recipe.feature)
@@ -59,13 +74,15 @@ def main() -> int:
             cols = class_columns(classes, six)
             proba, classes = restrict_proba(proba, cols), [classes[i] for i in cols]
             line["six_class_mode"] = f"answers among {len(six)} of its {len(clf.classes)} classes"
-        for name, idx in {"all": list(range(len(clips))), **halves(clips)}.items():
-            m = compute_metrics([clips[i].label for i in idx], proba[np.asarray(idx)], classes)
-            line[name] = {"n": m["n"], "accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4),
-                          "recall": {c: round(v["recall"], 2) for c, v in m["per_class"].items()}}
-        print(json.dumps(line))
-        with open(args.jsonl, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line) + "\n")
+        score(line, clips, proba, classes)
+        members.append((ok, proba, classes))
+    if args.ensemble and len(members) > 1:
+        ok, _, classes = members[0]
+        if any(list(m[0]) != list(ok) or list(m[2]) != list(classes) for m in members):
+            print("cannot ensemble: the models read different clips or answer among different classes", file=sys.stderr)
+            return 1
+        line = {"date": date.today().isoformat(), "model": "ensemble: mean probability of " + ", ".join(map(str, args.models))}
+        score(line, [real.clips[i] for i in ok], np.mean([m[1] for m in members], axis=0), classes)
     return 0
 
 

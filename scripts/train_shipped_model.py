@@ -1,6 +1,7 @@
 """Train the model that ships with instrec, reproducibly, from rendered data only.
 
     python scripts/train_shipped_model.py [--seed 0] [--per-class 100] [--epochs 40]
+        [--instruments flute,viola,...] [--family saxophone=alto-sax,soprano-sax,...]
 
 1. Renders ``--per-class`` clips per instrument from every installed General MIDI sample library
    (``render --soundfont all``: the SoundFonts FluidR3, MuseScore General and TimGM6mb, and
@@ -24,7 +25,7 @@ from pathlib import Path
 from instrec.assets import SHIPPED_MODEL
 from instrec.classifier import InstrumentClassifier
 from instrec.data import load_dataset
-from instrec.data.instruments import DEFAULT_INSTRUMENTS
+from instrec.data.instruments import DEFAULT_ALIASES, DEFAULT_INSTRUMENTS
 from instrec.data.render import render
 from instrec.evaluate import compute_metrics
 from instrec.features import extract
@@ -40,6 +41,9 @@ def main() -> int:
     ap.add_argument("--per-class", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=None, help="override the cnn recipe's epochs")
     ap.add_argument("--instruments", default=",".join(DEFAULT_INSTRUMENTS))
+    ap.add_argument("--family", action="append", default=[], metavar="LABEL=INSTR,INSTR,...",
+                    help="render class LABEL as equal shares of several instruments, e.g. "
+                         "saxophone=alto-sax,soprano-sax,tenor-sax,baritone-sax (repeatable)")
     ap.add_argument("--work", type=Path, default=Path("build/shipped-model"))
     ap.add_argument("--out", type=Path, default=SHIPPED_MODEL)
     ap.add_argument("--real", type=Path, default=REAL, help="real clips to measure on (not trained on)")
@@ -49,13 +53,23 @@ def main() -> int:
     instruments = [s.strip() for s in args.instruments.split(",") if s.strip()]
     data = args.work / f"render-seed{args.seed}-{args.per_class}"
     t0 = time.perf_counter()
-    rep = render(data, soundfont="all", instruments=instruments, per_class=args.per_class, seed=args.seed)
+    families = _families(args.family, instruments)
+    rep = render(data, soundfont="all", instruments=[i for i in instruments if i not in families],
+                 per_class=args.per_class, seed=args.seed)
     print(f"rendered {rep.n_written} clips from {', '.join(rep.sources)} in {time.perf_counter() - t0:.0f} s", flush=True)
+    roots, aliases = [data], dict(DEFAULT_ALIASES)
+    for label, members in families.items():
+        # Each member gets an equal share of the class's clips, so the class stays as large as the others.
+        share = -(-args.per_class // len(members))
+        roots.append(args.work / f"family-{label}-seed{args.seed}-{share}")
+        rep = render(roots[-1], soundfont="all", instruments=members, per_class=share, seed=args.seed)
+        aliases.update({m: label for m in members})
+        print(f"rendered {rep.n_written} clips of {label} as {', '.join(members)}", flush=True)
 
     recipe = get_recipe("cnn")
     if args.epochs:
         recipe = replace(recipe, train=replace(recipe.train, epochs=args.epochs))
-    ds = load_dataset(data)
+    ds = load_dataset(roots, aliases=aliases)
     X, ok, skipped = extract([c.path for c in ds.clips], recipe.feature)
     y = [ds.clips[i].label for i in ok]
     clf = InstrumentClassifier(recipe, seed=args.seed, device=args.device)
@@ -83,7 +97,8 @@ def main() -> int:
             "script": "scripts/train_shipped_model.py",
             "command": " ".join(["python"] + sys.argv),
             "data": {**ds.summary(), "roots": ["<rendered: instrec render --soundfont all>"]},
-            "render": {"soundfont": "all", "per_class": args.per_class, "seed": args.seed, "instruments": instruments},
+            "render": {"soundfont": "all", "per_class": args.per_class, "seed": args.seed, "instruments": instruments,
+                       **({"families": families} if families else {})},
             "split": {"method": "all rendered clips; validation split inside training", "seed": args.seed},
             "epochs_run": h["epochs_run"], "best_epoch": h["best_epoch"], "train_seconds": round(h["seconds"], 1),
             "device": h["device"], "skipped": len(skipped),
@@ -93,6 +108,18 @@ def main() -> int:
     clf.save(args.out, info=info)
     print(f"saved {args.out}")
     return 0
+
+
+def _families(specs: list[str], instruments: list[str]) -> dict[str, list[str]]:
+    """``["saxophone=alto-sax,tenor-sax"]`` -> ``{"saxophone": ["alto-sax", "tenor-sax"]}``; each label must be trained."""
+    out = {}
+    for spec in specs:
+        label, _, members = spec.partition("=")
+        names = [m.strip() for m in members.split(",") if m.strip()]
+        if label.strip() not in instruments or not names:
+            raise SystemExit(f"--family {spec!r}: want LABEL=INSTR,... with LABEL one of {', '.join(instruments)}")
+        out[label.strip()] = names
+    return out
 
 
 def _figures(truth, proba, classes) -> dict:
