@@ -72,7 +72,7 @@ def test_bad_window_or_hop_is_a_parameter_error(window, hop):
 
 
 def test_load_model_describes_itself(model):
-    assert model.classes == ["cello", "flute", "oboe", "saxophone", "trumpet", "viola"]
+    assert model.classes == ["cello", "flute", "oboe", "saxophone", "trumpet", "viola", "violin"]
     info = model.info
     assert info["recipe"] == "cnn" and info["engine"] == "torch" and info["window"] == 3.0
     assert info["sample_rate"] == 22050 and info["metrics"]["philharmonia_600"]["n"] == 600
@@ -212,7 +212,7 @@ def test_readme_prediction_example_runs(tmp_path):
     r = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == "['cello', 'flute', 'oboe', 'saxophone', 'trumpet', 'viola']"
+    assert lines[0] == "['cello', 'flute', 'oboe', 'saxophone', 'trumpet', 'viola', 'violin']"
     import json
 
     from instrec.assets import shipped_model_path
