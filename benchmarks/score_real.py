@@ -78,7 +78,7 @@ def main() -> int:
         members.append((ok, proba, classes))
     if args.ensemble and len(members) > 1:
         ok, _, classes = members[0]
-        if any(list(m[0]) != list(ok) or list(m[2]) != list(classes) for m in members):
+        if any(not np.array_equal(m[0], ok) or m[2] != classes for m in members):
             print("cannot ensemble: the models read different clips or answer among different classes", file=sys.stderr)
             return 1
         line = {"date": date.today().isoformat(), "model": "ensemble: mean probability of " + ", ".join(map(str, args.models))}
