@@ -1,6 +1,10 @@
 """The model that ships inside the package: present, small, documented, and right out of the box."""
 
 import json
+from pathlib import Path
+
+import numpy as np
+import pytest
 
 from instrec.assets import shipped_model_path
 from instrec.classifier import InstrumentClassifier
@@ -37,3 +41,33 @@ def test_predict_with_no_model_argument(tmp_path):
 def test_python_loads_the_shipped_model():
     clf = InstrumentClassifier.load(shipped_model_path())
     assert SIX <= set(clf.classes)
+
+
+def _training_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_shipped_model.py"
+    spec = importlib.util.spec_from_file_location("train_shipped_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shipped_bundle_is_what_the_script_trains_by_default():
+    # "one command": the bundle's instruments are the script's default ones, and it knows the six
+    script = _training_script()
+    meta = json.loads((shipped_model_path() / "model.json").read_text())
+    assert meta["training"]["render"]["instruments"] == list(script.SHIPPED_INSTRUMENTS)
+    assert sorted(meta["classes"]) == sorted(script.SHIPPED_INSTRUMENTS)
+    six = meta["metrics"]["philharmonia_600_six_class_mode"]
+    assert six["n"] == 600 and np.array(six["confusion_matrix"]).shape == (6, 6)
+
+
+def test_family_option_parses_and_refuses_bad_specs():
+    families = _training_script()._families
+    six = ["flute", "saxophone"]
+    assert families(["saxophone=alto-sax, tenor-sax"], six) == {"saxophone": ["alto-sax", "tenor-sax"]}
+    assert families([], six) == {}
+    for bad in ("violin=violin", "saxophone=", "saxophone"):
+        with pytest.raises(SystemExit, match="--family"):
+            families([bad], six)
