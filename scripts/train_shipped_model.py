@@ -52,6 +52,8 @@ def main() -> int:
     ap.add_argument("--family", action="append", default=[], metavar="LABEL=INSTR,INSTR,...",
                     help="render class LABEL as equal shares of several instruments, e.g. "
                          "saxophone=alto-sax,soprano-sax,tenor-sax,baritone-sax (repeatable)")
+    ap.add_argument("--vibrato", type=float, default=None, metavar="SHARE",
+                    help="override the cnn recipe's share of training clips given a random vibrato (0-1)")
     ap.add_argument("--work", type=Path, default=Path("build/shipped-model"))
     ap.add_argument("--out", type=Path, default=SHIPPED_MODEL)
     ap.add_argument("--real", type=Path, default=REAL, help="real clips to measure on (not trained on)")
@@ -77,6 +79,8 @@ def main() -> int:
     recipe = get_recipe("cnn")
     if args.epochs:
         recipe = replace(recipe, train=replace(recipe.train, epochs=args.epochs))
+    if args.vibrato is not None:
+        recipe = replace(recipe, model=replace(recipe.model, vibrato=args.vibrato))
     ds = load_dataset(roots, aliases=aliases)
     X, ok, skipped = extract([c.path for c in ds.clips], recipe.feature)
     y = [ds.clips[i].label for i in ok]

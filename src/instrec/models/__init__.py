@@ -26,6 +26,8 @@ class ModelConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128)
     dropout: float = 0.3
     augment: bool = True
+    # Share of training clips given a random vibrato (augment.WaveAugment.vibrato); 0 = none.
+    vibrato: float = 0.0
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -38,6 +40,8 @@ class ModelConfig:
             raise ParameterError(f"channels must be positive, e.g. 16,32,64,128; got {self.channels!r}")
         if not 0 <= self.dropout < 1:
             raise ParameterError(f"dropout must be in [0, 1); got {self.dropout!r}")
+        if not 0 <= self.vibrato <= 1:
+            raise ParameterError(f"vibrato must be a share of clips in [0, 1]; got {self.vibrato!r}")
         if not self.hidden or any(h <= 0 for h in self.hidden):
             raise ParameterError(f"hidden must be positive layer sizes, e.g. 64,32; got {self.hidden!r}")
 
@@ -76,7 +80,7 @@ def build(config: ModelConfig, feature, n_classes: int):
                                  f"{need} frames; the feature gives {f.n_mels} bands and {frames} frames")
         return CNN(n_classes, sr=f.sr, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels, fmin=f.fmin,
                    fmax=f.fmax, top_db=f.top_db, channels=config.channels, dropout=config.dropout,
-                   augment=config.augment)
+                   augment=config.augment, vibrato=config.vibrato)
     from .mlp import MLP
 
     return MLP(feature.dim, config.hidden, n_classes, activation=config.activation, standardize=config.standardize)
