@@ -71,6 +71,39 @@ def test_cut_ends_recordings_early_with_a_fade():
     assert torch.equal(WaveAugment(SR, p_cut=0.0).train().cut(y), y)
 
 
+def _cents_over_time(z: np.ndarray, f0: float) -> np.ndarray:
+    """Instantaneous pitch of a sine, in cents from f0, from its interpolated upward zero crossings."""
+    zc = np.where((z[:-1] < 0) & (z[1:] >= 0))[0]
+    at = zc + (-z[zc]) / (z[zc + 1] - z[zc])
+    return 1200 * np.log2(SR / np.diff(at) / f0)
+
+
+def test_vibrato_wobbles_pitch_by_the_asked_depth_and_rate():
+    y = torch.sin(2 * torch.pi * 440 * torch.arange(3 * SR) / SR).repeat(2, 1)  # clean: zero crossings tell the pitch
+    aug = WaveAugment(SR, p_vibrato=1.0, vibrato_hz=(5.0, 5.0), vibrato_cents=(40.0, 40.0), tremolo_db=0.0).train()
+    torch.manual_seed(0)
+    z = aug.vibrato(y)
+    assert z.shape == y.shape
+    cents = _cents_over_time(z[0].numpy(), 440.0)
+    assert 38 < cents.max() < 42 and -42 < cents.min() < -38  # ±40 cents, every partial alike
+    spectrum = np.abs(np.fft.rfft(cents - cents.mean()))
+    rate = np.fft.rfftfreq(len(cents), d=1 / 440)[spectrum.argmax()]
+    assert 4.8 < rate < 5.2
+    # a still note stays still where the share is 0, and in eval mode nothing changes at all
+    assert torch.equal(WaveAugment(SR, p_vibrato=0.0).train().vibrato(y), y)
+    assert torch.equal(aug.eval()(y), y)
+
+
+def test_vibrato_share_goes_to_the_config_and_is_validated():
+    r = get_recipe("cnn")
+    assert r.model.vibrato == 0.0 and models.build(r.model, r.feature, 6).augment.p_vibrato == 0.0
+    config = replace(r.model, vibrato=0.5)
+    assert models.ModelConfig.from_dict(config.to_dict()) == config
+    assert models.build(config, r.feature, 6).augment.p_vibrato == 0.5
+    with pytest.raises(ParameterError, match="vibrato"):
+        replace(r.model, vibrato=1.5)
+
+
 def test_cnn_size_and_pooling_shape():
     r = get_recipe("cnn")
     net = models.build(r.model, r.feature, 6)
