@@ -54,6 +54,9 @@ def main() -> int:
                          "saxophone=alto-sax,soprano-sax,tenor-sax,baritone-sax (repeatable)")
     ap.add_argument("--vibrato", type=float, default=None, metavar="SHARE",
                     help="override the cnn recipe's share of training clips given a random vibrato (0-1)")
+    ap.add_argument("--teachers", default="", metavar="DIR,DIR,...",
+                    help="trained bundles with the same classes to distil: the network also learns their mean "
+                         "probabilities (e.g. the same recipe at other seeds)")
     ap.add_argument("--work", type=Path, default=Path("build/shipped-model"))
     ap.add_argument("--out", type=Path, default=SHIPPED_MODEL)
     ap.add_argument("--real", type=Path, default=REAL, help="real clips to measure on (not trained on)")
@@ -84,8 +87,9 @@ def main() -> int:
     ds = load_dataset(roots, aliases=aliases)
     X, ok, skipped = extract([c.path for c in ds.clips], recipe.feature)
     y = [ds.clips[i].label for i in ok]
+    teachers = [InstrumentClassifier.load(p.strip()) for p in args.teachers.split(",") if p.strip()]
     clf = InstrumentClassifier(recipe, seed=args.seed, device=args.device)
-    clf.fit(X, y, on_epoch=lambda e, n, loss: print(f"epoch {e}/{n} loss {loss:.3f}", flush=True))
+    clf.fit(X, y, on_epoch=lambda e, n, loss: print(f"epoch {e}/{n} loss {loss:.3f}", flush=True), teachers=teachers)
     h = clf.history_
     print(f"trained in {h['seconds']:.0f} s, best epoch {h['best_epoch']} of {h['epochs_run']}", flush=True)
 
@@ -112,6 +116,8 @@ def main() -> int:
             "render": {"soundfont": "all", "per_class": args.per_class, "seed": args.seed, "instruments": instruments,
                        **({"families": families} if families else {})},
             "split": {"method": "all rendered clips; validation split inside training", "seed": args.seed},
+            **({"teachers": [{"seed": t.seed, "command": t.info.get("training", {}).get("command")} for t in teachers]}
+               if teachers else {}),
             "epochs_run": h["epochs_run"], "best_epoch": h["best_epoch"], "train_seconds": round(h["seconds"], 1),
             "device": h["device"], "skipped": len(skipped),
         },

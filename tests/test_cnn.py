@@ -179,3 +179,27 @@ def test_as_model_is_made_once_per_network():
 
     clf = instrec.load_model().engine.classifier
     assert clf.as_model() is clf.as_model()
+
+
+def test_distillation_learns_what_the_teachers_say(rendered_data):
+    """With distill_weight 1 the labels play no part: a student taught by a teacher that learned
+    rotated labels (flute→cello→trumpet→flute) answers like the teacher, not like the labels."""
+    r = get_recipe("cnn")
+    r = replace(r, feature=replace(r.feature, seconds=1.0), model=replace(r.model, augment=False),
+                train=replace(r.train, epochs=10, batch_size=4, val_fraction=0.0, patience=0, mixup=0.0))
+    ds = load_dataset(rendered_data)
+    X, ok, _ = extract([c.path for c in ds.clips], r.feature)
+    y = [ds.clips[i].label for i in ok]
+    rotate = {"flute": "cello", "cello": "trumpet", "trumpet": "flute"}
+    liar = InstrumentClassifier(r, seed=0).fit(X, [rotate[l] for l in y])
+    told = liar.predict(X)
+    assert np.mean([t == rotate[l] for t, l in zip(told, y)]) >= 0.9
+    student = InstrumentClassifier(replace(r, train=replace(r.train, distill_weight=1.0)), seed=1).fit(X, y, teachers=[liar])
+    assert np.mean([s == t for s, t in zip(student.predict(X), told)]) >= 0.9
+    # a teacher must know the same classes and be trained
+    two = [i for i, l in enumerate(y) if l != "trumpet"]
+    duo = InstrumentClassifier(replace(r, train=replace(r.train, epochs=1)), seed=0).fit(X[two], [y[i] for i in two])
+    with pytest.raises(ParameterError, match="teacher 1 knows cello, flute"):
+        InstrumentClassifier(r).fit(X, y, teachers=[duo])
+    with pytest.raises(ParameterError, match="not a trained"):
+        InstrumentClassifier(r).fit(X, y, teachers=[InstrumentClassifier(r)])

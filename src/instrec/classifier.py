@@ -44,11 +44,14 @@ class InstrumentClassifier:
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, X: np.ndarray, labels: Sequence[str], *, on_epoch=None, checkpoint=None,
-            resume: bool = False) -> "InstrumentClassifier":
+            resume: bool = False, teachers: Sequence["InstrumentClassifier"] = ()) -> "InstrumentClassifier":
         """Train on feature rows ``X`` (from :func:`instrec.features.extract`) and their labels.
 
         ``checkpoint``: a folder where the training state is saved after every epoch;
         ``resume=True`` continues from it (see :func:`instrec.train.fit_network`).
+        ``teachers``: trained cnn classifiers with the same feature and the same classes; the
+        network also learns their mean probabilities (distillation: one network that answers like
+        several, at the size and speed of one).
         """
         from . import models
         from .train import fit_network, seed_everything
@@ -66,11 +69,23 @@ class InstrumentClassifier:
         seed_everything(self.seed)  # weight initialisation depends on it
         self.net_ = models.build(self.recipe.model, self.recipe.feature, len(classes))
         self.classes_ = classes
-        run_key = json.dumps([self.recipe.to_dict(), classes], sort_keys=True)
+        run_key = json.dumps([self.recipe.to_dict(), classes, [_fingerprint(t.net_) for t in teachers]], sort_keys=True)
         self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, device=self.device,
                                     on_epoch=on_epoch, checkpoint=checkpoint, resume=resume, run_key=run_key,
-                                    expand=_expander(X.dtype))
+                                    expand=_expander(X.dtype), teachers=self._teacher_nets(teachers, classes))
         return self
+
+    def _teacher_nets(self, teachers, classes: list[str]) -> list:
+        nets = []
+        for k, t in enumerate(teachers):
+            if not isinstance(t, InstrumentClassifier) or t.net_ is None:
+                raise ParameterError(f"teacher {k + 1} is not a trained InstrumentClassifier")
+            if t.classes_ != classes:
+                raise ParameterError(f"teacher {k + 1} knows {', '.join(t.classes_)}; the data has {', '.join(classes)}")
+            if t.recipe.feature != self.recipe.feature:
+                raise ParameterError(f"teacher {k + 1} takes other features ({t.recipe.feature.kind}) than this recipe")
+            nets.append(t.net_.for_inference() if hasattr(t.net_, "for_inference") else t.net_)
+        return nets
 
     # -- prediction ---------------------------------------------------------------------------
     @property
@@ -197,6 +212,19 @@ def _expander(dtype):
     import torch
 
     return lambda t: t.to(torch.float32).div_(255.0)
+
+
+def _fingerprint(net) -> str | None:
+    """SHA-256 of a network's weights (None for no network): a teacher's identity in a run key."""
+    if net is None:
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(net.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _versions() -> dict:

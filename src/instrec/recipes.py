@@ -28,6 +28,11 @@ class TrainConfig:
     # copy of every training clip shifted by each, so that a network trained on a few pitches
     # learns what does not move with pitch. Test clips are never shifted.
     pitch_shifts: tuple[float, ...] = ()
+    # Distillation, only when fit() is given teachers: the loss is (1 - distill_weight) x the
+    # labels' cross-entropy + distill_weight x T^2 x KL(teachers' mean probabilities at
+    # temperature T || the network's), each teacher judging the same augmented clip the network sees.
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
 
     def __post_init__(self):
         try:
@@ -51,6 +56,10 @@ class TrainConfig:
             raise ParameterError(f"val_fraction must be in [0, 1); got {self.val_fraction!r}")
         if self.mixup < 0 or self.weight_decay < 0 or self.patience < 0:
             raise ParameterError("mixup, weight_decay and patience must not be negative")
+        if not 0 <= self.distill_weight <= 1:
+            raise ParameterError(f"distill_weight must be in [0, 1]; got {self.distill_weight!r}")
+        if not self.distill_temperature > 0:
+            raise ParameterError(f"distill_temperature must be positive; got {self.distill_temperature!r}")
         if self.optimizer != "adam":
             raise ParameterError(f"optimizer must be adam; got {self.optimizer!r}")
 

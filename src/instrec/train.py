@@ -9,7 +9,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ def fit_network(
     resume: bool = False,
     run_key: str = "",
     expand: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    teachers: Sequence[nn.Module] = (),
 ) -> dict:
     """Train ``net`` in place on rows ``X`` and integer labels ``y``; return its history.
 
@@ -63,6 +64,11 @@ def fit_network(
     the run (data, recipe, seed): a checkpoint of another run is refused, not silently mixed in.
     ``expand`` turns a batch of stored rows into the network's float input (compact uint8 images
     stay compact in memory and are scaled one batch at a time).
+
+    ``teachers``: trained networks with the same inputs and classes whose mean probabilities the
+    network also learns (knowledge distillation, ``config.distill_weight`` and
+    ``config.distill_temperature``). ``net`` must then split its forward pass into ``augment``
+    and ``classify``, so that the teachers judge the very augmented clip the network sees.
     """
     gen = seed_everything(seed)
     dev = resolve_device(device)
@@ -79,6 +85,7 @@ def fit_network(
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
              if config.schedule == "cosine" else None)
     loss_fn = nn.CrossEntropyLoss()
+    teach = _teacher(teachers, net, config, dev) if teachers else None
     history: dict = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "device": str(dev)}
     best = (-1.0, float("inf"))
     best_state, best_epoch, waited = None, 0, 0
@@ -103,11 +110,18 @@ def fit_network(
             if config.mixup > 0 and len(idx) > 1:
                 lam = float(np.random.beta(config.mixup, config.mixup))
                 perm = torch.randperm(len(idx), generator=gen).to(dev)
-                logits = net(lam * xb + (1 - lam) * xb[perm])
-                loss = lam * loss_fn(logits, yb) + (1 - lam) * loss_fn(logits, yb[perm])
+                xb, mix = lam * xb + (1 - lam) * xb[perm], (lam, yb[perm])
             else:
+                mix = None
+            if teach is None:
                 logits = net(xb)
-                loss = loss_fn(logits, yb)
+            else:
+                with torch.no_grad():
+                    xb = net.augment(xb)
+                logits = net.classify(xb)
+            loss = loss_fn(logits, yb) if mix is None else mix[0] * loss_fn(logits, yb) + (1 - mix[0]) * loss_fn(logits, mix[1])
+            if teach is not None:
+                loss = (1 - config.distill_weight) * loss + config.distill_weight * teach(xb, logits)
             loss.backward()
             opt.step()
             if sched:
@@ -139,6 +153,22 @@ def fit_network(
     net.to("cpu")
     history.update(seconds=time.perf_counter() - t0, epochs_run=len(history["loss"]), best_epoch=best_epoch or len(history["loss"]))
     return history
+
+
+def _teacher(teachers: Sequence[nn.Module], net: nn.Module, config: TrainConfig, dev):
+    """The distillation term for a batch: T^2 x KL(teachers' mean probabilities at T || the net's)."""
+    if not (hasattr(net, "augment") and hasattr(net, "classify")):
+        raise ParameterError("distillation needs a network with separate augment and classify steps (the cnn)")
+    nets = [t.to(dev).eval() for t in teachers]
+    T = config.distill_temperature
+
+    def term(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = torch.stack([torch.softmax(t(x) / T, dim=1) for t in nets]).mean(0)
+        log_p = torch.log_softmax(logits / T, dim=1)
+        return T * T * nn.functional.kl_div(log_p, target, reduction="batchmean")
+
+    return term
 
 
 @torch.no_grad()

@@ -70,7 +70,12 @@ class CNN(nn.Module):
         return net
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        x = self.specaugment(self.norm(self.frontend(self.augment(y))))
+        return self.classify(self.augment(y))
+
+    def classify(self, y: torch.Tensor) -> torch.Tensor:
+        """Logits for waveforms that have been augmented already (distillation shows a teacher
+        the same augmented clip); ``forward`` is ``classify(augment(y))``."""
+        x = self.specaugment(self.norm(self.frontend(y)))
         h = self.body(x.unsqueeze(1))  # (batch, channels, bands, frames)
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
         return self.head(pooled)
