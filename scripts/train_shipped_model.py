@@ -57,6 +57,9 @@ def main() -> int:
     ap.add_argument("--teachers", default="", metavar="DIR,DIR,...",
                     help="trained bundles with the same classes to distil: the network also learns their mean "
                          "probabilities (e.g. the same recipe at other seeds)")
+    ap.add_argument("--teacher-seeds", default="", metavar="S,S,...",
+                    help="train the recipe at these seeds first (kept in --work/teacher-seed<S>, reused when "
+                         "trained the same way) and distil them into the network")
     ap.add_argument("--work", type=Path, default=Path("build/shipped-model"))
     ap.add_argument("--out", type=Path, default=SHIPPED_MODEL)
     ap.add_argument("--real", type=Path, default=REAL, help="real clips to measure on (not trained on)")
@@ -64,34 +67,17 @@ def main() -> int:
     args = ap.parse_args()
 
     instruments = [s.strip() for s in args.instruments.split(",") if s.strip()]
-    data = args.work / f"render-seed{args.seed}-{args.per_class}"
-    t0 = time.perf_counter()
     families = _families(args.family, instruments)
-    rep = render(data, soundfont="all", instruments=[i for i in instruments if i not in families],
-                 per_class=args.per_class, seed=args.seed)
-    print(f"rendered {rep.n_written} clips from {', '.join(rep.sources)} in {time.perf_counter() - t0:.0f} s", flush=True)
-    roots, aliases = [data], dict(DEFAULT_ALIASES)
-    for label, members in families.items():
-        # Each member gets an equal share of the class's clips, so the class stays as large as the others.
-        share = -(-args.per_class // len(members))
-        roots.append(args.work / f"family-{label}-seed{args.seed}-{share}")
-        rep = render(roots[-1], soundfont="all", instruments=members, per_class=share, seed=args.seed)
-        aliases.update({m: label for m in members})
-        print(f"rendered {rep.n_written} clips of {label} as {', '.join(members)}", flush=True)
-
     recipe = get_recipe("cnn")
     if args.epochs:
         recipe = replace(recipe, train=replace(recipe.train, epochs=args.epochs))
     if args.vibrato is not None:
         recipe = replace(recipe, model=replace(recipe.model, vibrato=args.vibrato))
-    ds = load_dataset(roots, aliases=aliases)
-    X, ok, skipped = extract([c.path for c in ds.clips], recipe.feature)
-    y = [ds.clips[i].label for i in ok]
+    run = _Run(args, instruments, families, recipe)
     teachers = [InstrumentClassifier.load(p.strip()) for p in args.teachers.split(",") if p.strip()]
-    clf = InstrumentClassifier(recipe, seed=args.seed, device=args.device)
-    clf.fit(X, y, on_epoch=lambda e, n, loss: print(f"epoch {e}/{n} loss {loss:.3f}", flush=True), teachers=teachers)
+    teachers += [run.teacher(s) for s in _seeds(args.teacher_seeds)]
+    clf, ds, skipped = run.train(args.seed, teachers)
     h = clf.history_
-    print(f"trained in {h['seconds']:.0f} s, best epoch {h['best_epoch']} of {h['epochs_run']}", flush=True)
 
     figures = {"validation_accuracy": max(h["val_accuracy"]) if h["val_accuracy"] else None}
     if args.real.is_dir():
@@ -113,19 +99,89 @@ def main() -> int:
             "script": "scripts/train_shipped_model.py",
             "command": " ".join(["python"] + sys.argv),
             "data": {**ds.summary(), "roots": ["<rendered: instrec render --soundfont all>"]},
-            "render": {"soundfont": "all", "per_class": args.per_class, "seed": args.seed, "instruments": instruments,
-                       **({"families": families} if families else {})},
-            "split": {"method": "all rendered clips; validation split inside training", "seed": args.seed},
-            **({"teachers": [{"seed": t.seed, "command": t.info.get("training", {}).get("command")} for t in teachers]}
+            **run.record(args.seed, clf, ds, skipped),
+            **({"teachers": [{"seed": t.seed, "command": t.info.get("training", {}).get("command"),
+                              "render": t.info.get("training", {}).get("render")} for t in teachers]}
                if teachers else {}),
-            "epochs_run": h["epochs_run"], "best_epoch": h["best_epoch"], "train_seconds": round(h["seconds"], 1),
-            "device": h["device"], "skipped": len(skipped),
         },
         "metrics": figures,
     }
     clf.save(args.out, info=info)
     print(f"saved {args.out}")
     return 0
+
+
+class _Run:
+    """Renders and trains one network of the recipe per seed; teachers are kept in ``--work``."""
+
+    def __init__(self, args, instruments: list[str], families: dict[str, list[str]], recipe):
+        self.args, self.instruments, self.families, self.recipe = args, instruments, families, recipe
+
+    def render(self, seed: int) -> tuple[list[Path], dict[str, str]]:
+        a, t0 = self.args, time.perf_counter()
+        data = a.work / f"render-seed{seed}-{a.per_class}"
+        rep = render(data, soundfont="all", instruments=[i for i in self.instruments if i not in self.families],
+                     per_class=a.per_class, seed=seed)
+        print(f"rendered {rep.n_written} clips from {', '.join(rep.sources)} in {time.perf_counter() - t0:.0f} s", flush=True)
+        roots, aliases = [data], dict(DEFAULT_ALIASES)
+        for label, members in self.families.items():
+            # Each member gets an equal share of the class's clips, so the class stays as large as the others.
+            share = -(-a.per_class // len(members))
+            roots.append(a.work / f"family-{label}-seed{seed}-{share}")
+            rep = render(roots[-1], soundfont="all", instruments=members, per_class=share, seed=seed)
+            aliases.update({m: label for m in members})
+            print(f"rendered {rep.n_written} clips of {label} as {', '.join(members)}", flush=True)
+        return roots, aliases
+
+    def train(self, seed: int, teachers=()):
+        roots, aliases = self.render(seed)
+        ds = load_dataset(roots, aliases=aliases)
+        X, ok, skipped = extract([c.path for c in ds.clips], self.recipe.feature)
+        y = [ds.clips[i].label for i in ok]
+        clf = InstrumentClassifier(self.recipe, seed=seed, device=self.args.device)
+        clf.fit(X, y, on_epoch=lambda e, n, loss: print(f"epoch {e}/{n} loss {loss:.3f}", flush=True), teachers=teachers)
+        h = clf.history_
+        print(f"trained seed {seed}{' with teachers' if teachers else ''} in {h['seconds']:.0f} s, "
+              f"best epoch {h['best_epoch']} of {h['epochs_run']}", flush=True)
+        return clf, ds, skipped
+
+    def record(self, seed: int, clf, ds, skipped) -> dict:
+        a, h = self.args, clf.history_
+        return {
+            "data": {**ds.summary(), "roots": ["<rendered: instrec render --soundfont all>"]},
+            "render": {"soundfont": "all", "per_class": a.per_class, "seed": seed, "instruments": self.instruments,
+                       **({"families": self.families} if self.families else {})},
+            "split": {"method": "all rendered clips; validation split inside training", "seed": seed},
+            "epochs_run": h["epochs_run"], "best_epoch": h["best_epoch"], "train_seconds": round(h["seconds"], 1),
+            "device": h["device"], "skipped": len(skipped),
+        }
+
+    def teacher(self, seed: int) -> InstrumentClassifier:
+        """The recipe trained at ``seed`` with no teacher, kept in ``--work/teacher-seed<seed>``: a
+        later run takes it from there if it was trained the same way, else trains it again."""
+        out = self.args.work / f"teacher-seed{seed}"
+        if (out / "model.json").is_file():
+            old = InstrumentClassifier.load(out)
+            made = old.info.get("training", {}).get("render", {})
+            if (old.recipe == self.recipe and old.seed == seed and made.get("per_class") == self.args.per_class
+                    and made.get("instruments") == self.instruments and made.get("families", {}) == self.families):
+                print(f"teacher seed {seed}: trained before, in {out}", flush=True)
+                return old
+        clf, ds, skipped = self.train(seed)
+        command = " ".join(["python"] + sys.argv)
+        clf.save(out, info={"training": {"script": "scripts/train_shipped_model.py", "command": command,
+                                         "role": f"teacher, seed {seed}", **self.record(seed, clf, ds, skipped)}})
+        return clf
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"--teacher-seeds {text!r}: want seeds like 0,1,2,3") from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--teacher-seeds {text!r}: want distinct non-negative seeds like 0,1,2,3")
+    return seeds
 
 
 def _families(specs: list[str], instruments: list[str]) -> dict[str, list[str]]:
