@@ -90,7 +90,9 @@ def test_vibrato_wobbles_pitch_by_the_asked_depth_and_rate():
     rate = np.fft.rfftfreq(len(cents), d=1 / 440)[spectrum.argmax()]
     assert 4.8 < rate < 5.2
     # a still note stays still where the share is 0, and in eval mode nothing changes at all
+    state = torch.get_rng_state()
     assert torch.equal(WaveAugment(SR, p_vibrato=0.0).train().vibrato(y), y)
+    assert torch.equal(torch.get_rng_state(), state)  # and draws nothing: recipes without it train as before
     assert torch.equal(aug.eval()(y), y)
 
 

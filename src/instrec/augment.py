@@ -22,7 +22,8 @@ class WaveAugment(nn.Module):
     """Random vibrato, gain, cut, time shift, pitch shift, noise, EQ and reverb on ``(batch, samples)``."""
 
     def __init__(self, sr: int, *, p_vibrato: float = 0.0, vibrato_hz: tuple[float, float] = (4.5, 7.0),
-                 vibrato_cents: tuple[float, float] = (10.0, 50.0), tremolo_db: float = 2.0, p_cut: float = 0.5, min_keep_s: float = 0.2, max_shift_s: float = 0.25, max_semitones: float = 1.0,
+                 vibrato_cents: tuple[float, float] = (10.0, 50.0), tremolo_db: float = 2.0,
+                 p_cut: float = 0.5, min_keep_s: float = 0.2, max_shift_s: float = 0.25, max_semitones: float = 1.0,
                  p_noise: float = 0.5, snr_db: tuple[float, float] = (15.0, 45.0), p_eq: float = 0.8,
                  eq_db: float = 8.0, p_reverb: float = 0.5, rt60_s: tuple[float, float] = (0.1, 1.2)):
         super().__init__()
@@ -55,9 +56,11 @@ class WaveAugment(nn.Module):
         where one library's preset adds vibrato (FluidR3's violin) the network could take vibrato
         itself for that instrument. The clip is read at a time-varying rate (linear interpolation),
         so every partial moves by the same number of cents, as in a played vibrato."""
+        if self.p_vibrato <= 0:  # drawing nothing keeps the random stream of recipes without vibrato
+            return y
         b, n = y.shape
         use = _chance(self.p_vibrato, b, y.device)
-        if self.p_vibrato <= 0 or not use.any():
+        if not use.any():
             return y
         k = int(use.sum())
         t = torch.arange(n, device=y.device, dtype=y.dtype).unsqueeze(0) / self.sr
