@@ -96,9 +96,6 @@ def main() -> int:
 
     info = {
         "training": {
-            "script": "scripts/train_shipped_model.py",
-            "command": " ".join(["python"] + sys.argv),
-            "data": {**ds.summary(), "roots": ["<rendered: instrec render --soundfont all>"]},
             **run.record(args.seed, clf, ds, skipped),
             **({"teachers": [{"seed": t.seed, "command": t.info.get("training", {}).get("command"),
                               "render": t.info.get("training", {}).get("render")} for t in teachers]}
@@ -148,6 +145,8 @@ class _Run:
     def record(self, seed: int, clf, ds, skipped) -> dict:
         a, h = self.args, clf.history_
         return {
+            "script": "scripts/train_shipped_model.py",
+            "command": " ".join(["python"] + sys.argv),
             "data": {**ds.summary(), "roots": ["<rendered: instrec render --soundfont all>"]},
             "render": {"soundfont": "all", "per_class": a.per_class, "seed": seed, "instruments": self.instruments,
                        **({"families": self.families} if self.families else {})},
@@ -168,9 +167,7 @@ class _Run:
                 print(f"teacher seed {seed}: trained before, in {out}", flush=True)
                 return old
         clf, ds, skipped = self.train(seed)
-        command = " ".join(["python"] + sys.argv)
-        clf.save(out, info={"training": {"script": "scripts/train_shipped_model.py", "command": command,
-                                         "role": f"teacher, seed {seed}", **self.record(seed, clf, ds, skipped)}})
+        clf.save(out, info={"training": {"role": f"teacher, seed {seed}", **self.record(seed, clf, ds, skipped)}})
         return clf
 
 

@@ -205,3 +205,5 @@ def test_distillation_learns_what_the_teachers_say(rendered_data):
         InstrumentClassifier(r).fit(X, y, teachers=[duo])
     with pytest.raises(ParameterError, match="not a trained"):
         InstrumentClassifier(r).fit(X, y, teachers=[InstrumentClassifier(r)])
+    with pytest.raises(ParameterError, match="teacher 1 is not a trained"):
+        InstrumentClassifier(r).fit(X, y, teachers=["a/model/folder"])  # a path, not a loaded model

@@ -66,13 +66,14 @@ class InstrumentClassifier:
             raise DataError(f"training needs at least 2 classes; the data has {len(classes)} ({', '.join(classes) or 'none'})")
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[l] for l in labels], dtype=np.int64)
+        teacher_nets = self._teacher_nets(teachers, classes)
         seed_everything(self.seed)  # weight initialisation depends on it
         self.net_ = models.build(self.recipe.model, self.recipe.feature, len(classes))
         self.classes_ = classes
-        run_key = json.dumps([self.recipe.to_dict(), classes, [_fingerprint(t.net_) for t in teachers]], sort_keys=True)
+        run_key = json.dumps([self.recipe.to_dict(), classes, [_fingerprint(t) for t in teacher_nets]], sort_keys=True)
         self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, device=self.device,
                                     on_epoch=on_epoch, checkpoint=checkpoint, resume=resume, run_key=run_key,
-                                    expand=_expander(X.dtype), teachers=self._teacher_nets(teachers, classes))
+                                    expand=_expander(X.dtype), teachers=teacher_nets)
         return self
 
     def _teacher_nets(self, teachers, classes: list[str]) -> list:
@@ -214,10 +215,8 @@ def _expander(dtype):
     return lambda t: t.to(torch.float32).div_(255.0)
 
 
-def _fingerprint(net) -> str | None:
-    """SHA-256 of a network's weights (None for no network): a teacher's identity in a run key."""
-    if net is None:
-        return None
+def _fingerprint(net) -> str:
+    """SHA-256 of a network's weights: a teacher's identity in a run key."""
     import hashlib
 
     h = hashlib.sha256()

@@ -119,7 +119,9 @@ def fit_network(
                 with torch.no_grad():
                     xb = net.augment(xb)
                 logits = net.classify(xb)
-            loss = loss_fn(logits, yb) if mix is None else mix[0] * loss_fn(logits, yb) + (1 - mix[0]) * loss_fn(logits, mix[1])
+            loss = loss_fn(logits, yb)
+            if mix is not None:
+                loss = mix[0] * loss + (1 - mix[0]) * loss_fn(logits, mix[1])
             if teach is not None:
                 loss = (1 - config.distill_weight) * loss + config.distill_weight * teach(xb, logits)
             loss.backward()
