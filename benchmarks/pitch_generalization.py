@@ -14,6 +14,7 @@ Variants, a 2 x 2 design plus the tutorial's recipe:
 - mfcc-stats, no shifts:    the same without the pitch-shifted copies
 - means only, shifts:       mfcc-stats' network and shifts on the 40 MFCC means alone
 - means only, no shifts:    neither
+- mfcc-linear:              mfcc-stats' 87 values, no shifts, in a linear classifier (no hidden layer)
 
 Results: benchmarks/results/pitch_generalization.json, and a Markdown table on stdout.
 """
@@ -47,6 +48,7 @@ def variants() -> dict:
         "mfcc-stats, no shifts": replace(stats, train=replace(stats.train, pitch_shifts=())),
         "means only, shifts": replace(stats, feature=means),
         "means only, no shifts": replace(stats, feature=means, train=replace(stats.train, pitch_shifts=())),
+        "mfcc-linear": get_recipe("mfcc-linear"),
     }
 
 

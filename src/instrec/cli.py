@@ -135,7 +135,8 @@ def spectrograms(
         raise typer.Exit(1)
 
 
-RECIPE_HELP = "recipe name: seed-spectrogram, seed-mfcc (the tutorial's), mfcc-stats (your own real recordings), cnn (across sources)"
+RECIPE_HELP = ("recipe name: seed-spectrogram, seed-mfcc (the tutorial's), mfcc-stats (your own real recordings), "
+               "mfcc-linear (a linear classifier on the same summary), cnn (across sources)")
 GROUP_BY_HELP = "keep each group on one side: pitch, pitch_class, source, group or a manifest column"
 JOBS_OPT = typer.Option(0, "--jobs", "-j", min=0, help="feature-extraction processes (0: one per core)")
 NO_CACHE_OPT = typer.Option(False, "--no-cache", help="compute every feature afresh: neither read nor write the feature cache "

@@ -42,8 +42,10 @@ class ModelConfig:
             raise ParameterError(f"dropout must be in [0, 1); got {self.dropout!r}")
         if not 0 <= self.vibrato <= 1:
             raise ParameterError(f"vibrato must be a share of clips in [0, 1]; got {self.vibrato!r}")
-        if not self.hidden or any(h <= 0 for h in self.hidden):
-            raise ParameterError(f"hidden must be positive layer sizes, e.g. 64,32; got {self.hidden!r}")
+        # No hidden layer at all is allowed: one linear layer and softmax, i.e. multinomial
+        # logistic regression, the field's first baseline on summary features.
+        if any(h <= 0 for h in self.hidden):
+            raise ParameterError(f"hidden must be positive layer sizes, e.g. 64,32 (or none); got {self.hidden!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
