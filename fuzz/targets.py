@@ -621,16 +621,33 @@ def predict_duration_ok(case: dict) -> bool:
     return True
 
 
+def windows_ok(window, hop) -> bool:
+    from instrec.inference import check_window
+
+    try:
+        check_window(window, hop)
+    except InstrecError:
+        return False
+    return True
+
+
 def check_predict(case: dict, ctx: Context) -> None:
-    """Model.predict on any array: a valid Prediction or an InstrecError."""
+    """Model.predict on any array: a valid Prediction or an InstrecError, and never a refusal of
+    audio that is usable as it is given (a plain rate in range, default windows)."""
     if not predict_duration_ok(case):
         return
     y = signal_array(case)
     model = ctx.model
+    sr = case["sr"]
+    usable = (type(sr) is int and SR_RANGE[0] <= sr <= SR_RANGE[1] and reference_refusal(y, sr) is None
+              and windows_ok(case["window"], case["hop"]))
     try:
-        pred = model.predict(y, case["sr"], window=case["window"], hop=case["hop"])
+        pred = model.predict(y, sr, window=case["window"], hop=case["hop"])
     except InstrecError as e:
         check_refusal(e)
+        # resampling to the model's rate may leave nothing of a signal above its Nyquist frequency
+        if usable and not (sr != model.feature.sr and "silent" in str(e)):
+            violated(f"predict refused usable {y.dtype} audio at {sr} Hz: {e}")
         return
     check_prediction(pred, model.classes, duration=y.shape[-1] / case["sr"])
 

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 import shutil
 
 import numpy as np
@@ -92,12 +93,23 @@ def test_predict_formats(mfcc_model, messy_data):
     assert sum(x["label"] == "sine" for x in res) >= 8
     assert "empty.wav" in r.stderr and "text.wav" in r.stderr
 
-    r = run_cli("predict", out, messy_data / "saw" / "saw_00.wav", "--format", "csv", "--top-k", "2")
-    rows = list(csv.reader(io.StringIO(r.stdout)))
-    assert rows[0] == ["path", "label", "top1", "p1", "top2", "p2"] and len(rows) == 2
+    # the CSV and the table say what the JSON says (the table lists every class: its cells are read)
+    for clip in (messy_data / "saw" / "saw_00.wav", messy_data / "square" / "square_03.wav"):
+        ref = json.loads(run_cli("predict", out, clip, "--format", "json").stdout)[0]
+        best = sorted(ref["probabilities"].items(), key=lambda kv: -kv[1])
 
-    r = run_cli("predict", out, messy_data / "square" / "square_03.wav")
-    assert r.returncode == 0 and "square_03.wav" in r.stdout
+        r = run_cli("predict", out, clip, "--format", "csv", "--top-k", "2")
+        assert r.returncode == 0, r.stderr
+        rows = list(csv.reader(io.StringIO(r.stdout)))
+        assert rows[0] == ["path", "label", "top1", "p1", "top2", "p2"] and len(rows) == 2
+        assert rows[1][1] == rows[1][2] == ref["label"] == best[0][0] and rows[1][4] == best[1][0]
+        assert float(rows[1][3]) == pytest.approx(best[0][1], abs=1e-4) and float(rows[1][3]) >= float(rows[1][5])
+
+        r = run_cli("predict", out, clip)
+        assert r.returncode == 0, r.stderr
+        row = next(line for line in r.stdout.splitlines() if clip.name in line)
+        assert row.split("│")[2].strip().startswith(f"{ref['label']} (")
+    assert ref["label"] == "square"
 
 
 @pytest.mark.parametrize("name", BAD)
@@ -160,8 +172,10 @@ def test_spectrograms_writes_pngs(tone_data, tmp_path):
 
 def test_help_lists_every_command():
     r = run_cli("--help")
-    for cmd in ("render", "spectrograms", "train", "evaluate", "predict", "demo"):
-        assert cmd in r.stdout
+    assert r.returncode == 0, r.stderr
+    # each command as a row of the commands table (the words also occur in other commands' help)
+    listed = re.findall(r"^│ (\w+)\s{2,}", r.stdout, re.M)
+    assert listed == ["render", "spectrograms", "train", "crossval", "evaluate", "predict", "export", "serve", "demo"]
 
 
 def test_render_default_600_clips_identical_for_same_seed(tmp_path):
@@ -183,6 +197,7 @@ def test_render_default_600_clips_identical_for_same_seed(tmp_path):
     assert len(rows) == 600 and {"path", "label", "source", "pitch", "velocity", "duration"} <= set(rows[0])
 
     assert run_cli("render", tmp_path / "b", "--instruments", "flute,cello", "--per-class", "5").returncode == 0
+    assert len(list((tmp_path / "b").glob("*.wav"))) == 10
     for f in sorted((tmp_path / "b").glob("*.wav")):
         assert f.read_bytes() == (tmp_path / "a" / f.name).read_bytes()
 

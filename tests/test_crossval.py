@@ -25,14 +25,14 @@ def sources(tmp_path_factory):
 
 
 def test_cross_validate_three_folds(tone_data, tmp_path):
-    res = cross_validate(tone_data, recipe=RECIPE, k=3, seed=0, out=tmp_path / "cv")
+    res = cross_validate(tone_data, recipe=RECIPE.with_overrides(epochs=300), k=3, seed=0, out=tmp_path / "cv")
     assert len(res["folds"]) == 3
     assert [f["fold"] for f in res["folds"]] == [1, 2, 3]
     assert sum(f["n_test"] for f in res["folds"]) == 30 and all(f["n_train"] == 20 for f in res["folds"])
     assert set(res["mean"]) == set(res["std"]) == METRICS
     accs = [f["accuracy"] for f in res["folds"]]
     assert res["mean"]["accuracy"] == pytest.approx(sum(accs) / 3)
-    assert all(0 <= a <= 1 for a in accs)
+    assert res["mean"]["accuracy"] >= 0.6  # three timbres; chance is 1/3
     assert "3-fold" in res["context"]["evaluated on"] and res["context"]["seed"] == 0
     saved = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert saved["mean"] == res["mean"] and len(saved["folds"]) == 3
@@ -70,8 +70,9 @@ def test_crossval_needs_two_sources(sources):
 def test_cli_crossval_prints_the_table(sources, tmp_path):
     r = run_cli("crossval", *sources, "--recipe", "seed-mfcc", "--epochs", "10", "--out", tmp_path / "R")
     assert r.returncode == 0, r.stderr
-    assert "| held-out source |" in r.stdout and "| fluidr3 |" in r.stdout and "| timgm6mb |" in r.stdout
-    assert "mean ± std" in r.stdout
+    assert "| held-out source |" in r.stdout and "mean ± std" in r.stdout
+    # one row per fold, each with its own sources and counts
+    assert "| fluidr3 | timgm6mb | 12 / 8 |" in r.stdout and "| timgm6mb | fluidr3 | 8 / 12 |" in r.stdout
     assert "trumpet" in r.stderr  # not scored, said so
     assert (tmp_path / "R" / "report.md").is_file() and (tmp_path / "R" / "crossval.json").is_file()
     r = run_cli("crossval", sources[0], "--epochs", "2")

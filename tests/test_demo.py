@@ -18,10 +18,15 @@ def test_demo_on_builtin_data(tmp_path):
         assert f"reports/{name}/confusion_matrix.png" in report
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"seed-spectrogram", "seed-mfcc"}
-    for m in summary.values():
+    for name, m in summary.items():
         assert m["n"] == 10  # 20% of 48 clips, rounded up
-        assert 0.0 <= m["accuracy"] <= 1.0 and m["train_seconds"] > 0
-    assert "accuracy" in report and "ROC AUC" in report and "seed**: 0" in report
+        assert m["train_seconds"] > 0
+        # the report's table shows the accuracy that summary.json holds
+        row = next(line for line in report.splitlines() if line.startswith(f"| {name}:"))
+        assert f"| {100 * m['accuracy']:.2f}% |" in row
+    # six instruments from one SoundFont: the tutorial's MFCC recipe is far above chance (1/6)
+    assert summary["seed-mfcc"]["accuracy"] >= 0.5
+    assert "ROC AUC" in report and "seed**: 0" in report
     assert len(list((out / "data").glob("*.wav"))) == 48
 
     # A second run reuses the render made with the same settings.

@@ -131,6 +131,7 @@ def test_check_samples_integer_and_bool_arrays(ctx, case):
 @example(case={"signal": sig(kind="dc", amp=0.0, dc=0.5), "dtype": "float32", "channels": 0, "sr": 22050, "window": None, "hop": None})
 @example(case={"signal": sig(n=200), "dtype": "float32", "channels": 0, "sr": 22050, "window": None, "hop": None})
 @example(case={"signal": sig(n=8 * 22050), "dtype": "int16", "channels": 3, "sr": 44100, "window": 1.0, "hop": 0.5})
+@example(case={"signal": sig(n=2 * 22050, amp=10000.0), "dtype": "int16", "channels": 2, "sr": 44100, "window": None, "hop": None})
 @example(case={"signal": sig(), "dtype": "float32", "channels": 0, "sr": 0, "window": None, "hop": None})
 @example(case={"signal": sig(), "dtype": "float32", "channels": 0, "sr": "22050", "window": None, "hop": None})
 @example(case={"signal": sig(), "dtype": "float32", "channels": 0, "sr": 22050, "window": 2.0, "hop": 3.0})

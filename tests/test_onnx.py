@@ -291,6 +291,7 @@ def test_cli_export_and_predict_with_the_onnx_engine(mfcc_bundle, tone_data, tmp
         assert r.returncode == 0, r.stderr
         runs[name] = json.loads(r.stdout)
     for name in ("onnx-file", "onnx-engine"):
+        assert len(runs[name]) == len(runs["torch"]) == len(clips)  # none skipped by one engine only
         for a, b in zip(runs["torch"], runs[name]):
             assert a["path"] == b["path"] and a["label"] == b["label"]
             assert max(abs(a["probabilities"][c] - b["probabilities"][c]) for c in a["probabilities"]) < 1e-4
