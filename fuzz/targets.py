@@ -649,7 +649,7 @@ def check_predict(case: dict, ctx: Context) -> None:
         if usable and not (sr != model.feature.sr and "silent" in str(e)):
             violated(f"predict refused usable {y.dtype} audio at {sr} Hz: {e}")
         return
-    check_prediction(pred, model.classes, duration=y.shape[-1] / case["sr"])
+    check_prediction(pred, model.classes, duration=y.shape[-1] / sr)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -108,6 +108,10 @@ class Recipe:
         return r
 
 
+# mfcc-stats' summary of a clip (87 values); mfcc-linear reads the very same feature, and so the
+# same feature cache.
+MFCC_SUMMARY = FeatureConfig(kind="mfcc", n_mfcc=40, stats="mean+std+contrast")
+
 RECIPES: dict[str, Recipe] = {
     "seed-spectrogram": Recipe(
         name="seed-spectrogram",
@@ -127,7 +131,7 @@ RECIPES: dict[str, Recipe] = {
         name="mfcc-stats",
         description="40 MFCCs' means and standard deviations over time + spectral contrast (87 values), standardised "
                     "→ MLP 128-64 (relu) → softmax; trained also on copies of every clip shifted by ±1-4 semitones",
-        feature=FeatureConfig(kind="mfcc", n_mfcc=40, stats="mean+std+contrast"),
+        feature=MFCC_SUMMARY,
         model=ModelConfig(hidden=(128, 64), activation="relu", standardize=True),
         train=TrainConfig(epochs=100, weight_decay=1e-3, pitch_shifts=(-4, -3, -2, -1, 1, 2, 3, 4)),
     ),
@@ -140,7 +144,7 @@ RECIPES: dict[str, Recipe] = {
         name="mfcc-linear",
         description="40 MFCCs' means and standard deviations over time + spectral contrast (87 values), standardised "
                     "→ one linear layer → softmax (multinomial logistic regression, L2)",
-        feature=FeatureConfig(kind="mfcc", n_mfcc=40, stats="mean+std+contrast"),
+        feature=MFCC_SUMMARY,
         model=ModelConfig(hidden=(), standardize=True),
         train=TrainConfig(epochs=500, lr=1e-2, weight_decay=1 / 480),
     ),
