@@ -1393,6 +1393,27 @@ def check_service(case: dict, ctx: Context) -> None:
         files = [(field, (name, data, ctype))]
     r = client.post("/v1/predict", files=files or None, data=fields)
     check_response(r, classes=ctx.model.classes, filename=name if field == "file" else None, fields=fields)
+    if r.status_code >= 400 and usable_upload(case["upload"], data):
+        # the refusal may be of the name, type or fields; the audio itself must be taken when it
+        # comes as a plain upload (as in check_predict: resampling may silence a high signal)
+        plain = client.post("/v1/predict", files=[("file", ("clip.wav", data, "audio/wav"))])
+        check_response(plain, classes=ctx.model.classes, filename="clip.wav")
+        high_silenced = case["upload"]["sr"] != ctx.model.feature.sr and "silent" in plain.text
+        if plain.status_code != 200 and not high_silenced:
+            violated(f"the service refused usable audio ({case['upload']['subtype']}, {case['upload']['sr']} Hz): "
+                     f"HTTP {plain.status_code} {plain.text[:200]}")
+
+
+def usable_upload(upload: dict, data: bytes) -> bool:
+    """Whether ``data`` is a WAV whose audio the service must take: within its limits, and
+    usable as decoded (not empty, silent, non-finite, too large or too short)."""
+    import soundfile as sf
+
+    limits = _service_limits()
+    if upload["kind"] != "signal" or not data or len(data) > limits.max_upload_bytes:
+        return False
+    y, sr = sf.read(io.BytesIO(data), dtype="float64", always_2d=True)
+    return len(y) <= limits.max_duration_s * sr and reference_refusal(y.mean(axis=1), sr) is None
 
 
 def raw_body(case: dict) -> bytes:

@@ -91,11 +91,18 @@ def test_tampered_bundles_are_refused(trained, tmp_path):
         InstrumentClassifier.load(tmp_path / "nowhere")
 
 
-def test_save_over_existing_bundle_is_atomic(trained, tmp_path):
+def test_save_over_existing_bundle_replaces_it_whole(trained, tmp_path):
+    """Saving over a bundle leaves exactly the new one: its weights, its model.json, no old files."""
     clf, X, _ = trained
-    dst = clf.save(tmp_path / "m")
-    clf.save(dst)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    dst = clf.save(tmp_path / "m", info={"note": "old"})
+    (dst / "stale.txt").write_text("from the old bundle")
+    other = InstrumentClassifier(get_recipe("seed-mfcc").with_overrides(epochs=2), seed=5).fit(X, ["a", "b"] * 30)
+    assert other.save(dst, info={"note": "new"}) == dst
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary or backup folder beside it
+    assert sorted(p.name for p in dst.iterdir()) == ["model.json", "model.safetensors"]
+    back = InstrumentClassifier.load(dst)
+    assert back.classes == ["a", "b"] and back.info["note"] == "new"
+    np.testing.assert_array_equal(back.predict_proba(X), other.predict_proba(X))
 
 
 def test_parameters_validated_at_the_boundary():

@@ -478,8 +478,13 @@ def test_cli_train_jobs_and_cache(tone_data, tmp_path, monkeypatch):
     r = run_cli("train", tone_data, "--recipe", "seed-mfcc", "--epochs", "20", "--out", tmp_path / "m2", "-j", "1")
     assert r.returncode == 0, r.stderr
     assert len(_entries(cache)) == 30
-    r = run_cli("evaluate", tmp_path / "m2", tone_data, "--out", tmp_path / "rep", "--jobs", "2")
-    assert r.returncode == 0, r.stderr
+    reports = {}
+    for jobs in ("1", "2"):  # without the cache, so that the workers really compute the features
+        r = run_cli("evaluate", tmp_path / "m2", tone_data, "--out", tmp_path / f"rep{jobs}", "--jobs", jobs, "--no-cache")
+        assert r.returncode == 0, r.stderr
+        reports[jobs] = json.loads((tmp_path / f"rep{jobs}" / "metrics.json").read_text())
+    assert reports["1"]["n"] == 6 and reports["1"] == reports["2"]  # its own data: the held-back 20% only
+    assert reports["1"]["accuracy"] == json.loads((tmp_path / "m2" / "model.json").read_text())["metrics"]["test_split"]["accuracy"]
     meta1 = json.loads((tmp_path / "m1" / "model.json").read_text())
     meta2 = json.loads((tmp_path / "m2" / "model.json").read_text())
     assert meta1["metrics"] == meta2["metrics"]  # same features, same seed: same model

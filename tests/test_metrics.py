@@ -15,7 +15,20 @@ def test_metrics_known_example():
     assert m["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [0, 0, 2]]
     assert m["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2, "roc_auc": 1.0}
     assert abs(m["macro_f1"] - np.mean([2 / 3, 0.8, 1.0])) < 1e-12
-    assert 0.9 < m["roc_auc_ovr_macro"] <= 1.0
+    # every clip of each class scores that class higher than any other clip does: AUC exactly 1
+    assert m["roc_auc_ovr_macro"] == 1.0
+
+
+def test_auc_counts_ranked_pairs():
+    """One-vs-rest AUC by hand: the share of (positive, negative) pairs ranked the right way."""
+    classes = ["a", "b", "c"]
+    y = ["a", "a", "b", "b", "c", "c"]
+    p = np.array([[.6, .3, .1], [.2, .5, .3], [.3, .4, .3], [.5, .4, .1], [.1, .1, .8], [.3, .3, .4]])
+    m = compute_metrics(y, p, classes)
+    # a: positives .6 .2 against .3 .5 .1 .3 -> 4 + 1 of 8; b: .4 .4 against .3 .5 .1 .3 -> 3 + 3 of 8
+    assert [m["per_class"][c]["roc_auc"] for c in classes] == [5 / 8, 6 / 8, 1.0]
+    assert abs(m["roc_auc_ovr_macro"] - (5 / 8 + 6 / 8 + 1.0) / 3) < 1e-12
+    assert m["accuracy"] == 4 / 6 and m["confusion_matrix"] == [[1, 1, 0], [1, 1, 0], [0, 0, 2]]
 
 
 def test_unknown_classes_are_reported_not_scored():

@@ -215,24 +215,32 @@ def test_name_without_extension_uses_content(server, clips):
 
 
 def test_concurrent_requests(server, clips):
-    path = next(iter(clips.values()))
-    content = path.read_bytes()
-    statuses, errors = [], []
+    """16 requests at once, different clips: each answer is the one its own clip gets alone
+    (no request sees another's audio or result)."""
+    items = list(clips.items())
+    alone = {label: post(server, path, name=path.name).json() for label, path in items}
+    answers, errors = [], []
 
-    def worker():
+    def worker(k):
         try:
             with httpx.Client(base_url=str(server.base_url), timeout=60) as c:
-                for _ in range(2):
-                    statuses.append(post(c, content).status_code)
+                for j in range(2):
+                    label, path = items[(k + j) % len(items)]
+                    r = post(c, path, name=path.name)
+                    answers.append((label, r.status_code, r.json()))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(repr(e))
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not errors and statuses == [200] * 16
+    assert not errors and len(answers) == 16
+    assert len({label for label, _, _ in answers}) == len(items) > 1
+    for label, status, body in answers:
+        assert status == 200 and body["label"] == label, (label, body)
+        assert body["probabilities"] == pytest.approx(alone[label]["probabilities"], abs=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
