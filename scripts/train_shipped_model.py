@@ -54,6 +54,9 @@ def main() -> int:
                          "saxophone=alto-sax,soprano-sax,tenor-sax,baritone-sax (repeatable)")
     ap.add_argument("--vibrato", type=float, default=None, metavar="SHARE",
                     help="override the cnn recipe's share of training clips given a random vibrato (0-1)")
+    ap.add_argument("--adversary", type=float, default=None, metavar="WEIGHT",
+                    help="train against a classifier of the sample library (gradient reversal up to WEIGHT; "
+                         "default: the recipe's, 0 = off)")
     ap.add_argument("--teachers", default="", metavar="DIR,DIR,...",
                     help="trained bundles with the same classes to distil: the network also learns their mean "
                          "probabilities (e.g. the same recipe at other seeds)")
@@ -73,6 +76,8 @@ def main() -> int:
         recipe = replace(recipe, train=replace(recipe.train, epochs=args.epochs))
     if args.vibrato is not None:
         recipe = replace(recipe, model=replace(recipe.model, vibrato=args.vibrato))
+    if args.adversary is not None:
+        recipe = replace(recipe, train=replace(recipe.train, adversary=args.adversary))
     run = _Run(args, instruments, families, recipe)
     teachers = [InstrumentClassifier.load(p.strip()) for p in args.teachers.split(",") if p.strip()]
     teachers += [run.teacher(s) for s in _seeds(args.teacher_seeds)]
@@ -136,7 +141,9 @@ class _Run:
         X, ok, skipped = extract([c.path for c in ds.clips], self.recipe.feature)
         y = [ds.clips[i].label for i in ok]
         clf = InstrumentClassifier(self.recipe, seed=seed, device=self.args.device)
-        clf.fit(X, y, on_epoch=lambda e, n, loss: print(f"epoch {e}/{n} loss {loss:.3f}", flush=True), teachers=teachers)
+        sources = [ds.clips[i].source for i in ok] if self.recipe.train.adversary > 0 else None
+        clf.fit(X, y, on_epoch=lambda e, n, loss: print(f"epoch {e}/{n} loss {loss:.3f}", flush=True), teachers=teachers,
+                sources=sources)
         h = clf.history_
         print(f"trained seed {seed}{' with teachers' if teachers else ''} in {h['seconds']:.0f} s, "
               f"best epoch {h['best_epoch']} of {h['epochs_run']}", flush=True)
@@ -153,6 +160,8 @@ class _Run:
             "split": {"method": "all rendered clips; validation split inside training", "seed": seed},
             "epochs_run": h["epochs_run"], "best_epoch": h["best_epoch"], "train_seconds": round(h["seconds"], 1),
             "device": h["device"], "skipped": len(skipped),
+            # how well the source classifier still told the libraries apart in the last epoch
+            **({"source_accuracy_last_epoch": round(h["source_accuracy"][-1], 4)} if "source_accuracy" in h else {}),
         }
 
     def teacher(self, seed: int) -> InstrumentClassifier:

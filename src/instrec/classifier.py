@@ -44,7 +44,8 @@ class InstrumentClassifier:
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, X: np.ndarray, labels: Sequence[str], *, on_epoch=None, checkpoint=None,
-            resume: bool = False, teachers: Sequence["InstrumentClassifier"] = ()) -> "InstrumentClassifier":
+            resume: bool = False, teachers: Sequence["InstrumentClassifier"] = (),
+            sources: Sequence[str] | None = None) -> "InstrumentClassifier":
         """Train on feature rows ``X`` (from :func:`instrec.features.extract`) and their labels.
 
         ``checkpoint``: a folder where the training state is saved after every epoch;
@@ -52,6 +53,8 @@ class InstrumentClassifier:
         ``teachers``: trained cnn classifiers with the same feature and the same classes; the
         network also learns their mean probabilities (distillation: one network that answers like
         several, at the size and speed of one).
+        ``sources``: each row's source (sample library, recording set), needed when the recipe
+        trains against a source classifier (``TrainConfig.adversary`` > 0; the cnn only).
         """
         from . import models
         from .train import fit_network, seed_everything
@@ -67,13 +70,21 @@ class InstrumentClassifier:
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[l] for l in labels], dtype=np.int64)
         teacher_nets = self._teacher_nets(teachers, classes)
+        domains = None
+        if sources is not None:
+            if len(sources) != len(X):
+                raise ParameterError(f"{len(X)} feature rows but {len(sources)} sources")
+            index_of = {name: i for i, name in enumerate(sorted(set(map(str, sources))))}
+            domains = np.array([index_of[str(s)] for s in sources], dtype=np.int64)
+        elif self.recipe.train.adversary > 0:
+            raise ParameterError("this recipe trains against a source classifier: give each row's source (sources=...)")
         seed_everything(self.seed)  # weight initialisation depends on it
         self.net_ = models.build(self.recipe.model, self.recipe.feature, len(classes))
         self.classes_ = classes
         run_key = json.dumps([self.recipe.to_dict(), classes, [_fingerprint(t) for t in teacher_nets]], sort_keys=True)
         self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, device=self.device,
                                     on_epoch=on_epoch, checkpoint=checkpoint, resume=resume, run_key=run_key,
-                                    expand=_expander(X.dtype), teachers=teacher_nets)
+                                    expand=_expander(X.dtype), teachers=teacher_nets, domains=domains)
         return self
 
     def _teacher_nets(self, teachers, classes: list[str]) -> list:

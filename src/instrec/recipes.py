@@ -33,6 +33,11 @@ class TrainConfig:
     # temperature T || the network's), each teacher judging the same augmented clip the network sees.
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
+    # Source-adversarial training (Ganin et al. 2016, "DANN"), only when fit() is given each row's
+    # source: a small classifier learns the source from the network's pooled embedding through a
+    # gradient reversal whose weight ramps from 0 to ``adversary`` (2/(1+exp(-10p)) - 1 of it, p the
+    # share of training done), pushing the network toward cues no source has alone. 0 = off.
+    adversary: float = 0.0
 
     def __post_init__(self):
         try:
@@ -58,6 +63,8 @@ class TrainConfig:
             raise ParameterError("mixup, weight_decay and patience must not be negative")
         if not 0 <= self.distill_weight <= 1:
             raise ParameterError(f"distill_weight must be in [0, 1]; got {self.distill_weight!r}")
+        if not 0 <= self.adversary <= 10:
+            raise ParameterError(f"adversary must be a weight in [0, 10]; got {self.adversary!r}")
         if not self.distill_temperature > 0:
             raise ParameterError(f"distill_temperature must be positive; got {self.distill_temperature!r}")
         if self.optimizer != "adam":

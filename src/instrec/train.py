@@ -1,11 +1,13 @@
 """The one training loop every recipe uses: minibatch Adam on softmax cross-entropy, with optional
-mixup, a validation split with early stopping, and a cosine learning-rate schedule."""
+mixup, a validation split with early stopping, a cosine learning-rate schedule, distillation from
+teachers and a source-adversarial term."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -51,6 +53,7 @@ def fit_network(
     run_key: str = "",
     expand: Callable[[torch.Tensor], torch.Tensor] | None = None,
     teachers: Sequence[nn.Module] = (),
+    domains: np.ndarray | None = None,
 ) -> dict:
     """Train ``net`` in place on rows ``X`` and integer labels ``y``; return its history.
 
@@ -69,6 +72,10 @@ def fit_network(
     network also learns (knowledge distillation, ``config.distill_weight`` and
     ``config.distill_temperature``). ``net`` must then split its forward pass into ``augment``
     and ``classify``, so that the teachers judge the very augmented clip the network sees.
+
+    ``domains``: each row's source as an integer, for source-adversarial training
+    (``config.adversary`` > 0; the network must have ``augment``, ``embed`` and ``head``). The
+    source classifier exists only while training: the returned network is the plain one.
     """
     gen = seed_everything(seed)
     dev = resolve_device(device)
@@ -78,6 +85,8 @@ def fit_network(
     train_idx, val_idx = _validation_split(y, config.val_fraction, seed)
     if getattr(net, "wants_prepare", False):
         net.prepare(expand(Xt[train_idx]))
+    adversary = _adversary(net, domains, len(X), config) if config.adversary > 0 else None
+    dt = torch.from_numpy(np.asarray(domains, dtype=np.int64)) if adversary else None
     net.to(dev)
     # fused: one kernel for the whole update, twice as fast on the 19.7 M weights of the image MLP
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, eps=config.eps, weight_decay=config.weight_decay, fused=True)
@@ -91,7 +100,7 @@ def fit_network(
     best_state, best_epoch, waited = None, 0, 0
     t0 = time.perf_counter()
     first_epoch = 0
-    key = _run_key(run_key, X, y, config, seed)
+    key = _run_key(run_key + ("" if dt is None else hashlib.sha256(dt.numpy().tobytes()).hexdigest()), X, y, config, seed)
     if resume and checkpoint is not None and (Path(checkpoint) / CKPT_JSON).is_file():
         state = _load_checkpoint(Path(checkpoint), key, net, opt, sched, gen, dev)
         history, first_epoch = state["history"], state["epoch"]
@@ -102,7 +111,7 @@ def fit_network(
     for epoch in range(first_epoch, config.epochs):
         net.train()
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
-        total, correct = 0.0, 0.0
+        total, correct, source_correct = 0.0, 0.0, 0.0
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
             xb, yb = expand(Xt[idx]).to(dev), yt[idx].to(dev)
@@ -110,20 +119,27 @@ def fit_network(
             if config.mixup > 0 and len(idx) > 1:
                 lam = float(np.random.beta(config.mixup, config.mixup))
                 perm = torch.randperm(len(idx), generator=gen).to(dev)
-                xb, mix = lam * xb + (1 - lam) * xb[perm], (lam, yb[perm])
+                xb, mix = lam * xb + (1 - lam) * xb[perm], (lam, perm)
             else:
                 mix = None
-            if teach is None:
+            if teach is None and adversary is None:
                 logits = net(xb)
             else:
                 with torch.no_grad():
                     xb = net.augment(xb)
-                logits = net.classify(xb)
-            loss = loss_fn(logits, yb)
-            if mix is not None:
-                loss = mix[0] * loss + (1 - mix[0]) * loss_fn(logits, mix[1])
+                if adversary is None:
+                    logits = net.classify(xb)
+                else:
+                    z = net.embed(xb)
+                    logits = net.head(z)
+            loss = _mixed(loss_fn, logits, yb, mix)
             if teach is not None:
                 loss = (1 - config.distill_weight) * loss + config.distill_weight * teach(xb, logits)
+            if adversary is not None:
+                done = (epoch + start / len(order)) / config.epochs
+                source_loss, source_logits = adversary(z, dt[idx].to(dev), mix, done)
+                loss = loss + source_loss
+                source_correct += float((source_logits.argmax(1) == dt[idx].to(dev)).sum())
             loss.backward()
             opt.step()
             if sched:
@@ -132,6 +148,8 @@ def fit_network(
             correct += float((logits.argmax(1) == yb).sum())
         history["loss"].append(total / len(order))
         history["accuracy"].append(correct / len(order))
+        if adversary is not None:  # near chance when the embedding no longer tells the sources apart
+            history.setdefault("source_accuracy", []).append(source_correct / len(order))
         if len(val_idx):
             vloss, vacc = _score(net, Xt[val_idx], yt[val_idx], dev, expand)
             history["val_loss"].append(vloss)
@@ -151,10 +169,55 @@ def fit_network(
             break
     if best_state is not None:
         net.load_state_dict(best_state)
+    if adversary is not None:
+        del net.source_head  # a training aid, not part of the model
     net.eval()
     net.to("cpu")
     history.update(seconds=time.perf_counter() - t0, epochs_run=len(history["loss"]), best_epoch=best_epoch or len(history["loss"]))
     return history
+
+
+def _mixed(loss_fn, logits: torch.Tensor, target: torch.Tensor, mix) -> torch.Tensor:
+    """The loss against ``target``, or with mixup ``(lam, perm)`` the same mix of the two targets."""
+    loss = loss_fn(logits, target)
+    return loss if mix is None else mix[0] * loss + (1 - mix[0]) * loss_fn(logits, target[mix[1]])
+
+
+class _GradientReversal(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by ``-weight``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: float) -> torch.Tensor:
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.weight * grad, None
+
+
+def _adversary(net: nn.Module, domains, n_rows: int, config: TrainConfig):
+    """Attach a source classifier to ``net`` (``net.source_head``, so that the optimizer and the
+    checkpoints include it) and return the term ``(loss, source logits)`` for a batch."""
+    if not all(hasattr(net, a) for a in ("augment", "embed", "head")):
+        raise ParameterError("source-adversarial training needs a network with augment, embed and head (the cnn)")
+    if domains is None:
+        raise ParameterError("source-adversarial training needs each training row's source")
+    d = np.asarray(domains)
+    if d.shape != (n_rows,) or d.dtype.kind not in "iu" or (len(d) and d.min() < 0):
+        raise ParameterError(f"domains must be {n_rows} non-negative integers, one per row")
+    if len(np.unique(d)) < 2:
+        raise DataError("source-adversarial training needs clips from at least 2 sources")
+    width = next(m for m in reversed(net.head) if isinstance(m, nn.Linear)).in_features
+    net.source_head = nn.Sequential(nn.Linear(width, 128), nn.ReLU(), nn.Linear(128, int(d.max()) + 1))
+    loss_fn = nn.CrossEntropyLoss()
+
+    def term(z: torch.Tensor, d_batch: torch.Tensor, mix, done: float):
+        weight = config.adversary * (2 / (1 + math.exp(-10 * done)) - 1)  # Ganin et al.'s ramp
+        logits = net.source_head(_GradientReversal.apply(z, weight))
+        return _mixed(loss_fn, logits, d_batch, mix), logits
+
+    return term
 
 
 def _teacher(teachers: Sequence[nn.Module], net: nn.Module, config: TrainConfig, dev):

@@ -75,7 +75,11 @@ class CNN(nn.Module):
     def classify(self, y: torch.Tensor) -> torch.Tensor:
         """Logits for waveforms that have been augmented already (distillation shows a teacher
         the same augmented clip); ``forward`` is ``classify(augment(y))``."""
+        return self.head(self.embed(y))
+
+    def embed(self, y: torch.Tensor) -> torch.Tensor:
+        """The pooled embedding ``(batch, 2 x channels)`` the head classifies: each channel's mean
+        and maximum over bands and frames (source-adversarial training looks at it too)."""
         x = self.specaugment(self.norm(self.frontend(y)))
         h = self.body(x.unsqueeze(1))  # (batch, channels, bands, frames)
-        pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
-        return self.head(pooled)
+        return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
