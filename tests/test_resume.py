@@ -18,14 +18,14 @@ class Interrupt(Exception):
     pass
 
 
-def _fit(recipe, X, y, checkpoint, *, stop_after=None, resume=False):
+def _fit(recipe, X, y, checkpoint, *, stop_after=None, resume=False, sources=None):
     clf = InstrumentClassifier(recipe, seed=3)
 
     def on_epoch(epoch, total, loss):
         if epoch == stop_after:
             raise Interrupt  # as if the process were killed right after this epoch's checkpoint
 
-    clf.fit(X, y, on_epoch=on_epoch, checkpoint=checkpoint, resume=resume)
+    clf.fit(X, y, on_epoch=on_epoch, checkpoint=checkpoint, resume=resume, sources=sources)
     return clf
 
 
@@ -73,6 +73,25 @@ def test_resumed_cnn_with_augmentation_equals_uninterrupted(tmp_path):
     with pytest.raises(Interrupt):
         _fit(r, X, y, tmp_path / "b", stop_after=2)
     assert _same_weights(whole, _fit(r, X, y, tmp_path / "b", resume=True))
+
+
+@pytest.mark.slow
+def test_resumed_cnn_against_its_sources_equals_uninterrupted(tmp_path):
+    """The source classifier and its optimizer state are in the checkpoint too."""
+    r = get_recipe("cnn")
+    r = replace(r, feature=replace(r.feature, seconds=0.5), model=replace(r.model, channels=(4, 8)),
+                train=replace(r.train, epochs=4, batch_size=8, adversary=1.0))
+    rng = np.random.default_rng(2)
+    X = (0.1 * rng.normal(size=(24, r.feature.dim))).astype(np.float32)
+    y, sources = ["a", "b"] * 12, ["s1", "s1", "s2", "s2", "s3", "s3"] * 4
+    whole = _fit(r, X, y, tmp_path / "a", sources=sources)
+    with pytest.raises(Interrupt):
+        _fit(r, X, y, tmp_path / "b", stop_after=2, sources=sources)
+    resumed = _fit(r, X, y, tmp_path / "b", resume=True, sources=sources)
+    assert _same_weights(whole, resumed)
+    assert resumed.history_["source_accuracy"] == whole.history_["source_accuracy"]
+    with pytest.raises(DataError):  # other sources: another run, whose checkpoint is not taken
+        _fit(r, X, y, tmp_path / "b", resume=True, sources=["s1", "s2"] * 12)
 
 
 def test_resume_refuses_another_runs_checkpoint(tmp_path):
