@@ -54,6 +54,8 @@ def main() -> int:
                          "saxophone=alto-sax,soprano-sax,tenor-sax,baritone-sax (repeatable)")
     ap.add_argument("--vibrato", type=float, default=None, metavar="SHARE",
                     help="override the cnn recipe's share of training clips given a random vibrato (0-1)")
+    ap.add_argument("--rumble", type=float, default=None, metavar="SHARE",
+                    help="override the cnn recipe's share of training clips given low-frequency room noise (0-1)")
     ap.add_argument("--adversary", type=float, default=None, metavar="WEIGHT",
                     help="train against a classifier of the sample library (gradient reversal up to WEIGHT; "
                          "default: the recipe's, 0 = off)")
@@ -76,6 +78,8 @@ def main() -> int:
         recipe = replace(recipe, train=replace(recipe.train, epochs=args.epochs))
     if args.vibrato is not None:
         recipe = replace(recipe, model=replace(recipe.model, vibrato=args.vibrato))
+    if args.rumble is not None:
+        recipe = replace(recipe, model=replace(recipe.model, rumble=args.rumble))
     if args.adversary is not None:
         recipe = replace(recipe, train=replace(recipe.train, adversary=args.adversary))
     run = _Run(args, instruments, families, recipe)

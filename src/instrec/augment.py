@@ -19,13 +19,14 @@ def _chance(p: float, n: int, device) -> torch.Tensor:
 
 
 class WaveAugment(nn.Module):
-    """Random vibrato, gain, cut, time shift, pitch shift, noise, EQ and reverb on ``(batch, samples)``."""
+    """Random vibrato, gain, cut, time shift, pitch shift, noise, rumble, EQ and reverb on ``(batch, samples)``."""
 
     def __init__(self, sr: int, *, p_vibrato: float = 0.0, vibrato_hz: tuple[float, float] = (4.5, 7.0),
                  vibrato_cents: tuple[float, float] = (10.0, 50.0), tremolo_db: float = 2.0,
                  p_cut: float = 0.5, min_keep_s: float = 0.2, max_shift_s: float = 0.25, max_semitones: float = 1.0,
                  p_noise: float = 0.5, snr_db: tuple[float, float] = (15.0, 45.0), p_eq: float = 0.8,
-                 eq_db: float = 8.0, p_reverb: float = 0.5, rt60_s: tuple[float, float] = (0.1, 1.2)):
+                 eq_db: float = 8.0, p_reverb: float = 0.5, rt60_s: tuple[float, float] = (0.1, 1.2),
+                 p_rumble: float = 0.0):
         super().__init__()
         self.sr = sr
         self.p_vibrato, self.vibrato_hz, self.vibrato_cents, self.tremolo_db = p_vibrato, vibrato_hz, vibrato_cents, tremolo_db
@@ -33,6 +34,7 @@ class WaveAugment(nn.Module):
         self.max_shift = int(max_shift_s * sr)
         self.max_semitones = max_semitones
         self.p_noise, self.snr_db = p_noise, snr_db
+        self.p_rumble = p_rumble
         self.p_eq, self.eq_db = p_eq, eq_db
         self.p_reverb, self.rt60_s = p_reverb, rt60_s
 
@@ -45,6 +47,7 @@ class WaveAugment(nn.Module):
         y = self.time_shift(y)
         y = self.colour(y)
         y = self.noise(y)
+        y = self.rumble(y)
         gain_db = torch.empty(len(y), 1, device=y.device).uniform_(-12, 12)
         return y * 10 ** (gain_db / 20)
 
@@ -169,6 +172,24 @@ class WaveAugment(nn.Module):
         p_noise = noise.square().mean(1, keepdim=True).clamp(min=1e-12)
         scale = torch.sqrt(p_sig / p_noise / 10 ** (snr / 10)) * use.unsqueeze(1)
         return y + noise * scale
+
+
+    def rumble(self, y: torch.Tensor) -> torch.Tensor:
+        """Low-frequency room noise on ``p_rumble`` of the clips: brown noise (power falling as
+        1/f² above 20 Hz, so nearly all of it below a few hundred hertz), at the noise's
+        signal-to-noise ratios. Rooms hum and rumble (ventilation, traffic, the building); sample
+        libraries are recorded or edited down to digital silence."""
+        if self.p_rumble <= 0:  # drawing nothing keeps the random stream of recipes without it
+            return y
+        b, n = y.shape
+        use = _chance(self.p_rumble, b, y.device)
+        spectrum = torch.fft.rfft(torch.randn(b, n, device=y.device))
+        f = torch.fft.rfftfreq(n, d=1.0 / self.sr, device=y.device).clamp(min=20.0)
+        noise = torch.fft.irfft(spectrum / f, n=n)
+        snr = torch.empty(b, 1, device=y.device).uniform_(*self.snr_db)
+        p_sig = y.square().mean(1, keepdim=True).clamp(min=1e-12)
+        p_noise = noise.square().mean(1, keepdim=True).clamp(min=1e-12)
+        return y + noise * torch.sqrt(p_sig / p_noise / 10 ** (snr / 10)) * use.unsqueeze(1)
 
 
 class SpecAugment(nn.Module):

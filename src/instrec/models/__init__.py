@@ -28,6 +28,8 @@ class ModelConfig:
     augment: bool = True
     # Share of training clips given a random vibrato (augment.WaveAugment.vibrato); 0 = none.
     vibrato: float = 0.0
+    # Share of training clips given low-frequency room noise (augment.WaveAugment.rumble); 0 = none.
+    rumble: float = 0.0
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -40,8 +42,9 @@ class ModelConfig:
             raise ParameterError(f"channels must be positive, e.g. 16,32,64,128; got {self.channels!r}")
         if not 0 <= self.dropout < 1:
             raise ParameterError(f"dropout must be in [0, 1); got {self.dropout!r}")
-        if not 0 <= self.vibrato <= 1:
-            raise ParameterError(f"vibrato must be a share of clips in [0, 1]; got {self.vibrato!r}")
+        for name in ("vibrato", "rumble"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ParameterError(f"{name} must be a share of clips in [0, 1]; got {getattr(self, name)!r}")
         # No hidden layer at all is allowed: one linear layer and softmax, i.e. multinomial
         # logistic regression, the field's first baseline on summary features.
         if any(h <= 0 for h in self.hidden):
@@ -82,7 +85,7 @@ def build(config: ModelConfig, feature, n_classes: int):
                                  f"{need} frames; the feature gives {f.n_mels} bands and {frames} frames")
         return CNN(n_classes, sr=f.sr, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels, fmin=f.fmin,
                    fmax=f.fmax, top_db=f.top_db, channels=config.channels, dropout=config.dropout,
-                   augment=config.augment, vibrato=config.vibrato)
+                   augment=config.augment, vibrato=config.vibrato, rumble=config.rumble)
     from .mlp import MLP
 
     return MLP(feature.dim, config.hidden, n_classes, activation=config.activation, standardize=config.standardize)
