@@ -54,6 +54,8 @@ def main() -> int:
                          "saxophone=alto-sax,soprano-sax,tenor-sax,baritone-sax (repeatable)")
     ap.add_argument("--vibrato", type=float, default=None, metavar="SHARE",
                     help="override the cnn recipe's share of training clips given a random vibrato (0-1)")
+    ap.add_argument("--fmin", type=float, default=None, metavar="HZ",
+                    help="override the cnn recipe's lowest mel frequency (training and prediction alike)")
     ap.add_argument("--rumble", type=float, default=None, metavar="SHARE",
                     help="override the cnn recipe's share of training clips given low-frequency room noise (0-1)")
     ap.add_argument("--adversary", type=float, default=None, metavar="WEIGHT",
@@ -78,6 +80,8 @@ def main() -> int:
         recipe = replace(recipe, train=replace(recipe.train, epochs=args.epochs))
     if args.vibrato is not None:
         recipe = replace(recipe, model=replace(recipe.model, vibrato=args.vibrato))
+    if args.fmin is not None:
+        recipe = replace(recipe, feature=replace(recipe.feature, fmin=args.fmin))
     if args.rumble is not None:
         recipe = replace(recipe, model=replace(recipe.model, rumble=args.rumble))
     if args.adversary is not None:
