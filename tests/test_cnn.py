@@ -96,14 +96,26 @@ def test_vibrato_wobbles_pitch_by_the_asked_depth_and_rate():
     assert torch.equal(aug.eval()(y), y)
 
 
-def test_vibrato_share_goes_to_the_config_and_is_validated():
+@pytest.mark.parametrize("share", ["vibrato", "rumble"])
+def test_augmentation_share_goes_to_the_config_and_is_validated(share):
     r = get_recipe("cnn")
-    assert r.model.vibrato == 0.0 and models.build(r.model, r.feature, 6).augment.p_vibrato == 0.0
-    config = replace(r.model, vibrato=0.5)
+    attr = f"p_{share}"
+    assert getattr(r.model, share) == 0.0 and getattr(models.build(r.model, r.feature, 6).augment, attr) == 0.0
+    config = replace(r.model, **{share: 0.5})
     assert models.ModelConfig.from_dict(config.to_dict()) == config
-    assert models.build(config, r.feature, 6).augment.p_vibrato == 0.5
-    with pytest.raises(ParameterError, match="vibrato"):
-        replace(r.model, vibrato=1.5)
+    assert getattr(models.build(config, r.feature, 6).augment, attr) == 0.5
+    for bad in (1.5, -0.1):
+        with pytest.raises(ParameterError, match=share):
+            replace(r.model, **{share: bad})
+    from instrec.assets import SHIPPED_MODEL
+    from instrec.bundle import read_meta, validate_meta
+
+    meta = read_meta(SHIPPED_MODEL)
+    meta["recipe"]["model"][share] = 0.5
+    validate_meta(meta, "model.json")  # a bundle trained with it loads
+    meta["recipe"]["model"][share] = 2
+    with pytest.raises(BundleError, match=share):
+        validate_meta(meta, "model.json")
 
 
 def test_cnn_size_and_pooling_shape():
@@ -226,22 +238,3 @@ def test_rumble_is_low_frequency_noise_at_the_asked_ratio():
     state = torch.get_rng_state()
     assert torch.equal(WaveAugment(SR).train().rumble(y), y)
     assert torch.equal(torch.get_rng_state(), state)  # recipes without it train as before
-
-
-def test_rumble_share_goes_to_the_config_and_is_validated():
-    r = get_recipe("cnn")
-    assert r.model.rumble == 0.0 and models.build(r.model, r.feature, 6).augment.p_rumble == 0.0
-    config = replace(r.model, rumble=0.5)
-    assert models.ModelConfig.from_dict(config.to_dict()) == config
-    assert models.build(config, r.feature, 6).augment.p_rumble == 0.5
-    with pytest.raises(ParameterError, match="rumble"):
-        replace(r.model, rumble=-0.1)
-    from instrec.assets import SHIPPED_MODEL
-    from instrec.bundle import read_meta, validate_meta
-
-    meta = read_meta(SHIPPED_MODEL)
-    meta["recipe"]["model"]["rumble"] = 0.5
-    validate_meta(meta, "model.json")  # a bundle trained with it loads
-    meta["recipe"]["model"]["rumble"] = 2
-    with pytest.raises(BundleError, match="rumble"):
-        validate_meta(meta, "model.json")
