@@ -167,12 +167,7 @@ class WaveAugment(nn.Module):
             N = torch.fft.rfft(noise[pink])
             f = torch.linspace(1.0 / N.shape[1], 1, N.shape[1], device=y.device)
             noise[pink] = torch.fft.irfft(N / f.sqrt(), n=n)
-        snr = torch.empty(b, 1, device=y.device).uniform_(*self.snr_db)
-        p_sig = y.square().mean(1, keepdim=True).clamp(min=1e-12)
-        p_noise = noise.square().mean(1, keepdim=True).clamp(min=1e-12)
-        scale = torch.sqrt(p_sig / p_noise / 10 ** (snr / 10)) * use.unsqueeze(1)
-        return y + noise * scale
-
+        return self._add_at_snr(y, noise, use)
 
     def rumble(self, y: torch.Tensor) -> torch.Tensor:
         """Low-frequency room noise on ``p_rumble`` of the clips: brown noise (power falling as
@@ -185,11 +180,15 @@ class WaveAugment(nn.Module):
         use = _chance(self.p_rumble, b, y.device)
         spectrum = torch.fft.rfft(torch.randn(b, n, device=y.device))
         f = torch.fft.rfftfreq(n, d=1.0 / self.sr, device=y.device).clamp(min=20.0)
-        noise = torch.fft.irfft(spectrum / f, n=n)
-        snr = torch.empty(b, 1, device=y.device).uniform_(*self.snr_db)
+        return self._add_at_snr(y, torch.fft.irfft(spectrum / f, n=n), use)
+
+    def _add_at_snr(self, y: torch.Tensor, noise: torch.Tensor, use: torch.Tensor) -> torch.Tensor:
+        """``y`` plus ``noise`` scaled to a random signal-to-noise ratio from ``snr_db``, on the clips in ``use``."""
+        snr = torch.empty(len(y), 1, device=y.device).uniform_(*self.snr_db)
         p_sig = y.square().mean(1, keepdim=True).clamp(min=1e-12)
         p_noise = noise.square().mean(1, keepdim=True).clamp(min=1e-12)
-        return y + noise * torch.sqrt(p_sig / p_noise / 10 ** (snr / 10)) * use.unsqueeze(1)
+        scale = torch.sqrt(p_sig / p_noise / 10 ** (snr / 10)) * use.unsqueeze(1)
+        return y + noise * scale
 
 
 class SpecAugment(nn.Module):
