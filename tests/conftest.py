@@ -65,6 +65,18 @@ def tone_data(tmp_path_factory) -> Path:
     return root
 
 
+def labelled_features(root: Path, feature, *, limit: int | None = None, **extract_options):
+    """Feature rows and labels of the clips in ``root`` (its first ``limit``):
+    ``(X, labels, skipped, dataset)``."""
+    from instrec.data import load_dataset
+    from instrec.features import extract
+
+    ds = load_dataset(root)
+    clips = ds.clips[:limit]
+    X, ok, skipped = extract([c.path for c in clips], feature, **extract_options)
+    return X, [clips[i].label for i in ok], skipped, ds
+
+
 @pytest.fixture(scope="session")
 def rendered_data(tmp_path_factory) -> Path:
     """Real FluidSynth renders: 3 instruments x 8 clips of 1.5 s from FluidR3."""

@@ -11,11 +11,11 @@ from sklearn.model_selection import cross_val_score
 from torch import nn
 
 from instrec.classifier import InstrumentClassifier
-from instrec.data import load_dataset
 from instrec.errors import DataError, ParameterError
-from instrec.features import extract
 from instrec.recipes import TrainConfig, get_recipe
 from instrec.train import _GradientReversal, fit_network
+
+from conftest import labelled_features
 
 
 class Toy(nn.Module):
@@ -111,9 +111,7 @@ def test_adversary_arguments_are_checked():
 def test_cnn_trains_against_its_sources_and_saves_a_plain_bundle(rendered_data, tmp_path):
     r = get_recipe("cnn")
     r = replace(r, feature=replace(r.feature, seconds=1.0), train=replace(r.train, epochs=2, adversary=1.0))
-    ds = load_dataset(rendered_data)
-    X, ok, _ = extract([c.path for c in ds.clips], r.feature)
-    y = [ds.clips[i].label for i in ok]
+    X, y, _, _ = labelled_features(rendered_data, r.feature)
     sources = ["even" if i % 2 else "odd" for i in range(len(y))]  # two made-up sources
     clf = InstrumentClassifier(r, seed=0).fit(X, y, sources=sources)
     assert len(clf.history_["source_accuracy"]) == clf.history_["epochs_run"]

@@ -10,14 +10,13 @@ import torch
 from instrec import models
 from instrec.augment import SpecAugment, WaveAugment
 from instrec.classifier import InstrumentClassifier
-from instrec.data import load_dataset
 from instrec.errors import BundleError, ParameterError
-from instrec.features import FeatureConfig, compute, extract
+from instrec.features import FeatureConfig, compute
 from instrec.features.frontend import LogMel
 from instrec.recipes import get_recipe
 from instrec.train import resolve_device
 
-from conftest import SR, tone
+from conftest import SR, labelled_features, tone
 
 
 def test_logmel_matches_librosa():
@@ -132,9 +131,7 @@ def test_cnn_size_and_pooling_shape():
 def test_cnn_trains_saves_and_reloads(rendered_data, tmp_path):
     r = get_recipe("cnn")
     r = replace(r, feature=replace(r.feature, seconds=1.5), train=replace(r.train, epochs=6, patience=3))
-    ds = load_dataset(rendered_data)
-    X, ok, skipped = extract([c.path for c in ds.clips], r.feature)
-    y = [ds.clips[i].label for i in ok]
+    X, y, skipped, ds = labelled_features(rendered_data, r.feature)
     assert not skipped and X.shape == (24, int(1.5 * SR))
     clf = InstrumentClassifier(r, seed=0).fit(X, y)
     h = clf.history_
@@ -160,9 +157,7 @@ def test_device_choice():
 def test_same_seed_same_cnn(rendered_data):
     r = get_recipe("cnn")
     r = replace(r, feature=replace(r.feature, seconds=1.0), train=replace(r.train, epochs=2, val_fraction=0.25))
-    ds = load_dataset(rendered_data)
-    X, ok, _ = extract([c.path for c in ds.clips[:12]], r.feature)
-    y = [ds.clips[i].label for i in ok]
+    X, y, _, _ = labelled_features(rendered_data, r.feature, limit=12)
     p1 = InstrumentClassifier(r, seed=5).fit(X, y).predict_proba(X)
     p2 = InstrumentClassifier(r, seed=5).fit(X, y).predict_proba(X)
     p3 = InstrumentClassifier(r, seed=6).fit(X, y).predict_proba(X)
@@ -201,9 +196,7 @@ def test_distillation_learns_what_the_teachers_say(rendered_data):
     r = get_recipe("cnn")
     r = replace(r, feature=replace(r.feature, seconds=1.0), model=replace(r.model, augment=False),
                 train=replace(r.train, epochs=10, batch_size=4, val_fraction=0.0, patience=0, mixup=0.0))
-    ds = load_dataset(rendered_data)
-    X, ok, _ = extract([c.path for c in ds.clips], r.feature)
-    y = [ds.clips[i].label for i in ok]
+    X, y, _, _ = labelled_features(rendered_data, r.feature)
     rotate = {"flute": "cello", "cello": "trumpet", "trumpet": "flute"}
     liar = InstrumentClassifier(r, seed=0).fit(X, [rotate[l] for l in y])
     told = liar.predict(X)

@@ -9,11 +9,9 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from conftest import SR, real_data_or_skip, run_cli, tone, write
+from conftest import SR, labelled_features, real_data_or_skip, run_cli, tone, write
 from instrec.classifier import InstrumentClassifier
 from instrec.errors import ParameterError
-from instrec.features import extract
-from instrec.data import load_dataset
 from instrec.models import ModelConfig, build
 from instrec.pipeline import train_model
 from instrec.recipes import Recipe, get_recipe, parse_hidden
@@ -48,9 +46,7 @@ def test_it_is_scikit_learns_logistic_regression(tone_data):
     # 15 rows make one minibatch an epoch: the recipe's 500 epochs are 500 steps, too few to settle
     # here (at 480 rows they are 7,500); give the same objective the steps it needs.
     recipe = get_recipe("mfcc-linear").with_overrides(epochs=5000)
-    ds = load_dataset(tone_data)
-    X, ok, _ = extract([c.path for c in ds.clips], recipe.feature, jobs=1)
-    y = [ds.clips[i].label for i in ok]
+    X, y, _, _ = labelled_features(tone_data, recipe.feature, jobs=1)
     tr, te = np.arange(0, 30, 2), np.arange(1, 30, 2)
     labels = [y[i] for i in tr]
     clf = InstrumentClassifier(recipe, seed=0, device="cpu").fit(X[tr], labels)

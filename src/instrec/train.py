@@ -100,7 +100,7 @@ def fit_network(
     best_state, best_epoch, waited = None, 0, 0
     t0 = time.perf_counter()
     first_epoch = 0
-    key = _run_key(run_key + ("" if dt is None else hashlib.sha256(dt.numpy().tobytes()).hexdigest()), X, y, config, seed)
+    key = _run_key(run_key, X, y, config, seed, domains if adversary else None)
     if resume and checkpoint is not None and (Path(checkpoint) / CKPT_JSON).is_file():
         state = _load_checkpoint(Path(checkpoint), key, net, opt, sched, gen, dev)
         history, first_epoch = state["history"], state["epoch"]
@@ -137,9 +137,10 @@ def fit_network(
                 loss = (1 - config.distill_weight) * loss + config.distill_weight * teach(xb, logits)
             if adversary is not None:
                 done = (epoch + start / len(order)) / config.epochs
-                source_loss, source_logits = adversary(z, dt[idx].to(dev), mix, done)
+                db = dt[idx].to(dev)
+                source_loss, source_logits = adversary(z, db, mix, done)
                 loss = loss + source_loss
-                source_correct += float((source_logits.argmax(1) == dt[idx].to(dev)).sum())
+                source_correct += float((source_logits.argmax(1) == db).sum())
             loss.backward()
             opt.step()
             if sched:
@@ -263,12 +264,14 @@ CKPT_JSON = "checkpoint.json"
 CKPT_FORMAT = "instrec-checkpoint"
 
 
-def _run_key(name: str, X: np.ndarray, y: np.ndarray, config: TrainConfig, seed: int) -> str:
+def _run_key(name: str, X: np.ndarray, y: np.ndarray, config: TrainConfig, seed: int, domains=None) -> str:
     """A fingerprint of what is trained on and how: resuming another run's checkpoint is refused."""
     h = hashlib.sha256()
     h.update(name.encode())
     h.update(json.dumps([list(X.shape), seed, repr(config)]).encode())
     h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    if domains is not None:  # the sources an adversarial run trains against
+        h.update(np.ascontiguousarray(domains, dtype=np.int64).tobytes())
     step = max(1, len(X) // 64)  # a sample of the rows: enough to tell data sets apart, cheap on GBs
     h.update(np.ascontiguousarray(X[::step], dtype=np.float32).tobytes())
     return h.hexdigest()
