@@ -40,12 +40,13 @@ class InstrumentClassifier:
         self.classes_: list[str] | None = None
         self.net_ = None
         self.history_: dict | None = None
+        self.path_: Path | None = None  # the bundle it was loaded from, if any
         self.info: dict = {}
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, X: np.ndarray, labels: Sequence[str], *, on_epoch=None, checkpoint=None,
             resume: bool = False, teachers: Sequence["InstrumentClassifier"] = (),
-            sources: Sequence[str] | None = None) -> "InstrumentClassifier":
+            sources: Sequence[str] | None = None, init: "InstrumentClassifier | None" = None) -> "InstrumentClassifier":
         """Train on feature rows ``X`` (from :func:`instrec.features.extract`) and their labels.
 
         ``checkpoint``: a folder where the training state is saved after every epoch;
@@ -55,6 +56,11 @@ class InstrumentClassifier:
         several, at the size and speed of one).
         ``sources``: each row's source (sample library, recording set), needed when the recipe
         trains against a source classifier (``TrainConfig.adversary`` > 0; the cnn only).
+        ``init``: a trained classifier to start from (fine-tuning, see
+        :func:`instrec.recipes.finetuning`). It must take the same features through the same
+        network. Every weight and its input statistics are copied; the output layer's row of each
+        class it knows is copied too, and a class it does not know starts from a fresh row. The
+        classes are those of ``labels``, as always.
         """
         from . import models
         from .train import fit_network, seed_everything
@@ -80,12 +86,39 @@ class InstrumentClassifier:
             raise ParameterError("this recipe trains against a source classifier: give each row's source (sources=...)")
         seed_everything(self.seed)  # weight initialisation depends on it
         self.net_ = models.build(self.recipe.model, self.recipe.feature, len(classes))
+        if init is not None:
+            self._start_from(init, classes)
         self.classes_ = classes
-        run_key = json.dumps([self.recipe.to_dict(), classes, [_fingerprint(t) for t in teacher_nets]], sort_keys=True)
+        run_key = json.dumps([self.recipe.to_dict(), classes, [_fingerprint(t) for t in teacher_nets],
+                              _fingerprint(init.net_) if init is not None else None], sort_keys=True)
         self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, device=self.device,
                                     on_epoch=on_epoch, checkpoint=checkpoint, resume=resume, run_key=run_key,
-                                    expand=_expander(X.dtype), teachers=teacher_nets, domains=domains)
+                                    expand=_expander(X.dtype), teachers=teacher_nets, domains=domains,
+                                    prepare=init is None)
         return self
+
+    def _start_from(self, base: "InstrumentClassifier", classes: list[str]) -> None:
+        """Copy ``base``'s weights into the fresh ``self.net_`` (built for ``classes``)."""
+        import torch
+
+        if not isinstance(base, InstrumentClassifier) or base.net_ is None:
+            raise ParameterError("init must be a trained InstrumentClassifier (a loaded model)")
+        if base.recipe.feature != self.recipe.feature or base.recipe.model != self.recipe.model:
+            raise ParameterError(f"init was trained with other features or another network ({base.recipe.name}) than "
+                                 f"this recipe ({self.recipe.name}); fine-tune with instrec.recipes.finetuning(its recipe)")
+        out = self.net_.output()
+        head = _output_keys(self.net_)
+        keep = {k: v for k, v in base.net_.state_dict().items() if k not in _output_keys(base.net_)}
+        missing = self.net_.load_state_dict(keep, strict=False).missing_keys
+        if set(missing) != head:  # a bug, not the user's: the two networks' layouts differ
+            raise AssertionError(f"fine-tuning copied all but {missing}, expected all but {sorted(head)}")
+        rows = base.net_.output()
+        with torch.no_grad():
+            for i, c in enumerate(classes):
+                if c in base.classes_:
+                    j = base.classes_.index(c)
+                    out.weight[i] = rows.weight[j]
+                    out.bias[i] = rows.bias[j]
 
     def _teacher_nets(self, teachers, classes: list[str]) -> list:
         nets = []
@@ -210,7 +243,7 @@ class InstrumentClassifier:
         net.load_state_dict(tensors)
         net.eval()
         self = cls(recipe, seed=seed)
-        self.classes_, self.net_ = classes, net
+        self.classes_, self.net_, self.path_ = classes, net, Path(path)
         self.info = {k: v for k, v in meta.items() if k not in ("format", "format_version", "classes", "recipe", "in_dim", "seed", "versions")}
         self.info["versions"] = meta.get("versions", {})
         return self
@@ -224,6 +257,12 @@ def _expander(dtype):
     import torch
 
     return lambda t: t.to(torch.float32).div_(255.0)
+
+
+def _output_keys(net) -> set[str]:
+    """State-dict names of the output layer's weight and bias."""
+    name = next(n for n, m in net.named_modules() if m is net.output())
+    return {f"{name}.weight", f"{name}.bias"}
 
 
 def _fingerprint(net) -> str:

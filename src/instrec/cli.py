@@ -143,17 +143,25 @@ NO_CACHE_OPT = typer.Option(False, "--no-cache", help="compute every feature afr
                                                      "($INSTREC_CACHE, default ~/.cache/instrec/features)")
 
 
-def _recipe(recipe: str, epochs, hidden, activation, image_mode):
-    from .recipes import get_recipe, parse_hidden
+def _recipe(recipe: str | None, epochs, hidden, activation, image_mode, init=None):
+    """The recipe named (seed-mfcc if none), or the fine-tuning recipe of ``init``'s; CLI overrides applied."""
+    from .errors import ParameterError
+    from .pipeline import resolve_recipe
+    from .recipes import parse_hidden
 
-    return get_recipe(recipe).with_overrides(epochs=epochs, hidden=parse_hidden(hidden), activation=activation,
-                                             image_mode=image_mode.value if image_mode else None)
+    if init is not None and recipe is not None:
+        raise ParameterError("--from fine-tunes the model with its own recipe; leave out --recipe")
+    return resolve_recipe(recipe, init).with_overrides(
+        epochs=epochs, hidden=parse_hidden(hidden), activation=activation, image_mode=image_mode.value if image_mode else None)
 
 
 @app.command()
 def train(
     data: List[Path] = typer.Argument(..., help="one or more folders of labelled audio"),
-    recipe: str = typer.Option("seed-mfcc", help=RECIPE_HELP),
+    recipe: Optional[str] = typer.Option(None, help=RECIPE_HELP + " [default: seed-mfcc]", show_default=False),
+    init: Optional[str] = typer.Option(
+        None, "--from", help="fine-tune this trained model (a model folder, or 'shipped') on the data instead of training "
+                             "from scratch, with its recipe (features, network, training settings)"),
     out: Optional[Path] = typer.Option(None, "--out", help="model folder to write (weights + model.json); required unless --cv"),
     split: Optional[SplitMethod] = typer.Option(
         None, help="train/test split: random (the tutorial's, the default), stratified, or group (with --group-by; the default when --group-by is given)"),
@@ -180,11 +188,12 @@ def train(
     from .data.folder import parse_aliases
     from .errors import ParameterError
     from .evaluate import crossval_table, fmt_mean_std, fmt_num, fmt_pct
-    from .pipeline import cross_validate, train_model
+    from .pipeline import cross_validate, load_base_model, train_model
 
-    r = _recipe(recipe, epochs, hidden, activation, image_mode)
+    base = load_base_model(init)
+    r = _recipe(recipe, epochs, hidden, activation, image_mode, base)
     data_opts = dict(labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []), device=device,
-                     jobs=jobs or None, cache=not no_cache)
+                     jobs=jobs or None, cache=not no_cache, init=base)
     if cv is not None:
         if out is not None:
             raise ParameterError("--cv trains one model per fold and saves none; leave out --out (or drop --cv)")
@@ -219,7 +228,7 @@ def train(
 @app.command()
 def crossval(
     data: List[Path] = typer.Argument(..., help="folders of labelled audio from at least 2 sources (folder name or manifest 'source' column)"),
-    recipe: str = typer.Option("seed-mfcc", help=RECIPE_HELP),
+    recipe: Optional[str] = typer.Option(None, help=RECIPE_HELP + " [default: seed-mfcc]", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", help="report folder: crossval.json and report.md"),
     seed: int = typer.Option(0, help="seeds every fold's network"),
     epochs: Optional[int] = typer.Option(None, help="override the recipe's epochs"),

@@ -24,7 +24,7 @@ from .errors import DataError, InstrecError, ParameterError, skip_entry
 from .evaluate import SUMMARY_METRICS, compute_metrics, crossval_markdown, write_report
 from .fileio import write_json, write_text
 from .features import extract
-from .recipes import Recipe, get_recipe
+from .recipes import Recipe, finetuning, get_recipe
 
 Progress = Callable[[str, int], Callable[[int, int], None]]
 SPLIT_FILE = "split.json"
@@ -48,7 +48,7 @@ class TrainResult:
 def train_model(
     data: str | os.PathLike | Sequence[str | os.PathLike],
     *,
-    recipe: Recipe | str = "seed-mfcc",
+    recipe: Recipe | str | None = None,
     out: str | os.PathLike | None = None,
     split: str = "random",
     group_by: str | None = None,
@@ -62,6 +62,7 @@ def train_model(
     jobs: int | None = None,
     cache: bool | str | os.PathLike = True,
     resume: bool = False,
+    init: InstrumentClassifier | str | os.PathLike | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
     """Load labelled audio, extract features, split, train, score the test split, save a bundle.
@@ -77,8 +78,15 @@ def train_model(
     With ``out``, the training state is saved after every epoch in ``<out>.checkpoint`` (removed
     once the model is saved); ``resume=True`` continues an interrupted run from it, ending with the
     model an uninterrupted run would have made.
+
+    ``init``: fine-tune this trained model (an :class:`InstrumentClassifier`, its folder, or
+    ``"shipped"``) instead of starting from random weights. Its weights and input statistics are
+    the start; output rows are matched by class name (a new class starts from a fresh row). Without
+    ``recipe`` its own is used (:func:`~instrec.recipes.finetuning`); without either, ``seed-mfcc``.
+    ``model.json`` records the model it started from (``training.fine_tuned_from``).
     """
-    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    init = load_base_model(init)
+    recipe = resolve_recipe(recipe, init)
     group_by = _check_group_by(split, group_by)
     ds = load_dataset(data, labels=labels, manifest=manifest, aliases=aliases)
     _need_two_classes(ds.labels, "the data")
@@ -108,7 +116,7 @@ def train_model(
     shifted = shifted_features(clips, recipe, tr, jobs=jobs, cache=cache, progress=progress)
     bar = _bar(progress, f"{recipe.name}: training", recipe.train.epochs)
     clf, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar, device=device, checkpoint=checkpoint, resume=resume,
-                                  shifted=shifted)
+                                  shifted=shifted, init=init)
     context = {
         "recipe": recipe.name,
         "data": ", ".join(str(r) for r in ds.roots),
@@ -128,6 +136,9 @@ def train_model(
         },
         "metrics": {"test_split": {k: metrics[k] for k in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "n")}},
     }
+    if init is not None:
+        info["training"]["fine_tuned_from"] = _init_record(init)
+        context["fine-tuned from"] = info["training"]["fine_tuned_from"]["model"]
     clf.info.update(info)
     model_dir = None
     if out is not None:
@@ -312,7 +323,7 @@ class ResultsLog:
 def cross_validate(
     data: str | os.PathLike | Sequence[str | os.PathLike],
     *,
-    recipe: Recipe | str = "seed-mfcc",
+    recipe: Recipe | str | None = None,
     k: int = 5,
     seed: int = 0,
     group_by: str | None = None,
@@ -323,6 +334,7 @@ def cross_validate(
     device: str = "auto",
     jobs: int | None = None,
     cache: bool | str | os.PathLike = True,
+    init: InstrumentClassifier | str | os.PathLike | None = None,
     progress: Progress | None = None,
 ) -> dict:
     """K-fold cross-validation: features once, a fresh model per fold, mean ± std of every metric.
@@ -335,8 +347,10 @@ def cross_validate(
     :func:`~instrec.evaluate.compute_metrics`' dict plus ``fold``, ``n_train``, ``n_test``;
     ``mean``/``std`` hold ``accuracy``, ``macro_f1`` and ``roc_auc_ovr_macro`` over the folds
     (population std, numpy's default). With ``out``, writes ``cv.json`` and ``report.md`` there.
+    ``init``: every fold fine-tunes this trained model (see :func:`train_model`).
     """
-    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    init = load_base_model(init)
+    recipe = resolve_recipe(recipe, init)
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
         raise ParameterError(f"--cv needs k ≥ 2 folds; got {k!r}")
     ds = load_dataset(data, labels=labels, manifest=manifest, aliases=aliases)
@@ -351,7 +365,7 @@ def cross_validate(
         _need_two_classes([y[j] for j in tr], f"the training side of fold {i + 1}")
     named = [(f"fold {i + 1}/{k}", tr, te) for i, (tr, te) in enumerate(folds)]
     shifted = shifted_features(clips, recipe, np.arange(len(clips)), jobs=jobs, cache=cache, progress=progress)
-    results = _run_folds(recipe, seed, X, y, named, progress, device=device, shifted=shifted)
+    results = _run_folds(recipe, seed, X, y, named, progress, device=device, shifted=shifted, init=init)
     for i, (res, (tr, te)) in enumerate(zip(results, folds)):
         res.update(fold=i + 1)
         if groups is not None:
@@ -369,6 +383,8 @@ def cross_validate(
         "classes": ", ".join(f"{c} ({n})" for c, n in sorted(Counter(y).items())),
         "seed": seed,
     }
+    if init is not None:
+        context["fine-tuned from"] = _init_record(init)["model"]
     result = _cv_result(results, context, skipped, split={"method": "kfold", "k": k, "group_by": group_by, "seed": seed})
     if out is not None:
         _write_cv(out, "cv.json", result, title=f"{recipe.name}: {k}-fold cross-validation")
@@ -492,6 +508,37 @@ def training_rows(X: np.ndarray, y: Sequence[str], tr, shifted) -> tuple[np.ndar
     return (rows[0] if len(rows) == 1 else np.concatenate(rows)), labels
 
 
+def load_base_model(init) -> InstrumentClassifier | None:
+    """The model to fine-tune: an :class:`InstrumentClassifier` as it is, a model folder loaded, or
+    ``"shipped"`` for the model that ships with instrec (unless a folder of that name exists)."""
+    if init is None or isinstance(init, InstrumentClassifier):
+        return init
+    path = Path(init)
+    if str(init) == "shipped" and not path.exists():
+        from .assets import shipped_model_path
+
+        path = shipped_model_path()
+    if path.suffix == ".onnx":
+        raise ParameterError(f"fine-tuning needs a model folder (weights + model.json), not an ONNX export: {init}")
+    return InstrumentClassifier.load(path)
+
+
+def resolve_recipe(recipe: Recipe | str | None, init: InstrumentClassifier | None) -> Recipe:
+    """The recipe asked for; without one, the fine-tuning recipe of ``init``'s, or seed-mfcc."""
+    if recipe is None:
+        return finetuning(init.recipe) if init is not None else get_recipe("seed-mfcc")
+    return get_recipe(recipe) if isinstance(recipe, str) else recipe
+
+
+def _init_record(init: InstrumentClassifier) -> dict:
+    """What model.json and reports say of the model a run fine-tuned."""
+    from .classifier import _fingerprint
+
+    where = init.path_.resolve() if init.path_ is not None else f"an unsaved {init.recipe.name} model"
+    return {"model": str(where), "classes": init.classes, "weights_sha256": _fingerprint(init.net_),
+            "trained": init.info.get("training", {}).get("command", "")}
+
+
 def checkpoint_path(out: str | os.PathLike) -> Path:
     """Where training for the model folder ``out`` keeps its checkpoint: ``<out>.checkpoint``."""
     out = Path(out)
@@ -499,7 +546,7 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
 
 
 def _fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr, te, bar=None, *, device="auto",
-                   checkpoint=None, resume: bool = False, shifted=()):
+                   checkpoint=None, resume: bool = False, shifted=(), init: InstrumentClassifier | None = None):
     """Train a fresh classifier on rows ``tr`` (and their pitch-shifted copies, see
     :func:`shifted_features`), score it on rows ``te``: ``(classifier, metrics)``.
 
@@ -508,18 +555,18 @@ def _fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], t
     clf = InstrumentClassifier(recipe, seed=seed, device=device)
     X_train, y_train = training_rows(X, y, tr, shifted)
     clf.fit(X_train, y_train, on_epoch=(lambda e, n, loss: bar(e, n)) if bar else None,
-            checkpoint=checkpoint, resume=resume)
+            checkpoint=checkpoint, resume=resume, init=init)
     proba = clf.predict_proba(X[te]) if len(te) else np.zeros((0, len(clf.classes)), np.float32)
     return clf, compute_metrics([y[i] for i in te], proba, clf.classes)
 
 
 def _run_folds(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], folds, progress: Progress | None,
-               *, device: str = "auto", shifted=()) -> list[dict]:
+               *, device: str = "auto", shifted=(), init: InstrumentClassifier | None = None) -> list[dict]:
     """``folds`` is ``[(name, train rows, test rows)]``; one metrics dict per fold."""
     out = []
     for name, tr, te in folds:
         bar = _bar(progress, f"{recipe.name}: {name}", recipe.train.epochs)
-        _, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar, device=device, shifted=shifted)
+        _, metrics = _fit_and_score(recipe, seed, X, y, tr, te, bar, device=device, shifted=shifted, init=init)
         out.append({"n_train": int(len(tr)), "n_test": int(len(te)), **metrics})
     return out
 

@@ -54,6 +54,7 @@ def fit_network(
     expand: Callable[[torch.Tensor], torch.Tensor] | None = None,
     teachers: Sequence[nn.Module] = (),
     domains: np.ndarray | None = None,
+    prepare: bool = True,
 ) -> dict:
     """Train ``net`` in place on rows ``X`` and integer labels ``y``; return its history.
 
@@ -76,6 +77,9 @@ def fit_network(
     ``domains``: each row's source as an integer, for source-adversarial training
     (``config.adversary`` > 0; the network must have ``augment``, ``embed`` and ``head``). The
     source classifier exists only while training: the returned network is the plain one.
+
+    ``prepare=False`` keeps the input statistics ``net`` already has (fine-tuning keeps the base
+    model's, which its weights were trained with) instead of fitting them on ``X``.
     """
     gen = seed_everything(seed)
     dev = resolve_device(device)
@@ -83,7 +87,7 @@ def fit_network(
     Xt = torch.from_numpy(np.ascontiguousarray(X))
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
     train_idx, val_idx = _validation_split(y, config.val_fraction, seed)
-    if getattr(net, "wants_prepare", False):
+    if prepare and getattr(net, "wants_prepare", False):
         net.prepare(expand(Xt[train_idx]))
     adversary = _adversary(net, domains, len(X), config) if config.adversary > 0 else None
     dt = torch.from_numpy(np.asarray(domains, dtype=np.int64)) if adversary else None

@@ -41,6 +41,10 @@ class CNN(nn.Module):
 
     wants_prepare = True
 
+    def output(self) -> nn.Linear:
+        """The layer that gives the logits, one row per class (fine-tuning maps its rows by class)."""
+        return self.head[-1]
+
     @torch.no_grad()
     def prepare(self, X: torch.Tensor, batch_size: int = 128) -> None:
         """Fit the per-band statistics on the (un-augmented) training clips."""

@@ -59,5 +59,9 @@ class MLP(nn.Module):
         if isinstance(self.scale, Standardize):
             self.scale.fit(X)
 
+    def output(self) -> nn.Linear:
+        """The layer that gives the logits, one row per class (fine-tuning maps its rows by class)."""
+        return self.net[-1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.scale(x))

@@ -1,0 +1,156 @@
+"""Fine-tuning a trained model on new data (``fit(init=...)``, ``instrec train --from``): it starts
+from the model's weights and input statistics, maps the output rows by class name, and learns."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from instrec.classifier import InstrumentClassifier
+from instrec.errors import ParameterError
+from instrec.recipes import finetuning, get_recipe
+
+from conftest import error_lines, run_cli
+
+
+def blobs(classes, n=40, shift=0.0, seed=0, moved=0.0):
+    """Feature rows of 40 MFCC-sized values: one Gaussian blob per class, all moved by ``shift``.
+    ``moved``: 'another source', where each class's centre lies that share of the way to the next
+    class's (cyclically)."""
+    rng = np.random.default_rng(seed)
+    centres = [np.random.default_rng(sum(map(ord, c))).normal(0, 3, 40) for c in classes]
+    centres = [(1 - moved) * c + moved * centres[(i + 1) % len(centres)] for i, c in enumerate(centres)]
+    X = np.concatenate([c + shift + rng.normal(0, 1, (n, 40)) for c in centres]).astype(np.float32)
+    return X, [c for c in classes for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def base():
+    recipe = replace(get_recipe("seed-mfcc"), train=replace(get_recipe("seed-mfcc").train, epochs=30))
+    return InstrumentClassifier(recipe, seed=0).fit(*blobs(["flute", "oboe", "viola"]))
+
+
+def test_finetuning_recipe_keeps_features_and_network():
+    base = get_recipe("cnn")
+    r = finetuning(base)
+    # a plain warm start: the base recipe's features, network and schedule (see finetuning's docstring)
+    assert (r.name, r.feature, r.model, r.train) == (base.name, base.feature, base.model, base.train)
+    assert r.description.endswith("fine-tuned from a trained model")
+
+
+def test_starts_from_the_base_weights_rows_mapped_by_class(base):
+    # lr so small that one epoch leaves every weight where fine-tuning put it
+    r = finetuning(base.recipe)
+    r = replace(r, train=replace(r.train, epochs=1, lr=1e-12))
+    X, y = blobs(["oboe", "viola", "horn"], shift=5.0, seed=1)  # new data, other statistics
+    clf = InstrumentClassifier(r, seed=3).fit(X, y, init=base)
+    assert clf.classes == ["horn", "oboe", "viola"]
+    old, new = base.net_.state_dict(), clf.net_.state_dict()
+    # the input standardisation is the base model's, not refitted on the new rows
+    assert torch.equal(new["scale.mean"], old["scale.mean"]) and torch.equal(new["scale.std"], old["scale.std"])
+    out = "net.6"
+    for k in old:
+        if not k.startswith(out):
+            assert torch.allclose(new[k], old[k], atol=1e-9), k
+    for c in ("oboe", "viola"):  # known classes keep their rows
+        i, j = clf.classes.index(c), base.classes.index(c)
+        assert torch.allclose(new[f"{out}.weight"][i], old[f"{out}.weight"][j], atol=1e-9)
+        assert torch.allclose(new[f"{out}.bias"][i], old[f"{out}.bias"][j], atol=1e-9)
+    h = clf.classes.index("horn")  # a new class starts from a fresh row, no copy of any other
+    assert all(not torch.allclose(new[f"{out}.weight"][h], old[f"{out}.weight"][j]) for j in range(3))
+    # and so the fine-tuned network answers for the old classes as the base did
+    Xo, _ = blobs(["oboe", "viola"], seed=2)
+    pb = base.predict_proba(Xo)[:, [base.classes.index("oboe"), base.classes.index("viola")]]
+    pc = clf.predict_proba(Xo)[:, [clf.classes.index("oboe"), clf.classes.index("viola")]]
+    assert (pb.argmax(1) == pc.argmax(1)).mean() == 1.0
+
+
+def test_fine_tuning_learns_a_shifted_task_from_few_rows(base):
+    """Ten rows a class of the base's classes from 'another source' (each class's centre moved):
+    the base model misnames many of them; fine-tuned on ten rows a class, it names them."""
+    X, y = blobs(["flute", "oboe", "viola"], n=10, seed=4, moved=0.5)
+    Xt, yt = blobs(["flute", "oboe", "viola"], n=50, seed=5, moved=0.5)
+    r = finetuning(base.recipe)
+    clf = InstrumentClassifier(replace(r, train=replace(r.train, epochs=60)), seed=0).fit(X, y, init=base)
+    before = np.mean(np.array(base.predict(Xt)) == yt)
+    after = np.mean(np.array(clf.predict(Xt)) == yt)
+    assert before < 0.5 and after >= 0.95, (before, after)
+
+
+def test_init_must_match_features_and_network(base):
+    X, y = blobs(["flute", "oboe"])
+    with pytest.raises(ParameterError, match="other features or another network"):
+        InstrumentClassifier("mfcc-stats").fit(np.zeros((80, 87), np.float32), y, init=base)
+    with pytest.raises(ParameterError, match="trained InstrumentClassifier"):
+        InstrumentClassifier("seed-mfcc").fit(X, y, init=InstrumentClassifier("seed-mfcc"))
+
+
+def test_fine_tunes_the_shipped_cnn(rendered_data):
+    """The shipped cnn, fine-tuned for one epoch on renders of three of its classes: band
+    statistics kept, output rows mapped, and it still names the clips it was tuned on."""
+    from instrec.assets import shipped_model_path
+
+    from conftest import labelled_features
+
+    shipped = InstrumentClassifier.load(shipped_model_path())
+    X, y, skipped, _ = labelled_features(rendered_data, shipped.recipe.feature, cache=False)
+    assert not skipped
+    r = finetuning(shipped.recipe)
+    clf = InstrumentClassifier(replace(r, train=replace(r.train, epochs=1)), seed=0).fit(X, y, init=shipped)
+    assert clf.classes == ["cello", "flute", "trumpet"]
+    old, new = shipped.net_.state_dict(), clf.net_.state_dict()
+    assert torch.equal(new["norm.mean"], old["norm.mean"]) and torch.equal(new["norm.std"], old["norm.std"])
+    assert not torch.equal(new["body.0.0.weight"], old["body.0.0.weight"])  # it did train
+    assert np.mean(np.array(clf.predict(X)) == y) >= 0.9
+
+
+def test_cli_train_from_shipped(rendered_data, tmp_path):
+    model = tmp_path / "tuned"
+    r = run_cli("train", rendered_data, "--from", "shipped", "--epochs", "1", "--out", model, "--jobs", "1")
+    assert r.returncode == 0, r.stderr
+    assert "cnn: test accuracy" in r.stdout
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["classes"] == ["cello", "flute", "trumpet"]
+    ft = meta["training"]["fine_tuned_from"]
+    assert ft["model"].endswith("model") and len(ft["weights_sha256"]) == 64 and "violin" in ft["classes"]
+    assert meta["recipe"]["train"]["epochs"] == 1 and meta["recipe"]["train"]["lr"] == pytest.approx(2e-3)
+    p = run_cli("predict", "--model", model, "--format", "json", next(rendered_data.rglob("*.wav")))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)[0]["label"] in meta["classes"]
+
+
+@pytest.mark.parametrize("extra, code, words", [
+    (["--from", "{tmp}/nomodel"], 1, ["nomodel"]),  # a bad bundle: 1; a bad argument: 2 (ParameterError)
+    (["--from", "shipped", "--recipe", "cnn"], 2, ["--from", "--recipe"]),
+    (["--from", "{tmp}/m.onnx"], 2, ["ONNX"]),
+], ids=["missing-model", "with-recipe", "onnx"])
+def test_cli_from_errors_are_one_line(rendered_data, tmp_path, extra, code, words):
+    (tmp_path / "m.onnx").write_bytes(b"not really")
+    r = run_cli("train", rendered_data, "--out", tmp_path / "out", *[a.format(tmp=tmp_path) for a in extra])
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr and len(error_lines(r.stderr)) == 1
+    for w in words:
+        assert w in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_model_fine_tunes_a_saved_model(rendered_data, tmp_path):
+    """The Python API: ``train_model(..., init=folder)`` takes the saved model's recipe and weights,
+    and model.json names the model it started from; with no recipe and no init, seed-mfcc."""
+    from instrec.classifier import _fingerprint
+    from instrec.pipeline import load_base_model, train_model
+
+    first = train_model(rendered_data, out=tmp_path / "first", split="stratified", seed=2)
+    assert first.model.recipe.name == "seed-mfcc"
+    second = train_model(rendered_data, init=tmp_path / "first", out=tmp_path / "second", split="stratified", seed=2)
+    assert second.model.recipe.train == first.model.recipe.train
+    ft = json.loads((tmp_path / "second" / "model.json").read_text())["training"]["fine_tuned_from"]
+    assert ft["model"] == str((tmp_path / "first").resolve())
+    assert ft["weights_sha256"] == _fingerprint(first.model.net_)
+    assert second.context["fine-tuned from"] == ft["model"]
+    # the same split, and a start that already knew the clips: no worse than the first model
+    assert second.metrics["accuracy"] >= first.metrics["accuracy"]
+    with pytest.raises(ParameterError, match="ONNX"):
+        load_base_model(tmp_path / "m.onnx")
