@@ -1,0 +1,113 @@
+"""A user with a few recordings per instrument: fine-tune the shipped cnn, or train mfcc-stats from scratch?
+
+    python benchmarks/few_recordings.py [--per-class 5 10 20] [--fold-seed 20] [--group-by pitch]
+
+The 600 real Philharmonia clips are cut into 5 folds (stratified; grouped with ``--group-by``, so
+no pitch of a test fold is in its training side). From each fold's training side, ``n`` clips per
+instrument are drawn at random (seeded by fold seed, fold and ``n``); three ways to use them are
+then scored on the whole test fold (about 120 clips), in the tutorial's six-class mode:
+
+* ``shipped``: the shipped model as it is, trained on renders only, none of the ``n`` used;
+* ``fine-tuned``: the shipped model fine-tuned on the ``n`` clips a class
+  (``instrec train DATA --from shipped``: the cnn recipe from its weights, network seed = fold seed);
+* ``mfcc-stats``: the recipe README recommends to users with real recordings, from scratch on
+  the ``n`` clips a class, with its pitch-shifted copies (the same network seed).
+
+Results: benchmarks/results/few_recordings-<split>-<fold seed>.json, and a Markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import bench_common as bc  # noqa: E402
+from score_real import REAL  # noqa: E402
+
+
+def draw(y: list[str], rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` of ``rows`` per class (all of a class's rows if it has fewer), at random."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in sorted(set(y)):
+        mine = [i for i in rows if y[i] == c]
+        out += list(rng.choice(mine, size=min(n, len(mine)), replace=False))
+    return np.sort(np.array(out, dtype=np.int64))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--per-class", nargs="+", type=int, default=[5, 10, 20])
+    ap.add_argument("--fold-seed", type=int, default=20)
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--group-by", default=None, help="e.g. pitch: no group on both sides of a fold")
+    args = ap.parse_args()
+
+    import torch
+
+    from instrec.assets import shipped_model_path
+    from instrec.classifier import InstrumentClassifier
+    from instrec.data import load_dataset
+    from instrec.data.splits import clip_groups, kfold_indices
+    from instrec.evaluate import compute_metrics
+    from instrec.features import extract
+    from instrec.inference import class_columns, restrict_proba
+    from instrec.pipeline import shifted_features, training_rows
+    from instrec.recipes import finetuning, get_recipe
+
+    torch.set_num_threads(2)
+    shipped = InstrumentClassifier.load(shipped_model_path())
+    stats = get_recipe("mfcc-stats")
+    ds = load_dataset(REAL)
+    X_cnn, ok, bad = extract([c.path for c in ds.clips], shipped.recipe.feature)
+    X_st, ok2, bad2 = extract([c.path for c in ds.clips], stats.feature)
+    assert not bad and not bad2 and list(ok) == list(ok2)
+    clips = ds.clips
+    y = [c.label for c in clips]
+    six = sorted(set(y))
+    shipped_six = restrict_proba(shipped.predict_proba(X_cnn), class_columns(shipped.classes, six))
+    groups = clip_groups(clips, args.group_by) if args.group_by else None
+    folds = kfold_indices(y, args.k, seed=args.fold_seed, groups=groups)
+
+    rows = []
+    for f, (tr, te) in enumerate(folds, 1):
+        yt = [y[i] for i in te]
+        base = compute_metrics(yt, shipped_six[te], six)["accuracy"]
+        for n in args.per_class:
+            pick = draw(y, tr, n, seed=args.fold_seed * 1000 + f * 100 + n)
+            row = {"fold": f, "per_class": n, "n_train": len(pick), "n_test": len(te), "shipped": base}
+            t = time.perf_counter()
+            ft = InstrumentClassifier(finetuning(shipped.recipe), seed=args.fold_seed).fit(
+                X_cnn[pick], [y[i] for i in pick], init=shipped)
+            row["fine-tuned"] = compute_metrics(yt, ft.predict_proba(X_cnn[te]), ft.classes)["accuracy"]
+            row["fine-tuned seconds"] = round(time.perf_counter() - t, 1)
+            t = time.perf_counter()
+            shifted = shifted_features(clips, stats, pick)
+            st = InstrumentClassifier(stats, seed=args.fold_seed).fit(*training_rows(X_st, y, pick, shifted))
+            row["mfcc-stats"] = compute_metrics(yt, st.predict_proba(X_st[te]), st.classes)["accuracy"]
+            row["mfcc-stats seconds"] = round(time.perf_counter() - t, 1)
+            rows.append(row)
+            print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+
+    methods = ("shipped", "fine-tuned", "mfcc-stats")
+    summary = {n: {m: round(float(np.mean([r[m] for r in rows if r["per_class"] == n])), 4) for m in methods}
+               for n in args.per_class}
+    split = f"grouped by {args.group_by}" if args.group_by else "stratified"
+    name = f"few_recordings-{args.group_by or 'stratified'}-{args.fold_seed}"
+    bc.save(name, {"machine": bc.machine(), "split": split, "k": args.k, "fold_seed": args.fold_seed,
+                   "clips": len(clips), "rows": rows, "mean_accuracy": summary})
+    print(f"\n{args.k} folds {split}, fold seed {args.fold_seed}; mean accuracy on the test folds\n")
+    print("| clips per class | " + " | ".join(methods) + " |")
+    print("|---|" + "---|" * len(methods))
+    for n, s in summary.items():
+        print(f"| {n} | " + " | ".join(f"{s[m]:.2%}" for m in methods) + " |")
+
+
+if __name__ == "__main__":
+    main()
