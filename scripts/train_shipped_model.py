@@ -58,6 +58,8 @@ def main() -> int:
                     help="override the cnn recipe's lowest mel frequency (training and prediction alike)")
     ap.add_argument("--rumble", type=float, default=None, metavar="SHARE",
                     help="override the cnn recipe's share of training clips given low-frequency room noise (0-1)")
+    ap.add_argument("--compression", choices=("db", "pcen"), default=None,
+                    help="override the cnn recipe's mel compression: dB (log-mel) or PCEN (per-channel energy normalisation)")
     ap.add_argument("--adversary", type=float, default=None, metavar="WEIGHT",
                     help="train against a classifier of the sample library (gradient reversal up to WEIGHT; "
                          "default: the recipe's, 0 = off)")
@@ -84,6 +86,8 @@ def main() -> int:
         recipe = replace(recipe, feature=replace(recipe.feature, fmin=args.fmin))
     if args.rumble is not None:
         recipe = replace(recipe, model=replace(recipe.model, rumble=args.rumble))
+    if args.compression is not None:
+        recipe = replace(recipe, model=replace(recipe.model, compression=args.compression))
     if args.adversary is not None:
         recipe = replace(recipe, train=replace(recipe.train, adversary=args.adversary))
     run = _Run(args, instruments, families, recipe)

@@ -12,7 +12,7 @@ from instrec.augment import SpecAugment, WaveAugment
 from instrec.classifier import InstrumentClassifier
 from instrec.errors import BundleError, ParameterError
 from instrec.features import FeatureConfig, compute
-from instrec.features.frontend import LogMel
+from instrec.features.frontend import PCEN, LogMel, MelPCEN
 from instrec.recipes import get_recipe
 from instrec.train import resolve_device
 
@@ -26,6 +26,71 @@ def test_logmel_matches_librosa():
     ours = LogMel(sr=SR, n_fft=2048, hop_length=512, n_mels=64, fmin=30.0)(torch.from_numpy(y)[None])[0].numpy()
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() < 0.05  # dB; float32 against float64
+
+
+def test_pcen_matches_librosa():
+    """librosa.pcen's formula and defaults, the smoother started at the first frame's steady state."""
+    import scipy.signal
+
+    y = tone("saw", 330, seconds=2.0) * np.linspace(0.05, 1.0, 2 * SR, dtype=np.float32)  # a crescendo
+    front = MelPCEN(sr=SR, n_fft=2048, hop_length=512, n_mels=64, fmin=30.0)
+    S = front.mel_power(torch.from_numpy(y)[None])[0].double().numpy() * 2.0 ** 31
+    b = front.pcen.b
+    ref = librosa.pcen(S, sr=SR, hop_length=512, zi=scipy.signal.lfilter_zi([b], [1, b - 1]) * S[:, :1])
+    ours = front(torch.from_numpy(y)[None])[0].numpy()
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).max() < 1e-4 * np.abs(ref).max()
+
+
+def test_pcen_divides_a_steady_background_away():
+    """Gain control per band: a steady noise floor gives nearly the same output at any level, and a
+    note's onset over it stands out; on the dB scale (re the clip's maximum) the floor sits wherever
+    the note's level puts it."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1, 2 * SR).astype(np.float32)
+    note = np.concatenate([np.zeros(SR, np.float32), tone("saw", 440, seconds=1.0)])
+    pcen = PCEN(sr=SR, hop_length=512)
+    front = MelPCEN(sr=SR, n_fft=2048, hop_length=512, n_mels=64)
+    db = LogMel(sr=SR, n_fft=2048, hop_length=512, n_mels=64)
+    quiet, loud = (front(torch.from_numpy(a * noise)[None])[0] for a in (1e-3, 1e-1))
+    # 40 dB on the floor moves PCEN by under a fifth (gain 0.98: not quite all of it is divided away)
+    assert (quiet - loud).abs().mean() < 0.2 * loud.mean()
+    mixed = front(torch.from_numpy(0.3 * note + 1e-2 * noise)[None])[0]
+    onset = 1 + SR // 512
+    # the note's strongest band at its onset, against the floor's strongest band in any frame before
+    assert mixed[:, onset:onset + 2].amax(0).mean() > 3 * mixed[:, 5:onset - 5].amax(0).mean()
+    # the dB scale (re the clip's maximum) moves the same floor by 40 dB with the note's level
+    d1 = db(torch.from_numpy(0.3 * note + 1e-2 * noise)[None])[0]
+    d2 = db(torch.from_numpy(0.003 * note + 1e-2 * noise)[None])[0]
+    assert (d2[:, 5:onset - 5].mean() - d1[:, 5:onset - 5].mean()) > 30
+    assert torch.allclose(pcen.smooth(torch.ones(1, 2, 7)), torch.ones(1, 2, 7), atol=1e-6)  # steady from frame 0
+
+
+def test_pcen_cnn_config_round_trips_trains_and_exports(rendered_data, tmp_path):
+    from instrec.onnx_export import OnnxEngine, export_onnx
+
+    r = get_recipe("cnn")
+    assert r.model.compression == "db" and isinstance(models.build(r.model, r.feature, 3).frontend, LogMel)
+    with pytest.raises(ParameterError, match="compression"):
+        replace(r.model, compression="log")
+    r = replace(r, feature=replace(r.feature, seconds=1.5), model=replace(r.model, compression="pcen"),
+                train=replace(r.train, epochs=2))
+    assert models.ModelConfig.from_dict(r.model.to_dict()) == r.model
+    X, y, _, _ = labelled_features(rendered_data, r.feature)
+    clf = InstrumentClassifier(r, seed=0).fit(X, y)
+    assert isinstance(clf.net_.frontend, MelPCEN)
+    again = InstrumentClassifier.load(clf.save(tmp_path / "pcen"))
+    assert isinstance(again.net_.frontend, MelPCEN) and again.recipe.model.compression == "pcen"
+    p = again.predict_proba(X)
+    assert np.allclose(p, clf.predict_proba(X), atol=1e-6)
+    engine = OnnxEngine(export_onnx(tmp_path / "pcen", tmp_path / "pcen.onnx"))
+    assert np.abs(engine.predict_proba(X) - p).max() < 1e-4
+    from instrec.bundle import read_meta, validate_meta
+
+    meta = read_meta(tmp_path / "pcen")
+    meta["recipe"]["model"]["compression"] = "log"
+    with pytest.raises(BundleError, match="compression"):
+        validate_meta(meta, "model.json")
 
 
 def test_logmel_feature_is_a_fixed_length_window():

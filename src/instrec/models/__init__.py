@@ -12,6 +12,7 @@ from ..errors import ParameterError
 
 ARCHS = ("mlp", "cnn")
 ACTIVATIONS = ("relu", "selu", "tanh")
+COMPRESSIONS = ("db", "pcen")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class ModelConfig:
     vibrato: float = 0.0
     # Share of training clips given low-frequency room noise (augment.WaveAugment.rumble); 0 = none.
     rumble: float = 0.0
+    # How mel power becomes the network's input: "db" (log-mel in dB re each clip's maximum) or
+    # "pcen" (per-channel energy normalisation: gain control per band, see features.frontend.PCEN).
+    compression: str = "db"
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -42,6 +46,8 @@ class ModelConfig:
             raise ParameterError(f"channels must be positive, e.g. 16,32,64,128; got {self.channels!r}")
         if not 0 <= self.dropout < 1:
             raise ParameterError(f"dropout must be in [0, 1); got {self.dropout!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ParameterError(f"compression must be one of {', '.join(COMPRESSIONS)}; got {self.compression!r}")
         for name in ("vibrato", "rumble"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ParameterError(f"{name} must be a share of clips in [0, 1]; got {getattr(self, name)!r}")
@@ -85,7 +91,8 @@ def build(config: ModelConfig, feature, n_classes: int):
                                  f"{need} frames; the feature gives {f.n_mels} bands and {frames} frames")
         return CNN(n_classes, sr=f.sr, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels, fmin=f.fmin,
                    fmax=f.fmax, top_db=f.top_db, channels=config.channels, dropout=config.dropout,
-                   augment=config.augment, vibrato=config.vibrato, rumble=config.rumble)
+                   augment=config.augment, vibrato=config.vibrato, rumble=config.rumble,
+                   compression=config.compression)
     from .mlp import MLP
 
     return MLP(feature.dim, config.hidden, n_classes, activation=config.activation, standardize=config.standardize)

@@ -1,6 +1,6 @@
 """A small convolutional network on log-mel spectrograms, front end included.
 
-waveform → [augment] → LogMel → BandNorm → [SpecAugment] → 4 conv blocks → global pooling → classes
+waveform → [augment] → LogMel (dB, or PCEN) → BandNorm → [SpecAugment] → 4 conv blocks → global pooling → classes
 
 Global pooling over time and frequency makes the decision indifferent to where in the clip a
 pattern sits and, within the range the pooled receptive field allows, at which pitch.
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..augment import SpecAugment, WaveAugment
-from ..features.frontend import BandNorm, LogMel
+from ..features.frontend import BandNorm, LogMel, MelPCEN
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -26,10 +26,10 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class CNN(nn.Module):
     def __init__(self, n_classes: int, *, sr: int, n_fft: int, hop_length: int, n_mels: int, fmin: float,
                  fmax: float | None, top_db: float, channels=(16, 32, 64, 128), dropout: float = 0.3,
-                 augment: bool = True, vibrato: float = 0.0, rumble: float = 0.0):
+                 augment: bool = True, vibrato: float = 0.0, rumble: float = 0.0, compression: str = "db"):
         super().__init__()
         self.augment = WaveAugment(sr, p_vibrato=vibrato, p_rumble=rumble) if augment else nn.Identity()
-        self.frontend = LogMel(sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax, top_db=top_db)
+        self.frontend = {"db": LogMel, "pcen": MelPCEN}[compression](sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax, top_db=top_db)
         self.norm = BandNorm(n_mels)
         self.specaugment = SpecAugment() if augment else nn.Identity()
         blocks, cin = [], 1
