@@ -116,6 +116,9 @@ def test_cli_train_from_shipped(rendered_data, tmp_path):
     ft = meta["training"]["fine_tuned_from"]
     assert ft["model"].endswith("model") and len(ft["weights_sha256"]) == 64 and "violin" in ft["classes"]
     assert meta["recipe"]["train"]["epochs"] == 1 and meta["recipe"]["train"]["lr"] == pytest.approx(2e-3)
+    # the shipped model knows all three classes: it is scored on every test clip, and the CLI says so
+    assert ft["test_split"]["n"] == meta["metrics"]["test_split"]["n"] and 0 <= ft["test_split"]["accuracy"] <= 1
+    assert f"the model it started from: accuracy {100 * ft['test_split']['accuracy']:.2f}%" in r.stdout
     p = run_cli("predict", "--model", model, "--format", "json", next(rendered_data.rglob("*.wav")))
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)[0]["label"] in meta["classes"]
@@ -150,7 +153,25 @@ def test_train_model_fine_tunes_a_saved_model(rendered_data, tmp_path):
     assert ft["model"] == str((tmp_path / "first").resolve())
     assert ft["weights_sha256"] == _fingerprint(first.model.net_)
     assert second.context["fine-tuned from"] == ft["model"]
+    # the same split, so the start is scored on the very clips the first model was
+    assert ft["test_split"] == {"accuracy": first.metrics["accuracy"], "n": first.metrics["n"]}
     # the same split, and a start that already knew the clips: no worse than the first model
     assert second.metrics["accuracy"] >= first.metrics["accuracy"]
     with pytest.raises(ParameterError, match="ONNX"):
         load_base_model(tmp_path / "m.onnx")
+
+
+def test_the_start_is_scored_on_the_classes_it_knows(base):
+    """Test clips of a class the start does not know are left out of its score; fewer than two
+    known classes: no score at all."""
+    from instrec.pipeline import _score_start
+
+    X, y = blobs(["flute", "oboe", "horn"], n=20, seed=6)
+    te = np.arange(len(y))
+    got = _score_start(base, X, y, te)
+    known = [i for i in te if y[i] != "horn"]
+    P = base.predict_proba(X[known])[:, [base.classes.index("flute"), base.classes.index("oboe")]]
+    expect = np.mean(np.array(["flute", "oboe"])[P.argmax(1)] == np.array(y)[known])
+    assert got == {"accuracy": pytest.approx(expect), "n": 40}
+    X2, y2 = blobs(["flute", "horn", "tuba"], n=5, seed=7)
+    assert _score_start(base, X2, y2, np.arange(15)) is None

@@ -219,6 +219,10 @@ def train(
     typer.echo(f"{r.name}: test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
                f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} held-back clips "
                f"{res.context['evaluated on'].removeprefix('held-back test split ')}; model saved to {out}")
+    start = res.model.info["training"].get("fine_tuned_from", {}).get("test_split")
+    if start:
+        typer.echo(f"the model it started from: accuracy {fmt_pct(start['accuracy'])} on the {start['n']} of those "
+                   "clips whose classes it knows")
     if m.get("unknown_classes"):
         typer.echo("not scored, test classes absent from the training split: "
                    + ", ".join(f"{c} ({n} clips)" for c, n in m["unknown_classes"].items()), err=True)

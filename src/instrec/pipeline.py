@@ -21,7 +21,7 @@ from .inference import Model, Prediction
 from .data.folder import Dataset, find_audio, load_dataset
 from .data.splits import clip_groups, kfold_indices, split_indices
 from .errors import DataError, InstrecError, ParameterError, skip_entry
-from .evaluate import SUMMARY_METRICS, compute_metrics, crossval_markdown, write_report
+from .evaluate import SUMMARY_METRICS, compute_metrics, crossval_markdown, fmt_pct, write_report
 from .fileio import write_json, write_text
 from .features import extract
 from .recipes import Recipe, finetuning, get_recipe
@@ -137,8 +137,12 @@ def train_model(
         "metrics": {"test_split": {k: metrics[k] for k in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "n")}},
     }
     if init is not None:
-        info["training"]["fine_tuned_from"] = _init_record(init)
-        context["fine-tuned from"] = info["training"]["fine_tuned_from"]["model"]
+        start = info["training"]["fine_tuned_from"] = _init_record(init)
+        context["fine-tuned from"] = start["model"]
+        start["test_split"] = _score_start(init, X, y, te)
+        if start["test_split"] is not None:
+            context["the model it started from"] = (f"accuracy {fmt_pct(start['test_split']['accuracy'])} on the "
+                                                    f"{start['test_split']['n']} test clips of classes it knows")
     clf.info.update(info)
     model_dir = None
     if out is not None:
@@ -537,6 +541,21 @@ def _init_record(init: InstrumentClassifier) -> dict:
     where = init.path_.resolve() if init.path_ is not None else f"an unsaved {init.recipe.name} model"
     return {"model": str(where), "classes": init.classes, "weights_sha256": _fingerprint(init.net_),
             "trained": init.info.get("training", {}).get("command", "")}
+
+
+def _score_start(init: InstrumentClassifier, X: np.ndarray, y: Sequence[str], te) -> dict | None:
+    """The model a run fine-tuned, scored on the run's test clips (so a user sees whether
+    fine-tuning helped): ``{"accuracy", "n"}`` over the test clips of classes it knows, answering
+    among those classes; ``None`` if it knows fewer than two of them."""
+    from .inference import restrict_proba
+
+    known = sorted({y[i] for i in te} & set(init.classes))
+    if len(known) < 2:
+        return None
+    rows = [i for i in te if y[i] in known]
+    P = restrict_proba(init.predict_proba(X[rows]), [init.classes.index(c) for c in known])
+    right = [known[j] == y[i] for i, j in zip(rows, P.argmax(axis=1))]
+    return {"accuracy": float(np.mean(right)), "n": len(rows)}
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
