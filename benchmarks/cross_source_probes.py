@@ -1,6 +1,6 @@
 """Four cheap ideas for the gaps of issue 3, each measured once (2026-12-03).
 
-    python benchmarks/cross_source_probes.py [--probes source-norm range-prior tta ensemble]
+    python benchmarks/cross_source_probes.py [--probes source-norm range-prior tta ensemble harmonics]
 
 None trains a cnn, so each takes seconds to minutes on two cores:
 
@@ -15,6 +15,10 @@ None trains a cnn, so each takes seconds to minutes on two cores:
 - ``ensemble``: the tutorial protocol over 15 stratified folds of the real clips (5 folds × fold
   seeds 0/1/2, as `pitch_generalization.py`'s random folds): seed-mfcc, mfcc-stats, and the average
   of their probabilities.
+- ``harmonics`` (2026-12-04): a timbre descriptor with the pitch taken out, the level of harmonics
+  1-20 relative to the strongest (librosa.yin's f0, librosa.f0_harmonics), median and spread over a
+  clip's loud frames; alone and beside mfcc-stats, scored leave-one-library-out on the renders and
+  renders → real clips.
 
 The real clips are split into `score_real.py`'s dev and test halves where a probe scores the shipped
 model. Results: benchmarks/results/cross_source_probes.json.
@@ -156,7 +160,81 @@ def ensemble(real, renders) -> dict:
     return {k: {"mean": round(float(np.mean(v)), 4), "folds": [round(a, 4) for a in v]} for k, v in acc.items()}
 
 
-PROBES = {"source-norm": source_norm, "range-prior": range_prior, "tta": tta, "ensemble": ensemble}
+N_HARMONICS = 20
+
+
+def harmonic_envelope(path, *, sr=22050, n_fft=4096, hop_length=512, fmin=40.0, fmax=2100.0):
+    """41 values: median and std over the loud frames of harmonics 1-20's level (dB below the
+    frame's strongest, floored at -80), and the median log2 f0. Dividing by the strongest harmonic
+    removes loudness; indexing by harmonic number instead of frequency removes the pitch, leaving
+    the shape of the harmonic series that tells, say, a clarinet's odd harmonics from an oboe's."""
+    import librosa
+
+    from instrec.audio import load
+
+    y, sr = load(path, sr=sr)
+    f0 = librosa.yin(y, fmin=fmin, fmax=fmax, sr=sr, frame_length=n_fft, hop_length=hop_length)
+    S = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length))
+    n = min(S.shape[1], len(f0))
+    S, f0 = S[:, :n], f0[:n]
+    H = librosa.f0_harmonics(S, f0=f0, freqs=librosa.fft_frequencies(sr=sr, n_fft=n_fft),
+                             harmonics=np.arange(1, N_HARMONICS + 1))
+    rms = librosa.feature.rms(S=S, frame_length=n_fft)[0]
+    loud = 20 * np.log10(rms + 1e-12) >= 20 * np.log10(rms.max() + 1e-12) - 30
+    H = H[:, loud]
+    db = np.maximum(20 * np.log10(H + 1e-12) - 20 * np.log10(H.max(0, keepdims=True) + 1e-12), -80.0)
+    return np.concatenate([np.median(db, 1), db.std(1), [np.median(np.log2(f0[loud]))]]).astype(np.float32)
+
+
+def harmonics(real, renders) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    sys.path.insert(0, str(HERE))
+    from generalization import LIBRARIES
+
+    def envelopes(clips):
+        return np.stack([harmonic_envelope(c.path) for c in clips])
+
+    feature = get_recipe("mfcc-stats").feature
+    Xr, okr, _ = extract([c.path for c in real.clips], feature, compact=True)
+    Xs, oks, _ = extract([c.path for c in renders.clips], feature, compact=True)
+    if len(okr) != len(real.clips) or len(oks) != len(renders.clips):
+        raise SystemExit("a clip failed to decode")
+    Hr, Hs = envelopes(real.clips), envelopes(renders.clips)
+    yr = np.array([c.label for c in real.clips])
+    ys = np.array([c.label for c in renders.clips])
+    lib = np.array([LIBRARIES.get(c.source, c.source) for c in renders.clips])
+    def f0_check(H, clips):  # how often yin's median f0 is the note played, within a semitone
+        nominal = np.array([int(p) for p in clip_groups(clips, "pitch")])
+        return round(float(np.mean(np.abs(12 * H[:, -1] + 69 - 12 * np.log2(440.0) - nominal) <= 1.0)), 4)
+
+    sets = {"mfcc-stats": (Xs, Xr), "harmonics": (Hs, Hr),
+            "mfcc-stats + harmonics": (np.hstack([Xs, Hs]), np.hstack([Xr, Hr]))}
+    classifiers = {"logistic regression": lambda: LogisticRegression(max_iter=3000, C=0.1),
+                   "MLP 128-64": lambda: MLPClassifier((128, 64), alpha=1e-2, max_iter=400, random_state=0)}
+    parts = {"all": np.arange(len(yr)), **{k: np.asarray(v) for k, v in halves(real.clips).items()}}
+
+    def fit_score(A, ya, B, yb, make):
+        scaler = StandardScaler().fit(A)
+        return make().fit(scaler.transform(A), ya).predict(scaler.transform(B))
+
+    out = {"f0_within_a_semitone": {"renders": f0_check(Hs, renders.clips), "real": f0_check(Hr, real.clips)},
+           "n_renders": len(ys), "n_real": len(yr)}
+    for sname, (A, B) in sets.items():
+        for cname, make in classifiers.items():
+            folds = {g: round(float(np.mean(fit_score(A[lib != g], ys[lib != g], A[lib == g], ys[lib == g], make) == ys[lib == g])), 4)
+                     for g in sorted(set(lib))}
+            real_scores = _scores(fit_score(A, ys, B, yr, make), yr, parts)
+            row = {"lolo_mean": round(float(np.mean(list(folds.values()))), 4), "lolo_folds": folds, "real": real_scores}
+            out[f"{sname}, {cname}"] = row
+            print(f"harmonics: {sname}, {cname}: {row}", flush=True)
+    return out
+
+
+PROBES = {"source-norm": source_norm, "range-prior": range_prior, "tta": tta, "ensemble": ensemble,
+          "harmonics": harmonics}
 
 
 def main() -> int:
