@@ -1,6 +1,6 @@
 """A user with a few recordings per instrument: fine-tune the shipped cnn, or train mfcc-stats from scratch?
 
-    python benchmarks/few_recordings.py [--per-class 5 10 20] [--fold-seed 20] [--group-by pitch]
+    python benchmarks/few_recordings.py [--per-class 5 10 20] [--fold-seed 20] [--group-by pitch] [--val-fraction F]
 
 The 600 real Philharmonia clips are cut into 5 folds (stratified; grouped with ``--group-by``, so
 no pitch of a test fold is in its training side). From each fold's training side, ``n`` clips per
@@ -13,6 +13,12 @@ then scored on the whole test fold (about 120 clips), in the tutorial's six-clas
 * ``mfcc-stats``: the recipe README recommends to users with real recordings, from scratch on
   the ``n`` clips a class, with its pitch-shifted copies (the same network seed).
 
+Fine-tuning holds out 15% of the clips for early stopping only if that is at least 5 clips a
+class on average (``TrainConfig.min_val_per_class``, since 2026-12-04), so at these ``n`` it trains
+every epoch and keeps the last weights. ``--val-fraction F`` holds out that share whatever the
+number of clips (F = 0.15 is the rule before 2026-12-04, which chose the epoch on 1-3 clips a
+class; F = 0, none).
+
 Results: benchmarks/results/few_recordings-<split>-<fold seed>.json, and a Markdown table on stdout.
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +54,8 @@ def main() -> None:
     ap.add_argument("--fold-seed", type=int, default=20)
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--group-by", default=None, help="e.g. pitch: no group on both sides of a fold")
+    ap.add_argument("--val-fraction", type=float, default=None,
+                    help="hold out this share for early stopping whatever the number of clips (default: the recipe's rule)")
     args = ap.parse_args()
 
     import torch
@@ -74,6 +83,9 @@ def main() -> None:
     shipped_six = restrict_proba(shipped.predict_proba(X_cnn), class_columns(shipped.classes, six))
     groups = clip_groups(clips, args.group_by) if args.group_by else None
     folds = kfold_indices(y, args.k, seed=args.fold_seed, groups=groups)
+    tune = finetuning(shipped.recipe)
+    if args.val_fraction is not None:
+        tune = replace(tune, train=replace(tune.train, val_fraction=args.val_fraction, min_val_per_class=0))
 
     rows = []
     for f, (tr, te) in enumerate(folds, 1):
@@ -83,7 +95,7 @@ def main() -> None:
             pick = draw(y, tr, n, seed=args.fold_seed * 1000 + f * 100 + n)
             row = {"fold": f, "per_class": n, "n_train": len(pick), "n_test": len(te), "shipped": base}
             t = time.perf_counter()
-            ft = InstrumentClassifier(finetuning(shipped.recipe), seed=args.fold_seed).fit(
+            ft = InstrumentClassifier(tune, seed=args.fold_seed).fit(
                 X_cnn[pick], [y[i] for i in pick], init=shipped)
             row["fine-tuned"] = compute_metrics(yt, ft.predict_proba(X_cnn[te]), ft.classes)["accuracy"]
             row["fine-tuned seconds"] = round(time.perf_counter() - t, 1)
@@ -100,7 +112,11 @@ def main() -> None:
                for n in args.per_class}
     split = f"grouped by {args.group_by}" if args.group_by else "stratified"
     name = f"few_recordings-{args.group_by or 'stratified'}-{args.fold_seed}"
+    if args.val_fraction is not None:
+        name += f"-val{args.val_fraction:g}"
     bc.save(name, {"machine": bc.machine(), "split": split, "k": args.k, "fold_seed": args.fold_seed,
+                   "fine_tuning_val_fraction": tune.train.val_fraction,
+                   "fine_tuning_min_val_per_class": tune.train.min_val_per_class,
                    "clips": len(clips), "rows": rows, "mean_accuracy": summary})
     print(f"\n{args.k} folds {split}, fold seed {args.fold_seed}; mean accuracy on the test folds\n")
     print("| clips per class | " + " | ".join(methods) + " |")

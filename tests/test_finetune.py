@@ -36,8 +36,21 @@ def test_finetuning_recipe_keeps_features_and_network():
     base = get_recipe("cnn")
     r = finetuning(base)
     # a plain warm start: the base recipe's features, network and schedule (see finetuning's docstring)
-    assert (r.name, r.feature, r.model, r.train) == (base.name, base.feature, base.model, base.train)
+    assert (r.name, r.feature, r.model) == (base.name, base.feature, base.model)
+    assert r.train == replace(base.train, min_val_per_class=5)  # the one change: no split on a handful of clips
     assert r.description.endswith("fine-tuned from a trained model")
+
+
+@pytest.mark.parametrize("n, held_out", [(10, 0), (40, 18)])
+def test_fine_tuning_holds_out_a_validation_split_only_with_enough_clips(base, n, held_out):
+    """15% of 3 x 10 rows is 4.5, fewer than 5 a class: no split, every epoch trained, the last
+    weights kept. 15% of 3 x 40 is 18, 6 a class: the split and early stopping as in the recipe."""
+    r = finetuning(replace(base.recipe, train=replace(base.recipe.train, epochs=8, val_fraction=0.15, patience=3)))
+    clf = InstrumentClassifier(r, seed=0).fit(*blobs(["flute", "oboe", "viola"], n=n, seed=6), init=base)
+    h = clf.history_
+    assert h["validation_rows"] == held_out and len(h["val_accuracy"]) == (h["epochs_run"] if held_out else 0)
+    if not held_out:
+        assert h["epochs_run"] == h["best_epoch"] == 8
 
 
 def test_starts_from_the_base_weights_rows_mapped_by_class(base):
@@ -119,6 +132,8 @@ def test_cli_train_from_shipped(rendered_data, tmp_path):
     # the shipped model knows all three classes: it is scored on every test clip, and the CLI says so
     assert ft["test_split"]["n"] == meta["metrics"]["test_split"]["n"] and 0 <= ft["test_split"]["accuracy"] <= 1
     assert f"the model it started from: accuracy {100 * ft['test_split']['accuracy']:.2f}%" in r.stdout
+    # 19 training clips of 3 classes: a 15% split would hold one a class, too few to choose an epoch on
+    assert meta["training"]["validation_rows"] == 0 and "validation: none: too few clips" in r.stdout
     p = run_cli("predict", "--model", model, "--format", "json", next(rendered_data.rglob("*.wav")))
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)[0]["label"] in meta["classes"]
@@ -148,7 +163,7 @@ def test_train_model_fine_tunes_a_saved_model(rendered_data, tmp_path):
     first = train_model(rendered_data, out=tmp_path / "first", split="stratified", seed=2)
     assert first.model.recipe.name == "seed-mfcc"
     second = train_model(rendered_data, init=tmp_path / "first", out=tmp_path / "second", split="stratified", seed=2)
-    assert second.model.recipe.train == first.model.recipe.train
+    assert second.model.recipe.train == replace(first.model.recipe.train, min_val_per_class=5)
     ft = json.loads((tmp_path / "second" / "model.json").read_text())["training"]["fine_tuned_from"]
     assert ft["model"] == str((tmp_path / "first").resolve())
     assert ft["weights_sha256"] == _fingerprint(first.model.net_)

@@ -223,6 +223,8 @@ def train(
     if start:
         typer.echo(f"the model it started from: accuracy {fmt_pct(start['accuracy'])} on the {start['n']} of those "
                    "clips whose classes it knows")
+    if "validation" in res.context:
+        typer.echo(f"validation: {res.context['validation']}")
     if m.get("unknown_classes"):
         typer.echo("not scored, test classes absent from the training split: "
                    + ", ".join(f"{c} ({n} clips)" for c, n in m["unknown_classes"].items()), err=True)

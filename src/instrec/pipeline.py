@@ -133,9 +133,15 @@ def train_model(
             "extract_seconds": round(extract_seconds, 3),
             "train_seconds": round(clf.history_["seconds"], 3),
             "final_loss": clf.history_["loss"][-1],
+            "epochs_run": clf.history_["epochs_run"],
+            "best_epoch": clf.history_["best_epoch"],
+            "validation_rows": clf.history_["validation_rows"],
         },
         "metrics": {"test_split": {k: metrics[k] for k in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "n")}},
     }
+    if recipe.train.val_fraction > 0 and not clf.history_["validation_rows"]:
+        context["validation"] = (f"none: too few clips to choose an epoch on (fewer than {recipe.train.min_val_per_class} "
+                                 f"a class); all {clf.history_['epochs_run']} epochs trained, the last weights kept")
     if init is not None:
         start = info["training"]["fine_tuned_from"] = _init_record(init)
         context["fine-tuned from"] = start["model"]

@@ -24,6 +24,11 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
     val_fraction: float = 0.0  # held out of the training rows for early stopping; 0 = none
     patience: int = 0  # epochs without validation improvement before stopping; 0 = never
+    # No validation split when it would hold fewer clips than this per class on average: the epoch
+    # is then chosen on a handful of clips, which cost fine-tuning on 5-20 clips a class 2-13 points
+    # (benchmarks/RESULTS.md, "A few recordings per instrument"); all epochs are trained and the
+    # last weights kept. 0 = split whatever the size.
+    min_val_per_class: int = 0
     # Semitones: the pipeline (train_model, cross_validate, crossval) adds to the training rows a
     # copy of every training clip shifted by each, so that a network trained on a few pitches
     # learns what does not move with pitch. Test clips are never shifted.
@@ -61,6 +66,8 @@ class TrainConfig:
             raise ParameterError(f"val_fraction must be in [0, 1); got {self.val_fraction!r}")
         if self.mixup < 0 or self.weight_decay < 0 or self.patience < 0:
             raise ParameterError("mixup, weight_decay and patience must not be negative")
+        if not isinstance(self.min_val_per_class, int) or self.min_val_per_class < 0:
+            raise ParameterError(f"min_val_per_class must be a non-negative integer; got {self.min_val_per_class!r}")
         if not 0 <= self.distill_weight <= 1:
             raise ParameterError(f"distill_weight must be in [0, 1]; got {self.distill_weight!r}")
         if not 0 <= self.adversary <= 10:
@@ -180,8 +187,12 @@ def finetuning(recipe: Recipe) -> Recipe:
 
     A tenth of the learning rate and half the epochs, the usual transfer-learning step, underfit
     the 480 real training clips (validation accuracy stuck near 0.89); the base recipe's own
-    schedule adapted best on both development folds (benchmarks/RESULTS.md, "Fine-tuning")."""
-    return replace(recipe, description=f"{recipe.description}; fine-tuned from a trained model")
+    schedule adapted best on both development folds (benchmarks/RESULTS.md, "Fine-tuning").
+    One change: a validation split is made only if it holds at least 5 clips a class on average
+    (``min_val_per_class``). With the 15% split and 5-20 clips a class, choosing the epoch on
+    1-3 validation clips a class left the model 2-13 points below training every epoch."""
+    return replace(recipe, description=f"{recipe.description}; fine-tuned from a trained model",
+                   train=replace(recipe.train, min_val_per_class=max(recipe.train.min_val_per_class, 5)))
 
 
 def parse_hidden(text: str | None) -> tuple[int, ...] | None:

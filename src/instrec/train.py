@@ -60,7 +60,9 @@ def fit_network(
 
     With ``config.val_fraction`` > 0 a stratified part of the rows is held out; the weights of the
     epoch with the best validation accuracy are kept, and training stops after
-    ``config.patience`` epochs without improvement.
+    ``config.patience`` epochs without improvement. If that part would hold fewer than
+    ``config.min_val_per_class`` rows a class on average, none is held out: every epoch is
+    trained and the last weights kept (``history["validation_rows"]`` says how many were held out).
 
     With ``checkpoint`` (a folder), the whole training state (weights, optimizer, schedule, every
     random generator, history) is written there atomically after each epoch; ``resume=True``
@@ -86,7 +88,7 @@ def fit_network(
     expand = expand or (lambda t: t)
     Xt = torch.from_numpy(np.ascontiguousarray(X))
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
-    train_idx, val_idx = _validation_split(y, config.val_fraction, seed)
+    train_idx, val_idx = _validation_split(y, config.val_fraction, seed, config.min_val_per_class)
     if prepare and getattr(net, "wants_prepare", False):
         net.prepare(expand(Xt[train_idx]))
     adversary = _adversary(net, domains, len(X), config) if config.adversary > 0 else None
@@ -178,7 +180,8 @@ def fit_network(
         del net.source_head  # a training aid, not part of the model
     net.eval()
     net.to("cpu")
-    history.update(seconds=time.perf_counter() - t0, epochs_run=len(history["loss"]), best_epoch=best_epoch or len(history["loss"]))
+    history.update(seconds=time.perf_counter() - t0, epochs_run=len(history["loss"]), best_epoch=best_epoch or len(history["loss"]),
+                   validation_rows=len(val_idx))
     return history
 
 
@@ -248,13 +251,13 @@ def _score(net: nn.Module, X: torch.Tensor, y: torch.Tensor, dev, expand) -> tup
     return float(nn.functional.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
-def _validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _validation_split(y: np.ndarray, fraction: float, seed: int, min_per_class: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     n = len(y)
-    if fraction <= 0:
+    counts = np.bincount(y)
+    if fraction <= 0 or fraction * n < min_per_class * np.count_nonzero(counts):
         return torch.arange(n), torch.arange(0)
     from sklearn.model_selection import train_test_split
 
-    counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 and int(np.ceil(fraction * n)) >= len(counts[counts > 0]) else None
     tr, va = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=stratify)
     return torch.from_numpy(np.sort(tr)), torch.from_numpy(np.sort(va))
