@@ -140,8 +140,9 @@ def train_model(
         "metrics": {"test_split": {k: metrics[k] for k in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "n")}},
     }
     if recipe.train.val_fraction > 0 and not clf.history_["validation_rows"]:
+        n = clf.history_["epochs_run"]
         context["validation"] = (f"none: too few clips to choose an epoch on (fewer than {recipe.train.min_val_per_class} "
-                                 f"a class); all {clf.history_['epochs_run']} epochs trained, the last weights kept")
+                                 f"a class); trained {n} epoch{'s' if n != 1 else ''}, the last weights kept")
     if init is not None:
         start = info["training"]["fine_tuned_from"] = _init_record(init)
         context["fine-tuned from"] = start["model"]
