@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 
 import numpy as np
@@ -139,6 +140,26 @@ def test_interrupted_save_leaves_old_bundle_and_no_debris(trained, tmp_path, mon
         clf.save(tmp_path / "new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
     assert (dst / "model.safetensors").read_bytes() == before
+
+
+def test_save_killed_between_its_two_renames_is_recovered_on_load(trained, tmp_path):
+    """A process killed after moving the old bundle aside and before renaming the new one in leaves
+    only the aside copy; loading puts it back. The copy of a live process is left alone."""
+    import subprocess
+
+    from instrec.bundle import recover_dir
+
+    clf, X, _ = trained
+    dst = clf.save(tmp_path / "m")
+    dead = subprocess.Popen(["true"])  # a process that has ended: its pid names no writer
+    dead.wait()
+    (dst).rename(tmp_path / f".m.old-{dead.pid}")
+    assert not dst.exists()
+    back = InstrumentClassifier.load(dst)
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    dst.rename(tmp_path / f".m.old-{os.getpid()}")  # a writer still running: not ours to touch
+    assert recover_dir(dst) is False and not dst.exists()
 
 
 def test_outputs_get_ordinary_permissions(trained, tmp_path):

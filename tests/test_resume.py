@@ -172,6 +172,8 @@ def test_cli_train_killed_then_resumed_gives_the_same_model(tone_data, tmp_path)
 
     from safetensors.numpy import load_file
 
+    from instrec.bundle import recover_dir
+
     args = [sys.executable, "-m", "instrec", "train", str(tone_data), "--recipe", "seed-mfcc", "--epochs", "400", "--seed", "2"]
     whole = subprocess.run(args + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=300)
     assert whole.returncode == 0, whole.stderr
@@ -189,6 +191,9 @@ def test_cli_train_killed_then_resumed_gives_the_same_model(tone_data, tmp_path)
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # killed between moving the old checkpoint aside and renaming the new one in, the checkpoint
+    # is in its aside copy; --resume puts it back, and so does this
+    recover_dir(ckpt.parent)
     epoch = json.loads(ckpt.read_text())["epoch"]
     assert 40 <= epoch < 400 and not out.exists()
 

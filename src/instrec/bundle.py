@@ -50,6 +50,7 @@ def load_bundle(path: str | os.PathLike) -> tuple[dict, dict]:
     from safetensors.torch import load_file
 
     path = Path(path)
+    recover_dir(path)
     if not path.is_dir():
         raise BundleError(f"{path}: no such model folder")
     meta = read_meta(path)
@@ -99,7 +100,8 @@ def _validator():
 
 def _replace_dir(new: Path, dest: Path) -> None:
     # os.replace cannot rename over a non-empty folder: move the old one aside first, so that at
-    # every instant one complete bundle exists at ``dest`` or in its aside copy.
+    # every instant one complete bundle exists at ``dest`` or in its aside copy (which
+    # recover_dir puts back if the writer was killed in between).
     old = None
     if dest.exists():
         if not dest.is_dir():
@@ -109,3 +111,36 @@ def _replace_dir(new: Path, dest: Path) -> None:
     os.replace(new, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(dest: str | os.PathLike) -> bool:
+    """Put back the folder that :func:`_replace_dir` had moved aside when its process was killed
+    before the new one took its place; ``True`` if one was put back.
+
+    Only the copy of a process that no longer runs is taken: a live writer is between its two
+    renames for microseconds, and will finish by itself."""
+    dest = Path(dest)
+    if dest.exists():
+        return False
+    for old in sorted(dest.parent.glob(f".{dest.name}.old-*"), key=lambda p: p.stat().st_mtime, reverse=True):
+        pid = old.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and old.is_dir()) or _running(int(pid)):
+            continue
+        try:
+            os.replace(old, dest)
+        except OSError:  # another reader put one back first
+            return dest.exists()
+        return True
+    return False
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True

@@ -107,6 +107,10 @@ def fit_network(
     t0 = time.perf_counter()
     first_epoch = 0
     key = _run_key(run_key, X, y, config, seed, domains if adversary else None)
+    if resume and checkpoint is not None:
+        from .bundle import recover_dir
+
+        recover_dir(checkpoint)  # a run killed while it replaced its checkpoint left it aside
     if resume and checkpoint is not None and (Path(checkpoint) / CKPT_JSON).is_file():
         state = _load_checkpoint(Path(checkpoint), key, net, opt, sched, gen, dev)
         history, first_epoch = state["history"], state["epoch"]
