@@ -191,8 +191,7 @@ def harmonics(real, renders) -> dict:
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
-    sys.path.insert(0, str(HERE))
-    from generalization import LIBRARIES
+    from generalization import LIBRARIES  # HERE is on sys.path (see the imports above)
 
     def envelopes(clips):
         return np.stack([harmonic_envelope(c.path) for c in clips])

@@ -153,7 +153,7 @@ def test_save_killed_between_its_two_renames_is_recovered_on_load(trained, tmp_p
     dst = clf.save(tmp_path / "m")
     dead = subprocess.Popen(["true"])  # a process that has ended: its pid names no writer
     dead.wait()
-    (dst).rename(tmp_path / f".m.old-{dead.pid}")
+    dst.rename(tmp_path / f".m.old-{dead.pid}")
     assert not dst.exists()
     back = InstrumentClassifier.load(dst)
     np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))

@@ -135,12 +135,10 @@ def recover_dir(dest: str | os.PathLike) -> bool:
 
 
 def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
     except PermissionError:  # it exists, owned by someone else
-        return True
+        pass
     return True

@@ -107,11 +107,7 @@ def fit_network(
     t0 = time.perf_counter()
     first_epoch = 0
     key = _run_key(run_key, X, y, config, seed, domains if adversary else None)
-    if resume and checkpoint is not None:
-        from .bundle import recover_dir
-
-        recover_dir(checkpoint)  # a run killed while it replaced its checkpoint left it aside
-    if resume and checkpoint is not None and (Path(checkpoint) / CKPT_JSON).is_file():
+    if resume and checkpoint is not None and _checkpoint_exists(Path(checkpoint)):
         state = _load_checkpoint(Path(checkpoint), key, net, opt, sched, gen, dev)
         history, first_epoch = state["history"], state["epoch"]
         best, best_epoch, waited, best_state = tuple(state["best"]), state["best_epoch"], state["waited"], state["best_state"]
@@ -328,6 +324,13 @@ def _save_checkpoint(path: Path, key: str, epoch: int, net, opt, sched, gen, his
         _replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _checkpoint_exists(path: Path) -> bool:
+    from .bundle import recover_dir
+
+    recover_dir(path)  # a run killed while it replaced its checkpoint left it aside
+    return (path / CKPT_JSON).is_file()
 
 
 def _load_checkpoint(path: Path, key: str, net, opt, sched, gen, dev) -> dict:
