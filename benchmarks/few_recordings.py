@@ -1,6 +1,7 @@
 """A user with a few recordings per instrument: fine-tune the shipped cnn, or train mfcc-stats from scratch?
 
     python benchmarks/few_recordings.py [--per-class 5 10 20] [--fold-seed 20] [--group-by pitch] [--val-fraction F]
+                                        [--trainable output] [--lr LR] [--epochs E] [--folds 1 ...]
 
 The 600 real Philharmonia clips are cut into 5 folds (stratified; grouped with ``--group-by``, so
 no pitch of a test fold is in its training side). From each fold's training side, ``n`` clips per
@@ -17,7 +18,9 @@ Fine-tuning holds out 15% of the clips for early stopping only if that is at lea
 class on average (``TrainConfig.min_val_per_class``, since 2026-12-04), so at these ``n`` it trains
 every epoch and keeps the last weights. ``--val-fraction F`` holds out that share whatever the
 number of clips (F = 0.15 is the rule before 2026-12-04, which chose the epoch on 1-3 clips a
-class; F = 0, none).
+class; F = 0, none). ``--trainable output`` fine-tunes the output layer only (the rest frozen);
+``--lr`` and ``--epochs`` change the fine-tuning schedule; ``--folds`` runs only those folds
+(development runs).
 
 Results: benchmarks/results/few_recordings-<split>-<fold seed>.json, and a Markdown table on stdout.
 """
@@ -56,6 +59,11 @@ def main() -> None:
     ap.add_argument("--group-by", default=None, help="e.g. pitch: no group on both sides of a fold")
     ap.add_argument("--val-fraction", type=float, default=None,
                     help="hold out this share for early stopping whatever the number of clips (default: the recipe's rule)")
+    ap.add_argument("--trainable", choices=("all", "output"), default="all",
+                    help="which weights fine-tuning changes: all, or the output layer only")
+    ap.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: the recipe's)")
+    ap.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: the recipe's)")
+    ap.add_argument("--folds", nargs="+", type=int, default=None, help="run only these folds (1-based)")
     args = ap.parse_args()
 
     import torch
@@ -86,9 +94,13 @@ def main() -> None:
     tune = finetuning(shipped.recipe)
     if args.val_fraction is not None:
         tune = replace(tune, train=replace(tune.train, val_fraction=args.val_fraction, min_val_per_class=0))
+    changes = {k: v for k, v in (("trainable", args.trainable), ("lr", args.lr), ("epochs", args.epochs)) if v is not None}
+    tune = replace(tune, train=replace(tune.train, **changes))
 
     rows = []
     for f, (tr, te) in enumerate(folds, 1):
+        if args.folds and f not in args.folds:
+            continue
         yt = [y[i] for i in te]
         base = compute_metrics(yt, shipped_six[te], six)["accuracy"]
         for n in args.per_class:
@@ -114,9 +126,17 @@ def main() -> None:
     name = f"few_recordings-{args.group_by or 'stratified'}-{args.fold_seed}"
     if args.val_fraction is not None:
         name += f"-val{args.val_fraction:g}"
+    if args.trainable != "all":
+        name += f"-{args.trainable}"
+    if args.lr is not None or args.epochs is not None:
+        name += f"-lr{tune.train.lr:g}-e{tune.train.epochs}"
+    if args.folds:
+        name += "-folds" + "".join(map(str, args.folds))
     bc.save(name, {"machine": bc.machine(), "split": split, "k": args.k, "fold_seed": args.fold_seed,
                    "fine_tuning_val_fraction": tune.train.val_fraction,
                    "fine_tuning_min_val_per_class": tune.train.min_val_per_class,
+                   "fine_tuning_trainable": tune.train.trainable, "fine_tuning_lr": tune.train.lr,
+                   "fine_tuning_epochs": tune.train.epochs, "folds_run": args.folds or list(range(1, args.k + 1)),
                    "clips": len(clips), "rows": rows, "mean_accuracy": summary})
     print(f"\n{args.k} folds {split}, fold seed {args.fold_seed}; mean accuracy on the test folds\n")
     print("| clips per class | " + " | ".join(methods) + " |")

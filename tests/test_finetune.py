@@ -119,6 +119,42 @@ def test_fine_tunes_the_shipped_cnn(rendered_data):
     assert np.mean(np.array(clf.predict(X)) == y) >= 0.9
 
 
+def test_output_only_fine_tuning_moves_the_output_layer_alone(rendered_data):
+    """``trainable="output"``: the shipped cnn tuned on renders of three of its classes keeps every
+    other weight and every batch-norm statistic bit for bit, and its output layer learns."""
+    from instrec.assets import shipped_model_path
+
+    from conftest import labelled_features
+
+    shipped = InstrumentClassifier.load(shipped_model_path())
+    X, y, _, _ = labelled_features(rendered_data, shipped.recipe.feature, cache=False)
+    r = finetuning(shipped.recipe)
+    r = replace(r, train=replace(r.train, epochs=3, lr=1e-2, trainable="output"))
+    clf = InstrumentClassifier(r, seed=0).fit(X, y, init=shipped)
+    old, new = shipped.net_.state_dict(), clf.net_.state_dict()
+    out = "head.1."
+    assert any(k.endswith("running_mean") for k in new)
+    for k in old:
+        if not k.startswith(out):
+            assert torch.equal(new[k], old[k]), k
+    rows = [shipped.classes.index(c) for c in clf.classes]  # the rows fine-tuning started from
+    assert not torch.allclose(new[out + "weight"], old[out + "weight"][rows])
+    assert all(p.requires_grad for p in clf.net_.parameters())  # nothing stays frozen afterwards
+    assert np.mean(np.array(clf.predict(X)) == y) >= 0.9
+
+
+def test_output_only_needs_an_output_layer_and_no_adversary(base):
+    with pytest.raises(ParameterError, match="trainable must be all or output"):
+        replace(base.recipe.train, trainable="body")
+    with pytest.raises(ParameterError, match="cannot be combined"):
+        replace(base.recipe.train, trainable="output", adversary=1.0)
+    from instrec.train import fit_network
+
+    with pytest.raises(ParameterError, match="needs a network with an output layer"):
+        fit_network(torch.nn.Linear(40, 3), *blobs(["flute", "oboe", "viola"], n=4)[:1], np.repeat([0, 1, 2], 4),
+                    replace(base.recipe.train, epochs=1, trainable="output"))
+
+
 def test_cli_train_from_shipped(rendered_data, tmp_path):
     model = tmp_path / "tuned"
     r = run_cli("train", rendered_data, "--from", "shipped", "--epochs", "1", "--out", model, "--jobs", "1")

@@ -43,6 +43,10 @@ class TrainConfig:
     # gradient reversal whose weight ramps from 0 to ``adversary`` (2/(1+exp(-10p)) - 1 of it, p the
     # share of training done), pushing the network toward cues no source has alone. 0 = off.
     adversary: float = 0.0
+    # Which weights training changes: "all", or "output", the output layer only (the rest frozen,
+    # batch-norm statistics included). Fine-tuning on a handful of clips can then re-weight what a
+    # trained network hears without moving the network itself.
+    trainable: str = "all"
 
     def __post_init__(self):
         try:
@@ -74,6 +78,10 @@ class TrainConfig:
             raise ParameterError(f"adversary must be a weight in [0, 10]; got {self.adversary!r}")
         if not self.distill_temperature > 0:
             raise ParameterError(f"distill_temperature must be positive; got {self.distill_temperature!r}")
+        if self.trainable not in ("all", "output"):
+            raise ParameterError(f"trainable must be all or output; got {self.trainable!r}")
+        if self.trainable == "output" and self.adversary > 0:
+            raise ParameterError("trainable='output' and adversary cannot be combined: the adversary trains the body")
         if self.optimizer != "adam":
             raise ParameterError(f"optimizer must be adam; got {self.optimizer!r}")
 

@@ -1,6 +1,6 @@
 """The one training loop every recipe uses: minibatch Adam on softmax cross-entropy, with optional
 mixup, a validation split with early stopping, a cosine learning-rate schedule, distillation from
-teachers and a source-adversarial term."""
+teachers, a source-adversarial term, and training the output layer alone."""
 
 from __future__ import annotations
 
@@ -93,9 +93,10 @@ def fit_network(
         net.prepare(expand(Xt[train_idx]))
     adversary = _adversary(net, domains, len(X), config) if config.adversary > 0 else None
     dt = torch.from_numpy(np.asarray(domains, dtype=np.int64)) if adversary else None
+    frozen_norms = _freeze_all_but_output(net) if config.trainable == "output" else []
     net.to(dev)
     # fused: one kernel for the whole update, twice as fast on the 19.7 M weights of the image MLP
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr, eps=config.eps, weight_decay=config.weight_decay, fused=True)
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr, eps=config.eps, weight_decay=config.weight_decay, fused=True)
     steps_per_epoch = -(-len(train_idx) // config.batch_size)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
              if config.schedule == "cosine" else None)
@@ -116,6 +117,8 @@ def fit_network(
     stopped = False
     for epoch in range(first_epoch, config.epochs):
         net.train()
+        for m in frozen_norms:  # their running statistics are frozen weights too
+            m.eval()
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
         total, correct, source_correct = 0.0, 0.0, 0.0
         for start in range(0, len(order), config.batch_size):
@@ -178,11 +181,24 @@ def fit_network(
         net.load_state_dict(best_state)
     if adversary is not None:
         del net.source_head  # a training aid, not part of the model
+    for p in net.parameters():
+        p.requires_grad_(True)
     net.eval()
     net.to("cpu")
     history.update(seconds=time.perf_counter() - t0, epochs_run=len(history["loss"]), best_epoch=best_epoch or len(history["loss"]),
                    validation_rows=len(val_idx))
     return history
+
+
+def _freeze_all_but_output(net: nn.Module) -> list[nn.Module]:
+    """Stop gradients everywhere but ``net.output()``; return the batch norms, which must also
+    keep their running statistics (training mode would update them)."""
+    if not hasattr(net, "output"):
+        raise ParameterError(f"trainable='output' needs a network with an output layer; {type(net).__name__} has none")
+    keep = {id(p) for p in net.output().parameters()}
+    for p in net.parameters():
+        p.requires_grad_(id(p) in keep)
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def _mixed(loss_fn, logits: torch.Tensor, target: torch.Tensor, mix) -> torch.Tensor:
