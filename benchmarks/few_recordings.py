@@ -18,9 +18,10 @@ Fine-tuning holds out 15% of the clips for early stopping only if that is at lea
 class on average (``TrainConfig.min_val_per_class``, since 2026-12-04), so at these ``n`` it trains
 every epoch and keeps the last weights. ``--val-fraction F`` holds out that share whatever the
 number of clips (F = 0.15 is the rule before 2026-12-04, which chose the epoch on 1-3 clips a
-class; F = 0, none). ``--trainable output`` fine-tunes the output layer only (the rest frozen);
-``--lr`` and ``--epochs`` change the fine-tuning schedule; ``--folds`` runs only those folds
-(development runs).
+class; F = 0, none). ``--trainable output`` fine-tunes the output layer only, the rest frozen
+(``instrec train --from shipped --trainable output``: lr 1e-2, 200 epochs); ``--lr`` and
+``--epochs`` change the fine-tuning schedule (the result file's name then says so); ``--folds``
+runs only those folds (development runs).
 
 Results: benchmarks/results/few_recordings-<split>-<fold seed>.json, and a Markdown table on stdout.
 """
@@ -91,10 +92,10 @@ def main() -> None:
     shipped_six = restrict_proba(shipped.predict_proba(X_cnn), class_columns(shipped.classes, six))
     groups = clip_groups(clips, args.group_by) if args.group_by else None
     folds = kfold_indices(y, args.k, seed=args.fold_seed, groups=groups)
-    tune = finetuning(shipped.recipe)
+    tune = finetuning(shipped.recipe, trainable=args.trainable)
     if args.val_fraction is not None:
         tune = replace(tune, train=replace(tune.train, val_fraction=args.val_fraction, min_val_per_class=0))
-    changes = {k: v for k, v in (("trainable", args.trainable), ("lr", args.lr), ("epochs", args.epochs)) if v is not None}
+    changes = {k: v for k, v in (("lr", args.lr), ("epochs", args.epochs)) if v is not None}
     tune = replace(tune, train=replace(tune.train, **changes))
 
     rows = []

@@ -39,6 +39,10 @@ def test_finetuning_recipe_keeps_features_and_network():
     assert (r.name, r.feature, r.model) == (base.name, base.feature, base.model)
     assert r.train == replace(base.train, min_val_per_class=5)  # the one change: no split on a handful of clips
     assert r.description.endswith("fine-tuned from a trained model")
+    head = finetuning(base, trainable="output")  # the output layer alone, on its own schedule
+    assert head.train == replace(r.train, trainable="output", lr=1e-2, epochs=200)
+    with pytest.raises(ParameterError, match="trainable must be all or output"):
+        finetuning(base, trainable="head")
 
 
 @pytest.mark.parametrize("n, held_out", [(10, 0), (40, 18)])
@@ -175,11 +179,33 @@ def test_cli_train_from_shipped(rendered_data, tmp_path):
     assert json.loads(p.stdout)[0]["label"] in meta["classes"]
 
 
+def test_cli_train_from_shipped_output_layer_only(rendered_data, tmp_path):
+    """``--trainable output``: the head-only schedule (lr 1e-2, here 2 epochs), recorded in
+    model.json; the saved model differs from the shipped one in its output layer alone."""
+    from safetensors.torch import load_file
+
+    from instrec.assets import shipped_model_path
+
+    model = tmp_path / "tuned"
+    r = run_cli("train", rendered_data, "--from", "shipped", "--trainable", "output", "--epochs", "2",
+                "--out", model, "--jobs", "1")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((model / "model.json").read_text())
+    train = meta["recipe"]["train"]
+    assert (train["trainable"], train["lr"], train["epochs"]) == ("output", pytest.approx(1e-2), 2)
+    assert meta["recipe"]["description"].endswith("output layer only")
+    old, new = load_file(shipped_model_path() / "model.safetensors"), load_file(model / "model.safetensors")
+    assert set(old) == set(new)
+    changed = {k for k in old if old[k].shape != new[k].shape or not torch.equal(old[k], new[k])}
+    assert changed == {"head.1.weight", "head.1.bias"}
+
+
 @pytest.mark.parametrize("extra, code, words", [
     (["--from", "{tmp}/nomodel"], 1, ["nomodel"]),  # a bad bundle: 1; a bad argument: 2 (ParameterError)
     (["--from", "shipped", "--recipe", "cnn"], 2, ["--from", "--recipe"]),
     (["--from", "{tmp}/m.onnx"], 2, ["ONNX"]),
-], ids=["missing-model", "with-recipe", "onnx"])
+    (["--trainable", "output"], 2, ["--trainable", "--from"]),
+], ids=["missing-model", "with-recipe", "onnx", "trainable-without-from"])
 def test_cli_from_errors_are_one_line(rendered_data, tmp_path, extra, code, words):
     (tmp_path / "m.onnx").write_bytes(b"not really")
     r = run_cli("train", rendered_data, "--out", tmp_path / "out", *[a.format(tmp=tmp_path) for a in extra])

@@ -534,10 +534,11 @@ def load_base_model(init) -> InstrumentClassifier | None:
     return InstrumentClassifier.load(path)
 
 
-def resolve_recipe(recipe: Recipe | str | None, init: InstrumentClassifier | None) -> Recipe:
-    """The recipe asked for; without one, the fine-tuning recipe of ``init``'s, or seed-mfcc."""
+def resolve_recipe(recipe: Recipe | str | None, init: InstrumentClassifier | None, *, trainable: str = "all") -> Recipe:
+    """The recipe asked for; without one, the fine-tuning recipe of ``init``'s (``trainable``: all
+    its weights or its output layer only, see :func:`~instrec.recipes.finetuning`), or seed-mfcc."""
     if recipe is None:
-        return finetuning(init.recipe) if init is not None else get_recipe("seed-mfcc")
+        return finetuning(init.recipe, trainable=trainable) if init is not None else get_recipe("seed-mfcc")
     return get_recipe(recipe) if isinstance(recipe, str) else recipe
 
 
