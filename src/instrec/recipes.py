@@ -205,11 +205,10 @@ def finetuning(recipe: Recipe, *, trainable: str = "all") -> Recipe:
     its own rate left it short on the development folds). With 5 clips per instrument it ended
     above fine-tuning every weight in 8 runs of 8 (5 folds each); with 10, in 1 of 4
     (benchmarks/RESULTS.md, "Fine-tuning the output layer alone")."""
-    train = replace(recipe.train, min_val_per_class=max(recipe.train.min_val_per_class, 5))
+    # TrainConfig validates ``trainable``
+    train = replace(recipe.train, min_val_per_class=max(recipe.train.min_val_per_class, 5), trainable=trainable)
     if trainable == "output":
-        train = replace(train, trainable="output", lr=1e-2, epochs=200)
-    elif trainable != "all":
-        raise ParameterError(f"trainable must be all or output; got {trainable!r}")
+        train = replace(train, lr=1e-2, epochs=200)
     return replace(recipe, description=f"{recipe.description}; fine-tuned from a trained model"
                    + (", output layer only" if trainable == "output" else ""), train=train)
 
