@@ -69,6 +69,9 @@ def main() -> int:
     ap.add_argument("--teacher-seeds", default="", metavar="S,S,...",
                     help="train the recipe at these seeds first (kept in --work/teacher-seed<S>, reused when "
                          "trained the same way) and distil them into the network")
+    ap.add_argument("--extra", type=Path, action="append", default=[], metavar="DIR",
+                    help="also train on this labelled folder (repeatable), e.g. real recordings of another "
+                         "source; for measuring what they add: what ships is trained on renders alone")
     ap.add_argument("--work", type=Path, default=Path("build/shipped-model"))
     ap.add_argument("--out", type=Path, default=SHIPPED_MODEL)
     ap.add_argument("--real", type=Path, default=REAL, help="real clips to measure on (not trained on)")
@@ -149,7 +152,7 @@ class _Run:
 
     def train(self, seed: int, teachers=()):
         roots, aliases = self.render(seed)
-        ds = load_dataset(roots, aliases=aliases)
+        ds = load_dataset([*roots, *self.args.extra], aliases=aliases)
         X, ok, skipped = extract([c.path for c in ds.clips], self.recipe.feature)
         y = [ds.clips[i].label for i in ok]
         clf = InstrumentClassifier(self.recipe, seed=seed, device=self.args.device)
@@ -166,7 +169,7 @@ class _Run:
         return {
             "script": "scripts/train_shipped_model.py",
             "command": " ".join(["python"] + sys.argv),
-            "data": {**ds.summary(), "roots": ["<rendered: instrec render --soundfont all>"]},
+            "data": {**ds.summary(), "roots": ["<rendered: instrec render --soundfont all>", *map(str, a.extra)]},
             "render": {"soundfont": "all", "per_class": a.per_class, "seed": seed, "instruments": self.instruments,
                        **({"families": self.families} if self.families else {})},
             "split": {"method": "all rendered clips; validation split inside training", "seed": seed},
