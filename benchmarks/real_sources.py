@@ -97,6 +97,9 @@ def score(models: list[Path], data: Path, jsonl: Path) -> int:
     from instrec.features import extract
     from instrec.inference import class_columns, restrict_proba
 
+    if not data.is_dir():
+        print(f"{data}: no such folder; run 'python benchmarks/real_sources.py fetch --out {data}' first", file=sys.stderr)
+        return 1
     ds = load_dataset(data)
     for path in models:
         clf = InstrumentClassifier.load(path)
