@@ -65,7 +65,9 @@ def fetch(out: Path) -> int:
     if shutil.which("npm") is None:
         print("fetch needs npm (Debian: apt-get install npm)", file=sys.stderr)
         return 1
-    with tempfile.TemporaryDirectory() as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Staged beside OUT, on the same file system, so that the final rename is atomic.
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         tmp = Path(tmp)
         staging = tmp / "notes"
         lines = ["# Real instrument notes from the npm registry (tonejs-instruments)", "",
@@ -81,8 +83,7 @@ def fetch(out: Path) -> int:
             lines.append(f"- {label}: {n} notes, `{tgz.name}`, from {origin}")
             print(f"{label}: {n} notes from {tgz.name}")
         (staging / "SOURCES.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staging), str(out))  # whole or not at all: an interrupted fetch leaves no half folder
+        staging.rename(out)  # whole or not at all: an interrupted fetch leaves no half folder
     print(f"wrote {out}")
     return 0
 
