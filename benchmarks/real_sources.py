@@ -49,7 +49,7 @@ def unpack(tgz: Path, label: str, out: Path) -> int:
         for member in tar.getmembers():
             name = Path(member.name).name
             # Only plain mp3 files at the package's top level: a tarball path is never trusted.
-            if not member.isfile() or not name.lower().endswith(".mp3") or Path(member.name).parent.name != "package":
+            if not member.isfile() or not name.lower().endswith(".mp3") or Path(member.name).parent != Path("package"):
                 continue
             note = Path(name).stem.replace(" ", "_")
             with tar.extractfile(member) as src, open(out / label / f"{label}_{note}.mp3", "wb") as dst:

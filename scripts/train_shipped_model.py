@@ -172,7 +172,8 @@ class _Run:
             "data": {**ds.summary(), "roots": ["<rendered: instrec render --soundfont all>", *map(str, a.extra)]},
             "render": {"soundfont": "all", "per_class": a.per_class, "seed": seed, "instruments": self.instruments,
                        **({"families": self.families} if self.families else {})},
-            "split": {"method": "all rendered clips; validation split inside training", "seed": seed},
+            "split": {"method": "all rendered clips" + (" and the --extra folders" if a.extra else "")
+                                + "; validation split inside training", "seed": seed},
             "epochs_run": h["epochs_run"], "best_epoch": h["best_epoch"], "train_seconds": round(h["seconds"], 1),
             "device": h["device"], "skipped": len(skipped),
             # how well the source classifier still told the libraries apart in the last epoch

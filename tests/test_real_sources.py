@@ -29,6 +29,7 @@ def test_unpack_takes_the_top_level_mp3_notes_only(tmp_path):
         "package/README.md": b"readme",
         "package/index.js": b"js",
         "package/sub/B4.mp3": b"nested",
+        "other/package/C4.mp3": b"deeper",
         "../evil.mp3": b"outside",
     })
     n = real_sources.unpack(tgz, "cello", tmp_path / "out")

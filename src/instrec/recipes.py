@@ -203,7 +203,7 @@ def finetuning(recipe: Recipe, *, trainable: str = "all") -> Recipe:
     ``trainable="output"`` trains the output layer alone, everything else frozen, at lr 1e-2 for
     200 epochs (a single layer on 30 clips gets one Adam step an epoch; the recipe's 40 steps at
     its own rate left it short on the development folds). With 5 clips per instrument it ended
-    above fine-tuning every weight in 8 runs of 8 (5 folds each); with 10, in 1 of 4
+    above fine-tuning every weight in 8 runs of 8 (5 folds each); with 7, in 3 of 4; with 10, in 1 of 4
     (benchmarks/RESULTS.md, "Fine-tuning the output layer alone")."""
     # TrainConfig validates ``trainable``
     train = replace(recipe.train, min_val_per_class=max(recipe.train.min_val_per_class, 5), trainable=trainable)
