@@ -121,6 +121,10 @@ def test_predict_bad_file_is_one_line(mfcc_model, messy_data, name):
     lines = error_lines(r.stderr)
     assert len(lines) == 2 and lines[0] == "skipped 1 file(s):" and name in lines[1]
     assert "Traceback" not in r.stderr
+    assert r.stdout == ""  # no empty table: nothing was predicted
+    if name == "empty.wav":  # machine-readable formats stay parseable
+        r = run_cli("predict", out, path, "--format", "json")
+        assert r.returncode == 1 and json.loads(r.stdout) == []
 
 
 @pytest.mark.parametrize(

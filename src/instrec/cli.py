@@ -342,7 +342,8 @@ def predict(
     net = load_model(model, engine=engine.value, classes=classes)
     with _progress() as progress:
         results, skipped = predict_paths(net, paths, window=window, hop=hop, log=log, progress=progress)
-    typer.echo(_format_predictions(results, fmt, top_k), nl=False)
+    if results or fmt is not OutFormat.table:  # json and csv stay parseable ([] or a header); a table would be empty
+        typer.echo(_format_predictions(results, fmt, top_k), nl=False)
     if plot is not None and results:
         _write_plot(net, results[0], plot)
     _report_skipped(skipped)
