@@ -12,8 +12,9 @@ makes (``data.splits.kfold_indices``, the dataset in instrec's order), for many 
 
 It reports the mean accuracy per fold seed, how many fold seeds reach 99.5%, the clips missed at
 every fold seed (no fold assignment rescues them, so they bound what the model can score), and,
-where ``results/pitch_generalization-linear.json`` has the same fold seed, instrec's own figure
-beside it.
+where ``pitch_generalization.py`` has run the same fold seeds, instrec's own figures beside it:
+``results/pitch_generalization-linear.json`` (the recipe's Adam training until 2026-12-04) and
+``results/pitch_generalization-linear-lbfgs.json`` (its L-BFGS training since).
 
 Writes benchmarks/results/tutorial_ceiling.json.
 """
@@ -58,9 +59,12 @@ def solve_folds(X: np.ndarray, y: np.ndarray, folds) -> tuple[list[float], list[
     return accs, wrong
 
 
-def instrec_figures() -> dict[int, float]:
+INSTREC_RUNS = {"adam": "pitch_generalization-linear.json", "lbfgs": "pitch_generalization-linear-lbfgs.json"}
+
+
+def instrec_figures(name: str) -> dict[int, float]:
     """instrec's own mfcc-linear training on stratified folds, per fold seed, where it was run."""
-    path = HERE / "results" / "pitch_generalization-linear.json"
+    path = HERE / "results" / name
     if not path.exists():
         return {}
     row = json.loads(path.read_text())["variants"].get("mfcc-linear", {})
@@ -81,7 +85,7 @@ def main() -> int:
     X, ok, _ = extract([c.path for c in ds.clips], get_recipe("mfcc-linear").feature, compact=True)
     clips = [ds.clips[i] for i in ok]
     y = np.array([c.label for c in clips])
-    ours = instrec_figures()
+    ours = {run: instrec_figures(name) for run, name in INSTREC_RUNS.items()}
 
     per_seed, missed = {}, collections.Counter()
     for seed in args.fold_seeds:
@@ -89,12 +93,12 @@ def main() -> int:
         per_seed[seed] = {"mean": float(np.mean(accs)), "folds": accs, "wrong": sorted(Path(clips[i].path).name for i in wrong)}
         missed.update(per_seed[seed]["wrong"])
         print(f"fold seed {seed:3d}: exact {per_seed[seed]['mean']:.2%}"
-              + (f"   instrec {ours[seed]:.2%}" if seed in ours else ""), flush=True)
+              + "".join(f"   instrec {run} {got[seed]:.2%}" for run, got in ours.items() if seed in got), flush=True)
 
     n_seeds = len(args.fold_seeds)
     always = sorted(name for name, n in missed.items() if n == n_seeds)
     means = [r["mean"] for r in per_seed.values()]
-    shared = sorted(set(ours) & set(per_seed))
+    shared = {run: sorted(set(got) & set(per_seed)) for run, got in ours.items()}
     out = {
         "machine": platform.platform(), "date": date.today().isoformat(),
         "data": f"{len(clips)} real clips ({args.real.name}), {len(ds.clips) - len(clips)} skipped",
@@ -106,16 +110,18 @@ def main() -> int:
         "missed_at_every_fold_seed": always,
         "bound_from_those": 1 - len(always) / len(clips),
         "missed_counts": dict(missed.most_common()),
-        "instrec_same_fold_seeds": {str(s): {"instrec": ours[s], "exact": per_seed[s]["mean"]} for s in shared},
+        "instrec_same_fold_seeds": {run: {str(s): {"instrec": ours[run][s], "exact": per_seed[s]["mean"]} for s in seeds}
+                                    for run, seeds in shared.items()},
         "per_seed": {str(s): r for s, r in per_seed.items()},
     }
     write_json(args.out, out)
     print(f"\n{n_seeds} fold seeds x {args.k} folds: mean {out['mean']:.2%} (min {out['min']:.2%}, max {out['max']:.2%}); "
           f"{out['seeds_reaching_target']} of {n_seeds} fold seeds reach {TARGET:.1%}")
     print(f"missed at every fold seed: {', '.join(always) or 'none'} -> at most {out['bound_from_those']:.2%}")
-    if shared:
-        print(f"on fold seeds {shared[0]}-{shared[-1]}: instrec {np.mean([ours[s] for s in shared]):.2%}, "
-              f"exact {np.mean([per_seed[s]['mean'] for s in shared]):.2%}")
+    for run, seeds in shared.items():
+        if seeds:
+            print(f"on the {len(seeds)} fold seeds instrec's {run} training ran ({seeds[0]}-{seeds[-1]}): "
+                  f"instrec {np.mean([ours[run][s] for s in seeds]):.2%}, exact {np.mean([per_seed[s]['mean'] for s in seeds]):.2%}")
     return 0
 
 
