@@ -100,7 +100,8 @@ def test_mfcc_linear_trains_saves_and_predicts(tone_data, tmp_path):
     res = train_model(tone_data, recipe="mfcc-linear", out=tmp_path / "m", seed=0, jobs=1, cache=tmp_path / "cache")
     assert res.metrics["n"] == 6 and res.metrics["accuracy"] >= 5 / 6
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
-    assert meta["recipe"]["model"]["hidden"] == []
+    assert meta["recipe"]["model"]["hidden"] == [] and meta["recipe"]["train"]["optimizer"] == "lbfgs"
+    assert 0 < meta["training"]["lbfgs_iterations"] <= 500  # how far the solver went is on record
     clip = write(tmp_path / "new.wav", tone("square", 300.0, sr=SR))
     torch_out = run_cli("predict", str(clip), "--model", str(tmp_path / "m"), "--format", "json")
     assert torch_out.returncode == 0, torch_out.stderr

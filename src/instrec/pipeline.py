@@ -136,6 +136,7 @@ def train_model(
             "epochs_run": clf.history_["epochs_run"],
             "best_epoch": clf.history_["best_epoch"],
             "validation_rows": clf.history_["validation_rows"],
+            **({"lbfgs_iterations": clf.history_["iterations"]} if "iterations" in clf.history_ else {}),
         },
         "metrics": {"test_split": {k: metrics[k] for k in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "n")}},
     }
