@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +38,7 @@ from instrec.recipes import get_recipe
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import bench_common as bc  # noqa: E402
 from score_real import REAL  # noqa: E402
 
 LIBRARIES = ("fluidr3", "timgm6mb", "freepats")
@@ -75,7 +74,7 @@ def main() -> int:
     truth = [real.clips[i].label for i in okr]
     six = sorted(set(truth))
 
-    out = {"machine": platform.platform(), "date": date.today().isoformat(), "recipe": recipe.name,
+    out = {"machine": bc.machine(), "recipe": recipe.name,
            "renders": str(args.renders), "seed": args.seed, "libraries": list(LIBRARIES),
            "clips": {lib: int((src == lib).sum()) for lib in LIBRARIES}, "real": len(truth), "runs": []}
     for k in (1, 2, 3):

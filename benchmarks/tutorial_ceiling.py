@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import platform
 import sys
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +37,7 @@ from instrec.recipes import get_recipe
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import bench_common as bc  # noqa: E402
 from score_real import REAL  # noqa: E402
 
 TARGET = 0.995
@@ -100,7 +99,7 @@ def main() -> int:
     means = [r["mean"] for r in per_seed.values()]
     shared = {run: sorted(set(got) & set(per_seed)) for run, got in ours.items()}
     out = {
-        "machine": platform.platform(), "date": date.today().isoformat(),
+        "machine": bc.machine(),
         "data": f"{len(clips)} real clips ({args.real.name}), {len(ds.clips) - len(clips)} skipped",
         "model": "mfcc-linear's 87 values, StandardScaler + LogisticRegression(C=1, lbfgs), scikit-learn",
         "k": args.k, "fold_seeds": args.fold_seeds,

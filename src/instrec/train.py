@@ -97,8 +97,8 @@ def fit_network(
     frozen_norms = _freeze_all_but_output(net) if config.trainable == "output" else []
     net.to(dev)
     if config.optimizer == "lbfgs":
-        if teachers or adversary is not None:
-            raise ParameterError("optimizer lbfgs takes no teachers and no adversary")
+        if teachers:  # (TrainConfig already refuses an adversary with lbfgs)
+            raise ParameterError("optimizer lbfgs takes no teachers")
         history = _fit_full_batch(net, Xt[train_idx], yt[train_idx], config, dev, expand, frozen_norms)
         if on_epoch:  # one full-batch solve: the progress bar is done at once
             on_epoch(config.epochs, config.epochs, history["loss"][-1])
