@@ -1,14 +1,15 @@
 """A long fuzz run over instrec's loaders, features, windows, model bundles, manifests and service.
 
-The targets and their properties are in ``fuzz/targets.py`` (``tests/test_fuzz.py`` runs the same
-ones briefly in CI). Each target runs in its own worker process, one after the other, under a
-memory limit; this parent watches it, so a hang, a crash of the interpreter (a segfault in a C
-decoder) or an out-of-memory kill is caught and recorded with the input in flight.
+The targets are registered in ``fuzz/targets.py`` and defined in the ``fuzz/*_targets.py`` modules
+(``tests/test_fuzz.py`` runs the same ones briefly in CI). Each target runs in its own worker
+process, one after the other, under a memory limit; this parent watches it, so a hang, a crash of
+the interpreter (a segfault in a C decoder) or an out-of-memory kill is caught and recorded with
+the input in flight. Run it from the repository root (``fuzz`` is a package):
 
-    python fuzz/fuzz_audio.py --minutes 10                 # all targets, time split evenly
-    python fuzz/fuzz_audio.py --examples 2000 --targets load_mutated,service
-    python fuzz/fuzz_audio.py --minutes 5 --engine atheris # coverage-guided (pip install atheris)
-    python fuzz/fuzz_audio.py --replay build/fuzz-crashes/load_mutated-1a2b3c4d
+    python -m fuzz.fuzz_audio --minutes 10                 # all targets, time split evenly
+    python -m fuzz.fuzz_audio --examples 2000 --targets load_mutated,service
+    python -m fuzz.fuzz_audio --minutes 5 --engine atheris # coverage-guided (pip install atheris)
+    python -m fuzz.fuzz_audio --replay build/fuzz-crashes/load_mutated-1a2b3c4d
 
 Findings are saved under ``build/fuzz-crashes/<target>-<signature>/`` (case.json, the input files,
 traceback.txt); the summary goes to ``benchmarks/results/fuzz.json``.
@@ -33,9 +34,8 @@ import time
 import traceback
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+ROOT = Path(__file__).resolve().parents[1]  # the repository root: workers run there, as `-m fuzz.fuzz_audio`
+RUN = [sys.executable, "-m", "fuzz.fuzz_audio"]
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "fuzz.json"
 DEFAULT_CRASHES = ROOT / "build" / "fuzz-crashes"
@@ -49,7 +49,7 @@ SLOW_SECONDS = 10.0  # an example slower than this is listed (not counted as a c
 def signature(exc: BaseException) -> str:
     """What makes two failures the same bug: the exception type, where in instrec it was raised
     (or last passed), and its message with the numbers taken out."""
-    from targets import PropertyViolation
+    from fuzz.harness import PropertyViolation
 
     msg = re.sub(r"0x[0-9a-f]+|\d+(\.\d+)?(e[+-]?\d+)?", "N", str(exc).splitlines()[0] if str(exc) else "")
     msg = re.sub(r"'[^']*'|\"[^\"]*\"", "S", msg)[:80]
@@ -76,7 +76,7 @@ def save_case(dest: Path, target: str, case_json: object, scratch: Path | None, 
         out = dest / "input"
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(scratch, out, symlinks=True)
-    (dest / "REPLAY").write_text(f"python fuzz/fuzz_audio.py --replay {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}\n")
+    (dest / "REPLAY").write_text(f"python -m fuzz.fuzz_audio --replay {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,14 +107,15 @@ def worker(args) -> int:
             if args.worker.startswith("service"):
                 import instrec.service.app, instrec.service.upload  # noqa: E401,F401
 
-    import targets
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hseed
 
     if args.engine == "atheris":
         _patch_bytestring_provider()
+    from fuzz import harness, targets
+
     target = targets.TARGETS[args.worker]
-    ctx = targets.Context(current / "ctx")
+    ctx = harness.Context(current / "ctx")
     ctx.scratch = current / "scratch"
     ctx.scratch.mkdir(exist_ok=True)
     stats = {"target": target.name, "runs": 0, "crashes": {}, "slow": [], "max_example_s": 0.0,
@@ -135,17 +136,17 @@ def worker(args) -> int:
         if args.engine == "hypothesis" and (time.monotonic() > t_end or stats["runs"] >= args.examples):
             raise StopFuzz
         stats["runs"] += 1
-        case_json = targets.case_to_json(case)
+        case_json = harness.case_to_json(case)
         ctx.clear_scratch()
         (current / "case.json").write_text(json.dumps({"target": target.name, "case": case_json}, allow_nan=True))
         t0 = time.perf_counter()
         try:
-            targets.run_case(target, case, ctx)
+            harness.run_case(target, case, ctx)
         except (KeyboardInterrupt, StopFuzz):
             raise
         except Exception as e:  # noqa: BLE001 - every escape is a finding
             sig = signature(e)
-            entry = stats["crashes"].setdefault(sig, {"count": 0, "kind": "property" if isinstance(e, targets.PropertyViolation) else "exception",
+            entry = stats["crashes"].setdefault(sig, {"count": 0, "kind": "property" if isinstance(e, harness.PropertyViolation) else "exception",
                                                     "message": str(e)[:500], "dir": None})
             entry["count"] += 1
             if entry["dir"] is None:
@@ -248,7 +249,7 @@ def run_target(name: str, args, seconds: float, examples: int, state_root: Path)
         state = state_root / f"{name}-{result['workers']}"
         shutil.rmtree(state, ignore_errors=True)
         state.mkdir(parents=True)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--seconds", f"{left:.1f}",
+        cmd = [*RUN, "--worker", name, "--seconds", f"{left:.1f}",
                "--examples", str(runs_left), "--seed", str(seed), "--state", str(state), "--crash-dir", str(crash_dir),
                "--engine", args.engine, "--memory-gb", str(args.memory_gb), "--hang-seconds", str(args.hang_seconds),
                "--chunk", str(args.chunk), "--slow-seconds", str(args.slow_seconds)]
@@ -339,7 +340,8 @@ def machine() -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m fuzz.fuzz_audio", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, help="total time, split evenly over the targets (default 10 unless --examples)")
     p.add_argument("--examples", type=int, help="examples per target (stops a target early when reached)")
     p.add_argument("--targets", help="comma-separated target names (default: all); --list shows them")
@@ -361,7 +363,7 @@ def main(argv=None) -> int:
 
     if args.worker:
         return worker(args)
-    import targets
+    from fuzz import targets
 
     if args.list:
         for t in targets.TARGETS.values():
@@ -405,10 +407,10 @@ def main(argv=None) -> int:
             rel = str(d.relative_to(ROOT)) if d and d.is_relative_to(ROOT) else (str(d) if d else None)
             findings.append({"target": name, "kind": e["kind"], "signature": sig, "count": e["count"],
                              "message": e["message"], "reproducer": rel,
-                             "replay": f"python fuzz/fuzz_audio.py --replay {rel}" if rel else None})
+                             "replay": f"python -m fuzz.fuzz_audio --replay {rel}" if rel else None})
     summary = {
         "tool": "fuzz/fuzz_audio.py",
-        "command": "python fuzz/fuzz_audio.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m fuzz.fuzz_audio " + " ".join(argv if argv is not None else sys.argv[1:]),
         "engine": args.engine,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -439,15 +441,15 @@ def replay(folder: Path) -> int:
     """Run a saved case again and print what happens."""
     import tempfile
 
-    import targets
+    from fuzz import harness, targets
 
     saved = json.loads((folder / "case.json").read_text())
     target = targets.TARGETS[saved["target"]]
-    case = targets.case_from_json(saved["case"])
+    case = harness.case_from_json(saved["case"])
     with tempfile.TemporaryDirectory(prefix="instrec-replay-") as tmp:
-        ctx = targets.Context(tmp)
+        ctx = harness.Context(tmp)
         try:
-            targets.run_case(target, case, ctx)
+            harness.run_case(target, case, ctx)
         except Exception:
             traceback.print_exc()
             return 1
@@ -458,4 +460,6 @@ def replay(folder: Path) -> int:
 
 
 if __name__ == "__main__":
+    if not __package__:  # run as a file, `fuzz` is not importable: say the command that works
+        sys.exit("run it from the repository root as: python -m fuzz.fuzz_audio " + " ".join(sys.argv[1:]))
     sys.exit(main())

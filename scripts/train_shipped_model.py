@@ -52,23 +52,8 @@ def main() -> int:
     ap.add_argument("--family", action="append", default=[], metavar="LABEL=INSTR,INSTR,...",
                     help="render class LABEL as equal shares of several instruments, e.g. "
                          "saxophone=alto-sax,soprano-sax,tenor-sax,baritone-sax (repeatable)")
-    ap.add_argument("--vibrato", type=float, default=None, metavar="SHARE",
-                    help="override the cnn recipe's share of training clips given a random vibrato (0-1)")
     ap.add_argument("--fmin", type=float, default=None, metavar="HZ",
                     help="override the cnn recipe's lowest mel frequency (training and prediction alike)")
-    ap.add_argument("--rumble", type=float, default=None, metavar="SHARE",
-                    help="override the cnn recipe's share of training clips given low-frequency room noise (0-1)")
-    ap.add_argument("--compression", choices=("db", "pcen"), default=None,
-                    help="override the cnn recipe's mel compression: dB (log-mel) or PCEN (per-channel energy normalisation)")
-    ap.add_argument("--adversary", type=float, default=None, metavar="WEIGHT",
-                    help="train against a classifier of the sample library (gradient reversal up to WEIGHT; "
-                         "default: the recipe's, 0 = off)")
-    ap.add_argument("--teachers", default="", metavar="DIR,DIR,...",
-                    help="trained bundles with the same classes to distil: the network also learns their mean "
-                         "probabilities (e.g. the same recipe at other seeds)")
-    ap.add_argument("--teacher-seeds", default="", metavar="S,S,...",
-                    help="train the recipe at these seeds first (kept in --work/teacher-seed<S>, reused when "
-                         "trained the same way) and distil them into the network")
     ap.add_argument("--extra", type=Path, action="append", default=[], metavar="DIR",
                     help="also train on this labelled folder (repeatable), e.g. real recordings of another "
                          "source; for measuring what they add: what ships is trained on renders alone")
@@ -83,20 +68,10 @@ def main() -> int:
     recipe = get_recipe("cnn")
     if args.epochs:
         recipe = replace(recipe, train=replace(recipe.train, epochs=args.epochs))
-    if args.vibrato is not None:
-        recipe = replace(recipe, model=replace(recipe.model, vibrato=args.vibrato))
     if args.fmin is not None:
         recipe = replace(recipe, feature=replace(recipe.feature, fmin=args.fmin))
-    if args.rumble is not None:
-        recipe = replace(recipe, model=replace(recipe.model, rumble=args.rumble))
-    if args.compression is not None:
-        recipe = replace(recipe, model=replace(recipe.model, compression=args.compression))
-    if args.adversary is not None:
-        recipe = replace(recipe, train=replace(recipe.train, adversary=args.adversary))
     run = _Run(args, instruments, families, recipe)
-    teachers = [InstrumentClassifier.load(p.strip()) for p in args.teachers.split(",") if p.strip()]
-    teachers += [run.teacher(s) for s in _seeds(args.teacher_seeds)]
-    clf, ds, skipped = run.train(args.seed, teachers)
+    clf, ds, skipped = run.train(args.seed)
     h = clf.history_
 
     figures = {"validation_accuracy": max(h["val_accuracy"]) if h["val_accuracy"] else None}
@@ -114,22 +89,14 @@ def main() -> int:
             m = figures["philharmonia_600_six_class_mode"] = _figures(truth, P6, six)
             print(f"real Philharmonia clips, six-class mode: accuracy {m['accuracy']:.4f} on {m['n']}", flush=True)
 
-    info = {
-        "training": {
-            **run.record(args.seed, clf, ds, skipped),
-            **({"teachers": [{"seed": t.seed, "command": t.info.get("training", {}).get("command"),
-                              "render": t.info.get("training", {}).get("render")} for t in teachers]}
-               if teachers else {}),
-        },
-        "metrics": figures,
-    }
+    info = {"training": run.record(args.seed, clf, ds, skipped), "metrics": figures}
     clf.save(args.out, info=info)
     print(f"saved {args.out}")
     return 0
 
 
 class _Run:
-    """Renders and trains one network of the recipe per seed; teachers are kept in ``--work``."""
+    """Renders the libraries and trains the recipe on them at one seed."""
 
     def __init__(self, args, instruments: list[str], families: dict[str, list[str]], recipe):
         self.args, self.instruments, self.families, self.recipe = args, instruments, families, recipe
@@ -150,17 +117,15 @@ class _Run:
             print(f"rendered {rep.n_written} clips of {label} as {', '.join(members)}", flush=True)
         return roots, aliases
 
-    def train(self, seed: int, teachers=()):
+    def train(self, seed: int):
         roots, aliases = self.render(seed)
         ds = load_dataset([*roots, *self.args.extra], aliases=aliases)
         X, ok, skipped = extract([c.path for c in ds.clips], self.recipe.feature)
         y = [ds.clips[i].label for i in ok]
         clf = InstrumentClassifier(self.recipe, seed=seed, device=self.args.device)
-        sources = [ds.clips[i].source for i in ok] if self.recipe.train.adversary > 0 else None
-        clf.fit(X, y, on_epoch=lambda e, n, loss: print(f"epoch {e}/{n} loss {loss:.3f}", flush=True), teachers=teachers,
-                sources=sources)
+        clf.fit(X, y, on_epoch=lambda e, n, loss: print(f"epoch {e}/{n} loss {loss:.3f}", flush=True))
         h = clf.history_
-        print(f"trained seed {seed}{' with teachers' if teachers else ''} in {h['seconds']:.0f} s, "
+        print(f"trained seed {seed} in {h['seconds']:.0f} s, "
               f"best epoch {h['best_epoch']} of {h['epochs_run']}", flush=True)
         return clf, ds, skipped
 
@@ -176,34 +141,7 @@ class _Run:
                                 + "; validation split inside training", "seed": seed},
             "epochs_run": h["epochs_run"], "best_epoch": h["best_epoch"], "train_seconds": round(h["seconds"], 1),
             "device": h["device"], "skipped": len(skipped),
-            # how well the source classifier still told the libraries apart in the last epoch
-            **({"source_accuracy_last_epoch": round(h["source_accuracy"][-1], 4)} if "source_accuracy" in h else {}),
         }
-
-    def teacher(self, seed: int) -> InstrumentClassifier:
-        """The recipe trained at ``seed`` with no teacher, kept in ``--work/teacher-seed<seed>``: a
-        later run takes it from there if it was trained the same way, else trains it again."""
-        out = self.args.work / f"teacher-seed{seed}"
-        if (out / "model.json").is_file():
-            old = InstrumentClassifier.load(out)
-            made = old.info.get("training", {}).get("render", {})
-            if (old.recipe == self.recipe and old.seed == seed and made.get("per_class") == self.args.per_class
-                    and made.get("instruments") == self.instruments and made.get("families", {}) == self.families):
-                print(f"teacher seed {seed}: trained before, in {out}", flush=True)
-                return old
-        clf, ds, skipped = self.train(seed)
-        clf.save(out, info={"training": {"role": f"teacher, seed {seed}", **self.record(seed, clf, ds, skipped)}})
-        return clf
-
-
-def _seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise SystemExit(f"--teacher-seeds {text!r}: want seeds like 0,1,2,3") from None
-    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise SystemExit(f"--teacher-seeds {text!r}: want distinct non-negative seeds like 0,1,2,3")
-    return seeds
 
 
 def _families(specs: list[str], instruments: list[str]) -> dict[str, list[str]]:

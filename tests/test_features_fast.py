@@ -121,7 +121,7 @@ def small_pools(monkeypatch):
     monkeypatch.setattr(parallel, "_MIN_FILES_PER_WORKER", 1)
 
 
-@pytest.mark.parametrize("kind", ["mfcc", "logmel"])
+@pytest.mark.parametrize("kind", ["mfcc", "waveform"])
 def test_parallel_extract_equals_serial(files_with_bad, small_pools, kind):
     config = FeatureConfig(kind=kind, seconds=1.0)
     X1, ok1, sk1 = extract(files_with_bad, config, jobs=1)
@@ -344,7 +344,7 @@ def test_corrupt_entry_is_detected_and_recomputed(small_data, tmp_path, damage, 
 def test_cache_keeps_trailing_zeros_out_of_its_entries(small_data, tmp_path, jobs, monkeypatch):
     """A cnn window is a short note padded with silence: the entry holds the note only, and reading
     it back gives the whole window, bit for bit (a -0.0 included)."""
-    config = FeatureConfig(kind="logmel", n_mels=64, seconds=3.0)
+    config = FeatureConfig(kind="waveform", n_mels=64, seconds=3.0)
     short = tmp_path / "short.wav"
     y = tone("saw", 440.0, seconds=0.5, seed=1)
     y[3], y[-1] = -0.0, 0.25
@@ -395,7 +395,7 @@ def test_threads_read_the_cache_in_order(files_with_bad, tmp_path, monkeypatch, 
     """All cached, one process: threads read the entries ahead of the consumer, a few files per
     task. Every file comes back once, in order, the bad ones skipped, a damaged or missing entry
     recomputed, and a short note's padding zero (those pages are never written)."""
-    config = FeatureConfig(kind="logmel", n_mels=64, seconds=3.0)
+    config = FeatureConfig(kind="waveform", n_mels=64, seconds=3.0)
     monkeypatch.setattr(parallel, "_THREAD_RUN", run)
     monkeypatch.setattr(parallel, "_RUNS_AHEAD", 1)
     reference = extract(files_with_bad, config, jobs=1, compact=True)
@@ -420,7 +420,7 @@ def test_padding_left_unwritten_is_zero_on_every_route(tmp_path, small_pools):
     """Windows longer than their notes: every route writes only the note into fresh zero memory.
     A damaged entry longer than the note it is recomputed for, a bad file in between, a slot
     reused: the padding must still read zero, as in the one-file reference."""
-    config = FeatureConfig(kind="logmel", n_mels=64, seconds=3.0)
+    config = FeatureConfig(kind="waveform", n_mels=64, seconds=3.0)
     files = []
     for k, seconds in enumerate([2.5, 0.4, 1.0, 0.2, 2.9, 0.7, 1.6, 0.3]):
         files.append(write(tmp_path / f"n{k}.wav", tone("saw", 220.0 * (1 + k / 4), seconds=seconds, seed=k)))
@@ -506,7 +506,7 @@ def _device_cases():
 def test_mfcc_on_a_device_matches_the_cpu_route(tmp_path, device):
     """Clips of many lengths in one batch (padded to the longest), a bad file among them: the
     device's rows equal the CPU route's within float32 rounding, in order, the bad file skipped."""
-    from instrec.features.device import extract_on_device
+    from instrec.models.device_features import extract_on_device
 
     config = FeatureConfig(kind="mfcc", n_mfcc=40)
     files = [write(tmp_path / f"c{k}.wav", tone(kind, 110.0 * (k + 1), seconds=s, seed=k))
@@ -529,7 +529,7 @@ def test_mfcc_on_a_device_matches_the_cpu_route(tmp_path, device):
 
 
 def test_device_route_shares_the_cache_with_the_cpu_route(small_data, tmp_path):
-    from instrec.features.device import extract_on_device
+    from instrec.models.device_features import extract_on_device
 
     config = FeatureConfig(kind="mfcc", n_mfcc=40)
     root = tmp_path / "cache"
@@ -551,9 +551,10 @@ def test_feature_device_choice():
     import torch
 
     from instrec.errors import ParameterError
-    from instrec.features.device import resolve_feature_device
+    from instrec.models.device_features import extract as extract_on
+    from instrec.models.device_features import resolve_feature_device
 
-    mfcc, image, logmel = (FeatureConfig(kind=k) for k in ("mfcc", "image", "logmel"))
+    mfcc, image, logmel = (FeatureConfig(kind=k) for k in ("mfcc", "image", "waveform"))
     assert resolve_feature_device(None, mfcc) is None and resolve_feature_device("cpu", mfcc) is None
     assert resolve_feature_device("auto", image) is None and resolve_feature_device("auto", logmel) is None
     with pytest.raises(ParameterError, match="auto, cpu or cuda"):
@@ -565,4 +566,4 @@ def test_feature_device_choice():
         with pytest.raises(ParameterError, match="no CUDA GPU"):
             resolve_feature_device("cuda", mfcc)
         with pytest.raises(ParameterError, match="no CUDA GPU"):
-            extract([], mfcc, device="cuda")
+            extract_on([], mfcc, device="cuda")

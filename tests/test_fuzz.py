@@ -1,9 +1,11 @@
 """Property-based tests (hypothesis) of the loaders, the feature functions, the window helpers,
 model bundles, manifests and the service's request handling (issue 6, item 3).
 
-The targets and their properties live in ``fuzz/targets.py``, shared with the long fuzz run
-(``fuzz/fuzz_audio.py``). Here each runs briefly and reproducibly (``derandomize``: the same
-examples on every run). ``INSTREC_FUZZ_SCALE=10`` multiplies the number of examples.
+The targets and their properties live in the ``fuzz`` package (``T`` is its registry,
+``fuzz/targets.py``), shared with the long fuzz run (``python -m fuzz.fuzz_audio``). Here each
+runs briefly and reproducibly (``derandomize``: the same examples on every run).
+``INSTREC_FUZZ_SCALE=10`` multiplies the number of examples. Run from the repository root
+(``python -m pytest``), which puts the ``fuzz`` package on the path.
 
 The property everywhere: instrec answers correctly or refuses with an
 :class:`~instrec.errors.InstrecError` in one clear line; nothing else escapes, the service never
@@ -15,9 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,9 +26,7 @@ pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
-import targets as T  # noqa: E402
-
+from fuzz import targets as T  # noqa: E402
 from instrec.errors import InstrecError  # noqa: E402
 
 SCALE = float(os.environ.get("INSTREC_FUZZ_SCALE", "1"))
@@ -53,12 +51,12 @@ def ctx(tmp_path_factory):
 
 
 def sig(n=22050, kind="sine", amp=0.3, dc=0.0, seed=0, specials=()):
-    """A signal recipe (see targets.make_signal) for explicit examples."""
+    """A signal recipe (see fuzz.generators.make_signal) for explicit examples."""
     return {"n": n, "kind": kind, "amp": amp, "dc": dc, "seed": seed, "specials": list(specials)}
 
 
 OPTS = {"sr": 22050, "mono": True, "duration": None, "max_duration": 3600.0}
-PCM16, MP3 = 0, 16  # indices into targets.SEED_SPECS
+PCM16, MP3 = 0, 16  # indices into fuzz.generators.SEED_SPECS
 
 
 # ---------------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_bad_window_or_hop_is_a_parameter_error(window, hop):
 def test_load_model_describes_itself(model):
     assert model.classes == ["cello", "flute", "oboe", "saxophone", "trumpet", "viola", "violin"]
     info = model.info
-    assert info["recipe"] == "cnn" and info["engine"] == "torch" and info["window"] == 3.0
+    assert info["recipe"] == "cnn" and info["engine"] == "onnx" and info["window"] == 3.0  # auto: the bundle carries model.onnx
     assert info["sample_rate"] == 22050 and info["metrics"]["philharmonia_600"]["n"] == 600
     with pytest.raises(BundleError, match="no such model"):
         instrec.load_model("/nonexistent/model")

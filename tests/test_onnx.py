@@ -12,15 +12,15 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from instrec import onnx_export
+from instrec import export as onnx_export
 from instrec.assets import shipped_model_path
 from instrec.classifier import InstrumentClassifier
 from instrec.data import load_dataset
 from instrec.errors import BundleError, ParameterError
 from instrec.features import compute, compute_file, extract
-from instrec.features.frontend import LogMel
-from instrec.onnx_export import (EXPORT_KEY, META_KEY, OnnxEngine, ensure_onnx, export_onnx, is_up_to_date,
-                                 onnx_path_for)
+from instrec.models.frontend import LogMel
+from instrec.engines.onnx_engine import EXPORT_KEY, META_KEY, OnnxEngine
+from instrec.export import ensure_onnx, export_onnx, is_up_to_date, onnx_path_for
 from instrec.recipes import get_recipe
 
 from conftest import SR, real_data_or_skip, tone
@@ -134,7 +134,7 @@ def test_export_is_self_describing_and_quiet(shipped, tmp_path, capfd, recwarn):
 def test_shipped_onnx_is_up_to_date(monkeypatch):
     bundle = shipped_model_path()
     path = onnx_path_for(bundle)
-    assert path.is_file(), "export it: python -c 'from instrec.onnx_export import ensure_onnx; from instrec.assets import shipped_model_path as s; ensure_onnx(s())'"
+    assert path.is_file(), "export it: python -c 'from instrec.export import ensure_onnx; from instrec.assets import shipped_model_path as s; ensure_onnx(s())'"
     assert is_up_to_date(path, bundle), "src/instrec/assets/model/model.onnx is stale: export it again"
     assert path.stat().st_size < 3 * 2**20
     monkeypatch.setattr(onnx_export, "_export_bytes", _no_export)
@@ -194,7 +194,8 @@ def test_onnx_engine_imports_no_torch(shipped, mfcc_bundle):
     code = textwrap.dedent(f"""
         import sys
         import numpy as np
-        from instrec.onnx_export import OnnxEngine, ensure_onnx
+        from instrec.engines.onnx_engine import OnnxEngine
+        from instrec.export import ensure_onnx
         from instrec.features import compute
         t = np.arange(22050 * 2) / 22050
         y = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

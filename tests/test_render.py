@@ -12,6 +12,7 @@ import soundfile as sf
 
 from instrec.data import instruments as I
 from instrec.data import render as R
+from instrec.data import synth as S
 from instrec.errors import ParameterError, RenderError
 
 try:
@@ -190,7 +191,7 @@ def test_soundfont_given_as_a_path(tmp_path):
 def test_all_skips_missing_soundfonts_and_nests_sources(tmp_path, monkeypatch):
     fonts = {"nowhere": R.SoundFontInfo(tmp_path / "nowhere.sf2", "some-package"),
              "timgm6mb": R.SOUNDFONTS["timgm6mb"]}
-    monkeypatch.setattr(R, "SOUNDFONTS", fonts)
+    monkeypatch.setattr(S, "SOUNDFONTS", fonts)
     report = R.render(tmp_path / "out", soundfont="all", instruments=["viola"], per_class=2, seconds=0.3)
     assert report.sources == ["timgm6mb"] and report.n_written == 2
     assert report.skipped == [("nowhere", f"SoundFont 'nowhere' not found at {tmp_path / 'nowhere.sf2'}: "
@@ -253,7 +254,7 @@ def test_missing_soundfont_file_raises_render_error(tmp_path):
 def test_missing_named_soundfont_names_the_apt_package(tmp_path, monkeypatch):
     fonts = {name: R.SoundFontInfo(tmp_path / "gone" / info.path.name, info.package)
              for name, info in R.SOUNDFONTS.items()}
-    monkeypatch.setattr(R, "SOUNDFONTS", fonts)
+    monkeypatch.setattr(S, "SOUNDFONTS", fonts)
     assert R.installed_soundfonts() == {}
     with pytest.raises(RenderError, match="apt-get install musescore-general-soundfont") as err:
         R.render(tmp_path / "out", soundfont="musescore")
@@ -421,9 +422,9 @@ def test_patch_set_errors_name_the_problem(tmp_path, monkeypatch):
 
 
 def test_one_note_midi_is_a_valid_file():
-    data = R._one_note_midi(73, 72, 100, 1.25, 0.5)
+    data = S._one_note_midi(73, 72, 100, 1.25, 0.5)
     assert data[:4] == b"MThd" and data[14:18] == b"MTrk"
     body = data[22:]
     assert body[:3] == b"\x00\xc0\x49" and body[3:7] == b"\x00\x90\x48\x64" and body.endswith(b"\xff\x2f\x00")
     assert int.from_bytes(data[18:22], "big") == len(body)
-    assert R._one_note_midi(73, 72, 100, 300.0, 0.0)[22 + 7 : 22 + 10] == bytes([0x91, 0xCA, 0x00])  # 288,000 ticks = 17·128² + 74·128, as a variable-length number
+    assert S._one_note_midi(73, 72, 100, 300.0, 0.0)[22 + 7 : 22 + 10] == bytes([0x91, 0xCA, 0x00])  # 288,000 ticks = 17·128² + 74·128, as a variable-length number

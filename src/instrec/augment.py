@@ -19,68 +19,30 @@ def _chance(p: float, n: int, device) -> torch.Tensor:
 
 
 class WaveAugment(nn.Module):
-    """Random vibrato, gain, cut, time shift, pitch shift, noise, rumble, EQ and reverb on ``(batch, samples)``."""
+    """Random gain, cut, time shift, pitch shift, noise, EQ and reverb on ``(batch, samples)``."""
 
-    def __init__(self, sr: int, *, p_vibrato: float = 0.0, vibrato_hz: tuple[float, float] = (4.5, 7.0),
-                 vibrato_cents: tuple[float, float] = (10.0, 50.0), tremolo_db: float = 2.0,
-                 p_cut: float = 0.5, min_keep_s: float = 0.2, max_shift_s: float = 0.25, max_semitones: float = 1.0,
+    def __init__(self, sr: int, *, p_cut: float = 0.5, min_keep_s: float = 0.2, max_shift_s: float = 0.25, max_semitones: float = 1.0,
                  p_noise: float = 0.5, snr_db: tuple[float, float] = (15.0, 45.0), p_eq: float = 0.8,
-                 eq_db: float = 8.0, p_reverb: float = 0.5, rt60_s: tuple[float, float] = (0.1, 1.2),
-                 p_rumble: float = 0.0):
+                 eq_db: float = 8.0, p_reverb: float = 0.5, rt60_s: tuple[float, float] = (0.1, 1.2)):
         super().__init__()
         self.sr = sr
-        self.p_vibrato, self.vibrato_hz, self.vibrato_cents, self.tremolo_db = p_vibrato, vibrato_hz, vibrato_cents, tremolo_db
         self.p_cut, self.min_keep = p_cut, int(min_keep_s * sr)
         self.max_shift = int(max_shift_s * sr)
         self.max_semitones = max_semitones
         self.p_noise, self.snr_db = p_noise, snr_db
-        self.p_rumble = p_rumble
         self.p_eq, self.eq_db = p_eq, eq_db
         self.p_reverb, self.rt60_s = p_reverb, rt60_s
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return y
-        y = self.vibrato(y)
         y = self.pitch_shift(y)
         y = self.cut(y)
         y = self.time_shift(y)
         y = self.colour(y)
         y = self.noise(y)
-        y = self.rumble(y)
         gain_db = torch.empty(len(y), 1, device=y.device).uniform_(-12, 12)
         return y * 10 ** (gain_db / 20)
-
-    def vibrato(self, y: torch.Tensor) -> torch.Tensor:
-        """A periodic pitch wobble (vibrato) with a matching level wobble (tremolo), on ``p_vibrato`` of the clips.
-
-        Players of bowed strings, woodwinds and saxophones colour most sustained notes with vibrato,
-        about 4.5-7 Hz and 10-50 cents either side; sampled instruments mostly play still notes, and
-        where one library's preset adds vibrato (FluidR3's violin) the network could take vibrato
-        itself for that instrument. The clip is read at a time-varying rate (linear interpolation),
-        so every partial moves by the same number of cents, as in a played vibrato."""
-        if self.p_vibrato <= 0:  # drawing nothing keeps the random stream of recipes without vibrato
-            return y
-        b, n = y.shape
-        use = _chance(self.p_vibrato, b, y.device)
-        if not use.any():
-            return y
-        k = int(use.sum())
-        t = torch.arange(n, device=y.device, dtype=y.dtype).unsqueeze(0) / self.sr
-        rate = torch.empty(k, 1, device=y.device, dtype=y.dtype).uniform_(*self.vibrato_hz)
-        depth = torch.empty(k, 1, device=y.device, dtype=y.dtype).uniform_(*self.vibrato_cents)
-        phase = torch.empty(k, 1, device=y.device, dtype=y.dtype).uniform_(0, 2 * math.pi)
-        wobble = torch.sin(2 * math.pi * rate * t + phase)
-        speed = 2 ** (depth * wobble / 1200)  # samples read per sample written
-        pos = (torch.cumsum(speed, dim=1) - speed[:, :1]).clamp(max=n - 1)
-        i0 = pos.floor().long().clamp(max=n - 2)
-        frac = pos - i0
-        src = y[use]
-        wobbled = torch.lerp(src.gather(1, i0), src.gather(1, i0 + 1), frac)
-        level = torch.empty(k, 1, device=y.device, dtype=y.dtype).uniform_(0, self.tremolo_db)
-        out = y.clone()
-        out[use] = wobbled * 10 ** (level * wobble / 20)
-        return out
 
     def pitch_shift(self, y: torch.Tensor) -> torch.Tensor:
         """Resample by up to ±``max_semitones`` (tempo changes with pitch, like a tape)."""
@@ -168,19 +130,6 @@ class WaveAugment(nn.Module):
             f = torch.linspace(1.0 / N.shape[1], 1, N.shape[1], device=y.device)
             noise[pink] = torch.fft.irfft(N / f.sqrt(), n=n)
         return self._add_at_snr(y, noise, use)
-
-    def rumble(self, y: torch.Tensor) -> torch.Tensor:
-        """Low-frequency room noise on ``p_rumble`` of the clips: brown noise (power falling as
-        1/f² above 20 Hz, so nearly all of it below a few hundred hertz), at the noise's
-        signal-to-noise ratios. Rooms hum and rumble (ventilation, traffic, the building); sample
-        libraries are recorded or edited down to digital silence."""
-        if self.p_rumble <= 0:  # drawing nothing keeps the random stream of recipes without it
-            return y
-        b, n = y.shape
-        use = _chance(self.p_rumble, b, y.device)
-        spectrum = torch.fft.rfft(torch.randn(b, n, device=y.device))
-        f = torch.fft.rfftfreq(n, d=1.0 / self.sr, device=y.device).clamp(min=20.0)
-        return self._add_at_snr(y, torch.fft.irfft(spectrum / f, n=n), use)
 
     def _add_at_snr(self, y: torch.Tensor, noise: torch.Tensor, use: torch.Tensor) -> torch.Tensor:
         """``y`` plus ``noise`` scaled to a random signal-to-noise ratio from ``snr_db``, on the clips in ``use``."""

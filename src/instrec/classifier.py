@@ -1,8 +1,9 @@
-"""``InstrumentClassifier``: a recipe's features and network behind scikit-learn's interface.
+"""``InstrumentClassifier``: a recipe's network as a scikit-learn estimator.
 
-``fit`` / ``predict`` / ``predict_proba`` work on feature matrices; ``predict_audio`` and
-``predict_file`` compute the features with the exact configuration stored in the model, so
-prediction can never use features computed differently from training.
+``fit`` / ``predict`` / ``predict_proba`` work on feature rows (:func:`instrec.features.extract`);
+``save`` / ``load`` write and read a bundle, whose model.json carries the exact feature
+configuration, so a model is never fed features computed differently from its training.
+Recordings of any length are predicted through :class:`instrec.inference.Model`.
 """
 
 from __future__ import annotations
@@ -10,25 +11,26 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .errors import BundleError, DataError, ParameterError
 from .recipes import Recipe, get_recipe
 
-if TYPE_CHECKING:
-    from .inference import Prediction
+# model.json keys that describe the network itself; everything else is the model's ``info``
+_SPEC_KEYS = ("format", "format_version", "classes", "recipe", "in_dim", "seed", "versions")
 
 
-class InstrumentClassifier:
-    """A trainable, savable instrument classifier.
+class InstrumentClassifier(ClassifierMixin, BaseEstimator):
+    """A trainable, savable instrument classifier (``clone`` and ``get_params`` work).
 
     Parameters
     ----------
-    recipe : a :class:`~instrec.recipes.Recipe` or the name of one (``seed-spectrogram``,
-        ``seed-mfcc``)
+    recipe : a :class:`~instrec.recipes.Recipe` or the name of one (``seed-mfcc``, ``mfcc-stats``, ``cnn`` ...)
     seed : seeds weight initialisation and minibatch order
+    device : ``auto`` (a CUDA GPU when present), ``cpu`` or ``cuda``; training only
     """
 
     def __init__(self, recipe: Recipe | str = "seed-mfcc", *, seed: int = 0, device: str = "auto"):
@@ -45,17 +47,11 @@ class InstrumentClassifier:
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, X: np.ndarray, labels: Sequence[str], *, on_epoch=None, checkpoint=None,
-            resume: bool = False, teachers: Sequence["InstrumentClassifier"] = (),
-            sources: Sequence[str] | None = None, init: "InstrumentClassifier | None" = None) -> "InstrumentClassifier":
+            resume: bool = False, init: "InstrumentClassifier | None" = None) -> "InstrumentClassifier":
         """Train on feature rows ``X`` (from :func:`instrec.features.extract`) and their labels.
 
         ``checkpoint``: a folder where the training state is saved after every epoch;
         ``resume=True`` continues from it (see :func:`instrec.train.fit_network`).
-        ``teachers``: trained cnn classifiers with the same feature and the same classes; the
-        network also learns their mean probabilities (distillation: one network that answers like
-        several, at the size and speed of one).
-        ``sources``: each row's source (sample library, recording set), needed when the recipe
-        trains against a source classifier (``TrainConfig.adversary`` > 0; the cnn only).
         ``init``: a trained classifier to start from (fine-tuning, see
         :func:`instrec.recipes.finetuning`). It must take the same features through the same
         network. Every weight and its input statistics are copied; the output layer's row of each
@@ -75,26 +71,16 @@ class InstrumentClassifier:
             raise DataError(f"training needs at least 2 classes; the data has {len(classes)} ({', '.join(classes) or 'none'})")
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[l] for l in labels], dtype=np.int64)
-        teacher_nets = self._teacher_nets(teachers, classes)
-        domains = None
-        if sources is not None:
-            if len(sources) != len(X):
-                raise ParameterError(f"{len(X)} feature rows but {len(sources)} sources")
-            index_of = {name: i for i, name in enumerate(sorted(set(map(str, sources))))}
-            domains = np.array([index_of[str(s)] for s in sources], dtype=np.int64)
-        elif self.recipe.train.adversary > 0:
-            raise ParameterError("this recipe trains against a source classifier: give each row's source (sources=...)")
         seed_everything(self.seed)  # weight initialisation depends on it
         self.net_ = models.build(self.recipe.model, self.recipe.feature, len(classes))
         if init is not None:
             self._start_from(init, classes)
         self.classes_ = classes
-        run_key = json.dumps([self.recipe.to_dict(), classes, [_fingerprint(t) for t in teacher_nets],
-                              _fingerprint(init.net_) if init is not None else None], sort_keys=True)
+        run_key = json.dumps([self.recipe.to_dict(), classes, fingerprint(init.net_) if init is not None else None],
+                             sort_keys=True)
         self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, device=self.device,
                                     on_epoch=on_epoch, checkpoint=checkpoint, resume=resume, run_key=run_key,
-                                    expand=_expander(X.dtype), teachers=teacher_nets, domains=domains,
-                                    prepare=init is None)
+                                    expand=_expander(X.dtype), prepare=init is None)
         return self
 
     def _start_from(self, base: "InstrumentClassifier", classes: list[str]) -> None:
@@ -119,18 +105,6 @@ class InstrumentClassifier:
                     j = base.classes_.index(c)
                     out.weight[i] = rows.weight[j]
                     out.bias[i] = rows.bias[j]
-
-    def _teacher_nets(self, teachers, classes: list[str]) -> list:
-        nets = []
-        for k, t in enumerate(teachers):
-            if not isinstance(t, InstrumentClassifier) or t.net_ is None:
-                raise ParameterError(f"teacher {k + 1} is not a trained InstrumentClassifier")
-            if t.classes_ != classes:
-                raise ParameterError(f"teacher {k + 1} knows {', '.join(t.classes_)}; the data has {', '.join(classes)}")
-            if t.recipe.feature != self.recipe.feature:
-                raise ParameterError(f"teacher {k + 1} takes other features ({t.recipe.feature.kind}) than this recipe")
-            nets.append(t.net_.for_inference() if hasattr(t.net_, "for_inference") else t.net_)
-        return nets
 
     # -- prediction ---------------------------------------------------------------------------
     @property
@@ -160,26 +134,6 @@ class InstrumentClassifier:
     def predict(self, X: np.ndarray) -> list[str]:
         return [self.classes_[i] for i in self.predict_proba(X).argmax(1)]
 
-    def as_model(self):
-        """This classifier as an :class:`instrec.inference.Model` (long recordings, windows).
-
-        Made once per trained network: the engine's prediction copy of the network is not rebuilt
-        for every ``predict_file`` call."""
-        from .inference import Model, TorchEngine
-
-        cached = getattr(self, "_model", None)
-        if cached is None or cached[0] is not self.net_:
-            cached = self._model = (self.net_, Model(TorchEngine(self)))
-        return cached[1]
-
-    def predict_audio(self, y: np.ndarray, sr: int, *, path: str | None = None, **windows) -> Prediction:
-        """Predict mono audio ``y`` at rate ``sr`` (resampled as training was); see Model.predict."""
-        return self.as_model().predict(y, sr, path=path, **windows)
-
-    def predict_file(self, path: str | os.PathLike, **windows) -> Prediction:
-        """Decode and predict one file; see Model.predict_file."""
-        return self.as_model().predict_file(path, **windows)
-
     def _rows(self, X) -> np.ndarray:
         """Feature rows as given when they are the recipe's compact uint8 pixels, else float32."""
         from .features import compact_dtype
@@ -200,15 +154,7 @@ class InstrumentClassifier:
 
         self._check_fitted()
         self.info = {**self.info, **(info or {})}
-        meta = {
-            "classes": self.classes_,
-            "recipe": self.recipe.to_dict(),
-            "in_dim": self.recipe.feature.dim,
-            "seed": self.seed,
-            "versions": _versions(),
-            **self.info,
-        }
-        return save_bundle(path, self.net_.state_dict(), meta, extra_files)
+        return save_bundle(path, self.net_.state_dict(), bundle_meta(self), extra_files)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "InstrumentClassifier":
@@ -244,7 +190,7 @@ class InstrumentClassifier:
         net.eval()
         self = cls(recipe, seed=seed)
         self.classes_, self.net_, self.path_ = classes, net, Path(path)
-        self.info = {k: v for k, v in meta.items() if k not in ("format", "format_version", "classes", "recipe", "in_dim", "seed", "versions")}
+        self.info = {k: v for k, v in meta.items() if k not in _SPEC_KEYS}
         self.info["versions"] = meta.get("versions", {})
         return self
 
@@ -265,8 +211,25 @@ def _output_keys(net) -> set[str]:
     return {f"{name}.weight", f"{name}.bias"}
 
 
-def _fingerprint(net) -> str:
-    """SHA-256 of a network's weights: a teacher's identity in a run key."""
+def bundle_meta(clf: InstrumentClassifier) -> dict:
+    """The model description a bundle's model.json holds (and an ONNX export's metadata)."""
+    from .bundle import FORMAT, FORMAT_VERSION
+
+    clf._check_fitted()
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "classes": list(clf.classes_),
+        "recipe": clf.recipe.to_dict(),
+        "in_dim": clf.recipe.feature.dim,
+        "seed": clf.seed,
+        "versions": clf.info.get("versions") or _versions(),
+        **{k: v for k, v in clf.info.items() if k != "versions"},
+    }
+
+
+def fingerprint(net) -> str:
+    """SHA-256 of a network's weights: the identity of a model fine-tuning started from."""
     import hashlib
 
     h = hashlib.sha256()
@@ -280,6 +243,6 @@ def _versions() -> dict:
     import librosa
     import torch
 
-    from . import __version__
+    from ._version import __version__
 
     return {"instrec": __version__, "torch": torch.__version__, "librosa": librosa.__version__, "numpy": np.__version__}

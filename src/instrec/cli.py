@@ -308,6 +308,7 @@ def evaluate(
 
 
 class EngineName(str, Enum):
+    auto = "auto"
     torch = "torch"
     onnx = "onnx"
 
@@ -321,7 +322,7 @@ def predict(
     window: Optional[float] = typer.Option(None, "--window", help="analyse in sliding windows of this many seconds (default: files longer than 1.5 model windows are windowed at the model's window)"),
     hop: Optional[float] = typer.Option(None, "--hop", help="step between windows in seconds (default: half the window)"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="PNG: mel spectrogram with the class probabilities over time (one file only)"),
-    engine: EngineName = typer.Option(EngineName.torch, "--engine", help="torch, or onnx (onnxruntime)"),
+    engine: EngineName = typer.Option(EngineName.auto, "--engine", help="auto (onnxruntime where the model carries a current model.onnx, else torch), torch, or onnx"),
     log: Optional[Path] = typer.Option(None, "--log", help="JSON Lines file: one line per file as it is done; run again to finish an interrupted batch"),
     classes: Optional[str] = CLASSES_OPT,
 ):
@@ -416,7 +417,7 @@ def export(
     opset: int = typer.Option(17, "--opset", help="ONNX opset (13-20)"),
 ):
     """Export a model to ONNX (front end inside the graph for the cnn); run it with --engine onnx."""
-    from .onnx_export import export_onnx
+    from .export import export_onnx
 
     if str(model) == "shipped":
         from .assets import shipped_model_path
@@ -431,7 +432,7 @@ def serve(
     model: Optional[Path] = typer.Argument(None, help="model folder or .onnx file (default: the shipped model)"),
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8000, min=0, max=65535, help="TCP port"),
-    engine: EngineName = typer.Option(EngineName.torch, "--engine", help="torch, or onnx (onnxruntime)"),
+    engine: EngineName = typer.Option(EngineName.auto, "--engine", help="auto (onnxruntime where the model carries a current model.onnx, else torch), torch, or onnx"),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="largest upload in MB, enforced while it streams in"),
     max_duration: float = typer.Option(600.0, "--max-duration", help="longest recording in seconds, checked before decoding"),
     request_timeout: float = typer.Option(60.0, "--request-timeout", help="seconds per request before a 503"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .features import FeatureConfig
-from .inference import Prediction
+from .results import Prediction
 
 
 def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig, *, title: str | None = None) -> bytes:

@@ -1,4 +1,4 @@
-"""Predict: one loaded model, recordings of any length, two engines (PyTorch or onnxruntime).
+"""Predict: one loaded model, recordings of any length, on either engine (PyTorch or onnxruntime).
 
 A short recording (up to one and a half model windows) gets one result, as the tutorial's clips do.
 A longer one is cut into sliding windows: each window gets its own probabilities, quiet windows are
@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from .engines import Engine, RestrictedEngine, class_columns, restrict_proba  # noqa: F401 (restrict_proba: re-exported)
 from .errors import AudioError, ParameterError
 from .features import FeatureConfig, compute
+from .results import Prediction, Segment, Window
 
-ENGINES = ("torch", "onnx")
+ENGINES = ("auto", "torch", "onnx")
 SILENCE = "silence"
 # The windows of the seed recipes: the tutorial's clips are about 3 s long.
 DEFAULT_WINDOW = 3.0
@@ -32,180 +33,31 @@ WINDOW_BATCH = 16  # windows whose features are computed and predicted together
 MAX_WINDOW = 600.0
 
 
-class Engine(Protocol):
-    """What runs a network: feature rows ``(n, feature.dim)`` in, probabilities out."""
+def open_engine(path: str | os.PathLike, engine: str = "auto") -> Engine:
+    """The engine for a model folder or ``.onnx`` file.
 
-    name: str
-    classes: list[str]
-    feature: FeatureConfig
-    meta: dict
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
-
-
-# ---------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class Window:
-    """One analysis window of a long recording (times in seconds)."""
-
-    start: float
-    end: float
-    label: str
-    probabilities: dict[str, float] | None  # None for a silent window
-    silent: bool = False
-
-    def to_dict(self) -> dict:
-        return {"start": round(self.start, 4), "end": round(self.end, 4), "label": self.label,
-                "silent": self.silent, "probabilities": self.probabilities}
-
-
-@dataclass
-class Segment:
-    """A run of adjacent windows with the same label (``"silence"`` for quiet ones)."""
-
-    start: float
-    end: float
-    label: str
-    probability: float | None  # mean probability of ``label`` over the run's windows
-
-    def to_dict(self) -> dict:
-        return {"start": round(self.start, 4), "end": round(self.end, 4), "label": self.label,
-                "probability": self.probability}
-
-
-@dataclass
-class Prediction:
-    """The result for one recording: top label and every class's probability.
-
-    For a long recording (``windows`` not None) the probabilities are the mean over its
-    non-silent windows, and ``segments`` summarises the timeline.
+    ``auto``: onnxruntime where the folder carries an export of its present weights (``model.onnx``,
+    a fast start and no torch), else PyTorch. ``torch``: PyTorch. ``onnx``: onnxruntime, exporting
+    the folder's ``model.onnx`` first when it is missing or stale (that needs torch once).
     """
+    from .engines.onnx_engine import OnnxEngine, is_up_to_date, onnx_path_for
 
-    path: str | None
-    label: str
-    probabilities: dict[str, float]
-    duration: float | None = None
-    windows: list[Window] | None = None
-    segments: list[Segment] | None = None
-    window: float | None = None
-    hop: float | None = None
-
-    @property
-    def is_timeline(self) -> bool:
-        return self.windows is not None
-
-    def top(self, k: int) -> list[tuple[str, float]]:
-        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Prediction":
-        """Inverse of :meth:`to_dict` (extra keys such as ``top`` are ignored)."""
-        windows = [Window(w["start"], w["end"], w["label"], w["probabilities"], w.get("silent", False))
-                   for w in d["windows"]] if d.get("windows") is not None else None
-        segments = [Segment(s["start"], s["end"], s["label"], s.get("probability"))
-                    for s in d["segments"]] if d.get("segments") is not None else None
-        return cls(d["path"], d["label"], {str(k): float(v) for k, v in d["probabilities"].items()},
-                   duration=d.get("duration"), windows=windows, segments=segments,
-                   window=d.get("window"), hop=d.get("hop"))
-
-    def to_dict(self) -> dict:
-        d = {"path": self.path, "label": self.label, "probabilities": self.probabilities}
-        if self.duration is not None:
-            d["duration"] = round(self.duration, 4)
-        if self.is_timeline:
-            d.update(window=self.window, hop=self.hop, windows=[w.to_dict() for w in self.windows],
-                     segments=[s.to_dict() for s in self.segments])
-        return d
-
-
-# ---------------------------------------------------------------------------------------------
-# Engines
-
-
-class TorchEngine:
-    """The PyTorch network of a model bundle (:class:`~instrec.classifier.InstrumentClassifier`)."""
-
-    name = "torch"
-
-    def __init__(self, classifier):
-        self.classifier = classifier
-        self.classes = classifier.classes
-        self.feature = classifier.recipe.feature
-        self.meta = {"classes": self.classes, "recipe": classifier.recipe.to_dict(), **classifier.info}
-        net = classifier.net_
-        self._net = net.for_inference() if hasattr(net, "for_inference") else net
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "TorchEngine":
-        from .classifier import InstrumentClassifier
-
-        return cls(InstrumentClassifier.load(path))
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.classifier.predict_proba(X, net=self._net)
-
-
-class RestrictedEngine:
-    """Another engine's answers among some of its classes only, probabilities renormalised.
-
-    What a user who knows the recording is one of a few instruments wants, and how a model that
-    knows more classes is scored in the tutorial's six-class mode: the answer is the likeliest of
-    the classes kept.
-    """
-
-    def __init__(self, engine: Engine, classes: Sequence[str]):
-        self.engine = engine
-        self.columns = class_columns(engine.classes, classes)
-        self.name = engine.name
-        self.classes = [engine.classes[i] for i in self.columns]
-        self.feature = engine.feature
-        self.meta = {**engine.meta, "classes": self.classes, "all_classes": list(engine.classes)}
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return restrict_proba(self.engine.predict_proba(X), self.columns)
-
-
-def class_columns(classes: Sequence[str], keep: Sequence[str] | str) -> list[int]:
-    """Columns of ``classes`` named by ``keep`` (a list, or one comma-separated string), in the
-    model's order; names are matched as labels are (``"Sax"`` is ``saxophone``).
-
-    Raises :class:`~instrec.errors.ParameterError` for a name the model does not know, or for
-    fewer than two distinct classes (one class would always win).
-    """
-    from .data.instruments import canonical_label
-
-    names = keep.split(",") if isinstance(keep, str) else list(keep)
-    wanted = {canonical_label(n) for n in names if str(n).strip()}
-    unknown = sorted(wanted - set(classes))
-    if unknown:
-        raise ParameterError(f"the model does not know {', '.join(unknown)}; its classes: {', '.join(classes)}")
-    if len(wanted) < 2:
-        raise ParameterError(f"name at least two classes to choose among; got {', '.join(sorted(wanted)) or 'none'}")
-    return [i for i, c in enumerate(classes) if c in wanted]
-
-
-def restrict_proba(proba: np.ndarray, columns: Sequence[int]) -> np.ndarray:
-    """``proba``'s ``columns``, each row rescaled to sum to 1."""
-    P = np.asarray(proba)[:, list(columns)]
-    total = P.sum(axis=1, keepdims=True)
-    # A row whose kept classes all got probability 0 (underflow) stays 0 rather than NaN.
-    return np.divide(P, total, out=np.zeros_like(P), where=total > 0)
-
-
-def _open_engine(path: Path, engine: str) -> Engine:
     if engine not in ENGINES:
         raise ParameterError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+    path = Path(path)
     if path.suffix.lower() == ".onnx" and path.is_file():
-        from .onnx_export import OnnxEngine
-
         return OnnxEngine(path)
+    if engine == "auto":
+        onnx = onnx_path_for(path)
+        engine = "onnx" if onnx.is_file() and is_up_to_date(onnx, path) else "torch"
+        if engine == "onnx":
+            return OnnxEngine(onnx)
     if engine == "onnx":
-        from .onnx_export import OnnxEngine, ensure_onnx
+        from .export import ensure_onnx
 
         return OnnxEngine(ensure_onnx(path))
+    from .engines.torch_engine import TorchEngine
+
     return TorchEngine.load(path)
 
 
@@ -236,7 +88,7 @@ class Model:
     def window(self) -> float:
         """The length (s) of audio the network looks at at once."""
         f = self.feature
-        return float(f.seconds) if f.kind == "logmel" else DEFAULT_WINDOW
+        return float(f.seconds) if f.kind == "waveform" else DEFAULT_WINDOW
 
     @property
     def info(self) -> dict:
@@ -347,12 +199,13 @@ class Model:
         return {c: float(v) for c, v in zip(self.classes, p)}
 
 
-def load_model(path: str | os.PathLike | None = None, *, engine: str = "torch",
+def load_model(path: str | os.PathLike | None = None, *, engine: str = "auto",
                classes: Sequence[str] | str | None = None) -> Model:
     """Load a model: a bundle folder written by ``instrec train``, an exported ``.onnx`` file, or
     ``None`` for the model shipped with instrec.
 
-    ``engine="onnx"`` runs the network with onnxruntime (no PyTorch needed at prediction time).
+    ``engine``: ``auto`` (onnxruntime where the folder carries a current ``model.onnx``, as the
+    shipped model does; else PyTorch), ``torch`` or ``onnx`` (see :func:`open_engine`).
     ``classes``: answer among these of the model's classes only (:meth:`Model.restrict`).
     """
     if path is None:
@@ -364,7 +217,7 @@ def load_model(path: str | os.PathLike | None = None, *, engine: str = "torch",
         from .errors import BundleError
 
         raise BundleError(f"{path}: no such model folder or file")
-    model = Model(_open_engine(path, engine), source=str(path))
+    model = Model(open_engine(path, engine), source=str(path))
     return model if classes is None else model.restrict(classes)
 
 

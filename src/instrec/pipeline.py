@@ -23,7 +23,7 @@ from .data.splits import clip_groups, kfold_indices, split_indices
 from .errors import DataError, InstrecError, ParameterError, skip_entry
 from .evaluate import SUMMARY_METRICS, compute_metrics, crossval_markdown, fmt_pct, write_report
 from .fileio import write_json, write_text
-from .features import extract
+from .models.device_features import extract
 from .recipes import Recipe, finetuning, get_recipe
 
 Progress = Callable[[str, int], Callable[[int, int], None]]
@@ -256,7 +256,9 @@ def predict_paths(
 
     window, hop = check_window(window, hop)
     if isinstance(model, InstrumentClassifier):
-        model = model.as_model()
+        from .engines.torch_engine import TorchEngine
+
+        model = Model(TorchEngine(model))
     files, skipped = [], []
     for p in paths:
         p = Path(p)
@@ -545,10 +547,10 @@ def resolve_recipe(recipe: Recipe | str | None, init: InstrumentClassifier | Non
 
 def _init_record(init: InstrumentClassifier) -> dict:
     """What model.json and reports say of the model a run fine-tuned."""
-    from .classifier import _fingerprint
+    from .classifier import fingerprint
 
     where = init.path_.resolve() if init.path_ is not None else f"an unsaved {init.recipe.name} model"
-    return {"model": str(where), "classes": init.classes, "weights_sha256": _fingerprint(init.net_),
+    return {"model": str(where), "classes": init.classes, "weights_sha256": fingerprint(init.net_),
             "trained": init.info.get("training", {}).get("command", "")}
 
 

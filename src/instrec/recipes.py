@@ -9,7 +9,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import ParameterError
 from .features import FeatureConfig
-from .models import ModelConfig
+from .models import ModelConfig, drop_removed
+
+# Options of earlier versions, removed when their experiments rejected them (experiments/README.md),
+# with the value that meant "off": bundles that wrote them so still load.
+REMOVED_TRAIN = {"distill_weight": 0.5, "distill_temperature": 2.0, "adversary": 0.0}
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class TrainConfig:
     # line search, for small convex problems (a linear classifier on summary features), which it
     # solves to the minimum in a second: ``epochs`` is then its most iterations, ``lr`` its first
     # step, ``batch_size`` only how many rows a forward pass holds; no mixup, validation split,
-    # schedule, teachers or adversary.
+    # or schedule.
     optimizer: str = "adam"
     weight_decay: float = 0.0
     schedule: str = "constant"  # or "cosine"
@@ -38,16 +42,6 @@ class TrainConfig:
     # copy of every training clip shifted by each, so that a network trained on a few pitches
     # learns what does not move with pitch. Test clips are never shifted.
     pitch_shifts: tuple[float, ...] = ()
-    # Distillation, only when fit() is given teachers: the loss is (1 - distill_weight) x the
-    # labels' cross-entropy + distill_weight x T^2 x KL(teachers' mean probabilities at
-    # temperature T || the network's), each teacher judging the same augmented clip the network sees.
-    distill_weight: float = 0.5
-    distill_temperature: float = 2.0
-    # Source-adversarial training (Ganin et al. 2016, "DANN"), only when fit() is given each row's
-    # source: a small classifier learns the source from the network's pooled embedding through a
-    # gradient reversal whose weight ramps from 0 to ``adversary`` (2/(1+exp(-10p)) - 1 of it, p the
-    # share of training done), pushing the network toward cues no source has alone. 0 = off.
-    adversary: float = 0.0
     # Which weights training changes: "all", or "output", the output layer only (the rest frozen,
     # batch-norm statistics included). Fine-tuning on a handful of clips can then re-weight what a
     # trained network hears without moving the network itself.
@@ -77,21 +71,13 @@ class TrainConfig:
             raise ParameterError("mixup, weight_decay and patience must not be negative")
         if not isinstance(self.min_val_per_class, int) or self.min_val_per_class < 0:
             raise ParameterError(f"min_val_per_class must be a non-negative integer; got {self.min_val_per_class!r}")
-        if not 0 <= self.distill_weight <= 1:
-            raise ParameterError(f"distill_weight must be in [0, 1]; got {self.distill_weight!r}")
-        if not 0 <= self.adversary <= 10:
-            raise ParameterError(f"adversary must be a weight in [0, 10]; got {self.adversary!r}")
-        if not self.distill_temperature > 0:
-            raise ParameterError(f"distill_temperature must be positive; got {self.distill_temperature!r}")
         if self.trainable not in ("all", "output"):
             raise ParameterError(f"trainable must be all or output; got {self.trainable!r}")
-        if self.trainable == "output" and self.adversary > 0:
-            raise ParameterError("trainable='output' and adversary cannot be combined: the adversary trains the body")
         if self.optimizer not in ("adam", "lbfgs"):
             raise ParameterError(f"optimizer must be adam or lbfgs; got {self.optimizer!r}")
-        if self.optimizer == "lbfgs" and (self.mixup or self.val_fraction or self.adversary or self.schedule != "constant"):
+        if self.optimizer == "lbfgs" and (self.mixup or self.val_fraction or self.schedule != "constant"):
             raise ParameterError("optimizer lbfgs trains on the whole batch to the minimum: it takes no mixup, "
-                                 "val_fraction, adversary or cosine schedule")
+                                 "val_fraction or cosine schedule")
 
 
 @dataclass(frozen=True)
@@ -114,13 +100,14 @@ class Recipe:
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
         try:
+            train = drop_removed(d["train"], REMOVED_TRAIN, "training")
             train_known = {f.name for f in fields(TrainConfig)}
             return cls(
                 name=str(d["name"]),
                 description=str(d.get("description", "")),
                 feature=FeatureConfig.from_dict(d["feature"]),
                 model=ModelConfig.from_dict(d["model"]),
-                train=TrainConfig(**{k: v for k, v in d["train"].items() if k in train_known}),
+                train=TrainConfig(**{k: v for k, v in train.items() if k in train_known}),
             )
         except (KeyError, TypeError) as e:
             raise ParameterError(f"recipe description is incomplete or malformed: {e}") from None
@@ -183,7 +170,7 @@ RECIPES: dict[str, Recipe] = {
     "cnn": Recipe(
         name="cnn",
         description="log-mel (64 bands) of a 3-s window → 8-layer CNN with global pooling; augmented, mixup, early stopping",
-        feature=FeatureConfig(kind="logmel", sr=22050, n_fft=2048, hop_length=512, n_mels=64, fmin=30.0, seconds=3.0),
+        feature=FeatureConfig(kind="waveform", sr=22050, n_fft=2048, hop_length=512, n_mels=64, fmin=30.0, seconds=3.0),
         model=ModelConfig(arch="cnn", channels=(16, 32, 64, 128), dropout=0.3, augment=True),
         train=TrainConfig(epochs=40, batch_size=32, lr=2e-3, eps=1e-8, weight_decay=1e-4, schedule="cosine",
                           mixup=0.2, val_fraction=0.15, patience=10),

@@ -1,23 +1,22 @@
 """The one training loop every recipe uses: minibatch Adam on softmax cross-entropy, with optional
-mixup, a validation split with early stopping, a cosine learning-rate schedule, distillation from
-teachers, a source-adversarial term, and training the output layer alone; or, for small convex
-problems, full-batch L-BFGS on the same objective."""
+mixup, a validation split with early stopping, a cosine learning-rate schedule and training the
+output layer alone; or, for small convex problems, full-batch L-BFGS on the same objective."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
-import math
 import os
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from .devices import resolve_device
 from .errors import DataError, ParameterError
 from .recipes import TrainConfig
 
@@ -27,17 +26,6 @@ def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     return torch.Generator().manual_seed(seed)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` → CUDA when a GPU is present, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise ParameterError(f"device must be auto, cpu or cuda; got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("device cuda was asked for, but PyTorch sees no CUDA GPU (is a CUDA build installed?)")
-    return torch.device(device)
 
 
 def fit_network(
@@ -53,8 +41,6 @@ def fit_network(
     resume: bool = False,
     run_key: str = "",
     expand: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    teachers: Sequence[nn.Module] = (),
-    domains: np.ndarray | None = None,
     prepare: bool = True,
 ) -> dict:
     """Train ``net`` in place on rows ``X`` and integer labels ``y``; return its history.
@@ -72,15 +58,6 @@ def fit_network(
     ``expand`` turns a batch of stored rows into the network's float input (compact uint8 images
     stay compact in memory and are scaled one batch at a time).
 
-    ``teachers``: trained networks with the same inputs and classes whose mean probabilities the
-    network also learns (knowledge distillation, ``config.distill_weight`` and
-    ``config.distill_temperature``). ``net`` must then split its forward pass into ``augment``
-    and ``classify``, so that the teachers judge the very augmented clip the network sees.
-
-    ``domains``: each row's source as an integer, for source-adversarial training
-    (``config.adversary`` > 0; the network must have ``augment``, ``embed`` and ``head``). The
-    source classifier exists only while training: the returned network is the plain one.
-
     ``prepare=False`` keeps the input statistics ``net`` already has (fine-tuning keeps the base
     model's, which its weights were trained with) instead of fitting them on ``X``.
     """
@@ -92,13 +69,9 @@ def fit_network(
     train_idx, val_idx = _validation_split(y, config.val_fraction, seed, config.min_val_per_class)
     if prepare and getattr(net, "wants_prepare", False):
         net.prepare(expand(Xt[train_idx]))
-    adversary = _adversary(net, domains, len(X), config) if config.adversary > 0 else None
-    dt = torch.from_numpy(np.asarray(domains, dtype=np.int64)) if adversary else None
     frozen_norms = _freeze_all_but_output(net) if config.trainable == "output" else []
     net.to(dev)
     if config.optimizer == "lbfgs":
-        if teachers:  # (TrainConfig already refuses an adversary with lbfgs)
-            raise ParameterError("optimizer lbfgs takes no teachers")
         history = _fit_full_batch(net, Xt[train_idx], yt[train_idx], config, dev, expand, frozen_norms)
         if on_epoch:  # one full-batch solve: the progress bar is done at once
             on_epoch(config.epochs, config.epochs, history["loss"][-1])
@@ -109,13 +82,12 @@ def fit_network(
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
              if config.schedule == "cosine" else None)
     loss_fn = nn.CrossEntropyLoss()
-    teach = _teacher(teachers, net, config, dev) if teachers else None
     history: dict = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "device": str(dev)}
     best = (-1.0, float("inf"))
     best_state, best_epoch, waited = None, 0, 0
     t0 = time.perf_counter()
     first_epoch = 0
-    key = _run_key(run_key, X, y, config, seed, domains if adversary else None)
+    key = _run_key(run_key, X, y, config, seed)
     if resume and checkpoint is not None and _checkpoint_exists(Path(checkpoint)):
         state = _load_checkpoint(Path(checkpoint), key, net, opt, sched, gen, dev)
         history, first_epoch = state["history"], state["epoch"]
@@ -128,7 +100,7 @@ def fit_network(
         for m in frozen_norms:  # their running statistics are frozen weights too
             m.eval()
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
-        total, correct, source_correct = 0.0, 0.0, 0.0
+        total, correct = 0.0, 0.0
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
             xb, yb = expand(Xt[idx]).to(dev), yt[idx].to(dev)
@@ -139,25 +111,8 @@ def fit_network(
                 xb, mix = lam * xb + (1 - lam) * xb[perm], (lam, perm)
             else:
                 mix = None
-            if teach is None and adversary is None:
-                logits = net(xb)
-            else:
-                with torch.no_grad():
-                    xb = net.augment(xb)
-                if adversary is None:
-                    logits = net.classify(xb)
-                else:
-                    z = net.embed(xb)
-                    logits = net.head(z)
+            logits = net(xb)
             loss = _mixed(loss_fn, logits, yb, mix)
-            if teach is not None:
-                loss = (1 - config.distill_weight) * loss + config.distill_weight * teach(xb, logits)
-            if adversary is not None:
-                done = (epoch + start / len(order)) / config.epochs
-                db = dt[idx].to(dev)
-                source_loss, source_logits = adversary(z, db, mix, done)
-                loss = loss + source_loss
-                source_correct += float((source_logits.argmax(1) == db).sum())
             loss.backward()
             opt.step()
             if sched:
@@ -166,8 +121,6 @@ def fit_network(
             correct += float((logits.argmax(1) == yb).sum())
         history["loss"].append(total / len(order))
         history["accuracy"].append(correct / len(order))
-        if adversary is not None:  # near chance when the embedding no longer tells the sources apart
-            history.setdefault("source_accuracy", []).append(source_correct / len(order))
         if len(val_idx):
             vloss, vacc = _score(net, Xt[val_idx], yt[val_idx], dev, expand)
             history["val_loss"].append(vloss)
@@ -187,8 +140,6 @@ def fit_network(
             break
     if best_state is not None:
         net.load_state_dict(best_state)
-    if adversary is not None:
-        del net.source_head  # a training aid, not part of the model
     history.update(seconds=time.perf_counter() - t0, epochs_run=len(history["loss"]), best_epoch=best_epoch or len(history["loss"]))
     return _finish(net, history, val_idx)
 
@@ -266,59 +217,6 @@ def _mixed(loss_fn, logits: torch.Tensor, target: torch.Tensor, mix) -> torch.Te
     return loss if mix is None else mix[0] * loss + (1 - mix[0]) * loss_fn(logits, target[mix[1]])
 
 
-class _GradientReversal(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by ``-weight``."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: float) -> torch.Tensor:
-        ctx.weight = weight
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return -ctx.weight * grad, None
-
-
-def _adversary(net: nn.Module, domains, n_rows: int, config: TrainConfig):
-    """Attach a source classifier to ``net`` (``net.source_head``, so that the optimizer and the
-    checkpoints include it) and return the term ``(loss, source logits)`` for a batch."""
-    if not all(hasattr(net, a) for a in ("augment", "embed", "head")):
-        raise ParameterError("source-adversarial training needs a network with augment, embed and head (the cnn)")
-    if domains is None:
-        raise ParameterError("source-adversarial training needs each training row's source")
-    d = np.asarray(domains)
-    if d.shape != (n_rows,) or d.dtype.kind not in "iu" or (len(d) and d.min() < 0):
-        raise ParameterError(f"domains must be {n_rows} non-negative integers, one per row")
-    if len(np.unique(d)) < 2:
-        raise DataError("source-adversarial training needs clips from at least 2 sources")
-    width = next(m for m in reversed(net.head) if isinstance(m, nn.Linear)).in_features
-    net.source_head = nn.Sequential(nn.Linear(width, 128), nn.ReLU(), nn.Linear(128, int(d.max()) + 1))
-    loss_fn = nn.CrossEntropyLoss()
-
-    def term(z: torch.Tensor, d_batch: torch.Tensor, mix, done: float):
-        weight = config.adversary * (2 / (1 + math.exp(-10 * done)) - 1)  # Ganin et al.'s ramp
-        logits = net.source_head(_GradientReversal.apply(z, weight))
-        return _mixed(loss_fn, logits, d_batch, mix), logits
-
-    return term
-
-
-def _teacher(teachers: Sequence[nn.Module], net: nn.Module, config: TrainConfig, dev):
-    """The distillation term for a batch: T^2 x KL(teachers' mean probabilities at T || the net's)."""
-    if not (hasattr(net, "augment") and hasattr(net, "classify")):
-        raise ParameterError("distillation needs a network with separate augment and classify steps (the cnn)")
-    nets = [t.to(dev).eval() for t in teachers]
-    T = config.distill_temperature
-
-    def term(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            target = torch.stack([torch.softmax(t(x) / T, dim=1) for t in nets]).mean(0)
-        log_p = torch.log_softmax(logits / T, dim=1)
-        return T * T * nn.functional.kl_div(log_p, target, reduction="batchmean")
-
-    return term
-
-
 @torch.no_grad()
 def _score(net: nn.Module, X: torch.Tensor, y: torch.Tensor, dev, expand) -> tuple[float, float]:
     net.eval()
@@ -346,14 +244,12 @@ CKPT_JSON = "checkpoint.json"
 CKPT_FORMAT = "instrec-checkpoint"
 
 
-def _run_key(name: str, X: np.ndarray, y: np.ndarray, config: TrainConfig, seed: int, domains=None) -> str:
+def _run_key(name: str, X: np.ndarray, y: np.ndarray, config: TrainConfig, seed: int) -> str:
     """A fingerprint of what is trained on and how: resuming another run's checkpoint is refused."""
     h = hashlib.sha256()
     h.update(name.encode())
     h.update(json.dumps([list(X.shape), seed, repr(config)]).encode())
     h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
-    if domains is not None:  # the sources an adversarial run trains against
-        h.update(np.ascontiguousarray(domains, dtype=np.int64).tobytes())
     step = max(1, len(X) // 64)  # a sample of the rows: enough to tell data sets apart, cheap on GBs
     h.update(np.ascontiguousarray(X[::step], dtype=np.float32).tobytes())
     return h.hexdigest()

@@ -10,7 +10,8 @@ import scipy.fft  # noqa: F401
 import scipy.sparse  # noqa: F401
 import soxr
 
-from . import FeatureConfig, compute_compact
+from .compute import compute_compact
+from .config import FeatureConfig
 from . import parallel
 
 parallel._init_worker()  # the malloc settings, inherited by every worker forked from here

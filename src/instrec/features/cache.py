@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from . import FeatureConfig
+    from .config import FeatureConfig
 
 __all__ = ["FeatureCache", "default_cache_dir", "CACHE_ENV", "FORMAT_VERSION", "FEATURE_CODE_VERSION"]
 

@@ -33,7 +33,7 @@ from ..errors import ParameterError
 
 __all__ = ["spectrogram_image", "spectrogram_image_figure", "flatten_image"]
 
-IMAGE_MODES = ("gray", "rgb")
+from .config import IMAGE_MODES
 
 # The canvas the tutorial gets from ``plt.figure()``: matplotlib's default dpi. Width and height
 # in pixels are the figure size in inches times this.

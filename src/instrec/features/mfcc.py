@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import ParameterError
-from . import MFCC_STATS  # the package imports this module lazily, after defining MFCC_STATS
+from .config import MFCC_STATS
 from .mel import mel_power, power_to_db
 
 __all__ = ["mfcc", "mfcc_mean", "mfcc_stats", "dct_matrix"]

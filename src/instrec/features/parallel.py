@@ -41,7 +41,8 @@ import numpy as np
 
 from ..audio import load
 from ..errors import InstrecError, ParameterError, skip_entry
-from . import FeatureConfig, compact_dtype, compute_compact
+from .compute import compact_dtype, compute_compact
+from .config import FeatureConfig
 from .cache import FeatureCache, config_digest, read_entry
 
 START_ENV = "INSTREC_MP_START"

@@ -11,8 +11,10 @@ from dataclasses import asdict, dataclass, fields
 from ..errors import ParameterError
 
 ARCHS = ("mlp", "cnn")
+# Options of earlier versions, removed when their experiments rejected them (experiments/README.md),
+# with the value that meant "off": bundles that wrote them so still load.
+REMOVED_MODEL = {"vibrato": 0.0, "rumble": 0.0, "compression": "db"}
 ACTIVATIONS = ("relu", "selu", "tanh")
-COMPRESSIONS = ("db", "pcen")
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,6 @@ class ModelConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128)
     dropout: float = 0.3
     augment: bool = True
-    # Share of training clips given a random vibrato (augment.WaveAugment.vibrato); 0 = none.
-    vibrato: float = 0.0
-    # Share of training clips given low-frequency room noise (augment.WaveAugment.rumble); 0 = none.
-    rumble: float = 0.0
-    # How mel power becomes the network's input: "db" (log-mel in dB re each clip's maximum) or
-    # "pcen" (per-channel energy normalisation: gain control per band, see features.frontend.PCEN).
-    compression: str = "db"
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -46,11 +41,6 @@ class ModelConfig:
             raise ParameterError(f"channels must be positive, e.g. 16,32,64,128; got {self.channels!r}")
         if not 0 <= self.dropout < 1:
             raise ParameterError(f"dropout must be in [0, 1); got {self.dropout!r}")
-        if self.compression not in COMPRESSIONS:
-            raise ParameterError(f"compression must be one of {', '.join(COMPRESSIONS)}; got {self.compression!r}")
-        for name in ("vibrato", "rumble"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ParameterError(f"{name} must be a share of clips in [0, 1]; got {getattr(self, name)!r}")
         # No hidden layer at all is allowed: one linear layer and softmax, i.e. multinomial
         # logistic regression, the field's first baseline on summary features.
         if any(h <= 0 for h in self.hidden):
@@ -64,10 +54,21 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        d = drop_removed(d, REMOVED_MODEL, "model")
         known = {f.name for f in fields(cls)}
         if set(d) - known:
             raise ParameterError(f"unknown model parameters: {', '.join(sorted(set(d) - known))}")
         return cls(**d)
+
+
+def drop_removed(d: dict, removed: dict, what: str) -> dict:
+    """``d`` without the removed options in ``removed``; one set to anything but its "off" value
+    describes a model this version cannot rebuild, and is refused."""
+    for name, off in removed.items():
+        if name in d and d[name] != off:
+            raise ParameterError(f"the {what} option {name}={d[name]!r} was removed from instrec (rejected by its "
+                                 f"experiments); this version cannot rebuild such a model")
+    return {k: v for k, v in d.items() if k not in removed}
 
 
 def build(config: ModelConfig, feature, n_classes: int):
@@ -80,8 +81,8 @@ def build(config: ModelConfig, feature, n_classes: int):
     if config.arch == "cnn":
         from .cnn import CNN
 
-        if feature.kind != "logmel":
-            raise ParameterError(f"the cnn takes logmel features, not {feature.kind}")
+        if feature.kind != "waveform":
+            raise ParameterError(f"the cnn takes a waveform window (feature kind waveform), not {feature.kind}")
         f = feature
         # each of the conv blocks halves the bands and the frames: both must survive them all
         need = 2 ** len(config.channels)
@@ -91,8 +92,7 @@ def build(config: ModelConfig, feature, n_classes: int):
                                  f"{need} frames; the feature gives {f.n_mels} bands and {frames} frames")
         return CNN(n_classes, sr=f.sr, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels, fmin=f.fmin,
                    fmax=f.fmax, top_db=f.top_db, channels=config.channels, dropout=config.dropout,
-                   augment=config.augment, vibrato=config.vibrato, rumble=config.rumble,
-                   compression=config.compression)
+                   augment=config.augment)
     from .mlp import MLP
 
     return MLP(feature.dim, config.hidden, n_classes, activation=config.activation, standardize=config.standardize)

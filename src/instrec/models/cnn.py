@@ -1,6 +1,6 @@
 """A small convolutional network on log-mel spectrograms, front end included.
 
-waveform → [augment] → LogMel (dB, or PCEN) → BandNorm → [SpecAugment] → 4 conv blocks → global pooling → classes
+waveform → [augment] → LogMel (dB) → BandNorm → [SpecAugment] → 4 conv blocks → global pooling → classes
 
 Global pooling over time and frequency makes the decision indifferent to where in the clip a
 pattern sits and, within the range the pooled receptive field allows, at which pitch.
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..augment import SpecAugment, WaveAugment
-from ..features.frontend import BandNorm, LogMel, MelPCEN
+from .frontend import BandNorm, LogMel
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -26,10 +26,10 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class CNN(nn.Module):
     def __init__(self, n_classes: int, *, sr: int, n_fft: int, hop_length: int, n_mels: int, fmin: float,
                  fmax: float | None, top_db: float, channels=(16, 32, 64, 128), dropout: float = 0.3,
-                 augment: bool = True, vibrato: float = 0.0, rumble: float = 0.0, compression: str = "db"):
+                 augment: bool = True):
         super().__init__()
-        self.augment = WaveAugment(sr, p_vibrato=vibrato, p_rumble=rumble) if augment else nn.Identity()
-        self.frontend = {"db": LogMel, "pcen": MelPCEN}[compression](sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax, top_db=top_db)
+        self.augment = WaveAugment(sr) if augment else nn.Identity()
+        self.frontend = LogMel(sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax, top_db=top_db)
         self.norm = BandNorm(n_mels)
         self.specaugment = SpecAugment() if augment else nn.Identity()
         blocks, cin = [], 1
@@ -74,16 +74,7 @@ class CNN(nn.Module):
         return net
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.augment(y))
-
-    def classify(self, y: torch.Tensor) -> torch.Tensor:
-        """Logits for waveforms that have been augmented already (distillation shows a teacher
-        the same augmented clip); ``forward`` is ``classify(augment(y))``."""
-        return self.head(self.embed(y))
-
-    def embed(self, y: torch.Tensor) -> torch.Tensor:
-        """The pooled embedding ``(batch, 2 x channels)`` the head classifies: each channel's mean
-        and maximum over bands and frames (source-adversarial training looks at it too)."""
-        x = self.specaugment(self.norm(self.frontend(y)))
+        x = self.specaugment(self.norm(self.frontend(self.augment(y))))
         h = self.body(x.unsqueeze(1))  # (batch, channels, bands, frames)
-        return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        # each channel's mean and maximum over bands and frames
+        return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))

@@ -48,7 +48,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from .. import __version__
+from .._version import __version__
 from ..errors import AudioError, InstrecError, ParameterError
 from ..inference import Model, check_window, load_model
 from .guard import Admission, ApiKeyGuard, add_cors, check_api_key, check_origins
@@ -150,14 +150,14 @@ _PREDICT_EXAMPLE = {
 
 
 def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits | None = None,
-               engine: str = "torch", tmp_dir: str | os.PathLike | None = None, api_key: str | None = None,
+               engine: str = "auto", tmp_dir: str | os.PathLike | None = None, api_key: str | None = None,
                cors_origins: Iterable[str] | None = None) -> FastAPI:
     """The service's ASGI app, with ``model`` loaded once, now.
 
     model : a loaded :class:`~instrec.inference.Model`, a model folder or ``.onnx`` file, or ``None``
         for the shipped model
     limits : upload size, duration, time, concurrency and queue limits (:class:`Limits` defaults)
-    engine : ``"torch"`` or ``"onnx"`` when ``model`` is a path or None
+    engine : ``"auto"``, ``"torch"`` or ``"onnx"`` when ``model`` is a path or None (see :func:`instrec.inference.open_engine`)
     tmp_dir : where uploads are written while they are predicted (default: the system's temp folder)
     api_key : None: an open service; else every request under ``/v1/`` but ``/v1/health`` needs it
         (``X-API-Key`` or ``Authorization: Bearer``), or gets 401

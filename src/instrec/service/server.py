@@ -16,7 +16,7 @@ from .app import Limits, create_app
 
 
 def serve(model: Model | str | os.PathLike | None = None, *, host: str = "127.0.0.1", port: int = 8000,
-          limits: Limits | None = None, engine: str = "torch", log_level: str = "info",
+          limits: Limits | None = None, engine: str = "auto", log_level: str = "info",
           tmp_dir: str | os.PathLike | None = None, api_key: str | None = None,
           cors_origins: Iterable[str] | None = None) -> None:
     """Load ``model`` (None: the shipped one), then serve it on ``host:port`` until interrupted.

@@ -2,7 +2,7 @@
 
 They sit inside the network, so training, export and serving compute log-mel spectrograms by one
 code path, and a model can never be fed features computed differently from its training. The
-ONNX export (:mod:`instrec.onnx_export`) keeps them inside the graph too (the STFT as matrix
+ONNX export (:mod:`instrec.export`) keeps them inside the graph too (the STFT as matrix
 products, :meth:`LogMel.mel_by_matmul`), so an exported cnn takes the raw waveform window as well.
 """
 
@@ -39,7 +39,7 @@ class LogMel(nn.Module):
         return torch.clamp(db, min=-self.top_db)
 
     def mel_power(self, y: torch.Tensor) -> torch.Tensor:
-        """The mel power spectrogram ``(batch, n_mels, frames)``, before any compression."""
+        """The mel power spectrogram ``(batch, n_mels, frames)``, before the dB scale."""
         if torch.jit.is_tracing():  # ONNX export (instrec.onnx_export); eager code never comes here
             return self.mel_by_matmul(y)
         spec = torch.stft(y, self.n_fft, self.hop_length, window=self.window, center=True,
@@ -90,57 +90,6 @@ class LogMel(nn.Module):
         return torch.matmul(power, _const(rows)).transpose(1, 2)  # (batch, n_mels, frames)
 
 
-class PCEN(nn.Module):
-    """Per-channel energy normalisation of a mel power spectrogram ``(batch, n_mels, frames)``
-    (Wang et al. 2017; ``librosa.pcen``'s formula and defaults):
-
-    ``(S / (eps + M) ** gain + bias) ** power - bias ** power``, ``M`` = ``S`` smoothed over time by a
-    first-order low-pass with time constant ``time_constant`` seconds.
-
-    Dividing by the smoothed energy is a gain control in every band: a quiet note and a loud one
-    look alike, and a stationary background (room rumble, hiss) is divided away. The smoother
-    starts at each band's first frame in steady state (``librosa.pcen`` with ``zi`` set to
-    ``lfilter_zi * S[..., :1]``); librosa's own default starts it from 1, which on a float
-    waveform's tiny powers makes the first frames of every clip huge. ``S`` is first scaled by
-    ``scale`` (2³¹, librosa's advice for float audio: as if it were 32-bit integers).
-    The low-pass is a matrix product (a causal Toeplitz matrix), so the ONNX export needs no loop.
-    """
-
-    def __init__(self, *, sr: int, hop_length: int, gain: float = 0.98, bias: float = 2.0, power: float = 0.5,
-                 time_constant: float = 0.4, eps: float = 1e-6, scale: float = 2.0 ** 31):
-        super().__init__()
-        t = time_constant * sr / hop_length  # in frames
-        self.b = (math.sqrt(1 + 4 * t * t) - 1) / (2 * t * t)  # librosa's smoothing coefficient
-        self.gain, self.bias, self.power, self.eps, self.scale = gain, bias, power, eps, scale
-
-    def smooth(self, S: torch.Tensor) -> torch.Tensor:
-        """``M[t] = (1 - b) M[t-1] + b S[t]`` along the last axis, with ``M[-1] = S[0]``."""
-        frames = torch.arange(S.shape[-1], dtype=S.dtype, device=S.device)
-        lag = frames[None, :] - frames[:, None]  # [k, t]: how long ago frame k was, seen from t
-        decay = torch.pow(torch.tensor(1.0 - self.b, dtype=S.dtype), lag.clamp(min=0))
-        kernel = torch.where(lag >= 0, self.b * decay, torch.zeros_like(decay))
-        start = torch.pow(torch.tensor(1.0 - self.b, dtype=S.dtype), frames + 1)
-        return torch.matmul(S, kernel) + S[..., :1] * start
-
-    def forward(self, S: torch.Tensor) -> torch.Tensor:
-        S = S * self.scale
-        M = self.smooth(S)
-        return torch.pow(S / torch.pow(self.eps + M, self.gain) + self.bias, self.power) - self.bias ** self.power
-
-
-class MelPCEN(LogMel):
-    """Waveform ``(batch, samples)`` → PCEN of its mel spectrogram ``(batch, n_mels, frames)``:
-    :class:`LogMel`'s mel power with :class:`PCEN` in place of the dB scale (``top_db`` unused)."""
-
-    def __init__(self, *, sr: int, n_fft: int, hop_length: int, n_mels: int, fmin: float = 0.0,
-                 fmax: float | None = None, top_db: float = 80.0):
-        super().__init__(sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax, top_db=top_db)
-        self.pcen = PCEN(sr=sr, hop_length=hop_length)
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.pcen(self.mel_power(y))
-
-
 class MfccMean(nn.Module):
     """Waveforms ``(batch, samples)`` and their ``lengths`` → each clip's MFCCs averaged over its
     frames, ``(batch, n_mfcc)``: :func:`instrec.features.mfcc.mfcc_mean` (``librosa.feature.mfcc``:
@@ -154,8 +103,8 @@ class MfccMean(nn.Module):
     def __init__(self, *, sr: int, n_mfcc: int, n_fft: int, hop_length: int, n_mels: int, fmin: float = 0.0,
                  fmax: float | None = None, top_db: float | None = 80.0):
         super().__init__()
-        from .mel import hann_window, mel_filters
-        from .mfcc import dct_matrix
+        from ..features.mel import hann_window, mel_filters
+        from ..features.mfcc import dct_matrix
 
         self.n_fft, self.hop_length = n_fft, hop_length
         self.top_db = None if top_db is None else float(top_db)

@@ -2,13 +2,13 @@
 features computed in batches on the device.
 
 Only the MFCC summary has work worth moving. The cnn's compact row is the waveform window itself
-(its log-mel runs inside the network, :class:`instrec.features.frontend.LogMel`, on whatever
+(its log-mel runs inside the network, :class:`instrec.models.frontend.LogMel`, on whatever
 device trains or serves it), and the tutorial's image is a drawing whose pixels must equal
 matplotlib's, which the CPU route (:mod:`instrec.features.image`) reproduces exactly. So
-:func:`extract_on_device` takes ``kind="mfcc"``; :func:`instrec.features.extract` sends the other
-kinds to the CPU route whatever the device.
+:func:`extract_on_device` takes ``kind="mfcc"``; :func:`extract` sends the other kinds to the CPU
+route (:func:`instrec.features.extract`) whatever the device.
 
-The arithmetic is :class:`~instrec.features.frontend.MfccMean`: the same filters, ``top_db`` floor
+The arithmetic is :class:`~instrec.models.frontend.MfccMean`: the same filters, ``top_db`` floor
 and orthonormal DCT as :func:`instrec.features.mfcc.mfcc_mean`, in float32, within float32 rounding
 of it (tests/test_features_fast.py, on the CPU device; no GPU was at hand to run it on CUDA).
 The feature cache is used as on the CPU route: same entries, same keys, so either route reads what
@@ -27,13 +27,25 @@ import numpy as np
 
 from ..audio import load
 from ..errors import InstrecError, ParameterError, skip_entry
-from . import FeatureConfig
-from .cache import config_digest, read_entry
+from ..features.cache import config_digest, read_entry
+from ..features.config import FeatureConfig
 
-__all__ = ["extract_on_device", "resolve_feature_device"]
+__all__ = ["extract", "extract_on_device", "resolve_feature_device"]
 
 BATCH = 64  # clips per device call
 _AHEAD = 4  # batches of files being decoded ahead of the device
+
+
+def extract(paths: Sequence, config: FeatureConfig, *, device: str | None = None, jobs: int | None = None, cache=False,
+            compact: bool = False, progress: Callable[[int, int], None] | None = None):
+    """:func:`instrec.features.extract` on ``device`` (``None``/``"cpu"``, ``"auto"``, ``"cuda"``)
+    where it has work for one (the MFCC means), else on the CPU: ``(X, ok, skipped)``."""
+    from ..features import extract as extract_on_cpu
+
+    on = resolve_feature_device(device, config)
+    if on is not None:
+        return extract_on_device(paths, config, device=on, cache=cache, progress=progress)
+    return extract_on_cpu(paths, config, jobs=jobs, cache=cache, compact=compact, progress=progress)
 
 
 def resolve_feature_device(device, config: FeatureConfig):
@@ -41,13 +53,13 @@ def resolve_feature_device(device, config: FeatureConfig):
 
     ``None``, ``"cpu"``: the CPU route (worker processes; faster on a CPU than a batched torch
     route). ``"auto"``: a CUDA GPU when PyTorch sees one. ``"cuda"``: the GPU, an error when
-    there is none (as for training: :func:`instrec.train.resolve_device`). Kinds with nothing to compute on a device (see the module) get None.
+    there is none (as for training: :func:`instrec.devices.resolve_device`). Kinds with nothing to compute on a device (see the module) get None.
     """
     if device is None or device == "cpu":
         return None
     if device == "auto" and (not _on_device(config) or not _may_have_cuda()):
         return None  # without importing torch (a second) to learn what is already known
-    from ..train import resolve_device  # the training's own choice and errors
+    from ..devices import resolve_device  # the training's own choice and errors
 
     chosen = resolve_device(device)
     return chosen if chosen.type == "cuda" and _on_device(config) else None
@@ -86,7 +98,7 @@ def extract_on_device(
     import torch
 
     from .frontend import MfccMean
-    from .parallel import cpu_count, resolve_cache
+    from ..features.parallel import cpu_count, resolve_cache
 
     if not _on_device(config):
         raise ParameterError(f"features of kind {config.kind!r} (stats {config.stats!r}, pitch_shift {config.pitch_shift!r}) "

@@ -1,0 +1,72 @@
+"""Engines run a model's network: feature rows ``(n, feature.dim)`` in, class probabilities out.
+
+Two kinds: :class:`~instrec.engines.torch_engine.TorchEngine` (a trained classifier, needs torch)
+and :class:`~instrec.engines.onnx_engine.OnnxEngine` (an exported graph, needs onnxruntime only).
+This package's ``__init__`` imports neither, so the onnxruntime route never loads torch.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..features.config import FeatureConfig
+
+class Engine(Protocol):
+    """What runs a network: feature rows ``(n, feature.dim)`` in, probabilities out."""
+
+    name: str
+    classes: list[str]
+    feature: FeatureConfig
+    meta: dict
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+
+
+class RestrictedEngine:
+    """Another engine's answers among some of its classes only, probabilities renormalised.
+
+    What a user who knows the recording is one of a few instruments wants, and how a model that
+    knows more classes is scored in the tutorial's six-class mode: the answer is the likeliest of
+    the classes kept.
+    """
+
+    def __init__(self, engine: Engine, classes: Sequence[str]):
+        self.engine = engine
+        self.columns = class_columns(engine.classes, classes)
+        self.name = engine.name
+        self.classes = [engine.classes[i] for i in self.columns]
+        self.feature = engine.feature
+        self.meta = {**engine.meta, "classes": self.classes, "all_classes": list(engine.classes)}
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return restrict_proba(self.engine.predict_proba(X), self.columns)
+
+
+def class_columns(classes: Sequence[str], keep: Sequence[str] | str) -> list[int]:
+    """Columns of ``classes`` named by ``keep`` (a list, or one comma-separated string), in the
+    model's order; names are matched as labels are (``"Sax"`` is ``saxophone``).
+
+    Raises :class:`~instrec.errors.ParameterError` for a name the model does not know, or for
+    fewer than two distinct classes (one class would always win).
+    """
+    from ..data.instruments import canonical_label
+
+    names = keep.split(",") if isinstance(keep, str) else list(keep)
+    wanted = {canonical_label(n) for n in names if str(n).strip()}
+    unknown = sorted(wanted - set(classes))
+    if unknown:
+        raise ParameterError(f"the model does not know {', '.join(unknown)}; its classes: {', '.join(classes)}")
+    if len(wanted) < 2:
+        raise ParameterError(f"name at least two classes to choose among; got {', '.join(sorted(wanted)) or 'none'}")
+    return [i for i, c in enumerate(classes) if c in wanted]
+
+
+def restrict_proba(proba: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+    """``proba``'s ``columns``, each row rescaled to sum to 1."""
+    P = np.asarray(proba)[:, list(columns)]
+    total = P.sum(axis=1, keepdims=True)
+    # A row whose kept classes all got probability 0 (underflow) stays 0 rather than NaN.
+    return np.divide(P, total, out=np.zeros_like(P), where=total > 0)

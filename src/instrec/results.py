@@ -1,0 +1,78 @@
+"""What a prediction returns: :class:`Prediction` for a recording, its :class:`Window` s and :class:`Segment` s."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+@dataclass
+class Window:
+    """One analysis window of a long recording (times in seconds)."""
+
+    start: float
+    end: float
+    label: str
+    probabilities: dict[str, float] | None  # None for a silent window
+    silent: bool = False
+
+    def to_dict(self) -> dict:
+        return {"start": round(self.start, 4), "end": round(self.end, 4), "label": self.label,
+                "silent": self.silent, "probabilities": self.probabilities}
+
+
+@dataclass
+class Segment:
+    """A run of adjacent windows with the same label (``"silence"`` for quiet ones)."""
+
+    start: float
+    end: float
+    label: str
+    probability: float | None  # mean probability of ``label`` over the run's windows
+
+    def to_dict(self) -> dict:
+        return {"start": round(self.start, 4), "end": round(self.end, 4), "label": self.label,
+                "probability": self.probability}
+
+
+@dataclass
+class Prediction:
+    """The result for one recording: top label and every class's probability.
+
+    For a long recording (``windows`` not None) the probabilities are the mean over its
+    non-silent windows, and ``segments`` summarises the timeline.
+    """
+
+    path: str | None
+    label: str
+    probabilities: dict[str, float]
+    duration: float | None = None
+    windows: list[Window] | None = None
+    segments: list[Segment] | None = None
+    window: float | None = None
+    hop: float | None = None
+
+    @property
+    def is_timeline(self) -> bool:
+        return self.windows is not None
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Prediction":
+        """Inverse of :meth:`to_dict` (extra keys such as ``top`` are ignored)."""
+        windows = [Window(w["start"], w["end"], w["label"], w["probabilities"], w.get("silent", False))
+                   for w in d["windows"]] if d.get("windows") is not None else None
+        segments = [Segment(s["start"], s["end"], s["label"], s.get("probability"))
+                    for s in d["segments"]] if d.get("segments") is not None else None
+        return cls(d["path"], d["label"], {str(k): float(v) for k, v in d["probabilities"].items()},
+                   duration=d.get("duration"), windows=windows, segments=segments,
+                   window=d.get("window"), hop=d.get("hop"))
+
+    def to_dict(self) -> dict:
+        d = {"path": self.path, "label": self.label, "probabilities": self.probabilities}
+        if self.duration is not None:
+            d["duration"] = round(self.duration, 4)
+        if self.is_timeline:
+            d.update(window=self.window, hop=self.hop, windows=[w.to_dict() for w in self.windows],
+                     segments=[s.to_dict() for s in self.segments])
+        return d
