@@ -8,7 +8,7 @@ cache, and starting the worker pool where one is needed) is compared. Training i
 it is not what is measured. A third run with ``--no-cache`` shows the cost without the cache. The
 three runs must give the same test metrics.
 
-    python benchmarks/bench_cache.py [--data DIR] [--recipes seed-mfcc seed-spectrogram cnn] [--jobs N]
+    python -m benchmarks.bench_cache [--data DIR] [--recipes seed-mfcc seed-spectrogram cnn] [--jobs N]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench_common import clips, describe, machine, save, tmpdir
+from benchmarks.bench_common import clips, describe, machine, save, tmpdir
 
 
 def _size(folder: Path) -> int:

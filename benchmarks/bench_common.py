@@ -1,9 +1,10 @@
-"""Shared by the speed benchmarks of issue 5 (``benchmarks/bench_*.py``); not a benchmark itself.
+"""Shared by the benchmarks and the experiments (``python -m benchmarks.NAME``); not a benchmark itself.
 
 * :func:`machine` describes where a figure was measured (platform, CPU model, cores, load);
 * :func:`clips` gives the tutorial's 600 Philharmonia clips where they are, else renders stand-ins
   with FluidSynth (6 instruments x 100, 3 s, seed 0) into a temporary folder;
-* :func:`best_of` times a function; :func:`save` writes ``benchmarks/results/<name>.json``;
+* :func:`best_of` times a function; :func:`save` writes ``benchmarks/results/<name>.json`` (or
+  into another ``results`` folder: the experiments keep theirs in ``experiments/results``);
 * :class:`TreeMemory` samples the memory of a process and all its descendants (workers).
 
 Timings on a shared machine are noisy: compare the ratio of a baseline and instrec measured in the
@@ -161,10 +162,10 @@ def median(xs):
     return statistics.median(xs)
 
 
-def save(name: str, result: dict) -> Path:
+def save(name: str, result: dict, folder: Path = RESULTS) -> Path:
     from instrec.fileio import write_json
 
-    path = RESULTS / f"{name}.json"
+    path = folder / f"{name}.json"
     write_json(path, result)
     return path
 

@@ -7,7 +7,7 @@ Issue 5 asks that extraction can run on a GPU where one is present. Both routes 
 difference between the two routes' rows relative to their range. Without a CUDA GPU it runs the
 device route on the CPU device instead, which says only that the route works, not how fast a GPU is.
 
-    python benchmarks/bench_device.py [--data DIR] [--repeat 3]
+    python -m benchmarks.bench_device [--data DIR] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import best_of, clips, describe, machine, save
+from benchmarks.bench_common import best_of, clips, describe, machine, save
 
 
 def main() -> int:
@@ -30,7 +30,7 @@ def main() -> int:
     import torch
 
     from instrec.features import FeatureConfig, extract
-    from instrec.features.device import extract_on_device
+    from instrec.models.device_features import extract_on_device
 
     paths, what = clips(args.data)
     config = FeatureConfig(kind="mfcc", n_mfcc=40)

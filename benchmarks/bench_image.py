@@ -12,7 +12,7 @@ Target (issue 5): at least 20x faster on the same clips, correlation >= 0.99 wit
 Both start from the same decoded audio (decoding is timed separately); BLAS is held to one thread.
 Besides the correlation, the benchmark counts the clips whose feature vectors are identical.
 
-    python benchmarks/bench_image.py [--data DIR] [--clips 60] [--repeat 2]
+    python -m benchmarks.bench_image [--data DIR] [--clips 60] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import clips, describe, machine, one_thread, save, tmpdir
+from benchmarks.bench_common import clips, describe, machine, one_thread, save, tmpdir
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ measures the contention as much as instrec. The load average is recorded with th
 calibration measures what the machine gives 2 processes at the time: the same fixed numeric work
 (MFCCs of an in-memory signal, no files, no transfer) run in 1 process and split over 2.
 
-    python benchmarks/bench_jobs.py [--data DIR] [--recipes seed-mfcc seed-spectrogram cnn] [--repeat 3]
+    python -m benchmarks.bench_jobs [--data DIR] [--recipes seed-mfcc seed-spectrogram cnn] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import clips, describe, machine, save
+from benchmarks.bench_common import clips, describe, machine, save
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository root
 
 
 def _calibration_work(n: int) -> float:
@@ -55,7 +57,7 @@ def calibrate(jobs: int, n: int = 400, repeat: int = 3) -> dict:
 
     from threadpoolctl import threadpool_limits
 
-    from instrec.features.parallel import _context, _init_worker, _keep_heap
+    from instrec.features.pool import _context, _init_worker, _keep_heap
 
     _keep_heap()  # the workers' malloc settings, in this process too
     serial, pooled = [], []
@@ -116,9 +118,10 @@ def main() -> int:
     print(f"{len(paths)} clips ({what}); {describe(info)}")
     results = {}
     for name in args.recipes:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--jobs", str(args.jobs),
-               "--repeat", str(args.repeat)] + (["--data", str(args.data)] if args.data else [])
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        # run as a module from the repository root, where the benchmarks package is importable
+        cmd = [sys.executable, "-m", "benchmarks.bench_jobs", "--child", name, "--jobs", str(args.jobs),
+               "--repeat", str(args.repeat)] + (["--data", str(args.data.resolve())] if args.data else [])
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
         r = results[name] = json.loads(done.stdout.strip().splitlines()[-1])
         b1, bn = min(r["seconds_1"]), min(r[f"seconds_{args.jobs}"])
         print(f"{name} ({r['kind']}): 1 worker {b1:.2f} s, {args.jobs} workers {bn:.2f} s "

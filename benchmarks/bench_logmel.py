@@ -2,7 +2,7 @@
 
 Target (issue 5): at least 1,000x real time, i.e. at most 3 ms per 3-s clip, on one core.
 
-* instrec: the cnn recipe's front end, :class:`instrec.features.frontend.LogMel` (an ``nn.Module``
+* instrec: the cnn recipe's front end, :class:`instrec.models.frontend.LogMel` (an ``nn.Module``
   inside the network: torch.stft, mel matrix, dB relative to each clip's peak), on batches of
   windows, ``torch.set_num_threads(1)``, no gradients;
 * also instrec's numpy route (:func:`instrec.features.mel.mel_spectrogram_db`, float32) per clip;
@@ -12,7 +12,7 @@ Target (issue 5): at least 1,000x real time, i.e. at most 3 ms per 3-s clip, on 
 The windows are what the cnn recipe feeds the network: each clip decoded at 22,050 Hz and padded
 or cut to 3 s (66,150 samples). Values are compared too (max |dB difference|).
 
-    python benchmarks/bench_logmel.py [--data DIR] [--clips N] [--batch 64] [--repeat 5]
+    python -m benchmarks.bench_logmel [--data DIR] [--clips N] [--batch 64] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import clips, describe, machine, one_thread, save
+from benchmarks.bench_common import clips, describe, machine, one_thread, save
 
 
 def main() -> int:
@@ -40,7 +40,7 @@ def main() -> int:
 
     from instrec.audio import load
     from instrec.features import compute
-    from instrec.features.frontend import LogMel
+    from instrec.models.frontend import LogMel
     from instrec.features.mel import mel_spectrogram_db
     from instrec.recipes import get_recipe
 

@@ -6,7 +6,7 @@ Targets (issue 5):
   (:func:`instrec.pipeline.train_model`: decoding, features, training, scoring): at most 1.5 GB;
 * extracting 10,000 clips: flat memory, at most 1.2x the peak of extracting 1,000.
 
-Every measurement runs in a fresh process (``python bench_memory.py --child ...``). Its memory is
+Every measurement runs in a fresh process (``python -m benchmarks.bench_memory --child ...``). Its memory is
 sampled every 0.2 s as the sum of the proportional set size (PSS: shared pages split between the
 processes sharing them) of the process and all its descendants, the worker pool included; the
 process's own peak RSS (``VmHWM``) is recorded too; the peak is the larger of the two. The cache is
@@ -18,7 +18,7 @@ features (3-s waveform windows, 264 KB a row: 10,000 rows held at once would be 
 tutorial's images (1.2 MB a row); the seed-mfcc features (160 bytes a row) go through
 :func:`instrec.features.extract`, which returns them all.
 
-    python benchmarks/bench_memory.py [--data DIR] [--small 1000] [--large 10000] [--skip-train]
+    python -m benchmarks.bench_memory [--data DIR] [--small 1000] [--large 10000] [--skip-train]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import HERE, TreeMemory, clips, describe, machine, rendered, save, tmpdir
+from benchmarks.bench_common import HERE, TreeMemory, clips, describe, machine, rendered, save, tmpdir
 
 
 def child(args) -> int:
@@ -39,9 +39,9 @@ def child(args) -> int:
     t0 = time.perf_counter()
     out = {}
     if args.child == "train":
-        from instrec.pipeline import train_model
+        from instrec.pipeline import DataOptions, train_model
 
-        res = train_model(args.data, recipe="seed-spectrogram", cache=False, seed=0)
+        res = train_model(args.data, recipe="seed-spectrogram", options=DataOptions(cache=False), seed=0)
         out.update(accuracy=res.metrics["accuracy"], n=res.metrics["n"], extract_seconds=res.extract_seconds,
                    train_seconds=res.train_seconds)
     else:
@@ -81,8 +81,9 @@ def _high_water_mib() -> float:
 
 
 def measure(*child_args: str) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), *child_args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
+    # run as a module from the repository root, where the benchmarks package is importable
+    cmd = [sys.executable, "-m", "benchmarks.bench_memory", *child_args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE.parent)
     with TreeMemory(proc.pid) as mem:
         stdout, stderr = proc.communicate()
     if proc.returncode != 0:
@@ -117,7 +118,7 @@ def main() -> int:
     if not args.skip_train:
         paths, what = clips(args.data)
         data = paths[0].parents[1]
-        r = measure("--child", "train", "--data", str(data))
+        r = measure("--child", "train", "--data", str(data.resolve()))
         ok = r["peak_mib"] <= 1.5 * 1024
         met &= ok
         result["seed_spectrogram_train"] = {"data": what, **r, "target_mib": 1536, "met": ok}

@@ -5,7 +5,7 @@ librosa's values). Two comparisons: the full MFCC matrix (``instrec.features.mfc
 ``librosa.feature.mfcc``), and the feature the seed-mfcc recipe uses, the mean over frames
 (``mfcc_mean`` vs ``librosa.feature.mfcc(...).mean(axis=1)``). BLAS is held to one thread for both.
 
-    python benchmarks/bench_mfcc.py [--data DIR] [--clips N] [--repeat 5]
+    python -m benchmarks.bench_mfcc [--data DIR] [--clips N] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import clips, describe, machine, one_thread, save
+from benchmarks.bench_common import clips, describe, machine, one_thread, save
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """Prediction speed (issue 5): cold start of `instrec predict one.wav` and warm prediction of one clip.
 
-    python benchmarks/bench_predict.py [--repeat 7]
+    python -m benchmarks.bench_predict [--repeat 7]
 
 * **cold start**: wall time of a whole `instrec predict one.wav` process (imports, model load,
   decode, features, network, output) with the onnxruntime engine, against the PyTorch engine in the
@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_common as bc  # noqa: E402
+from benchmarks import bench_common as bc
 
 
 def cold_start(clip: Path, engine: str, repeat: int) -> list[float]:

@@ -1,6 +1,6 @@
 """Load on the HTTP service (issue 4/6): concurrent clients on loopback, each sending a 3-s clip.
 
-    python benchmarks/bench_service_load.py [--requests 640] [--clients 8] [--max-concurrent N]
+    python -m benchmarks.bench_service_load [--requests 640] [--clients 8] [--max-concurrent N]
 
 Starts ``instrec serve`` (uvicorn, the shipped model) in a subprocess on a free
 loopback port, renders one 3-s FluidSynth clip, warms the server up, then sends ``--requests``
@@ -23,8 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import free_port, machine, wait_ready  # noqa: E402
+from benchmarks.bench_common import free_port, machine, wait_ready
 
 from instrec.data.render import render
 from instrec.fileio import write_json

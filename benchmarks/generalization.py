@@ -1,6 +1,6 @@
 """How well do the recipes hold up on recordings they never heard? (issue 3's table)
 
-    python benchmarks/generalization.py [--recipes seed-mfcc cnn] [--per-class 100] [--seed 0]
+    python -m benchmarks.generalization [--recipes seed-mfcc cnn] [--per-class 100] [--seed 0]
                                         [--rows tutorial pitch loso rendered2real shipped]
 
 Rows:
@@ -40,7 +40,8 @@ from instrec.data.splits import clip_groups, split_indices
 from instrec.evaluate import compute_metrics
 from instrec.features import extract
 from instrec.fileio import write_json
-from instrec.pipeline import crossval, evaluate_model, shifted_features, train_model, training_rows
+from instrec.pipeline import (DataOptions, LeaveOneSourceOut, cross_validate, evaluate_model, shifted_features,
+                              train_model, training_rows)
 from instrec.recipes import get_recipe
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi"
@@ -96,12 +97,13 @@ def run_row(row: str, name: str, seed: int, rendered: Path, work: Path, have_rea
         r = train_model(REAL, recipe=name, split="group", group_by="pitch", seed=seed)
         return {"accuracy": r.metrics["accuracy"], "n_test": r.metrics["n"], "how": r.context["evaluated on"]}
     if row == "loso":
-        r = crossval(rendered, recipe=name, seed=seed)
+        r = cross_validate(rendered, recipe=name, cv=LeaveOneSourceOut(), seed=seed)
         return {"accuracy": r["mean"]["accuracy"], "std": r["std"]["accuracy"],
                 "folds": {f["held_out"]: f["accuracy"] for f in r["folds"]},
                 "how": "leave-one-source-out on rendered clips, mean of the folds"}
     if row == "lolo":
-        r = crossval(rendered, recipe=name, seed=seed, manifest=library_manifest(rendered))
+        r = cross_validate(rendered, recipe=name, cv=LeaveOneSourceOut(), seed=seed,
+                           options=DataOptions(manifest=library_manifest(rendered)))
         return {"accuracy": r["mean"]["accuracy"], "std": r["std"]["accuracy"],
                 "folds": {f["held_out"]: f["accuracy"] for f in r["folds"]},
                 "how": "leave-one-library-out on rendered clips (FluidR3 and MuseScore held out together), mean of the folds"}

@@ -1,6 +1,6 @@
 """How accuracy on unheard recordings grows with the number of sample libraries trained on.
 
-    python benchmarks/library_count.py [--renders build/shipped7/render-seed0-100] [--seed 0]
+    python -m benchmarks.library_count [--renders build/shipped7/render-seed0-100] [--seed 0]
 
 Issue 3's cross-source targets (renders → real clips ≥ 90%) wait on more recording sources. How
 many? This trains the shipped recipe (``cnn``, the six instruments and the violin) on every
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
 from pathlib import Path
 
@@ -36,10 +35,10 @@ from instrec.fileio import write_json
 from instrec.inference import class_columns, restrict_proba
 from instrec.recipes import get_recipe
 
+from benchmarks import bench_common as bc
+from benchmarks.score_real import REAL
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import bench_common as bc  # noqa: E402
-from score_real import REAL  # noqa: E402
 
 LIBRARIES = ("fluidr3", "timgm6mb", "freepats")
 

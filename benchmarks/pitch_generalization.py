@@ -1,6 +1,6 @@
 """Real clips, no pitch on both sides: what the mfcc-stats recipe's two parts each give (issue 3).
 
-    python benchmarks/pitch_generalization.py [--fold-seeds 0 1 2] [--k 5]
+    python -m benchmarks.pitch_generalization [--fold-seeds 0 1 2] [--k 5]
 
 The 600 Philharmonia clips cover few pitches (five of the six instruments only A and G-sharp, in a
 few octaves), so a random split puts near-copies of a note on both sides. Here every clip of a
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from instrec.fileio import write_json
-from instrec.pipeline import cross_validate
+from instrec.pipeline import KFold, cross_validate
 from instrec.recipes import get_recipe
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi"
@@ -73,7 +73,7 @@ def main() -> int:
         t0 = time.perf_counter()
         for seed in args.fold_seeds:
             for split, group_by in (("pitch", "pitch"), ("random", None)):
-                r = cross_validate(REAL, recipe=recipe, k=args.k, seed=seed, group_by=group_by)
+                r = cross_validate(REAL, recipe=recipe, cv=KFold(args.k, group_by=group_by, seed=seed), seed=seed)
                 row[split][str(seed)] = {"mean": r["mean"]["accuracy"], "std": r["std"]["accuracy"],
                                          "folds": [f["accuracy"] for f in r["folds"]],
                                          "n_test": [f["n_test"] for f in r["folds"]]}

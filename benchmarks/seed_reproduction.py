@@ -6,7 +6,7 @@ trains both instrec recipes on the same clips with the same split and prints the
 the published ones. The split is fixed (seed 0, as the tutorial's); the network seed varies over
 ``--seeds`` to show how much of a difference of a few tenths is noise (1 test clip = 0.83 points).
 
-    python benchmarks/seed_reproduction.py [--data DIR] [--seeds 0 1 2 3 4] [--out FILE]
+    python -m benchmarks.seed_reproduction [--data DIR] [--seeds 0 1 2 3 4] [--out FILE]
 
 ``--standardize`` runs an experiment, not the tutorial: the image recipe's inputs are
 standardised per pixel on the training rows (as the seed-mfcc recipe standardises its MFCCs),

@@ -1,7 +1,7 @@
 """Soak test of the HTTP service (issue 6, item 5): many clients for minutes, good and bad uploads.
 
-    python benchmarks/soak_service.py [--minutes 5] [--clients 16] [--seed 0]
-    python benchmarks/soak_service.py --minutes 0.5        # a quick check
+    python -m benchmarks.soak_service [--minutes 5] [--clients 16] [--seed 0]
+    python -m benchmarks.soak_service --minutes 0.5        # a quick check
 
 Starts ``instrec serve`` (the shipped model) in a subprocess on a free loopback port, with a small
 upload limit (``--max-upload-mb 2``), ``--max-concurrent 2``, the default line of waiting requests
@@ -54,8 +54,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import free_port, machine, wait_ready  # noqa: E402
+from benchmarks.bench_common import free_port, machine, wait_ready
 
 from instrec.data.render import render
 from instrec.fileio import write_json
@@ -348,7 +347,7 @@ def main() -> int:
         "machine": mach,
         "date": started_at.date().isoformat(),
         "started_utc": started_at.isoformat(timespec="seconds"),
-        "command": "python benchmarks/soak_service.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.soak_service " + " ".join(sys.argv[1:]),
         "server": {"command": " ".join(["instrec"] + cmd[3:]) + "  (INSTREC_API_KEY set)",
                    "limits": info["limits"], "model": f"{info['recipe']} ({info['engine']})"},
         "clients": args.clients,

@@ -1,6 +1,6 @@
 """How high the tutorial's protocol can go on these clips: the linear model solved exactly, over many folds.
 
-    python benchmarks/tutorial_ceiling.py [--fold-seeds 0 1 ... 29] [--k 5]
+    python -m benchmarks.tutorial_ceiling [--fold-seeds 0 1 ... 29] [--k 5]
 
 The tutorial-protocol target of issue 3 (a random 80/20 split of the 600 real clips, ≥ 99.5%)
 was missed by 0.03 points: ``mfcc-linear`` gave 99.47% over fold seeds 3-7
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +34,10 @@ from instrec.features import extract
 from instrec.fileio import write_json
 from instrec.recipes import get_recipe
 
+from benchmarks import bench_common as bc
+from benchmarks.score_real import REAL
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import bench_common as bc  # noqa: E402
-from score_real import REAL  # noqa: E402
 
 TARGET = 0.995
 

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import error_lines, run_cli
 from instrec.errors import DataError
-from instrec.pipeline import cross_validate, crossval
+from instrec.pipeline import KFold, LeaveOneSourceOut, cross_validate
 from instrec.recipes import get_recipe
 
 RECIPE = get_recipe("seed-mfcc").with_overrides(epochs=30)
@@ -25,7 +25,7 @@ def sources(tmp_path_factory):
 
 
 def test_cross_validate_three_folds(tone_data, tmp_path):
-    res = cross_validate(tone_data, recipe=RECIPE.with_overrides(epochs=300), k=3, seed=0, out=tmp_path / "cv")
+    res = cross_validate(tone_data, recipe=RECIPE.with_overrides(epochs=300), cv=KFold(3), seed=0, out=tmp_path / "cv")
     assert len(res["folds"]) == 3
     assert [f["fold"] for f in res["folds"]] == [1, 2, 3]
     assert sum(f["n_test"] for f in res["folds"]) == 30 and all(f["n_train"] == 20 for f in res["folds"])
@@ -44,7 +44,7 @@ def test_cross_validate_three_folds(tone_data, tmp_path):
 
 def test_leave_one_source_out(sources, tmp_path):
     fluid, tim = sources
-    res = crossval([fluid, tim], recipe=RECIPE, seed=0, out=tmp_path / "rep")
+    res = cross_validate([fluid, tim], recipe=RECIPE, cv=LeaveOneSourceOut(), seed=0, out=tmp_path / "rep")
     folds = {f["held_out"]: f for f in res["folds"]}
     assert set(folds) == {"fluidr3", "timgm6mb"}
     assert folds["fluidr3"]["n_test"] == 8 and folds["fluidr3"]["n_train"] == 12
@@ -64,7 +64,7 @@ def test_leave_one_source_out(sources, tmp_path):
 
 def test_crossval_needs_two_sources(sources):
     with pytest.raises(DataError, match="at least 2 sources; found 1"):
-        crossval(sources[0], recipe=RECIPE)
+        cross_validate(sources[0], recipe=RECIPE, cv=LeaveOneSourceOut())
 
 
 def test_cli_crossval_prints_the_table(sources, tmp_path):

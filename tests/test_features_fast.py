@@ -15,7 +15,7 @@ import pytest
 from conftest import SR, real_data_or_skip, run_cli, tone, write
 from instrec.data.folder import find_audio
 from instrec.features import FeatureConfig, compute, compute_file, extract, iter_features
-from instrec.features import parallel
+from instrec.features import parallel, pool
 from instrec.features.cache import FeatureCache, config_digest, file_digest
 from instrec.features.image import flatten_image, spectrogram_image
 from instrec.features.mel import mel_filters, mel_spectrogram_db
@@ -154,7 +154,7 @@ def test_workers_write_the_result_in_place_or_fall_back(files_with_bad, small_po
 
 
 def _workers() -> set[int]:
-    return set(parallel._pool[1]._processes) if parallel._pool is not None else set()
+    return set(pool._pool[1]._processes) if pool._pool is not None else set()
 
 
 def test_the_pool_stays_warm_between_calls_and_goes_when_idle(files_with_bad, small_pools, monkeypatch):
@@ -174,12 +174,12 @@ def test_the_pool_stays_warm_between_calls_and_goes_when_idle(files_with_bad, sm
     np.testing.assert_array_equal(X1, X3)
     assert len(_workers()) == 2 and _workers() != first
     parallel.release_pool()
-    assert parallel._pool is None
-    monkeypatch.setattr(parallel, "POOL_IDLE_SECONDS", 0.3)
+    assert pool._pool is None
+    monkeypatch.setattr(pool, "POOL_IDLE_SECONDS", 0.3)
     extract(files_with_bad, MFCC, jobs=2)
     pids = _workers()
     time.sleep(1.5)
-    assert parallel._pool is None  # shut down by its idle timer
+    assert pool._pool is None  # shut down by its idle timer
     for pid in pids:  # and its processes are gone
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -239,7 +239,7 @@ def test_train_model_fine_tunes_a_saved_model(rendered_data, tmp_path):
 def test_the_start_is_scored_on_the_classes_it_knows(base):
     """Test clips of a class the start does not know are left out of its score; fewer than two
     known classes: no score at all."""
-    from instrec.pipeline import _score_start
+    from instrec.pipeline.training import _score_start
 
     X, y = blobs(["flute", "oboe", "horn"], n=20, seed=6)
     te = np.arange(len(y))

@@ -14,7 +14,7 @@ from conftest import SR, labelled_features, real_data_or_skip, run_cli, tone, wr
 from instrec.classifier import InstrumentClassifier
 from instrec.errors import ParameterError
 from instrec.models import ModelConfig, build
-from instrec.pipeline import train_model
+from instrec.pipeline import DataOptions, train_model
 from instrec.recipes import Recipe, TrainConfig, finetuning, get_recipe, parse_hidden
 
 
@@ -97,7 +97,8 @@ def test_lbfgs_is_deterministic_and_refuses_what_it_cannot_do(tone_data):
 
 
 def test_mfcc_linear_trains_saves_and_predicts(tone_data, tmp_path):
-    res = train_model(tone_data, recipe="mfcc-linear", out=tmp_path / "m", seed=0, jobs=1, cache=tmp_path / "cache")
+    res = train_model(tone_data, recipe="mfcc-linear", out=tmp_path / "m", seed=0,
+                      options=DataOptions(jobs=1, cache=tmp_path / "cache"))
     assert res.metrics["n"] == 6 and res.metrics["accuracy"] >= 5 / 6
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     assert meta["recipe"]["model"]["hidden"] == [] and meta["recipe"]["train"]["optimizer"] == "lbfgs"

@@ -12,7 +12,7 @@ from instrec.data import load_dataset
 from instrec.errors import ParameterError
 from instrec.features import FeatureConfig, compute, compute_compact
 from instrec.features.mfcc import mfcc_stats
-from instrec.pipeline import shifted_features, training_rows, cross_validate, train_model
+from instrec.pipeline import DataOptions, cross_validate, shifted_features, train_model, training_rows
 from instrec.recipes import Recipe, TrainConfig, get_recipe
 
 FAST = get_recipe("mfcc-stats").with_overrides(epochs=40)
@@ -94,7 +94,7 @@ def test_training_rows_add_a_shifted_copy_of_every_training_clip(tone_data, tmp_
     assert len(ok) == len(clips) == 30
     y = [c.label for c in clips]
     tr = np.arange(0, 30, 3)
-    shifted = shifted_features(clips, recipe, tr, jobs=1, cache=tmp_path / "cache", progress=None)
+    shifted = shifted_features(clips, recipe, tr, DataOptions(jobs=1, cache=tmp_path / "cache"))
     assert len(shifted) == 2
     for Xs, where in shifted:
         assert (where[tr] >= 0).all() and (np.delete(where, tr) == -1).all()  # only the training clips
@@ -109,7 +109,7 @@ def test_training_rows_add_a_shifted_copy_of_every_training_clip(tone_data, tmp_
 
 
 def test_mfcc_stats_trains_saves_and_predicts(tone_data, tmp_path):
-    res = train_model(tone_data, recipe=FAST, out=tmp_path / "m", seed=0, jobs=1, cache=tmp_path / "cache")
+    res = train_model(tone_data, recipe=FAST, out=tmp_path / "m", seed=0, options=DataOptions(jobs=1, cache=tmp_path / "cache"))
     assert res.metrics["n"] == 6 and res.metrics["accuracy"] >= 5 / 6  # three easy timbres
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     assert meta["recipe"]["feature"]["stats"] == "mean+std+contrast"
@@ -121,7 +121,7 @@ def test_mfcc_stats_trains_saves_and_predicts(tone_data, tmp_path):
 
 
 def test_cv_with_pitch_shifts_trains_every_fold(tone_data, tmp_path):
-    res = cross_validate(tone_data, recipe=FAST, k=3, seed=0, jobs=1, cache=tmp_path / "cache")
+    res = cross_validate(tone_data, recipe=FAST, cv=3, seed=0, options=DataOptions(jobs=1, cache=tmp_path / "cache"))
     assert [f["n_train"] for f in res["folds"]] == [20, 20, 20]  # clips; their copies are extra rows
     assert res["mean"]["accuracy"] >= 0.6  # three timbres at random pitches from 20 clips; chance is 1/3
 

@@ -1,16 +1,14 @@
-"""The second real test set's fetch step (``benchmarks/real_sources.py``): what it takes from an npm
-tarball, and that the folder it writes is read back with the right labels. No network here: the
-tarball is built in the test, shaped like the ``tonejs-instrument-*-mp3`` packages."""
+"""The second real test set's fetch step (``python -m benchmarks.real_sources fetch``): what it
+takes from an npm tarball, and that the folder it writes is read back with the right labels. No
+network here: the tarball is built in the test, shaped like the ``tonejs-instrument-*-mp3`` packages."""
 
 from __future__ import annotations
 
 import io
-import sys
 import tarfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import real_sources  # noqa: E402
+from benchmarks import real_sources  # the repository root is on sys.path under `python -m pytest`
 
 
 def _tarball(path: Path, members: dict[str, bytes]) -> Path:

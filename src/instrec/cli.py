@@ -112,6 +112,7 @@ def render(
     seed: int = typer.Option(0, help="same seed, identical files"),
 ):
     """Render instrument clips with FluidSynth from the installed General MIDI SoundFonts."""
+    _need("fluidsynth")
     from .data.render import render as do_render
 
     names = [s.strip() for s in instruments.split(",") if s.strip()]
@@ -130,6 +131,7 @@ def spectrograms(
     image_mode: ImageMode = typer.Option(ImageMode.gray, "--image-mode", help="gray (the tutorial's input) or rgb (3x larger)"),
 ):
     """Write the tutorial's 640x480 mel-spectrogram images as PNG files."""
+    _need("matplotlib")
     from .spectrograms import write_spectrograms
 
     with _progress() as progress:
@@ -146,6 +148,24 @@ GROUP_BY_HELP = "keep each group on one side: pitch, pitch_class, source, group 
 JOBS_OPT = typer.Option(0, "--jobs", "-j", min=0, help="feature-extraction processes (0: one per core)")
 NO_CACHE_OPT = typer.Option(False, "--no-cache", help="compute every feature afresh: neither read nor write the feature cache "
                                                      "($INSTREC_CACHE, default ~/.cache/instrec/features)")
+
+
+def _need(*modules: str) -> None:
+    """Fail at once, naming the extra to install (see main), when an optional package is missing."""
+    import importlib.util
+
+    for name in modules:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def _data_options(labels, manifest, alias, jobs, no_cache):
+    """The shared data options of a command, as the pipeline takes them."""
+    from .data.folder import parse_aliases
+    from .pipeline import DataOptions
+
+    return DataOptions(labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []), jobs=jobs or None,
+                       cache=not no_cache)
 
 
 def _recipe(recipe: str | None, epochs, hidden, activation, image_mode, init=None, trainable=None):
@@ -195,22 +215,22 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted training from its checkpoint (MODEL_DIR.checkpoint, written every epoch)"),
 ):
     """Train a model on labelled audio and save it as a bundle (or cross-validate with --cv)."""
-    from .data.folder import parse_aliases
+    _need("torch", "safetensors")
     from .errors import ParameterError
     from .evaluate import crossval_table, fmt_mean_std, fmt_num, fmt_pct
-    from .pipeline import cross_validate, load_base_model, train_model
+    from .pipeline import KFold, cross_validate, load_base_model, train_model
 
     base = load_base_model(init)
     r = _recipe(recipe, epochs, hidden, activation, image_mode, base, trainable)
-    data_opts = dict(labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []), device=device,
-                     jobs=jobs or None, cache=not no_cache, init=base)
+    options = _data_options(labels, manifest, alias, jobs, no_cache)
     if cv is not None:
         if out is not None:
             raise ParameterError("--cv trains one model per fold and saves none; leave out --out (or drop --cv)")
         if split is SplitMethod.group and not group_by:
             raise ParameterError("--split group needs --group-by (pitch, pitch_class, source, group or a manifest column)")
         with _progress() as progress:
-            res = cross_validate(data, recipe=r, k=cv, seed=seed, group_by=group_by, out=report, progress=progress, **data_opts)
+            res = cross_validate(data, recipe=r, cv=KFold(cv, group_by=group_by, seed=seed), seed=seed, options=options,
+                                 out=report, device=device, init=base, progress=progress)
         typer.echo(crossval_table(res), nl=False)
         m, sd = res["mean"], res["std"]
         typer.echo(f"{r.name}: {cv}-fold cross-validation: accuracy {fmt_mean_std(m['accuracy'], sd['accuracy'], pct=True)}, "
@@ -224,7 +244,7 @@ def train(
     method = split.value if split else ("group" if group_by else "random")
     with _progress() as progress:
         res = train_model(data, recipe=r, out=out, split=method, group_by=group_by, test_size=test_size, seed=seed,
-                          report_dir=report, resume=resume, progress=progress, **data_opts)
+                          options=options, report_dir=report, device=device, resume=resume, init=base, progress=progress)
     m = res.metrics
     typer.echo(f"{r.name}: test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
                f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} held-back clips "
@@ -259,15 +279,14 @@ def crossval(
     no_cache: bool = NO_CACHE_OPT,
 ):
     """Leave-one-source-out: train on every source but one, test on that one; one table."""
-    from .data.folder import parse_aliases
+    _need("torch", "safetensors")
     from .evaluate import crossval_table
-    from .pipeline import crossval as run_crossval
+    from .pipeline import LeaveOneSourceOut, cross_validate
 
     r = _recipe(recipe, epochs, hidden, activation, image_mode)
     with _progress() as progress:
-        res = run_crossval(data, recipe=r, seed=seed, labels=labels.value, manifest=manifest,
-                           aliases=parse_aliases(alias or []), out=out, device=device, jobs=jobs or None,
-                           cache=not no_cache, progress=progress)
+        res = cross_validate(data, recipe=r, cv=LeaveOneSourceOut(), seed=seed, options=_data_options(labels, manifest, alias, jobs, no_cache),
+                             out=out, device=device, progress=progress)
     typer.echo(crossval_table(res), nl=False)
     for f in res["folds"]:
         if f.get("unknown_classes"):
@@ -280,7 +299,7 @@ def crossval(
 
 @app.command()
 def evaluate(
-    model_dir: Path = typer.Argument(..., help="model folder written by train"),
+    model_dir: Path = typer.Argument(..., help="model folder written by train, an exported .onnx file, or 'shipped'"),
     data: List[Path] = typer.Argument(..., help="labelled audio; the training folder means its test split"),
     out: Path = typer.Option(..., "--out", help="report folder: metrics.json, confusion_matrix.png, report.md"),
     labels: LabelMode = LABELS_OPT,
@@ -291,13 +310,11 @@ def evaluate(
     classes: Optional[str] = CLASSES_OPT,
 ):
     """Evaluate a model: accuracy, macro F1, ROC AUC, per-class scores, confusion matrix."""
-    from .data.folder import parse_aliases
     from .evaluate import fmt_num, fmt_pct
     from .pipeline import evaluate_model
 
     with _progress() as progress:
-        m, skipped = evaluate_model(model_dir, data, out=out, labels=labels.value, manifest=manifest,
-                                    aliases=parse_aliases(alias or []), jobs=jobs or None, cache=not no_cache,
+        m, skipped = evaluate_model(str(model_dir), data, out=out, options=_data_options(labels, manifest, alias, jobs, no_cache),
                                     classes=classes, progress=progress)
     typer.echo(f"accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
                f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} clips; report in {out}")
@@ -336,6 +353,10 @@ def predict(
             raise ParameterError(f"{model} is a model folder; name the audio files or folders to predict after it")
     if plot is not None and (len(paths) != 1 or paths[0].is_dir()):
         raise ParameterError("--plot draws one recording: name exactly one audio file")
+    if plot is not None:
+        _need("matplotlib")
+    if engine is EngineName.torch:
+        _need("torch", "safetensors")
     from .inference import check_window, load_model
     from .pipeline import predict_paths
 
@@ -417,6 +438,7 @@ def export(
     opset: int = typer.Option(17, "--opset", help="ONNX opset (13-20)"),
 ):
     """Export a model to ONNX (front end inside the graph for the cnn); run it with --engine onnx."""
+    _need("torch", "safetensors", "onnx")
     from .export import export_onnx
 
     if str(model) == "shipped":
@@ -447,6 +469,7 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="critical, error, warning, info or debug"),
 ):
     """HTTP service and web page: POST /v1/predict, GET /v1/health, GET /v1/model, / (the page), /docs."""
+    _need("fastapi", "uvicorn", "multipart")
     from .service import Limits
     from .service.server import serve as run_server
 
@@ -467,6 +490,7 @@ def demo(
     seed: int = typer.Option(0, help="seeds rendering, split and training"),
 ):
     """The main job: render → features → train both tutorial recipes → evaluate → report."""
+    _need("fluidsynth", "torch", "safetensors", "matplotlib")
     from .demo import run_demo
 
     with _progress() as progress:
@@ -505,6 +529,14 @@ def main(argv: list[str] | None = None) -> None:
     except InstrecError as e:
         print(f"instrec: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except ImportError as e:  # an optional part that is not installed: say which extra brings it
+        from .errors import missing_extra
+
+        line = missing_extra(e)
+        if line is None:
+            raise
+        print(f"instrec: error: {line}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("instrec: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -45,3 +45,18 @@ def skip_entry(error: InstrecError, path) -> tuple[str, str]:
     if isinstance(error, AudioError):
         return error.path, error.problem
     return str(path), str(error)
+
+
+# The optional parts of instrec and the packages each brings (pyproject.toml's extras).
+EXTRAS = {"torch": "train", "safetensors": "train", "onnx": "train", "fluidsynth": "render", "fastapi": "serve",
+          "uvicorn": "serve", "starlette": "serve", "multipart": "serve", "python_multipart": "serve",
+          "matplotlib": "plot"}
+
+
+def missing_extra(error: ImportError) -> str | None:
+    """One line naming the extra to install when ``error`` is a missing optional package, else None."""
+    name = (getattr(error, "name", None) or "").split(".")[0]
+    extra = EXTRAS.get(name)
+    if extra is None:
+        return None
+    return f"this needs the package {name!r}, which instrec's [{extra}] extra installs: pip install 'instrec[{extra}]'"

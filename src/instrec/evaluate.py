@@ -118,11 +118,18 @@ def report_markdown(metrics: dict, *, title: str, context: dict, skipped: Sequen
 
 
 def write_report(out_dir: str | Path, metrics: dict, *, title: str, context: dict, skipped=()) -> Path:
-    """Write ``metrics.json``, ``confusion_matrix.png`` and ``report.md`` into ``out_dir``."""
+    """Write ``metrics.json``, ``confusion_matrix.png`` and ``report.md`` into ``out_dir``.
+
+    Without matplotlib (the ``[plot]`` extra) the picture is left out and the report says so."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        write_bytes(out / "confusion_matrix.png", plot_confusion_matrix(metrics, title))
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] != "matplotlib":
+            raise
+        context = {**context, "confusion_matrix.png": "not drawn: install instrec[plot] for it"}
     write_json(out / "metrics.json", {**metrics, "context": context, "skipped": [list(s) for s in skipped]})
-    write_bytes(out / "confusion_matrix.png", plot_confusion_matrix(metrics, title))
     write_text(out / "report.md", report_markdown(metrics, title=title, context=context, skipped=skipped))
     return out
 

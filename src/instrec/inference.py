@@ -202,13 +202,13 @@ class Model:
 def load_model(path: str | os.PathLike | None = None, *, engine: str = "auto",
                classes: Sequence[str] | str | None = None) -> Model:
     """Load a model: a bundle folder written by ``instrec train``, an exported ``.onnx`` file, or
-    ``None`` for the model shipped with instrec.
+    ``None`` (or ``"shipped"``, unless a folder of that name exists) for the model shipped with instrec.
 
     ``engine``: ``auto`` (onnxruntime where the folder carries a current ``model.onnx``, as the
     shipped model does; else PyTorch), ``torch`` or ``onnx`` (see :func:`open_engine`).
     ``classes``: answer among these of the model's classes only (:meth:`Model.restrict`).
     """
-    if path is None:
+    if path is None or (str(path) == "shipped" and not Path(path).exists()):
         from .assets import shipped_model_path
 
         path = shipped_model_path()

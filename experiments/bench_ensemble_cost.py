@@ -1,6 +1,6 @@
 """What a shipped ensemble of four cnn networks would cost per prediction (issue 3 against issue 5).
 
-    python benchmarks/bench_ensemble_cost.py [--warm 200]
+    python -m experiments.bench_ensemble_cost [--warm 200]
 
 Four seeds of the shipped recipe, their probabilities averaged, score 73.33% on the 600 real
 clips against 69.00% for the shipped network (benchmarks/RESULTS.md, "Seven instruments, four
@@ -14,7 +14,7 @@ the four seeds. Measured on one 3-s clip, median of ``--warm`` calls, default th
   for the four; outputs checked against the four in turn);
 * the estimate for an ensemble's ``Model.predict``: the baseline plus what the network part adds.
 
-Writes benchmarks/results/bench_ensemble_cost.json.
+Writes experiments/results/bench_ensemble_cost.json.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_common as bc  # noqa: E402
+from benchmarks import bench_common as bc
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def median_ms(fn, n: int) -> float:
@@ -121,7 +121,7 @@ def main() -> None:
         "ratio_four_fused_over_one": t["networks_four_fused"] / t["network_one"],
         "target_warm_cnn_ms": 5.0,
     }
-    bc.save("bench_ensemble_cost", result)
+    bc.save("bench_ensemble_cost", result, RESULTS)
     print(f"Model.predict, one network: {t['model_predict_one_network']:.2f} ms; networks alone: one "
           f"{t['network_one']:.2f} ms, four in turn {t['networks_four_in_turn']:.2f} ms, four fused "
           f"{t['networks_four_fused']:.2f} ms (agree within {agree:.1e}); an ensemble's Model.predict: about "

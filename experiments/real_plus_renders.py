@@ -1,6 +1,6 @@
 """Real clips plus every render in training, tested on real clips only, over many folds (issue 3).
 
-    python benchmarks/real_plus_renders.py [--recipe mfcc-stats] [--split random|pitch] [--fold-seeds 0 1 2]
+    python -m experiments.real_plus_renders [--recipe mfcc-stats] [--split random|pitch] [--fold-seeds 0 1 2]
 
 What a user with a few real recordings gets from `instrec train REAL RENDERS`, measured over K
 folds of the 600 Philharmonia clips instead of one split: each fold's real test clips are scored
@@ -9,7 +9,7 @@ by a model trained on the other real clips plus all the renders of `render --sou
 `--split random`: stratified folds, the tutorial's kind of split; `--split pitch`: grouped by
 pitch, no pitch on both sides. Beside it, the same folds without the renders.
 
-Results: benchmarks/results/real_plus_renders-<recipe>-<split>.json, and a line per fold seed.
+Results: experiments/results/real_plus_renders-<recipe>-<split>.json, and a line per fold seed.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """A PyTorch port of musicnn (Pons & Serra 2019), loading the pretrained MSD/MTT weights.
 
-musicnn==0.1.0 (PyPI, ISC licence, Jordi Pons) ships TF1 checkpoints. ``scripts/convert_musicnn.py``
+musicnn==0.1.0 (PyPI, ISC licence, Jordi Pons) ships TF1 checkpoints. ``experiments/convert_musicnn.py``
 (run once, in a throwaway TensorFlow venv) turns them into float32 safetensors; this module rebuilds
 the network of ``musicnn/models.py::build_musicnn`` in PyTorch and loads them with
 ``safetensors.torch.load_file`` (no pickle). It is a research/benchmark helper, not part of instrec.
 
-    from benchmarks.musicnn_port import Musicnn, log_mel, patches
+    from experiments.musicnn_port import Musicnn, log_mel, patches
     net = Musicnn.from_safetensors("/tmp/musicnn_weights/MSD_musicnn.safetensors")
     out = net(torch.from_numpy(patches(log_mel(audio_16k))))   # dict of tensors
 

@@ -1,10 +1,10 @@
 """Do pretrained music-tagging embeddings (musicnn, MSD / MTT) transfer from renders to real clips?
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pretrained_embeddings.py \
+    OMP_NUM_THREADS=1 .venv/bin/python -m experiments.pretrained_embeddings \
         [--renders /tmp/renders] [--weights /tmp/musicnn_weights] [--emb /tmp/emb]
 
-Needs the safetensors made by scripts/convert_musicnn.py (a dev-time TensorFlow step) and the port
-in benchmarks/musicnn_port.py. Stages:
+Needs the safetensors made by experiments/convert_musicnn.py (a dev-time TensorFlow step) and the port
+in experiments/musicnn_port.py. Stages:
 
 1. render the training data with ``instrec render RENDERS --soundfont all --per-class 100 --seed 0``
    (skipped when RENDERS exists): 1,800 clips, 3 SoundFonts x 6 instruments x 100
@@ -24,7 +24,7 @@ in benchmarks/musicnn_port.py. Stages:
 Every embedding layer tried is reported. Picking the best layer by its (a) score would be tuning on
 the test set; the JSON says so.
 
-Results: benchmarks/results/pretrained_embeddings.json
+Results: experiments/results/pretrained_embeddings.json
 """
 
 from __future__ import annotations
@@ -48,8 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.musicnn_port import N_FRAMES, SR, Musicnn, load_audio, log_mel  # noqa: E402
+from experiments.musicnn_port import N_FRAMES, SR, Musicnn, load_audio, log_mel
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,7 +216,7 @@ def main() -> int:
                          "scaled to peak 1.0 before the mel (a post-hoc variant, see the JSON)")
     ap.add_argument("--verify", type=Path, default=Path("/tmp/musicnn_verify/verify.json"),
                     help="port-vs-TF comparison written by the verification run, copied into the results")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pretrained_embeddings.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "pretrained_embeddings.json")
     args = ap.parse_args()
     args.emb.mkdir(parents=True, exist_ok=True)
     import sklearn
@@ -231,8 +230,8 @@ def main() -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {"torch": torch.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__},
         "commands": {
-            "convert": "OMP_NUM_THREADS=1 /tmp/tfvenv/bin/python scripts/convert_musicnn.py MSD_musicnn MTT_musicnn",
-            "this": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pretrained_embeddings.py " + " ".join(sys.argv[1:]),
+            "convert": "OMP_NUM_THREADS=1 /tmp/tfvenv/bin/python -m experiments.convert_musicnn MSD_musicnn MTT_musicnn",
+            "this": "OMP_NUM_THREADS=1 .venv/bin/python -m experiments.pretrained_embeddings " + " ".join(sys.argv[1:]),
         },
         "input": f"librosa.load at {SR} Hz mono, zero-pad / trim to {SECONDS} s, musicnn log-mel "
                  f"(n_fft 512, hop 256, 96 mels, float16, log10(10000x+1)), first {N_FRAMES} frames = one patch",

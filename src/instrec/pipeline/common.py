@@ -1,0 +1,159 @@
+"""What the pipeline's steps share: the data options, features of a data set, the recipe and the
+model a run starts from, and the one step that trains a model on some rows and scores it on others."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..classifier import InstrumentClassifier
+from ..data.folder import Dataset, load_dataset
+from ..errors import DataError, ParameterError
+from ..evaluate import compute_metrics
+from ..models.device_features import extract
+from ..recipes import Recipe, finetuning, get_recipe
+
+# ``progress(description, total) -> update(done, total)``: how a step reports progress
+Progress = Callable[[str, int], Callable[[int, int], None]]
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How labelled audio is read and its features computed, shared by every step.
+
+    ``labels``: ``auto``, ``folder``, ``filename`` or ``manifest``; ``manifest``: a CSV of
+    ``path,label[,group,source]``; ``aliases``: label → label merges; ``jobs``: feature-extraction
+    processes (``None``: one per core); ``cache``: the feature cache (``True``: its default folder,
+    a folder, or ``False``: off; see :func:`instrec.features.extract`).
+    """
+
+    labels: str = "auto"
+    manifest: str | os.PathLike | None = None
+    aliases: Mapping[str, str] | None = None
+    jobs: int | None = None
+    cache: bool | str | os.PathLike = True
+
+    def load(self, data) -> Dataset:
+        return load_dataset(data, labels=self.labels, manifest=self.manifest, aliases=dict(self.aliases or {}))
+
+
+def bar(progress: Progress | None, text: str, total: int):
+    return progress(text, total) if progress else None
+
+
+def extract_rows(clips, feature, options: DataOptions, progress: Progress | None, what: str, device: str | None = None):
+    """Compact feature rows of ``clips`` (on ``device`` where it has work for one): ``(X, ok, skipped)``.
+    The extraction workers are let go at once: training or scoring comes next and needs their
+    memory more than a warm pool."""
+    from ..features.parallel import release_pool
+
+    try:
+        return extract([c.path for c in clips], feature, jobs=options.jobs, cache=options.cache, compact=True,
+                       progress=bar(progress, what, len(clips)), device=device)
+    finally:
+        release_pool()
+
+
+def dataset_features(ds: Dataset, recipe: Recipe, options: DataOptions, progress: Progress | None,
+                     device: str | None = None):
+    """Features of every clip of ``ds`` once: ``(X, usable clips, skipped)``."""
+    X, ok, bad = extract_rows(ds.clips, recipe.feature, options, progress, f"{recipe.name}: features", device)
+    clips = [ds.clips[i] for i in ok]
+    need_two_classes([c.label for c in clips], "the usable clips")
+    return X, clips, ds.skipped + bad
+
+
+def shifted_features(clips, recipe: Recipe, rows, options: DataOptions | None = None,
+                     progress: Progress | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Features of the clips at ``rows``, pitch-shifted by each of the recipe's ``pitch_shifts``.
+
+    One ``(X_shift, where)`` per shift: ``where[i]`` is clip ``i``'s row in ``X_shift``, or -1
+    (not asked for, or a clip the shift could not use). Computed on the CPU, and cached like
+    any feature (the shift is one of the feature's parameters). No shifts in the recipe: ``[]``.
+
+    Whoever trains a recipe outside :func:`train_model` and :func:`cross_validate` passes these to
+    :func:`training_rows`, or the recipe is not the recipe."""
+    options = options or DataOptions()
+    out = []
+    rows = np.asarray(rows, dtype=np.int64)
+    for s in recipe.train.pitch_shifts:
+        feature = replace(recipe.feature, pitch_shift=s)
+        Xs, ok, _ = extract_rows([clips[i] for i in rows], feature, options, progress,
+                                 f"{recipe.name}: pitch-shifted copies, {s:+g} semitones")
+        where = np.full(len(clips), -1, dtype=np.int64)
+        where[rows[ok]] = np.arange(len(ok))
+        out.append((Xs, where))
+    return out
+
+
+def training_rows(X: np.ndarray, y: Sequence[str], tr, shifted) -> tuple[np.ndarray, list[str]]:
+    """The rows and labels a model trains on: clips ``tr``, then their pitch-shifted copies."""
+    tr = np.asarray(tr, dtype=np.int64)
+    rows, labels = [X[tr]], [y[i] for i in tr]
+    for Xs, where in shifted:
+        have = tr[where[tr] >= 0]
+        rows.append(Xs[where[have]])
+        labels += [y[i] for i in have]
+    return (rows[0] if len(rows) == 1 else np.concatenate(rows)), labels
+
+
+def load_base_model(init) -> InstrumentClassifier | None:
+    """The model to fine-tune: an :class:`InstrumentClassifier` as it is, a model folder loaded, or
+    ``"shipped"`` for the model that ships with instrec (unless a folder of that name exists)."""
+    if init is None or isinstance(init, InstrumentClassifier):
+        return init
+    path = Path(init)
+    if str(init) == "shipped" and not path.exists():
+        from ..assets import shipped_model_path
+
+        path = shipped_model_path()
+    if path.suffix == ".onnx":
+        raise ParameterError(f"fine-tuning needs a model folder (weights + model.json), not an ONNX export: {init}")
+    return InstrumentClassifier.load(path)
+
+
+def resolve_recipe(recipe: Recipe | str | None, init: InstrumentClassifier | None, *, trainable: str = "all") -> Recipe:
+    """The recipe asked for; without one, the fine-tuning recipe of ``init``'s (``trainable``: all
+    its weights or its output layer only, see :func:`~instrec.recipes.finetuning`), or seed-mfcc."""
+    if recipe is None:
+        return finetuning(init.recipe, trainable=trainable) if init is not None else get_recipe("seed-mfcc")
+    return get_recipe(recipe) if isinstance(recipe, str) else recipe
+
+
+def init_record(init: InstrumentClassifier) -> dict:
+    """What model.json and reports say of the model a run fine-tuned."""
+    from ..classifier import fingerprint
+
+    where = init.path_.resolve() if init.path_ is not None else f"an unsaved {init.recipe.name} model"
+    return {"model": str(where), "classes": init.classes, "weights_sha256": fingerprint(init.net_),
+            "trained": init.info.get("training", {}).get("command", "")}
+
+
+def fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr, te, progress_bar=None, *,
+                  device="auto", checkpoint=None, resume: bool = False, shifted=(),
+                  init: InstrumentClassifier | None = None):
+    """Train a fresh classifier on rows ``tr`` (and their pitch-shifted copies, see
+    :func:`shifted_features`), score it on rows ``te``: ``(classifier, metrics)``.
+
+    The one training step of train_model and cross_validate.
+    """
+    clf = InstrumentClassifier(recipe, seed=seed, device=device)
+    X_train, y_train = training_rows(X, y, tr, shifted)
+    clf.fit(X_train, y_train, on_epoch=(lambda e, n, loss: progress_bar(e, n)) if progress_bar else None,
+            checkpoint=checkpoint, resume=resume, init=init)
+    proba = clf.predict_proba(X[te]) if len(te) else np.zeros((0, len(clf.classes)), np.float32)
+    return clf, compute_metrics([y[i] for i in te], proba, clf.classes)
+
+
+def need_two_classes(labels: Sequence[str], what: str) -> None:
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise DataError(f"{what} must have at least 2 classes to train; found {len(classes)} ({', '.join(classes) or 'none'})")
+
+
+def split_words(method, group_by) -> str:
+    return f"group by {group_by}" if method == "group" and group_by else str(method)

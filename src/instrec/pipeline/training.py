@@ -1,0 +1,175 @@
+"""Train one model: load labelled audio, compute features, split, train, score the test split, save."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..classifier import InstrumentClassifier
+from ..data.folder import Dataset
+from ..data.splits import clip_groups, split_indices
+from ..errors import ParameterError
+from ..evaluate import fmt_pct, write_report
+from ..recipes import Recipe
+from .common import (DataOptions, Progress, bar, extract_rows, fit_and_score, init_record, load_base_model,
+                     need_two_classes, resolve_recipe, shifted_features, split_words)
+
+SPLIT_FILE = "split.json"  # the model folder's record of its training data's test clips
+
+
+@dataclass
+class TrainResult:
+    model: InstrumentClassifier
+    model_dir: Path | None
+    metrics: dict
+    context: dict
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    extract_seconds: float = 0.0
+    train_seconds: float = 0.0
+
+
+def train_model(
+    data: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    recipe: Recipe | str | None = None,
+    out: str | os.PathLike | None = None,
+    split: str = "random",
+    group_by: str | None = None,
+    test_size: float = 0.2,
+    seed: int = 0,
+    options: DataOptions | None = None,
+    report_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    init: InstrumentClassifier | str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Load labelled audio, extract features, split, train, score the test split, save a bundle.
+
+    The split defaults to the tutorial's: random 80/20 with ``random_state=seed`` (0).
+    ``split="group"`` with ``group_by`` (``pitch``, ``pitch_class``, ``source``, ``group`` or a
+    manifest column, see :func:`~instrec.data.splits.clip_groups`) keeps every group on one side
+    and holds back ``test_size`` of the groups.
+
+    ``options``: how the data is read and its features computed (:class:`DataOptions`).
+
+    With ``out``, the training state is saved after every epoch in ``<out>.checkpoint`` (removed
+    once the model is saved); ``resume=True`` continues an interrupted run from it, ending with the
+    model an uninterrupted run would have made.
+
+    ``init``: fine-tune this trained model (an :class:`InstrumentClassifier`, its folder, or
+    ``"shipped"``) instead of starting from random weights. Its weights and input statistics are
+    the start; output rows are matched by class name (a new class starts from a fresh row). Without
+    ``recipe`` its own is used (:func:`~instrec.recipes.finetuning`); without either, ``seed-mfcc``.
+    ``model.json`` records the model it started from (``training.fine_tuned_from``).
+    """
+    options = options or DataOptions()
+    init = load_base_model(init)
+    recipe = resolve_recipe(recipe, init)
+    group_by = _check_group_by(split, group_by)
+    ds = options.load(data)
+    need_two_classes(ds.labels, "the data")
+    if group_by:
+        clip_groups(ds.clips, group_by)  # a clip without a group fails before the features are computed
+    t0 = time.perf_counter()
+    X, ok, bad = extract_rows(ds.clips, recipe.feature, options, progress, f"{recipe.name}: features", device)
+    extract_seconds = time.perf_counter() - t0
+    skipped = ds.skipped + bad
+    clips = [ds.clips[i] for i in ok]
+    y = [c.label for c in clips]
+    need_two_classes(y, "the usable clips")
+    groups = clip_groups(clips, group_by) if group_by else None
+    tr, te = split_indices(y, method=split, test_size=test_size, seed=seed, groups=groups)
+    split_record = {"method": split, "test_size": test_size, "seed": seed, "n_train": len(tr), "n_test": len(te)}
+    if groups is not None:
+        shared = {groups[i] for i in tr} & {groups[i] for i in te}
+        if shared:  # a bug in the splitter, never the user's data
+            raise AssertionError(f"group split leaked groups onto both sides: {sorted(shared)[:5]}")
+        split_record.update(group_by=group_by, n_groups_train=len({groups[i] for i in tr}),
+                            n_groups_test=len({groups[i] for i in te}))
+    need_two_classes([y[i] for i in tr], "the training split")
+
+    checkpoint = checkpoint_path(out) if out is not None else None
+    if resume and checkpoint is None:
+        raise ParameterError("--resume continues the training of a model folder: give --out")
+    shifted = shifted_features(clips, recipe, tr, options, progress)
+    clf, metrics = fit_and_score(recipe, seed, X, y, tr, te, bar(progress, f"{recipe.name}: training", recipe.train.epochs),
+                                 device=device, checkpoint=checkpoint, resume=resume, shifted=shifted, init=init)
+    context = {
+        "recipe": recipe.name,
+        "data": ", ".join(str(r) for r in ds.roots),
+        "evaluated on": f"held-back test split ({split_words(split, group_by)}, test_size {test_size}, seed {seed})",
+        "clips": f"{len(clips)} usable ({len(tr)} train, {len(te)} test), {len(skipped)} skipped",
+        "sources": ", ".join(sorted({c.source for c in clips})),
+        "seed": seed,
+    }
+    info = {
+        "training": {
+            "data": Dataset(clips, ds.roots, ds.label_mode).summary(),  # the usable clips
+            "split": split_record,
+            "skipped": len(skipped),
+            "extract_seconds": round(extract_seconds, 3),
+            "train_seconds": round(clf.history_["seconds"], 3),
+            "final_loss": clf.history_["loss"][-1],
+            "epochs_run": clf.history_["epochs_run"],
+            "best_epoch": clf.history_["best_epoch"],
+            "validation_rows": clf.history_["validation_rows"],
+            **({"lbfgs_iterations": clf.history_["iterations"]} if "iterations" in clf.history_ else {}),
+        },
+        "metrics": {"test_split": {k: metrics[k] for k in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "n")}},
+    }
+    if recipe.train.val_fraction > 0 and not clf.history_["validation_rows"]:
+        n = clf.history_["epochs_run"]
+        context["validation"] = (f"none: too few clips to choose an epoch on (fewer than {recipe.train.min_val_per_class} "
+                                 f"a class); trained {n} epoch{'s' if n != 1 else ''}, the last weights kept")
+    if init is not None:
+        start = info["training"]["fine_tuned_from"] = init_record(init)
+        context["fine-tuned from"] = start["model"]
+        start["test_split"] = _score_start(init, X, y, te)
+        if start["test_split"] is not None:
+            context["the model it started from"] = (f"accuracy {fmt_pct(start['test_split']['accuracy'])} on the "
+                                                    f"{start['test_split']['n']} test clips of classes it knows")
+    clf.info.update(info)
+    model_dir = None
+    if out is not None:
+        test_record = {"roots": [str(r) for r in ds.roots], "test": [str(clips[i].path.resolve()) for i in te]}
+        model_dir = clf.save(out, extra_files={SPLIT_FILE: test_record})
+        shutil.rmtree(checkpoint, ignore_errors=True)  # the model is safe: the checkpoint has done its job
+    if report_dir is not None:
+        write_report(report_dir, metrics, title=f"{recipe.name}: evaluation", context=context, skipped=skipped)
+    return TrainResult(clf, model_dir, metrics, context, skipped, extract_seconds, clf.history_["seconds"])
+
+
+def _score_start(init: InstrumentClassifier, X: np.ndarray, y: Sequence[str], te) -> dict | None:
+    """The model a run fine-tuned, scored on the run's test clips (so a user sees whether
+    fine-tuning helped): ``{"accuracy", "n"}`` over the test clips of classes it knows, answering
+    among those classes; ``None`` if it knows fewer than two of them."""
+    from ..engines import restrict_proba
+
+    known = sorted({y[i] for i in te} & set(init.classes))
+    if len(known) < 2:
+        return None
+    rows = [i for i in te if y[i] in known]
+    P = restrict_proba(init.predict_proba(X[rows]), [init.classes.index(c) for c in known])
+    right = [known[j] == y[i] for i, j in zip(rows, P.argmax(axis=1))]
+    return {"accuracy": float(np.mean(right)), "n": len(rows)}
+
+
+def checkpoint_path(out: str | os.PathLike) -> Path:
+    """Where training for the model folder ``out`` keeps its checkpoint: ``<out>.checkpoint``."""
+    out = Path(out)
+    return out.with_name(out.name + ".checkpoint")
+
+
+def _check_group_by(split: str, group_by: str | None) -> str | None:
+    if split == "group" and not group_by:
+        raise ParameterError("a group split needs --group-by (pitch, pitch_class, source, group or a manifest column)")
+    if group_by and split != "group":
+        raise ParameterError(f"--group-by applies to --split group (or --cv); the split is {split!r}")
+    return group_by or None

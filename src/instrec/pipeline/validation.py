@@ -1,0 +1,103 @@
+"""Cross-validation: features once, a fresh model for each fold of a splitter, mean ± std of every metric."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..classifier import InstrumentClassifier
+from ..data.splits import KFold, LeaveOneSourceOut
+from ..evaluate import SUMMARY_METRICS, crossval_markdown
+from ..fileio import write_json, write_text
+from ..recipes import Recipe
+from .common import (DataOptions, Progress, bar, dataset_features, fit_and_score, init_record, load_base_model,
+                     need_two_classes, resolve_recipe, shifted_features)
+
+Splitter = KFold | LeaveOneSourceOut
+
+
+def cross_validate(
+    data: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    recipe: Recipe | str | None = None,
+    cv: int | Splitter = 5,
+    seed: int = 0,
+    options: DataOptions | None = None,
+    out: str | os.PathLike | None = None,
+    device: str = "auto",
+    init: InstrumentClassifier | str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Train a fresh model on the training side of each fold of ``cv`` and score it on the test side.
+
+    ``cv``: a splitter, :class:`~instrec.data.splits.KFold` (stratified or, with ``group_by``,
+    grouped folds) or :class:`~instrec.data.splits.LeaveOneSourceOut` (each source, a folder's
+    name or the manifest's ``source`` column, held out in turn); an integer ``k`` means
+    ``KFold(k, seed=seed)``. Features are computed once; every fold's model is seeded with
+    ``seed``. Classes of a test side that its training side never saw are not scored; each fold
+    lists them under ``unknown_classes``. ``init``: every fold fine-tunes this trained model (see
+    :func:`~instrec.pipeline.train_model`).
+
+    Returns ``{"folds": [...], "mean": {...}, "std": {...}, "split": {...}, "context": {...},
+    "skipped": [...]}``: each fold is :func:`~instrec.evaluate.compute_metrics`' dict plus
+    ``n_train``, ``n_test`` and what the splitter says of it (``fold``, or ``held_out`` and
+    ``train_sources``); ``mean``/``std`` hold accuracy, macro F1 and ROC AUC over the folds
+    (population std, numpy's default). With ``out``, writes the splitter's JSON file (``cv.json``
+    or ``crossval.json``) and ``report.md`` there.
+    """
+    options = options or DataOptions()
+    splitter = KFold(cv, seed=seed) if not isinstance(cv, (KFold, LeaveOneSourceOut)) else cv
+    init = load_base_model(init)
+    recipe = resolve_recipe(recipe, init)
+    ds = options.load(data)
+    need_two_classes(ds.labels, "the data")
+    splitter.check(ds.clips)  # fail before the features are computed
+    X, clips, skipped = dataset_features(ds, recipe, options, progress, device)
+    y = [c.label for c in clips]
+    folds = list(splitter.split(clips))
+    for name, tr, _, _ in folds:
+        need_two_classes([y[j] for j in tr], f"the training side of {name}")
+    shifted = shifted_features(clips, recipe, np.arange(len(clips)), options, progress)
+    results = []
+    for name, tr, te, facts in folds:
+        _, metrics = fit_and_score(recipe, seed, X, y, tr, te, bar(progress, f"{recipe.name}: {name}", recipe.train.epochs),
+                                   device=device, shifted=shifted, init=init)
+        results.append({"n_train": int(len(tr)), "n_test": int(len(te)), **metrics, **facts})
+    sources = Counter(c.source for c in clips)
+    context = {
+        "recipe": recipe.name,
+        "data": ", ".join(str(r) for r in ds.roots),
+        "evaluated on": splitter.describe(clips),
+        "clips": f"{len(clips)} usable, {len(skipped)} skipped",
+        "sources": ", ".join(f"{s} ({n})" for s, n in sorted(sources.items())),
+        "classes": ", ".join(f"{c} ({n})" for c, n in sorted(Counter(y).items())),
+        "seed": seed,
+    }
+    if init is not None:
+        context["fine-tuned from"] = init_record(init)["model"]
+    result = _cv_result(results, context, skipped, split={**splitter.record(), "model_seed": seed})
+    if out is not None:
+        _write_cv(out, splitter.report_file, result, title=f"{recipe.name}: {splitter.title()}")
+    return result
+
+
+def _cv_result(folds: list[dict], context: dict, skipped, split: dict) -> dict:
+    mean, std = {}, {}
+    for key in SUMMARY_METRICS:
+        values = [f[key] for f in folds if f.get(key) is not None]
+        mean[key] = float(np.mean(values)) if values else None
+        std[key] = float(np.std(values)) if values else None
+    return {"folds": folds, "mean": mean, "std": std, "split": split, "context": context,
+            "skipped": [list(s) for s in skipped]}
+
+
+def _write_cv(out: str | os.PathLike, json_name: str, result: dict, *, title: str) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / json_name, result)
+    write_text(out / "report.md", crossval_markdown(result, title=title))
+    return out
