@@ -46,20 +46,21 @@ WINDOW_S = 1.0
 
 def play_notes(source: str, path: Path, label: str, n_pitches: int = 5) -> list[np.ndarray] | None:
     """Five notes of ``label`` from one source, or None where it lacks the instrument."""
-    from instrec.data import render as R
+    from instrec.data import synth as S
     from instrec.data.instruments import resolve_instrument
+    from instrec.data.notes import Note
 
     inst = resolve_instrument(label)
     if path.suffix.lower() == ".cfg":
-        font = R._PatchSet(source, path, SR)
+        font = S.PatchSet(source, path, SR)
     else:
-        font = R._SoundFont(R.import_fluidsynth(), source, path, SR)
+        font = S.SoundFont(S.import_fluidsynth(), source, path, SR)
     try:
         synth = font.synth_for(inst.program)
         if synth is None:
             return None
         pitches = np.linspace(inst.low + 2, inst.high - 2, n_pitches).round().astype(int)
-        notes = [font.play(synth, R._Note(int(p), 100, "forte", 1.0), int(1.5 * SR)) for p in pitches]
+        notes = [font.play(synth, Note(int(p), 100, "forte", 1.0), int(1.5 * SR)) for p in pitches]
         synth.delete()
         return notes
     finally:
@@ -146,12 +147,12 @@ def main() -> int:
     ap.add_argument("--extra", type=Path, nargs="*", default=[], help="more .sf2/.sf3/.cfg files to compare")
     args = ap.parse_args()
 
-    from instrec.data import render as R
+    from instrec.data import synth as S
     from instrec.data.instruments import resolve_instrument
 
-    sources = dict(R.installed_soundfonts())
+    sources = dict(S.installed_soundfonts())
     for path in args.extra:
-        sources[R.resolve_soundfonts(str(path)).popitem()[0]] = path
+        sources[S.resolve_soundfonts(str(path)).popitem()[0]] = path
     names = list(sources)
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "machine": platform.node(),
               "sources": {k: str(v) for k, v in sources.items()}, "threshold": SAME, "classes": {}}

@@ -21,7 +21,8 @@ SR = 22050
 _CACHE = tempfile.mkdtemp(prefix="instrec-test-cache-")
 os.environ["INSTREC_CACHE"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi"
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+REAL_DATA = ROOT.parent / "shared" / "data" / "london_phill_dataset_multi"
 
 
 def real_data_or_skip() -> Path:

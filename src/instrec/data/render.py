@@ -45,9 +45,6 @@ from .synth import (
     select_soundfonts,
 )
 
-# Names this module defined before it was split into .synth and .notes, still importable from here
-# for the tests and benchmarks that use them; new code imports them from where they live.
-_Note, _SoundFont, _PatchSet = Note, SoundFont, PatchSet  # benchmarks/sample_provenance.py
 __all__ = [
     "DYNAMICS", "MANIFEST_COLUMNS", "MANIFEST_NAME", "RENDER_VERSION", "SOUNDFONTS", "STAMP_NAME",
     "RenderReport", "SoundFontInfo", "clip_name", "dynamic_for_velocity", "import_fluidsynth",

@@ -10,7 +10,7 @@ route (:func:`instrec.features.extract`) whatever the device.
 
 The arithmetic is :class:`~instrec.models.frontend.MfccMean`: the same filters, ``top_db`` floor
 and orthonormal DCT as :func:`instrec.features.mfcc.mfcc_mean`, in float32, within float32 rounding
-of it (tests/test_features_fast.py, on the CPU device; no GPU was at hand to run it on CUDA).
+of it (tests/features/test_features_fast.py, on the CPU device; no GPU was at hand to run it on CUDA).
 The feature cache is used as on the CPU route: same entries, same keys, so either route reads what
 the other wrote.
 """

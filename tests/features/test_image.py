@@ -12,7 +12,7 @@ from instrec.features.image import flatten_image, spectrogram_image, spectrogram
 from instrec.features.mel import mel_spectrogram_db
 
 SR = 22050
-FLUTE = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi" / "flute"
+FLUTE = Path(__file__).resolve().parents[3] / "shared" / "data" / "london_phill_dataset_multi" / "flute"
 
 
 def tone(seconds: float, *, f0: float = 440.0, seed: int = 0) -> np.ndarray:

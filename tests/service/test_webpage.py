@@ -25,7 +25,7 @@ from conftest import write  # noqa: E402
 from instrec.service import create_app, running  # noqa: E402
 from instrec.service.app import STATIC  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 CHROMIUM = Path(os.environ.get("INSTREC_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
