@@ -12,12 +12,29 @@ Target (issue 5): at least 20x faster on the same clips, correlation >= 0.99 wit
 Both start from the same decoded audio (decoding is timed separately); BLAS is held to one thread.
 Besides the correlation, the benchmark counts the clips whose feature vectors are identical.
 
-    python -m benchmarks.bench_image [--data DIR] [--clips 60] [--repeat 2]
+Then the whole command (issue 25; target at least 20x on the machine's cores), each side a fresh
+process run as a user runs it, alternately, on the same ``--command-clips`` clips:
+
+* the tutorial's way: a Python script (``--tutorial-command``) that imports librosa and pyplot and,
+  per clip, ``librosa.load`` + mel spectrogram + ``power_to_db``, ``plt.figure()``,
+  ``librosa.display.specshow``, ``plt.savefig`` to a PNG file, ``plt.close``;
+* ``instrec spectrograms DATA OUT`` (all cores: its worker pool, PNG files written by threads).
+
+Both wall times include starting Python and the imports. The pictures are compared (the
+tutorial's PNG converted to grey, as the tutorial's training code reads it, against instrec's PNG)
+and the files' sizes reported, with instrec's pictures re-encoded at Pillow's default PNG settings
+for comparison.
+
+    python -m benchmarks.bench_image [--data DIR] [--clips 60] [--repeat 2] [--command-clips 300]
+        [--command-repeat 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,13 +43,88 @@ import numpy as np
 
 from benchmarks.bench_common import clips, describe, machine, one_thread, save, tmpdir
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tutorial_command(data: Path, out: Path) -> None:
+    """The tutorial's way as a script: every audio file in ``data`` to ``out/<name>.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import librosa
+    import librosa.display
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    with matplotlib.style.context("default"):  # whatever the user's matplotlibrc says
+        for f in sorted(data.iterdir()):
+            y, sr = librosa.load(f)
+            S = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr), ref=np.max)
+            fig = plt.figure()
+            librosa.display.specshow(S)
+            plt.savefig(out / f"{f.stem}.png")
+            plt.close(fig)
+
+
+def whole_command(paths: list[Path], repeat: int) -> dict:
+    """``instrec spectrograms`` against the tutorial's script, fresh processes, alternately."""
+    from PIL import Image
+
+    data, work = tmpdir(), tmpdir()
+    for k, p in enumerate(paths):  # one flat folder of links, the same for both
+        (data / f"{k:04d}_{p.name}").symlink_to(p.resolve())
+    commands = {
+        "tutorial_script": [sys.executable, "-m", "benchmarks.bench_image", "--tutorial-command"],
+        "instrec_spectrograms": [sys.executable, "-m", "instrec", "spectrograms"],
+    }
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    for r in range(repeat):
+        for name, cmd in commands.items():
+            out = work / f"{name}-{r}"
+            t0 = time.perf_counter()
+            done = subprocess.run([*cmd, str(data), str(out)], cwd=ROOT, capture_output=True, text=True)
+            times[name].append(time.perf_counter() - t0)
+            if done.returncode != 0:
+                raise SystemExit(f"{name} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    n = len(paths)
+    ref_dir, mine_dir = work / "tutorial_script-0", work / "instrec_spectrograms-0"
+    identical, corr, sizes = 0, [], {"tutorial_script": [], "instrec_spectrograms": [], "instrec_pillow_default": []}
+    for f in sorted(data.iterdir()):
+        ref_png, mine_png = ref_dir / f"{f.stem}.png", mine_dir / f"{f.stem}.png"
+        ref = np.asarray(Image.open(ref_png).convert("L"))
+        mine = np.asarray(Image.open(mine_png))
+        identical += bool(np.array_equal(ref, mine))
+        corr.append(float(np.corrcoef(ref.ravel(), mine.ravel())[0, 1]))
+        sizes["tutorial_script"].append(ref_png.stat().st_size)
+        sizes["instrec_spectrograms"].append(mine_png.stat().st_size)
+        buf = io.BytesIO()
+        Image.fromarray(mine).save(buf, format="PNG")  # Pillow's default: level 6, default strategy
+        sizes["instrec_pillow_default"].append(len(buf.getvalue()))
+    best = {k: min(v) for k, v in times.items()}
+    ratio = best["tutorial_script"] / best["instrec_spectrograms"]
+    return {
+        "clips": n, "seconds": {k: round(v, 3) for k, v in best.items()},
+        "all_runs_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
+        "ms_per_clip": {k: round(1e3 * v / n, 2) for k, v in best.items()},
+        "ratio": round(ratio, 1),
+        "identical_pictures": identical, "correlation_min": min(corr),
+        "mean_png_bytes": {k: round(float(np.mean(v))) for k, v in sizes.items()},
+        "target": ">= 20x", "met": ratio >= 20,
+    }
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--clips", type=int, default=60)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--command-clips", type=int, default=300, help="clips for the whole command (0: skip it)")
+    ap.add_argument("--command-repeat", type=int, default=2)
+    ap.add_argument("--tutorial-command", nargs=2, type=Path, metavar=("DATA", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.tutorial_command:  # the baseline's own process (see whole_command)
+        tutorial_command(*args.tutorial_command)
+        return 0
 
     import matplotlib
 
@@ -47,8 +139,8 @@ def main() -> int:
     from instrec.recipes import get_recipe
 
     config = get_recipe("seed-spectrogram").feature
-    paths, what = clips(args.data)
-    paths = paths[:: max(1, len(paths) // args.clips)][: args.clips]
+    all_paths, what = clips(args.data)
+    paths = all_paths[:: max(1, len(all_paths) // args.clips)][: args.clips]
     t0 = time.perf_counter()
     ys = [load(p, sr=config.sr)[0] for p in paths]
     decode = (time.perf_counter() - t0) / len(ys)
@@ -91,6 +183,23 @@ def main() -> int:
           f"max |difference| {max_diff:.4f}")
     met = ratio >= 20 and min(corr) >= 0.99
     print(f"target >= 20x, correlation >= 0.99: {'met' if met else 'NOT met'}")
+    command = None
+    if args.command_clips > 0:
+        chosen = all_paths[:: max(1, len(all_paths) // args.command_clips)][: args.command_clips]
+        load_before = [round(x, 2) for x in os.getloadavg()]
+        command = whole_command(chosen, args.command_repeat)
+        command["load_average_before_after"] = [load_before, [round(x, 2) for x in os.getloadavg()]]
+        t, m = command["ms_per_clip"]["tutorial_script"], command["ms_per_clip"]["instrec_spectrograms"]
+        sz = {k: v / 1e3 for k, v in command["mean_png_bytes"].items()}
+        print(f"whole command, {command['clips']} clips to PNG files, fresh processes (best of "
+              f"{args.command_repeat}; load average {load_before[0]} before, {command['load_average_before_after'][1][0]} after):")
+        print(f"  tutorial script:       {command['seconds']['tutorial_script']:.2f} s = {t:.1f} ms per clip")
+        print(f"  instrec spectrograms:  {command['seconds']['instrec_spectrograms']:.2f} s = {m:.2f} ms per clip")
+        print(f"  ratio {command['ratio']:.1f}x (target >= 20x: {'met' if command['met'] else 'NOT met'}); pictures "
+              f"identical: {command['identical_pictures']}/{command['clips']} (correlation min "
+              f"{command['correlation_min']:.6f})")
+        print(f"  mean PNG size: tutorial {sz['tutorial_script']:.1f} kB (RGBA), instrec {sz['instrec_spectrograms']:.1f} kB, "
+              f"instrec's pictures at Pillow's default settings {sz['instrec_pillow_default']:.1f} kB")
     out = save("bench_image", {
         "benchmark": "tutorial spectrogram image (640x480 gray) from decoded audio: figure + PNG route vs instrec",
         "machine": info, "data": what, "clips": len(ys),
@@ -101,6 +210,7 @@ def main() -> int:
         "correlation_min": min(corr), "correlation_mean": float(np.mean(corr)),
         "identical_vectors": identical, "max_abs_diff": max_diff,
         "target": ">= 20x, correlation >= 0.99", "met": met,
+        "whole_command": command,
     })
     print(f"written to {out}")
     return 0

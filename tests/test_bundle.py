@@ -205,3 +205,91 @@ def test_shipped_model_matches_the_schema():
     from instrec.bundle import read_meta
 
     assert read_meta(shipped_model_path())["recipe"]["name"] == "cnn"
+
+
+# -- non-finite models (issue 25): refused at load, in one line naming the file ------------------
+def _nan_copy(tmp_path, name="old_bundle_mlp"):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from conftest import ROOT
+
+    dst = tmp_path / name
+    shutil.copytree(ROOT / "tests" / "fixtures" / name, dst)
+    tensors = load_file(str(dst / "model.safetensors"))
+    save_file({k: (v * float("nan") if v.is_floating_point() else v) for k, v in tensors.items()},
+              str(dst / "model.safetensors"))
+    return dst
+
+
+def test_nan_weights_are_refused_at_load(tmp_path):
+    import instrec
+    from instrec.classifier import InstrumentClassifier
+    from instrec.errors import BundleError
+
+    bad = _nan_copy(tmp_path)
+    with pytest.raises(BundleError, match="model.safetensors: tensor .* non-finite"):
+        InstrumentClassifier.load(bad)
+    with pytest.raises(BundleError, match="non-finite"):
+        instrec.load_model(bad, engine="torch")
+
+
+def test_nan_weights_are_refused_by_the_cli_in_one_line(tmp_path):
+    from conftest import error_lines, run_cli, tone, write
+
+    bad = _nan_copy(tmp_path)
+    clip = write(tmp_path / "a.wav", tone("saw", 440.0, seconds=1.0))
+    r = run_cli("predict", "--model", bad, clip, "--format", "json", "--engine", "torch")
+    assert r.returncode == 1 and "NaN" not in r.stdout
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and "non-finite" in lines[0] and str(bad) in lines[0], r.stderr
+
+
+def test_non_finite_numbers_in_model_json_are_refused(tmp_path):
+    import json
+    import shutil
+
+    from conftest import ROOT
+    from instrec.classifier import InstrumentClassifier
+    from instrec.errors import BundleError
+
+    dst = tmp_path / "m"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "old_bundle_cnn", dst)
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        text = json.dumps(json.loads((ROOT / "tests" / "fixtures" / "old_bundle_cnn" / "model.json").read_text()))
+        (dst / "model.json").write_text(text.replace('"top_db": 80.0', f'"top_db": {constant}'))
+        with pytest.raises(BundleError, match=f"model.json: not valid JSON .*{constant}"):
+            InstrumentClassifier.load(dst)
+
+
+def test_a_nan_network_is_neither_exported_nor_run_from_onnx(tmp_path):
+    import torch
+
+    from instrec.classifier import InstrumentClassifier
+    from instrec.engines.onnx_engine import OnnxEngine
+    from instrec.errors import BundleError
+    from instrec.export import export_onnx
+
+    from conftest import ROOT
+
+    clf = InstrumentClassifier.load(ROOT / "tests" / "fixtures" / "old_bundle_mlp")
+    good = export_onnx(clf, tmp_path / "good.onnx")
+    with torch.no_grad():
+        for p in clf.net_.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(BundleError, match="non-finite"):
+        export_onnx(clf, tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+    # an .onnx file whose weights are NaN (made by hand: the exporter refuses) is refused when opened
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(good))
+    for init in proto.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype.kind == "f":
+            init.CopyFrom(numpy_helper.from_array(np.full_like(arr, np.nan), init.name))
+    onnx.save(proto, str(tmp_path / "nan.onnx"))
+    with pytest.raises(BundleError, match="non-finite"):
+        OnnxEngine(tmp_path / "nan.onnx")

@@ -211,3 +211,107 @@ def test_render_unknown_soundfont_and_instrument(tmp_path):
     assert r.returncode == 2 and "nosuchfont" in r.stderr and len(error_lines(r.stderr)) == 1
     r = run_cli("render", tmp_path, "--instruments", "flute,kazooo")
     assert r.returncode == 2 and "kazooo" in r.stderr and len(error_lines(r.stderr)) == 1
+
+
+# -- the model argument of predict (issue 25, item 3) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write(tmp_path_factory.mktemp("clip") / "a.wav", tone("saw", 440.0, seconds=2.0))
+
+
+def test_predict_a_mistyped_model_is_an_error_not_the_shipped_model(clip, tmp_path):
+    r = run_cli("predict", tmp_path / "m33", clip)
+    assert r.returncode == 2, r.stderr
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("instrec: error: ") and "m33" in lines[0] and "no such model" in lines[0]
+    assert r.stdout == "" and "Traceback" not in r.stderr
+    r = run_cli("predict", tmp_path / "model.onnx", clip)  # a missing .onnx file is a model too
+    assert r.returncode == 2 and "model.onnx" in r.stderr and len(error_lines(r.stderr)) == 1
+
+
+def test_predict_shipped_names_the_shipped_model(clip):
+    plain = run_cli("predict", clip, "--format", "json")
+    named = run_cli("predict", "shipped", clip, "--format", "json")
+    assert plain.returncode == named.returncode == 0, named.stderr
+    assert json.loads(named.stdout) == json.loads(plain.stdout) and named.stderr == ""
+    r = run_cli("predict", "shipped")
+    assert r.returncode == 2 and "name the audio files" in r.stderr and len(error_lines(r.stderr)) == 1
+
+
+def test_predict_a_missing_audio_file_is_skipped_as_before(clip, tmp_path):
+    """A missing input that looks like audio is a file to skip, alone or first of several."""
+    r = run_cli("predict", tmp_path / "missing.wav")
+    assert r.returncode == 1 and error_lines(r.stderr) == ["skipped 1 file(s):", f"  {tmp_path / 'missing.wav'}: no such file or folder"]
+    r = run_cli("predict", tmp_path / "missing.wav", clip, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert [d["path"] for d in json.loads(r.stdout)] == [str(clip)] and "missing.wav: no such file" in r.stderr
+    r = run_cli("predict", tmp_path / "recordings")  # one argument, no audio name: a missing folder of inputs
+    assert r.returncode == 1 and "recordings: no such file or folder" in r.stderr
+
+
+# -- help, version, width (item 9) --------------------------------------------------------------
+
+COMMANDS = ["render", "spectrograms", "train", "crossval", "evaluate", "predict", "export", "serve", "demo"]
+
+
+def test_version():
+    from instrec import __version__
+
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout == f"instrec {__version__}\n" == "instrec 0.1.0\n"
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_is_readable(command, capsys):
+    """-h is --help everywhere; values are named as the README names them (PATH..., N, a|b), never
+    by a Python type (<bool>, <list[Path]>, {data}); the main commands show examples."""
+    from instrec.cli import main
+
+    pages = []
+    for flag in ("-h", "--help"):
+        with pytest.raises(SystemExit) as e:
+            main([*([command] if command else []), flag])
+        assert e.value.code in (0, None)
+        pages.append(capsys.readouterr().out)
+    assert pages[0] == pages[1] and "Usage: instrec" in pages[0]
+    text = pages[0]
+    assert not re.search(r"<[a-z]\w*[\[>|]", text), text  # <bool>, <list[Path]>, <path>, <auto|torch|onnx>
+    assert "{" not in text.split("\n\n")[0] + re.search(r"Usage: .*", text).group(0)
+    if command in ("render", "train", "crossval", "evaluate", "predict", "export"):
+        assert "Examples:" in text and f"instrec {command} " in text.split("Examples:")[1]
+    if command == "predict":
+        assert "Usage: instrec predict [OPTIONS] [MODEL] PATH..." in text
+    if command == "train":
+        assert "Usage: instrec train [OPTIONS] DATA..." in text and "[default: mfcc-stats]" in text
+
+
+def test_the_results_table_fits_the_terminal(clip, monkeypatch, capsys):
+    from instrec.cli import main
+
+    monkeypatch.setenv("COLUMNS", "60")
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(clip), str(clip.parent / ".." / clip.parent.name / clip.name)])  # a long path too
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.count("┃ file") == 1 and "a.wav" in out
+    assert max(len(line) for line in out.splitlines()) <= 60, out
+
+
+# -- the default recipe (item 12) ---------------------------------------------------------------
+
+
+def test_the_default_recipe_is_mfcc_stats_and_said(tone_data, tmp_path):
+    """Without --recipe, train uses the recipe the README recommends for a user's own recordings,
+    says so, and the Python API has the same default."""
+    from instrec import cli
+    from instrec.pipeline import DEFAULT_RECIPE, resolve_recipe
+
+    assert cli.DEFAULT_RECIPE == DEFAULT_RECIPE == resolve_recipe(None, None).name == "mfcc-stats"
+    r = run_cli("train", tone_data / "sine", tone_data / "saw", "--epochs", "2", "--out", tmp_path / "m", "-j", "1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("recipe: mfcc-stats (the default; --recipe to choose)\n")
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["recipe"]["name"] == "mfcc-stats"
+    r = run_cli("train", tone_data, "--recipe", "seed-mfcc", "--epochs", "2", "--out", tmp_path / "m2")
+    assert r.returncode == 0 and "the default" not in r.stdout

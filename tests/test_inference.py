@@ -122,6 +122,31 @@ def test_predict_array_resamples_and_accepts_stereo(model, long_recording):
     assert explicit.is_timeline and len(explicit.windows) == 5
 
 
+def test_predict_reads_either_channel_layout(model, long_recording):
+    """soundfile.read's (n, channels) is read as such (issue 25, item 4): it used to be averaged over
+    time and refused as a constant signal."""
+    path, _ = long_recording
+    y, sr = sf.read(path, dtype="float32")
+    note = y[: 3 * sr]
+    stereo = np.stack([note, 0.5 * note[::-1]], axis=1)  # (n, 2), two different channels
+    frames_first = model.predict(stereo, sr)
+    channels_first = model.predict(np.ascontiguousarray(stereo.T), sr)
+    mono_mix = model.predict(stereo.mean(axis=1), sr)
+    assert frames_first.probabilities == pytest.approx(channels_first.probabilities, abs=1e-6)
+    assert frames_first.probabilities == pytest.approx(mono_mix.probabilities, abs=1e-6)
+    assert frames_first.label == channels_first.label == mono_mix.label
+    file_ = write(path.parent / "stereo note.wav", stereo, sr, subtype="FLOAT")
+    assert model.predict(*sf.read(file_, dtype="float32")).probabilities == pytest.approx(
+        model.predict_file(file_).probabilities, abs=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (100, 100), (65, 22050), (22050, 65), (2, 3, 22050)])
+def test_predict_refuses_arrays_whose_layout_cannot_be_told(model, shape):
+    y = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    with pytest.raises(ParameterError, match=r"\(channels, n\).*\(n, channels\)"):
+        model.predict(y, SR)
+
+
 def test_predict_refuses_bad_arrays(model):
     with pytest.raises(AudioError, match="NaN"):
         model.predict(np.full(SR, np.nan, np.float32), SR)

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import BundleError
-from .fileio import public_mode, write_json
+from .fileio import public_mode, write_json, writing
 
 WEIGHTS = "model.safetensors"
 META = "model.json"
@@ -28,10 +28,12 @@ def save_bundle(path: str | os.PathLike, tensors: dict, meta: dict, extra_files:
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    with writing(path):  # a full disk or a read-only folder: one line naming it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS))
+        with writing(path):
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS))
         public_mode(tmp / WEIGHTS)
         public_mode(tmp, folder=True)
         write_json(tmp / META, {"format": FORMAT, "format_version": FORMAT_VERSION, **meta})
@@ -60,17 +62,35 @@ def load_bundle(path: str | os.PathLike) -> tuple[dict, dict]:
         raise BundleError(f"{path}: {WEIGHTS} is missing") from None
     except (SafetensorError, OSError, ValueError) as e:
         raise BundleError(f"{path / WEIGHTS}: not a valid safetensors file ({e})") from None
+    check_finite(tensors, path / WEIGHTS)
     return meta, tensors
+
+
+def check_finite(tensors: dict, where) -> None:
+    """Refuse weights holding NaN or infinity: such a network answers NaN to everything."""
+    import torch
+
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise BundleError(f"{where}: tensor {name} holds non-finite values (NaN or infinity); the model is damaged")
+
+
+def loads_finite(text: str):
+    """``json.loads`` that refuses ``NaN``, ``Infinity`` and ``-Infinity`` (Python's json takes them)."""
+    def refuse(constant):
+        raise ValueError(f"the non-finite number {constant} is not allowed")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 def read_meta(path: str | os.PathLike) -> dict:
     """``model.json`` of a bundle, checked for its format marker."""
     f = Path(path) / META
     try:
-        meta = json.loads(f.read_text(encoding="utf-8"))
+        meta = loads_finite(f.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BundleError(f"{Path(path)}: not a model bundle ({META} is missing)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, a non-finite number
         raise BundleError(f"{f}: not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(f"{f}: not an instrec model description (format is not {FORMAT!r})")

@@ -47,7 +47,8 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, X: np.ndarray, labels: Sequence[str], *, on_epoch=None, checkpoint=None,
-            resume: bool = False, init: "InstrumentClassifier | None" = None) -> "InstrumentClassifier":
+            resume: bool = False, init: "InstrumentClassifier | None" = None,
+            keep_classes: bool = False) -> "InstrumentClassifier":
         """Train on feature rows ``X`` (from :func:`instrec.features.extract`) and their labels.
 
         ``checkpoint``: a folder where the training state is saved after every epoch;
@@ -56,7 +57,13 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         :func:`instrec.recipes.finetuning`). It must take the same features through the same
         network. Every weight and its input statistics are copied; the output layer's row of each
         class it knows is copied too, and a class it does not know starts from a fresh row. The
-        classes are those of ``labels``, as always.
+        classes are those of ``labels``, as always: a class of ``init`` that ``labels`` lack is
+        dropped, unless ``keep_classes``.
+
+        ``keep_classes=True`` (with ``init``): the classes are those of ``labels`` and of ``init``.
+        A class of ``init`` without rows here has nothing to learn from, so its output row stays
+        ``init``'s, frozen through training; it still takes part in every softmax, so the other
+        classes learn to beat it on their rows.
         """
         from . import models
         from .train import fit_network, seed_everything
@@ -69,22 +76,35 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         classes = sorted(set(labels))
         if len(classes) < 2:
             raise DataError(f"training needs at least 2 classes; the data has {len(classes)} ({', '.join(classes) or 'none'})")
+        frozen: list[str] = []
+        if keep_classes:
+            if init is None:
+                raise ParameterError("keep_classes keeps the classes of the model fine-tuning starts from: give init")
+            frozen = sorted(set(getattr(init, "classes_", None) or ()) - set(classes))  # a bad init: _start_from says so
+            classes = sorted(set(classes) | set(frozen))
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[l] for l in labels], dtype=np.int64)
         seed_everything(self.seed)  # weight initialisation depends on it
         self.net_ = models.build(self.recipe.model, self.recipe.feature, len(classes))
-        if init is not None:
-            self._start_from(init, classes)
+        release = self._start_from(init, classes, frozen=frozen) if init is not None else None
         self.classes_ = classes
         run_key = json.dumps([self.recipe.to_dict(), classes, fingerprint(init.net_) if init is not None else None],
                              sort_keys=True)
-        self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, device=self.device,
-                                    on_epoch=on_epoch, checkpoint=checkpoint, resume=resume, run_key=run_key,
-                                    expand=_expander(X.dtype), prepare=init is None)
+        try:
+            self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, device=self.device,
+                                        on_epoch=on_epoch, checkpoint=checkpoint, resume=resume, run_key=run_key,
+                                        expand=_expander(X.dtype), prepare=init is None)
+        finally:
+            if release is not None:
+                release()
         return self
 
-    def _start_from(self, base: "InstrumentClassifier", classes: list[str]) -> None:
-        """Copy ``base``'s weights into the fresh ``self.net_`` (built for ``classes``)."""
+    def _start_from(self, base: "InstrumentClassifier", classes: list[str], *, frozen: Sequence[str] = ()):
+        """Copy ``base``'s weights into the fresh ``self.net_`` (built for ``classes``).
+
+        The output rows of the ``frozen`` classes (base classes the data lacks) are held at
+        ``base``'s through training: returns ``release()``, which puts them back one last time
+        and ends the hold (see :func:`_hold_rows`)."""
         import torch
 
         if not isinstance(base, InstrumentClassifier) or base.net_ is None:
@@ -105,6 +125,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
                     j = base.classes_.index(c)
                     out.weight[i] = rows.weight[j]
                     out.bias[i] = rows.bias[j]
+        return _hold_rows(out, [classes.index(c) for c in frozen])
 
     # -- prediction ---------------------------------------------------------------------------
     @property
@@ -203,6 +224,40 @@ def _expander(dtype):
     import torch
 
     return lambda t: t.to(torch.float32).div_(255.0)
+
+
+def _hold_rows(layer, rows: list[int]):
+    """Keep ``rows`` of a linear ``layer``'s weight and bias where they are while a training loop
+    runs: their gradient is zeroed (L-BFGS and Adam's moments see nothing to move), and they are
+    put back before every forward pass (Adam's weight decay moves them all the same). Returns
+    ``release()``: put them back once more and stop."""
+    import torch
+
+    if not rows:
+        return lambda: None
+    idx = torch.tensor(rows, dtype=torch.long)
+    saved = {name: getattr(layer, name).detach()[idx].clone() for name in ("weight", "bias")}
+
+    def restore(*_):
+        with torch.no_grad():
+            for name, value in saved.items():
+                p = getattr(layer, name)
+                p[idx.to(p.device)] = value.to(p.device)
+
+    def zero_rows(grad):
+        grad = grad.clone()
+        grad[idx.to(grad.device)] = 0
+        return grad
+
+    handles = [layer.register_forward_pre_hook(restore)]
+    handles += [getattr(layer, name).register_hook(zero_rows) for name in saved]
+
+    def release() -> None:
+        restore()
+        for h in handles:
+            h.remove()
+
+    return release
 
 
 def _output_keys(net) -> set[str]:

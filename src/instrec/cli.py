@@ -2,114 +2,125 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import sys
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, get_args
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
+from .display import progress_bars as _progress, quiet_decoder_messages, report_skipped as _report_skipped
 from .errors import InstrecError
 
-app = typer.Typer(
-    name="instrec",
-    help="Tell which musical instrument is playing in a recording.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+# The default recipe of train and crossval: instrec.pipeline.DEFAULT_RECIPE, named here too so that
+# --help need not import the pipeline (a test keeps the two equal).
+DEFAULT_RECIPE = "mfcc-stats"
 
 
-def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)
-
-
-@contextmanager
-def _progress():
-    """A progress-bar factory for the pipeline: ``factory(text, total) -> update(done, total)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=_stderr(), transient=False, disable=not sys.stderr.isatty()) as bar:
-        def factory(text: str, total: int):
-            task = bar.add_task(text, total=total or None)
-
-            def update(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            return update
-
-        yield factory
+def _default_metavar(param) -> str:
+    """A value's name as the README writes it (N, PATH, a|b), not typer's Python type (<int>, <list[Path]>)."""
+    d = param.type_descriptor
+    if getattr(param, "is_flag", False) or d.is_choice:  # a flag takes no value
+        return "|".join(str(getattr(c, "value", c)) for c in d.choices) if d.is_choice else ""
+    if param.param_type_name == "argument":
+        return param.name.upper() + ("..." if param.nargs != 1 else "")
+    kind = get_args(d.annotation)[0] if d.is_list else d.annotation
+    return {int: "N", float: "NUMBER", str: "TEXT", Path: "PATH"}.get(kind, "VALUE")
 
 
-def _report_skipped(skipped) -> None:
-    if skipped:
-        err = _stderr()
-        err.print(f"skipped {len(skipped)} file(s):")
-        for path, why in skipped:
-            # one line per file, however long: scripts grep these
-            err.print(f"  {path}: {why}", markup=False, highlight=False, soft_wrap=True)
+class _Argument(TyperArgument):
+    def display_type_rich(self, ctx) -> None:  # an argument is shown by its name alone (PATH...), no <type>
+        return None
 
 
-class LabelMode(str, Enum):
-    auto = "auto"
-    folder = "folder"
-    filename = "filename"
-    manifest = "manifest"
+class _FlagHelp:
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # -h/--help is a flag: no <bool>
+        return option
 
 
-class SplitMethod(str, Enum):
-    random = "random"
-    stratified = "stratified"
-    group = "group"
+class _Command(_FlagHelp, TyperCommand):
+    """Every command's help: readable value names, and a usage line without typer's braces."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.metavar is None:
+                param.metavar = _default_metavar(param)
+            if type(param) is TyperArgument:
+                param.__class__ = _Argument  # typer makes the arguments; this changes how help shows them, nothing else
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        args = [p.metavar if p.required else f"[{p.metavar}]" for p in self.get_params(ctx) if p.param_type_name == "argument"]
+        return [self.options_metavar, *args] if self.options_metavar else args
 
 
-class Trainable(str, Enum):
-    all = "all"
-    output = "output"
+class _Group(_FlagHelp, TyperGroup):
+    pass
 
 
-class ImageMode(str, Enum):
-    gray = "gray"
-    rgb = "rgb"
+app = typer.Typer(name="instrec", help="Tell which musical instrument is playing in a recording.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False, cls=_Group,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 
 
-class AudioFormat(str, Enum):
-    wav = "wav"
-    flac = "flac"
-    mp3 = "mp3"
+def _examples(*rows: tuple[str, str]) -> str:
+    """A command's help epilog: "Examples", one command a line, what it does after it."""
+    return "Examples:\n" + "\n".join(f"  {command}" + (f"   # {what}" if what else "") for command, what in rows)
 
 
-class OutFormat(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
+def _print_version(value: bool) -> None:
+    if value:
+        from ._version import __version__
 
+        typer.echo(f"instrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, metavar="",
+                                          help="print instrec's version and exit")):
+    """Tell which musical instrument is playing in a recording."""
+
+
+def _choice(name: str, *values: str) -> type[Enum]:
+    """A str Enum of an option's values: typer lists them in --help and refuses others."""
+    return Enum(name, [(v, v) for v in values], type=str)
+
+
+LabelMode = _choice("LabelMode", "auto", "folder", "filename", "manifest")
+SplitMethod = _choice("SplitMethod", "random", "stratified", "group")
+Trainable = _choice("Trainable", "all", "output")
+ImageMode = _choice("ImageMode", "gray", "rgb")
+AudioFormat = _choice("AudioFormat", "wav", "flac", "mp3")
+OutFormat = _choice("OutFormat", "table", "json", "csv")
+EngineName = _choice("EngineName", "auto", "torch", "onnx")
 
 LABELS_OPT = typer.Option(LabelMode.auto, "--labels", help="where labels come from: sub-folder, file-name prefix, manifest CSV (auto: detect)")
-MANIFEST_OPT = typer.Option(None, "--manifest", help="CSV with columns path,label[,group,source]")
-DEVICE_OPT = typer.Option("auto", "--device", help="where to train, and to compute MFCCs: auto (a CUDA GPU when present), cpu or cuda")
-ALIAS_OPT = typer.Option(None, "--alias", help="label alias NAME=LABEL (repeatable); sax=saxophone is built in")
-CLASSES_OPT = typer.Option(None, "--classes", help="answer among these of the model's classes only, comma-separated "
+MANIFEST_OPT = typer.Option(None, "--manifest", metavar="FILE.csv", help="CSV with columns path,label[,group,source]")
+DEVICE_OPT = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="where to train, and to compute MFCCs: auto (a CUDA GPU when present), cpu or cuda")
+ALIAS_OPT = typer.Option(None, "--alias", metavar="NAME=LABEL", help="label alias NAME=LABEL (repeatable); sax=saxophone is built in")
+CLASSES_OPT = typer.Option(None, "--classes", metavar="NAME,...", help="answer among these of the model's classes only, comma-separated "
                            "(e.g. the tutorial's six: flute,viola,cello,oboe,trumpet,saxophone)")
 
 
-@app.command()
+@app.command(epilog=_examples(
+    ("instrec render data", "600 clips of the six instruments from FluidR3"),
+    ("instrec render data --soundfont all", "from every sample library installed, one sub-folder each"),
+    ("instrec render data --instruments flute,violin --per-class 20 --format flac", ""),
+))
 def render(
-    out_dir: Path = typer.Argument(..., help="folder to write the clips and manifest.csv into"),
-    soundfont: str = typer.Option("fluidr3", help="fluidr3, musescore, timgm6mb, freepats, a .sf2/.sf3/.cfg path, or all"),
-    per_class: int = typer.Option(100, "--per-class", min=1, help="clips per instrument"),
-    seconds: float = typer.Option(3.0, help="clip length in seconds"),
-    sample_rate: int = typer.Option(22050, "--sample-rate", help="samples per second"),
-    instruments: str = typer.Option("flute,viola,cello,oboe,trumpet,saxophone", help="comma-separated General MIDI instrument names"),
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="folder to write the clips and manifest.csv into"),
+    soundfont: str = typer.Option("fluidr3", metavar="NAME|PATH", help="fluidr3, musescore, timgm6mb, freepats, a .sf2/.sf3/.cfg path, or all"),
+    per_class: int = typer.Option(100, "--per-class", min=1, metavar="N", help="clips per instrument"),
+    seconds: float = typer.Option(3.0, metavar="S", help="clip length in seconds"),
+    sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second"),
+    instruments: str = typer.Option("flute,viola,cello,oboe,trumpet,saxophone", metavar="NAME,...", help="comma-separated General MIDI instrument names"),
     fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
-    seed: int = typer.Option(0, help="same seed, identical files"),
+    seed: int = typer.Option(0, metavar="N", help="same seed, identical files"),
 ):
     """Render instrument clips with FluidSynth from the installed General MIDI SoundFonts."""
     _need("fluidsynth")
@@ -126,8 +137,8 @@ def render(
 
 @app.command()
 def spectrograms(
-    data: Path = typer.Argument(..., help="audio file or folder (recursive)"),
-    out: Path = typer.Argument(..., help="folder for the PNG images (same sub-folders as DATA)"),
+    data: Path = typer.Argument(..., metavar="DATA", help="audio file or folder (recursive)"),
+    out: Path = typer.Argument(..., metavar="OUT", help="folder for the PNG images (same sub-folders as DATA)"),
     image_mode: ImageMode = typer.Option(ImageMode.gray, "--image-mode", help="gray (the tutorial's input) or rgb (3x larger)"),
 ):
     """Write the tutorial's 640x480 mel-spectrogram images as PNG files."""
@@ -144,8 +155,9 @@ def spectrograms(
 
 RECIPE_HELP = ("recipe name: seed-spectrogram, seed-mfcc (the tutorial's), mfcc-stats (your own real recordings), "
                "mfcc-linear (a linear classifier on the same summary), cnn (across sources)")
+RECIPE_DEFAULT_HELP = RECIPE_HELP + f" \\[default: {DEFAULT_RECIPE}]"  # escaped: rich markup takes [default: x] for a tag
 GROUP_BY_HELP = "keep each group on one side: pitch, pitch_class, source, group or a manifest column"
-JOBS_OPT = typer.Option(0, "--jobs", "-j", min=0, help="feature-extraction processes (0: one per core)")
+JOBS_OPT = typer.Option(0, "--jobs", "-j", min=0, metavar="N", help="feature-extraction processes (0: one per core)")
 NO_CACHE_OPT = typer.Option(False, "--no-cache", help="compute every feature afresh: neither read nor write the feature cache "
                                                      "($INSTREC_CACHE, default ~/.cache/instrec/features)")
 
@@ -168,8 +180,8 @@ def _data_options(labels, manifest, alias, jobs, no_cache):
                        cache=not no_cache)
 
 
-def _recipe(recipe: str | None, epochs, hidden, activation, image_mode, init=None, trainable=None):
-    """The recipe named (seed-mfcc if none), or the fine-tuning recipe of ``init``'s; CLI overrides applied."""
+def _recipe(recipe: str | None, epochs, hidden, activation, image_mode, init=None, trainable=None, keep_classes=False):
+    """The recipe named (the default if none), or the fine-tuning recipe of ``init``'s; CLI overrides applied."""
     from .errors import ParameterError
     from .pipeline import resolve_recipe
     from .recipes import parse_hidden
@@ -178,34 +190,61 @@ def _recipe(recipe: str | None, epochs, hidden, activation, image_mode, init=Non
         raise ParameterError("--from fine-tunes the model with its own recipe; leave out --recipe")
     if trainable is not None and init is None:
         raise ParameterError("--trainable applies to fine-tuning; give --from MODEL_DIR or --from shipped")
+    if keep_classes and init is None:
+        raise ParameterError("--keep-classes keeps the classes of the model fine-tuning starts from; give --from MODEL_DIR or --from shipped")
     return resolve_recipe(recipe, init, trainable=trainable.value if trainable else "all").with_overrides(
         epochs=epochs, hidden=parse_hidden(hidden), activation=activation, image_mode=image_mode.value if image_mode else None)
 
 
-@app.command()
+def _say_recipe(recipe: str | None, base, r) -> None:
+    """Name the recipe a run uses when the user named none: it decides what the model can learn."""
+    if recipe is None and base is None:
+        typer.echo(f"recipe: {r.name} (the default; --recipe to choose)")
+
+
+def _say_absent_classes(context: dict) -> None:
+    """Classes of the model fine-tuning started from that the training data lacks: dropped (a warning) or kept."""
+    from .pipeline.common import ABSENT_DROPPED, ABSENT_KEPT
+
+    for key, line, err in ((ABSENT_DROPPED, "dropped the classes of the model it started from that the training data lacks: "
+                            "{} (--keep-classes keeps them)", True),
+                           (ABSENT_KEPT, "kept the classes of the model it started from that the training data lacks, their "
+                            "output rows as they were: {}", False)):
+        if context.get(key):
+            typer.echo(line.format(context[key]), err=err)
+
+
+@app.command(epilog=_examples(
+    ("instrec train my/recordings --out model", f"the default recipe, {DEFAULT_RECIPE}"),
+    ("instrec train data --recipe cnn --split group --group-by pitch --out model", ""),
+    ("instrec train data --recipe seed-mfcc --cv 5", "5 folds, mean ± std, no model saved"),
+    ("instrec train my/recordings --from shipped --keep-classes --out tuned", "fine-tune the shipped model"),
+))
 def train(
-    data: List[Path] = typer.Argument(..., help="one or more folders of labelled audio"),
-    recipe: Optional[str] = typer.Option(None, help=RECIPE_HELP + " [default: seed-mfcc]", show_default=False),
-    init: Optional[str] = typer.Option(
-        None, "--from", help="fine-tune this trained model (a model folder, or 'shipped') on the data instead of training "
-                             "from scratch, with its recipe (features, network, training settings)"),
+    data: List[Path] = typer.Argument(..., metavar="DATA...", help="one or more folders of labelled audio"),
+    recipe: Optional[str] = typer.Option(None, metavar="NAME", help=RECIPE_DEFAULT_HELP, show_default=False),
+    init: Optional[str] = typer.Option(None, "--from", metavar="MODEL_DIR|shipped", help="fine-tune this trained model (a model "
+                                       "folder, or 'shipped') on the data instead of training from scratch, with its recipe "
+                                       "(features, network, training settings)"),
     trainable: Optional[Trainable] = typer.Option(
         None, "--trainable", help="with --from: which weights fine-tuning changes: all (the default), or output, the output "
                                   "layer alone (lr 1e-2, 200 epochs; better with about 5 clips per instrument)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="model folder to write (weights + model.json); required unless --cv"),
+    keep_classes: bool = typer.Option(False, "--keep-classes", help="with --from: keep the classes of the model that the data lacks "
+                                                                    "(their output rows stay as they were) instead of dropping them"),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="MODEL_DIR", help="model folder to write (weights + model.json); required unless --cv"),
     split: Optional[SplitMethod] = typer.Option(
         None, help="train/test split: random (the tutorial's, the default), stratified, or group (with --group-by; the default when --group-by is given)"),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help=GROUP_BY_HELP),
+    group_by: Optional[str] = typer.Option(None, "--group-by", metavar="KEY", help=GROUP_BY_HELP),
     cv: Optional[int] = typer.Option(
-        None, "--cv", help="K-fold cross-validation instead of one split: trains K models, prints mean ± std, saves no model "
-                           "(folds stratified, or grouped with --group-by; --out and --test-size do not apply)"),
-    test_size: float = typer.Option(0.2, "--test-size", help="fraction held back for testing (of the groups, with --split group)"),
-    seed: int = typer.Option(0, help="seeds the split (random_state) and the network"),
-    epochs: Optional[int] = typer.Option(None, help="override the recipe's epochs"),
-    hidden: Optional[str] = typer.Option(None, help="hidden layer sizes, e.g. 64,32"),
-    activation: Optional[str] = typer.Option(None, help="relu or selu (or tanh)"),
+        None, "--cv", metavar="K", help="K-fold cross-validation instead of one split: trains K models, prints mean ± std, saves no model "
+                                        "(folds stratified, or grouped with --group-by; --out and --test-size do not apply)"),
+    test_size: float = typer.Option(0.2, "--test-size", metavar="FRACTION", help="fraction held back for testing (of the groups, with --split group)"),
+    seed: int = typer.Option(0, metavar="N", help="seeds the split (random_state) and the network"),
+    epochs: Optional[int] = typer.Option(None, metavar="N", help="override the recipe's epochs"),
+    hidden: Optional[str] = typer.Option(None, metavar="SIZES|none", help="hidden layer sizes, e.g. 64,32"),
+    activation: Optional[str] = typer.Option(None, metavar="NAME", help="relu or selu (or tanh)"),
     image_mode: Optional[ImageMode] = typer.Option(None, "--image-mode", help="spectrogram image: gray or rgb"),
-    report: Optional[Path] = typer.Option(None, help="also write the test-split (or cross-validation) report here"),
+    report: Optional[Path] = typer.Option(None, metavar="DIR", help="also write the test-split (or cross-validation) report here"),
     labels: LabelMode = LABELS_OPT,
     manifest: Optional[Path] = MANIFEST_OPT,
     alias: Optional[List[str]] = ALIAS_OPT,
@@ -221,30 +260,34 @@ def train(
     from .pipeline import KFold, cross_validate, load_base_model, train_model
 
     base = load_base_model(init)
-    r = _recipe(recipe, epochs, hidden, activation, image_mode, base, trainable)
+    r = _recipe(recipe, epochs, hidden, activation, image_mode, base, trainable, keep_classes)
     options = _data_options(labels, manifest, alias, jobs, no_cache)
     if cv is not None:
         if out is not None:
             raise ParameterError("--cv trains one model per fold and saves none; leave out --out (or drop --cv)")
         if split is SplitMethod.group and not group_by:
             raise ParameterError("--split group needs --group-by (pitch, pitch_class, source, group or a manifest column)")
+        _say_recipe(recipe, base, r)
         with _progress() as progress:
             res = cross_validate(data, recipe=r, cv=KFold(cv, group_by=group_by, seed=seed), seed=seed, options=options,
-                                 out=report, device=device, init=base, progress=progress)
+                                 out=report, device=device, init=base, keep_classes=keep_classes, progress=progress)
         typer.echo(crossval_table(res), nl=False)
         m, sd = res["mean"], res["std"]
         typer.echo(f"{r.name}: {cv}-fold cross-validation: accuracy {fmt_mean_std(m['accuracy'], sd['accuracy'], pct=True)}, "
                    f"macro F1 {fmt_mean_std(m['macro_f1'], sd['macro_f1'])}, "
                    f"ROC AUC {fmt_mean_std(m['roc_auc_ovr_macro'], sd['roc_auc_ovr_macro'])} (mean ± std over folds)"
                    + (f"; report in {report}" if report else ""))
+        _say_absent_classes(res["context"])
         _report_skipped([tuple(x) for x in res["skipped"]])
         return
     if out is None:
         raise ParameterError("--out is required (the model folder to write), unless --cv is given")
     method = split.value if split else ("group" if group_by else "random")
+    _say_recipe(recipe, base, r)
     with _progress() as progress:
         res = train_model(data, recipe=r, out=out, split=method, group_by=group_by, test_size=test_size, seed=seed,
-                          options=options, report_dir=report, device=device, resume=resume, init=base, progress=progress)
+                          options=options, report_dir=report, device=device, resume=resume, init=base,
+                          keep_classes=keep_classes, progress=progress)
     m = res.metrics
     typer.echo(f"{r.name}: test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
                f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} held-back clips "
@@ -253,6 +296,7 @@ def train(
     if start:
         typer.echo(f"the model it started from: accuracy {fmt_pct(start['accuracy'])} on the {start['n']} of those "
                    "clips whose classes it knows")
+    _say_absent_classes(res.context)
     if "validation" in res.context:
         typer.echo(f"validation: {res.context['validation']}")
     if m.get("unknown_classes"):
@@ -261,15 +305,18 @@ def train(
     _report_skipped(res.skipped)
 
 
-@app.command()
+@app.command(epilog=_examples(
+    ("instrec crossval renders/", "the sub-folders of render --soundfont all are the sources"),
+    ("instrec crossval fluidr3/ timgm6mb/ --recipe cnn --out report", ""),
+))
 def crossval(
-    data: List[Path] = typer.Argument(..., help="folders of labelled audio from at least 2 sources (folder name or manifest 'source' column)"),
-    recipe: Optional[str] = typer.Option(None, help=RECIPE_HELP + " [default: seed-mfcc]", show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", help="report folder: crossval.json and report.md"),
-    seed: int = typer.Option(0, help="seeds every fold's network"),
-    epochs: Optional[int] = typer.Option(None, help="override the recipe's epochs"),
-    hidden: Optional[str] = typer.Option(None, help="hidden layer sizes, e.g. 64,32"),
-    activation: Optional[str] = typer.Option(None, help="relu or selu (or tanh)"),
+    data: List[Path] = typer.Argument(..., metavar="DATA...", help="folders of labelled audio from at least 2 sources (folder name or manifest 'source' column)"),
+    recipe: Optional[str] = typer.Option(None, metavar="NAME", help=RECIPE_DEFAULT_HELP, show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="REPORT_DIR", help="report folder: crossval.json and report.md"),
+    seed: int = typer.Option(0, metavar="N", help="seeds every fold's network"),
+    epochs: Optional[int] = typer.Option(None, metavar="N", help="override the recipe's epochs"),
+    hidden: Optional[str] = typer.Option(None, metavar="SIZES|none", help="hidden layer sizes, e.g. 64,32"),
+    activation: Optional[str] = typer.Option(None, metavar="NAME", help="relu or selu (or tanh)"),
     image_mode: Optional[ImageMode] = typer.Option(None, "--image-mode", help="spectrogram image: gray or rgb"),
     labels: LabelMode = LABELS_OPT,
     manifest: Optional[Path] = MANIFEST_OPT,
@@ -284,6 +331,7 @@ def crossval(
     from .pipeline import LeaveOneSourceOut, cross_validate
 
     r = _recipe(recipe, epochs, hidden, activation, image_mode)
+    _say_recipe(recipe, None, r)
     with _progress() as progress:
         res = cross_validate(data, recipe=r, cv=LeaveOneSourceOut(), seed=seed, options=_data_options(labels, manifest, alias, jobs, no_cache),
                              out=out, device=device, progress=progress)
@@ -297,11 +345,14 @@ def crossval(
     _report_skipped([tuple(x) for x in res["skipped"]])
 
 
-@app.command()
+@app.command(epilog=_examples(
+    ("instrec evaluate model data --out report", "on the training folder: its held-back test split"),
+    ("instrec evaluate shipped my/recordings --out report --classes flute,cello,oboe", ""),
+))
 def evaluate(
-    model_dir: Path = typer.Argument(..., help="model folder written by train, an exported .onnx file, or 'shipped'"),
-    data: List[Path] = typer.Argument(..., help="labelled audio; the training folder means its test split"),
-    out: Path = typer.Option(..., "--out", help="report folder: metrics.json, confusion_matrix.png, report.md"),
+    model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder written by train, an exported .onnx file, or 'shipped'"),
+    data: List[Path] = typer.Argument(..., metavar="DATA...", help="labelled audio; the training folder means its test split"),
+    out: Path = typer.Option(..., "--out", metavar="REPORT_DIR", help="report folder: metrics.json, confusion_matrix.png, report.md"),
     labels: LabelMode = LABELS_OPT,
     manifest: Optional[Path] = MANIFEST_OPT,
     alias: Optional[List[str]] = ALIAS_OPT,
@@ -324,39 +375,37 @@ def evaluate(
     _report_skipped(skipped)
 
 
-class EngineName(str, Enum):
-    auto = "auto"
-    torch = "torch"
-    onnx = "onnx"
-
-
-@app.command()
+@app.command(epilog=_examples(
+    ("instrec predict recording.mp3", "the shipped model"),
+    ("instrec predict model recordings/ --format csv", "a model of yours, every file of a folder"),
+    ("instrec predict concert.flac --window 3 --plot timeline.png", "a timeline, drawn"),
+    ("instrec predict recordings/ --log results.jsonl", "run again to finish an interrupted batch"),
+))
 def predict(
-    paths: List[Path] = typer.Argument(..., help="[MODEL_DIR] audio files or folders (recursive); without a model folder the shipped model is used"),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="model folder written by train or an exported .onnx file (default: the shipped model)"),
+    paths: List[Path] = typer.Argument(..., metavar="[MODEL] PATH...", help="a model first (a folder written by train, a .onnx file, or "
+                                       "'shipped'; none: the shipped model), then audio files or folders (recursive)"),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", metavar="MODEL", help="model folder written by train, an exported .onnx file, or 'shipped' (the default)"),
     fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table, json or csv"),
-    top_k: int = typer.Option(3, "--top-k", min=1, help="how many classes to list per file"),
-    window: Optional[float] = typer.Option(None, "--window", help="analyse in sliding windows of this many seconds (default: files longer than 1.5 model windows are windowed at the model's window)"),
-    hop: Optional[float] = typer.Option(None, "--hop", help="step between windows in seconds (default: half the window)"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG: mel spectrogram with the class probabilities over time (one file only)"),
+    top_k: int = typer.Option(3, "--top-k", min=1, metavar="K", help="how many classes to list per file"),
+    window: Optional[float] = typer.Option(None, "--window", metavar="S", help="analyse in sliding windows of this many seconds (default: files longer than 1.5 model windows are windowed at the model's window)"),
+    hop: Optional[float] = typer.Option(None, "--hop", metavar="S", help="step between windows in seconds (default: half the window)"),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="PNG: mel spectrogram with the class probabilities over time (one file only)"),
     engine: EngineName = typer.Option(EngineName.auto, "--engine", help="auto (onnxruntime where the model carries a current model.onnx, else torch), torch, or onnx"),
-    log: Optional[Path] = typer.Option(None, "--log", help="JSON Lines file: one line per file as it is done; run again to finish an interrupted batch"),
+    log: Optional[Path] = typer.Option(None, "--log", metavar="FILE.jsonl", help="JSON Lines file: one line per file as it is done; run again to finish an interrupted batch"),
     classes: Optional[str] = CLASSES_OPT,
 ):
     """Predict the instrument of each recording; long recordings get a timeline of windows and segments."""
     from .errors import ParameterError
 
-    # `instrec predict MODEL_DIR FILE...` (a first argument holding model.json) also works.
-    if model is None and (paths[0] / "model.json").is_file():
-        model, paths = paths[0], paths[1:]
-        if not paths:
-            raise ParameterError(f"{model} is a model folder; name the audio files or folders to predict after it")
+    if model is None:
+        model, paths = _model_argument(paths)
     if plot is not None and (len(paths) != 1 or paths[0].is_dir()):
         raise ParameterError("--plot draws one recording: name exactly one audio file")
     if plot is not None:
         _need("matplotlib")
     if engine is EngineName.torch:
         _need("torch", "safetensors")
+    from .display import format_predictions, write_timeline
     from .inference import check_window, load_model
     from .pipeline import predict_paths
 
@@ -365,77 +414,46 @@ def predict(
     with _progress() as progress:
         results, skipped = predict_paths(net, paths, window=window, hop=hop, log=log, progress=progress)
     if results or fmt is not OutFormat.table:  # json and csv stay parseable ([] or a header); a table would be empty
-        typer.echo(_format_predictions(results, fmt, top_k), nl=False)
+        typer.echo(format_predictions(results, fmt.value, top_k), nl=False)
     if plot is not None and results:
-        _write_plot(net, results[0], plot)
+        write_timeline(net, results[0], plot)
+        typer.echo(f"plot: {plot}", err=True)
     _report_skipped(skipped)
     if not results:
         raise typer.Exit(1)
 
 
-def _write_plot(net, result, out: Path) -> None:
-    from .audio import load
-    from .display import plot_timeline
-    from .fileio import write_bytes
+def _model_argument(paths: list[Path]) -> tuple[Path | None, list[Path]]:
+    """``instrec predict [MODEL] PATH...``: the model a first argument names, and the inputs.
 
-    y, _ = load(result.path, sr=net.feature.sr)
-    write_bytes(out, plot_timeline(y, result, net.feature))
-    typer.echo(f"plot: {out}", err=True)
+    A model is a folder holding model.json, a .onnx file or 'shipped' (unless a file of that name
+    is there). Followed by more arguments, a first one that is no model, no audio file by its
+    name and not there at all is a mistyped model: an error, not an input to skip, else the
+    shipped model would answer in its place. Alone, it is an input (skipped as missing)."""
+    from .audio import is_audio_path
+    from .errors import ParameterError
 
-
-def _format_predictions(results, fmt: OutFormat, k: int) -> str:
-    if fmt is OutFormat.json:
-        return json.dumps([{**r.to_dict(), "top": [[c, p] for c, p in r.top(k)]} for r in results], indent=2) + "\n"
-    k = min(k, len(results[0].probabilities)) if results else k
-    if fmt is OutFormat.csv:
-        return _predictions_csv(results, k)
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("file", "instrument", *(f"#{i}" for i in range(2, k + 1)))
-    for r in results:
-        top = r.top(k)
-        table.add_row(r.path, f"{top[0][0]} ({top[0][1]:.1%})", *(f"{c} ({p:.1%})" for c, p in top[1:]))
-    console = Console(file=io.StringIO(), width=160, force_terminal=False)
-    console.print(table)
-    for r in results:
-        if r.is_timeline:
-            console.print(f"\n{r.path}: {len(r.windows)} windows of {r.window:g} s, hop {r.hop:g} s", markup=False,
-                          highlight=False, soft_wrap=True)
-            seg = Table("from (s)", "to (s)", "instrument", "mean p")
-            for s in r.segments:
-                seg.add_row(f"{s.start:.2f}", f"{s.end:.2f}", s.label, "" if s.probability is None else f"{s.probability:.1%}")
-            console.print(seg)
-    return console.file.getvalue()
+    first = paths[0]
+    named = ((first / "model.json").is_file() or (first.suffix.lower() == ".onnx" and first.is_file())
+             or (str(first) == "shipped" and not first.exists()))
+    if named:
+        if len(paths) == 1:
+            raise ParameterError(f"{first} is a model; name the audio files or folders to predict after it")
+        return first, paths[1:]
+    if len(paths) > 1 and not first.exists() and not first.is_symlink() and not is_audio_path(first):
+        raise ParameterError(f"{first}: no such model (a folder holding model.json, a .onnx file or 'shipped') "
+                             "nor audio file; leave the model out to use the shipped one")
+    return None, paths
 
 
-def _predictions_csv(results, k: int) -> str:
-    """One row per file; with any windowed file, one row per window (short files: one window)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    if not any(r.is_timeline for r in results):
-        w.writerow(["path", "label"] + [c for i in range(1, k + 1) for c in (f"top{i}", f"p{i}")])
-        for r in results:
-            w.writerow([r.path, r.label] + [v for c, p in r.top(k) for v in (c, f"{p:.6f}")])
-        return buf.getvalue()
-    classes = list(results[0].probabilities)
-    w.writerow(["path", "start", "end", "label", "silent"] + [f"p_{c}" for c in classes])
-    for r in results:
-        rows = r.windows if r.is_timeline else [None]
-        for win in rows:
-            start, end = (win.start, win.end) if win else (0.0, r.duration or 0.0)
-            probs = (win.probabilities if win else r.probabilities) or {}
-            label, silent = (win.label, win.silent) if win else (r.label, False)
-            w.writerow([r.path, f"{start:.3f}", f"{end:.3f}", label, int(silent)]
-                       + [f"{probs[c]:.6f}" if c in probs else "" for c in classes])
-    return buf.getvalue()
-
-
-@app.command()
+@app.command(epilog=_examples(
+    ("instrec export model --onnx model.onnx", ""),
+    ("instrec predict --model model.onnx recording.mp3", "then predict with it, without PyTorch"),
+))
 def export(
-    model: Path = typer.Argument(..., help="model folder written by train (or 'shipped' for the shipped model)"),
-    onnx: Path = typer.Option(..., "--onnx", help="the .onnx file to write"),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset (13-20)"),
+    model: Path = typer.Argument(..., metavar="MODEL_DIR|shipped", help="model folder written by train (or 'shipped' for the shipped model)"),
+    onnx: Path = typer.Option(..., "--onnx", metavar="FILE.onnx", help="the .onnx file to write"),
+    opset: int = typer.Option(17, "--opset", metavar="N", help="ONNX opset (13-20)"),
 ):
     """Export a model to ONNX (front end inside the graph for the cnn); run it with --engine onnx."""
     _need("torch", "safetensors", "onnx")
@@ -461,8 +479,18 @@ def serve(
     max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="predictions at once (default: up to 4, one per core)"),
     max_queue: Optional[int] = typer.Option(None, "--max-queue", min=0, help="requests that may wait beside those at work; "
                                             "more get 503 with Retry-After (default: 4 x --max-concurrent, at least 16)"),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", help="seconds a connection has to send a request's "
+                                         "headers (and the most an upload may fall behind --min-upload-rate); then it is closed"),
+    min_upload_rate: float = typer.Option(10.0, "--min-upload-rate", min=0, help="kB/s an upload must keep up; a slower "
+                                          "or stalled one is cut off with 408 (0: no minimum)"),
+    max_connections: int = typer.Option(256, "--max-connections", min=1, help="open connections at most; at the cap "
+                                        "the longest idle one is closed, or the new one gets 503"),
+    keep_alive: float = typer.Option(5.0, "--keep-alive", help="seconds an idle connection is kept for the next request"),
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="let pages from this origin "
                                                     "(https://host[:port], or *) call the API; repeatable (default: none)"),
+    allowed_host: Optional[List[str]] = typer.Option(None, "--allowed-host", help="also answer requests for this host "
+                                                     "name (name[:port], *.domain, or *: any); repeatable (default: the "
+                                                     "address listened on, and localhost on loopback; others get 421)"),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="INSTREC_API_KEY", show_default=False,
                                           help="require this key (X-API-Key or Authorization: Bearer) under /v1/ "
                                                "but /v1/health; prefer $INSTREC_API_KEY, which ps does not show"),
@@ -476,18 +504,20 @@ def serve(
     limits = Limits(max_upload_bytes=int(max_upload_mb * 1_000_000), max_duration_s=max_duration,
                     request_timeout_s=request_timeout,
                     **({"max_concurrent": max_concurrent} if max_concurrent else {}),
-                    **({"max_queue": max_queue} if max_queue is not None else {}))
+                    **({"max_queue": max_queue} if max_queue is not None else {}),
+                    header_timeout_s=header_timeout, min_upload_rate=min_upload_rate * 1000,
+                    max_connections=max_connections, keep_alive_s=keep_alive)
     run_server(model, host=host, port=port, limits=limits, engine=engine.value, log_level=log_level,
-               api_key=api_key, cors_origins=cors_origin)
+               api_key=api_key, cors_origins=cors_origin, allowed_hosts=allowed_host)
 
 
 @app.command()
 def demo(
-    data: Optional[Path] = typer.Option(None, help="your own labelled folder instead of the built-in renders"),
-    out: Path = typer.Option(Path("instrec-demo"), help="where data, models and reports go"),
-    per_class: int = typer.Option(100, "--per-class", min=2, help="rendered clips per instrument"),
-    soundfont: str = typer.Option("fluidr3", help="SoundFont of the built-in data"),
-    seed: int = typer.Option(0, help="seeds rendering, split and training"),
+    data: Optional[Path] = typer.Option(None, metavar="DIR", help="your own labelled folder instead of the built-in renders"),
+    out: Path = typer.Option(Path("instrec-demo"), metavar="DIR", help="where data, models and reports go"),
+    per_class: int = typer.Option(100, "--per-class", min=2, metavar="N", help="rendered clips per instrument"),
+    soundfont: str = typer.Option("fluidr3", metavar="NAME", help="SoundFont of the built-in data"),
+    seed: int = typer.Option(0, metavar="N", help="seeds rendering, split and training"),
 ):
     """The main job: render → features → train both tutorial recipes → evaluate → report."""
     _need("fluidsynth", "torch", "safetensors", "matplotlib")
@@ -499,31 +529,16 @@ def demo(
     typer.echo(report.read_text())
 
 
-def _quiet_decoder_messages() -> None:
-    """Send what C libraries write straight to file descriptor 2 (libmpg123's "Note: Illegal
-    Audio-MPEG-Header", "Xing stream size" ...) to /dev/null, while Python's own stderr (our
-    messages, progress bars, tracebacks) keeps the real one. INSTREC_DECODER_MESSAGES=1 keeps them."""
-    import os
-
-    if os.environ.get("INSTREC_DECODER_MESSAGES") == "1":
-        return
-    try:
-        if sys.stderr.fileno() != 2:  # stderr is already somewhere else: leave it alone
-            return
-        sys.stderr.flush()
-        real = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        sys.stderr = os.fdopen(real, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
-    except (OSError, ValueError, AttributeError):  # no fd 2 (embedded, odd test runners): leave it
-        pass
+# every command's help the same way, serve's too
+for _info in app.registered_commands:
+    if _info.cls is TyperCommand:  # typer's default
+        _info.cls = _Command
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: a user-caused error is one line on stderr and a non-zero exit code."""
     if argv is None:  # the command itself, not a caller embedding main() (tests, scripts)
-        _quiet_decoder_messages()
+        quiet_decoder_messages()
     try:
         app(args=argv, prog_name="instrec")
     except InstrecError as e:

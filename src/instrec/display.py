@@ -1,14 +1,23 @@
-"""Pictures of predictions: the mel spectrogram of a recording with its class probabilities over time."""
+"""What the command line shows: predictions as a table, JSON or CSV, and as a picture (the mel
+spectrogram of a recording with its class probabilities over time); progress bars; skipped files;
+and what it does not: C decoders' messages."""
 
 from __future__ import annotations
 
+import csv
 import io
+import json
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: main() imports this module before every command, so it stays light
+    import numpy as np
 
-from .features import FeatureConfig
-from .results import Prediction
+    from .features import FeatureConfig
+    from .results import Prediction
 
 
 def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig, *, title: str | None = None) -> bytes:
@@ -18,6 +27,7 @@ def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig,
     A short recording without windows shows its probabilities as one bar per class instead.
     """
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import librosa.display
@@ -55,3 +65,123 @@ def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig,
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def write_timeline(model, prediction: Prediction, out: str | os.PathLike) -> None:
+    """Write :func:`plot_timeline`'s PNG of the file ``prediction`` was made on, atomically, to ``out``."""
+    from .audio import load
+    from .fileio import write_bytes
+
+    y, _ = load(prediction.path, sr=model.feature.sr)
+    write_bytes(out, plot_timeline(y, prediction, model.feature))
+
+
+def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
+    """Predictions as ``instrec predict`` prints them: ``table`` (as wide as the terminal), ``json``
+    or ``csv``, listing the top ``k`` classes of each."""
+    if fmt == "json":
+        return json.dumps([{**r.to_dict(), "top": [[c, p] for c, p in r.top(k)]} for r in results], indent=2) + "\n"
+    k = min(k, len(results[0].probabilities)) if results else k
+    if fmt == "csv":
+        return predictions_csv(results, k)
+    from rich.console import Console
+    from rich.table import Column, Table
+
+    table = Table(Column("file", overflow="fold"), "instrument", *(f"#{i}" for i in range(2, k + 1)))
+    for r in results:
+        top = r.top(k)
+        table.add_row(r.path, f"{top[0][0]} ({top[0][1]:.1%})", *(f"{c} ({p:.1%})" for c, p in top[1:]))
+    console = Console(file=io.StringIO(), width=terminal_width(), force_terminal=False)
+    console.print(table)
+    for r in results:
+        if r.is_timeline:
+            console.print(f"\n{r.path}: {len(r.windows)} windows of {r.window:g} s, hop {r.hop:g} s", markup=False,
+                          highlight=False, soft_wrap=True)
+            seg = Table("from (s)", "to (s)", "instrument", "mean p")
+            for s in r.segments:
+                seg.add_row(f"{s.start:.2f}", f"{s.end:.2f}", s.label, "" if s.probability is None else f"{s.probability:.1%}")
+            console.print(seg)
+    return console.file.getvalue()
+
+
+def terminal_width() -> int:
+    """The terminal's width (COLUMNS first, as rich reads it); 160 when stdout is no terminal, so
+    that a table piped to a file or a pager keeps long paths on one line."""
+    import shutil
+
+    return shutil.get_terminal_size(fallback=(160, 24)).columns
+
+
+def predictions_csv(results: Sequence[Prediction], k: int) -> str:
+    """One row per file; with any windowed file, one row per window (short files: one window)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if not any(r.is_timeline for r in results):
+        w.writerow(["path", "label"] + [c for i in range(1, k + 1) for c in (f"top{i}", f"p{i}")])
+        for r in results:
+            w.writerow([r.path, r.label] + [v for c, p in r.top(k) for v in (c, f"{p:.6f}")])
+        return buf.getvalue()
+    classes = list(results[0].probabilities)
+    w.writerow(["path", "start", "end", "label", "silent"] + [f"p_{c}" for c in classes])
+    for r in results:
+        rows = r.windows if r.is_timeline else [None]
+        for win in rows:
+            start, end = (win.start, win.end) if win else (0.0, r.duration or 0.0)
+            probs = (win.probabilities if win else r.probabilities) or {}
+            label, silent = (win.label, win.silent) if win else (r.label, False)
+            w.writerow([r.path, f"{start:.3f}", f"{end:.3f}", label, int(silent)]
+                       + [f"{probs[c]:.6f}" if c in probs else "" for c in classes])
+    return buf.getvalue()
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def progress_bars():
+    """A progress-bar factory for the pipeline: ``factory(text, total) -> update(done, total)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=_stderr(), transient=False, disable=not sys.stderr.isatty()) as bar:
+        def factory(text: str, total: int):
+            task = bar.add_task(text, total=total or None)
+
+            def update(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return update
+
+        yield factory
+
+
+def report_skipped(skipped) -> None:
+    """The files a batch command skipped, on stderr: a count, then one line per file and why."""
+    if skipped:
+        err = _stderr()
+        err.print(f"skipped {len(skipped)} file(s):")
+        for path, why in skipped:
+            # one line per file, however long: scripts grep these
+            err.print(f"  {path}: {why}", markup=False, highlight=False, soft_wrap=True)
+
+
+def quiet_decoder_messages() -> None:
+    """Send what C libraries write straight to file descriptor 2 (libmpg123's "Note: Illegal
+    Audio-MPEG-Header", "Xing stream size" ...) to /dev/null, while Python's own stderr (our
+    messages, progress bars, tracebacks) keeps the real one. INSTREC_DECODER_MESSAGES=1 keeps them."""
+    if os.environ.get("INSTREC_DECODER_MESSAGES") == "1":
+        return
+    try:
+        if sys.stderr.fileno() != 2:  # stderr is already somewhere else: leave it alone
+            return
+        sys.stderr.flush()
+        real = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = os.fdopen(real, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+    except (OSError, ValueError, AttributeError):  # no fd 2 (embedded, odd test runners): leave it
+        pass

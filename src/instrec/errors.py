@@ -6,6 +6,8 @@ The CLI turns an :class:`InstrecError` into one line and an exit code; the servi
 
 from __future__ import annotations
 
+import os
+
 
 class InstrecError(Exception):
     """Base class of errors a user can cause (bad file, bad argument, bad bundle)."""
@@ -34,6 +36,17 @@ class DataError(InstrecError):
 
 class RenderError(InstrecError):
     """FluidSynth or a SoundFont is missing or fails."""
+
+
+class WriteError(InstrecError, OSError):
+    """An output cannot be written (a full disk, a read-only folder, no permission): one line
+    naming the file. Still an ``OSError``, so code that falls back on one keeps doing so."""
+
+    def __init__(self, path: str | os.PathLike, error: OSError):
+        super().__init__(error.errno, error.strerror or str(error), str(path))
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
 
 
 class BundleError(InstrecError):

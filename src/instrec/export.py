@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import read_meta
+from .bundle import check_finite, read_meta
 from .classifier import InstrumentClassifier, bundle_meta
 from .engines.onnx_engine import (EXPORT_FORMAT_VERSION, EXPORT_KEY, INPUT_NAME, META_KEY, OUTPUT_NAME, OnnxEngine,
                                   bundle_stamp, is_current, spec_sha256, is_up_to_date, onnx_path_for)
@@ -117,6 +117,7 @@ def _export_bytes(clf, meta: dict, stamp: dict, *, opset: int) -> bytes:
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ParameterError(f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET}; got {opset!r}")
 
+    check_finite(clf.net_.state_dict(), f"the {clf.recipe.name} model to export")
     net = copy.deepcopy(clf.net_).cpu().eval()  # never touch the caller's network
     wrapper = _with_softmax(net).eval()
     rng = np.random.default_rng(0)

@@ -9,6 +9,19 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .errors import WriteError
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an ``OSError`` raised while writing ``path`` into a :class:`WriteError` naming it."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as e:
+        raise WriteError(path, e) from None
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -28,25 +41,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     On any exception (including KeyboardInterrupt) the temporary file is removed, so an
     interrupted run leaves either the old file or nothing.
+
+    An ``OSError`` of these steps (making the folder, the temporary file, the rename) is a
+    :class:`WriteError` naming ``path``; what the caller's block raises passes as it is.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
-    os.close(fd)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+        os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
-        with open(tmp, "rb") as fh:  # flush to disk before the rename makes it visible
-            os.fsync(fh.fileno())
-        public_mode(tmp)
-        os.replace(tmp, path)
+        with writing(path):
+            with open(tmp, "rb") as fh:  # flush to disk before the rename makes it visible
+                os.fsync(fh.fileno())
+            public_mode(tmp)
+            os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):  # a failed clean-up must not hide why the write failed
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+    """Write ``data`` to ``path`` atomically; a failed write raises :class:`WriteError`."""
+    with atomic_path(path) as tmp, writing(path):
         tmp.write_bytes(data)
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .engines import Engine, RestrictedEngine, class_columns, restrict_proba  # noqa: F401 (restrict_proba: re-exported)
-from .errors import AudioError, ParameterError
+from .errors import AudioError, BundleError, ParameterError
 from .features import FeatureConfig, compute
 from .results import Prediction, Segment, Window
 
@@ -124,24 +124,29 @@ class Model:
 
     def predict(self, y: np.ndarray, sr: int, *, window: float | None = None, hop: float | None = None,
                 path: str | None = None) -> Prediction:
-        """Predict mono audio ``y`` sampled at ``sr``; long audio is analysed in sliding windows.
+        """Predict audio ``y`` sampled at ``sr``; long audio is analysed in sliding windows.
 
         Parameters
         ----------
-        y : 1-D float array (a 2-D ``(channels, n)`` array is averaged to mono)
+        y : float array: mono ``(n,)``, or several channels, averaged to mono, as ``(channels, n)``
+            or as ``(n, channels)`` (what ``soundfile.read`` returns); the channel axis is the short
+            one, of at most :data:`instrec.audio.MAX_CHANNELS`
         sr : its sampling rate; the audio is resampled to the model's
         window, hop : window length and step in seconds; default: one result for audio up to 1.5
             model windows long, else windows of the model's length with a hop of half of it
+        path : the name to give the prediction and errors
+
+        Raises
+        ------
+        ParameterError
+            a bad ``sr``, ``window`` or ``hop``; an array of more than 2 dimensions, or a 2-D one
+            whose channel axis cannot be told (square, or both axes longer than MAX_CHANNELS).
+        AudioError
+            audio that cannot be used (empty, NaN, silent, constant, too short).
         """
-        from .audio import check_samples, resample
+        from .audio import SR_RANGE, check_samples, resample
 
-        y = np.asarray(y, dtype=np.float32)
-        if y.ndim == 2:
-            y = y.mean(axis=0)
-        if y.ndim != 1:
-            raise ParameterError(f"y must be mono audio of shape (n,) or (channels, n); got shape {y.shape}")
-        from .audio import SR_RANGE
-
+        y = to_mono(np.asarray(y, dtype=np.float32))
         if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or not SR_RANGE[0] <= sr <= SR_RANGE[1]:
             raise ParameterError(f"sr must be a sampling rate in Hz between {SR_RANGE[0]} and {SR_RANGE[1]}; got {sr!r}")
         window, hop = check_window(window, hop)
@@ -150,22 +155,32 @@ class Model:
         return self._predict(y, path, window, hop)
 
     def predict_file(self, path: str | os.PathLike, *, window: float | None = None,
-                     hop: float | None = None, max_duration: float | None = None) -> Prediction:
+                     hop: float | None = None, max_duration: float | None = None,
+                     deadline: float | Callable[[], bool] | None = None) -> Prediction:
         """Decode ``path`` and predict it (see :meth:`predict`).
 
-        ``max_duration`` (s) refuses longer files from their header, before decoding them
-        (default: :data:`instrec.audio.MAX_DURATION`, one hour).
+        Parameters
+        ----------
+        path : a wav, flac, ogg or mp3 file
+        window, hop : as for :meth:`predict`
+        max_duration : refuse longer files (s) from their header, before decoding them (default:
+            :data:`instrec.audio.MAX_DURATION`, one hour)
+        deadline : stop, with an AudioError, once it passes: a :func:`time.monotonic` instant or a
+            callable returning True when the work should stop (see :func:`instrec.audio.load`)
         """
-        from .audio import MAX_DURATION, load
+        from .audio import MAX_DURATION, as_deadline, load
 
         window, hop = check_window(window, hop)
-        y, _ = load(path, sr=self.feature.sr, max_duration=MAX_DURATION if max_duration is None else max_duration)
-        return self._predict(y, str(path), window, hop)
+        time_up = as_deadline(deadline)
+        y, _ = load(path, sr=self.feature.sr, max_duration=MAX_DURATION if max_duration is None else max_duration,
+                    deadline=time_up)
+        return self._predict(y, str(path), window, hop, time_up=time_up)
 
     def predict_files(self, paths: Sequence[str | os.PathLike], **kwargs) -> list[Prediction]:
         return [self.predict_file(p, **kwargs) for p in paths]
 
-    def _predict(self, y: np.ndarray, path: str | None, window: float | None, hop: float | None) -> Prediction:
+    def _predict(self, y: np.ndarray, path: str | None, window: float | None, hop: float | None,
+                 *, time_up: Callable[[], bool] | None = None) -> Prediction:
         sr = self.feature.sr
         duration = len(y) / sr
         if window is None and duration <= 1.5 * self.window:
@@ -173,9 +188,10 @@ class Model:
             return Prediction(path, self.classes[int(np.argmax(p))], self._probs(p), duration=duration)
         window = window or self.window
         hop = hop or window / 2
-        return self._timeline(y, path, window, hop)
+        return self._timeline(y, path, window, hop, time_up=time_up)
 
-    def _timeline(self, y: np.ndarray, path: str | None, window: float, hop: float) -> Prediction:
+    def _timeline(self, y: np.ndarray, path: str | None, window: float, hop: float,
+                  *, time_up: Callable[[], bool] | None = None) -> Prediction:
         sr = self.feature.sr
         spans = window_spans(len(y), sr=sr, window=window, hop=hop)
         chunks = [y[a:b] for a, b in spans]
@@ -184,7 +200,7 @@ class Model:
             raise AudioError(path or "<array>", "is silent in every window")
         loud = [i for i in range(len(chunks)) if not silent[i]]
         # a few windows at a time: memory stays bounded however long the recording and small the hop
-        P = np.concatenate([self.predict_proba(np.stack([compute(chunks[i], self.feature) for i in loud[b : b + WINDOW_BATCH]]))
+        P = np.concatenate([self._batch(chunks, loud[b : b + WINDOW_BATCH], path, time_up)
                             for b in range(0, len(loud), WINDOW_BATCH)])
         windows = [Window(a / sr, b / sr, SILENCE, None, True) for a, b in spans]
         for row, i in zip(P, loud):
@@ -195,7 +211,15 @@ class Model:
                           windows=windows, segments=merge_segments(windows, duration=len(y) / sr),
                           window=window, hop=hop)
 
+    def _batch(self, chunks: list[np.ndarray], rows: list[int], path: str | None,
+               time_up: Callable[[], bool] | None) -> np.ndarray:
+        if time_up is not None and time_up():  # a long recording's windows stop with its time limit too
+            raise AudioError(path or "<array>", "prediction stopped: its time limit passed")
+        return self.predict_proba(np.stack([compute(chunks[i], self.feature) for i in rows]))
+
     def _probs(self, p: np.ndarray) -> dict[str, float]:
+        if not np.isfinite(p).all():  # never hand NaN on: JSON has no NaN, and no answer is better than a wrong one
+            raise BundleError(f"{self.source or 'the model'}: the network answered non-finite probabilities")
         return {c: float(v) for c, v in zip(self.classes, p)}
 
 
@@ -214,8 +238,6 @@ def load_model(path: str | os.PathLike | None = None, *, engine: str = "auto",
         path = shipped_model_path()
     path = Path(path)
     if not path.exists():
-        from .errors import BundleError
-
         raise BundleError(f"{path}: no such model folder or file")
     model = Model(open_engine(path, engine), source=str(path))
     return model if classes is None else model.restrict(classes)
@@ -266,6 +288,33 @@ def merge_segments(windows: Sequence[Window], *, duration: float) -> list[Segmen
         probs = [w.probabilities[w.label] for w in run if w.probabilities]
         segments.append(Segment(run[0].start, end, run[0].label, float(np.mean(probs)) if probs else None))
     return segments
+
+
+def to_mono(y: np.ndarray) -> np.ndarray:
+    """``y`` as mono audio: a 1-D array as it is, a 2-D one averaged over its channel axis.
+
+    The channel axis is the short one, of at most :data:`instrec.audio.MAX_CHANNELS`, so that both
+    ``(channels, n)`` and soundfile's ``(n, channels)`` are read right.
+
+    Raises
+    ------
+    ParameterError
+        more than 2 dimensions, or 2 whose channel axis cannot be told.
+    """
+    from .audio import MAX_CHANNELS
+
+    if y.ndim == 1:
+        return y
+    if y.ndim == 2:
+        rows, cols = y.shape
+        if rows <= MAX_CHANNELS and cols > rows:
+            return y.mean(axis=0)
+        if cols <= MAX_CHANNELS and rows > cols:
+            return y.mean(axis=1)
+        raise ParameterError(f"y of shape {y.shape} is ambiguous: give mono audio of shape (n,), or channels "
+                             f"first, (channels, n), or last, (n, channels), with at most {MAX_CHANNELS} "
+                             f"channels and more samples than channels")
+    raise ParameterError(f"y must be mono audio of shape (n,), or (channels, n) or (n, channels); got shape {y.shape}")
 
 
 def check_window(window, hop) -> tuple[float | None, float | None]:

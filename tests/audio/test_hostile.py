@@ -117,19 +117,25 @@ def test_duration_cap_applies_before_decoding(tmp_path):
     assert len(load(path, max_duration=None)[0]) == 30 * SR
 
 
-def test_long_files_stream_block_by_block(tmp_path, monkeypatch):
-    """Above STREAM_ABOVE seconds the file is mixed and resampled block by block; the result is
-    the one-shot decode's (resampler edge effects aside)."""
+def test_files_stream_block_by_block(tmp_path, monkeypatch):
+    """Every file is mixed and resampled block by block; the result is the one-shot decode's
+    (soundfile's whole read, averaged, resampled at once by soxr), sample for sample."""
+    import soxr
+
     import instrec.audio as A
 
     y = np.tile(NOTE, 12)
     path = write(tmp_path / "stereo48k.wav", np.stack([y, -0.5 * y], axis=1), SR, subtype="FLOAT")
-    whole, _ = load(path, sr=16000)
-    monkeypatch.setattr(A, "STREAM_ABOVE", 2.0)
+    x, file_sr = sf.read(path, dtype="float32", always_2d=True)
+    whole = soxr.resample(x.T.mean(axis=0), file_sr, 16000, quality="HQ")
+    monkeypatch.setattr(A, "BLOCK_SAMPLES", 5000)  # dozens of blocks
     streamed, _ = load(path, sr=16000)
     assert abs(len(streamed) - len(whole)) <= 1
     n = min(len(streamed), len(whole))
     assert np.max(np.abs(streamed[100 : n - 100] - whole[100 : n - 100])) < 1e-3
+    np.testing.assert_array_equal(streamed, whole)  # soxr's stream is its one-shot resampler, chunked
+    channels, _ = load(path, sr=16000, mono=False)
+    np.testing.assert_array_equal(channels, np.stack([soxr.resample(c, file_sr, 16000, quality="HQ") for c in x.T]))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")

@@ -141,6 +141,21 @@ def test_other_sizes(clips, width, height):
     assert_agrees(direct, spectrogram_image_figure(S, width=width, height=height))
 
 
+def test_cached_layouts_give_the_same_pictures():
+    """A new frame count reuses the spines' pixels worked out for another one (only the cells under
+    them change): the picture is the one a fresh process draws."""
+    from instrec.features import image
+
+    rng = np.random.default_rng(7)
+    specs = {n: -80 * rng.random((128, n)) for n in (44, 45, 130, 497, 1000)}
+    warm = {n: spectrogram_image(S) for n, S in specs.items()}
+    for n, S in specs.items():
+        image._layout.cache_clear()
+        image._spine_coverages.cache_clear()
+        np.testing.assert_array_equal(spectrogram_image(S), warm[n])
+    assert_agrees(warm[130], spectrogram_image_figure(specs[130]))
+
+
 # --------------------------------------------------------------------------------------------
 # what the picture looks like
 

@@ -90,7 +90,7 @@ def test_cli_train_cv_prints_mean_std(tone_data, tmp_path):
 
 def test_cli_group_split_records_group_by(sources, tmp_path):
     out = tmp_path / "m"
-    r = run_cli("train", sources[1], "--split", "group", "--group-by", "pitch", "--epochs", "10", "--out", out,
+    r = run_cli("train", sources[1], "--recipe", "seed-mfcc", "--split", "group", "--group-by", "pitch", "--epochs", "10", "--out", out,
                 "--report", tmp_path / "rep")
     assert r.returncode == 0, r.stderr
     split = json.loads((out / "model.json").read_text())["training"]["split"]

@@ -96,6 +96,48 @@ def test_fine_tuning_learns_a_shifted_task_from_few_rows(base):
     assert before < 0.5 and after >= 0.95, (before, after)
 
 
+@pytest.mark.parametrize("trainable", ["all", "output"])
+def test_keep_classes_holds_the_rows_of_classes_without_data(base, trainable):
+    """``keep_classes``: the classes are the base's and the data's; a base class without rows keeps
+    its output row bit for bit (weight decay included), the others learn. Training only the output
+    layer, the base's answers on its kept classes' logits are then exactly the base's."""
+    r = finetuning(base.recipe, trainable=trainable)
+    r = replace(r, train=replace(r.train, epochs=20, weight_decay=1e-3))
+    X, y = blobs(["oboe", "horn"], seed=1)
+    clf = InstrumentClassifier(r, seed=0).fit(X, y, init=base, keep_classes=True)
+    assert clf.classes == ["flute", "horn", "oboe", "viola"]
+    old, new = base.net_.state_dict(), clf.net_.state_dict()
+    out = "net.6"
+    for c in ("flute", "viola"):  # no data: held
+        i, j = clf.classes.index(c), base.classes.index(c)
+        assert torch.equal(new[f"{out}.weight"][i], old[f"{out}.weight"][j])
+        assert torch.equal(new[f"{out}.bias"][i], old[f"{out}.bias"][j])
+    i, j = clf.classes.index("oboe"), base.classes.index("oboe")
+    assert not torch.equal(new[f"{out}.weight"][i], old[f"{out}.weight"][j])  # data: it learnt
+    assert not clf.net_.output()._forward_pre_hooks and not clf.net_.output().weight._backward_hooks  # the hold is gone
+    if trainable == "output":
+        with torch.no_grad():
+            Xf = torch.from_numpy(blobs(["flute", "viola"], seed=3)[0])
+            kept = [clf.classes.index(c) for c in ("flute", "viola")]
+            assert torch.equal(clf.net_(Xf)[:, kept], base.net_(Xf)[:, [base.classes.index(c) for c in ("flute", "viola")]])
+    # and without keep_classes they are dropped, as before
+    plain = InstrumentClassifier(r, seed=0).fit(X, y, init=base)
+    assert plain.classes == ["horn", "oboe"]
+
+
+def test_keep_classes_with_lbfgs_and_without_init():
+    lin = InstrumentClassifier("mfcc-linear", seed=0).fit(np.random.default_rng(0).normal(size=(60, 87)).astype(np.float32),
+                                                          ["a", "b", "c"] * 20)
+    clf = InstrumentClassifier(finetuning(lin.recipe), seed=0).fit(
+        np.random.default_rng(1).normal(size=(40, 87)).astype(np.float32), ["a", "d"] * 20, init=lin, keep_classes=True)
+    assert clf.classes == ["a", "b", "c", "d"]
+    old, new = lin.net_.state_dict(), clf.net_.state_dict()
+    for c in ("b", "c"):
+        assert torch.equal(new["net.0.weight"][clf.classes.index(c)], old["net.0.weight"][lin.classes.index(c)])
+    with pytest.raises(ParameterError, match="keep_classes"):
+        InstrumentClassifier("seed-mfcc").fit(*blobs(["flute", "oboe"]), keep_classes=True)
+
+
 def test_init_must_match_features_and_network(base):
     X, y = blobs(["flute", "oboe"])
     with pytest.raises(ParameterError, match="other features or another network"):
@@ -166,6 +208,10 @@ def test_cli_train_from_shipped(rendered_data, tmp_path):
     assert meta["classes"] == ["cello", "flute", "trumpet"]
     ft = meta["training"]["fine_tuned_from"]
     assert ft["model"].endswith("model") and len(ft["weights_sha256"]) == 64 and "violin" in ft["classes"]
+    # the shipped model's other four classes are dropped, and train says which, in one line
+    assert ft["dropped_classes"] == ["oboe", "saxophone", "viola", "violin"]
+    assert ("dropped the classes of the model it started from that the training data lacks: oboe, saxophone, viola, "
+            "violin (--keep-classes keeps them)") in error_lines(r.stderr)
     assert meta["recipe"]["train"]["epochs"] == 1 and meta["recipe"]["train"]["lr"] == pytest.approx(2e-3)
     # the shipped model knows all three classes: it is scored on every test clip, and the CLI says so
     assert ft["test_split"]["n"] == meta["metrics"]["test_split"]["n"] and 0 <= ft["test_split"]["accuracy"] <= 1
@@ -198,12 +244,36 @@ def test_cli_train_from_shipped_output_layer_only(rendered_data, tmp_path):
     assert changed == {"head.1.weight", "head.1.bias"}
 
 
+def test_cli_train_from_shipped_keeping_its_classes(rendered_data, tmp_path):
+    """``--keep-classes``: the tuned model knows the shipped model's seven classes; the four the
+    renders lack keep the shipped model's output rows bit for bit."""
+    from safetensors.torch import load_file
+
+    from instrec.assets import shipped_model_path
+
+    model = tmp_path / "tuned"
+    r = run_cli("train", rendered_data, "--from", "shipped", "--keep-classes", "--trainable", "output", "--epochs", "1",
+                "--out", model, "--jobs", "1")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((model / "model.json").read_text())
+    shipped = json.loads((shipped_model_path() / "model.json").read_text())["classes"]
+    assert meta["classes"] == shipped and meta["training"]["fine_tuned_from"]["kept_classes"] == [
+        "oboe", "saxophone", "viola", "violin"]
+    assert ("kept the classes of the model it started from that the training data lacks, their output rows as they were: "
+            "oboe, saxophone, viola, violin") in r.stdout and "dropped" not in r.stderr
+    old, new = load_file(shipped_model_path() / "model.safetensors"), load_file(model / "model.safetensors")
+    for c in ("oboe", "saxophone", "viola", "violin"):
+        assert torch.equal(new["head.1.weight"][meta["classes"].index(c)], old["head.1.weight"][shipped.index(c)])
+    assert not torch.equal(new["head.1.weight"][meta["classes"].index("flute")], old["head.1.weight"][shipped.index("flute")])
+
+
 @pytest.mark.parametrize("extra, code, words", [
     (["--from", "{tmp}/nomodel"], 1, ["nomodel"]),  # a bad bundle: 1; a bad argument: 2 (ParameterError)
     (["--from", "shipped", "--recipe", "cnn"], 2, ["--from", "--recipe"]),
     (["--from", "{tmp}/m.onnx"], 2, ["ONNX"]),
     (["--trainable", "output"], 2, ["--trainable", "--from"]),
-], ids=["missing-model", "with-recipe", "onnx", "trainable-without-from"])
+    (["--keep-classes"], 2, ["--keep-classes", "--from"]),
+], ids=["missing-model", "with-recipe", "onnx", "trainable-without-from", "keep-classes-without-from"])
 def test_cli_from_errors_are_one_line(rendered_data, tmp_path, extra, code, words):
     (tmp_path / "m.onnx").write_bytes(b"not really")
     r = run_cli("train", rendered_data, "--out", tmp_path / "out", *[a.format(tmp=tmp_path) for a in extra])
@@ -216,11 +286,11 @@ def test_cli_from_errors_are_one_line(rendered_data, tmp_path, extra, code, word
 
 def test_train_model_fine_tunes_a_saved_model(rendered_data, tmp_path):
     """The Python API: ``train_model(..., init=folder)`` takes the saved model's recipe and weights,
-    and model.json names the model it started from; with no recipe and no init, seed-mfcc."""
+    and model.json names the model it started from."""
     from instrec.classifier import fingerprint as _fingerprint
     from instrec.pipeline import load_base_model, train_model
 
-    first = train_model(rendered_data, out=tmp_path / "first", split="stratified", seed=2)
+    first = train_model(rendered_data, recipe="seed-mfcc", out=tmp_path / "first", split="stratified", seed=2)
     assert first.model.recipe.name == "seed-mfcc"
     second = train_model(rendered_data, init=tmp_path / "first", out=tmp_path / "second", split="stratified", seed=2)
     assert second.model.recipe.train == replace(first.model.recipe.train, min_val_per_class=5)

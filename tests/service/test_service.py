@@ -328,6 +328,11 @@ def _connect(url: str) -> socket.socket:
     return socket.create_connection((host, int(port)), timeout=10)
 
 
+def _host(url: str) -> bytes:
+    """The Host header's value for ``url`` (the service answers only to its own address)."""
+    return url.removeprefix("http://").encode()
+
+
 def _read_response(sock: socket.socket, already: bytes = b"") -> tuple[int, dict, bytes]:
     data = already
     sock.settimeout(10)
@@ -351,7 +356,7 @@ def _read_response(sock: socket.socket, already: bytes = b"") -> tuple[int, dict
 def test_upload_limit_refused_before_reading_a_declared_length(small_server):
     """A Content-Length over the limit is answered at once: no byte of the body is sent."""
     with _connect(small_server) as s:
-        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: " + _host(small_server) + b"\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                   b"Content-Length: 500000000\r\n\r\n")
         status, headers, body = _read_response(s)
     assert status == 413 and json.loads(body)["error"].startswith("the upload is larger")
@@ -363,7 +368,7 @@ def test_upload_limit_holds_while_a_chunked_upload_streams(small_server):
     total, sent, reply = 200_000_000, 0, b""
     boundary = "instrec-test"
     with _connect(small_server) as s:
-        s.sendall(f"POST /v1/predict HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+        s.sendall(f"POST /v1/predict HTTP/1.1\r\nHost: {_host(small_server).decode()}\r\nTransfer-Encoding: chunked\r\n"
                   f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode())
         head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="huge.wav"\r\n'
                 f"Content-Type: audio/wav\r\n\r\nRIFF").encode()
@@ -398,7 +403,7 @@ def test_upload_limit_holds_while_a_chunked_upload_streams(small_server):
 def test_request_time_limit(small_server):
     """An upload that stalls is answered 503 when the request's time is up (1 s here)."""
     with _connect(small_server) as s:
-        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: " + _host(small_server) + b"\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                   b"Content-Length: 5000\r\n\r\n--b\r\n")
         t0 = time.monotonic()
         status, _, body = _read_response(s)

@@ -1,14 +1,13 @@
 """The web page (issue 5), end to end: the real server, headless Chromium driven by Playwright.
 
-Screenshots are kept in build/test-artifacts/ (ignored by git). With INSTREC_UPDATE_SCREENSHOT=1
-the long-recording one is also copied to docs/screenshot.png for the README.
+Screenshots are kept in build/test-artifacts/ (ignored by git); the README's are made by
+scripts/screenshots.py.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -167,11 +166,7 @@ def test_long_recording_shows_a_timeline(page, rendered_data, model, tmp_path):
     labels = page.locator("#timeline g.segment").evaluate_all("gs => gs.map(g => g.dataset.label)")
     assert labels == [s.label for s in want.segments] and len(labels) >= 2
     assert page.locator("#timeline path[data-class]").count() >= 2
-    out = shoot(page, "webpage-timeline.png")
-    if os.environ.get("INSTREC_UPDATE_SCREENSHOT") == "1":
-        docs = ROOT / "docs" / "screenshot.png"
-        docs.parent.mkdir(exist_ok=True)
-        shutil.copyfile(out, docs)
+    shoot(page, "webpage-timeline.png")
 
 
 def test_refused_file_shows_the_error(page, tmp_path):

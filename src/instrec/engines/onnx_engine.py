@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import FORMAT, WEIGHTS, read_meta, validate_meta
+from ..bundle import FORMAT, WEIGHTS, loads_finite, read_meta, validate_meta
 from ..errors import BundleError, ParameterError
 from ..features.config import FeatureConfig
 
@@ -115,9 +115,9 @@ def _read_props(session, path) -> tuple[dict, dict]:
         raise BundleError(f"{path}: not an instrec model (no {META_KEY!r} metadata); "
                           "export one with: instrec export MODEL --onnx OUT.onnx")
     try:
-        meta = json.loads(props[META_KEY])
-        export_info = json.loads(props.get(EXPORT_KEY, "{}"))
-    except json.JSONDecodeError as e:
+        meta = loads_finite(props[META_KEY])
+        export_info = loads_finite(props.get(EXPORT_KEY, "{}"))
+    except ValueError as e:
         raise BundleError(f"{path}: the instrec metadata is not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(export_info, dict):
         raise BundleError(f"{path}: the instrec metadata is not an instrec model description")
@@ -174,6 +174,10 @@ class OnnxEngine:
             raise BundleError(f"{label}: the graph's inputs and outputs do not match its instrec metadata")
         # the cnn's activations grow with the batch: run large inputs in slices
         self._batch = 64 if self.feature.kind == "waveform" else 4096
+        # weights holding NaN or infinity answer NaN to everything: refuse them now, not per request
+        if not np.isfinite(self.predict_proba(np.zeros((1, self.feature.dim), np.float32))).all():
+            raise BundleError(f"{label}: the network answers non-finite probabilities (NaN or infinite weights); "
+                              "the model is damaged")
 
     @property
     def info(self) -> dict:

@@ -480,22 +480,35 @@ def _layout(W: int, H: int, n_rows: int, n_cols: int) -> _Layout:
 def _spine_pixels(spines, band_of_row: np.ndarray, cell_of_col: np.ndarray, W: int) -> _SpinePixels | None:
     if not spines:
         return None
+    # The spines hardly ever change with the number of frames (only the cells under them do):
+    # their pixels are worked out once per set of spines, which is most of a new layout's time.
+    rows, cols, kind, coverages = _spine_coverages(
+        tuple((rr.start, rr.stop, cc.start, cc.stop, alpha.tobytes()) for rr, cc, alpha in spines), W)
+    band, cell = band_of_row[rows], cell_of_col[cols]
+    inside = (band >= 0) & (cell >= 0)
+    out = _SpinePixels(rows, cols, kind, coverages, inside, band[inside], cell[inside])
+    for a in (inside, out.band, out.cell):
+        a.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=16)
+def _spine_coverages(spines: tuple, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+    """``(rows, cols, kind, coverages)`` of :class:`_SpinePixels` for spines given as
+    ``(row start, row stop, column start, column stop, alpha bytes)`` in draw order."""
     seqs: dict[int, tuple] = {}  # flat pixel index -> coverages blended over it, in draw order
-    for rr, cc, alpha in spines:
-        flat = (np.arange(rr.start, rr.stop)[:, None] * W + np.arange(cc.start, cc.stop)[None, :]).ravel()
-        for f, a in zip(flat.tolist(), alpha.ravel().tolist()):
+    for r0, r1, c0, c1, alpha in spines:
+        flat = (np.arange(r0, r1)[:, None] * W + np.arange(c0, c1)[None, :]).ravel()
+        for f, a in zip(flat.tolist(), np.frombuffer(alpha, dtype=np.uint8).tolist()):
             seqs[f] = seqs.get(f, ()) + (a,)
     flat = np.fromiter(seqs, dtype=np.intp, count=len(seqs))
     coverages = tuple(sorted(set(seqs.values())))
     number = {c: k for k, c in enumerate(coverages)}
     kind = np.fromiter((number[c] for c in seqs.values()), dtype=np.intp, count=len(seqs))
     rows, cols = flat // W, flat % W
-    band, cell = band_of_row[rows], cell_of_col[cols]
-    inside = (band >= 0) & (cell >= 0)
-    out = _SpinePixels(rows, cols, kind, coverages, inside, band[inside], cell[inside])
-    for a in (rows, cols, kind, inside, out.band, out.cell):
+    for a in (rows, cols, kind):
         a.setflags(write=False)
-    return out
+    return rows, cols, kind, coverages
 
 
 def _gather(cells: np.ndarray, band_of_row: np.ndarray, cell_of_col: np.ndarray) -> np.ndarray:

@@ -6,12 +6,13 @@ The CLI only parses arguments, calls these and prints; anything it does, Python 
 """
 
 from ..data.splits import KFold, LeaveOneSourceOut
-from .common import (DataOptions, Progress, load_base_model, resolve_recipe, shifted_features, training_rows)
+from .common import (DEFAULT_RECIPE, DataOptions, Progress, load_base_model, resolve_recipe, shifted_features,
+                     training_rows)
 from .evaluation import evaluate_model
 from .prediction import ResultsLog, predict_paths
 from .training import SPLIT_FILE, TrainResult, checkpoint_path, train_model
 from .validation import cross_validate
 
-__all__ = ["DataOptions", "Progress", "KFold", "LeaveOneSourceOut", "train_model", "TrainResult", "evaluate_model",
-           "predict_paths", "ResultsLog", "cross_validate", "load_base_model", "resolve_recipe", "shifted_features",
-           "training_rows", "checkpoint_path", "SPLIT_FILE"]
+__all__ = ["DEFAULT_RECIPE", "DataOptions", "Progress", "KFold", "LeaveOneSourceOut", "train_model", "TrainResult",
+           "evaluate_model", "predict_paths", "ResultsLog", "cross_validate", "load_base_model", "resolve_recipe",
+           "shifted_features", "training_rows", "checkpoint_path", "SPLIT_FILE"]

@@ -20,6 +20,10 @@ from ..recipes import Recipe, finetuning, get_recipe
 # ``progress(description, total) -> update(done, total)``: how a step reports progress
 Progress = Callable[[str, int], Callable[[int, int], None]]
 
+# The recipe of a run that names none: the one the README recommends for a user's own recordings
+# (the tutorial's seed-mfcc is the weakest on real recordings of pitches it has not heard).
+DEFAULT_RECIPE = "mfcc-stats"
+
 
 @dataclass(frozen=True)
 class DataOptions:
@@ -118,10 +122,31 @@ def load_base_model(init) -> InstrumentClassifier | None:
 
 def resolve_recipe(recipe: Recipe | str | None, init: InstrumentClassifier | None, *, trainable: str = "all") -> Recipe:
     """The recipe asked for; without one, the fine-tuning recipe of ``init``'s (``trainable``: all
-    its weights or its output layer only, see :func:`~instrec.recipes.finetuning`), or seed-mfcc."""
+    its weights or its output layer only, see :func:`~instrec.recipes.finetuning`), or
+    :data:`DEFAULT_RECIPE` (mfcc-stats)."""
     if recipe is None:
-        return finetuning(init.recipe, trainable=trainable) if init is not None else get_recipe("seed-mfcc")
+        return finetuning(init.recipe, trainable=trainable) if init is not None else get_recipe(DEFAULT_RECIPE)
     return get_recipe(recipe) if isinstance(recipe, str) else recipe
+
+
+def check_keep_classes(keep_classes: bool, init: InstrumentClassifier | None) -> None:
+    """Refuse ``keep_classes`` without a model to keep the classes of, before any work."""
+    if keep_classes and init is None:
+        raise ParameterError("keep_classes keeps the classes of the model fine-tuning starts from: give init")
+
+
+# A run's context: the classes of the model it fine-tuned that its training data lacks
+ABSENT_DROPPED = "dropped classes (known to the model it started from, absent from the training data)"
+ABSENT_KEPT = "kept classes without training data (output rows frozen at the start's)"
+
+
+def absent_classes(init: InstrumentClassifier, labels: Sequence[str], keep_classes: bool) -> dict[str, str]:
+    """What a run's context says of the classes of the model it fine-tunes that ``labels`` (its
+    training data) lack: dropped, or (``keep_classes``) kept with their output rows frozen."""
+    absent = sorted(set(init.classes) - set(labels))
+    if not absent:
+        return {}
+    return {ABSENT_KEPT if keep_classes else ABSENT_DROPPED: ", ".join(absent)}
 
 
 def init_record(init: InstrumentClassifier) -> dict:
@@ -135,7 +160,7 @@ def init_record(init: InstrumentClassifier) -> dict:
 
 def fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr, te, progress_bar=None, *,
                   device="auto", checkpoint=None, resume: bool = False, shifted=(),
-                  init: InstrumentClassifier | None = None):
+                  init: InstrumentClassifier | None = None, keep_classes: bool = False):
     """Train a fresh classifier on rows ``tr`` (and their pitch-shifted copies, see
     :func:`shifted_features`), score it on rows ``te``: ``(classifier, metrics)``.
 
@@ -144,7 +169,7 @@ def fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr
     clf = InstrumentClassifier(recipe, seed=seed, device=device)
     X_train, y_train = training_rows(X, y, tr, shifted)
     clf.fit(X_train, y_train, on_epoch=(lambda e, n, loss: progress_bar(e, n)) if progress_bar else None,
-            checkpoint=checkpoint, resume=resume, init=init)
+            checkpoint=checkpoint, resume=resume, init=init, keep_classes=keep_classes)
     proba = clf.predict_proba(X[te]) if len(te) else np.zeros((0, len(clf.classes)), np.float32)
     return clf, compute_metrics([y[i] for i in te], proba, clf.classes)
 

@@ -14,6 +14,7 @@ from ..data.folder import Dataset
 from ..engines.torch_engine import TorchEngine
 from ..evaluate import compute_metrics, write_report
 from ..features import compact_dtype, expand
+from ..fileio import writing
 from ..inference import Model, load_model
 from .common import DataOptions, Progress, extract_rows, split_words
 from .training import SPLIT_FILE
@@ -71,7 +72,8 @@ def evaluate_model(
         "sources": ", ".join(sorted({clips[i].source for i in ok})),
     }
     if out is not None:
-        write_report(out, metrics, title=f"{info['recipe']}: evaluation", context=context, skipped=skipped)
+        with writing(out):  # a full disk or a read-only folder: one line naming it (WriteError)
+            write_report(out, metrics, title=f"{info['recipe']}: evaluation", context=context, skipped=skipped)
     return metrics, skipped
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 from pathlib import Path
@@ -11,6 +13,8 @@ from ..classifier import InstrumentClassifier
 from ..data.folder import find_audio
 from ..engines.torch_engine import TorchEngine
 from ..errors import InstrecError, skip_entry
+from ..errors import WriteError
+from ..fileio import writing
 from ..inference import Model, check_window
 from ..results import Prediction
 from .common import Progress, bar
@@ -30,7 +34,8 @@ def predict_paths(
     ``window`` / ``hop`` (s): sliding-window analysis (see :meth:`instrec.inference.Model.predict`).
     ``log``: a JSON Lines file that gets one line per file as soon as it is predicted; files it
     already lists (from an earlier, interrupted run) are not predicted again, and a last line cut
-    short by the interruption is dropped.
+    short by the interruption is dropped. A log that cannot be written (a full disk, a read-only
+    folder) raises :class:`~instrec.errors.WriteError`, its earlier lines intact.
     """
     window, hop = check_window(window, hop)
     if isinstance(model, InstrumentClassifier):
@@ -56,11 +61,13 @@ def predict_paths(
     try:
         for i, f in enumerate(todo):
             try:
-                results.append(model.predict_file(f, window=window, hop=hop))
-                if results_log:
-                    results_log.append(results[-1])
+                r = model.predict_file(f, window=window, hop=hop)
             except InstrecError as e:
                 skipped.append(skip_entry(e, f))
+            else:
+                results.append(r)
+                if results_log:  # outside the skip: a log that cannot be written stops the batch (WriteError)
+                    results_log.append(r)
             if update:
                 update(i + 1, len(todo))
     finally:
@@ -73,14 +80,16 @@ class ResultsLog:
     """Append-only JSON Lines of predictions, each line flushed to disk when written.
 
     Opening it reads what an earlier run wrote: complete lines are kept (``done``: path →
-    Prediction), and a torn last line (a run killed mid-write) is cut off the file.
+    Prediction), and a torn last line (a run killed mid-write) is cut off the file. A line that
+    cannot be written (a full disk) is cut off again before :class:`~instrec.errors.WriteError`
+    is raised, so the file holds the complete lines before it and nothing else.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.done: dict[str, Prediction] = {}
-        good = 0
-        if self.path.exists():
+        good, data = 0, b""
+        if self.path.is_file():  # anything else (a folder) is refused by the open below, in one line
             data = self.path.read_bytes()
             for line in data.splitlines(keepends=True):
                 try:
@@ -91,16 +100,26 @@ class ResultsLog:
                     break  # a torn or foreign line: keep what came before it
                 self.done[p.path] = p
                 good += len(line)
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
             if good < len(data):
-                with open(self.path, "r+b") as fh:
-                    fh.truncate(good)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "ab")
+                os.ftruncate(self._fd, good)
 
     def append(self, p: Prediction) -> None:
-        self._fh.write((json.dumps(p.to_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        line = memoryview((json.dumps(p.to_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
+        before = os.fstat(self._fd).st_size
+        try:
+            while line:
+                n = os.write(self._fd, line)  # unbuffered: nothing is left to fail later, at close
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                line = line[n:]
+            os.fsync(self._fd)
+        except OSError as e:
+            with contextlib.suppress(OSError):  # the part written: the next run would drop it anyway
+                os.ftruncate(self._fd, before)
+            raise WriteError(self.path, e) from None
 
     def close(self) -> None:
-        self._fh.close()
+        os.close(self._fd)

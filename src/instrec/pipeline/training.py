@@ -16,9 +16,10 @@ from ..data.folder import Dataset
 from ..data.splits import clip_groups, split_indices
 from ..errors import ParameterError
 from ..evaluate import fmt_pct, write_report
+from ..fileio import writing
 from ..recipes import Recipe
-from .common import (DataOptions, Progress, bar, extract_rows, fit_and_score, init_record, load_base_model,
-                     need_two_classes, resolve_recipe, shifted_features, split_words)
+from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, extract_rows, fit_and_score,
+                     init_record, load_base_model, need_two_classes, resolve_recipe, shifted_features, split_words)
 
 SPLIT_FILE = "split.json"  # the model folder's record of its training data's test clips
 
@@ -48,6 +49,7 @@ def train_model(
     device: str = "auto",
     resume: bool = False,
     init: InstrumentClassifier | str | os.PathLike | None = None,
+    keep_classes: bool = False,
     progress: Progress | None = None,
 ) -> TrainResult:
     """Load labelled audio, extract features, split, train, score the test split, save a bundle.
@@ -66,11 +68,16 @@ def train_model(
     ``init``: fine-tune this trained model (an :class:`InstrumentClassifier`, its folder, or
     ``"shipped"``) instead of starting from random weights. Its weights and input statistics are
     the start; output rows are matched by class name (a new class starts from a fresh row). Without
-    ``recipe`` its own is used (:func:`~instrec.recipes.finetuning`); without either, ``seed-mfcc``.
-    ``model.json`` records the model it started from (``training.fine_tuned_from``).
+    ``recipe`` its own is used (:func:`~instrec.recipes.finetuning`); without either,
+    :data:`~instrec.pipeline.DEFAULT_RECIPE` (``mfcc-stats``, as ``instrec train``).
+    ``model.json`` records the model it started from (``training.fine_tuned_from``). A class
+    of ``init`` that the training clips lack is dropped (``context`` says which), unless
+    ``keep_classes``: then the model keeps it, its output row frozen at ``init``'s (see
+    :meth:`InstrumentClassifier.fit`).
     """
     options = options or DataOptions()
     init = load_base_model(init)
+    check_keep_classes(keep_classes, init)
     recipe = resolve_recipe(recipe, init)
     group_by = _check_group_by(split, group_by)
     ds = options.load(data)
@@ -100,7 +107,8 @@ def train_model(
         raise ParameterError("--resume continues the training of a model folder: give --out")
     shifted = shifted_features(clips, recipe, tr, options, progress)
     clf, metrics = fit_and_score(recipe, seed, X, y, tr, te, bar(progress, f"{recipe.name}: training", recipe.train.epochs),
-                                 device=device, checkpoint=checkpoint, resume=resume, shifted=shifted, init=init)
+                                 device=device, checkpoint=checkpoint, resume=resume, shifted=shifted, init=init,
+                                 keep_classes=keep_classes)
     context = {
         "recipe": recipe.name,
         "data": ", ".join(str(r) for r in ds.roots),
@@ -131,6 +139,9 @@ def train_model(
     if init is not None:
         start = info["training"]["fine_tuned_from"] = init_record(init)
         context["fine-tuned from"] = start["model"]
+        trained = [y[i] for i in tr]  # the classes fit() saw; the base's others are dropped or kept
+        start["kept_classes" if keep_classes else "dropped_classes"] = sorted(set(init.classes) - set(trained))
+        context.update(absent_classes(init, trained, keep_classes))
         start["test_split"] = _score_start(init, X, y, te)
         if start["test_split"] is not None:
             context["the model it started from"] = (f"accuracy {fmt_pct(start['test_split']['accuracy'])} on the "
@@ -139,10 +150,12 @@ def train_model(
     model_dir = None
     if out is not None:
         test_record = {"roots": [str(r) for r in ds.roots], "test": [str(clips[i].path.resolve()) for i in te]}
-        model_dir = clf.save(out, extra_files={SPLIT_FILE: test_record})
+        with writing(out):  # a full disk or a read-only folder: one line naming it (WriteError)
+            model_dir = clf.save(out, extra_files={SPLIT_FILE: test_record})
         shutil.rmtree(checkpoint, ignore_errors=True)  # the model is safe: the checkpoint has done its job
     if report_dir is not None:
-        write_report(report_dir, metrics, title=f"{recipe.name}: evaluation", context=context, skipped=skipped)
+        with writing(report_dir):
+            write_report(report_dir, metrics, title=f"{recipe.name}: evaluation", context=context, skipped=skipped)
     return TrainResult(clf, model_dir, metrics, context, skipped, extract_seconds, clf.history_["seconds"])
 
 

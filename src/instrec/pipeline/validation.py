@@ -12,10 +12,10 @@ import numpy as np
 from ..classifier import InstrumentClassifier
 from ..data.splits import KFold, LeaveOneSourceOut
 from ..evaluate import SUMMARY_METRICS, crossval_markdown
-from ..fileio import write_json, write_text
+from ..fileio import write_json, write_text, writing
 from ..recipes import Recipe
-from .common import (DataOptions, Progress, bar, dataset_features, fit_and_score, init_record, load_base_model,
-                     need_two_classes, resolve_recipe, shifted_features)
+from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, dataset_features, fit_and_score,
+                     init_record, load_base_model, need_two_classes, resolve_recipe, shifted_features)
 
 Splitter = KFold | LeaveOneSourceOut
 
@@ -30,6 +30,7 @@ def cross_validate(
     out: str | os.PathLike | None = None,
     device: str = "auto",
     init: InstrumentClassifier | str | os.PathLike | None = None,
+    keep_classes: bool = False,
     progress: Progress | None = None,
 ) -> dict:
     """Train a fresh model on the training side of each fold of ``cv`` and score it on the test side.
@@ -40,7 +41,8 @@ def cross_validate(
     ``KFold(k, seed=seed)``. Features are computed once; every fold's model is seeded with
     ``seed``. Classes of a test side that its training side never saw are not scored; each fold
     lists them under ``unknown_classes``. ``init``: every fold fine-tunes this trained model (see
-    :func:`~instrec.pipeline.train_model`).
+    :func:`~instrec.pipeline.train_model`, also for ``keep_classes``). Without ``recipe`` (and
+    ``init``), :data:`~instrec.pipeline.DEFAULT_RECIPE`.
 
     Returns ``{"folds": [...], "mean": {...}, "std": {...}, "split": {...}, "context": {...},
     "skipped": [...]}``: each fold is :func:`~instrec.evaluate.compute_metrics`' dict plus
@@ -52,6 +54,7 @@ def cross_validate(
     options = options or DataOptions()
     splitter = KFold(cv, seed=seed) if not isinstance(cv, (KFold, LeaveOneSourceOut)) else cv
     init = load_base_model(init)
+    check_keep_classes(keep_classes, init)
     recipe = resolve_recipe(recipe, init)
     ds = options.load(data)
     need_two_classes(ds.labels, "the data")
@@ -65,7 +68,7 @@ def cross_validate(
     results = []
     for name, tr, te, facts in folds:
         _, metrics = fit_and_score(recipe, seed, X, y, tr, te, bar(progress, f"{recipe.name}: {name}", recipe.train.epochs),
-                                   device=device, shifted=shifted, init=init)
+                                   device=device, shifted=shifted, init=init, keep_classes=keep_classes)
         results.append({"n_train": int(len(tr)), "n_test": int(len(te)), **metrics, **facts})
     sources = Counter(c.source for c in clips)
     context = {
@@ -79,6 +82,7 @@ def cross_validate(
     }
     if init is not None:
         context["fine-tuned from"] = init_record(init)["model"]
+        context.update(absent_classes(init, y, keep_classes))
     result = _cv_result(results, context, skipped, split={**splitter.record(), "model_seed": seed})
     if out is not None:
         _write_cv(out, splitter.report_file, result, title=f"{recipe.name}: {splitter.title()}")
@@ -97,7 +101,8 @@ def _cv_result(folds: list[dict], context: dict, skipped, split: dict) -> dict:
 
 def _write_cv(out: str | os.PathLike, json_name: str, result: dict, *, title: str) -> Path:
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out):  # a full disk or a read-only folder: one line naming it (WriteError)
+        out.mkdir(parents=True, exist_ok=True)
     write_json(out / json_name, result)
     write_text(out / "report.md", crossval_markdown(result, title=title))
     return out

@@ -10,18 +10,24 @@ Endpoints
 ``GET /``             the web page (``static/``); ``/docs`` and ``/openapi.json``: the API's description
 
 Every error a client can cause is a 4xx with ``{"error": "one line"}``: 400 a malformed request or a
-missing ``file`` field, 401 a missing or wrong API key (only when the service has one), 413 a body
+missing ``file`` field, 401 a missing or wrong API key (only when the service has one), 403 a
+cross-origin request that changes state, 408 an upload slower than the minimum rate, 413 a body
 over the size limit (refused while it streams in, see :class:`~instrec.service.upload.BodyLimit`),
-415 a file that is not wav/flac/ogg/mp3 audio, 422 audio that cannot be used (undecodable, empty,
-silent, NaN, too long) or bad parameters. 404, 405 and the rest are JSON too, never a stack trace.
+415 a file that is not wav/flac/ogg/mp3 audio, 421 a Host the service does not answer to, 422 audio
+that cannot be used (undecodable, empty, silent, NaN, too long) or bad parameters. 404, 405 and the
+rest are JSON too, never a stack trace.
 
-Under pressure (:mod:`instrec.service.guard`): a request over the time limit gets 503; at most
-``max_concurrent`` predictions run at once and ``max_queue`` more requests wait (an upload in
-progress counts), and beyond that a request gets 503 with ``Retry-After`` at once, before its body
-is read. No path on the server comes from a request: uploads are written to fresh temp files
-(``tmp_dir``), the client's file name is only shown back (:func:`~instrec.service.upload.display_name`).
-CORS is closed unless origins are named (``cors_origins``); with ``api_key`` set, everything under
-``/v1/`` but ``/v1/health`` needs it (``X-API-Key`` or ``Authorization: Bearer``).
+Under pressure (:mod:`instrec.service.guard`, :mod:`instrec.service.server`): a request over the
+time limit gets 503; at most ``max_concurrent`` predictions run at once and ``max_queue`` more
+requests whose upload has arrived wait, and beyond that a request gets 503 with ``Retry-After``
+(at once, before its body is read, when the line is full as it comes in). Uploads still arriving
+do not hold a place: slow clients are bounded by the connection cap, the header timeout and the
+minimum upload rate. No path on the server comes from a request: uploads are written to fresh temp
+files (``tmp_dir``), the client's file name is only shown back
+(:func:`~instrec.service.upload.display_name`), and ``/v1/model`` shows no path of the machine that
+trained the model. CORS is closed unless origins are named (``cors_origins``); the Host header must
+name the service (``allowed_hosts``); with ``api_key`` set, everything under ``/v1/`` but
+``/v1/health`` needs it (``X-API-Key`` or ``Authorization: Bearer``).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._version import __version__
 from ..errors import InstrecError, ParameterError
 from ..inference import Model, load_model
-from .guard import Admission, ApiKeyGuard, add_cors, check_api_key, check_origins
+from .guard import Admission, ApiKeyGuard, HostOriginGuard, add_cors, check_api_key, check_hosts, check_origins
 from .routes import error_response, router
 from .upload import BodyLimit, ServiceError, format_bytes
 
@@ -67,9 +73,24 @@ class Limits:
     request_timeout_s : longest a request may take from the start of its upload to its answer (503)
     max_concurrent : predictions run at once in worker threads; more requests wait their turn
         (inside their time limit)
-    max_queue : requests that may wait (or still be uploading) beside the ``max_concurrent`` at
-        work; one more is answered 503 with ``Retry-After`` at once (default: 4 x max_concurrent,
-        at least 16; 0: none wait)
+    max_queue : requests whose upload has arrived that may wait beside the ``max_concurrent`` at
+        work; one more is answered 503 with ``Retry-After`` (at once, before its body is read, when
+        the line is already full as it comes in). Uploads still arriving do not count: a slow
+        client cannot hold a place (default: 4 x max_concurrent, at least 16; 0: none wait)
+    header_timeout_s : a connection must send a complete request head (request line and headers)
+        within this many seconds of opening, or of its first byte after an answer; else it is
+        closed (408 when part of a head had come). The same allowance bounds how far a body may
+        fall behind ``min_upload_rate``, and how long the body of an already answered request is
+        discarded
+    min_upload_rate : bytes per second a request body must keep arriving at, on average; a body
+        that stalls, or trickles slower, is cut off with 408 once it is ``header_timeout_s`` of
+        data behind (a client sending at 1 byte/s: after about ``header_timeout_s``). 0: no minimum
+        (the request time limit still holds)
+    max_connections : open connections at most; at the cap a new connection closes the one that
+        has waited longest for its next request (idle, or its head still arriving), and when every
+        connection has a request in progress the new one is answered 503 and closed
+    keep_alive_s : how long an idle connection is kept open after an answer, for the client's next
+        request
     """
 
     max_upload_bytes: int = 20_000_000
@@ -77,9 +98,13 @@ class Limits:
     request_timeout_s: float = 60.0
     max_concurrent: int = field(default_factory=_default_concurrency)
     max_queue: int | None = None
+    header_timeout_s: float = 10.0
+    min_upload_rate: float = 10_000.0
+    max_connections: int = 256
+    keep_alive_s: float = 5.0
 
     def __post_init__(self):
-        for name in ("max_upload_bytes", "max_concurrent"):
+        for name in ("max_upload_bytes", "max_concurrent", "max_connections"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ParameterError(f"{name} must be a positive integer; got {v!r}")
@@ -88,10 +113,13 @@ class Limits:
         q = self.max_queue
         if isinstance(q, bool) or not isinstance(q, int) or q < 0:
             raise ParameterError(f"max_queue must be an integer of 0 or more; got {q!r}")
-        for name in ("max_duration_s", "request_timeout_s"):
+        for name in ("max_duration_s", "request_timeout_s", "header_timeout_s", "keep_alive_s"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ParameterError(f"{name} must be a positive number of seconds; got {v!r}")
+        r = self.min_upload_rate
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 0:
+            raise ParameterError(f"min_upload_rate must be a number of bytes per second, 0 or more; got {r!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,7 +127,7 @@ class Limits:
 
 def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits | None = None,
                engine: str = "auto", tmp_dir: str | os.PathLike | None = None, api_key: str | None = None,
-               cors_origins: Iterable[str] | None = None) -> FastAPI:
+               cors_origins: Iterable[str] | None = None, allowed_hosts: Iterable[str] | None = None) -> FastAPI:
     """The service's ASGI app, with ``model`` loaded once, now.
 
     model : a loaded :class:`~instrec.inference.Model`, a model folder or ``.onnx`` file, or ``None``
@@ -110,11 +138,16 @@ def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits
     api_key : None: an open service; else every request under ``/v1/`` but ``/v1/health`` needs it
         (``X-API-Key`` or ``Authorization: Bearer``), or gets 401
     cors_origins : origins (``https://host[:port]``, or ``*``) whose pages may call the API from a
-        browser; none (the default): no CORS headers at all
+        browser; none (the default): no CORS headers at all, and a request that changes state
+        (POST ...) from another origin's page gets 403
+    allowed_hosts : ``Host`` values to answer besides the address a client connected to (and, on
+        loopback, ``localhost``/``127.0.0.1``/``[::1]`` with the port): ``name``, ``name:port``,
+        ``*.domain`` or ``*`` (any); other hosts get 421 (DNS rebinding)
     """
     limits = limits or Limits()
     api_key = check_api_key(api_key)
     cors_origins = check_origins(cors_origins)
+    allowed_hosts = check_hosts(allowed_hosts)
     if not isinstance(model, Model):
         model = load_model(model, engine=engine)
     _warm_up(model)
@@ -149,14 +182,17 @@ def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits
     app.state.executor = executor
     app.state.admission = admission
     app.state.cors_origins = cors_origins
+    app.state.allowed_hosts = allowed_hosts
     app.state.api_key_required = api_key is not None
     app.state.tmp_dir = tmp_dir
     app.state.started = started
-    # Outermost last: CORS (also on refusals), then the API key, then the size limit.
-    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes)
+    # Outermost last: Host and Origin, CORS (also on refusals), the API key, the size and rate limits.
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes, min_rate=limits.min_upload_rate,
+                       patience_s=limits.header_timeout_s)
     if api_key is not None:
         app.add_middleware(ApiKeyGuard, api_key=api_key)
     add_cors(app, cors_origins)
+    app.add_middleware(HostOriginGuard, allowed_hosts=allowed_hosts, cors_origins=cors_origins)
     _add_error_handlers(app)
 
     app.include_router(router)
@@ -185,7 +221,7 @@ def _warm_up(model: Model) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError):
-        headers = {"Connection": "close"} if exc.status in (413, 503) else None
+        headers = {"Connection": "close"} if exc.status in (408, 413, 503) else None
         return error_response(exc.status, exc.message, headers)
 
     @app.exception_handler(InstrecError)

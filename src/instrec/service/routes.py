@@ -12,6 +12,7 @@ import contextlib
 import functools
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -43,8 +44,11 @@ class ErrorBody(BaseModel):
 _ERRORS = {
     400: "malformed request, or no `file` field",
     401: "the API key is missing or wrong (only when the service has one)",
+    403: "a cross-origin request from a page the service does not allow (--cors-origin)",
+    408: "the upload arrived slower than the minimum rate (stalled or trickling)",
     413: "the request body is over the upload size limit",
     415: "the file is not wav, flac, ogg or mp3 audio (by name or content)",
+    421: "the Host header does not name this service (--allowed-host)",
     422: "the audio cannot be used (undecodable, empty, silent, NaN, too long) or a parameter is out of range",
     503: "the service is busy (too many requests held: see Retry-After), or the request took longer "
          "than the time limit",
@@ -89,9 +93,88 @@ def health(request: Request) -> dict:
 @router.get("/v1/model", tags=["service"], summary="The model: classes, recipe, training and measured figures")
 def model_info(request: Request) -> dict:
     st = request.app.state
-    d = dict(st.model.info)
-    d["source"] = Path(d["source"]).name if d.get("source") else None
-    return {**d, "limits": st.limits.to_dict(), "version": __version__}
+    return {**public_model_info(st.model.info), "limits": st.limits.to_dict(), "version": __version__}
+
+
+# What /v1/model shows of model.json's "training": figures and settings, never the command line,
+# the data's folders or other paths of the machine that trained the model.
+_TRAINING_KEYS = ("summary", "script", "epochs_run", "best_epoch", "train_seconds", "extract_seconds", "final_loss",
+                  "lbfgs_iterations", "validation_rows", "device", "skipped", "split", "render", "data",
+                  "fine_tuned_from")
+_DATA_KEYS = ("label_mode", "n", "classes", "sources")
+_FINE_TUNED_KEYS = ("classes", "weights_sha256", "test_split")
+_ABSOLUTE_PATH = re.compile(r"""(?:(?<![\w.:/~])/|~/|\b[A-Za-z]:[\\/]|\\\\)[^\s"'<>|,;]*""")
+
+
+def public_model_info(info: dict) -> dict:
+    """The model's description for anyone who can reach the service: classes, recipe, window,
+    sample rate, feature, figures, and how it was trained in words (``training.summary``) and
+    numbers; no command line, data folder or other path of the machine that trained it (any
+    absolute path left in a text is replaced by ``<path>``)."""
+    d = {k: info.get(k) for k in ("engine", "recipe", "classes", "all_classes", "window", "sample_rate", "feature")}
+    d["source"] = _model_name(info.get("source"))
+    training = info.get("training") or {}
+    public = {"summary": training_summary(info)}
+    for k in _TRAINING_KEYS[1:]:
+        if k in training:
+            public[k] = training[k]
+    if isinstance(public.get("data"), dict):
+        public["data"] = {k: v for k, v in public["data"].items() if k in _DATA_KEYS}
+    if isinstance(public.get("fine_tuned_from"), dict):
+        public["fine_tuned_from"] = {k: v for k, v in public["fine_tuned_from"].items() if k in _FINE_TUNED_KEYS}
+    if isinstance(public.get("script"), str) and (_ABSOLUTE_PATH.search(public["script"]) or ".." in public["script"]):
+        public["script"] = Path(public["script"].replace("\\", "/")).name
+    d["training"] = public
+    d["metrics"] = info.get("metrics") or {}
+    return _strip_paths(d)
+
+
+def _model_name(source) -> str | None:
+    if not source:
+        return None
+    return Path(str(source).replace("\\", "/")).name or None
+
+
+def training_summary(info: dict) -> str:
+    """How the model was trained, in words and without paths, e.g. "cnn trained on 2700 clips of 7
+    classes (sources: fluidr3, freepats), rendered with SoundFont all, 100 clips a class; 40 epochs
+    (best 35) in 1029 s on cpu"."""
+    t = info.get("training") or {}
+    data = t.get("data") if isinstance(t.get("data"), dict) else {}
+    text = str(info.get("recipe") or "a model")
+    n, classes, sources = data.get("n"), data.get("classes"), data.get("sources")
+    if not isinstance(n, int):
+        return f"{text}: no training record"
+    text += f" trained on {n} clips"
+    if isinstance(classes, dict) and classes:
+        text += f" of {len(classes)} classes"
+    if isinstance(sources, dict) and sources:
+        text += f" (sources: {', '.join(map(str, sources))})"
+    render = t.get("render")
+    if isinstance(render, dict) and render.get("soundfont"):
+        text += f", rendered with SoundFont {render['soundfont']}"
+        if isinstance(render.get("per_class"), int):
+            text += f", {render['per_class']} clips a class"
+    ft = t.get("fine_tuned_from")
+    if isinstance(ft, dict):
+        text += f", fine-tuned from a model of {len(ft.get('classes') or [])} classes"
+    run = ""
+    if isinstance(t.get("epochs_run"), int):
+        run = f"{t['epochs_run']} epochs" + (f" (best {t['best_epoch']})" if isinstance(t.get("best_epoch"), int) else "")
+    if isinstance(t.get("train_seconds"), (int, float)):
+        run += f" in {t['train_seconds']:.0f} s" + (f" on {t['device']}" if isinstance(t.get("device"), str) else "")
+    return f"{text}; {run.strip()}" if run else text
+
+
+def _strip_paths(x):
+    """``x`` with every absolute path inside its texts (and keys) replaced by ``<path>``."""
+    if isinstance(x, str):
+        return _ABSOLUTE_PATH.sub("<path>", x)
+    if isinstance(x, dict):
+        return {_strip_paths(k) if isinstance(k, str) else k: _strip_paths(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strip_paths(v) for v in x]
+    return x
 
 @router.post(
     "/v1/predict", tags=["predict"], summary="Which instrument plays in the uploaded recording?",
@@ -107,21 +190,25 @@ def model_info(request: Request) -> dict:
 async def predict(request: Request) -> JSONResponse:
     st = request.app.state
     model, limits, admission = st.model, st.limits, st.admission
-    if not admission.enter():
-        wait = admission.retry_after(most=limits.request_timeout_s)
-        return error_response(503, f"the service is busy: {admission.in_flight} requests are being predicted or "
-                           f"wait their turn, the most it holds; try again in {wait} s",
-                      {"Retry-After": str(wait)})  # the unread body is discarded by the server
-    t0 = time.monotonic()
+    if admission.full():  # refused before its body is read: the unread body is discarded by the server
+        return _busy(admission, limits)
+    t0 = 0.0
+    deadline = time.monotonic() + limits.request_timeout_s  # decoding in the worker thread stops then too
     form = None
+    entered = False
     future: concurrent.futures.Future | None = None
     try:
         async with asyncio.timeout(limits.request_timeout_s):
+            # The upload holds no place in the line while it arrives (a slow client cannot fill
+            # it): the connection cap, the minimum upload rate and the size and time limits bound it.
             form = await _read_form(request)
             upload, params = _parse_form(form)
+            if not admission.enter():
+                return _busy(admission, limits)
+            entered, t0 = True, time.monotonic()
             job = functools.partial(_predict_job, _restricted(model, params.pop("classes")), upload.file, display_name(upload.filename),
                                     upload.content_type, tmp_dir=st.tmp_dir, max_duration=limits.max_duration_s,
-                                    **params)
+                                    deadline=deadline, **params)
             future = st.executor.submit(job)
             result = await asyncio.wrap_future(future)
         return JSONResponse(result)
@@ -129,12 +216,20 @@ async def predict(request: Request) -> JSONResponse:
         return error_response(503, f"the request took longer than the {limits.request_timeout_s:g} s limit",
                       {"Connection": "close"})
     finally:
-        admission.leave(time.monotonic() - t0)
+        if entered:
+            admission.leave(time.monotonic() - t0)
         if form is not None:
             if future is None or future.done() or future.cancel():
                 _close_form(form)
             else:  # still running in its thread: close the upload when it is done
                 future.add_done_callback(lambda _f, form=form: _close_form(form))
+
+
+def _busy(admission, limits) -> JSONResponse:
+    wait = admission.retry_after(most=limits.request_timeout_s)
+    return error_response(503, f"the service is busy: {admission.in_flight} requests are being predicted or "
+                               f"wait their turn, the most it holds; try again in {wait} s",
+                          {"Retry-After": str(wait)})
 
 
 async def _read_form(request: Request):
@@ -227,8 +322,33 @@ def _close_form(form) -> None:
 
 
 def _predict_job(model: Model, fileobj, name: str, content_type: str | None, *, window, hop, top_k: int,
-                 spectrogram: bool, tmp_dir: str | None, max_duration: float) -> dict:
-    """Check the upload's type, write it to a temp file, predict it; the temp file is always removed."""
+                 spectrogram: bool, tmp_dir: str | None, max_duration: float, deadline: float | None = None) -> dict:
+    """Check the upload's type, write it to a temp file, predict it; the temp file is always removed.
+
+    Parameters
+    ----------
+    model : the model to predict with
+    fileobj, name, content_type : the upload, its display name and its declared type
+    window, hop, top_k, spectrogram : the request's options
+    tmp_dir : where the upload is written while it is predicted
+    max_duration : longest recording (s), refused from its header
+    deadline : the request's time limit, a :func:`time.monotonic` instant (the handler's start plus
+        ``limits.request_timeout_s``): decoding and prediction stop when it passes, so that a request
+        the handler has already answered 503 frees its worker thread and memory
+
+    Raises
+    ------
+    ServiceError
+        415 for what is not audio, 422 for unusable audio or parameters, 503 once ``deadline`` passed.
+    """
+    def late() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    def too_late() -> ServiceError:
+        return ServiceError("the request took longer than its time limit", 503)
+
+    if late():  # it waited its turn past its limit: the handler has answered already
+        raise too_late()
     fileobj.seek(0)
     head = fileobj.read(16)
     fileobj.seek(0)
@@ -238,16 +358,18 @@ def _predict_job(model: Model, fileobj, name: str, content_type: str | None, *, 
         with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(fileobj, out, 1 << 20)
         try:
-            pred = model.predict_file(path, window=window, hop=hop, max_duration=max_duration)
+            pred = model.predict_file(path, window=window, hop=hop, max_duration=max_duration, deadline=deadline)
             result = {**pred.to_dict(), "top": [[c, p] for c, p in pred.top(top_k)]}
             result["path"] = name
             if spectrogram:
                 from ..audio import load
                 from .spectrogram import spectrogram_json
 
-                y, _ = load(path, sr=model.feature.sr)
+                y, _ = load(path, sr=model.feature.sr, max_duration=max_duration, deadline=deadline)
                 result["spectrogram"] = spectrogram_json(y, model.feature)
         except AudioError as e:
+            if late():  # stopped by the time limit, not by the audio
+                raise too_late() from None
             raise ServiceError(f"{name}: {e.problem}", 422) from None
         except InstrecError as e:
             raise ServiceError(str(e).replace(path, name), 422) from None
@@ -255,6 +377,26 @@ def _predict_job(model: Model, fileobj, name: str, content_type: str | None, *, 
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+        _give_memory_back()
+
+
+def _give_memory_back() -> None:
+    """Hand the memory a prediction freed back to the system (glibc keeps freed blocks in each
+    thread's arena, so one long upload would leave the service hundreds of MB larger for good)."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim  # noqa: B018 (not glibc: AttributeError)
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+_libc = None
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:

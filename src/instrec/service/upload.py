@@ -3,11 +3,13 @@
 :class:`BodyLimit` is a plain ASGI middleware. It refuses a request whose ``Content-Length`` is over
 the limit before reading any of its body, and counts the bytes of every other body (chunked
 uploads have no length) as the application reads them: the read that passes the limit raises
-:class:`UploadTooLarge`, so the server stops reading there and answers 413.
+:class:`UploadTooLarge`, so the server stops reading there and answers 413. With a minimum rate it
+also times each read: a body that stalls or trickles (slowloris) raises :class:`UploadTooSlow`, 408.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -36,6 +38,10 @@ class UnsupportedType(ServiceError):
     status = 415
 
 
+class UploadTooSlow(ServiceError):
+    status = 408
+
+
 def too_large_message(limit: int) -> str:
     return f"the upload is larger than the {format_bytes(limit)} limit"
 
@@ -53,17 +59,26 @@ def error_body(message: str) -> bytes:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse HTTP request bodies larger than ``max_bytes`` with 413.
+    """ASGI middleware: refuse HTTP request bodies larger than ``max_bytes`` with 413, and (with
+    ``min_rate``) bodies that arrive slower than ``min_rate`` bytes/s with 408.
 
     ``Content-Length`` over the limit: answered at once, the body is never read. Otherwise the
     bytes are counted as the app receives them, and the message that passes the limit raises
     :class:`UploadTooLarge` inside the app's read (the app's error handler answers 413; should the
     exception reach this middleware before a response has started, it answers itself).
+
+    The rate: the body starts with ``patience_s`` seconds of credit, each byte that comes adds
+    ``1 / min_rate`` s, and the credit never exceeds ``patience_s``; a read that finds the credit
+    spent raises :class:`UploadTooSlow`. A body at ``min_rate`` or faster is never cut off (the
+    request's time limit still holds); one that stalls is cut off ``patience_s`` into the stall;
+    one trickling at ``r < min_rate`` after ``patience_s / (1 - r / min_rate)`` s.
     """
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, min_rate: float = 0.0, patience_s: float = 10.0):
         self.app = app
         self.max_bytes = int(max_bytes)
+        self.min_rate = float(min_rate)
+        self.patience_s = float(patience_s)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -75,14 +90,35 @@ class BodyLimit:
             await _send_error(send, 413, too_large_message(limit), close=True)
             return
         received = 0
+        rate, patience = self.min_rate, self.patience_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience  # when the body's credit runs out
+        body_done = False
 
         async def limited_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline, body_done
+            if rate > 0 and not body_done:
+                left = deadline - loop.time()
+                try:
+                    if left <= 0:
+                        raise TimeoutError
+                    async with asyncio.timeout(left):
+                        message = await receive()
+                except TimeoutError:
+                    raise UploadTooSlow(too_slow_message(rate, received)) from None
+            else:
+                message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                n = len(message.get("body", b""))
+                received += n
                 if received > limit:
                     raise UploadTooLarge(too_large_message(limit))
+                if rate > 0:
+                    deadline = min(loop.time() + patience, deadline + n / rate)
+                if not message.get("more_body", False):
+                    body_done = True
+            else:
+                body_done = True
             return message
 
         started = False
@@ -95,10 +131,15 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except UploadTooLarge as e:
+        except (UploadTooLarge, UploadTooSlow) as e:
             if started:
                 raise
-            await _send_error(send, 413, e.message, close=True)
+            await _send_error(send, e.status, e.message, close=True)
+
+
+def too_slow_message(rate: float, received: int) -> str:
+    return (f"the upload arrived too slowly (under {format_bytes(int(rate))}/s; {format_bytes(received)} "
+            f"came): it was cut off")
 
 
 def _content_length(scope) -> int | None:
@@ -131,15 +172,30 @@ CONTENT_TYPES = {
     "audio/ogg": ".ogg", "application/ogg": ".ogg", "audio/vorbis": ".ogg",
     "audio/mpeg": ".mp3", "audio/mp3": ".mp3", "audio/mpeg3": ".mp3",
 }
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 controls: removed
+_KEEP_FORMAT = frozenset("\u200c\u200d")  # zero-width (non-)joiner: needed to spell some scripts
+
+
+def _neutral(ch: str) -> str:
+    """Invisible characters that change how a name displays (bidirectional overrides and
+    isolates such as U+202E, other format characters, line and paragraph separators, lone
+    surrogates): U+FFFD, so that the reader sees something was there."""
+    if ch in _KEEP_FORMAT:
+        return ch
+    if unicodedata.category(ch) in ("Cf", "Zl", "Zp", "Cs"):
+        return "\ufffd"
+    return ch
 
 
 def display_name(filename: str | None) -> str:
-    """The client's file name, for display only: its last path component, no control
-    characters, at most 200 characters. ``"upload"`` when there is none."""
+    """The client's file name, for display only: its last path component, at most 200
+    characters, without control characters (C0, DEL, C1: removed) and with bidirectional
+    controls and other invisible format characters replaced by U+FFFD (a name like
+    ``"evil\\u202egnp.exe"`` cannot pose as ``evilexe.png``). ``"upload"`` when there is none."""
     name = unicodedata.normalize("NFC", filename or "")
     name = re.split(r"[\\/]", name)[-1]
-    name = _UNSAFE.sub("", name).strip()
+    name = _UNSAFE.sub("", name)
+    name = "".join(_neutral(ch) if not ch.isprintable() else ch for ch in name).strip()
     if len(name) > 200:
         stem, ext = os.path.splitext(name)
         name = stem[: 200 - len(ext[:16])] + ext[:16]

@@ -39,7 +39,7 @@ def save_checkpoint(path: Path, key: str, epoch: int, net, opt, sched, gen, hist
     from safetensors.torch import save_file
 
     from ..bundle import _replace_dir
-    from ..fileio import write_json
+    from ..fileio import write_json, writing
 
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
     if best_state is not None:
@@ -63,10 +63,12 @@ def save_checkpoint(path: Path, key: str, epoch: int, net, opt, sched, gen, hist
         "sched": sched.state_dict() if sched is not None else None,
         "numpy_rng": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    with writing(path):  # a full disk or a read-only folder: one line naming it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / CKPT_TENSORS))
+        with writing(path):
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / CKPT_TENSORS))
         write_json(tmp / CKPT_JSON, meta)
         _replace_dir(tmp, path)
     finally:
