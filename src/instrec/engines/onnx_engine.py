@@ -80,6 +80,9 @@ def _session(source, threads: int | None = None):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.inter_op_num_threads = 1
+    # no arena: it keeps the largest batch's activations for good (a 4-min upload left a service
+    # 200 MB larger); plain allocations cost nothing measurable here (2.5 ms a 3-s clip either way)
+    opts.enable_cpu_mem_arena = False
     opts.intra_op_num_threads = threads if threads else _default_threads()
     where = source if isinstance(source, (bytes, bytearray)) else str(source)
     try:
