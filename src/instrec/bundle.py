@@ -7,6 +7,7 @@ save leaves the old bundle or none, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -28,10 +29,7 @@ def save_bundle(path: str | os.PathLike, tensors: dict, meta: dict, extra_files:
     from safetensors.torch import save_file
 
     path = Path(path)
-    with writing(path):  # a full disk or a read-only folder: one line naming it
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         with writing(path):
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS))
         public_mode(tmp / WEIGHTS)
@@ -39,11 +37,23 @@ def save_bundle(path: str | os.PathLike, tensors: dict, meta: dict, extra_files:
         write_json(tmp / META, {"format": FORMAT, "format_version": FORMAT_VERSION, **meta})
         for name, obj in (extra_files or {}).items():
             write_json(tmp / name, obj)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path):
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` (see
+    :func:`_replace_dir`), on any error it is removed. Making it on a full or read-only disk
+    raises WriteError naming ``path``."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    try:
+        yield tmp
         _replace_dir(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return path
 
 
 def load_bundle(path: str | os.PathLike) -> tuple[dict, dict]:

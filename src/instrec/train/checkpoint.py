@@ -33,12 +33,10 @@ def run_key(name: str, X: np.ndarray, y: np.ndarray, config: TrainConfig, seed: 
 def save_checkpoint(path: Path, key: str, epoch: int, net, opt, sched, gen, history, best, best_epoch,
                     waited, best_state, stopped) -> None:
     """Write the state after ``epoch`` to the folder ``path``, atomically (a new folder replaces it)."""
-    import shutil
-    import tempfile
 
     from safetensors.torch import save_file
 
-    from ..bundle import _replace_dir
+    from ..bundle import atomic_dir
     from ..fileio import write_json, writing
 
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
@@ -63,16 +61,10 @@ def save_checkpoint(path: Path, key: str, epoch: int, net, opt, sched, gen, hist
         "sched": sched.state_dict() if sched is not None else None,
         "numpy_rng": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
     }
-    with writing(path):  # a full disk or a read-only folder: one line naming it
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    try:
-        with writing(path):
+    with atomic_dir(path) as tmp:
+        with writing(path):  # a full disk or a read-only folder: one line naming it
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / CKPT_TENSORS))
         write_json(tmp / CKPT_JSON, meta)
-        _replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def checkpoint_exists(path: Path) -> bool:
