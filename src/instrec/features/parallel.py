@@ -31,10 +31,11 @@ import numpy as np
 
 from ..audio import load
 from ..errors import InstrecError, ParameterError, skip_entry
+from ..memory import keep_heap
 from .compute import compact_dtype, compute_compact
 from .config import FeatureConfig
 from .cache import FeatureCache, config_digest, read_entry
-from .pool import _keep_heap, _lease, _one_blas_thread, _SlotBuffer, release_pool
+from .pool import _lease, _one_blas_thread, _SlotBuffer, release_pool
 
 __all__ = ["iter_compact", "extract_compact", "compute_compact_file", "cpu_count", "resolve_jobs", "resolve_cache",
            "chunk_size", "release_pool"]
@@ -109,7 +110,7 @@ def iter_compact(
 
 def _serial(paths, config, store, key, digests, size, workers, out=None):
     """In this process; with ``out`` (all zeros), the k-th usable file's row is written into ``out[k]``."""
-    _keep_heap()
+    keep_heap()
     k = 0
     for i, path in enumerate(paths):
         row, skip = _one(path, config, store, key, digests[i], None if out is None else out[k], out is not None)
@@ -260,7 +261,7 @@ def _threaded_hits(paths, config, store: FeatureCache, key: str, digests: list, 
     def read_run(start):
         return [read(i) for i in range(start, min(start + _THREAD_RUN, len(paths)))]
 
-    _keep_heap()
+    keep_heap()
     starts = iter(range(0, len(paths), _THREAD_RUN))
     with ThreadPoolExecutor(threads) as pool:
         ahead = deque(pool.submit(read_run, s) for s in itertools.islice(starts, threads * _RUNS_AHEAD))

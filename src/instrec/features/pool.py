@@ -23,6 +23,7 @@ import threading
 import numpy as np
 
 from ..errors import ParameterError
+from ..memory import keep_heap
 from .config import FeatureConfig
 
 START_ENV = "INSTREC_MP_START"
@@ -200,7 +201,7 @@ def _context(config: FeatureConfig | None = None):
 
 def _init_worker() -> None:
     """A worker's setup: one thread for BLAS/OpenMP (the pool already fills the cores) and the
-    malloc settings of :func:`_keep_heap`."""
+    malloc settings of :func:`instrec.memory.keep_heap`."""
     global _worker_limits
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
@@ -210,29 +211,7 @@ def _init_worker() -> None:
         _worker_limits = threadpool_limits(limits=1)
     except Exception:  # threadpoolctl missing or failing: only a little slower
         _worker_limits = None
-    _keep_heap()
-
-
-_heap_kept = False
-
-
-def _keep_heap() -> None:
-    """Tell glibc's malloc to keep freed memory in the heap, once per process: a feature's scratch
-    arrays (a few MB) would otherwise be mapped and unmapped, page fault by page fault, for every
-    file (one MFCC: 1.8 ms instead of 1.0). Extraction in this process (``jobs=1``) sets it too, so
-    one process and a pool are compared at their best; it keeps at most 64 MB of freed memory."""
-    global _heap_kept
-    if _heap_kept:
-        return
-    _heap_kept = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks up to 32 MB come from the heap
-        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD: keep up to 64 MB free at its top
-    except (OSError, AttributeError):  # not glibc
-        pass
+    keep_heap()
 
 
 _blas = None

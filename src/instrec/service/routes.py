@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
+from .. import memory
 from .._version import __version__
 from ..errors import AudioError, InstrecError, ParameterError
 from ..inference import Model, check_window
@@ -377,26 +378,7 @@ def _predict_job(model: Model, fileobj, name: str, content_type: str | None, *, 
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        _give_memory_back()
-
-
-def _give_memory_back() -> None:
-    """Hand the memory a prediction freed back to the system (glibc keeps freed blocks in each
-    thread's arena, so one long upload would leave the service hundreds of MB larger for good)."""
-    global _libc
-    if _libc is None:
-        try:
-            import ctypes
-
-            _libc = ctypes.CDLL("libc.so.6")
-            _libc.malloc_trim  # noqa: B018 (not glibc: AttributeError)
-        except (OSError, AttributeError):
-            _libc = False
-    if _libc:
-        _libc.malloc_trim(0)
-
-
-_libc = None
+        memory.give_back()  # glibc keeps freed blocks; one long upload would leave it larger
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:

@@ -19,6 +19,7 @@ import threading
 import time
 from typing import Iterable, Iterator
 
+from .. import memory
 from ..inference import Model
 from .app import Limits, create_app
 from .upload import error_body
@@ -32,11 +33,14 @@ def serve(model: Model | str | os.PathLike | None = None, *, host: str = "127.0.
 
     The web page is at ``/``, the API under ``/v1/`` and its description at ``/docs``.
     ``api_key``, ``cors_origins`` and ``allowed_hosts``: see :func:`~instrec.service.app.create_app`.
+    The process keeps to one malloc arena (:func:`instrec.memory.limit_arenas`) so that its
+    memory stays flat over days of uploads.
     Raises :class:`~instrec.errors.BundleError` (no model) or :class:`~instrec.errors.ParameterError`
     before binding the port when the model, the limits, the key, the origins or the hosts are wrong.
     """
     import uvicorn
 
+    memory.limit_arenas()  # before the model's and the executor's threads allocate
     app = create_app(model, limits=limits, engine=engine, tmp_dir=tmp_dir, api_key=api_key,
                      cors_origins=cors_origins, allowed_hosts=allowed_hosts)
     if log_level in ("info", "debug"):
