@@ -113,6 +113,24 @@ INSTRUMENTS: dict[str, tuple[int, int, int]] = {
     "guitar": (24, 40, 83),  # classical guitar E2-B5
     "electric-guitar": (27, 40, 86),  # E2-D6
     "bass-guitar": (33, 28, 67),  # 4-string bass E1-G4
+    "banjo": (105, 48, 81),  # 5-string banjo C3-A5
+    # keyboards and reeds
+    "accordion": (21, 53, 93),  # right-hand manual F3-A6
+    # voice
+    "choir": (52, 40, 81),  # bass to soprano, E2-A5
+}
+
+# Every friendly instrument in one family: when the instrument is uncertain its family often is
+# not (woodwinds, brass, bowed strings, plucked strings, keyboards, pitched percussion, voice).
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "woodwinds": ("piccolo", "flute", "recorder", "oboe", "english-horn", "clarinet", "bassoon",
+                  "saxophone", "soprano-sax", "alto-sax", "tenor-sax", "baritone-sax"),
+    "brass": ("trumpet", "french-horn", "trombone", "tuba"),
+    "bowed-strings": ("violin", "viola", "cello", "double-bass"),
+    "plucked-strings": ("harp", "guitar", "electric-guitar", "bass-guitar", "banjo"),
+    "keyboards": ("piano", "harpsichord", "organ", "accordion"),
+    "pitched-percussion": ("celesta", "glockenspiel", "vibraphone", "marimba", "xylophone", "timpani"),
+    "voice": ("choir",),
 }
 
 # Any GM program without a range of its own plays in the middle of the keyboard, C3-C6, where
@@ -132,6 +150,10 @@ DEFAULT_ALIASES: dict[str, str] = {
     "grand-piano": "piano",
     "vibes": "vibraphone",
     "glock": "glockenspiel",
+    "choir-aahs": "choir",
+    "voice": "choir",
+    "chorus": "choir",
+    "squeezebox": "accordion",
 }
 
 DEFAULT_INSTRUMENTS: tuple[str, ...] = ("flute", "viola", "cello", "oboe", "trumpet", "saxophone")
@@ -241,6 +263,16 @@ def resolve_instrument(name: str) -> Instrument:
         program = GM_PROGRAMS.index(label)
         return Instrument(label, program, *_range_for_program(program))
     raise ParameterError(_unknown_instrument_message(name, label))
+
+
+def family_of(label: str) -> str | None:
+    """The family of an instrument in :data:`FAMILIES` (``"cello"`` -> ``"bowed-strings"``), by
+    any name :func:`canonical_label` knows; None for a label outside the table (a user's own)."""
+    label = canonical_label(label)
+    for family, members in FAMILIES.items():
+        if label in members:
+            return family
+    return None
 
 
 def known_labels() -> list[str]:
