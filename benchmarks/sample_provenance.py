@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-CLASSES = ("flute", "viola", "cello", "oboe", "trumpet", "saxophone", "violin")
 SR = 22050
 SAME = 0.7  # waveform correlation above which two sources play one recording
 WINDOW_S = 1.0
@@ -145,7 +144,12 @@ def preset_samples(path: Path, program: int) -> tuple[str, list[str]] | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--extra", type=Path, nargs="*", default=[], help="more .sf2/.sf3/.cfg files to compare")
+    ap.add_argument("--classes", default="all", help="comma-separated labels, or 'all': every instrument "
+                    "of instrec's table (default)")
     args = ap.parse_args()
+    from instrec.data.instruments import INSTRUMENTS
+
+    classes = tuple(INSTRUMENTS) if args.classes == "all" else tuple(args.classes.split(","))
 
     from instrec.data import synth as S
     from instrec.data.instruments import resolve_instrument
@@ -156,7 +160,7 @@ def main() -> int:
     names = list(sources)
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "machine": platform.node(),
               "sources": {k: str(v) for k, v in sources.items()}, "threshold": SAME, "classes": {}}
-    for label in CLASSES:
+    for label in classes:
         notes = {s: play_notes(s, p, label) for s, p in sources.items()}
         have = [s for s in names if notes[s] is not None]
         sim = np.eye(len(have))
@@ -192,9 +196,9 @@ def main() -> int:
     for s, p in sources.items():
         if p.suffix.lower() not in (".sf2", ".sf3"):
             continue
-        got = {c: set(result["classes"][c]["presets"].get(s, {}).get("samples", [])) for c in CLASSES}
-        for i, a in enumerate(CLASSES):
-            for b in CLASSES[i + 1 :]:
+        got = {c: set(result["classes"][c]["presets"].get(s, {}).get("samples", [])) for c in classes}
+        for i, a in enumerate(classes):
+            for b in classes[i + 1 :]:
                 if got[a] and got[a] == got[b]:
                     result["within_source"].append({"source": s, "classes": [a, b], "samples": sorted(got[a])[:4]})
                     print(f"{s}: {a} and {b} play the same samples ({', '.join(sorted(got[a])[:3])}, ...)")
