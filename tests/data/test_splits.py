@@ -147,3 +147,24 @@ def test_kfold_too_few_clips_or_groups():
         kfold_indices(["a"] * 10 + ["b"] * 2, 3, seed=0)
     with pytest.raises(DataError, match="at least 5 groups"):
         kfold_indices(["a", "b"] * 10, 5, seed=0, groups=["x", "y", "z", "w"] * 5)
+
+
+def test_leave_one_library_out_holds_sources_of_one_library_out_together():
+    from types import SimpleNamespace
+
+    from instrec.data.splits import LeaveOneSourceOut
+
+    clips = [SimpleNamespace(source=s, label="x") for s in ["fluidr3"] * 3 + ["musescore"] * 2 + ["timgm6mb"] * 4 + ["freepats"]]
+    plain = list(LeaveOneSourceOut().split(clips))
+    assert [f[3]["held_out"] for f in plain] == ["fluidr3", "freepats", "musescore", "timgm6mb"]
+    cv = LeaveOneSourceOut(libraries={"fluidr3": "fluid", "musescore": "fluid"})
+    folds = list(cv.split(clips))
+    assert [f[3]["held_out"] for f in folds] == ["fluid", "freepats", "timgm6mb"]
+    _, tr, te, info = folds[0]
+    assert sorted(te.tolist()) == [0, 1, 2, 3, 4] and info["held_out_sources"] == ["fluidr3", "musescore"]
+    assert not set(tr.tolist()) & set(te.tolist()) and len(tr) + len(te) == len(clips)
+    assert cv.title() == "leave-one-library-out" and cv.record()["libraries"]["musescore"] == "fluid"
+    with pytest.raises(DataError, match="at least 2 libraries"):
+        cv.check(clips[:5])
+    with pytest.raises(ParameterError):
+        LeaveOneSourceOut(libraries={"a": 3})

@@ -9,7 +9,7 @@ source, a manifest column) on one side.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -257,34 +257,56 @@ class KFold:
 
 class LeaveOneSourceOut:
     """One fold per source (a folder's name or the manifest's ``source`` column): train on every
-    other source, test on all of it. A splitter for :func:`instrec.pipeline.cross_validate`."""
+    other source, test on all of it. A splitter for :func:`instrec.pipeline.cross_validate`.
+
+    Parameters
+    ----------
+    libraries : mapping, optional
+        source -> library: sources that play the same recordings (FluidR3 and MuseScore General
+        share most samples) are held out together, one fold per library. A source not named is a
+        library of its own.
+    """
 
     report_file = "crossval.json"
 
+    def __init__(self, libraries: Mapping[str, str] | None = None):
+        if libraries is not None and not (isinstance(libraries, Mapping)
+                                           and all(isinstance(k, str) and isinstance(v, str) and v
+                                                   for k, v in libraries.items())):
+            raise ParameterError(f"libraries must map source names to library names, got {libraries!r}")
+        self.libraries = dict(libraries or {})
+
+    def _library(self, source: str) -> str:
+        return self.libraries.get(source, source)
+
     def check(self, clips: Sequence, usable: str = "") -> None:
-        counts = Counter(c.source for c in clips)
+        counts = Counter(self._library(c.source) for c in clips)
         if len(counts) < 2:
             found = ", ".join(f"{s or '(none)'} ({n} clips)" for s, n in sorted(counts.items())) or "none"
-            raise DataError(f"leave-one-source-out needs {usable}clips from at least 2 sources; found {len(counts)}: {found}")
+            what = "libraries" if self.libraries else "sources"
+            raise DataError(f"leave-one-source-out needs {usable}clips from at least 2 {what}; found {len(counts)}: {found}")
 
     def split(self, clips: Sequence):
         self.check(clips, "usable ")
-        sources = [c.source for c in clips]
-        names = sorted(set(sources))
+        groups = [self._library(c.source) for c in clips]
+        names = sorted(set(groups))
         for s in names:
-            tr = np.array([i for i, c in enumerate(sources) if c != s], dtype=np.int64)
-            te = np.array([i for i, c in enumerate(sources) if c == s], dtype=np.int64)
-            yield f"held out {s}", tr, te, {"held_out": s, "train_sources": [t for t in names if t != s]}
+            tr = np.array([i for i, g in enumerate(groups) if g != s], dtype=np.int64)
+            te = np.array([i for i, g in enumerate(groups) if g == s], dtype=np.int64)
+            held = sorted({c.source for c, g in zip(clips, groups) if g == s})
+            extra = {"held_out_sources": held} if held != [s] else {}
+            yield f"held out {s}", tr, te, {"held_out": s, "train_sources": [t for t in names if t != s], **extra}
 
     def title(self) -> str:
-        return "leave-one-source-out"
+        return "leave-one-library-out" if self.libraries else "leave-one-source-out"
 
     def describe(self, clips: Sequence) -> str:
-        n = len({c.source for c in clips})
-        return f"leave-one-source-out: {n} folds, each trains on every source but one and tests on all of that one"
+        n = len({self._library(c.source) for c in clips})
+        what = "library" if self.libraries else "source"
+        return f"{self.title()}: {n} folds, each trains on every {what} but one and tests on all of that one"
 
     def record(self) -> dict:
-        return {"method": "leave-one-source-out"}
+        return {"method": self.title(), **({"libraries": self.libraries} if self.libraries else {})}
 
     def __repr__(self) -> str:
-        return "LeaveOneSourceOut()"
+        return f"LeaveOneSourceOut(libraries={self.libraries!r})" if self.libraries else "LeaveOneSourceOut()"
