@@ -98,6 +98,7 @@ ImageMode = _choice("ImageMode", "gray", "rgb")
 AudioFormat = _choice("AudioFormat", "wav", "flac", "mp3")
 OutFormat = _choice("OutFormat", "table", "json", "csv")
 EngineName = _choice("EngineName", "auto", "torch", "onnx")
+Level = _choice("Level", "instrument", "family")
 
 LABELS_OPT = typer.Option(LabelMode.auto, "--labels", help="where labels come from: sub-folder, file-name prefix, manifest CSV (auto: detect)")
 MANIFEST_OPT = typer.Option(None, "--manifest", metavar="FILE.csv", help="CSV with columns path,label[,group,source]")
@@ -109,29 +110,38 @@ CLASSES_OPT = typer.Option(None, "--classes", metavar="NAME,...", help="answer a
 
 @app.command(epilog=_examples(
     ("instrec render data", "600 clips of the six instruments from FluidR3"),
-    ("instrec render data --soundfont all", "from every sample library installed, one sub-folder each"),
+    ("instrec render data --soundfont all", "from every General MIDI library installed, one sub-folder each"),
+    ("instrec render data --soundfont tonejs --instruments piano,guitar,harp", "recorded notes (./run setup installs them)"),
+    ("instrec render data --soundfont everything --negatives 100", "all libraries, and 100 'unknown' clips of each kind"),
     ("instrec render data --instruments flute,violin --per-class 20 --format flac", ""),
 ))
 def render(
     out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="folder to write the clips and manifest.csv into"),
-    soundfont: str = typer.Option("fluidr3", metavar="NAME|PATH", help="fluidr3, musescore, timgm6mb, freepats, a .sf2/.sf3/.cfg path, or all"),
+    soundfont: str = typer.Option("fluidr3", metavar="NAME|PATH", help="fluidr3, musescore, timgm6mb, freepats, a .sf2/.sf3/.cfg path, "
+                                  "all (those four); tonejs, salamander (recorded notes, from npm) or a folder of their packages; everything"),
     per_class: int = typer.Option(100, "--per-class", min=1, metavar="N", help="clips per instrument"),
     seconds: float = typer.Option(3.0, metavar="S", help="clip length in seconds"),
     sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second"),
     instruments: str = typer.Option("flute,viola,cello,oboe,trumpet,saxophone", metavar="NAME,...", help="comma-separated General MIDI instrument names"),
     fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
     seed: int = typer.Option(0, metavar="N", help="same seed, identical files"),
+    negatives: int = typer.Option(0, "--negatives", min=0, metavar="N", help="also N clips labelled 'unknown' of each kind "
+                                  "and origin: noise, speech (espeak-ng), drum kits, synthesisers, sound effects"),
 ):
-    """Render instrument clips with FluidSynth from the installed General MIDI SoundFonts."""
-    _need("fluidsynth")
+    """Render instrument clips from the installed sample libraries: General MIDI SoundFonts (FluidSynth), freepats (TiMidity++), recorded notes."""
+    from .data.synth import SAMPLER_NAMES, is_library_folder
+
+    if soundfont.strip().lower() not in SAMPLER_NAMES and not is_library_folder(soundfont):
+        _need("fluidsynth")
     from .data.render import render as do_render
 
     names = [s.strip() for s in instruments.split(",") if s.strip()]
     with _progress() as progress:
         rep = do_render(out_dir, soundfont=soundfont, instruments=names, per_class=per_class, seconds=seconds,
-                        sr=sample_rate, fmt=fmt.value, seed=seed, progress=progress("rendering", 0))
+                        sr=sample_rate, fmt=fmt.value, seed=seed, progress=progress("rendering", 0), negatives=negatives)
     kept = f" (kept {rep.n_reused} written by an interrupted run)" if rep.n_reused else ""
-    typer.echo(f"wrote {rep.n_written} clips to {out_dir}{kept}")
+    unknown = f", {rep.n_negatives} of them 'unknown'" if rep.n_negatives else ""
+    typer.echo(f"wrote {rep.n_written} clips to {out_dir}{unknown}{kept}")
     _report_skipped(getattr(rep, "skipped", []))
 
 
@@ -252,6 +262,8 @@ def train(
     jobs: int = JOBS_OPT,
     no_cache: bool = NO_CACHE_OPT,
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted training from its checkpoint (MODEL_DIR.checkpoint, written every epoch)"),
+    families: Optional[Path] = typer.Option(None, "--families", metavar="FILE.csv", help="instrument,family rows: the model's "
+                                            "families (default: woodwinds, brass, bowed-strings...; other classes their own)"),
 ):
     """Train a model on labelled audio and save it as a bundle (or cross-validate with --cv)."""
     _need("torch", "safetensors")
@@ -270,7 +282,8 @@ def train(
         _say_recipe(recipe, base, r)
         with _progress() as progress:
             res = cross_validate(data, recipe=r, cv=KFold(cv, group_by=group_by, seed=seed), seed=seed, options=options,
-                                 out=report, device=device, init=base, keep_classes=keep_classes, progress=progress)
+                                 out=report, device=device, init=base, keep_classes=keep_classes, families=families,
+                                 progress=progress)
         typer.echo(crossval_table(res), nl=False)
         m, sd = res["mean"], res["std"]
         typer.echo(f"{r.name}: {cv}-fold cross-validation: accuracy {fmt_mean_std(m['accuracy'], sd['accuracy'], pct=True)}, "
@@ -287,7 +300,7 @@ def train(
     with _progress() as progress:
         res = train_model(data, recipe=r, out=out, split=method, group_by=group_by, test_size=test_size, seed=seed,
                           options=options, report_dir=report, device=device, resume=resume, init=base,
-                          keep_classes=keep_classes, progress=progress)
+                          keep_classes=keep_classes, families=families, progress=progress)
     m = res.metrics
     typer.echo(f"{r.name}: test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
                f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} held-back clips "
@@ -299,6 +312,7 @@ def train(
     _say_absent_classes(res.context)
     if "validation" in res.context:
         typer.echo(f"validation: {res.context['validation']}")
+    typer.echo(f"calibration: {res.context['calibration']}")
     if m.get("unknown_classes"):
         typer.echo("not scored, test classes absent from the training split: "
                    + ", ".join(f"{c} ({n} clips)" for c, n in m["unknown_classes"].items()), err=True)
@@ -368,7 +382,8 @@ def evaluate(
         m, skipped = evaluate_model(str(model_dir), data, out=out, options=_data_options(labels, manifest, alias, jobs, no_cache),
                                     classes=classes, progress=progress)
     typer.echo(f"accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
-               f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} clips; report in {out}")
+               f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])}, ECE {fmt_num(m['ece'])} on {m['n']} clips; families: accuracy "
+               f"{fmt_pct(m['family']['accuracy'])}, macro F1 {fmt_num(m['family']['macro_f1'])}; report in {out}")
     if m.get("unknown_classes"):
         typer.echo("not scored, classes the model does not know: "
                    + ", ".join(f"{c} ({n} clips)" for c, n in m["unknown_classes"].items()), err=True)
@@ -393,6 +408,9 @@ def predict(
     engine: EngineName = typer.Option(EngineName.auto, "--engine", help="auto (onnxruntime where the model carries a current model.onnx, else torch), torch, or onnx"),
     log: Optional[Path] = typer.Option(None, "--log", metavar="FILE.jsonl", help="JSON Lines file: one line per file as it is done; run again to finish an interrupted batch"),
     classes: Optional[str] = CLASSES_OPT,
+    level: Level = typer.Option(Level.instrument, "--level", help="answer with the instrument, or with its family (the family's probability: the sum of its instruments')"),
+    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", min=0.0, max=1.0, metavar="P", help="answer unknown when the "
+                                                   "likeliest class's probability is below P (default: the model's own; 0: never for doubt)"),
 ):
     """Predict the instrument of each recording; long recordings get a timeline of windows and segments."""
     from .errors import ParameterError
@@ -410,7 +428,7 @@ def predict(
     from .pipeline import predict_paths
 
     window, hop = check_window(window, hop)
-    net = load_model(model, engine=engine.value, classes=classes)
+    net = load_model(model, engine=engine.value, classes=classes, min_confidence=min_confidence, level=level.value)
     with _progress() as progress:
         results, skipped = predict_paths(net, paths, window=window, hop=hop, log=log, progress=progress)
     if results or fmt is not OutFormat.table:  # json and csv stay parseable ([] or a header); a table would be empty

@@ -7,7 +7,9 @@ label, note, held seconds, dynamic, source, index) and listed in a ``manifest.cs
 
 This module is the entry point (:func:`render`) and the writing: file names, normalising, atomic
 writes, manifests, and resuming a run that was interrupted. The synthesisers and the libraries
-they play are in :mod:`.synth`, the random notes in :mod:`.notes`.
+they play are in :mod:`.synth` and :mod:`.samplers` (recorded notes), the random notes in
+:mod:`.notes`, the ``unknown`` clips (``negatives=N``: noise, speech, drums, synthesisers, sound
+effects) in :mod:`.negatives`.
 
 Determinism: the same arguments and seed give byte-identical files. The random draws of one
 instrument come from a generator seeded by (seed, source, label), and each instrument is rendered
@@ -31,7 +33,10 @@ from ..errors import ParameterError
 from ..fileio import atomic_path, write_json
 from .folder import MANIFEST_NAME
 from .instruments import DEFAULT_INSTRUMENTS, Instrument, note_name, resolve_instrument
+from .negatives import LABEL as NEGATIVE_LABEL
+from .negatives import NegativeClip, negative_jobs, render_job
 from .notes import DYNAMICS, Note, draw_note, dynamic_for_velocity, note_rng
+from .samplers import Sampler
 from .synth import (
     SOUNDFONTS,
     PatchSet,
@@ -40,6 +45,7 @@ from .synth import (
     import_fluidsynth,
     installed_soundfonts,
     is_all,
+    needs_fluidsynth,
     open_library,
     resolve_soundfonts,
     select_soundfonts,
@@ -64,6 +70,9 @@ RENDER_VERSION = 1
 STAMP_NAME = ".instrec-render.json"
 
 MANIFEST_COLUMNS = ("path", "label", "source", "pitch", "note", "velocity", "dynamic", "duration", "seconds", "sr")
+# A folder with negatives adds what each clip is: "instrument", or the negative's kind and detail
+# ("noise-pink", "speech-de", "drums-jazz", "synth-pad-2-warm", "effects-seashore").
+KIND_COLUMN = "kind"
 
 MIN_SECONDS, MAX_SECONDS = 0.05, 60.0
 MIN_SR, MAX_SR = 8000, 192000
@@ -95,7 +104,9 @@ class RenderReport:
         Every ``manifest.csv`` written (per source folder, then the top-level one for ``all``).
     skipped : list of (name, reason)
         What could not be rendered: an instrument a SoundFont lacks, a SoundFont that ``all``
-        found missing.
+        found missing, a kind of negative that cannot be made here.
+    n_negatives, n_negatives_by_source : int, dict
+        ``unknown`` clips written (``negatives``), in all and per source (counted in ``n_written``).
     retried : int
         Notes that came out silent and were drawn again at another pitch.
     elapsed : float
@@ -111,6 +122,8 @@ class RenderReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     retried: int = 0
     elapsed: float = 0.0
+    n_negatives: int = 0
+    n_negatives_by_source: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -140,6 +153,7 @@ def render(
     fmt: str = "wav",
     seed: int = 0,
     progress: Progress | None = None,
+    negatives: int = 0,
 ) -> RenderReport:
     """Render ``per_class`` one-note clips of each instrument from one or all SoundFonts.
 
@@ -150,8 +164,10 @@ def render(
         gets a sub-folder ``out_dir/<source>/`` and ``out_dir/manifest.csv`` lists every clip.
     soundfont : str or path
         ``"fluidr3"``, ``"musescore"``, ``"timgm6mb"``, ``"freepats"``, ``"all"`` (every one of
-        those installed) or a path to an ``.sf2``/``.sf3`` file or a TiMidity++ ``.cfg`` (source
-        name: its lowercased stem).
+        those installed), a path to an ``.sf2``/``.sf3`` file or a TiMidity++ ``.cfg`` (source
+        name: its lowercased stem); or recorded notes (:mod:`.samplers`): ``"tonejs"``,
+        ``"salamander"``, a folder holding their npm packages (each library found is a source),
+        ``"everything"`` (``all`` and the installed sampler libraries).
     instruments : iterable of str
         Friendly labels, General MIDI names or aliases (see
         :func:`~instrec.data.instruments.resolve_instrument`).
@@ -167,6 +183,12 @@ def render(
         Same seed, same files.
     progress : callable, optional
         ``progress(done, total)``, called after each clip.
+    negatives : int
+        Also write this many ``unknown`` clips of each kind (:mod:`.negatives`) and origin: noise,
+        speech (espeak-ng), and drums, synthesiser and sound-effect notes from each General MIDI
+        library of the render (every installed one when it has none). Their ``source`` is their
+        origin (``noise``, ``espeak``, ``fluidr3``...); with several sources each has a folder.
+        The manifest then gets a ``kind`` column.
 
     Returns
     -------
@@ -182,26 +204,56 @@ def render(
     """
     started = time.perf_counter()
     settings = _validate(per_class, seconds, sr, fmt, seed, progress)
+    if not _is_int(negatives) or negatives < 0:
+        raise ParameterError(f"negatives must be an integer >= 0, got {negatives!r}")
     insts = _resolve_instruments(instruments)
     fonts, missing = select_soundfonts(soundfont)
-    fluidsynth = import_fluidsynth()
+    jobs, cannot = negative_jobs(fonts) if negatives else ([], [])
+    paths = [*fonts.values(), *(job.path for job in jobs if job.path is not None)]
+    fluidsynth = import_fluidsynth() if any(needs_fluidsynth(p) for p in paths) else None
     out_dir = Path(out_dir)
-    report = RenderReport(out_dir=out_dir, skipped=list(missing))
-    nested = is_all(soundfont)
-    counter = _Counter(progress, len(fonts) * len(insts) * settings.per_class)
-    all_rows: list[dict] = []
+    report = RenderReport(out_dir=out_dir, skipped=list(missing) + cannot)
+    nested = is_all(soundfont) or len(fonts) > 1
+    counter = _Counter(progress, len(fonts) * len(insts) * settings.per_class + sum(len(j.kinds) for j in jobs) * negatives)
+    rows: dict[str, list[dict]] = {}  # source -> its manifest rows
     for source, path in fonts.items():
         folder = out_dir / source if nested else out_dir
         _remove_stale_parts(folder)
         here = replace(settings, reuse=_stamp(folder, settings))
-        rows = _render_source(fluidsynth, source, path, insts, here, folder, report, counter)
-        report.manifests.append(_write_manifest(folder / MANIFEST_NAME, rows))
-        all_rows += [{**row, "path": f"{source}/{row['path']}"} for row in rows]
+        rows[source] = _render_source(fluidsynth, source, path, insts, here, folder, report, counter)
         report.sources.append(source)
-    if nested:
-        report.manifests.append(_write_manifest(out_dir / MANIFEST_NAME, all_rows))
+    for job in jobs:  # negatives: numbered per source, whatever their kind
+        folder = out_dir / job.source if nested else out_dir
+        if job.source not in rows:
+            _remove_stale_parts(folder)
+        rows.setdefault(job.source, [])
+        clips = render_job(job, negatives, seconds=settings.seconds, sr=settings.sr, seed=settings.seed,
+                           fluidsynth=fluidsynth, skip=lambda name, why: report.skipped.append((name, why)))
+        done = 0
+        for clip in clips:
+            k = report.n_negatives_by_source.get(job.source, 0)
+            rows[job.source].append(_save_negative(folder, clip, k, settings))
+            report.n_negatives_by_source[job.source] = k + 1
+            report.per_class[NEGATIVE_LABEL] = report.per_class.get(NEGATIVE_LABEL, 0) + 1
+            done += 1
+            counter.step()
+        counter.step(len(job.kinds) * negatives - done)  # what could not be rendered, so a progress bar still ends full
+    report.n_negatives = sum(report.n_negatives_by_source.values())
+    report.n_written += report.n_negatives
+    _write_manifests(out_dir, rows, nested, report)
     report.elapsed = time.perf_counter() - started
     return report
+
+
+def _write_manifests(out_dir: Path, rows: dict[str, list[dict]], nested: bool, report: RenderReport) -> None:
+    """One manifest per source folder and a top-level one listing all (nested), or one for all."""
+    if not nested:
+        report.manifests.append(_write_manifest(out_dir / MANIFEST_NAME, [r for rs in rows.values() for r in rs]))
+        return
+    for source, source_rows in rows.items():
+        report.manifests.append(_write_manifest(out_dir / source / MANIFEST_NAME, source_rows))
+    every = [{**row, "path": f"{source}/{row['path']}"} for source, source_rows in rows.items() for row in source_rows]
+    report.manifests.append(_write_manifest(out_dir / MANIFEST_NAME, every))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,13 +326,14 @@ def _render_source(fluidsynth, source, path, insts, settings, folder, report, co
     return rows
 
 
-def _render_instrument(font: SoundFont | PatchSet, inst: Instrument, settings: _Settings, folder: Path,
+def _render_instrument(font: SoundFont | PatchSet | Sampler, inst: Instrument, settings: _Settings, folder: Path,
                        report: RenderReport, counter: _Counter) -> list[dict]:
     """Render ``per_class`` clips of one instrument (or skip it where the library lacks it)."""
     synth = font.synth_for(inst.program)
     if synth is None:
+        lacks = "sample library has no recordings of" if isinstance(font, Sampler) else "SoundFont has no"
         return _skip(report, counter, font.source, inst, settings.per_class,
-                     f"SoundFont has no General MIDI program {inst.program} ({inst.gm_name})")
+                     f"{lacks} General MIDI program {inst.program} ({inst.gm_name})")
     rng = note_rng(settings.seed, font.source, inst.label)
     rows: list[dict] = []
     try:
@@ -412,10 +465,31 @@ def _save_clip(folder: Path, source: str, inst: Instrument, k: int, note: Note, 
     }
 
 
+def _save_negative(folder: Path, clip: NegativeClip, k: int, settings: _Settings) -> dict:
+    """Normalise and write one ``unknown`` clip; its manifest row. Its file name's note field is
+    the note where it has one, else the kind and detail (``unknown_noise-pink_1.5_piano_noise_003.wav``)."""
+    what = f"{clip.kind}-{clip.detail}"
+    note = note_name(clip.pitch) if clip.pitch is not None else ""
+    name = clip_name(NEGATIVE_LABEL, note or what, clip.duration, clip.dynamic, clip.source, k, settings.fmt)
+    fmt, subtype = FORMATS[settings.fmt]
+    y = _finish(clip.y, clip.sr, settings)
+    with atomic_path(folder / name) as tmp:
+        sf.write(tmp, y, settings.sr, format=fmt, subtype=subtype)
+    return {
+        "path": name, "label": NEGATIVE_LABEL, "source": clip.source, "pitch": "" if clip.pitch is None else clip.pitch,
+        "note": note, "velocity": clip.velocity, "dynamic": clip.dynamic, "duration": f"{clip.duration:g}",
+        "seconds": f"{settings.seconds:g}", "sr": settings.sr, KIND_COLUMN: what,
+    }
+
+
 def _write_manifest(path: Path, rows: list[dict]) -> Path:
+    columns = MANIFEST_COLUMNS
+    if any(KIND_COLUMN in row for row in rows):  # negatives: say what every clip is
+        columns = (*MANIFEST_COLUMNS, KIND_COLUMN)
+        rows = [{KIND_COLUMN: "instrument", **row} for row in rows]
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
+            writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
     return path

@@ -1,9 +1,10 @@
 """The sample libraries clips are rendered from, and the synthesisers that play them.
 
 Two kinds of General MIDI library: SoundFonts (``.sf2``/``.sf3``) played by FluidSynth through
-pyfluidsynth, and GUS patch sets (a TiMidity++ ``.cfg``) played by the ``timidity`` program. Both
-are opened with :func:`open_library` and share one interface (``synth_for``, ``play``, ``close``),
-so rendering does not care which kind it plays. Also here: the libraries instrec knows by name and
+pyfluidsynth, and GUS patch sets (a TiMidity++ ``.cfg``) played by the ``timidity`` program; and
+libraries of recorded notes (:mod:`.samplers`: ``tonejs``, ``salamander``). All are opened with
+:func:`open_library` and share one interface (``synth_for``, ``play``, ``close``), so rendering
+does not care which kind it plays. Also here: the libraries instrec knows by name and
 how a ``soundfont`` argument resolves to files.
 """
 
@@ -28,6 +29,7 @@ import soundfile as sf
 
 from ..errors import ParameterError, RenderError
 from .notes import Note
+from .samplers import SAMPLER_NAMES, Sampler, installed_samplers, missing_message, samples_dir
 
 
 class SoundFontInfo(NamedTuple):
@@ -55,6 +57,7 @@ TIMIDITY_PACKAGES = "apt-get install timidity freepats"
 
 MAX_SYNTH_SR = 96000  # FluidSynth refuses higher rates; above it we resample with soxr
 BLOCK = 64  # FluidSynth renders in blocks of 64 frames (FLUID_BUFSIZE) and starts notes on a block
+DRUM_CHANNEL = 9  # General MIDI's channel 10, the percussion channel
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,9 +82,21 @@ def resolve_soundfonts(soundfont) -> dict[str, Path]:
     return select_soundfonts(soundfont)[0]
 
 
+# ``all``: every General MIDI library installed; ``everything``: those and the recorded-note
+# libraries (:mod:`.samplers`). ``all`` stays the four GM libraries, so that renders, benchmarks
+# and the shipped model made with it do not change when the sampler packages are installed.
+EVERYTHING = "everything"
+
+
 def is_all(soundfont) -> bool:
     """``soundfont`` asks for every installed library (each then renders into a folder of its own)."""
-    return isinstance(soundfont, str) and soundfont.strip().lower() == "all"
+    return isinstance(soundfont, str) and soundfont.strip().lower() in ("all", EVERYTHING)
+
+
+def is_library_folder(soundfont) -> bool:
+    """``soundfont`` is a folder (of sampler packages), not a file or a name."""
+    return isinstance(soundfont, (str, os.PathLike)) and Path(soundfont).is_dir() and (
+        not isinstance(soundfont, str) or _looks_like_path(soundfont))
 
 
 def select_soundfonts(soundfont) -> tuple[dict[str, Path], list[tuple[str, str]]]:
@@ -89,15 +104,30 @@ def select_soundfonts(soundfont) -> tuple[dict[str, Path], list[tuple[str, str]]
     if not isinstance(soundfont, (str, os.PathLike)):
         raise ParameterError(f"soundfont must be a name or a path to an .sf2/.sf3 file, got {soundfont!r}")
     if is_all(soundfont):
-        return _all_soundfonts()
+        return _all_soundfonts(soundfont.strip().lower() == EVERYTHING)
     if isinstance(soundfont, str) and not _looks_like_path(soundfont):
-        return {_known_name(soundfont): _known_path(_known_name(soundfont))}, []
+        name = _known_name(soundfont)
+        if name in SAMPLER_NAMES:
+            if name not in installed_samplers():
+                raise RenderError(missing_message(name))
+            return {name: samples_dir()}, []
+        return {name: _known_path(name)}, []
+    if is_library_folder(soundfont):
+        found = installed_samplers(soundfont)
+        if not found:
+            raise RenderError(f"{soundfont}: no sampler package found there (npm packages of "
+                              f"{', '.join(SAMPLER_NAMES)}, in node_modules/ or the folder itself)")
+        return found, []
     return dict([_soundfont_file(Path(soundfont))]), []
 
 
-def _all_soundfonts() -> tuple[dict[str, Path], list[tuple[str, str]]]:
+def _all_soundfonts(everything: bool = False) -> tuple[dict[str, Path], list[tuple[str, str]]]:
     fonts = installed_soundfonts()
     missing = [(name, _missing_message(name)) for name in SOUNDFONTS if name not in fonts]
+    if everything:
+        samplers = installed_samplers()
+        fonts.update(samplers)
+        missing += [(name, missing_message(name)) for name in SAMPLER_NAMES if name not in samplers]
     if not fonts:
         packages = " ".join(info.package for info in SOUNDFONTS.values())
         raise RenderError(f"no SoundFont installed for soundfont='all': apt-get install {packages}")
@@ -110,9 +140,10 @@ def _looks_like_path(text: str) -> bool:
 
 def _known_name(name: str) -> str:
     key = name.strip().lower()
-    if key not in SOUNDFONTS:
-        valid = ", ".join([*SOUNDFONTS, "all"])
-        raise ParameterError(f"unknown soundfont {name!r}: use one of {valid} or a path to an .sf2/.sf3/.cfg file")
+    if key not in SOUNDFONTS and key not in SAMPLER_NAMES:
+        valid = ", ".join([*SOUNDFONTS, "all", *SAMPLER_NAMES, EVERYTHING])
+        raise ParameterError(f"unknown soundfont {name!r}: use one of {valid}, a path to an .sf2/.sf3/.cfg file "
+                             "or a folder of sampler packages")
     return key
 
 
@@ -144,11 +175,20 @@ def _soundfont_file(path: Path) -> tuple[str, Path]:
     return source, path
 
 
-def open_library(fluidsynth, source: str, path: Path, sr: int) -> "SoundFont | PatchSet":
-    """A player of the library at ``path``: TiMidity++ for a ``.cfg`` patch set, else FluidSynth.
+def needs_fluidsynth(path: Path) -> bool:
+    """The library at ``path`` is a SoundFont, played by FluidSynth."""
+    return Path(path).suffix.lower() in (".sf2", ".sf3")
+
+
+def open_library(fluidsynth, source: str, path: Path, sr: int) -> "SoundFont | PatchSet | Sampler":
+    """A player of the library at ``path``: a :class:`~.samplers.Sampler` for a folder of sampler
+    packages, TiMidity++ for a ``.cfg`` patch set, else FluidSynth (``fluidsynth``: the module).
 
     It synthesises at ``sr`` capped at MAX_SYNTH_SR (its ``synth_sr``); the caller resamples.
+    A sampler plays at ``sr`` itself.
     """
+    if Path(path).is_dir():
+        return Sampler(source, path, sr)
     synth_sr = min(sr, MAX_SYNTH_SR)
     if path.suffix.lower() == ".cfg":
         return PatchSet(source, path, synth_sr)
@@ -207,10 +247,14 @@ class SoundFont:
         self._fs = fluidsynth
         self._write_float = _write_float_function(fluidsynth)
         self.source, self.path, self.synth_sr = source, path, synth_sr
-        self._holder, _ = self._load()
+        self._holder, self._sfid = self._load()
 
     def close(self) -> None:
         self._holder.delete()
+
+    def has_program(self, program: int, bank: int = 0) -> bool:
+        """The SoundFont has a preset for ``program`` in ``bank`` (128: the drum kits)."""
+        return self._holder.sfpreset_name(self._sfid, bank, program) is not None
 
     def _load(self):
         # Dry output: reverb and chorus would smear the note and add a tail no clip length fits.
@@ -246,6 +290,31 @@ class SoundFont:
         self._silence(synth)
         return np.concatenate(parts)[:n_samples]
 
+    def drum_synth(self, kit: int):
+        """A fresh synth with drum kit ``kit`` (bank 128) on the percussion channel (9), or None."""
+        synth, sfid = self._load()
+        if synth.sfpreset_name(sfid, 128, kit) is None or synth.program_select(DRUM_CHANNEL, sfid, 128, kit) != 0:
+            synth.delete()
+            return None
+        return synth
+
+    def play_hits(self, synth, hits: list[tuple[float, int, int]], n_samples: int) -> np.ndarray:
+        """Strike percussion keys on the drum channel: ``hits`` are (seconds, key, velocity), each
+        started on the FluidSynth block at or after its time and left to ring out (drum samples end
+        by themselves). Returns ``n_samples`` mono samples."""
+        total, parts, at = _whole_blocks(n_samples), [], 0
+        for seconds, key, velocity in sorted(hits):
+            frame = min(_whole_blocks(round(seconds * self.synth_sr)) if seconds > 0 else 0, total)
+            if frame > at:
+                parts.append(self._write(synth, frame - at))
+                at = frame
+            if at < total:
+                synth.noteon(DRUM_CHANNEL, key, velocity)
+        if total > at:
+            parts.append(self._write(synth, total - at))
+        self._silence(synth, DRUM_CHANNEL)
+        return np.concatenate(parts)[:n_samples]
+
     def _write(self, synth, frames: int) -> np.ndarray:
         # Whole blocks only, so every note starts on a block boundary, i.e. at sample 0.
         buf = np.zeros(2 * frames, dtype=np.float32)
@@ -255,9 +324,9 @@ class SoundFont:
         stereo = buf.reshape(-1, 2)
         return (stereo[:, 0] + stereo[:, 1]) * np.float32(0.5)
 
-    def _silence(self, synth) -> None:
+    def _silence(self, synth, channel: int = 0) -> None:
         """Cut every voice so nothing of this note sounds in the next clip."""
-        synth.all_sounds_off(0)
+        synth.all_sounds_off(channel)
         for _ in range(1000):  # voices end at the next block; the bound is only a safety net
             if synth.get_active_voice_count() == 0:
                 return
@@ -288,6 +357,10 @@ class PatchSet:
 
     def close(self) -> None:
         pass
+
+    def has_program(self, program: int) -> bool:
+        """The patch set maps ``program`` (bank 0) to a patch."""
+        return program in self._programs
 
     def synth_for(self, program: int):
         """A player of ``program``, or None where the patch set lacks it."""
