@@ -189,6 +189,11 @@ def test_outputs_get_ordinary_permissions(trained, tmp_path):
     (lambda m: m["recipe"]["model"].update(hidden=[10**7]), "recipe/model/hidden/0"),
     (lambda m: m["recipe"]["feature"].update(evil="__import__('os')"), "recipe/feature"),
     (lambda m: m.pop("recipe"), "the top level"),
+    (lambda m: m.update(temperature=0), "temperature"),
+    (lambda m: m.update(temperature="2"), "temperature"),
+    (lambda m: m.update(min_confidence=1.5), "min_confidence"),
+    (lambda m: m.update(min_confidence=-0.1), "min_confidence"),
+    (lambda m: m.update(families={"x": "low"}), "families/x"),
 ])
 def test_model_json_is_checked_against_the_schema(trained, tmp_path, edit, where):
     _, _, path = trained
@@ -293,3 +298,28 @@ def test_a_nan_network_is_neither_exported_nor_run_from_onnx(tmp_path):
     onnx.save(proto, str(tmp_path / "nan.onnx"))
     with pytest.raises(BundleError, match="non-finite"):
         OnnxEngine(tmp_path / "nan.onnx")
+
+
+@pytest.mark.parametrize("families,words", [
+    ({"a": ["low", "high"], "b": ["high"]}, "'high' is in two families"),
+    ({"a": ["low", "kazoo"]}, "'kazoo', which is not one of the model's classes"),
+])
+def test_families_must_name_each_class_once(trained, tmp_path, families, words):
+    _, _, path = trained
+    b = _copy(path, tmp_path)
+    meta = json.loads((b / "model.json").read_text())
+    meta["families"] = families
+    (b / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=words):
+        InstrumentClassifier.load(b)
+
+
+@pytest.mark.parametrize("key", ["temperature", "min_confidence"])
+def test_non_finite_temperature_or_threshold_is_refused(trained, tmp_path, key):
+    _, _, path = trained
+    b = _copy(path, tmp_path)
+    meta = json.loads((b / "model.json").read_text())
+    meta[key] = 0.5
+    (b / "model.json").write_text(json.dumps(meta).replace(f'"{key}": 0.5', f'"{key}": NaN'))
+    with pytest.raises(BundleError, match="not valid JSON .*NaN"):
+        InstrumentClassifier.load(b)

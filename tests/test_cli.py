@@ -65,6 +65,11 @@ def test_evaluate_on_training_folder_uses_the_test_split(mfcc_model, messy_data,
     assert set(m["per_class"]) == {"saw", "sine", "square"}
     assert (tmp_path / "rep" / "report.md").read_text().count("held-back") == 1
     assert (tmp_path / "rep" / "confusion_matrix.png").stat().st_size > 1000
+    # both levels (the tones are each a family of their own), and calibration
+    assert m["family"]["accuracy"] == m["accuracy"] and m["family"]["confusion_matrix"] == m["confusion_matrix"]
+    assert 0 <= m["ece"] <= 1 and sum(m["reliability"]["count"]) == 6 and "ECE" in r.stdout and "families:" in r.stdout
+    assert (tmp_path / "rep" / "reliability.png").stat().st_size > 1000
+    assert (tmp_path / "rep" / "family_confusion_matrix.png").stat().st_size > 1000
 
 
 def test_evaluate_other_folder_whole_and_unknown_classes(mfcc_model, tmp_path):
@@ -101,9 +106,11 @@ def test_predict_formats(mfcc_model, messy_data):
         r = run_cli("predict", out, clip, "--format", "csv", "--top-k", "2")
         assert r.returncode == 0, r.stderr
         rows = list(csv.reader(io.StringIO(r.stdout)))
-        assert rows[0] == ["path", "label", "top1", "p1", "top2", "p2"] and len(rows) == 2
-        assert rows[1][1] == rows[1][2] == ref["label"] == best[0][0] and rows[1][4] == best[1][0]
-        assert float(rows[1][3]) == pytest.approx(best[0][1], abs=1e-4) and float(rows[1][3]) >= float(rows[1][5])
+        # tone labels are in no family of the table: each is its own
+        assert rows[0] == ["path", "label", "family", "top1", "p1", "top2", "p2", "pf_saw", "pf_sine", "pf_square"]
+        assert len(rows) == 2 and rows[1][2] == ref["family"] == ref["label"]
+        assert rows[1][1] == rows[1][3] == ref["label"] == best[0][0] and rows[1][5] == best[1][0]
+        assert float(rows[1][4]) == pytest.approx(best[0][1], abs=1e-4) and float(rows[1][4]) >= float(rows[1][6])
 
         r = run_cli("predict", out, clip)
         assert r.returncode == 0, r.stderr

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from instrec.evaluate import compute_metrics, write_report
 
@@ -51,3 +52,43 @@ def test_write_report(tmp_path):
     md = (tmp_path / "r" / "report.md").read_text()
     assert "f.wav" in md and "silent" in md and "100.00%" in md
     assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_expected_calibration_error_known_example():
+    from instrec.evaluate import calibration_bins
+
+    # bin [0.6, 0.667): confidences .6 .6 (one right): |0.5 - 0.6| ; bin [0.933, 1]: .95 1.0 (both right): |1 - .975|
+    r = calibration_bins(np.array([0.6, 0.6, 0.95, 1.0]), np.array([True, False, True, True]))
+    assert r["ece"] == pytest.approx((2 * 0.1 + 2 * 0.025) / 4)
+    assert r["bins"] == 15 and sum(r["count"]) == 4 and r["count"][9] == 2 and r["count"][14] == 2
+    assert r["accuracy"][9] == 0.5 and r["confidence"][14] == pytest.approx(0.975) and r["accuracy"][0] is None
+    m = compute_metrics(["a", "b"], np.array([[.9, .1], [.2, .8]]), ["a", "b"])
+    assert m["ece"] == pytest.approx(((1 - .9) + (1 - .8)) / 2)
+    assert calibration_bins(np.zeros(0), np.zeros(0))["ece"] is None
+
+
+def test_family_level_metrics_and_doubt():
+    classes = ["cello", "flute", "oboe", "viola"]
+    fams = {"bowed-strings": ["cello", "viola"], "woodwinds": ["flute", "oboe"]}
+    y = ["cello", "viola", "flute", "oboe"]
+    p = np.array([[.3, .2, .1, .4], [.6, .1, .1, .2], [.1, .3, .5, .1], [.1, .45, .45, 0.]])
+    m = compute_metrics(y, p, classes, families=fams, min_confidence=0.5)
+    assert m["accuracy"] == 0.0  # every instrument wrong, every family right
+    f = m["family"]
+    assert f["classes"] == ["bowed-strings", "woodwinds"] and f["accuracy"] == 1.0
+    assert f["confusion_matrix"] == [[2, 0], [0, 2]] and f["n"] == 4 and "ece" in f
+    # answered unknown below 0.5: cello's clip (.4) and oboe's (.45)
+    assert m["doubt"]["answered_unknown"] == 2 and m["doubt"]["known_answered_unknown"] == 2
+    assert "doubt" not in compute_metrics(y, p, classes)  # no threshold, no class unknown
+
+
+def test_write_report_draws_families_and_reliability(tmp_path):
+    m = compute_metrics(["a", "b", "c"], np.array([[.9, .1, 0], [.2, .7, .1], [.1, .1, .8]]), ["a", "b", "c"],
+                        families={"ab": ["a", "b"], "c": ["c"]})
+    write_report(tmp_path / "r", m, title="t", context={})
+    for name in ("confusion_matrix.png", "family_confusion_matrix.png", "reliability.png"):
+        assert (tmp_path / "r" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## Family level" in md and "reliability.png" in md and "ECE" in md
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["family"]["accuracy"] == 1.0 and len(saved["reliability"]["count"]) == 15

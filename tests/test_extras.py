@@ -51,6 +51,10 @@ def test_evaluate_needs_no_extra_and_leaves_the_picture_out(tmp_path):
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert metrics["n"] == 4 and "instrec[plot]" in metrics["context"]["confusion_matrix.png"]
     assert not (tmp_path / "rep" / "confusion_matrix.png").exists()
+    # the reliability diagram too, with a line saying so; the figures are there all the same
+    assert "instrec[plot]" in metrics["context"]["reliability.png"] and not (tmp_path / "rep" / "reliability.png").exists()
+    assert metrics["ece"] is not None and metrics["family"]["n"] == 4
+    assert "**reliability.png**: not drawn" in (tmp_path / "rep" / "report.md").read_text()
 
 
 def test_a_command_whose_extra_is_missing_names_it(tmp_path):

@@ -245,3 +245,141 @@ def test_readme_prediction_example_runs(tmp_path):
     figure = json.loads((shipped_model_path() / "model.json").read_text())["metrics"]["philharmonia_600"]["accuracy"]
     assert lines[1] == f"cnn 3.0 {figure}"
     assert any("silence" in l for l in lines[3:])
+
+
+# -- families, doubt and calibration (issue 26) ----------------------------------------------
+
+
+class FixedEngine:
+    """An engine answering given probability rows, in turn (no network): the answer rule alone."""
+
+    name = "fixed"
+
+    def __init__(self, classes, rows, **meta):
+        from instrec.features import FeatureConfig
+
+        self.classes = list(classes)
+        self.feature = FeatureConfig(kind="mfcc", sr=8000, n_fft=256, hop_length=128, n_mels=32, n_mfcc=8)
+        self.meta = {"classes": self.classes, "recipe": {"name": "fixed"}, **meta}
+        self.rows, self.calls = np.asarray(rows, np.float32), 0
+
+    def predict_proba(self, X):
+        out = np.stack([self.rows[(self.calls + i) % len(self.rows)] for i in range(len(X))])
+        self.calls += len(X)
+        return out
+
+
+def _tone(seconds=0.5, sr=8000):
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+CLASSES = ["cello", "flute", "oboe", "viola"]
+
+
+def test_every_prediction_carries_its_family_and_family_sums():
+    from instrec.inference import Model
+
+    model = Model(FixedEngine(CLASSES, [[0.40, 0.35, 0.20, 0.05], [0.1, 0.1, 0.1, 0.7]]))
+    r = model.predict(_tone(), 8000)
+    assert r.label == "cello" and r.family == "bowed-strings"  # the label's family, not the likeliest family
+    assert r.family_probabilities == pytest.approx({"bowed-strings": 0.45, "woodwinds": 0.55})
+    d = r.to_dict()
+    assert list(d)[:5] == ["path", "label", "family", "probabilities", "family_probabilities"]
+    long = model.predict(np.tile(_tone(), 4), 8000, window=1.0, hop=1.0)
+    assert [w.family for w in long.windows] == ["bowed-strings", "bowed-strings"]
+    for w in long.windows:
+        assert sum(w.family_probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+        assert w.family_probabilities["woodwinds"] == pytest.approx(w.probabilities["flute"] + w.probabilities["oboe"])
+    assert long.to_dict()["windows"][0]["family"] == "bowed-strings"
+
+
+def test_level_family_answers_with_the_likeliest_family():
+    from instrec.inference import Model
+
+    r = Model(FixedEngine(CLASSES, [[0.40, 0.35, 0.20, 0.05]]), level="family").predict(_tone(), 8000)
+    assert r.label == r.family == "woodwinds" and r.level == "family"
+    assert r.probabilities == r.family_probabilities == pytest.approx({"bowed-strings": 0.45, "woodwinds": 0.55})
+    assert r.to_dict()["level"] == "family" and r.top(1)[0][0] == "woodwinds"
+
+
+def test_unknown_by_threshold_by_class_and_overrides():
+    from instrec.inference import Model
+
+    doubtful = FixedEngine(CLASSES, [[0.40, 0.35, 0.20, 0.05]], min_confidence=0.5)
+    r = Model(doubtful).predict(_tone(), 8000)
+    assert r.label == r.family == "unknown" and r.probabilities["cello"] == pytest.approx(0.40)  # still given
+    assert Model(doubtful, min_confidence=0).predict(_tone(), 8000).label == "cello"  # 0 disables
+    assert Model(doubtful).with_options(min_confidence=0.3).predict(_tone(), 8000).label == "cello"
+    plain = Model(FixedEngine(CLASSES, [[0.40, 0.35, 0.20, 0.05]]))  # no threshold, no unknown class: as before
+    assert plain.min_confidence == 0 and plain.predict(_tone(), 8000).label == "cello"
+    assert plain.with_options(min_confidence=0.41).predict(_tone(), 8000).label == "unknown"
+    negative = Model(FixedEngine(CLASSES + ["unknown"], [[0.2, 0.1, 0.1, 0.1, 0.5]]))
+    r = negative.predict(_tone(), 8000)
+    assert r.label == r.family == "unknown" and r.family_probabilities["unknown"] == pytest.approx(0.5)
+    with pytest.raises(ParameterError, match="min_confidence"):
+        Model(doubtful, min_confidence=1.5)
+    with pytest.raises(ParameterError, match="level"):
+        Model(doubtful, level="genus")
+
+
+def test_unknown_windows_make_unknown_segments():
+    from instrec.inference import Model
+
+    rows = [[0.9, 0.05, 0.03, 0.02], [0.3, 0.3, 0.2, 0.2]]
+    r = Model(FixedEngine(CLASSES, rows, min_confidence=0.5)).predict(np.tile(_tone(), 4), 8000, window=1.0, hop=1.0)
+    assert [w.label for w in r.windows] == ["cello", "unknown"]
+    assert [(s.label, s.probability) for s in r.segments] == [("cello", pytest.approx(0.9)), ("unknown", None)]
+    assert r.label == "cello"  # the mean: 0.6
+
+
+def test_the_temperature_is_applied_whatever_the_engine():
+    from instrec.inference import Model
+
+    row = [[0.90, 0.06, 0.03, 0.01]]
+    hot = Model(FixedEngine(CLASSES, row, temperature=2.0)).predict(_tone(), 8000)
+    p = np.array(row[0]) ** 0.5
+    assert hot.label == "cello" and hot.probabilities["cello"] == pytest.approx(p[0] / p.sum(), abs=1e-6)
+    assert Model(FixedEngine(CLASSES, row)).predict(_tone(), 8000).probabilities["cello"] == pytest.approx(0.9)
+
+
+def test_restrict_keeps_families_and_threshold():
+    from instrec.inference import Model
+
+    model = Model(FixedEngine(CLASSES, [[0.40, 0.35, 0.20, 0.05]]), min_confidence=0.7).restrict("cello,viola")
+    r = model.predict(_tone(), 8000)
+    assert model.families == {"bowed-strings": ["cello", "viola"]} and r.label == "cello"  # 0.40 / 0.45
+    assert model.with_options(min_confidence=0.95).predict(_tone(), 8000).label == "unknown"
+
+
+@pytest.fixture(scope="module")
+def doubtful_bundle(tmp_path_factory):
+    """The old two-class cnn (it answers about 0.5 for anything), with a family and a threshold."""
+    import shutil
+
+    from conftest import ROOT
+
+    dst = tmp_path_factory.mktemp("doubt") / "model"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "old_bundle_cnn", dst)
+    meta = json.loads((dst / "model.json").read_text())
+    meta.update(families={"pitch": ["high", "low"]}, min_confidence=0.6, temperature=1.5)
+    (dst / "model.json").write_text(json.dumps(meta))
+    return dst, write(dst.parent / "probe.wav", _tone(), sr=8000)
+
+
+def test_cli_min_confidence_and_level(doubtful_bundle):
+    from instrec.display import format_predictions
+
+    model, clip = doubtful_bundle
+    r = instrec.load_model(model).predict_file(clip)  # the bundle's threshold, 0.6
+    assert r.label == r.family == "unknown" and set(r.probabilities) == {"high", "low"}
+    assert json.loads(format_predictions([r], "json", 2))[0]["label"] == "unknown"
+    table = format_predictions([instrec.load_model(model, level="family").predict_file(clip)], "table", 3)
+    assert "family" in table and "pitch (100" in table
+    r = run_cli("predict", model, clip, "--format", "csv", "--min-confidence", "0")  # 0: never unknown for doubt
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert r.returncode == 0 and rows[0]["label"] in ("high", "low") and rows[0]["family"] == "pitch"
+    assert float(rows[0]["pf_pitch"]) == pytest.approx(1.0, abs=1e-5)
+    for bad in (("--min-confidence", "1.5"), ("--min-confidence", "x"), ("--level", "genus")):
+        r = run_cli("predict", model, clip, *bad)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr

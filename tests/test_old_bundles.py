@@ -41,3 +41,15 @@ def test_old_bundle_loads_and_predicts_identically(name, tmp_path):
 def test_old_cnn_bundle_reads_logmel_as_the_waveform_window():
     clf = InstrumentClassifier.load(FIXTURES / "old_bundle_cnn")
     assert clf.recipe.feature.kind == "waveform" and clf.recipe.feature.dim == 4000
+
+
+@pytest.mark.parametrize("name", ["old_bundle_cnn", "old_bundle_mlp"])
+def test_old_bundles_get_the_default_families_and_no_calibration(name, tmp_path):
+    """Saved before families, temperature and min_confidence: the defaults, and answers as before."""
+    model = instrec.load_model(FIXTURES / name, engine="torch")
+    assert model.families == {"high": ["high"], "low": ["low"]}  # not in the table: each its own family
+    assert model.temperature is None and model.min_confidence == 0 and model.info["temperature"] == 1.0
+    clf = InstrumentClassifier.load(FIXTURES / name)
+    assert (clf.families_, clf.temperature_, clf.min_confidence_) == (None, None, None)
+    saved = json.loads((clf.save(tmp_path / "again") / "model.json").read_text())
+    assert not {"families", "temperature", "min_confidence"} & set(saved)  # saved again as it was

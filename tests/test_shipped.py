@@ -63,13 +63,13 @@ def test_shipped_bundle_is_what_the_script_trains_by_default():
     assert six["n"] == 600 and np.array(six["confusion_matrix"]).shape == (6, 6)
 
 
-def test_family_option_parses_and_refuses_bad_specs():
-    families = _training_script()._families
+def test_merge_option_parses_and_refuses_bad_specs():
+    families = _training_script()._merges
     six = ["flute", "saxophone"]
     assert families(["saxophone=alto-sax, tenor-sax"], six) == {"saxophone": ["alto-sax", "tenor-sax"]}
     assert families([], six) == {}
     for bad in ("violin=violin", "saxophone=", "saxophone"):
-        with pytest.raises(SystemExit, match="--family"):
+        with pytest.raises(SystemExit, match="--merge"):
             families([bad], six)
 
 
@@ -79,12 +79,13 @@ def test_script_renders_trains_and_writes_a_bundle(tmp_path):
     import sys
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_shipped_model.py"
-    cmd = [sys.executable, str(script), "--per-class", "1", "--epochs", "1", "--instruments", "flute,cello",
+    cmd = [sys.executable, str(script), "--per-class", "1", "--negatives", "1", "--epochs", "1", "--instruments", "flute,cello",
            "--seed", "1", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
            "--real", str(tmp_path / "no-real-clips")]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     assert "trained seed 1 in" in first.stdout
     meta = json.loads((tmp_path / "out" / "model.json").read_text())
-    assert meta["training"]["render"]["seed"] == 1 and sorted(meta["classes"]) == ["cello", "flute"]
+    assert meta["training"]["render"]["seed"] == 1 and sorted(meta["classes"]) == ["cello", "flute", "unknown"]
+    assert meta["families"]["woodwinds"] == ["flute"] and meta["families"]["unknown"] == ["unknown"]
     assert "distill_weight" not in meta["recipe"]["train"] and "vibrato" not in meta["recipe"]["model"]

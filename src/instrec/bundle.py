@@ -111,13 +111,22 @@ def read_meta(path: str | os.PathLike) -> dict:
 
 
 def validate_meta(meta: dict, where: str | os.PathLike) -> None:
-    """Check a model description against ``assets/model.schema.json``; BundleError names the first problem."""
+    """Check a model description against ``assets/model.schema.json``, and that its ``families``
+    name each of its classes at most once; BundleError names the first problem."""
     import jsonschema
 
     error = jsonschema.exceptions.best_match(_validator().iter_errors(meta))
     if error is not None:
         at = "/".join(str(p) for p in error.absolute_path) or "the top level"
         raise BundleError(f"{where}: does not match the model schema at {at}: {error.message[:200]}")
+    owner: dict[str, str] = {}
+    for family, members in (meta.get("families") or {}).items():
+        for c in members:
+            if c not in meta["classes"]:
+                raise BundleError(f"{where}: family {family!r} names {c!r}, which is not one of the model's classes")
+            if c in owner:
+                raise BundleError(f"{where}: class {c!r} is in two families, {owner[c]!r} and {family!r}")
+            owner[c] = family
 
 
 @functools.cache

@@ -4,6 +4,10 @@
 ``save`` / ``load`` write and read a bundle, whose model.json carries the exact feature
 configuration, so a model is never fed features computed differently from its training.
 Recordings of any length are predicted through :class:`instrec.inference.Model`.
+
+``fit`` ends by calibrating the model on the validation rows the training loop held back (see
+:mod:`instrec.calibration`): a temperature and a doubt threshold, saved in model.json beside the
+model's families (:mod:`instrec.decision`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from .errors import BundleError, DataError, ParameterError
 from .recipes import Recipe, get_recipe
 
 # model.json keys that describe the network itself; everything else is the model's ``info``
-_SPEC_KEYS = ("format", "format_version", "classes", "recipe", "in_dim", "seed", "versions")
+_SPEC_KEYS = ("format", "format_version", "classes", "recipe", "in_dim", "seed", "versions", "families", "temperature",
+              "min_confidence")
 
 
 class InstrumentClassifier(ClassifierMixin, BaseEstimator):
@@ -31,15 +36,33 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
     recipe : a :class:`~instrec.recipes.Recipe` or the name of one (``seed-mfcc``, ``mfcc-stats``, ``cnn`` ...)
     seed : seeds weight initialisation and minibatch order
     device : ``auto`` (a CUDA GPU when present), ``cpu`` or ``cuda``; training only
+    families : family → member classes (see :func:`instrec.decision.resolve_families`); None: the
+        default table (:data:`instrec.data.instruments.FAMILIES`, other classes each their own)
+
+    Attributes
+    ----------
+    classes_ : the classes, sorted
+    families_ : the families of ``classes_``; None for a model saved before families existed
+        (the default table applies)
+    temperature_ : the calibration temperature fitted on the validation rows (1.0 without any;
+        None for a model saved before calibration existed)
+    min_confidence_ : the doubt threshold chosen on the validation rows, or None
+    calibration_ : how the two were chosen (rows, negative log-likelihood before and after, rejections)
     """
 
-    def __init__(self, recipe: Recipe | str = "seed-mfcc", *, seed: int = 0, device: str = "auto"):
+    def __init__(self, recipe: Recipe | str = "seed-mfcc", *, seed: int = 0, device: str = "auto",
+                 families: dict | None = None):
         self.recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
         if not isinstance(seed, int) or seed < 0:
             raise ParameterError(f"seed must be a non-negative integer; got {seed!r}")
         self.seed = seed
         self.device = device
+        self.families = families
         self.classes_: list[str] | None = None
+        self.families_: dict[str, list[str]] | None = None
+        self.temperature_: float | None = None
+        self.min_confidence_: float | None = None
+        self.calibration_: dict | None = None
         self.net_ = None
         self.history_: dict | None = None
         self.path_: Path | None = None  # the bundle it was loaded from, if any
@@ -64,8 +87,11 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         A class of ``init`` without rows here has nothing to learn from, so its output row stays
         ``init``'s, frozen through training; it still takes part in every softmax, so the other
         classes learn to beat it on their rows.
+
+        Training ends with :meth:`calibrate` on the rows the loop held back for validation.
         """
         from . import models
+        from .decision import resolve_families
         from .train import fit_network, seed_everything
 
         X = self._rows(X)
@@ -82,6 +108,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
                 raise ParameterError("keep_classes keeps the classes of the model fine-tuning starts from: give init")
             frozen = sorted(set(getattr(init, "classes_", None) or ()) - set(classes))  # a bad init: _start_from says so
             classes = sorted(set(classes) | set(frozen))
+        families = resolve_families(classes, self.families)  # a bad table fails before training
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[l] for l in labels], dtype=np.int64)
         seed_everything(self.seed)  # weight initialisation depends on it
@@ -97,6 +124,37 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         finally:
             if release is not None:
                 release()
+        self.families_ = families
+        val = self.history_.pop("validation_index", None)
+        self.calibrate(X[val] if val is not None else X[:0], y[val] if val is not None else y[:0])
+        return self
+
+    def calibrate(self, X: np.ndarray, y: Sequence[int]) -> "InstrumentClassifier":
+        """Fit :attr:`temperature_` and choose :attr:`min_confidence_` on held-back rows ``X``
+        with true class indices ``y`` (see :mod:`instrec.calibration`); without rows, temperature
+        1 and no threshold. :attr:`calibration_` records how."""
+        from .calibration import calibrate, choose_min_confidence, fit_temperature, nll, rejected
+        from .decision import UNKNOWN
+
+        self._check_fitted()
+        y = np.asarray(y, dtype=np.int64)
+        if not len(y):
+            self.temperature_, self.min_confidence_ = 1.0, None
+            self.calibration_ = {"validation_rows": 0, "temperature": 1.0, "min_confidence": None}
+            return self
+        P = self.predict_proba(X)
+        t = fit_temperature(P, y)
+        Pc = calibrate(P, t)
+        threshold, n_known = choose_min_confidence(Pc, y, self.classes_)
+        self.temperature_, self.min_confidence_ = t, threshold
+        unknown = np.array([self.classes_[i] == UNKNOWN for i in y], dtype=bool)
+        out = rejected(Pc, self.classes_, threshold or 0.0)
+        self.calibration_ = {
+            "validation_rows": int(len(y)), "temperature": t,
+            "nll_before": nll(P, y), "nll_after": nll(P, y, t), "min_confidence": threshold,
+            "known_rows": n_known, "known_rejected": int(out[~unknown].sum()),
+            "unknown_rows": int(unknown.sum()), "unknown_rejected": int(out[unknown].sum()),
+        }
         return self
 
     def _start_from(self, base: "InstrumentClassifier", classes: list[str], *, frozen: Sequence[str] = ()):
@@ -134,7 +192,8 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         return list(self.classes_)
 
     def predict_proba(self, X: np.ndarray, *, batch_size: int = 256, net=None) -> np.ndarray:
-        """Class probabilities, shape ``(n, len(classes))``, columns in the order of ``classes``.
+        """Class probabilities, shape ``(n, len(classes))``, columns in the order of ``classes``:
+        the network's softmax. :class:`instrec.inference.Model` applies :attr:`temperature_` to them.
 
         ``net``: another copy of the network to run (e.g. :meth:`CNN.for_inference`'s)."""
         import torch
@@ -211,6 +270,8 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         net.eval()
         self = cls(recipe, seed=seed)
         self.classes_, self.net_, self.path_ = classes, net, Path(path)
+        self.families_, self.temperature_ = meta.get("families"), meta.get("temperature")
+        self.min_confidence_ = meta.get("min_confidence")
         self.info = {k: v for k, v in meta.items() if k not in _SPEC_KEYS}
         self.info["versions"] = meta.get("versions", {})
         return self
@@ -279,8 +340,16 @@ def bundle_meta(clf: InstrumentClassifier) -> dict:
         "in_dim": clf.recipe.feature.dim,
         "seed": clf.seed,
         "versions": clf.info.get("versions") or _versions(),
-        **{k: v for k, v in clf.info.items() if k != "versions"},
+        **decision_meta(clf),
+        **{k: v for k, v in clf.info.items() if k not in _SPEC_KEYS},
     }
+
+
+def decision_meta(clf: InstrumentClassifier) -> dict:
+    """model.json's ``families``, ``temperature`` and ``min_confidence`` of ``clf``: those it has
+    (a model saved before they existed has none, and is saved again without them)."""
+    return {k: v for k, v in (("families", clf.families_), ("temperature", clf.temperature_),
+                              ("min_confidence", clf.min_confidence_)) if v is not None}
 
 
 def fingerprint(net) -> str:

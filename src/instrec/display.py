@@ -78,7 +78,7 @@ def write_timeline(model, prediction: Prediction, out: str | os.PathLike) -> Non
 
 def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
     """Predictions as ``instrec predict`` prints them: ``table`` (as wide as the terminal), ``json``
-    or ``csv``, listing the top ``k`` classes of each."""
+    or ``csv``, listing the top ``k`` classes of each, and each answer's family."""
     if fmt == "json":
         return json.dumps([{**r.to_dict(), "top": [[c, p] for c, p in r.top(k)]} for r in results], indent=2) + "\n"
     k = min(k, len(results[0].probabilities)) if results else k
@@ -87,17 +87,22 @@ def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
     from rich.console import Console
     from rich.table import Column, Table
 
-    table = Table(Column("file", overflow="fold"), "instrument", *(f"#{i}" for i in range(2, k + 1)))
+    by_family = bool(results) and results[0].level == "family"
+    what = "family" if by_family else "instrument"
+    table = Table(Column("file", overflow="fold"), what, *([] if by_family else ["family"]),
+                  *(f"#{i}" for i in range(2, k + 1)))
     for r in results:
-        top = r.top(k)
-        table.add_row(r.path, f"{top[0][0]} ({top[0][1]:.1%})", *(f"{c} ({p:.1%})" for c, p in top[1:]))
+        p = r.probabilities.get(r.label)
+        others = [(c, q) for c, q in r.top(k) if c != r.label][: k - 1]
+        table.add_row(r.path, r.label if p is None else f"{r.label} ({p:.1%})", *([] if by_family else [r.family or ""]),
+                      *(f"{c} ({q:.1%})" for c, q in others))
     console = Console(file=io.StringIO(), width=terminal_width(), force_terminal=False)
     console.print(table)
     for r in results:
         if r.is_timeline:
             console.print(f"\n{r.path}: {len(r.windows)} windows of {r.window:g} s, hop {r.hop:g} s", markup=False,
                           highlight=False, soft_wrap=True)
-            seg = Table("from (s)", "to (s)", "instrument", "mean p")
+            seg = Table("from (s)", "to (s)", what, "mean p")
             for s in r.segments:
                 seg.add_row(f"{s.start:.2f}", f"{s.end:.2f}", s.label, "" if s.probability is None else f"{s.probability:.1%}")
             console.print(seg)
@@ -113,24 +118,40 @@ def terminal_width() -> int:
 
 
 def predictions_csv(results: Sequence[Prediction], k: int) -> str:
-    """One row per file; with any windowed file, one row per window (short files: one window)."""
+    """One row per file; with any windowed file, one row per window (short files: one window).
+
+    At instrument level each row also has the answer's ``family`` and every family's probability
+    (``pf_<family>`` columns); at family level the labels and ``p_`` columns are the families'."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    by_family = bool(results) and results[0].level == "family"
+    families = [] if by_family or not results else list(results[0].family_probabilities or {})
+
+    def fam(family) -> list:
+        return [] if by_family else [family or ""]
+
+    def fam_p(probs) -> list:
+        return [f"{probs[f]:.6f}" if probs and f in probs else "" for f in families]
+
     if not any(r.is_timeline for r in results):
-        w.writerow(["path", "label"] + [c for i in range(1, k + 1) for c in (f"top{i}", f"p{i}")])
+        w.writerow(["path", "label", *fam("family")] + [c for i in range(1, k + 1) for c in (f"top{i}", f"p{i}")]
+                   + [f"pf_{f}" for f in families])
         for r in results:
-            w.writerow([r.path, r.label] + [v for c, p in r.top(k) for v in (c, f"{p:.6f}")])
+            w.writerow([r.path, r.label, *fam(r.family)] + [v for c, p in r.top(k) for v in (c, f"{p:.6f}")]
+                       + fam_p(r.family_probabilities))
         return buf.getvalue()
     classes = list(results[0].probabilities)
-    w.writerow(["path", "start", "end", "label", "silent"] + [f"p_{c}" for c in classes])
+    w.writerow(["path", "start", "end", "label", *fam("family"), "silent"] + [f"p_{c}" for c in classes]
+               + [f"pf_{f}" for f in families])
     for r in results:
         rows = r.windows if r.is_timeline else [None]
         for win in rows:
             start, end = (win.start, win.end) if win else (0.0, r.duration or 0.0)
             probs = (win.probabilities if win else r.probabilities) or {}
-            label, silent = (win.label, win.silent) if win else (r.label, False)
-            w.writerow([r.path, f"{start:.3f}", f"{end:.3f}", label, int(silent)]
-                       + [f"{probs[c]:.6f}" if c in probs else "" for c in classes])
+            label, family, silent = (win.label, win.family, win.silent) if win else (r.label, r.family, False)
+            w.writerow([r.path, f"{start:.3f}", f"{end:.3f}", label, *fam(family), int(silent)]
+                       + [f"{probs[c]:.6f}" if c in probs else "" for c in classes]
+                       + fam_p(win.family_probabilities if win else r.family_probabilities))
     return buf.getvalue()
 
 

@@ -1,29 +1,59 @@
-"""Metrics, the confusion matrix and reports."""
+"""Metrics, the confusion matrix, calibration (expected calibration error, reliability diagram) and reports."""
 
 from __future__ import annotations
 
 import io
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from .decision import UNKNOWN, family_lookup, family_matrix
 from .fileio import write_bytes, write_json, write_text
 
 # The figures a cross-validation averages over its folds.
 SUMMARY_METRICS = ("accuracy", "macro_f1", "roc_auc_ovr_macro")
+ECE_BINS = 15
 
 
-def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str]) -> dict:
-    """Accuracy, macro F1, one-vs-rest ROC AUC, per-class scores and the confusion matrix.
+def calibration_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> dict:
+    """The expected calibration error of top-class ``confidence`` values and whether each answer
+    was ``correct``, over ``bins`` equal-width bins of [0, 1] (``[0, 1/bins)``, ..., the last one
+    closed): ``ece = Σ n_b / n · |accuracy_b − mean confidence_b|``.
+
+    Returns ``{"ece", "bins", "count", "accuracy", "confidence"}``, one entry per bin in the
+    lists (None for an empty bin); ``ece`` is None without clips.
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    acc = np.bincount(which, weights=correct, minlength=bins)
+    conf = np.bincount(which, weights=confidence, minlength=bins)
+    ece = float(np.abs(acc - conf).sum() / len(confidence)) if len(confidence) else None
+    return {"ece": ece, "bins": bins, "count": count.tolist(),
+            "accuracy": [float(a / n) if n else None for a, n in zip(acc, count)],
+            "confidence": [float(c / n) if n else None for c, n in zip(conf, count)]}
+
+
+def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str], *,
+                    families: Mapping[str, Sequence[str]] | None = None, min_confidence: float | None = None) -> dict:
+    """Accuracy, macro F1, one-vs-rest ROC AUC, per-class scores, the confusion matrix and the
+    expected calibration error (``ece``, with ``reliability``: see :func:`calibration_bins`).
 
     ``proba`` has one column per entry of ``classes``. Clips whose true label is not among
-    ``classes`` are not scored; they are counted under ``unknown_classes``.
+    ``classes`` are not scored; they are counted under ``unknown_classes``. The scores are those
+    of the likeliest class; with ``min_confidence`` (or an ``unknown`` class), ``doubt`` says how
+    many clips the model answers ``unknown`` and how right the other answers are.
 
     Macro averages run over the classes present in ``y_true`` (a class the data lacks has no
     recall to average). ROC AUC is one-vs-rest per present class, averaged; ``None`` when the
     data has fewer than two classes.
+
+    ``families`` (family → member classes, each class in one, see
+    :func:`instrec.decision.resolve_families`): the same figures at family level, under ``family``
+    (its ``classes`` are the families).
     """
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
@@ -55,8 +85,68 @@ def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[
             },
             confusion_matrix=confusion_matrix(y_true, y_pred, labels=classes).tolist(),
         )
+    top = proba.max(axis=1) if len(proba) else np.zeros(0)
+    right = np.array([p == t for p, t in zip(y_pred, y_true)], dtype=bool)
+    cal = calibration_bins(top, right)
+    out["ece"] = cal.pop("ece")
+    out["reliability"] = cal
+    if min_confidence or UNKNOWN in classes:
+        out["doubt"] = _doubt(y_true, y_pred, top, min_confidence or 0.0)
+    if families is not None:
+        names, M = family_matrix(classes, families)
+        owner = family_lookup(families)
+        out["family"] = compute_metrics([owner[t] for t in y_true], np.asarray(proba, dtype=np.float64) @ M, names,
+                                        min_confidence=min_confidence)
     out["unknown_classes"] = dict(sorted(unknown.items()))
     return out
+
+
+def _doubt(y_true, y_pred, top: np.ndarray, min_confidence: float) -> dict:
+    """How many clips are answered ``unknown`` (likeliest class ``unknown``, or below the
+    threshold), how many of the clips of known classes, and the accuracy of the other answers."""
+    answers = [UNKNOWN if p == UNKNOWN or c < min_confidence else p for p, c in zip(y_pred, top)]
+    known = [t != UNKNOWN for t in y_true]
+    kept = [a != UNKNOWN for a in answers]
+    n_known = sum(known)
+    return {
+        "min_confidence": min_confidence,
+        "answered_unknown": sum(not k for k in kept),
+        "known_answered_unknown": sum(1 for k, a in zip(known, kept) if k and not a),
+        "known_clips": n_known,
+        "accuracy_of_other_answers": (float(np.mean([a == t for a, t, k in zip(answers, y_true, kept) if k]))
+                                      if any(kept) else None),
+    }
+
+
+def plot_reliability(metrics: dict, title: str = "") -> bytes:
+    """The reliability diagram as a PNG: accuracy against mean top-class confidence per bin, the
+    diagonal of perfect calibration, and how many clips each bin holds."""
+    from matplotlib.figure import Figure
+
+    r = metrics["reliability"]
+    k = r["bins"]
+    edges = np.linspace(0, 1, k + 1)
+    fig = Figure(figsize=(5.2, 5.6), dpi=100)
+    ax, ax_n = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    acc = [np.nan if a is None else a for a in r["accuracy"]]
+    ax.bar(edges[:-1], acc, width=1 / k, align="edge", edgecolor="black", color="tab:blue", label="accuracy")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    conf = [(c, a) for c, a in zip(r["confidence"], r["accuracy"]) if c is not None]
+    if conf:
+        ax.plot(*zip(*conf), "o", color="tab:orange", label="mean confidence")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left", fontsize="small")
+    ece = metrics.get("ece")
+    ax.set_title((title + "\n" if title else "") + f"expected calibration error {fmt_num(ece)}")
+    ax_n.bar(edges[:-1], r["count"], width=1 / k, align="edge", color="0.6")
+    ax_n.set_xlabel("top-class confidence")
+    ax_n.set_ylabel("clips")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
 
 
 def plot_confusion_matrix(metrics: dict, title: str = "") -> bytes:
@@ -97,18 +187,21 @@ def report_markdown(metrics: dict, *, title: str, context: dict, skipped: Sequen
     """A human-readable report: how the figure was obtained, the figures, and what was skipped."""
     lines = [f"# {title}", ""]
     lines += [f"- **{k}**: {v}" for k, v in context.items()]
-    lines += [
-        "",
-        "| accuracy | macro F1 | ROC AUC (one-vs-rest, macro) | clips scored |",
-        "|---|---|---|---|",
-        f"| {fmt_pct(metrics['accuracy'])} | {fmt_num(metrics['macro_f1'])} | {fmt_num(metrics['roc_auc_ovr_macro'])} | {metrics['n']} |",
-        "",
-        "| class | precision | recall | F1 | support |",
-        "|---|---|---|---|---|",
-    ]
-    for c, m in metrics["per_class"].items():
-        lines.append(f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
-    lines += ["", "![confusion matrix](confusion_matrix.png)", ""]
+    lines += ["", *_score_lines(metrics, "class"), "", "![confusion matrix](confusion_matrix.png)", ""]
+    if metrics.get("reliability"):
+        lines += ["Expected calibration error (15 equal-width bins of top-class confidence): "
+                  f"{fmt_num(metrics.get('ece'))}.", "", "![reliability diagram](reliability.png)", ""]
+    doubt = metrics.get("doubt")
+    if doubt:
+        lines += [f"Answered unknown (the class unknown, or below min_confidence {doubt['min_confidence']:.3f}): "
+                  f"{doubt['answered_unknown']} of {metrics['n']} clips, {doubt['known_answered_unknown']} of the "
+                  f"{doubt['known_clips']} clips of known classes; accuracy of the other answers "
+                  f"{fmt_pct(doubt['accuracy_of_other_answers'])}.", ""]
+    family = metrics.get("family")
+    if family:
+        lines += ["## Family level", "", "Each family's probability is the sum of its classes'; the answer is the "
+                  "likeliest family.", "", *_score_lines(family, "family"), "",
+                  "![family confusion matrix](family_confusion_matrix.png)", ""]
     if metrics.get("unknown_classes"):
         lines += ["Classes in the data that the model does not know (not scored): "
                   + ", ".join(f"{c} ({n})" for c, n in metrics["unknown_classes"].items()), ""]
@@ -117,18 +210,40 @@ def report_markdown(metrics: dict, *, title: str, context: dict, skipped: Sequen
     return "\n".join(lines)
 
 
-def write_report(out_dir: str | Path, metrics: dict, *, title: str, context: dict, skipped=()) -> Path:
-    """Write ``metrics.json``, ``confusion_matrix.png`` and ``report.md`` into ``out_dir``.
+def _score_lines(metrics: dict, what: str) -> list[str]:
+    lines = [
+        "| accuracy | macro F1 | ROC AUC (one-vs-rest, macro) | ECE | clips scored |",
+        "|---|---|---|---|---|",
+        f"| {fmt_pct(metrics['accuracy'])} | {fmt_num(metrics['macro_f1'])} | {fmt_num(metrics['roc_auc_ovr_macro'])} "
+        f"| {fmt_num(metrics.get('ece'))} | {metrics['n']} |",
+        "",
+        f"| {what} | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for c, m in metrics["per_class"].items():
+        lines.append(f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    return lines
 
-    Without matplotlib (the ``[plot]`` extra) the picture is left out and the report says so."""
+
+def write_report(out_dir: str | Path, metrics: dict, *, title: str, context: dict, skipped=()) -> Path:
+    """Write ``metrics.json``, ``confusion_matrix.png`` (and ``family_confusion_matrix.png`` with
+    family metrics), ``reliability.png`` and ``report.md`` into ``out_dir``.
+
+    Without matplotlib (the ``[plot]`` extra) the pictures are left out and the report says so."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        write_bytes(out / "confusion_matrix.png", plot_confusion_matrix(metrics, title))
-    except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] != "matplotlib":
-            raise
-        context = {**context, "confusion_matrix.png": "not drawn: install instrec[plot] for it"}
+    pictures = {"confusion_matrix.png": lambda: plot_confusion_matrix(metrics, title)}
+    if metrics.get("family"):
+        pictures["family_confusion_matrix.png"] = lambda: plot_confusion_matrix(metrics["family"], f"{title}: families")
+    if metrics.get("reliability"):
+        pictures["reliability.png"] = lambda: plot_reliability(metrics, title)
+    for name, draw in pictures.items():
+        try:
+            write_bytes(out / name, draw())
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] != "matplotlib":
+                raise
+            context = {**context, name: "not drawn: install instrec[plot] for it"}
     write_json(out / "metrics.json", {**metrics, "context": context, "skipped": [list(s) for s in skipped]})
     write_text(out / "report.md", report_markdown(metrics, title=title, context=context, skipped=skipped))
     return out

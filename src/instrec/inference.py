@@ -4,12 +4,18 @@ A short recording (up to one and a half model windows) gets one result, as the t
 A longer one is cut into sliding windows: each window gets its own probabilities, quiet windows are
 marked silent, and adjacent windows of the same instrument are merged into segments.
 
+Every answer goes through :meth:`Model.predict_proba`, whichever engine runs the network: there the
+model's temperature (``model.json``'s ``temperature``, see :mod:`instrec.calibration`) is applied,
+and :func:`instrec.decision.decide` turns the probabilities into a label, its family, or
+``unknown`` when in doubt.
+
 Both engines take the same feature rows (:func:`instrec.features.compute`), so features are
 computed by one code path whichever engine runs the network.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from pathlib import Path
@@ -17,13 +23,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .calibration import calibrate
+from .decision import (SILENCE, check_level, check_min_confidence, decide, family_lookup, family_matrix,
+                       resolve_families)
 from .engines import Engine, RestrictedEngine, class_columns, restrict_proba  # noqa: F401 (restrict_proba: re-exported)
 from .errors import AudioError, BundleError, ParameterError
 from .features import FeatureConfig, compute
 from .results import Prediction, Segment, Window
 
 ENGINES = ("auto", "torch", "onnx")
-SILENCE = "silence"
+# model.json's keys that turn probabilities into answers: read from the folder's model.json even
+# when its model.onnx runs the network, so that changing them needs no new export
+DECISION_KEYS = ("families", "temperature", "min_confidence")
 # The windows of the seed recipes: the tutorial's clips are about 3 s long.
 DEFAULT_WINDOW = 3.0
 # A window this far (dB RMS) below the loudest window of the recording counts as silent.
@@ -51,14 +62,27 @@ def open_engine(path: str | os.PathLike, engine: str = "auto") -> Engine:
         onnx = onnx_path_for(path)
         engine = "onnx" if onnx.is_file() and is_up_to_date(onnx, path) else "torch"
         if engine == "onnx":
-            return OnnxEngine(onnx)
+            return _bundle_decisions(OnnxEngine(onnx), path)
     if engine == "onnx":
         from .export import ensure_onnx
 
-        return OnnxEngine(ensure_onnx(path))
+        return _bundle_decisions(OnnxEngine(ensure_onnx(path)), path)
     from .engines.torch_engine import TorchEngine
 
     return TorchEngine.load(path)
+
+
+def _bundle_decisions(engine, bundle: Path):
+    """The engine of a folder's model.onnx, with the folder's model.json's :data:`DECISION_KEYS`."""
+    from .bundle import read_meta
+
+    meta = read_meta(bundle)
+    for k in DECISION_KEYS:
+        if k in meta:
+            engine.meta[k] = meta[k]
+        else:
+            engine.meta.pop(k, None)
+    return engine
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,11 +93,32 @@ class Model:
     """A loaded instrument recognizer: ``predict(y, sr)``, ``predict_file(path)``, ``classes``, ``info``.
 
     Get one with :func:`instrec.load_model`.
+
+    Parameters
+    ----------
+    engine : what runs the network (:mod:`instrec.engines`)
+    source : the model's folder or file, for messages
+    min_confidence : answer ``unknown`` when the likeliest class's probability is below this
+        (0: never for doubt); None: the model's own (``model.json``'s ``min_confidence``, else 0)
+    level : ``instrument`` (the default) or ``family``: answer with the likeliest family
     """
 
-    def __init__(self, engine: Engine, *, source: str | None = None):
+    def __init__(self, engine: Engine, *, source: str | None = None, min_confidence: float | None = None,
+                 level: str = "instrument"):
         self.engine = engine
         self.source = source
+        meta = engine.meta
+        self.temperature: float | None = meta.get("temperature")
+        try:
+            self.families = resolve_families(self.classes, meta.get("families"))
+            own = check_min_confidence(meta.get("min_confidence"))
+        except ParameterError as e:
+            raise BundleError(f"{source or 'the model'}: {e}") from None
+        chosen = check_min_confidence(min_confidence)
+        self.min_confidence: float = chosen if chosen is not None else (own or 0.0)
+        self.level = check_level(level)
+        self._family_names, self._to_families = family_matrix(self.classes, self.families)
+        self._family_of = family_lookup(self.families)
 
     # -- what the model is --------------------------------------------------------------------
     @property
@@ -106,6 +151,10 @@ class Model:
             "feature": self.feature.to_dict(),
             "training": meta.get("training", {}),
             "metrics": meta.get("metrics", {}),
+            "families": self.families,
+            "temperature": 1.0 if self.temperature is None else float(self.temperature),
+            "min_confidence": self.min_confidence,
+            "level": self.level,
         }
 
     def __repr__(self) -> str:
@@ -115,12 +164,30 @@ class Model:
         """The same network answering among ``classes`` only (see :class:`RestrictedEngine`),
         e.g. ``model.restrict("flute,viola,cello,oboe,trumpet,saxophone")``."""
         engine = self.engine.engine if isinstance(self.engine, RestrictedEngine) else self.engine
-        return Model(RestrictedEngine(engine, classes), source=self.source)
+        return Model(RestrictedEngine(engine, classes), source=self.source, min_confidence=self.min_confidence,
+                     level=self.level)
+
+    def with_options(self, *, min_confidence: float | None = None, level: str | None = None) -> "Model":
+        """The same model answering with another ``min_confidence`` and/or at another ``level``
+        (None keeps this one's); itself when nothing changes."""
+        if (min_confidence is None or min_confidence == self.min_confidence) and level in (None, self.level):
+            return self
+        other = copy.copy(self)
+        if min_confidence is not None:
+            other.min_confidence = check_min_confidence(min_confidence)
+        if level is not None:
+            other.level = check_level(level)
+        return other
 
     # -- prediction ---------------------------------------------------------------------------
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Probabilities for feature rows ``X`` (see :func:`instrec.features.compute`)."""
-        return self.engine.predict_proba(np.asarray(X, dtype=np.float32))
+        """Calibrated probabilities for feature rows ``X`` (see :func:`instrec.features.compute`):
+        the engine's, at the model's temperature (:func:`instrec.calibration.calibrate`)."""
+        return calibrate(self.engine.predict_proba(np.asarray(X, dtype=np.float32)), self.temperature)
+
+    def family_proba(self, P: np.ndarray) -> np.ndarray:
+        """Family probabilities (columns: :attr:`families`' order) of class probabilities ``P``."""
+        return np.asarray(P, dtype=np.float64) @ self._to_families
 
     def predict(self, y: np.ndarray, sr: int, *, window: float | None = None, hop: float | None = None,
                 path: str | None = None) -> Prediction:
@@ -185,7 +252,9 @@ class Model:
         duration = len(y) / sr
         if window is None and duration <= 1.5 * self.window:
             p = self.predict_proba(compute(y, self.feature)[None])[0]
-            return Prediction(path, self.classes[int(np.argmax(p))], self._probs(p), duration=duration)
+            label, probs, family, families = self._answer(p)
+            return Prediction(path, label, probs, duration=duration, family=family, family_probabilities=families,
+                              level=self.level)
         window = window or self.window
         hop = hop or window / 2
         return self._timeline(y, path, window, hop, time_up=time_up)
@@ -202,14 +271,14 @@ class Model:
         # a few windows at a time: memory stays bounded however long the recording and small the hop
         P = np.concatenate([self._batch(chunks, loud[b : b + WINDOW_BATCH], path, time_up)
                             for b in range(0, len(loud), WINDOW_BATCH)])
-        windows = [Window(a / sr, b / sr, SILENCE, None, True) for a, b in spans]
+        windows = [Window(a / sr, b / sr, SILENCE, None, True, SILENCE) for a, b in spans]
         for row, i in zip(P, loud):
-            windows[i] = Window(spans[i][0] / sr, spans[i][1] / sr, self.classes[int(np.argmax(row))],
-                                self._probs(row), False)
-        mean = P.mean(axis=0)
-        return Prediction(path, self.classes[int(np.argmax(mean))], self._probs(mean), duration=len(y) / sr,
+            label, probs, family, families = self._answer(row)
+            windows[i] = Window(spans[i][0] / sr, spans[i][1] / sr, label, probs, False, family, families)
+        label, probs, family, families = self._answer(P.mean(axis=0))
+        return Prediction(path, label, probs, duration=len(y) / sr,
                           windows=windows, segments=merge_segments(windows, duration=len(y) / sr),
-                          window=window, hop=hop)
+                          window=window, hop=hop, family=family, family_probabilities=families, level=self.level)
 
     def _batch(self, chunks: list[np.ndarray], rows: list[int], path: str | None,
                time_up: Callable[[], bool] | None) -> np.ndarray:
@@ -217,20 +286,30 @@ class Model:
             raise AudioError(path or "<array>", "prediction stopped: its time limit passed")
         return self.predict_proba(np.stack([compute(chunks[i], self.feature) for i in rows]))
 
-    def _probs(self, p: np.ndarray) -> dict[str, float]:
+    def _answer(self, p: np.ndarray) -> tuple[str, dict[str, float], str, dict[str, float]]:
+        """``(label, probabilities, family, family probabilities)`` of one row of class
+        probabilities, at the model's level (at ``family`` level the classes are the families)."""
         if not np.isfinite(p).all():  # never hand NaN on: JSON has no NaN, and no answer is better than a wrong one
             raise BundleError(f"{self.source or 'the model'}: the network answered non-finite probabilities")
-        return {c: float(v) for c, v in zip(self.classes, p)}
+        probs = {c: float(v) for c, v in zip(self.classes, p)}
+        families = {f: float(v) for f, v in zip(self._family_names, self.family_proba(p[None])[0])}
+        if self.level == "family":
+            label = decide(families, self.min_confidence)
+            return label, families, label, families
+        label = decide(probs, self.min_confidence)
+        return label, probs, self._family_of[label], families
 
 
 def load_model(path: str | os.PathLike | None = None, *, engine: str = "auto",
-               classes: Sequence[str] | str | None = None) -> Model:
+               classes: Sequence[str] | str | None = None, min_confidence: float | None = None,
+               level: str = "instrument") -> Model:
     """Load a model: a bundle folder written by ``instrec train``, an exported ``.onnx`` file, or
     ``None`` (or ``"shipped"``, unless a folder of that name exists) for the model shipped with instrec.
 
     ``engine``: ``auto`` (onnxruntime where the folder carries a current ``model.onnx``, as the
     shipped model does; else PyTorch), ``torch`` or ``onnx`` (see :func:`open_engine`).
     ``classes``: answer among these of the model's classes only (:meth:`Model.restrict`).
+    ``min_confidence``, ``level``: see :class:`Model` (None: the model's own threshold).
     """
     if path is None or (str(path) == "shipped" and not Path(path).exists()):
         from .assets import shipped_model_path
@@ -239,7 +318,9 @@ def load_model(path: str | os.PathLike | None = None, *, engine: str = "auto",
     path = Path(path)
     if not path.exists():
         raise BundleError(f"{path}: no such model folder or file")
-    model = Model(open_engine(path, engine), source=str(path))
+    check_min_confidence(min_confidence)
+    check_level(level)
+    model = Model(open_engine(path, engine), source=str(path), min_confidence=min_confidence, level=level)
     return model if classes is None else model.restrict(classes)
 
 
@@ -285,7 +366,7 @@ def merge_segments(windows: Sequence[Window], *, duration: float) -> list[Segmen
     segments = []
     for i, run in enumerate(runs):
         end = runs[i + 1][0].start if i + 1 < len(runs) else duration
-        probs = [w.probabilities[w.label] for w in run if w.probabilities]
+        probs = [w.probabilities[w.label] for w in run if w.probabilities and w.label in w.probabilities]
         segments.append(Segment(run[0].start, end, run[0].label, float(np.mean(probs)) if probs else None))
     return segments
 

@@ -1,4 +1,8 @@
-"""What a prediction returns: :class:`Prediction` for a recording, its :class:`Window` s and :class:`Segment` s."""
+"""What a prediction returns: :class:`Prediction` for a recording, its :class:`Window` s and :class:`Segment` s.
+
+Each carries the answer (``label``: a class, or ``unknown`` when in doubt, see
+:func:`instrec.decision.decide`), its ``family`` and the probabilities of classes and families.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,17 @@ class Window:
     label: str
     probabilities: dict[str, float] | None  # None for a silent window
     silent: bool = False
+    family: str | None = None  # the family of ``label`` ("silence" for a silent window)
+    family_probabilities: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
-        return {"start": round(self.start, 4), "end": round(self.end, 4), "label": self.label,
-                "silent": self.silent, "probabilities": self.probabilities}
+        d = {"start": round(self.start, 4), "end": round(self.end, 4), "label": self.label}
+        if self.family is not None:
+            d["family"] = self.family
+        d.update(silent=self.silent, probabilities=self.probabilities)
+        if self.family is not None:
+            d["family_probabilities"] = self.family_probabilities
+        return d
 
 
 @dataclass
@@ -38,7 +49,10 @@ class Prediction:
     """The result for one recording: top label and every class's probability.
 
     For a long recording (``windows`` not None) the probabilities are the mean over its
-    non-silent windows, and ``segments`` summarises the timeline.
+    non-silent windows, and ``segments`` summarises the timeline. ``family`` is the family of
+    ``label`` (``unknown`` for ``unknown``); ``family_probabilities`` sum the probabilities of each
+    family's classes. At ``level="family"`` the classes are the families: ``label`` and
+    ``probabilities`` are the family's.
     """
 
     path: str | None
@@ -49,6 +63,9 @@ class Prediction:
     segments: list[Segment] | None = None
     window: float | None = None
     hop: float | None = None
+    family: str | None = None
+    family_probabilities: dict[str, float] | None = None
+    level: str = "instrument"
 
     @property
     def is_timeline(self) -> bool:
@@ -60,19 +77,32 @@ class Prediction:
     @classmethod
     def from_dict(cls, d: dict) -> "Prediction":
         """Inverse of :meth:`to_dict` (extra keys such as ``top`` are ignored)."""
-        windows = [Window(w["start"], w["end"], w["label"], w["probabilities"], w.get("silent", False))
+        windows = [Window(w["start"], w["end"], w["label"], w["probabilities"], w.get("silent", False),
+                          w.get("family"), w.get("family_probabilities"))
                    for w in d["windows"]] if d.get("windows") is not None else None
         segments = [Segment(s["start"], s["end"], s["label"], s.get("probability"))
                     for s in d["segments"]] if d.get("segments") is not None else None
         return cls(d["path"], d["label"], {str(k): float(v) for k, v in d["probabilities"].items()},
                    duration=d.get("duration"), windows=windows, segments=segments,
-                   window=d.get("window"), hop=d.get("hop"))
+                   window=d.get("window"), hop=d.get("hop"), family=d.get("family"),
+                   family_probabilities=_floats(d.get("family_probabilities")), level=d.get("level", "instrument"))
 
     def to_dict(self) -> dict:
-        d = {"path": self.path, "label": self.label, "probabilities": self.probabilities}
+        d = {"path": self.path, "label": self.label}
+        if self.family is not None:
+            d["family"] = self.family
+        if self.level != "instrument":
+            d["level"] = self.level
+        d["probabilities"] = self.probabilities
+        if self.family_probabilities is not None:
+            d["family_probabilities"] = self.family_probabilities
         if self.duration is not None:
             d["duration"] = round(self.duration, 4)
         if self.is_timeline:
             d.update(window=self.window, hop=self.hop, windows=[w.to_dict() for w in self.windows],
                      segments=[s.to_dict() for s in self.segments])
         return d
+
+
+def _floats(d: dict | None) -> dict[str, float] | None:
+    return None if d is None else {str(k): float(v) for k, v in d.items()}

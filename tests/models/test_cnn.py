@@ -119,8 +119,13 @@ def test_cnn_trains_saves_and_reloads(rendered_data, tmp_path):
     assert np.allclose(again.predict_proba(X), p, atol=1e-6)
     import instrec
 
+    from instrec.calibration import calibrate
+
     pred = instrec.load_model(tmp_path / "cnn", engine="torch").predict_file(ds.clips[0].path)  # read afresh: X's row
-    assert [pred.probabilities[c] for c in again.classes] == pytest.approx(p[0].tolist(), abs=1e-5)
+    # the model answers at the temperature fitted on the loop's validation rows
+    assert again.temperature_ == clf.temperature_ and clf.calibration_["validation_rows"] > 0
+    want = calibrate(p[:1], again.temperature_)[0]
+    assert [pred.probabilities[c] for c in again.classes] == pytest.approx(want.tolist(), abs=1e-5)
 
 
 def test_device_choice():

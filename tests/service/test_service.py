@@ -119,6 +119,8 @@ def test_model_info(server, model):
     assert body["limits"] == Limits().to_dict()
     assert body["limits"]["max_upload_bytes"] == 20_000_000 and body["limits"]["max_duration_s"] == 600
     assert "/" not in (body["source"] or "")  # no server paths
+    assert body["families"] == model.families and body["families"]["bowed-strings"] == ["cello", "viola", "violin"]
+    assert body["temperature"] == 1.0 and body["min_confidence"] == 0.0  # the shipped model predates calibration
 
 
 def test_docs_and_openapi(server):
@@ -294,6 +296,29 @@ def test_classes_restricts_the_answer(server, clips, model):
     assert two["probabilities"]["cello"] == pytest.approx(full["probabilities"]["cello"] / total, rel=1e-4)
     assert_error(post(server, path, classes="viola,banjo"), 422, "does not know banjo", "its classes")
     assert_error(post(server, path, classes="viola"), 422, "at least two")
+
+
+def test_family_and_doubt(server, clips):
+    label, path = next(iter(clips.items()))
+    body = post(server, path).json()
+    fams = {"flute": "woodwinds", "oboe": "woodwinds", "saxophone": "woodwinds", "trumpet": "brass"}
+    assert body["family"] == fams.get(label, "bowed-strings")
+    assert body["family_probabilities"][body["family"]] == pytest.approx(
+        sum(p for c, p in body["probabilities"].items() if fams.get(c, "bowed-strings") == body["family"]), abs=1e-6)
+    p = body["probabilities"][label]
+    if p < 1.0:  # a threshold above the answer's probability: unknown, probabilities still given
+        doubt = (p + 1) / 2
+        for r in (post(server, path, min_confidence=doubt),
+                  server.post(f"/v1/predict?min_confidence={doubt}", files={"file": ("a.wav", path.read_bytes(), "audio/wav")})):
+            assert r.status_code == 200 and r.json()["label"] == r.json()["family"] == "unknown"
+            assert r.json()["probabilities"] == pytest.approx(body["probabilities"])
+    assert post(server, path, min_confidence=0).json()["label"] == label
+    fam = post(server, path, level="family").json()
+    assert fam["label"] == fam["family"] == body["family"] and fam["level"] == "family"
+    assert set(fam["probabilities"]) == set(body["family_probabilities"])
+    assert_error(post(server, path, min_confidence=2), 422, "min_confidence")
+    assert_error(post(server, path, min_confidence="nan"), 422, "min_confidence")
+    assert_error(post(server, path, level="genus"), 422, "level")
 
 
 def test_bad_parameters(server, clips):

@@ -19,7 +19,7 @@ import soundfile as sf
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from conftest import write  # noqa: E402
+from conftest import SR, write  # noqa: E402
 
 from instrec.service import create_app, running  # noqa: E402
 from instrec.service.app import STATIC  # noqa: E402
@@ -140,6 +140,11 @@ def test_upload_shows_the_instrument(page, right_clip, model):
     wait_for_result(page, clip.name)
     assert page.text_content("#result-label") == label
     assert page.is_hidden("#error")
+    # "Probably a flute (woodwinds), 99%": the family beside the instrument, and the families' line
+    family = model.families and next(f for f, members in model.families.items() if label in members)
+    assert page.text_content("#result-family") == f"({family.replace('-', ' ')}),"
+    assert page.text_content("#result-lead").startswith("Probably")
+    assert family.replace("-", " ") in page.text_content("#family-line")
     # The bar chart: one bar per class, the longest first and it is the label's.
     bars = page.locator("#bars g.bar")
     assert bars.count() == len(model.classes)
@@ -167,6 +172,24 @@ def test_long_recording_shows_a_timeline(page, rendered_data, model, tmp_path):
     assert labels == [s.label for s in want.segments] and len(labels) >= 2
     assert page.locator("#timeline path[data-class]").count() >= 2
     shoot(page, "webpage-timeline.png")
+
+
+def test_doubt_says_not_an_instrument_i_know(browser, model, tmp_path):
+    """With a threshold no answer reaches, the page says so instead of naming an instrument."""
+    noise = write(tmp_path / "noise.wav", (0.1 * np.random.default_rng(0).standard_normal(SR * 2)).astype(np.float32))
+    with running(create_app(model.with_options(min_confidence=1.0))) as url:
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        pg = context.new_page()
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(url + "/")
+        pg.wait_for_function("document.getElementById('model-info').textContent.startsWith('Model')")
+        pg.set_input_files("#file-input", str(noise))
+        wait_for_result(pg, noise.name)
+        assert pg.text_content("#result-label") == "Not an instrument I know"
+        assert pg.get_attribute("#result", "data-label") == "unknown"
+        assert "closest:" in pg.text_content("#result-prob") and pg.text_content("#result-family") == ""
+        shoot(pg, "webpage-unknown.png")
+        context.close()
 
 
 def test_refused_file_shows_the_error(page, tmp_path):

@@ -158,6 +158,20 @@ DEFAULT_ALIASES: dict[str, str] = {
 
 DEFAULT_INSTRUMENTS: tuple[str, ...] = ("flute", "viola", "cello", "oboe", "trumpet", "saxophone")
 
+# The instruments that at least two sample libraries play with recordings of their own
+# (benchmarks/results/sample_provenance.json; tonejs counted for the xylophone): the shipped model's
+# vocabulary. Left out: marimba (one recording behind three GM libraries, none in freepats); the
+# saxophones are one class, as in the tutorial. TimGM6mb's viola plays its violin's samples.
+WIDE_VOCABULARY: tuple[str, ...] = (
+    "piccolo", "flute", "recorder", "oboe", "english-horn", "clarinet", "bassoon", "saxophone",
+    "trumpet", "french-horn", "trombone", "tuba",
+    "violin", "viola", "cello", "double-bass",
+    "harp", "guitar", "electric-guitar", "bass-guitar", "banjo",
+    "piano", "harpsichord", "organ", "accordion",
+    "celesta", "glockenspiel", "vibraphone", "xylophone", "timpani",
+    "choir",
+)
+
 # Sharps are written "s" (As4 = A#4) as in the tutorial data's file names: "#" is awkward in
 # file names and shell commands.
 NOTE_NAMES: tuple[str, ...] = ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B")

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ..classifier import InstrumentClassifier
+from ..classifier import InstrumentClassifier, decision_meta
 
 
 class TorchEngine:
@@ -18,7 +18,8 @@ class TorchEngine:
         self.classifier = classifier
         self.classes = classifier.classes
         self.feature = classifier.recipe.feature
-        self.meta = {"classes": self.classes, "recipe": classifier.recipe.to_dict(), **classifier.info}
+        self.meta = {"classes": self.classes, "recipe": classifier.recipe.to_dict(), **classifier.info,
+                     **decision_meta(classifier)}
         net = classifier.net_
         self._net = net.for_inference() if hasattr(net, "for_inference") else net
 

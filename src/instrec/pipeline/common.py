@@ -160,18 +160,34 @@ def init_record(init: InstrumentClassifier) -> dict:
 
 def fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr, te, progress_bar=None, *,
                   device="auto", checkpoint=None, resume: bool = False, shifted=(),
-                  init: InstrumentClassifier | None = None, keep_classes: bool = False):
+                  init: InstrumentClassifier | None = None, keep_classes: bool = False,
+                  families: Mapping[str, Sequence[str]] | None = None):
     """Train a fresh classifier on rows ``tr`` (and their pitch-shifted copies, see
     :func:`shifted_features`), score it on rows ``te``: ``(classifier, metrics)``.
 
-    The one training step of train_model and cross_validate.
+    The one training step of train_model and cross_validate. ``families``: the model's taxonomy
+    (None: the default, see :func:`instrec.decision.resolve_families`). The scores are those of its
+    calibrated probabilities, at instrument and at family level.
     """
-    clf = InstrumentClassifier(recipe, seed=seed, device=device)
+    from ..calibration import calibrate
+
+    clf = InstrumentClassifier(recipe, seed=seed, device=device, families=families)
     X_train, y_train = training_rows(X, y, tr, shifted)
     clf.fit(X_train, y_train, on_epoch=(lambda e, n, loss: progress_bar(e, n)) if progress_bar else None,
             checkpoint=checkpoint, resume=resume, init=init, keep_classes=keep_classes)
     proba = clf.predict_proba(X[te]) if len(te) else np.zeros((0, len(clf.classes)), np.float32)
-    return clf, compute_metrics([y[i] for i in te], proba, clf.classes)
+    return clf, compute_metrics([y[i] for i in te], calibrate(proba, clf.temperature_), clf.classes,
+                                families=clf.families_, min_confidence=clf.min_confidence_)
+
+
+def read_families(families) -> dict[str, list[str]] | None:
+    """A taxonomy as the pipeline takes it: a mapping (family → classes) as it is, a CSV file of
+    ``instrument,family`` rows read (:func:`instrec.decision.read_families_csv`), or None."""
+    from ..decision import read_families_csv
+
+    if families is None or isinstance(families, Mapping):
+        return None if families is None else {str(k): list(v) for k, v in families.items()}
+    return read_families_csv(families)
 
 
 def need_two_classes(labels: Sequence[str], what: str) -> None:

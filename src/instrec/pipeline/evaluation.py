@@ -36,7 +36,9 @@ def evaluate_model(
     ``classes``: score the model's answers among these of its classes only (probabilities
     renormalised; see :class:`instrec.engines.RestrictedEngine`), e.g. the tutorial's six for a
     model that knows more. Returns ``(metrics, skipped)`` and, with ``out``, writes metrics.json,
-    confusion_matrix.png and report.md there.
+    confusion_matrix.png, family_confusion_matrix.png, reliability.png and report.md there
+    (:func:`~instrec.evaluate.write_report`): the figures at instrument and at family level, and the
+    expected calibration error of the model's (calibrated) probabilities.
     """
     options = options or DataOptions()
     model_dir = None
@@ -60,7 +62,8 @@ def evaluate_model(
     X, ok, bad = extract_rows(clips, model.feature, options, progress, "features")
     skipped = ds.skipped + bad
     truth = [clips[i].label for i in ok]
-    metrics = compute_metrics(truth, _proba(model, X), model.classes)
+    metrics = compute_metrics(truth, _proba(model, X), model.classes, families=model.families,
+                              min_confidence=model.min_confidence)
     context = {
         "model": str(model_dir) if model_dir else info["recipe"],
         "recipe": info["recipe"],
@@ -70,6 +73,9 @@ def evaluate_model(
         "evaluated on": scope,
         "clips": f"{len(ok)} scored of {len(clips)}, {len(skipped)} skipped",
         "sources": ", ".join(sorted({clips[i].source for i in ok})),
+        "calibration": (f"temperature {model.info['temperature']:.3g}" if model.temperature is not None
+                        else "none (a model from before calibration: temperature 1)")
+                       + (f", min_confidence {model.min_confidence:.3g}" if model.min_confidence else ", no min_confidence"),
     }
     if out is not None:
         with writing(out):  # a full disk or a read-only folder: one line naming it (WriteError)

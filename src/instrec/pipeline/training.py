@@ -7,7 +7,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -19,7 +19,8 @@ from ..evaluate import fmt_pct, write_report
 from ..fileio import writing
 from ..recipes import Recipe
 from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, extract_rows, fit_and_score,
-                     init_record, load_base_model, need_two_classes, resolve_recipe, shifted_features, split_words)
+                     init_record, load_base_model, need_two_classes, read_families, resolve_recipe, shifted_features,
+                     split_words)
 
 SPLIT_FILE = "split.json"  # the model folder's record of its training data's test clips
 
@@ -50,6 +51,7 @@ def train_model(
     resume: bool = False,
     init: InstrumentClassifier | str | os.PathLike | None = None,
     keep_classes: bool = False,
+    families: Mapping[str, Sequence[str]] | str | os.PathLike | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
     """Load labelled audio, extract features, split, train, score the test split, save a bundle.
@@ -74,14 +76,24 @@ def train_model(
     of ``init`` that the training clips lack is dropped (``context`` says which), unless
     ``keep_classes``: then the model keeps it, its output row frozen at ``init``'s (see
     :meth:`InstrumentClassifier.fit`).
+
+    ``families``: the model's taxonomy, family → classes, or a CSV file of ``instrument,family``
+    rows; None: the default table (see :func:`instrec.decision.resolve_families`). It is saved in
+    model.json. Training ends by calibrating the model on its validation rows (a temperature and
+    a doubt threshold, see :mod:`instrec.calibration`); ``context["calibration"]`` says how, or
+    that the recipe held none back.
     """
+    from ..decision import resolve_families
+
     options = options or DataOptions()
+    families = read_families(families)
     init = load_base_model(init)
     check_keep_classes(keep_classes, init)
     recipe = resolve_recipe(recipe, init)
     group_by = _check_group_by(split, group_by)
     ds = options.load(data)
     need_two_classes(ds.labels, "the data")
+    resolve_families(sorted(set(ds.labels)), families)  # a bad table fails before the features are computed
     if group_by:
         clip_groups(ds.clips, group_by)  # a clip without a group fails before the features are computed
     t0 = time.perf_counter()
@@ -108,7 +120,7 @@ def train_model(
     shifted = shifted_features(clips, recipe, tr, options, progress)
     clf, metrics = fit_and_score(recipe, seed, X, y, tr, te, bar(progress, f"{recipe.name}: training", recipe.train.epochs),
                                  device=device, checkpoint=checkpoint, resume=resume, shifted=shifted, init=init,
-                                 keep_classes=keep_classes)
+                                 keep_classes=keep_classes, families=families)
     context = {
         "recipe": recipe.name,
         "data": ", ".join(str(r) for r in ds.roots),
@@ -116,6 +128,7 @@ def train_model(
         "clips": f"{len(clips)} usable ({len(tr)} train, {len(te)} test), {len(skipped)} skipped",
         "sources": ", ".join(sorted({c.source for c in clips})),
         "seed": seed,
+        "calibration": calibration_words(clf.calibration_),
     }
     info = {
         "training": {
@@ -128,9 +141,11 @@ def train_model(
             "epochs_run": clf.history_["epochs_run"],
             "best_epoch": clf.history_["best_epoch"],
             "validation_rows": clf.history_["validation_rows"],
+            "calibration": {**clf.calibration_, "summary": context["calibration"]},
             **({"lbfgs_iterations": clf.history_["iterations"]} if "iterations" in clf.history_ else {}),
         },
-        "metrics": {"test_split": {k: metrics[k] for k in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "n")}},
+        "metrics": {"test_split": {**{k: metrics[k] for k in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "ece", "n")},
+                                   "family_accuracy": metrics["family"]["accuracy"]}},
     }
     if recipe.train.val_fraction > 0 and not clf.history_["validation_rows"]:
         n = clf.history_["epochs_run"]
@@ -157,6 +172,22 @@ def train_model(
         with writing(report_dir):
             write_report(report_dir, metrics, title=f"{recipe.name}: evaluation", context=context, skipped=skipped)
     return TrainResult(clf, model_dir, metrics, context, skipped, extract_seconds, clf.history_["seconds"])
+
+
+def calibration_words(cal: dict) -> str:
+    """What a run's calibration did, in words (the training summary's line)."""
+    if not cal.get("validation_rows"):
+        return ("none: the recipe held no validation rows back, so temperature 1 (probabilities as the network "
+                "gives them) and no min_confidence (answers unknown only for the class unknown)")
+    text = (f"temperature {cal['temperature']:.3f} fitted on {cal['validation_rows']} validation rows "
+            f"(negative log-likelihood {cal['nll_before']:.3f} → {cal['nll_after']:.3f})")
+    if cal.get("min_confidence") is None:
+        return text + f"; no min_confidence (fewer than 20 validation rows of known classes: {cal['known_rows']})"
+    text += (f"; min_confidence {cal['min_confidence']:.3f}, which answers unknown for {cal['known_rejected']} of "
+             f"the {cal['known_rows']} validation rows of known classes")
+    if cal.get("unknown_rows"):
+        text += f" and for {cal['unknown_rejected']} of the {cal['unknown_rows']} of the class unknown"
+    return text
 
 
 def _score_start(init: InstrumentClassifier, X: np.ndarray, y: Sequence[str], te) -> dict | None:

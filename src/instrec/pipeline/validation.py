@@ -15,7 +15,8 @@ from ..evaluate import SUMMARY_METRICS, crossval_markdown
 from ..fileio import write_json, write_text, writing
 from ..recipes import Recipe
 from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, dataset_features, fit_and_score,
-                     init_record, load_base_model, need_two_classes, resolve_recipe, shifted_features)
+                     init_record, load_base_model, need_two_classes, read_families, resolve_recipe,
+                     shifted_features)
 
 Splitter = KFold | LeaveOneSourceOut
 
@@ -31,6 +32,7 @@ def cross_validate(
     device: str = "auto",
     init: InstrumentClassifier | str | os.PathLike | None = None,
     keep_classes: bool = False,
+    families=None,
     progress: Progress | None = None,
 ) -> dict:
     """Train a fresh model on the training side of each fold of ``cv`` and score it on the test side.
@@ -42,7 +44,8 @@ def cross_validate(
     ``seed``. Classes of a test side that its training side never saw are not scored; each fold
     lists them under ``unknown_classes``. ``init``: every fold fine-tunes this trained model (see
     :func:`~instrec.pipeline.train_model`, also for ``keep_classes``). Without ``recipe`` (and
-    ``init``), :data:`~instrec.pipeline.DEFAULT_RECIPE`.
+    ``init``), :data:`~instrec.pipeline.DEFAULT_RECIPE`. ``families``: as for
+    :func:`~instrec.pipeline.train_model` (each fold also reports family-level figures).
 
     Returns ``{"folds": [...], "mean": {...}, "std": {...}, "split": {...}, "context": {...},
     "skipped": [...]}``: each fold is :func:`~instrec.evaluate.compute_metrics`' dict plus
@@ -52,6 +55,7 @@ def cross_validate(
     or ``crossval.json``) and ``report.md`` there.
     """
     options = options or DataOptions()
+    families = read_families(families)
     splitter = KFold(cv, seed=seed) if not isinstance(cv, (KFold, LeaveOneSourceOut)) else cv
     init = load_base_model(init)
     check_keep_classes(keep_classes, init)
@@ -68,7 +72,8 @@ def cross_validate(
     results = []
     for name, tr, te, facts in folds:
         _, metrics = fit_and_score(recipe, seed, X, y, tr, te, bar(progress, f"{recipe.name}: {name}", recipe.train.epochs),
-                                   device=device, shifted=shifted, init=init, keep_classes=keep_classes)
+                                   device=device, shifted=shifted, init=init, keep_classes=keep_classes,
+                                   families=families)
         results.append({"n_train": int(len(tr)), "n_test": int(len(te)), **metrics, **facts})
     sources = Counter(c.source for c in clips)
     context = {

@@ -73,12 +73,19 @@ _PREDICT_FORM = {
         "classes": {"type": "string", "example": "flute,viola,cello",
                     "description": "answer among these of the model's classes only, comma-separated "
                                    "(their probabilities, rescaled to sum to 1)"},
+        "min_confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "answer `unknown` when the likeliest class's probability is below this "
+                                          "(default: the model's own; 0: never for doubt); also a query parameter"},
+        "level": {"type": "string", "enum": ["instrument", "family"], "default": "instrument",
+                  "description": "answer with the instrument, or with its family (`label` and `probabilities` "
+                                 "are then the families')"},
     },
 }
 
 _PREDICT_EXAMPLE = {
-    "path": "flute.wav", "label": "flute",
+    "path": "flute.wav", "label": "flute", "family": "woodwinds",
     "probabilities": {"cello": 0.001, "flute": 0.97, "oboe": 0.02, "saxophone": 0.004, "trumpet": 0.003, "viola": 0.002},
+    "family_probabilities": {"bowed-strings": 0.003, "woodwinds": 0.994, "brass": 0.003},
     "duration": 3.0, "top": [["flute", 0.97], ["oboe", 0.02], ["saxophone", 0.004]],
 }
 
@@ -101,7 +108,7 @@ def model_info(request: Request) -> dict:
 # the data's folders or other paths of the machine that trained the model.
 _TRAINING_KEYS = ("summary", "script", "epochs_run", "best_epoch", "train_seconds", "extract_seconds", "final_loss",
                   "lbfgs_iterations", "validation_rows", "device", "skipped", "split", "render", "data",
-                  "fine_tuned_from")
+                  "fine_tuned_from", "calibration")
 _DATA_KEYS = ("label_mode", "n", "classes", "sources")
 _FINE_TUNED_KEYS = ("classes", "weights_sha256", "test_split")
 _ABSOLUTE_PATH = re.compile(r"""(?:(?<![\w.:/~])/|~/|\b[A-Za-z]:[\\/]|\\\\)[^\s"'<>|,;]*""")
@@ -112,7 +119,8 @@ def public_model_info(info: dict) -> dict:
     sample rate, feature, figures, and how it was trained in words (``training.summary``) and
     numbers; no command line, data folder or other path of the machine that trained it (any
     absolute path left in a text is replaced by ``<path>``)."""
-    d = {k: info.get(k) for k in ("engine", "recipe", "classes", "all_classes", "window", "sample_rate", "feature")}
+    d = {k: info.get(k) for k in ("engine", "recipe", "classes", "all_classes", "window", "sample_rate", "feature",
+                                  "families", "temperature", "min_confidence")}
     d["source"] = _model_name(info.get("source"))
     training = info.get("training") or {}
     public = {"summary": training_summary(info)}
@@ -203,11 +211,13 @@ async def predict(request: Request) -> JSONResponse:
             # The upload holds no place in the line while it arrives (a slow client cannot fill
             # it): the connection cap, the minimum upload rate and the size and time limits bound it.
             form = await _read_form(request)
-            upload, params = _parse_form(form)
+            upload, params = _parse_form(form, request.query_params)
             if not admission.enter():
                 return _busy(admission, limits)
             entered, t0 = True, time.monotonic()
-            job = functools.partial(_predict_job, _restricted(model, params.pop("classes")), upload.file, display_name(upload.filename),
+            answering = _restricted(model, params.pop("classes")).with_options(
+                min_confidence=params.pop("min_confidence"), level=params.pop("level"))
+            job = functools.partial(_predict_job, answering, upload.file, display_name(upload.filename),
                                     upload.content_type, tmp_dir=st.tmp_dir, max_duration=limits.max_duration_s,
                                     deadline=deadline, **params)
             future = st.executor.submit(job)
@@ -244,7 +254,7 @@ async def _read_form(request: Request):
         raise ServiceError("the client disconnected during the upload", 400) from None
 
 
-def _parse_form(form) -> tuple[UploadFile, dict]:
+def _parse_form(form, query=None) -> tuple[UploadFile, dict]:
     upload = form.get(FILE_FIELD)
     if upload is None:
         raise ServiceError(f"no '{FILE_FIELD}' field: upload the recording in a multipart field named "
@@ -263,8 +273,15 @@ def _parse_form(form) -> tuple[UploadFile, dict]:
     elif top_k < 1:
         raise ServiceError(f"top_k must be at least 1; got {top_k}", 422)
     spectrogram = _flag(form, "spectrogram")
+    min_confidence = _number(form if form.get("min_confidence") is not None else (query or {}), "min_confidence",
+                             what="a number from 0 to 1")
+    if min_confidence is not None and not 0 <= min_confidence <= 1:
+        raise ServiceError(f"min_confidence must be a number from 0 to 1; got {min_confidence:g}", 422)
+    level = _text(form, "level") or "instrument"
+    if level not in ("instrument", "family"):
+        raise ServiceError(f"level must be instrument or family; got {level[:40]!r}", 422)
     return upload, {"window": window, "hop": hop, "top_k": top_k, "spectrogram": spectrogram,
-                    "classes": _text(form, "classes")}
+                    "classes": _text(form, "classes"), "min_confidence": min_confidence, "level": level}
 
 
 def _restricted(model: Model, classes: str | None) -> Model:
@@ -286,17 +303,17 @@ def _text(form, name: str) -> str | None:
     return v or None
 
 
-def _number(form, name: str, *, kind=float):
+def _number(form, name: str, *, kind=float, what: str = "a number of seconds"):
     v = _text(form, name)
     if v is None:
         return None
+    what = "an integer" if kind is int else what
     try:
         x = kind(v)
     except ValueError:
-        what = "an integer" if kind is int else "a number of seconds"
         raise ServiceError(f"{name} must be {what}; got {v[:40]!r}", 422) from None
     if kind is float and not math.isfinite(x):
-        raise ServiceError(f"{name} must be a finite number of seconds; got {v[:40]!r}", 422)
+        raise ServiceError(f"{name} must be {what}, finite; got {v[:40]!r}", 422)
     return x
 
 

@@ -51,7 +51,8 @@ def fit_network(
     epoch with the best validation accuracy are kept, and training stops after
     ``config.patience`` epochs without improvement. If that part would hold fewer than
     ``config.min_val_per_class`` rows a class on average, none is held out: every epoch is
-    trained and the last weights kept (``history["validation_rows"]`` says how many were held out).
+    trained and the last weights kept (``history["validation_rows"]`` says how many were held out,
+    ``history["validation_index"]`` which: the rows the model is calibrated on).
 
     With ``checkpoint`` (a folder), the whole training state (weights, optimizer, schedule, every
     random generator, history) is written there atomically after each epoch; ``resume=True``
@@ -153,6 +154,7 @@ def _finish(net: nn.Module, history: dict, val_idx) -> dict:
     net.eval()
     net.to("cpu")
     history["validation_rows"] = len(val_idx)
+    history["validation_index"] = np.asarray(val_idx, dtype=np.int64)  # calibration's rows (not saved)
     return history
 
 

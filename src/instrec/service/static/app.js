@@ -8,6 +8,8 @@
   const PALETTE = ["#2a6f97", "#e07a5f", "#81b29a", "#f2cc8f", "#6d597a", "#3d405b",
                    "#d62828", "#4cc9f0", "#b5838d", "#588157"];
   const SILENCE = "silence";
+  const UNKNOWN = "unknown";
+  const LOW_CONFIDENCE = 0.5;  // below this the answer is written smaller, as a guess
   const MAX_RECORD_S = 60;
   const KEY_STORE = "instrec-api-key";  // sessionStorage: this tab only, gone when it closes
 
@@ -25,6 +27,7 @@
 
   function colour(label) {
     if (label === SILENCE) return "#c9ced6";
+    if (label === UNKNOWN && state.classes.indexOf(UNKNOWN) < 0) return "#8d96a3";
     const i = state.classes.indexOf(label);
     return PALETTE[(i >= 0 ? i : state.classes.length) % PALETTE.length];
   }
@@ -32,6 +35,10 @@
   function pct(p) {
     return (100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1) + "%";
   }
+
+  function words(name) { return String(name).replace(/-/g, " "); }
+
+  function article(name) { return /^[aeiou]/i.test(name) ? "an" : "a"; }
 
   function fmtTime(s) {
     if (s < 60) return (Math.round(s * 10) / 10) + " s";
@@ -161,14 +168,43 @@
     $("result").hidden = false;
     state.duration = result.duration || 0;
     $("file-duration").textContent = state.duration ? "(" + fmtTime(state.duration) + ")" : "";
-    $("result-label").textContent = result.label;
-    $("result-label").style.color = colour(result.label);
-    $("result-prob").textContent = pct(result.probabilities[result.label]) +
-      (result.windows ? " on average over " + result.windows.filter((w) => !w.silent).length + " windows" : "");
+    drawVerdict(result);
     drawBars(result.probabilities, result.label);
     drawSpectrogram(result.spectrogram);
     drawTimeline(result);
     $("result").dataset.label = result.label;
+  }
+
+  // "Probably a cello (bowed strings), 64%"; smaller when the model is unsure; for unknown,
+  // "Not an instrument I know" with the closest guess.
+  function drawVerdict(result) {
+    const verdict = $("verdict");
+    const p = result.probabilities[result.label];
+    const byFamily = result.level === "family";
+    const unknown = result.label === UNKNOWN;
+    const avg = result.windows ? " on average over " + result.windows.filter((w) => !w.silent).length + " windows" : "";
+    verdict.classList.toggle("unknown", unknown);
+    verdict.classList.toggle("low", !unknown && p != null && p < LOW_CONFIDENCE);
+    $("result-label").style.color = unknown ? "" : colour(result.label);
+    const showFamily = !byFamily && !unknown && result.family && result.family !== result.label;
+    $("result-family").textContent = showFamily ? "(" + words(result.family) + ")," : "";
+    if (unknown) {
+      const best = Object.entries(result.probabilities).filter(([c]) => c !== UNKNOWN).sort((a, b) => b[1] - a[1])[0];
+      $("result-lead").textContent = "";
+      $("result-lead").hidden = true;
+      $("result-label").textContent = "Not an instrument I know";
+      $("result-prob").textContent = best ? "closest: " + words(best[0]) + ", " + pct(best[1]) + avg : "";
+    } else {
+      const name = words(result.label);
+      const sure = p == null || p >= LOW_CONFIDENCE;
+      $("result-lead").hidden = false;
+      $("result-lead").textContent = (sure ? "Probably " : "Perhaps ") + (byFamily ? "" : article(name));
+      $("result-label").textContent = name;
+      $("result-prob").textContent = (p == null ? "" : pct(p)) + avg;
+    }
+    const fams = Object.entries(result.family_probabilities || {}).sort((a, b) => b[1] - a[1]);
+    $("family-line").textContent = !byFamily && fams.length > 1
+      ? "Families: " + fams.slice(0, 4).map(([f, q]) => words(f) + " " + pct(q)).join(" · ") : "";
   }
 
   function drawBars(probs, top) {
@@ -270,7 +306,8 @@
       el("text", { x: x(t), y: H - 3, fill: "#5f6b7a", "text-anchor": t === 0 ? "start" : (t / d > 0.95 ? "end" : "middle") },
          svg).textContent = fmtTime(t);
     }
-    for (const c of state.classes.concat(result.segments.some((s) => s.label === SILENCE) ? [SILENCE] : [])) {
+    const extra = [UNKNOWN, SILENCE].filter((c) => state.classes.indexOf(c) < 0 && result.segments.some((s) => s.label === c));
+    for (const c of state.classes.concat(extra)) {
       const s = document.createElement("span");
       s.style.setProperty("--swatch", colour(c));
       s.textContent = c;

@@ -1,0 +1,103 @@
+"""Calibration chosen at the end of training, on the validation rows the training loop held back.
+
+**Temperature scaling**: one number ``T`` divides the network's logits, ``softmax(z / T)``, chosen
+to minimise the negative log-likelihood of the validation rows. Since ``log p = z - logsumexp(z)``,
+``p ∝ p_raw ** (1 / T)`` is the same thing computed from probabilities, so it applies to either
+engine's output (PyTorch's softmax, an ONNX graph's) without touching the network. The order of
+the classes, and so the answer, does not change.
+
+**min_confidence**: the doubt threshold (see :func:`instrec.decision.decide`), the largest that
+rejects at most ``max_rejected`` (5%) of the validation clips of known classes, counting those
+whose likeliest class is ``unknown`` too; none is chosen on fewer than 20 such clips (5% of them
+would be less than one clip: the threshold would be the least confident clip's probability).
+
+Numpy and scipy only: prediction with onnxruntime uses :func:`calibrate` without torch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from .decision import UNKNOWN
+
+# Temperatures searched, and allowed in model.json (assets/model.schema.json says the same).
+T_RANGE = (0.05, 20.0)
+MAX_REJECTED = 0.05  # known-class validation clips a threshold may reject
+MIN_ROWS = 20  # known-class validation clips needed to choose a threshold
+_TINY = np.finfo(np.float32).tiny  # a float32 softmax's smallest positive value
+
+
+def _log(proba: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(np.asarray(proba, dtype=np.float64), _TINY))
+
+
+def calibrate(proba: np.ndarray, temperature: float | None) -> np.ndarray:
+    """Probabilities ``(n, k)`` at ``temperature``: rows ``∝ proba ** (1 / T)``, as float32.
+
+    ``None`` or 1 returns ``proba`` untouched (bit for bit: models without a temperature answer as
+    they always did)."""
+    if temperature is None or temperature == 1.0 or not len(proba):
+        return proba
+    z = _log(proba) / float(temperature)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def nll(proba: np.ndarray, y: Sequence[int], temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of the true classes ``y`` (column indices) at ``temperature``."""
+    z = _log(proba) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-logp[np.arange(len(z)), np.asarray(y, dtype=np.int64)].mean())
+
+
+def fit_temperature(proba: np.ndarray, y: Sequence[int]) -> float:
+    """The temperature in :data:`T_RANGE` that minimises :func:`nll` of ``y`` under ``proba``
+    (bounded Brent search on log T; 1.0 when nothing beats it, or without rows)."""
+    from scipy.optimize import minimize_scalar
+
+    proba = np.asarray(proba)
+    if not len(proba):
+        return 1.0
+    res = minimize_scalar(lambda s: nll(proba, y, math.exp(s)), bounds=tuple(math.log(t) for t in T_RANGE),
+                          method="bounded", options={"xatol": 1e-4})
+    t = float(math.exp(res.x))
+    return t if nll(proba, y, t) < nll(proba, y, 1.0) else 1.0
+
+
+def choose_min_confidence(proba: np.ndarray, y: Sequence[int], classes: Sequence[str],
+                          max_rejected: float = MAX_REJECTED, min_rows: int = MIN_ROWS) -> tuple[float | None, int]:
+    """The largest threshold that answers ``unknown`` for at most ``max_rejected`` of the rows of
+    known classes (``y`` not ``unknown``): ``(threshold, rows of known classes)``.
+
+    A known row is rejected when its likeliest class is ``unknown`` or its top probability is
+    below the threshold; the threshold is the top probability of the first row beyond the budget,
+    so exactly the budget's rows (or fewer) lie below it. ``(None, n)`` with fewer than ``min_rows``
+    known rows; 0.0 when the ``unknown`` class alone spends the budget.
+    """
+    classes = list(classes)
+    proba = np.asarray(proba, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    known = np.array([classes[i] != UNKNOWN for i in y], dtype=bool) if len(y) else np.zeros(0, bool)
+    n = int(known.sum())
+    if not n or n < min_rows:
+        return None, n
+    P = proba[known]
+    top = P.argmax(axis=1)
+    as_unknown = np.array([classes[i] == UNKNOWN for i in top], dtype=bool)
+    budget = int(math.floor(max_rejected * n + 1e-9)) - int(as_unknown.sum())
+    if budget < 0:
+        return 0.0, n
+    confident = np.sort(P.max(axis=1)[~as_unknown])
+    return float(confident[min(budget, len(confident) - 1)]), n
+
+
+def rejected(proba: np.ndarray, classes: Sequence[str], min_confidence: float) -> np.ndarray:
+    """True for each row whose answer is ``unknown`` (see :func:`instrec.decision.decide`)."""
+    proba = np.asarray(proba)
+    top = proba.argmax(axis=1)
+    return (np.asarray(classes)[top] == UNKNOWN) | (proba.max(axis=1) < min_confidence)
