@@ -29,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from instrec import calibration
 from instrec.calibration import calibrate
 from instrec.classifier import InstrumentClassifier
 from instrec.data import load_dataset
-from instrec.data.instruments import DEFAULT_INSTRUMENTS, family_of
+from instrec.data.instruments import DEFAULT_INSTRUMENTS
+from instrec.decision import UNKNOWN, family_lookup, family_matrix, resolve_families
 from instrec.features import extract
 from instrec.fileio import write_json
 from instrec.pipeline import LeaveOneSourceOut
@@ -41,17 +43,6 @@ from instrec.recipes import get_recipe
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi"
 # Sources that play the same recordings (benchmarks/sample_provenance.py): one library.
 LIBRARIES = {"fluidr3": "fluidr3+musescore", "musescore": "fluidr3+musescore"}
-UNKNOWN = "unknown"
-
-
-def family_proba(P: np.ndarray, classes: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Columns of ``P`` summed by family (a class outside the table is a family of its own)."""
-    fam = [family_of(c) or c for c in classes]
-    names = sorted(set(fam))
-    F = np.zeros((len(P), len(names)))
-    for j, f in enumerate(fam):
-        F[:, names.index(f)] += P[:, j]
-    return F, names
 
 
 def score(truth: list[str], P: np.ndarray, classes: list[str], threshold: float | None = None) -> dict:
@@ -61,27 +52,19 @@ def score(truth: list[str], P: np.ndarray, classes: list[str], threshold: float 
     rows = [i for i, t in enumerate(truth) if t in inst]
     neg = [i for i, t in enumerate(truth) if t == UNKNOWN]
     out: dict = {"n_known": len(rows), "n_negative": len(neg)}
-    rejected = _rejected(P, classes, threshold)
+    rejected = calibration.rejected(P, classes, threshold or 0.0)
     if rows:
         Pk = P[rows][:, known]
         pred = [inst[j] for j in Pk.argmax(1)]
         out["instrument_accuracy"] = float(np.mean([p == truth[i] for p, i in zip(pred, rows)]))
-        F, fams = family_proba(Pk / Pk.sum(1, keepdims=True), inst)
-        fpred = [fams[j] for j in F.argmax(1)]
-        out["family_accuracy"] = float(np.mean([p == (family_of(truth[i]) or truth[i]) for p, i in zip(fpred, rows)]))
+        families = resolve_families(inst, None)
+        fams, M = family_matrix(inst, families)
+        fpred = [fams[j] for j in (Pk @ M).argmax(1)]
+        owner = family_lookup(families)
+        out["family_accuracy"] = float(np.mean([p == owner[truth[i]] for p, i in zip(fpred, rows)]))
         out["known_rejected"] = float(rejected[rows].mean())
     if neg:
         out["negatives_rejected"] = float(rejected[neg].mean())
-    return out
-
-
-def _rejected(P: np.ndarray, classes: list[str], threshold: float | None) -> np.ndarray:
-    """Which rows would be answered ``unknown``: the unknown class wins, or no instrument reaches ``threshold``."""
-    known = [j for j, c in enumerate(classes) if c != UNKNOWN]
-    top = P.argmax(1)
-    out = np.isin(top, [j for j, c in enumerate(classes) if c == UNKNOWN])
-    if threshold:
-        out |= P[:, known].max(1) < threshold
     return out
 
 
