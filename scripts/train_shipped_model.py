@@ -1,11 +1,11 @@
 """Train the model that ships with instrec, reproducibly, from rendered data only.
 
-    python scripts/train_shipped_model.py [--seed 0] [--per-class 100] [--epochs 40]
-        [--instruments flute,viola,...|wide] [--soundfont all|everything] [--negatives N]
+    python scripts/train_shipped_model.py [--seed 0] [--per-class 30] [--epochs 40]
+        [--instruments flute,viola,...|wide] [--soundfont all|everything] [--negatives 24]
         [--merge saxophone=alto-sax,soprano-sax,...]
 
-1. Renders ``--per-class`` clips per instrument (by default the tutorial's six and the violin;
-   ``wide``: the 31 of ``WIDE_VOCABULARY``) from the sample libraries of ``--soundfont`` (``all``:
+1. Renders ``--per-class`` clips per instrument (by default the 31 of ``WIDE_VOCABULARY``, what
+   ships) from the sample libraries of ``--soundfont`` (by default ``everything``; ``all``:
    the SoundFonts FluidR3, MuseScore General and TimGM6mb and Debian's freepats patches;
    ``everything``: also the real recordings of the npm sampler packages, tonejs-instruments and the
    Salamander piano), each over the instrument's whole range, into ``--work``; and ``--negatives``
@@ -34,7 +34,7 @@ from instrec.assets import SHIPPED_MODEL
 from instrec.calibration import calibrate
 from instrec.classifier import InstrumentClassifier
 from instrec.data import load_dataset
-from instrec.data.instruments import DEFAULT_ALIASES, DEFAULT_INSTRUMENTS, WIDE_VOCABULARY
+from instrec.data.instruments import DEFAULT_ALIASES, WIDE_VOCABULARY
 from instrec.data.render import render
 from instrec.data.splits import clip_groups
 from instrec.evaluate import compute_metrics
@@ -44,19 +44,19 @@ from instrec.recipes import get_recipe
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi"
 
-# The tutorial's six and the violin (what ships today). The violin class is there for the violas:
-# with a second bowed string to tell apart, the network learns what sets a viola off from a violin
-# as well as from a cello (benchmarks/RESULTS.md). The wide model of issue 26 is
-# --instruments wide --soundfont everything --negatives 24 --per-class 30 (not shipped yet).
-SHIPPED_INSTRUMENTS = (*DEFAULT_INSTRUMENTS, "violin")
+# What ships (issue 26): the 31 instruments of WIDE_VOCABULARY and 'unknown', from every library
+# (SoundFonts, freepats and the recorded notes of the npm sampler packages). The seven-instrument
+# model it replaced is --instruments flute,viola,cello,oboe,trumpet,saxophone,violin --soundfont all
+# --per-class 100 --negatives 0.
+SHIPPED_INSTRUMENTS = WIDE_VOCABULARY
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--per-class", type=int, default=100)
-    ap.add_argument("--negatives", type=int, default=0, help="clips of each kind and origin of non-instrument material")
-    ap.add_argument("--soundfont", default="all", help="the libraries to render (render's --soundfont)")
+    ap.add_argument("--per-class", type=int, default=30)
+    ap.add_argument("--negatives", type=int, default=24, help="clips of each kind and origin of non-instrument material")
+    ap.add_argument("--soundfont", default="everything", help="the libraries to render (render's --soundfont)")
     ap.add_argument("--epochs", type=int, default=None, help="override the cnn recipe's epochs")
     ap.add_argument("--instruments", default=",".join(SHIPPED_INSTRUMENTS),
                     help="comma-separated labels, or 'wide': every instrument of WIDE_VOCABULARY (31)")

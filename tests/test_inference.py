@@ -72,7 +72,7 @@ def test_bad_window_or_hop_is_a_parameter_error(window, hop):
 
 
 def test_load_model_describes_itself(model):
-    assert model.classes == ["cello", "flute", "oboe", "saxophone", "trumpet", "viola", "violin"]
+    assert len(model.classes) >= 24 and {"cello", "flute", "oboe", "saxophone", "trumpet", "viola", "violin", "unknown"} <= set(model.classes)
     info = model.info
     assert info["recipe"] == "cnn" and info["engine"] == "onnx" and info["window"] == 3.0  # auto: the bundle carries model.onnx
     assert info["sample_rate"] == 22050 and info["metrics"]["philharmonia_600"]["n"] == 600
@@ -110,7 +110,7 @@ def test_predict_array_resamples_and_accepts_stereo(model, long_recording):
     y, sr = sf.read(path, dtype="float32")
     note = y[: 3 * sr]
     at_22k = model.predict(note, sr)
-    assert not at_22k.is_timeline and at_22k.label == "flute"
+    assert not at_22k.is_timeline and at_22k.label in ("flute", "piccolo") and at_22k.family == "woodwinds"
     import soxr
 
     at_44k = model.predict(soxr.resample(note, sr, 44100), 44100)
@@ -204,7 +204,7 @@ def test_cli_short_file_keeps_one_result(long_recording, tmp_path):
     r = run_cli("predict", short, "--format", "json")
     assert r.returncode == 0, r.stderr
     (res,) = json.loads(r.stdout)
-    assert "windows" not in res and res["label"] == "flute" and res["duration"] == pytest.approx(3.0)
+    assert "windows" not in res and res["label"] in ("flute", "piccolo") and res["duration"] == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize("args,words", [
@@ -237,7 +237,7 @@ def test_readme_prediction_example_runs(tmp_path):
     r = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == "['cello', 'flute', 'oboe', 'saxophone', 'trumpet', 'viola', 'violin']"
+    assert lines[0] == "32 ['accordion', 'banjo', 'bass-guitar']"
     import json
 
     from instrec.assets import shipped_model_path

@@ -211,7 +211,7 @@
     const svg = $("bars");
     svg.replaceChildren();
     const rows = Object.entries(probs).sort((a, b) => b[1] - a[1]);
-    const rowH = 26, labelW = 90, pctW = 52, width = 420;
+    const rowH = 26, labelW = 8 + 7.5 * Math.max(8, ...rows.map(([n]) => n.length)), pctW = 52, width = 420;  // room for the longest name
     svg.setAttribute("viewBox", "0 0 " + width + " " + rows.length * rowH);
     const barW = width - labelW - pctW;
     rows.forEach(([name, p], i) => {
