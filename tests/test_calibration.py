@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from instrec.calibration import calibrate, choose_min_confidence, fit_temperature, nll
+from instrec.calibration import (THRESHOLD_RANGE, calibrate, choose_min_confidence, choose_thresholds, fit_temperature,
+                                 nll)
+from instrec.errors import ParameterError
 
 
 def _overconfident(n=400, k=4, seed=0):
@@ -61,3 +63,38 @@ def test_threshold_rejects_at_most_five_percent_of_known_rows():
     # fewer than 20 known rows: no threshold
     assert choose_min_confidence(P[:19], y[:19], classes) == (None, 19)
     assert choose_min_confidence(P[:0], y[:0], classes) == (None, 0)
+
+
+def test_choose_thresholds_separates_separable_classes():
+    # class 0 splits between .35 and .45; class 1 has two positives only; classes 2 and 3 split beyond the range
+    Y = np.array([[0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 1], [0, 1, 0, 1], [1, 1, 0, 1],
+                  [1, 0, 1, 0], [1, 0, 1, 0], [1, 0, 1, 0], [1, 0, 1, 0], [1, 0, 1, 0]])
+    p0 = [.1, .2, .3, .35, .45, .5, .5, .7, .9, .9]
+    P = np.stack([p0, np.linspace(0, 1, 10), [.97] * 5 + [.99] * 5, [.03] * 5 + [.01] * 5], axis=1)
+    t = choose_thresholds(Y, P)
+    assert t[0] == pytest.approx(0.4) and t[1] == 0.5
+    assert t[2] == THRESHOLD_RANGE[1] and t[3] == THRESHOLD_RANGE[0]  # .98 and .02, clipped
+    assert ((P[:, 0] >= t[0]) == Y[:, 0]).all()
+    # allowed two positives (rows 3 and 4 of 0, 1/9, ..., 1), class 1 is best cut below them: F1 4/9
+    assert choose_thresholds(Y, P, min_positives=2)[1] == pytest.approx(5 / 18)
+    assert choose_thresholds(Y, P, min_positives=7, default=0.3).tolist() == [0.3] * 4  # class 0 has 6
+    assert choose_thresholds(np.ones((6, 1)), np.full((6, 1), .8))[0] == 0.5  # no negative row
+
+
+def test_choose_thresholds_breaks_ties_toward_the_higher_cut():
+    # + - - +: every row positive (cut .2) and only the top row (cut .7) both give F1 2/3
+    t = choose_thresholds(np.array([[1], [0], [0], [1]]), np.array([[.2], [.4], [.6], [.8]]), min_positives=2)
+    assert t.tolist() == [pytest.approx(0.7)]
+
+
+def test_choose_thresholds_stays_in_range_and_checks_input():
+    rng = np.random.default_rng(0)
+    Y = (rng.random((200, 6)) < 0.3).astype(int)
+    P = np.clip(0.6 * Y + rng.normal(0.2, 0.25, Y.shape), 0, 1)
+    t = choose_thresholds(Y, P)
+    assert t.shape == (6,) and ((t >= 0.05) & (t <= 0.95)).all()
+    with pytest.raises(ParameterError):
+        choose_thresholds(Y, P[:, :5])
+    P[0, 0] = np.nan
+    with pytest.raises(ParameterError):
+        choose_thresholds(Y, P)

@@ -3,7 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from instrec.evaluate import compute_metrics, write_report
+from instrec.errors import ParameterError
+from instrec.evaluate import (compute_metrics, frame_scores, multilabel_markdown_lines, multilabel_metrics,
+                              write_report)
 
 
 def test_metrics_known_example():
@@ -92,3 +94,92 @@ def test_write_report_draws_families_and_reliability(tmp_path):
     assert "## Family level" in md and "reliability.png" in md and "ECE" in md
     saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert saved["family"]["accuracy"] == 1.0 and len(saved["reliability"]["count"]) == 15
+
+
+# Four clips, three classes; c has no positive clip.
+ML_CLASSES = ["a", "b", "c"]
+ML_Y = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+ML_P = np.array([[.9, .2, .1], [.8, .6, .7], [.7, .4, .2], [.1, .3, .3]])
+
+
+def test_multilabel_average_precision_by_hand():
+    m = multilabel_metrics(ML_Y, ML_P, ML_CLASSES)
+    # a ranks + - + -: precision 1 at the first positive, 2/3 at the second; b ranks + + - -: 1
+    assert m["average_precision"]["a"] == pytest.approx(5 / 6, abs=1e-12)
+    assert m["average_precision"]["b"] == 1.0
+    assert m["average_precision"]["c"] is None  # no positive clip: undefined, and left out of the mean
+    assert m["map"] == pytest.approx(11 / 12, abs=1e-12)
+    assert m["n"] == 4 and m["classes"] == ML_CLASSES and m["thresholds"] == [0.5, 0.5, 0.5]
+    assert json.loads(json.dumps(m)) == m and type(m["per_class"]["a"]["support"]) is int
+    # no negative clip: undefined too; no AP at all gives no mean
+    assert multilabel_metrics(np.ones((2, 1)), np.array([[.2], [.9]]), ["a"])["map"] is None
+
+
+def test_multilabel_f1_at_one_half_by_hand():
+    m = multilabel_metrics(ML_Y, ML_P, ML_CLASSES)
+    # predicted at 0.5: a {0,1,2} (tp 2 fp 1), b {1} (tp 1 fn 1), c {1} (fp 1)
+    assert m["per_class"]["a"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2,
+                                                 "threshold": 0.5}, abs=1e-12)
+    assert m["per_class"]["b"]["f1"] == pytest.approx(2 / 3, abs=1e-12)
+    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "threshold": 0.5}
+    # micro: tp 3, fp 2, fn 1; macro over a and b only (c has no positive clip)
+    assert m["micro_precision"] == pytest.approx(3 / 5, abs=1e-12)
+    assert m["micro_recall"] == pytest.approx(3 / 4, abs=1e-12)
+    assert m["micro_f1"] == pytest.approx(2 / 3, abs=1e-12)
+    assert m["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2, abs=1e-12)
+    assert m["exact_match"] == 0.5  # clips 0 and 3
+
+
+def test_multilabel_thresholds_change_the_answers():
+    m = multilabel_metrics(ML_Y, ML_P, ML_CLASSES, thresholds=[0.85, 0.35, 0.8])
+    # a {0} (tp 1 fn 1), b {1,2} (both right), c none
+    assert m["per_class"]["a"]["f1"] == pytest.approx(2 / 3, abs=1e-12) and m["per_class"]["b"]["f1"] == 1.0
+    assert m["micro_f1"] == pytest.approx(6 / 7, abs=1e-12)  # tp 3, fp 0, fn 1
+    assert m["macro_f1"] == pytest.approx(5 / 6, abs=1e-12)
+    assert m["exact_match"] == 0.75 and m["thresholds"] == [0.85, 0.35, 0.8]
+    assert m["per_class"]["b"]["threshold"] == 0.35
+    assert m["average_precision"] == multilabel_metrics(ML_Y, ML_P, ML_CLASSES)["average_precision"]  # threshold-free
+    # a probability equal to the threshold counts as the class
+    assert multilabel_metrics(ML_Y, ML_P, ML_CLASSES, thresholds=0.9)["per_class"]["a"]["precision"] == 1.0
+
+
+def test_multilabel_bad_input_is_a_parameter_error():
+    with pytest.raises(ParameterError, match="shape"):
+        multilabel_metrics(ML_Y, ML_P[:, :2], ML_CLASSES)
+    with pytest.raises(ParameterError, match="columns"):
+        multilabel_metrics(ML_Y, ML_P, ["a", "b"])
+    P = ML_P.copy()
+    P[1, 2] = np.nan
+    with pytest.raises(ParameterError, match="not finite"):
+        multilabel_metrics(ML_Y, P, ML_CLASSES)
+    with pytest.raises(ParameterError, match="0 and 1"):
+        multilabel_metrics(ML_Y * 2, ML_P, ML_CLASSES)
+    with pytest.raises(ParameterError, match="thresholds"):
+        multilabel_metrics(ML_Y, ML_P, ML_CLASSES, thresholds=[0.5, 0.5])
+
+
+def test_multilabel_without_clips():
+    m = multilabel_metrics(np.zeros((0, 2)), np.zeros((0, 2)), ["a", "b"])
+    assert m["n"] == 0 and m["map"] is None and m["micro_f1"] is None and m["exact_match"] is None
+
+
+def test_frame_scores_by_hand():
+    A = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
+    B = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    s = frame_scores(A, B)
+    # class 0: tp 1 fp 1 fn 1; class 1: both frames right; class 2: never active nor predicted
+    assert s == {"frames": 4, "precision": 0.75, "recall": 0.75, "f1": 0.75, "per_class": {0: 0.5, 1: 1.0, 2: None}}
+    assert frame_scores(A, B, classes=["x", "y", "z"])["per_class"] == {"x": 0.5, "y": 1.0, "z": None}
+    assert frame_scores(A, np.zeros_like(A))["f1"] == 0.0
+    with pytest.raises(ParameterError, match="shape"):
+        frame_scores(A, B[:3])
+    with pytest.raises(ParameterError, match="columns"):
+        frame_scores(A, B, classes=["x"])
+    with pytest.raises(ParameterError, match="0 and 1"):
+        frame_scores(A, B * 0.5)
+
+
+def test_multilabel_markdown_lines():
+    lines = multilabel_markdown_lines(multilabel_metrics(ML_Y, ML_P, ML_CLASSES))
+    assert lines[2] == "| 0.9167 | 0.6667 | 0.7333 | 50.00% | 4 |"
+    assert "| a | 0.8333 | 0.8000 | 0.500 | 2 |" in lines and "| c | n/a | 0.0000 | 0.500 | 0 |" in lines

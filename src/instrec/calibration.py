@@ -11,6 +11,10 @@ rejects at most ``max_rejected`` (5%) of the validation clips of known classes, 
 whose likeliest class is ``unknown`` too; none is chosen on fewer than 20 such clips (5% of them
 would be less than one clip: the threshold would be the least confident clip's probability).
 
+**Per-class thresholds** (multi-label models, one sigmoid per instrument): :func:`choose_thresholds`
+gives each class the decision threshold that maximises its F1 on the validation rows, within
+:data:`THRESHOLD_RANGE`; classes with too few positives keep the default.
+
 Numpy and scipy only: prediction with onnxruntime uses :func:`calibrate` without torch.
 """
 
@@ -22,11 +26,14 @@ from typing import Sequence
 import numpy as np
 
 from .decision import UNKNOWN
+from .errors import ParameterError
 
 # Temperatures searched, and allowed in model.json (assets/model.schema.json says the same).
 T_RANGE = (0.05, 20.0)
 MAX_REJECTED = 0.05  # known-class validation clips a threshold may reject
 MIN_ROWS = 20  # known-class validation clips needed to choose a threshold
+THRESHOLD_RANGE = (0.05, 0.95)  # per-class thresholds are clipped to it
+MIN_POSITIVES = 5  # positive validation rows a class needs for its own threshold
 _TINY = np.finfo(np.float32).tiny  # a float32 softmax's smallest positive value
 
 
@@ -101,3 +108,39 @@ def rejected(proba: np.ndarray, classes: Sequence[str], min_confidence: float) -
     proba = np.asarray(proba)
     top = proba.argmax(axis=1)
     return (np.asarray(classes)[top] == UNKNOWN) | (proba.max(axis=1) < min_confidence)
+
+
+def choose_thresholds(Y, P, *, min_positives: int = MIN_POSITIVES, default: float = 0.5) -> np.ndarray:
+    """Per-class decision thresholds ``(k,)`` for independent probabilities ``P`` and 0/1 labels
+    ``Y`` (both ``(n, k)``, validation rows): a row has class ``j`` when ``P[:, j] >= threshold[j]``.
+
+    Each class gets the cut that maximises its F1 among the midpoints between its distinct
+    probabilities (and its lowest probability: every row positive), so the threshold sits in a gap
+    rather than on a row's value; on a tie the highest such cut wins (fewer false positives for
+    the same F1). The result is clipped to :data:`THRESHOLD_RANGE`. A class with fewer than
+    ``min_positives`` positive rows, or without a negative row, gets ``default`` (unclipped).
+
+    Raises ParameterError when the shapes disagree, ``Y`` is not 0/1 or ``P`` is not finite.
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    P = np.asarray(P, dtype=np.float64)
+    if Y.ndim != 2 or P.shape != Y.shape:
+        raise ParameterError(f"Y and P must be matrices of one shape (rows, classes), got {Y.shape} and {P.shape}")
+    if not np.isfinite(P).all() or not np.isin(Y, (0.0, 1.0)).all():
+        raise ParameterError("P must be finite and Y must hold only 0 and 1")
+    n, k = Y.shape
+    out = np.full(k, float(default))
+    for j in range(k):
+        pos = int(Y[:, j].sum())
+        if pos < max(1, min_positives) or pos == n:
+            continue
+        order = np.argsort(P[:, j], kind="stable")
+        p, y = P[order, j], Y[order, j]
+        u = np.unique(p)
+        cuts = np.concatenate([u[:1], (u[:-1] + u[1:]) / 2])
+        first = np.searchsorted(p, cuts, side="left")  # rows from here on are predicted positive
+        tp = pos - np.concatenate([[0.0], np.cumsum(y)])[first]
+        f1 = 2 * tp / ((n - first) + pos)
+        best = len(cuts) - 1 - int(np.argmax(f1[::-1]))  # the last maximum: the highest cut
+        out[j] = float(np.clip(cuts[best], *THRESHOLD_RANGE))
+    return out

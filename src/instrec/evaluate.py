@@ -1,4 +1,9 @@
-"""Metrics, the confusion matrix, calibration (expected calibration error, reliability diagram) and reports."""
+"""Metrics, the confusion matrix, calibration (expected calibration error, reliability diagram) and reports.
+
+Multi-label clips (several instruments at once, one independent probability per class):
+:func:`multilabel_metrics` per clip, :func:`frame_scores` per frame of an activity matrix
+(:func:`instrec.data.activity.activity_matrix`), :func:`multilabel_markdown_lines` for reports.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .decision import UNKNOWN, family_lookup, family_matrix
+from .errors import ParameterError
 from .fileio import write_bytes, write_json, write_text
 
 # The figures a cross-validation averages over its folds.
@@ -116,6 +122,129 @@ def _doubt(y_true, y_pred, top: np.ndarray, min_confidence: float) -> dict:
         "accuracy_of_other_answers": (float(np.mean([a == t for a, t, k in zip(answers, y_true, kept) if k]))
                                       if any(kept) else None),
     }
+
+
+def _indicator(name: str, M, shape: tuple[int, int] | None = None, *, binary: bool = True) -> np.ndarray:
+    """``M`` as a 2-D float64 matrix, checked: of ``shape`` (when given), finite, and 0/1 when ``binary``."""
+    M = np.asarray(M, dtype=np.float64)
+    if M.ndim != 2 or (shape is not None and M.shape != shape):
+        want = f"{shape}" if shape is not None else "(rows, classes)"
+        raise ParameterError(f"{name} must be a matrix of shape {want}, got shape {M.shape}")
+    if not np.isfinite(M).all():
+        raise ParameterError(f"{name} has values that are not finite (NaN or inf)")
+    if binary and not np.isin(M, (0.0, 1.0)).all():
+        raise ParameterError(f"{name} must hold only 0 and 1")
+    return M
+
+
+def _prf(Y: np.ndarray, pred: np.ndarray):
+    """Per-class (precision, recall, f1, support) and micro (precision, recall, f1) of 0/1 matrices;
+    None without rows (sklearn refuses empty input)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    if not len(Y):
+        return None
+    per = precision_recall_fscore_support(Y, pred, average=None, zero_division=0)
+    micro = precision_recall_fscore_support(Y, pred, average="micro", zero_division=0)[:3]
+    return per, tuple(float(x) for x in micro)
+
+
+def multilabel_metrics(Y_true, P, classes: Sequence[str], thresholds=None) -> dict:
+    """Clip-level scores of independent per-class probabilities ``P`` against 0/1 labels ``Y_true``
+    (both ``(n_clips, len(classes))``, see :func:`instrec.data.activity.label_matrix`).
+
+    A clip is given a class when its probability reaches (``>=``) the class's entry of
+    ``thresholds`` (one per class, or one for all; None: 0.5 each).
+
+    Returns plain Python values: ``n``, ``classes``, ``average_precision`` (class → AP over the
+    ranking of ``P``, threshold-free; None for a class without a positive or without a negative
+    clip), ``map`` (mean of the defined APs; None if none), ``micro_precision``, ``micro_recall``,
+    ``micro_f1`` (over all clip × class cells), ``macro_f1`` (mean F1 over the classes with at least
+    one positive clip in ``Y_true``: a class the data lacks has no recall to average; None if none),
+    ``per_class`` (class → ``precision, recall, f1, support, threshold``; 0 where undefined),
+    ``exact_match`` (share of clips whose predicted set is exactly the true set) and ``thresholds``.
+    The F1 figures and ``exact_match`` are None without clips.
+
+    Raises ParameterError when the shapes disagree, ``Y_true`` is not 0/1 or ``P`` is not finite.
+    """
+    from sklearn.metrics import average_precision_score
+
+    classes = [str(c) for c in classes]
+    Y = _indicator("Y_true", Y_true)
+    n, k = Y.shape
+    if k != len(classes):
+        raise ParameterError(f"Y_true has {k} columns but there are {len(classes)} classes")
+    P = _indicator("P", P, (n, k), binary=False)
+    t = np.asarray(0.5 if thresholds is None else thresholds, dtype=np.float64)
+    t = np.full(k, float(t)) if t.ndim == 0 else t
+    if t.shape != (k,) or not np.isfinite(t).all():
+        raise ParameterError(f"thresholds must be {k} finite numbers (one per class), got shape {t.shape}")
+    pred = (P >= t).astype(np.float64)
+    ap = {c: (float(average_precision_score(Y[:, j], P[:, j])) if 0 < Y[:, j].sum() < n else None)
+          for j, c in enumerate(classes)}
+    defined = [a for a in ap.values() if a is not None]
+    out = {"n": n, "classes": classes, "average_precision": ap, "map": float(np.mean(defined)) if defined else None}
+    scores = _prf(Y, pred)
+    if scores is None:
+        out.update(micro_f1=None, macro_f1=None, micro_precision=None, micro_recall=None, exact_match=None,
+                   per_class={c: {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "threshold": float(t[j])}
+                              for j, c in enumerate(classes)})
+    else:
+        (p, r, f, s), (mp, mr, mf) = scores
+        present = s > 0
+        out.update(
+            micro_f1=mf, macro_f1=float(f[present].mean()) if present.any() else None,
+            micro_precision=mp, micro_recall=mr, exact_match=float((pred == Y).all(axis=1).mean()),
+            per_class={c: {"precision": float(p[j]), "recall": float(r[j]), "f1": float(f[j]), "support": int(s[j]),
+                           "threshold": float(t[j])} for j, c in enumerate(classes)},
+        )
+    out["thresholds"] = [float(x) for x in t]
+    return out
+
+
+def frame_scores(A_true, A_pred, *, classes: Sequence[str] | None = None) -> dict:
+    """Frame-level scores of a predicted 0/1 activity matrix ``A_pred`` against the true one
+    ``A_true`` (both ``(frames, classes)``, possibly many clips' frames stacked; see
+    :func:`instrec.data.activity.activity_matrix`).
+
+    Returns ``frames``, micro ``precision``, ``recall`` and ``f1`` over all frame × class cells
+    (0 where undefined, None without frames) and ``per_class`` (column index, or name from
+    ``classes``, → F1; None for a class neither active nor predicted in any frame: nothing to score).
+
+    Raises ParameterError when the shapes disagree or a matrix is not 0/1.
+    """
+    A = _indicator("A_true", A_true)
+    B = _indicator("A_pred", A_pred, A.shape)
+    names = list(range(A.shape[1])) if classes is None else [str(c) for c in classes]
+    if len(names) != A.shape[1]:
+        raise ParameterError(f"A_true has {A.shape[1]} columns but there are {len(names)} classes")
+    scores = _prf(A, B)
+    if scores is None:
+        return {"frames": 0, "precision": None, "recall": None, "f1": None, "per_class": {c: None for c in names}}
+    (_, _, f, _), (mp, mr, mf) = scores
+    seen = (A + B).sum(axis=0) > 0
+    return {"frames": int(A.shape[0]), "precision": mp, "recall": mr, "f1": mf,
+            "per_class": {c: float(f[j]) if seen[j] else None for j, c in enumerate(names)}}
+
+
+def multilabel_markdown_lines(metrics: dict) -> list[str]:
+    """The figures of :func:`multilabel_metrics` as Markdown lines for a report: a summary table
+    (mAP, micro and macro F1, exact match) and one row per class (AP, F1, threshold, support)."""
+    lines = [
+        "| mAP | micro F1 | macro F1 | exact match | clips scored |",
+        "|---|---|---|---|---|",
+        f"| {fmt_num(metrics['map'])} | {fmt_num(metrics['micro_f1'])} | {fmt_num(metrics['macro_f1'])} "
+        f"| {fmt_pct(metrics['exact_match'])} | {metrics['n']} |",
+        "",
+        "| class | AP | F1 | threshold | support |",
+        "|---|---|---|---|---|",
+    ]
+    for c, m in metrics["per_class"].items():
+        lines.append(f"| {c} | {fmt_num(metrics['average_precision'].get(c))} | {fmt_num(m['f1'])} "
+                     f"| {m['threshold']:.3f} | {m['support']} |")
+    lines += ["", "A clip has a class when its probability reaches the class's threshold. AP (threshold-free) is "
+              "n/a for a class without positive or negative clips; macro F1 averages the classes with a positive clip."]
+    return lines
 
 
 def plot_reliability(metrics: dict, title: str = "") -> bytes:

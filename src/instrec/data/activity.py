@@ -1,0 +1,127 @@
+"""Who plays when: the labels of clips where several instruments sound at once.
+
+A folder of multi-label clips (``instrec render-music``, note mixtures) carries two tables:
+
+- ``manifest.csv``: one row per clip, its ``label`` the instruments heard anywhere in it joined by
+  :data:`LABEL_SEP` (``"cello;viola;violin"``, sorted), or ``unknown`` where no instrument plays;
+  ``group`` is what a group split keeps on one side (the piece);
+- ``activity.csv``: one row per stretch of sound, ``path,label,start,end`` (seconds in the clip),
+  from a note's onset to its note-off; overlapping stretches of one instrument are merged.
+
+:func:`activity_matrix` turns the stretches into frames (what frame-level scores compare).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import DataError, ParameterError
+from ..fileio import atomic_path
+
+ACTIVITY_NAME = "activity.csv"
+ACTIVITY_COLUMNS = ("path", "label", "start", "end")
+LABEL_SEP = ";"
+NO_INSTRUMENT = "unknown"
+
+
+def join_labels(labels: Iterable[str]) -> str:
+    """The manifest ``label`` of a clip where ``labels`` play (sorted; ``unknown`` for none)."""
+    names = sorted({str(x) for x in labels if x and x != NO_INSTRUMENT})
+    return LABEL_SEP.join(names) if names else NO_INSTRUMENT
+
+
+def split_labels(label: str) -> tuple[str, ...]:
+    """The instruments of a manifest ``label`` (``()`` for ``unknown``)."""
+    names = tuple(sorted({x.strip() for x in str(label).split(LABEL_SEP) if x.strip()} - {NO_INSTRUMENT}))
+    return names
+
+
+def is_multilabel(labels: Sequence[str]) -> bool:
+    """Whether any of ``labels`` names several instruments."""
+    return any(LABEL_SEP in str(x) for x in labels)
+
+
+def label_matrix(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    """``(n, len(classes))`` 0/1 matrix of which classes each joined label names.
+
+    Raises ParameterError naming the first label with an instrument not in ``classes``.
+    """
+    index = {c: j for j, c in enumerate(classes)}
+    Y = np.zeros((len(labels), len(classes)), dtype=np.float32)
+    for i, label in enumerate(labels):
+        for name in split_labels(label):
+            if name not in index:
+                raise ParameterError(f"label {name!r} is not one of the classes ({', '.join(classes)})")
+            Y[i, index[name]] = 1.0
+    return Y
+
+
+def merge_spans(spans: Iterable[tuple[float, float]], gap: float = 0.0) -> list[tuple[float, float]]:
+    """Sorted, merged ``(start, end)`` spans; spans closer than ``gap`` seconds become one."""
+    out: list[list[float]] = []
+    for start, end in sorted((float(s), float(e)) for s, e in spans if e > s):
+        if out and start <= out[-1][1] + gap:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return [(s, e) for s, e in out]
+
+
+def write_activity(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
+    """Write ``activity.csv`` atomically: rows with ``path, label, start, end`` (seconds)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=ACTIVITY_COLUMNS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({"path": row["path"], "label": row["label"],
+                                 "start": f"{float(row['start']):.3f}", "end": f"{float(row['end']):.3f}"})
+    return path
+
+
+def read_activity(path: str | os.PathLike) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """``{clip path as written: {label: [(start, end), ...]}}`` from an ``activity.csv``."""
+    path = Path(path)
+    out: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if not set(ACTIVITY_COLUMNS) <= {c.strip().lower() for c in reader.fieldnames or []}:
+                raise DataError(f"{path}: needs the columns {', '.join(ACTIVITY_COLUMNS)}")
+            for i, row in enumerate(reader, start=2):
+                row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if isinstance(k, str)}
+                try:
+                    start, end = float(row["start"]), float(row["end"])
+                except ValueError:
+                    raise DataError(f"{path}: line {i}: start and end must be seconds") from None
+                if not (np.isfinite(start) and np.isfinite(end)) or end < start or start < 0:
+                    raise DataError(f"{path}: line {i}: not a span of time ({row['start']}..{row['end']})")
+                out[row["path"]][row["label"]].append((start, end))
+    except FileNotFoundError:
+        raise DataError(f"{path}: activity table not found") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    return {k: {lab: merge_spans(s) for lab, s in v.items()} for k, v in out.items()}
+
+
+def activity_matrix(spans: dict[str, list[tuple[float, float]]], classes: Sequence[str], *,
+                    n_frames: int, hop_seconds: float, window_seconds: float | None = None) -> np.ndarray:
+    """``(n_frames, len(classes))`` 0/1: frame ``t`` covers ``[t*hop, t*hop + window)`` seconds
+    (``window`` defaults to ``hop``) and is active for a class when any of its spans overlaps it.
+    Labels not in ``classes`` are ignored."""
+    if n_frames < 0 or not hop_seconds > 0:
+        raise ParameterError("activity_matrix needs n_frames >= 0 and hop_seconds > 0")
+    window = hop_seconds if window_seconds is None else float(window_seconds)
+    starts = np.arange(n_frames) * float(hop_seconds)
+    A = np.zeros((n_frames, len(classes)), dtype=np.float32)
+    for j, name in enumerate(classes):
+        for s, e in spans.get(name, ()):
+            A[(starts < e) & (starts + window > s), j] = 1.0
+    return A

@@ -1,0 +1,433 @@
+"""Render music, not notes: excerpts of real scores played part by part, with who plays when.
+
+The scores come from music21's bundled corpus (BSD): string quartets and trios whose parts keep
+their instruments (Beethoven, Haydn, Mozart, Clara and Robert Schumann, Corelli), Bach's four-part
+chorales and Palestrina's masses and motets, whose voices get instruments; or from the user's own
+MusicXML, MIDI, Humdrum or ABC files. Each excerpt (``seconds`` long, default 10 s) is one piece,
+one sample library (every source :func:`~.synth.select_soundfonts` knows: SoundFonts, freepats, the
+recorded notes of the samplers) and random choices:
+
+- which parts play: each is left out with probability ``DROP_PART`` (at least one stays), so
+  excerpts hold one to all parts;
+- instruments: a part whose name is an instrument of the vocabulary keeps it; any other part (a
+  voice) gets an instrument of the vocabulary whose range holds the part's notes, shifted by whole
+  octaves where needed (the smallest shift that fits);
+- tempo (``TEMPO_BPM``), the excerpt's place in the piece, a dynamic per part with a little
+  variation per note, expressive timing (onsets moved by ``TIMING_JITTER`` s), articulation (each
+  part holds its notes for a drawn fraction of their value; staccato notes for less), mix level
+  per part (``LEVEL_DB``) and one room for the excerpt (an exponentially decaying noise reverb,
+  ``RT60``, ``WET``).
+
+Each note is played on its own by the library's player (like the single-note renders), and
+placed at its onset: the activity table gets the note from its onset to its note-off. Written:
+the mix (peak-normalised), optionally the stems (``stems/``; they add up to the mix),
+``manifest.csv`` (``label``: the instruments heard, ``group``: the piece, so a group split keeps
+pieces whole) and ``activity.csv`` (:mod:`.activity`). Same arguments and seed, same files: excerpt
+``k`` draws from a generator of its own, seeded by ``(seed, k)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import soundfile as sf
+
+from ..errors import DataError, ParameterError, RenderError
+from ..fileio import atomic_path
+from .activity import ACTIVITY_NAME, join_labels, merge_spans, write_activity
+from .folder import MANIFEST_NAME
+from .instruments import WIDE_VOCABULARY, Instrument, resolve_instrument
+from .notes import Note, dynamic_for_velocity
+from .render import FORMATS, PEAK, SILENT_PEAK, _is_int
+from .synth import import_fluidsynth, needs_fluidsynth, open_library, select_soundfonts
+
+__all__ = ["MUSIC_COLUMNS", "PIECE_SETS", "MusicReport", "Piece", "list_pieces", "read_piece", "render_music"]
+
+# Named piece sets: corpus folders (relative to music21's corpus) whose files are the pieces.
+PIECE_SETS: dict[str, tuple[str, ...]] = {
+    "ensembles": ("beethoven", "haydn", "mozart", "schumann_clara", "schumann_robert", "corelli"),
+    "chorales": ("bach",),
+    "palestrina": ("palestrina",),
+}
+SCORE_SUFFIXES = (".mxl", ".musicxml", ".xml", ".mid", ".midi", ".krn", ".abc")
+MUSIC_COLUMNS = ("path", "label", "source", "group", "piece", "parts", "offset", "tempo", "rt60", "seconds", "sr")
+
+DROP_PART = 0.2
+TEMPO_BPM = (56.0, 132.0)
+TIMING_JITTER = 0.012  # s, standard deviation
+LEGATO = (0.8, 1.0)  # fraction of a note's value it is held
+STACCATO = 0.45
+LEVEL_DB = (-9.0, 0.0)
+RT60 = (0.2, 1.2)  # s
+WET = (0.0, 0.35)
+RELEASE = 1.0  # s rendered after each note-off
+LEAD_IN = 4.0  # s: notes that start this long before the excerpt may still sound in it
+MAX_SHIFT = 2  # octaves a voice may be moved to fit an instrument
+PIECE_CACHE = 32
+VOICE_EXCLUDE = frozenset({"timpani"})  # plays only where a part names it: no melody line fits a drum
+
+# Part names of the corpus that are instruments under another name; the rest go through
+# resolve_instrument after ordinals and keys are stripped ("1st Violin", "Clarinet in Bb").
+PART_NAMES = {"violoncello": "cello", "violino": "violin", "violine": "violin", "flauto": "flute",
+              "fagotto": "bassoon", "corno": "french-horn", "tromba": "trumpet", "clarinetto": "clarinet",
+              "contrabasso": "double-bass", "pianoforte": "piano", "cembalo": "harpsichord"}
+_ORDINALS = re.compile(r"\b(\d+(st|nd|rd|th)?|[iv]+|in [a-g][b#s]?|solo|primo|secondo)\b\.?", re.IGNORECASE)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a score: its name, the instrument it names (None: a voice) and its notes, rows of
+    ``(onset, length, midi pitch, staccato)`` in quarter notes."""
+
+    name: str
+    instrument: str | None
+    notes: np.ndarray
+
+
+@dataclass(frozen=True)
+class Piece:
+    id: str
+    group: str
+    parts: tuple[Part, ...]
+    length: float  # quarter notes
+
+
+@dataclass
+class MusicReport:
+    """What :func:`render_music` wrote."""
+
+    out_dir: Path
+    n_written: int = 0
+    sources: list[str] = field(default_factory=list)
+    per_class: dict[str, int] = field(default_factory=dict)  # excerpts each instrument is heard in
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+def _music21():
+    try:
+        import music21
+    except ImportError as exc:
+        raise RenderError(f"music21 is not installed ({exc}): pip install 'instrec[render]'") from exc
+    return music21
+
+
+def list_pieces(pieces: str | Sequence[str]) -> list[tuple[str, list[tuple[str, Path]]]]:
+    """The piece sets of ``pieces``: ``[(set name, [(piece id, path), ...]), ...]``.
+
+    ``pieces``: ``"all"`` (every named set), names of :data:`PIECE_SETS`, or paths of score files or
+    folders of them (each folder or file is a set of its own), comma-separated or a list.
+    """
+    names = [p.strip() for p in (pieces.split(",") if isinstance(pieces, str) else pieces) if str(p).strip()]
+    if not names:
+        raise ParameterError("pieces is empty: name a set (all, " + ", ".join(PIECE_SETS) + ") or score files")
+    if names == ["all"]:
+        names = list(PIECE_SETS)
+    out = []
+    for name in names:
+        if name in PIECE_SETS:
+            root = Path(_music21().__file__).parent / "corpus"
+            found = [p for d in PIECE_SETS[name] for p in sorted((root / d).rglob("*")) if p.suffix.lower() in SCORE_SUFFIXES]
+            out.append((name, [(p.relative_to(root).with_suffix("").as_posix(), p) for p in found]))
+        elif Path(name).exists():
+            path = Path(name)
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in SCORE_SUFFIXES) if path.is_dir() else [path]
+            if not found:
+                raise ParameterError(f"{name}: no score files ({', '.join(SCORE_SUFFIXES)}) in it")
+            out.append((name, [(p.with_suffix("").name, p) for p in found]))
+        else:
+            raise ParameterError(f"pieces: {name!r} is neither a set ({', '.join(['all', *PIECE_SETS])}) nor a path")
+    return out
+
+
+def part_instrument(name: str) -> str | None:
+    """The instrument label a part's name gives (``"2nd Violin"`` → ``violin``), or None (a voice)."""
+    text = _ORDINALS.sub(" ", name or "").strip().lower()
+    text = PART_NAMES.get(text, text)
+    if not text:
+        return None
+    try:
+        return resolve_instrument(text).label
+    except ParameterError:
+        return None
+
+
+def read_piece(path: str | Path, piece_id: str | None = None) -> Piece:
+    """Read a score with music21 (never its pickle cache) into parts of notes; ties are joined,
+    chords give a note per pitch, grace notes and unpitched notes are left out."""
+    m21 = _music21()
+    path = Path(path)
+    try:
+        score = m21.converter.parse(str(path), forceSource=True)
+    except Exception as exc:  # music21 raises many kinds on a bad file
+        raise DataError(f"{path}: not a score music21 can read ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if isinstance(score, m21.stream.Opus):
+        score = score.scores[0] if score.scores else None
+    parts = []
+    for part in getattr(score, "parts", []) or []:
+        rows = []
+        for n in part.stripTies().flatten().notes:
+            length = float(n.quarterLength)
+            pitches = getattr(n, "pitches", ())
+            if length <= 0 or not pitches:
+                continue
+            staccato = any(type(a).__name__ in ("Staccato", "Staccatissimo") for a in n.articulations)
+            rows += [(float(n.offset), length, p.midi, float(staccato)) for p in pitches]
+        if rows:
+            name = part.partName or getattr(part.getInstrument(), "instrumentName", None) or ""
+            parts.append(Part(name, part_instrument(name), np.array(sorted(rows), dtype=np.float64)))
+    if not parts:
+        raise DataError(f"{path}: no parts with notes")
+    pid = piece_id or path.with_suffix("").name
+    group = re.sub(r"/movement\w*$", "", pid)  # the movements of a work stay together
+    return Piece(pid, group, tuple(parts), max(float((p.notes[:, 0] + p.notes[:, 1]).max()) for p in parts))
+
+
+def render_music(
+    out_dir,
+    *,
+    pieces: str | Sequence[str] = "all",
+    soundfont: str = "fluidr3",
+    instruments: Iterable[str] | str = WIDE_VOCABULARY,
+    n: int = 100,
+    seconds: float = 10.0,
+    sr: int = 22050,
+    fmt: str = "wav",
+    seed: int = 0,
+    stems: bool = False,
+    progress: Progress | None = None,
+) -> MusicReport:
+    """Render ``n`` excerpts of music with their per-instrument activity.
+
+    Parameters
+    ----------
+    out_dir : path
+        Folder for the excerpts, ``manifest.csv``, ``activity.csv`` (and ``stems/``).
+    pieces : str or list
+        ``"all"``, sets of :data:`PIECE_SETS`, or score files / folders (see :func:`list_pieces`).
+        Excerpt ``k`` comes from set ``k mod (number of sets)``, so every set is heard.
+    soundfont : str
+        The sample libraries, as :func:`~.render.render` takes them; excerpts take turns.
+    instruments : iterable of str
+        The vocabulary: parts naming another instrument are played as voices.
+    n : int
+        Excerpts, >= 1.
+    seconds : float
+        Excerpt length, 1-60 s.
+    sr, fmt, seed
+        Sampling rate (8000-96000 Hz), ``wav``/``flac``/``mp3``, and the seed: same seed, same files.
+    stems : bool
+        Also write each part's audio (as it is in the mix) to ``stems/``.
+    progress : callable, optional
+        ``progress(done, n)`` after each excerpt.
+
+    Returns
+    -------
+    MusicReport
+    """
+    started = time.perf_counter()
+    if not _is_int(n) or n < 1:
+        raise ParameterError(f"n must be an integer >= 1, got {n!r}")
+    if not isinstance(seconds, (int, float)) or not 1.0 <= seconds <= 60.0:
+        raise ParameterError(f"seconds must be within 1-60, got {seconds!r}")
+    if not _is_int(sr) or not 8000 <= sr <= 96000:
+        raise ParameterError(f"sr must be an integer within 8000-96000, got {sr!r}")
+    if fmt not in FORMATS:
+        raise ParameterError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if not _is_int(seed):
+        raise ParameterError(f"seed must be an integer, got {seed!r}")
+    names = [s.strip() for s in instruments.split(",")] if isinstance(instruments, str) else list(instruments)
+    vocab = {inst.label: inst for inst in (resolve_instrument(x) for x in names if x)}
+    if not vocab:
+        raise ParameterError("instruments is empty")
+    sets = [(name, found) for name, found in list_pieces(pieces) if found]
+    if not sets:
+        raise ParameterError(f"pieces {pieces!r}: no score files found")
+    fonts, missing = select_soundfonts(soundfont)
+    out_dir = Path(out_dir)
+    report = MusicReport(out_dir=out_dir, skipped=list(missing), sources=list(fonts))
+    fluidsynth = import_fluidsynth() if any(needs_fluidsynth(p) for p in fonts.values()) else None
+    libraries = {source: open_library(fluidsynth, source, path, sr) for source, path in fonts.items()}
+    cache: OrderedDict[str, Piece | None] = OrderedDict()
+    rows, spans = [], []
+    try:
+        for k in range(n):
+            rng = np.random.default_rng([seed, k])
+            set_name, found = sets[k % len(sets)]
+            source = list(libraries)[(k // len(sets)) % len(libraries)]
+            excerpt = None
+            for _ in range(10):  # a piece that cannot be read or played here: draw another
+                pid, path = found[int(rng.integers(len(found)))]
+                piece = _cached_piece(cache, pid, path, report)
+                if piece is not None:
+                    excerpt = _excerpt(libraries[source], piece, vocab, rng, seconds, sr)
+                    if excerpt is not None:
+                        break
+            if excerpt is None:
+                report.skipped.append((f"excerpt {k}", f"no playable piece of {set_name!r} found in 10 draws on {source}"))
+            else:
+                row, activity = _write_excerpt(out_dir, k, source, piece, excerpt, seconds, sr, fmt, stems)
+                rows.append(row)
+                spans += activity
+                report.n_written += 1
+                for label in {p["label"] for p in excerpt["parts"] if p["spans"]}:
+                    report.per_class[label] = report.per_class.get(label, 0) + 1
+            if progress:
+                progress(k + 1, n)
+    finally:
+        for lib in libraries.values():
+            lib.close()
+    _write_table(out_dir / MANIFEST_NAME, MUSIC_COLUMNS, rows)
+    write_activity(out_dir / ACTIVITY_NAME, spans)
+    report.per_class = dict(sorted(report.per_class.items()))
+    report.elapsed = time.perf_counter() - started
+    return report
+
+
+def _cached_piece(cache: OrderedDict, pid: str, path: Path, report: MusicReport) -> Piece | None:
+    if pid not in cache:
+        try:
+            cache[pid] = read_piece(path, pid)
+        except DataError as exc:
+            cache[pid] = None
+            report.skipped.append((str(path), str(exc).removeprefix(f"{path}: ")))
+        if len(cache) > PIECE_CACHE:
+            cache.popitem(last=False)
+    return cache[pid]
+
+
+def _fit(inst: Instrument, low: int, high: int) -> int | None:
+    """The octave shift (semitones, smallest first) that puts ``low..high`` in the instrument's range."""
+    for octaves in sorted(range(-MAX_SHIFT, MAX_SHIFT + 1), key=abs):
+        if inst.low <= low + 12 * octaves and high + 12 * octaves <= inst.high:
+            return 12 * octaves
+    return None
+
+
+def _excerpt(library, piece: Piece, vocab: dict[str, Instrument], rng, seconds: float, sr: int) -> dict | None:
+    """Draw and play one excerpt of ``piece`` on ``library``: the parts' audio and spans, or None."""
+    spq = 60.0 / rng.uniform(*TEMPO_BPM)
+    start = rng.uniform(0.0, max(0.0, piece.length * spq - seconds))
+    keep = rng.random(len(piece.parts)) >= DROP_PART
+    keep[int(rng.integers(len(piece.parts)))] = True
+    n_out = round(seconds * library.synth_sr)
+    parts = []
+    for part, kept in zip(piece.parts, keep):
+        onsets = part.notes[:, 0] * spq - start
+        inside = (onsets < seconds) & (onsets + part.notes[:, 1] * spq > -LEAD_IN / 2) & (onsets > -LEAD_IN)
+        if not kept or not inside.any():
+            continue
+        notes = part.notes[inside]
+        low, high = int(notes[:, 2].min()), int(notes[:, 2].max())
+        inst = vocab.get(part.instrument or "")
+        if inst is not None and library.has_program(inst.program) and _fit(inst, low, high) is not None:
+            shift = _fit(inst, low, high)
+        else:  # a voice, or an instrument this library cannot play: any instrument that fits
+            fits = [(i, _fit(i, low, high)) for i in vocab.values()
+                    if i.label not in VOICE_EXCLUDE and library.has_program(i.program)]
+            fits = [(i, s) for i, s in fits if s is not None]
+            if not fits:
+                continue
+            inst, shift = fits[int(rng.integers(len(fits)))]
+        y, spans = _play_part(library, inst, notes, onsets[inside], shift, spq, rng, seconds, n_out)
+        if spans and float(np.max(np.abs(y))) >= SILENT_PEAK:
+            parts.append({"label": inst.label, "name": part.name, "y": y, "spans": spans})
+    if not parts:
+        return None
+    return {"parts": parts, "tempo": 60.0 / spq, "offset": start, "synth_sr": library.synth_sr,
+            "gains_db": rng.uniform(*LEVEL_DB, size=len(parts)), "rt60": rng.uniform(*RT60), "wet": rng.uniform(*WET),
+            "room": rng.integers(2**31)}
+
+
+def _play_part(library, inst: Instrument, notes: np.ndarray, onsets: np.ndarray, shift: int, spq: float,
+               rng, seconds: float, n_out: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Play a part's notes one by one into a buffer; their sounding spans inside the excerpt."""
+    srate = library.synth_sr
+    synth = library.synth_for(inst.program)
+    base = int(rng.integers(40, 111))
+    legato = rng.uniform(*LEGATO)
+    y = np.zeros(n_out, dtype=np.float64)
+    spans, played = [], {}
+    try:
+        for (_, length, pitch, staccato), onset in zip(notes, onsets):
+            onset = onset + rng.normal(0.0, TIMING_JITTER)
+            held = max(0.05, round(length * spq * (STACCATO if staccato else legato) / 0.05) * 0.05)
+            velocity = int(np.clip(base + rng.normal(0.0, 6.0), 20, 127))
+            note = Note(int(pitch) + shift, velocity, dynamic_for_velocity(velocity), held)
+            if note not in played:  # a repeated note sounds the same: play it once
+                played[note] = library.play(synth, note, round((held + RELEASE) * srate)).astype(np.float64)
+            z, at = played[note], round(onset * srate)
+            lo, hi = max(0, at), min(n_out, at + len(z))
+            if hi > lo:
+                y[lo:hi] += z[lo - at:hi - at]
+            if onset < seconds and onset + held > 0:
+                spans.append((max(0.0, onset), min(seconds, onset + held)))
+    finally:
+        synth.delete()
+    return y, merge_spans(spans)
+
+
+def _room(rng_seed: int, rt60: float, srate: int) -> np.ndarray:
+    """A room's impulse response: noise decaying by 60 dB over ``rt60`` s, unit energy."""
+    rng = np.random.default_rng(rng_seed)
+    t = np.arange(round(rt60 * srate)) / srate
+    ir = rng.standard_normal(len(t)) * np.exp(-6.91 * t / rt60)
+    return ir / np.sqrt(np.sum(ir**2))
+
+
+def _write_excerpt(out_dir: Path, k: int, source: str, piece: Piece, ex: dict, seconds: float, sr: int,
+                   fmt: str, stems: bool) -> tuple[dict, list[dict]]:
+    from scipy.signal import fftconvolve
+
+    srate, n_out = ex["synth_sr"], round(seconds * sr)
+    ir = _room(int(ex["room"]), float(ex["rt60"]), srate)
+    audio = []
+    for part, gain_db in zip(ex["parts"], ex["gains_db"]):
+        y = part["y"] / (np.sqrt(np.mean(part["y"] ** 2)) + 1e-12) * 10 ** (gain_db / 20)
+        y = y + ex["wet"] * fftconvolve(y, ir)[: len(y)]
+        if srate != sr:
+            import soxr
+
+            y = soxr.resample(y, srate, sr)
+        audio.append(np.pad(y, (0, max(0, n_out - len(y))))[:n_out])
+    mix = np.sum(audio, axis=0)
+    scale = PEAK / max(float(np.max(np.abs(mix))), 1e-12)
+    slug = re.sub(r"[^a-z0-9]+", "-", piece.id.lower()).strip("-")[:48]
+    name = f"{k:05d}_{slug}_{source}.{fmt}"
+    _write_audio(out_dir / name, mix * scale, sr, fmt)
+    if stems:
+        for i, (part, y) in enumerate(zip(ex["parts"], audio)):
+            _write_audio(out_dir / "stems" / f"{k:05d}_{i}_{part['label']}.{fmt}", y * scale, sr, fmt)
+    labels = [p["label"] for p in ex["parts"]]
+    row = {"path": name, "label": join_labels(labels), "source": source, "group": piece.group, "piece": piece.id,
+           "parts": "|".join(f"{p['label']}={p['name']}" for p in ex["parts"]), "offset": f"{ex['offset']:.2f}",
+           "tempo": f"{ex['tempo']:.1f}", "rt60": f"{ex['rt60']:.2f}", "seconds": f"{seconds:g}", "sr": sr}
+    merged: dict[str, list] = {}
+    for p in ex["parts"]:
+        merged.setdefault(p["label"], []).extend(p["spans"])
+    activity = [{"path": name, "label": lab, "start": s, "end": e}
+                for lab in sorted(merged) for s, e in merge_spans(merged[lab])]
+    return row, activity
+
+
+def _write_audio(path: Path, y: np.ndarray, sr: int, fmt: str) -> None:
+    kind, subtype = FORMATS[fmt]
+    with atomic_path(path) as tmp:
+        sf.write(tmp, y.astype(np.float32), sr, format=kind, subtype=subtype)
+
+
+def _write_table(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
