@@ -185,8 +185,8 @@ def test_help_lists_every_command():
     r = run_cli("--help")
     assert r.returncode == 0, r.stderr
     # each command as a row of the commands table (the words also occur in other commands' help)
-    listed = re.findall(r"^│ (\w+)\s{2,}", r.stdout, re.M)
-    assert listed == ["render", "spectrograms", "train", "crossval", "evaluate", "predict", "export", "serve", "demo"]
+    listed = re.findall(r"^│ (\w[\w-]*)\s{2,}", r.stdout, re.M)
+    assert listed == ["render", "render-music", "spectrograms", "train", "crossval", "evaluate", "predict", "export", "serve", "demo"]
 
 
 def test_render_default_600_clips_identical_for_same_seed(tmp_path):
@@ -218,6 +218,24 @@ def test_render_unknown_soundfont_and_instrument(tmp_path):
     assert r.returncode == 2 and "nosuchfont" in r.stderr and len(error_lines(r.stderr)) == 1
     r = run_cli("render", tmp_path, "--instruments", "flute,kazooo")
     assert r.returncode == 2 and "kazooo" in r.stderr and len(error_lines(r.stderr)) == 1
+
+
+def test_render_music_writes_excerpts_and_who_plays_when(tmp_path):
+    pytest.importorskip("music21", reason="music21 (the render extra) is not installed")
+    r = run_cli("render-music", tmp_path / "m", "--n", "2", "--seconds", "3", "--pieces", "chorales",
+                "--instruments", "violin,viola,cello,flute,oboe")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("wrote 2 excerpts of 3 s to ") and "(fluidr3)" in r.stdout
+    rows = list(csv.DictReader(open(tmp_path / "m" / "manifest.csv")))
+    spans = list(csv.DictReader(open(tmp_path / "m" / "activity.csv")))
+    assert len(rows) == 2 and all(row["group"].startswith("bach/") for row in rows)
+    for row in rows:
+        heard = row["label"].split(";")
+        assert heard and set(heard) <= {"violin", "viola", "cello", "flute", "oboe"}
+        assert {s["label"] for s in spans if s["path"] == row["path"]} == set(heard)
+        assert sf.info(str(tmp_path / "m" / row["path"])).frames == 3 * SR
+    r = run_cli("render-music", tmp_path / "x", "--pieces", "madrigals")
+    assert r.returncode == 2 and len(error_lines(r.stderr)) == 1 and "madrigals" in r.stderr
 
 
 # -- the model argument of predict (issue 25, item 3) ------------------------------------------
@@ -260,7 +278,7 @@ def test_predict_a_missing_audio_file_is_skipped_as_before(clip, tmp_path):
 
 # -- help, version, width (item 9) --------------------------------------------------------------
 
-COMMANDS = ["render", "spectrograms", "train", "crossval", "evaluate", "predict", "export", "serve", "demo"]
+COMMANDS = ["render", "render-music", "spectrograms", "train", "crossval", "evaluate", "predict", "export", "serve", "demo"]
 
 
 def test_version():
@@ -286,7 +304,7 @@ def test_help_is_readable(command, capsys):
     text = pages[0]
     assert not re.search(r"<[a-z]\w*[\[>|]", text), text  # <bool>, <list[Path]>, <path>, <auto|torch|onnx>
     assert "{" not in text.split("\n\n")[0] + re.search(r"Usage: .*", text).group(0)
-    if command in ("render", "train", "crossval", "evaluate", "predict", "export"):
+    if command in ("render", "render-music", "train", "crossval", "evaluate", "predict", "export"):
         assert "Examples:" in text and f"instrec {command} " in text.split("Examples:")[1]
     if command == "predict":
         assert "Usage: instrec predict [OPTIONS] [MODEL] PATH..." in text

@@ -3,164 +3,17 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
-from typing import List, Optional, get_args
+from typing import List, Optional
 
 import typer
-from typer.core import TyperArgument, TyperCommand, TyperGroup
+from typer.core import TyperCommand
 
-from .display import progress_bars as _progress, quiet_decoder_messages, report_skipped as _report_skipped
-from .errors import InstrecError
-
-# The default recipe of train and crossval: instrec.pipeline.DEFAULT_RECIPE, named here too so that
-# --help need not import the pipeline (a test keeps the two equal).
-DEFAULT_RECIPE = "mfcc-stats"
-
-
-def _default_metavar(param) -> str:
-    """A value's name as the README writes it (N, PATH, a|b), not typer's Python type (<int>, <list[Path]>)."""
-    d = param.type_descriptor
-    if getattr(param, "is_flag", False) or d.is_choice:  # a flag takes no value
-        return "|".join(str(getattr(c, "value", c)) for c in d.choices) if d.is_choice else ""
-    if param.param_type_name == "argument":
-        return param.name.upper() + ("..." if param.nargs != 1 else "")
-    kind = get_args(d.annotation)[0] if d.is_list else d.annotation
-    return {int: "N", float: "NUMBER", str: "TEXT", Path: "PATH"}.get(kind, "VALUE")
-
-
-class _Argument(TyperArgument):
-    def display_type_rich(self, ctx) -> None:  # an argument is shown by its name alone (PATH...), no <type>
-        return None
-
-
-class _FlagHelp:
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""  # -h/--help is a flag: no <bool>
-        return option
-
-
-class _Command(_FlagHelp, TyperCommand):
-    """Every command's help: readable value names, and a usage line without typer's braces."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            if param.metavar is None:
-                param.metavar = _default_metavar(param)
-            if type(param) is TyperArgument:
-                param.__class__ = _Argument  # typer makes the arguments; this changes how help shows them, nothing else
-
-    def collect_usage_pieces(self, ctx) -> list[str]:
-        args = [p.metavar if p.required else f"[{p.metavar}]" for p in self.get_params(ctx) if p.param_type_name == "argument"]
-        return [self.options_metavar, *args] if self.options_metavar else args
-
-
-class _Group(_FlagHelp, TyperGroup):
-    pass
-
-
-app = typer.Typer(name="instrec", help="Tell which musical instrument is playing in a recording.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False, cls=_Group,
-                  context_settings={"help_option_names": ["-h", "--help"]})
-
-
-def _examples(*rows: tuple[str, str]) -> str:
-    """A command's help epilog: "Examples", one command a line, what it does after it."""
-    return "Examples:\n" + "\n".join(f"  {command}" + (f"   # {what}" if what else "") for command, what in rows)
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        from ._version import __version__
-
-        typer.echo(f"instrec {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, metavar="",
-                                          help="print instrec's version and exit")):
-    """Tell which musical instrument is playing in a recording."""
-
-
-def _choice(name: str, *values: str) -> type[Enum]:
-    """A str Enum of an option's values: typer lists them in --help and refuses others."""
-    return Enum(name, [(v, v) for v in values], type=str)
-
-
-LabelMode = _choice("LabelMode", "auto", "folder", "filename", "manifest")
-SplitMethod = _choice("SplitMethod", "random", "stratified", "group")
-Trainable = _choice("Trainable", "all", "output")
-ImageMode = _choice("ImageMode", "gray", "rgb")
-AudioFormat = _choice("AudioFormat", "wav", "flac", "mp3")
-OutFormat = _choice("OutFormat", "table", "json", "csv")
-EngineName = _choice("EngineName", "auto", "torch", "onnx")
-Level = _choice("Level", "instrument", "family")
-
-LABELS_OPT = typer.Option(LabelMode.auto, "--labels", help="where labels come from: sub-folder, file-name prefix, manifest CSV (auto: detect)")
-MANIFEST_OPT = typer.Option(None, "--manifest", metavar="FILE.csv", help="CSV with columns path,label[,group,source]")
-DEVICE_OPT = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="where to train, and to compute MFCCs: auto (a CUDA GPU when present), cpu or cuda")
-ALIAS_OPT = typer.Option(None, "--alias", metavar="NAME=LABEL", help="label alias NAME=LABEL (repeatable); sax=saxophone is built in")
-CLASSES_OPT = typer.Option(None, "--classes", metavar="NAME,...", help="answer among these of the model's classes only, comma-separated "
-                           "(e.g. the tutorial's six: flute,viola,cello,oboe,trumpet,saxophone)")
-
-
-@app.command(epilog=_examples(
-    ("instrec render data", "600 clips of the six instruments from FluidR3"),
-    ("instrec render data --soundfont all", "from every General MIDI library installed, one sub-folder each"),
-    ("instrec render data --soundfont tonejs --instruments piano,guitar,harp", "recorded notes (./run setup installs them)"),
-    ("instrec render data --soundfont everything --negatives 100", "all libraries, and 100 'unknown' clips of each kind"),
-    ("instrec render data --instruments flute,violin --per-class 20 --format flac", ""),
-))
-def render(
-    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="folder to write the clips and manifest.csv into"),
-    soundfont: str = typer.Option("fluidr3", metavar="NAME|PATH", help="fluidr3, musescore, timgm6mb, freepats, a .sf2/.sf3/.cfg path, "
-                                  "all (those four); tonejs, salamander (recorded notes, from npm) or a folder of their packages; everything"),
-    per_class: int = typer.Option(100, "--per-class", min=1, metavar="N", help="clips per instrument"),
-    seconds: float = typer.Option(3.0, metavar="S", help="clip length in seconds"),
-    sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second"),
-    instruments: str = typer.Option("flute,viola,cello,oboe,trumpet,saxophone", metavar="NAME,...", help="comma-separated General MIDI instrument names"),
-    fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
-    seed: int = typer.Option(0, metavar="N", help="same seed, identical files"),
-    negatives: int = typer.Option(0, "--negatives", min=0, metavar="N", help="also N clips labelled 'unknown' of each kind "
-                                  "and origin: noise, speech (espeak-ng), drum kits, synthesisers, sound effects"),
-):
-    """Render instrument clips from the installed sample libraries: General MIDI SoundFonts (FluidSynth), freepats (TiMidity++), recorded notes."""
-    from .data.synth import SAMPLER_NAMES, is_library_folder
-
-    if soundfont.strip().lower() not in SAMPLER_NAMES and not is_library_folder(soundfont):
-        _need("fluidsynth")
-    from .data.render import render as do_render
-
-    names = [s.strip() for s in instruments.split(",") if s.strip()]
-    with _progress() as progress:
-        rep = do_render(out_dir, soundfont=soundfont, instruments=names, per_class=per_class, seconds=seconds,
-                        sr=sample_rate, fmt=fmt.value, seed=seed, progress=progress("rendering", 0), negatives=negatives)
-    kept = f" (kept {rep.n_reused} written by an interrupted run)" if rep.n_reused else ""
-    unknown = f", {rep.n_negatives} of them 'unknown'" if rep.n_negatives else ""
-    typer.echo(f"wrote {rep.n_written} clips to {out_dir}{unknown}{kept}")
-    _report_skipped(getattr(rep, "skipped", []))
-
-
-@app.command()
-def spectrograms(
-    data: Path = typer.Argument(..., metavar="DATA", help="audio file or folder (recursive)"),
-    out: Path = typer.Argument(..., metavar="OUT", help="folder for the PNG images (same sub-folders as DATA)"),
-    image_mode: ImageMode = typer.Option(ImageMode.gray, "--image-mode", help="gray (the tutorial's input) or rgb (3x larger)"),
-):
-    """Write the tutorial's 640x480 mel-spectrogram images as PNG files."""
-    _need("matplotlib")
-    from .spectrograms import write_spectrograms
-
-    with _progress() as progress:
-        written, skipped = write_spectrograms(data, out, mode=image_mode.value, progress=progress)
-    typer.echo(f"wrote {written} image(s) to {out}")
-    _report_skipped(skipped)
-    if not written:
-        raise typer.Exit(1)
+from . import make_data  # noqa: F401  (registers render, render-music and spectrograms, first in --help)
+from .common import (ALIAS_OPT, CLASSES_OPT, DEFAULT_RECIPE, DEVICE_OPT, LABELS_OPT, MANIFEST_OPT, EngineName,
+                     ImageMode, LabelMode, Level, OutFormat, SplitMethod, Trainable, _Command, _examples, _need, app)
+from ..display import progress_bars as _progress, quiet_decoder_messages, report_skipped as _report_skipped
+from ..errors import InstrecError
 
 
 RECIPE_HELP = ("recipe name: seed-spectrogram, seed-mfcc (the tutorial's), mfcc-stats (your own real recordings), "
@@ -172,19 +25,10 @@ NO_CACHE_OPT = typer.Option(False, "--no-cache", help="compute every feature afr
                                                      "($INSTREC_CACHE, default ~/.cache/instrec/features)")
 
 
-def _need(*modules: str) -> None:
-    """Fail at once, naming the extra to install (see main), when an optional package is missing."""
-    import importlib.util
-
-    for name in modules:
-        if importlib.util.find_spec(name) is None:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-
 def _data_options(labels, manifest, alias, jobs, no_cache):
     """The shared data options of a command, as the pipeline takes them."""
-    from .data.folder import parse_aliases
-    from .pipeline import DataOptions
+    from ..data.folder import parse_aliases
+    from ..pipeline import DataOptions
 
     return DataOptions(labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []), jobs=jobs or None,
                        cache=not no_cache)
@@ -192,9 +36,9 @@ def _data_options(labels, manifest, alias, jobs, no_cache):
 
 def _recipe(recipe: str | None, epochs, hidden, activation, image_mode, init=None, trainable=None, keep_classes=False):
     """The recipe named (the default if none), or the fine-tuning recipe of ``init``'s; CLI overrides applied."""
-    from .errors import ParameterError
-    from .pipeline import resolve_recipe
-    from .recipes import parse_hidden
+    from ..errors import ParameterError
+    from ..pipeline import resolve_recipe
+    from ..recipes import parse_hidden
 
     if init is not None and recipe is not None:
         raise ParameterError("--from fine-tunes the model with its own recipe; leave out --recipe")
@@ -214,7 +58,7 @@ def _say_recipe(recipe: str | None, base, r) -> None:
 
 def _say_absent_classes(context: dict) -> None:
     """Classes of the model fine-tuning started from that the training data lacks: dropped (a warning) or kept."""
-    from .pipeline.common import ABSENT_DROPPED, ABSENT_KEPT
+    from ..pipeline.common import ABSENT_DROPPED, ABSENT_KEPT
 
     for key, line, err in ((ABSENT_DROPPED, "dropped the classes of the model it started from that the training data lacks: "
                             "{} (--keep-classes keeps them)", True),
@@ -267,9 +111,9 @@ def train(
 ):
     """Train a model on labelled audio and save it as a bundle (or cross-validate with --cv)."""
     _need("torch", "safetensors")
-    from .errors import ParameterError
-    from .evaluate import crossval_table, fmt_mean_std, fmt_num, fmt_pct
-    from .pipeline import KFold, cross_validate, load_base_model, train_model
+    from ..errors import ParameterError
+    from ..evaluate import crossval_table, fmt_mean_std, fmt_num, fmt_pct
+    from ..pipeline import KFold, cross_validate, load_base_model, train_model
 
     base = load_base_model(init)
     r = _recipe(recipe, epochs, hidden, activation, image_mode, base, trainable, keep_classes)
@@ -341,8 +185,8 @@ def crossval(
 ):
     """Leave-one-source-out: train on every source but one, test on that one; one table."""
     _need("torch", "safetensors")
-    from .evaluate import crossval_table
-    from .pipeline import LeaveOneSourceOut, cross_validate
+    from ..evaluate import crossval_table
+    from ..pipeline import LeaveOneSourceOut, cross_validate
 
     r = _recipe(recipe, epochs, hidden, activation, image_mode)
     _say_recipe(recipe, None, r)
@@ -375,8 +219,8 @@ def evaluate(
     classes: Optional[str] = CLASSES_OPT,
 ):
     """Evaluate a model: accuracy, macro F1, ROC AUC, per-class scores, confusion matrix."""
-    from .evaluate import fmt_num, fmt_pct
-    from .pipeline import evaluate_model
+    from ..evaluate import fmt_num, fmt_pct
+    from ..pipeline import evaluate_model
 
     with _progress() as progress:
         m, skipped = evaluate_model(str(model_dir), data, out=out, options=_data_options(labels, manifest, alias, jobs, no_cache),
@@ -413,7 +257,7 @@ def predict(
                                                    "likeliest class's probability is below P (default: the model's own; 0: never for doubt)"),
 ):
     """Predict the instrument of each recording; long recordings get a timeline of windows and segments."""
-    from .errors import ParameterError
+    from ..errors import ParameterError
 
     if model is None:
         model, paths = _model_argument(paths)
@@ -423,9 +267,9 @@ def predict(
         _need("matplotlib")
     if engine is EngineName.torch:
         _need("torch", "safetensors")
-    from .display import format_predictions, write_timeline
-    from .inference import check_window, load_model
-    from .pipeline import predict_paths
+    from ..display import format_predictions, write_timeline
+    from ..inference import check_window, load_model
+    from ..pipeline import predict_paths
 
     window, hop = check_window(window, hop)
     net = load_model(model, engine=engine.value, classes=classes, min_confidence=min_confidence, level=level.value)
@@ -448,8 +292,8 @@ def _model_argument(paths: list[Path]) -> tuple[Path | None, list[Path]]:
     is there). Followed by more arguments, a first one that is no model, no audio file by its
     name and not there at all is a mistyped model: an error, not an input to skip, else the
     shipped model would answer in its place. Alone, it is an input (skipped as missing)."""
-    from .audio import is_audio_path
-    from .errors import ParameterError
+    from ..audio import is_audio_path
+    from ..errors import ParameterError
 
     first = paths[0]
     named = ((first / "model.json").is_file() or (first.suffix.lower() == ".onnx" and first.is_file())
@@ -475,10 +319,10 @@ def export(
 ):
     """Export a model to ONNX (front end inside the graph for the cnn); run it with --engine onnx."""
     _need("torch", "safetensors", "onnx")
-    from .export import export_onnx
+    from ..export import export_onnx
 
     if str(model) == "shipped":
-        from .assets import shipped_model_path
+        from ..assets import shipped_model_path
 
         model = shipped_model_path()
     export_onnx(model, onnx, opset=opset)
@@ -516,8 +360,8 @@ def serve(
 ):
     """HTTP service and web page: POST /v1/predict, GET /v1/health, GET /v1/model, / (the page), /docs."""
     _need("fastapi", "uvicorn", "multipart")
-    from .service import Limits
-    from .service.server import serve as run_server
+    from ..service import Limits
+    from ..service.server import serve as run_server
 
     limits = Limits(max_upload_bytes=int(max_upload_mb * 1_000_000), max_duration_s=max_duration,
                     request_timeout_s=request_timeout,
@@ -539,7 +383,7 @@ def demo(
 ):
     """The main job: render → features → train both tutorial recipes → evaluate → report."""
     _need("fluidsynth", "torch", "safetensors", "matplotlib")
-    from .demo import run_demo
+    from ..demo import run_demo
 
     with _progress() as progress:
         report = run_demo(out, data=data, per_class=per_class, soundfont=soundfont, seed=seed, progress=progress,
@@ -563,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"instrec: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except ImportError as e:  # an optional part that is not installed: say which extra brings it
-        from .errors import missing_extra
+        from ..errors import missing_extra
 
         line = missing_extra(e)
         if line is None:

@@ -1,0 +1,114 @@
+"""What every command shares: the typer app, how help shows values, the option types and shared options."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import get_args
+
+import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
+
+
+# The default recipe of train and crossval: instrec.pipeline.DEFAULT_RECIPE, named here too so that
+# --help need not import the pipeline (a test keeps the two equal).
+DEFAULT_RECIPE = "mfcc-stats"
+
+
+def _default_metavar(param) -> str:
+    """A value's name as the README writes it (N, PATH, a|b), not typer's Python type (<int>, <list[Path]>)."""
+    d = param.type_descriptor
+    if getattr(param, "is_flag", False) or d.is_choice:  # a flag takes no value
+        return "|".join(str(getattr(c, "value", c)) for c in d.choices) if d.is_choice else ""
+    if param.param_type_name == "argument":
+        return param.name.upper() + ("..." if param.nargs != 1 else "")
+    kind = get_args(d.annotation)[0] if d.is_list else d.annotation
+    return {int: "N", float: "NUMBER", str: "TEXT", Path: "PATH"}.get(kind, "VALUE")
+
+
+class _Argument(TyperArgument):
+    def display_type_rich(self, ctx) -> None:  # an argument is shown by its name alone (PATH...), no <type>
+        return None
+
+
+class _FlagHelp:
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # -h/--help is a flag: no <bool>
+        return option
+
+
+class _Command(_FlagHelp, TyperCommand):
+    """Every command's help: readable value names, and a usage line without typer's braces."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.metavar is None:
+                param.metavar = _default_metavar(param)
+            if type(param) is TyperArgument:
+                param.__class__ = _Argument  # typer makes the arguments; this changes how help shows them, nothing else
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        args = [p.metavar if p.required else f"[{p.metavar}]" for p in self.get_params(ctx) if p.param_type_name == "argument"]
+        return [self.options_metavar, *args] if self.options_metavar else args
+
+
+class _Group(_FlagHelp, TyperGroup):
+    pass
+
+
+app = typer.Typer(name="instrec", help="Tell which musical instrument is playing in a recording.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False, cls=_Group,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _examples(*rows: tuple[str, str]) -> str:
+    """A command's help epilog: "Examples", one command a line, what it does after it."""
+    return "Examples:\n" + "\n".join(f"  {command}" + (f"   # {what}" if what else "") for command, what in rows)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .._version import __version__
+
+        typer.echo(f"instrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, metavar="",
+                                          help="print instrec's version and exit")):
+    """Tell which musical instrument is playing in a recording."""
+
+
+def _choice(name: str, *values: str) -> type[Enum]:
+    """A str Enum of an option's values: typer lists them in --help and refuses others."""
+    return Enum(name, [(v, v) for v in values], type=str)
+
+
+LabelMode = _choice("LabelMode", "auto", "folder", "filename", "manifest")
+SplitMethod = _choice("SplitMethod", "random", "stratified", "group")
+Trainable = _choice("Trainable", "all", "output")
+ImageMode = _choice("ImageMode", "gray", "rgb")
+AudioFormat = _choice("AudioFormat", "wav", "flac", "mp3")
+OutFormat = _choice("OutFormat", "table", "json", "csv")
+EngineName = _choice("EngineName", "auto", "torch", "onnx")
+Level = _choice("Level", "instrument", "family")
+
+LABELS_OPT = typer.Option(LabelMode.auto, "--labels", help="where labels come from: sub-folder, file-name prefix, manifest CSV (auto: detect)")
+MANIFEST_OPT = typer.Option(None, "--manifest", metavar="FILE.csv", help="CSV with columns path,label[,group,source]")
+DEVICE_OPT = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="where to train, and to compute MFCCs: auto (a CUDA GPU when present), cpu or cuda")
+ALIAS_OPT = typer.Option(None, "--alias", metavar="NAME=LABEL", help="label alias NAME=LABEL (repeatable); sax=saxophone is built in")
+CLASSES_OPT = typer.Option(None, "--classes", metavar="NAME,...", help="answer among these of the model's classes only, comma-separated "
+                           "(e.g. the tutorial's six: flute,viola,cello,oboe,trumpet,saxophone)")
+
+
+def _need(*modules: str) -> None:
+    """Fail at once, naming the extra to install (see main), when an optional package is missing."""
+    import importlib.util
+
+    for name in modules:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)

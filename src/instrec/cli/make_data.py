@@ -1,0 +1,102 @@
+"""The commands that make data: render (notes), render-music (music, who plays when), spectrograms (images)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..display import progress_bars as _progress, report_skipped as _report_skipped
+from .common import AudioFormat, ImageMode, _examples, _need, app
+
+
+@app.command(epilog=_examples(
+    ("instrec render data", "600 clips of the six instruments from FluidR3"),
+    ("instrec render data --soundfont all", "from every General MIDI library installed, one sub-folder each"),
+    ("instrec render data --soundfont tonejs --instruments piano,guitar,harp", "recorded notes (./run setup installs them)"),
+    ("instrec render data --soundfont everything --negatives 100", "all libraries, and 100 'unknown' clips of each kind"),
+    ("instrec render data --instruments flute,violin --per-class 20 --format flac", ""),
+))
+def render(
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="folder to write the clips and manifest.csv into"),
+    soundfont: str = typer.Option("fluidr3", metavar="NAME|PATH", help="fluidr3, musescore, timgm6mb, freepats, a .sf2/.sf3/.cfg path, "
+                                  "all (those four); tonejs, salamander (recorded notes, from npm) or a folder of their packages; everything"),
+    per_class: int = typer.Option(100, "--per-class", min=1, metavar="N", help="clips per instrument"),
+    seconds: float = typer.Option(3.0, metavar="S", help="clip length in seconds"),
+    sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second"),
+    instruments: str = typer.Option("flute,viola,cello,oboe,trumpet,saxophone", metavar="NAME,...", help="comma-separated General MIDI instrument names"),
+    fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
+    seed: int = typer.Option(0, metavar="N", help="same seed, identical files"),
+    negatives: int = typer.Option(0, "--negatives", min=0, metavar="N", help="also N clips labelled 'unknown' of each kind "
+                                  "and origin: noise, speech (espeak-ng), drum kits, synthesisers, sound effects"),
+):
+    """Render instrument clips from the installed sample libraries: General MIDI SoundFonts (FluidSynth), freepats (TiMidity++), recorded notes."""
+    from ..data.synth import SAMPLER_NAMES, is_library_folder
+
+    if soundfont.strip().lower() not in SAMPLER_NAMES and not is_library_folder(soundfont):
+        _need("fluidsynth")
+    from ..data.render import render as do_render
+
+    names = [s.strip() for s in instruments.split(",") if s.strip()]
+    with _progress() as progress:
+        rep = do_render(out_dir, soundfont=soundfont, instruments=names, per_class=per_class, seconds=seconds,
+                        sr=sample_rate, fmt=fmt.value, seed=seed, progress=progress("rendering", 0), negatives=negatives)
+    kept = f" (kept {rep.n_reused} written by an interrupted run)" if rep.n_reused else ""
+    unknown = f", {rep.n_negatives} of them 'unknown'" if rep.n_negatives else ""
+    typer.echo(f"wrote {rep.n_written} clips to {out_dir}{unknown}{kept}")
+    _report_skipped(getattr(rep, "skipped", []))
+
+
+@app.command("render-music", epilog=_examples(
+    ("instrec render-music music", "100 excerpts of 10 s from the bundled scores, FluidR3"),
+    ("instrec render-music music --soundfont everything --n 1000 --stems", "every library, and each part's audio"),
+    ("instrec render-music music --pieces chorales --instruments violin,viola,cello,flute", ""),
+    ("instrec render-music music --pieces my/scores --seconds 5", "your own MusicXML or MIDI files"),
+))
+def render_music(
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="folder for the excerpts, manifest.csv and activity.csv"),
+    pieces: str = typer.Option("all", metavar="SET|PATH,...", help="all, ensembles (quartets, trios), chorales, palestrina, "
+                               "or score files / folders (MusicXML, MIDI, Humdrum, ABC)"),
+    soundfont: str = typer.Option("fluidr3", metavar="NAME|PATH", help="the libraries, as render takes them; excerpts take turns"),
+    n: int = typer.Option(100, "--n", min=1, metavar="N", help="excerpts to write"),
+    seconds: float = typer.Option(10.0, metavar="S", help="excerpt length in seconds (1-60)"),
+    sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second"),
+    instruments: str = typer.Option("wide", metavar="NAME,...|wide", help="the instruments voices may get (wide: the 31 the "
+                                    "shipped model knows); a part naming another is played as a voice"),
+    fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
+    seed: int = typer.Option(0, metavar="N", help="same seed, identical files"),
+    stems: bool = typer.Option(False, "--stems", help="also write each part's audio, as it is in the mix, to OUT_DIR/stems"),
+):
+    """Render music part by part from scores (music21's corpus or yours), with who plays when (activity.csv)."""
+    _need("music21")
+    from ..data.instruments import WIDE_VOCABULARY
+    from ..data.music import render_music as do_render
+    from ..data.synth import SAMPLER_NAMES, is_library_folder
+
+    if soundfont.strip().lower() not in SAMPLER_NAMES and not is_library_folder(soundfont):
+        _need("fluidsynth")
+    names = WIDE_VOCABULARY if instruments.strip() == "wide" else [s.strip() for s in instruments.split(",") if s.strip()]
+    with _progress() as progress:
+        rep = do_render(out_dir, pieces=pieces, soundfont=soundfont, instruments=names, n=n, seconds=seconds,
+                        sr=sample_rate, fmt=fmt.value, seed=seed, stems=stems, progress=progress("rendering", 0))
+    typer.echo(f"wrote {rep.n_written} excerpts of {seconds:g} s to {out_dir} ({', '.join(rep.sources)}); "
+               f"instruments heard: {', '.join(f'{k} {v}' for k, v in rep.per_class.items())}")
+    _report_skipped(rep.skipped)
+
+
+@app.command()
+def spectrograms(
+    data: Path = typer.Argument(..., metavar="DATA", help="audio file or folder (recursive)"),
+    out: Path = typer.Argument(..., metavar="OUT", help="folder for the PNG images (same sub-folders as DATA)"),
+    image_mode: ImageMode = typer.Option(ImageMode.gray, "--image-mode", help="gray (the tutorial's input) or rgb (3x larger)"),
+):
+    """Write the tutorial's 640x480 mel-spectrogram images as PNG files."""
+    _need("matplotlib")
+    from ..spectrograms import write_spectrograms
+
+    with _progress() as progress:
+        written, skipped = write_spectrograms(data, out, mode=image_mode.value, progress=progress)
+    typer.echo(f"wrote {written} image(s) to {out}")
+    _report_skipped(skipped)
+    if not written:
+        raise typer.Exit(1)

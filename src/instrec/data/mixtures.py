@@ -1,0 +1,281 @@
+"""Mix single-instrument clips into multi-label clips: several instruments at once, from real recordings.
+
+Rendered music (:mod:`.music`) plays scores through sample libraries; this is the cheaper proxy
+that works on any labelled folder of single notes or solo clips (``instrec render``, the
+Philharmonia samples, the user's own). Each mixture:
+
+- draws how many instruments play, ``k``, uniformly in ``min_instruments..max_instruments``, then
+  ``k`` distinct labels uniformly, one after the other, and one clip of each label;
+- places the first drawn clip at 0 s (a mixture never starts silent) and each other one at an
+  onset drawn uniformly in ``[0, seconds/2)``, so every part starts inside the mixture;
+- peak-normalises each clip, scales it by a gain drawn uniformly in ``level_db`` (dB), sums,
+  cuts to ``seconds``, normalises the mix's peak to :data:`.render.PEAK` and fades out the cut
+  like :mod:`.render` does.
+
+Activity (``activity.csv``, :mod:`.activity`): a part plays from its onset to where its sound
+ends, :func:`sound_end`: the end of the first hop of the last frame (``FRAME_LENGTH`` samples,
+``HOP_LENGTH`` apart, from the clip's start) whose RMS is within :data:`ACTIVE_DB` of the clip's
+loudest frame; cut at the mixture's end.
+
+``manifest.csv`` (:data:`MIX_COLUMNS`): ``label`` the instruments joined (sorted), ``source`` the
+members' sources, ``parts`` the members' file names, ``onsets`` (s, to the sample) and ``gains``
+(dB), in draw order, joined by ``|``. ``group`` is the mixture's own (``mix00017``): mixtures that share a member
+clip are *not* kept on one side of a group split. For a leak-free evaluation split the single
+clips first and mix each side on its own.
+
+Clips labelled ``unknown`` are left out (a mixture of them would add no label); clips with several
+labels are left out and reported. A member that cannot be decoded is reported in ``skipped`` and
+another clip of its label is drawn. Same clips (in the same order) and seed, byte-identical files:
+mixture ``k`` draws from a generator seeded by ``(seed, k)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import soundfile as sf
+
+from ..audio import load
+from ..errors import AudioError, DataError, ParameterError, skip_entry
+from ..fileio import atomic_path
+from .activity import ACTIVITY_NAME, NO_INSTRUMENT, join_labels, split_labels, write_activity
+from .folder import MANIFEST_NAME, Clip
+from .render import FADE_SECONDS, FORMATS, MAX_SECONDS, MAX_SR, MIN_SECONDS, MIN_SR, MP3_RATES, PEAK, _is_int
+
+__all__ = ["ACTIVE_DB", "FRAME_LENGTH", "HOP_LENGTH", "MIX_COLUMNS", "MixReport", "mix_clips", "sound_end"]
+
+ACTIVE_DB = 40.0  # a frame this far below the clip's loudest frame no longer counts as sound
+FRAME_LENGTH, HOP_LENGTH = 2048, 512  # samples, at the mixture's rate
+MIX_COLUMNS = ("path", "label", "source", "group", "parts", "onsets", "gains", "seconds", "sr")
+CACHE_CLIPS = 64  # decoded members kept in memory (the most recently used)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class MixReport:
+    """What :func:`mix_clips` wrote.
+
+    Attributes
+    ----------
+    out_dir : Path
+        The folder of the mixtures, ``manifest.csv`` and ``activity.csv``.
+    written : int
+        Mixtures written.
+    skipped : list of (path, reason)
+        Member clips that could not be decoded, and clips with several labels.
+    labels : dict
+        Label -> mixtures it plays in (sorted by label).
+    """
+
+    out_dir: Path
+    written: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    labels: dict[str, int] = field(default_factory=dict)
+
+
+def sound_end(y: np.ndarray) -> int:
+    """Samples from the start of ``y`` to where its sound ends (see the module's docstring).
+
+    Frames start every :data:`HOP_LENGTH` samples (zeros past the end); the sound lasts to the end
+    of the first hop of the last frame within :data:`ACTIVE_DB` of the loudest, at most ``len(y)``.
+    """
+    n_frames = max(1, -(-len(y) // HOP_LENGTH))
+    padded = np.zeros(n_frames * HOP_LENGTH + FRAME_LENGTH)
+    padded[: len(y)] = np.square(y, dtype=np.float64)
+    energy = np.concatenate(([0.0], np.cumsum(padded)))
+    starts = np.arange(n_frames) * HOP_LENGTH
+    energy = np.maximum(energy[starts + FRAME_LENGTH] - energy[starts], 0.0)
+    last = np.flatnonzero(energy >= energy.max() * 10 ** (-ACTIVE_DB / 10))[-1]
+    return int(min(len(y), (last + 1) * HOP_LENGTH))
+
+
+def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 2, max_instruments: int = 3,
+              seconds: float = 3.0, sr: int = 22050, seed: int = 0, level_db: tuple[float, float] = (-12.0, 0.0),
+              fmt: str = "wav", progress: Progress | None = None) -> MixReport:
+    """Write ``n`` mixtures of single-instrument ``clips`` with ``manifest.csv`` and ``activity.csv``.
+
+    Parameters
+    ----------
+    clips : sequence of Clip
+        One instrument each (``load_dataset(...).clips``); ``unknown`` ones are left out.
+    out_dir : path
+        Folder for the mixtures (``mix_00017_cello+flute.wav``) and the tables (created).
+    n : int
+        Mixtures to write, >= 1.
+    min_instruments, max_instruments : int
+        Instruments per mixture, ``1 <= min <= max <= distinct labels of clips``.
+    seconds : float
+        Mixture length, 0.05-60 s; every file has exactly ``round(seconds * sr)`` samples.
+    sr : int
+        Sampling rate, 8000-192000 Hz (mp3: one of the MPEG rates); members are resampled to it.
+    seed : int
+        Same clips and seed, same files.
+    level_db : (float, float)
+        Range of each member's gain in dB after peak normalisation, ``low <= high``.
+    fmt : str
+        ``"wav"`` (16-bit PCM), ``"flac"`` or ``"mp3"``.
+    progress : callable, optional
+        ``progress(done, n)``, called after each mixture.
+
+    Returns
+    -------
+    MixReport
+
+    Raises
+    ------
+    ParameterError
+        A bad argument (one line naming it).
+    DataError
+        Fewer than ``min_instruments`` labels have a clip that can be decoded (the mixtures written
+        until then are listed in the tables).
+    """
+    fmt = fmt.lower().lstrip(".") if isinstance(fmt, str) else fmt
+    report = MixReport(out_dir=Path(out_dir))
+    pool: dict[str, list[Clip]] = {}
+    for clip in clips:
+        names = split_labels(clip.label)
+        if len(names) > 1:
+            report.skipped.append((str(clip.path), f"has several labels ({clip.label}), not one instrument"))
+        elif names:
+            pool.setdefault(names[0], []).append(clip)
+    pool = dict(sorted(pool.items()))
+    _validate(n, min_instruments, max_instruments, len(pool), seconds, sr, seed, level_db, fmt, progress)
+    n_out = round(seconds * sr)
+    cache: OrderedDict[Path, tuple[np.ndarray, int]] = OrderedDict()
+    rows: list[dict] = []  # manifest.csv
+    spans: list[dict] = []  # activity.csv
+    try:
+        for k in range(n):
+            rng = np.random.default_rng([seed, k])
+            parts = _draw(rng, pool, min_instruments, max_instruments, sr, seconds, cache, report)
+            mix = np.zeros(n_out)
+            for i, part in enumerate(parts):
+                part["onset"] = 0 if i == 0 else int(rng.integers(0, n_out // 2))
+                part["gain"] = float(rng.uniform(*level_db))
+                y, end = part.pop("y"), part.pop("end")
+                y = y[: n_out - part["onset"]] * (10 ** (part["gain"] / 20) / np.max(np.abs(y)))
+                mix[part["onset"] : part["onset"] + len(y)] += y
+                part["end"] = min(n_out, part["onset"] + end)
+            labels = sorted(p["label"] for p in parts)
+            name = f"mix_{k:05d}_{'+'.join(re.sub(r'[^A-Za-z0-9-]+', '-', lab) for lab in labels)}.{fmt}"
+            _write_audio(report.out_dir / name, _finish(mix, sr), sr, fmt)
+            rows.append({
+                "path": name, "label": join_labels(labels), "group": f"mix{k:05d}",
+                "source": "+".join(sorted({p["clip"].source for p in parts if p["clip"].source})),
+                "parts": "|".join(p["clip"].path.name for p in parts),
+                "onsets": "|".join(f"{p['onset'] / sr:.6f}" for p in parts),
+                "gains": "|".join(f"{p['gain']:.2f}" for p in parts), "seconds": f"{seconds:g}", "sr": sr})
+            spans += [{"path": name, "label": p["label"], "start": p["onset"] / sr, "end": p["end"] / sr}
+                      for p in sorted(parts, key=lambda p: p["label"])]
+            report.written += 1
+            report.labels.update({lab: report.labels.get(lab, 0) + 1 for lab in labels})
+            if progress is not None:
+                progress(k + 1, n)
+    finally:
+        _write_table(report.out_dir / MANIFEST_NAME, rows)
+        write_activity(report.out_dir / ACTIVITY_NAME, spans)
+        report.labels = dict(sorted(report.labels.items()))
+    return report
+
+
+def _validate(n, lo, hi, n_labels, seconds, sr, seed, level_db, fmt, progress) -> None:
+    """Check the arguments; one clear line per mistake."""
+    if not _is_int(n) or n < 1:
+        raise ParameterError(f"n must be an integer >= 1, got {n!r}")
+    if not (_is_int(lo) and _is_int(hi)) or not 1 <= lo <= hi:
+        raise ParameterError(f"need integers 1 <= min_instruments <= max_instruments, got {lo!r} and {hi!r}")
+    if hi > n_labels:
+        raise ParameterError(f"max_instruments is {hi} but the clips have only {n_labels} distinct "
+                             f"instrument label(s) (not counting {NO_INSTRUMENT!r})")
+    is_number = isinstance(seconds, (int, float, np.integer, np.floating)) and not isinstance(seconds, bool)
+    if not is_number or not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        raise ParameterError(f"seconds must be a number in {MIN_SECONDS:g}..{MAX_SECONDS:g}, got {seconds!r}")
+    if not _is_int(sr) or not MIN_SR <= sr <= MAX_SR:
+        raise ParameterError(f"sr must be an integer in {MIN_SR}..{MAX_SR}, got {sr!r}")
+    if not _is_int(seed) or seed < 0:
+        raise ParameterError(f"seed must be an integer >= 0, got {seed!r}")
+    try:
+        low, high = (float(x) for x in level_db)
+    except (TypeError, ValueError):
+        raise ParameterError(f"level_db must be a pair of numbers (low, high) in dB, got {level_db!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+        raise ParameterError(f"level_db must be finite dB with low <= high, got {level_db!r}")
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        raise ParameterError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "mp3" and sr not in MP3_RATES:
+        raise ParameterError(f"sr {sr} cannot be written as mp3; use one of {', '.join(map(str, MP3_RATES))}")
+    if progress is not None and not callable(progress):
+        raise ParameterError(f"progress must be callable or None, got {progress!r}")
+
+
+def _draw(rng, pool: dict[str, list[Clip]], lo: int, hi: int, sr: int, seconds: float, cache: OrderedDict,
+          report: MixReport) -> list[dict]:
+    """Draw ``k`` distinct labels and a decodable clip of each. A clip that cannot be decoded is
+    reported and dropped from ``pool``, a label without clips left too; with fewer than ``k``
+    labels left a mixture takes what is there, with fewer than ``lo`` it is a DataError."""
+    k = int(rng.integers(lo, hi + 1))
+    parts: list[dict] = []
+    while len(parts) < k:
+        free = [lab for lab in pool if lab not in {p["label"] for p in parts}]
+        if not free and len(parts) >= lo:
+            break
+        if not free:
+            raise DataError(f"only {len(pool)} instrument label(s) have clips that can be decoded; "
+                            f"min_instruments is {lo} (see the skipped clips)")
+        label = free[int(rng.integers(len(free)))]
+        members = pool[label]
+        clip = members[int(rng.integers(len(members)))]
+        try:
+            y, end = _decode(clip.path, sr, seconds, cache)
+        except AudioError as e:
+            report.skipped.append(skip_entry(e, clip.path))
+            members.remove(clip)
+            if not members:
+                del pool[label]
+            continue
+        parts.append({"label": label, "clip": clip, "y": y, "end": end})
+    return parts
+
+
+def _decode(path: Path, sr: int, seconds: float, cache: OrderedDict) -> tuple[np.ndarray, int]:
+    """The first ``seconds`` of ``path`` at ``sr``, mono, and its :func:`sound_end` (cached)."""
+    if path in cache:
+        cache.move_to_end(path)
+        return cache[path]
+    y, _ = load(path, sr=sr, duration=seconds)
+    if not np.max(np.abs(y)) > 0:  # load refuses silent files; resampling could still leave zeros
+        raise AudioError(path, "is silent")
+    cache[path] = (y, sound_end(y))
+    if len(cache) > CACHE_CLIPS:
+        cache.popitem(last=False)
+    return cache[path]
+
+
+def _finish(mix: np.ndarray, sr: int) -> np.ndarray:
+    """Normalise the peak to :data:`.render.PEAK` and fade out the cut (as :mod:`.render` does)."""
+    mix = mix * (PEAK / max(float(np.max(np.abs(mix))), 1e-12))
+    fade = min(round(FADE_SECONDS * sr), len(mix) // 4)
+    if fade > 0:
+        mix[-fade:] *= 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, fade)))
+    return mix.astype(np.float32)
+
+
+def _write_audio(path: Path, y: np.ndarray, sr: int, fmt: str) -> None:
+    kind, subtype = FORMATS[fmt]
+    with atomic_path(path) as tmp:
+        sf.write(tmp, y, sr, format=kind, subtype=subtype)
+
+
+def _write_table(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=MIX_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
