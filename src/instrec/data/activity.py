@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import DataError, ParameterError
-from ..fileio import atomic_path
+from ..fileio import write_csv
 
 ACTIVITY_NAME = "activity.csv"
 ACTIVITY_COLUMNS = ("path", "label", "start", "end")
@@ -75,15 +75,8 @@ def merge_spans(spans: Iterable[tuple[float, float]], gap: float = 0.0) -> list[
 
 def write_activity(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     """Write ``activity.csv`` atomically: rows with ``path, label, start, end`` (seconds)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=ACTIVITY_COLUMNS)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({"path": row["path"], "label": row["label"],
-                                 "start": f"{float(row['start']):.3f}", "end": f"{float(row['end']):.3f}"})
-    return path
+    return write_csv(path, ACTIVITY_COLUMNS, ({"path": r["path"], "label": r["label"], "start": f"{float(r['start']):.3f}",
+                                               "end": f"{float(r['end']):.3f}"} for r in rows))
 
 
 def read_activity(path: str | os.PathLike) -> dict[str, dict[str, list[tuple[float, float]]]]:

@@ -31,7 +31,6 @@ mixture ``k`` draws from a generator seeded by ``(seed, k)``.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -39,14 +38,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import soundfile as sf
 
 from ..audio import load
 from ..errors import AudioError, DataError, ParameterError, skip_entry
-from ..fileio import atomic_path
+from ..fileio import write_csv
 from .activity import ACTIVITY_NAME, NO_INSTRUMENT, join_labels, split_labels, write_activity
 from .folder import MANIFEST_NAME, Clip
-from .render import FADE_SECONDS, FORMATS, MAX_SECONDS, MAX_SR, MIN_SECONDS, MIN_SR, MP3_RATES, PEAK, _is_int
+from .render import _is_int, normalise, write_audio
+from .render import _validate as render_checks
 
 __all__ = ["ACTIVE_DB", "FRAME_LENGTH", "HOP_LENGTH", "MIX_COLUMNS", "MixReport", "mix_clips", "sound_end"]
 
@@ -146,7 +145,7 @@ def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 
         elif names:
             pool.setdefault(names[0], []).append(clip)
     pool = dict(sorted(pool.items()))
-    _validate(n, min_instruments, max_instruments, len(pool), seconds, sr, seed, level_db, fmt, progress)
+    fmt = _validate(n, min_instruments, max_instruments, len(pool), seconds, sr, seed, level_db, fmt, progress)
     n_out = round(seconds * sr)
     cache: OrderedDict[Path, tuple[np.ndarray, int]] = OrderedDict()
     rows: list[dict] = []  # manifest.csv
@@ -165,7 +164,7 @@ def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 
                 part["end"] = min(n_out, part["onset"] + end)
             labels = sorted(p["label"] for p in parts)
             name = f"mix_{k:05d}_{'+'.join(re.sub(r'[^A-Za-z0-9-]+', '-', lab) for lab in labels)}.{fmt}"
-            _write_audio(report.out_dir / name, _finish(mix, sr), sr, fmt)
+            write_audio(report.out_dir / name, normalise(mix, sr), sr, fmt)
             rows.append({
                 "path": name, "label": join_labels(labels), "group": f"mix{k:05d}",
                 "source": "+".join(sorted({p["clip"].source for p in parts if p["clip"].source})),
@@ -179,40 +178,28 @@ def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 
             if progress is not None:
                 progress(k + 1, n)
     finally:
-        _write_table(report.out_dir / MANIFEST_NAME, rows)
+        write_csv(report.out_dir / MANIFEST_NAME, MIX_COLUMNS, rows)
         write_activity(report.out_dir / ACTIVITY_NAME, spans)
         report.labels = dict(sorted(report.labels.items()))
     return report
 
 
-def _validate(n, lo, hi, n_labels, seconds, sr, seed, level_db, fmt, progress) -> None:
-    """Check the arguments; one clear line per mistake."""
-    if not _is_int(n) or n < 1:
-        raise ParameterError(f"n must be an integer >= 1, got {n!r}")
+def _validate(n, lo, hi, n_labels, seconds, sr, seed, level_db, fmt, progress) -> str:
+    """Check the arguments (render's checks, and the mixture's own); one clear line per mistake.
+    Returns the format's name as :data:`.render.FORMATS` has it."""
+    fmt = render_checks(n, seconds, sr, fmt, seed, progress, count_name="n").fmt
     if not (_is_int(lo) and _is_int(hi)) or not 1 <= lo <= hi:
         raise ParameterError(f"need integers 1 <= min_instruments <= max_instruments, got {lo!r} and {hi!r}")
     if hi > n_labels:
         raise ParameterError(f"max_instruments is {hi} but the clips have only {n_labels} distinct "
                              f"instrument label(s) (not counting {NO_INSTRUMENT!r})")
-    is_number = isinstance(seconds, (int, float, np.integer, np.floating)) and not isinstance(seconds, bool)
-    if not is_number or not MIN_SECONDS <= seconds <= MAX_SECONDS:
-        raise ParameterError(f"seconds must be a number in {MIN_SECONDS:g}..{MAX_SECONDS:g}, got {seconds!r}")
-    if not _is_int(sr) or not MIN_SR <= sr <= MAX_SR:
-        raise ParameterError(f"sr must be an integer in {MIN_SR}..{MAX_SR}, got {sr!r}")
-    if not _is_int(seed) or seed < 0:
-        raise ParameterError(f"seed must be an integer >= 0, got {seed!r}")
     try:
         low, high = (float(x) for x in level_db)
     except (TypeError, ValueError):
         raise ParameterError(f"level_db must be a pair of numbers (low, high) in dB, got {level_db!r}") from None
     if not (np.isfinite(low) and np.isfinite(high) and low <= high):
         raise ParameterError(f"level_db must be finite dB with low <= high, got {level_db!r}")
-    if not isinstance(fmt, str) or fmt not in FORMATS:
-        raise ParameterError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if fmt == "mp3" and sr not in MP3_RATES:
-        raise ParameterError(f"sr {sr} cannot be written as mp3; use one of {', '.join(map(str, MP3_RATES))}")
-    if progress is not None and not callable(progress):
-        raise ParameterError(f"progress must be callable or None, got {progress!r}")
+    return fmt
 
 
 def _draw(rng, pool: dict[str, list[Clip]], lo: int, hi: int, sr: int, seconds: float, cache: OrderedDict,
@@ -257,25 +244,3 @@ def _decode(path: Path, sr: int, seconds: float, cache: OrderedDict) -> tuple[np
         cache.popitem(last=False)
     return cache[path]
 
-
-def _finish(mix: np.ndarray, sr: int) -> np.ndarray:
-    """Normalise the peak to :data:`.render.PEAK` and fade out the cut (as :mod:`.render` does)."""
-    mix = mix * (PEAK / max(float(np.max(np.abs(mix))), 1e-12))
-    fade = min(round(FADE_SECONDS * sr), len(mix) // 4)
-    if fade > 0:
-        mix[-fade:] *= 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, fade)))
-    return mix.astype(np.float32)
-
-
-def _write_audio(path: Path, y: np.ndarray, sr: int, fmt: str) -> None:
-    kind, subtype = FORMATS[fmt]
-    with atomic_path(path) as tmp:
-        sf.write(tmp, y, sr, format=kind, subtype=subtype)
-
-
-def _write_table(path: Path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=MIX_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)

@@ -28,7 +28,6 @@ pieces whole) and ``activity.csv`` (:mod:`.activity`). Same arguments and seed, 
 
 from __future__ import annotations
 
-import csv
 import re
 import time
 from collections import OrderedDict
@@ -37,15 +36,14 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-import soundfile as sf
 
 from ..errors import DataError, ParameterError, RenderError
-from ..fileio import atomic_path
+from ..fileio import write_csv
 from .activity import ACTIVITY_NAME, join_labels, merge_spans, write_activity
 from .folder import MANIFEST_NAME
 from .instruments import WIDE_VOCABULARY, Instrument, resolve_instrument
 from .notes import Note, dynamic_for_velocity
-from .render import FORMATS, PEAK, SILENT_PEAK, _is_int
+from .render import PEAK, SILENT_PEAK, _validate, write_audio
 from .synth import import_fluidsynth, needs_fluidsynth, open_library, select_soundfonts
 
 __all__ = ["MUSIC_COLUMNS", "PIECE_SETS", "MusicReport", "Piece", "list_pieces", "read_piece", "render_music"]
@@ -235,16 +233,9 @@ def render_music(
     MusicReport
     """
     started = time.perf_counter()
-    if not _is_int(n) or n < 1:
-        raise ParameterError(f"n must be an integer >= 1, got {n!r}")
-    if not isinstance(seconds, (int, float)) or not 1.0 <= seconds <= 60.0:
-        raise ParameterError(f"seconds must be within 1-60, got {seconds!r}")
-    if not _is_int(sr) or not 8000 <= sr <= 96000:
-        raise ParameterError(f"sr must be an integer within 8000-96000, got {sr!r}")
-    if fmt not in FORMATS:
-        raise ParameterError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if not _is_int(seed):
-        raise ParameterError(f"seed must be an integer, got {seed!r}")
+    fmt = _validate(n, seconds, sr, fmt, seed, progress, count_name="n").fmt
+    if not 1.0 <= seconds or sr > 96000:  # an excerpt shorter than a second holds hardly a phrase
+        raise ParameterError(f"seconds must be at least 1 and sr at most 96000, got {seconds!r} and {sr!r}")
     names = [s.strip() for s in instruments.split(",")] if isinstance(instruments, str) else list(instruments)
     vocab = {inst.label: inst for inst in (resolve_instrument(x) for x in names if x)}
     if not vocab:
@@ -286,7 +277,7 @@ def render_music(
     finally:
         for lib in libraries.values():
             lib.close()
-    _write_table(out_dir / MANIFEST_NAME, MUSIC_COLUMNS, rows)
+    write_csv(out_dir / MANIFEST_NAME, MUSIC_COLUMNS, rows)
     write_activity(out_dir / ACTIVITY_NAME, spans)
     report.per_class = dict(sorted(report.per_class.items()))
     report.elapsed = time.perf_counter() - started
@@ -403,10 +394,10 @@ def _write_excerpt(out_dir: Path, k: int, source: str, piece: Piece, ex: dict, s
     scale = PEAK / max(float(np.max(np.abs(mix))), 1e-12)
     slug = re.sub(r"[^a-z0-9]+", "-", piece.id.lower()).strip("-")[:48]
     name = f"{k:05d}_{slug}_{source}.{fmt}"
-    _write_audio(out_dir / name, mix * scale, sr, fmt)
+    write_audio(out_dir / name, mix * scale, sr, fmt)
     if stems:
         for i, (part, y) in enumerate(zip(ex["parts"], audio)):
-            _write_audio(out_dir / "stems" / f"{k:05d}_{i}_{part['label']}.{fmt}", y * scale, sr, fmt)
+            write_audio(out_dir / "stems" / f"{k:05d}_{i}_{part['label']}.{fmt}", y * scale, sr, fmt)
     labels = [p["label"] for p in ex["parts"]]
     row = {"path": name, "label": join_labels(labels), "source": source, "group": piece.group, "piece": piece.id,
            "parts": "|".join(f"{p['label']}={p['name']}" for p in ex["parts"]), "offset": f"{ex['offset']:.2f}",
@@ -418,16 +409,3 @@ def _write_excerpt(out_dir: Path, k: int, source: str, piece: Piece, ex: dict, s
                 for lab in sorted(merged) for s, e in merge_spans(merged[lab])]
     return row, activity
 
-
-def _write_audio(path: Path, y: np.ndarray, sr: int, fmt: str) -> None:
-    kind, subtype = FORMATS[fmt]
-    with atomic_path(path) as tmp:
-        sf.write(tmp, y.astype(np.float32), sr, format=kind, subtype=subtype)
-
-
-def _write_table(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)

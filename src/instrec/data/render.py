@@ -19,7 +19,6 @@ files (FluidSynth keeps a little state from one note to the next, see :class:`.s
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import ParameterError
-from ..fileio import atomic_path, write_json
+from ..fileio import atomic_path, write_csv, write_json
 from .folder import MANIFEST_NAME
 from .instruments import DEFAULT_INSTRUMENTS, Instrument, note_name, resolve_instrument
 from .negatives import LABEL as NEGATIVE_LABEL
@@ -54,7 +53,7 @@ from .synth import (
 __all__ = [
     "DYNAMICS", "MANIFEST_COLUMNS", "MANIFEST_NAME", "RENDER_VERSION", "SOUNDFONTS", "STAMP_NAME",
     "RenderReport", "SoundFontInfo", "clip_name", "dynamic_for_velocity", "import_fluidsynth",
-    "installed_soundfonts", "render", "resolve_soundfonts",
+    "installed_soundfonts", "normalise", "render", "resolve_soundfonts", "write_audio",
 ]
 
 FORMATS: dict[str, tuple[str, str]] = {  # fmt -> (libsndfile format, subtype)
@@ -260,10 +259,10 @@ def _write_manifests(out_dir: Path, rows: dict[str, list[dict]], nested: bool, r
 # arguments
 
 
-def _validate(per_class, seconds, sr, fmt, seed, progress) -> _Settings:
-    """Check the scalar arguments; one clear line per mistake."""
+def _validate(per_class, seconds, sr, fmt, seed, progress, count_name: str = "per_class") -> _Settings:
+    """Check the scalar arguments (``count_name``: what the count is called); one clear line per mistake."""
     if not _is_int(per_class) or per_class < 1:
-        raise ParameterError(f"per_class must be an integer >= 1, got {per_class!r}")
+        raise ParameterError(f"{count_name} must be an integer >= 1, got {per_class!r}")
     is_number = isinstance(seconds, (int, float, np.integer, np.floating)) and not isinstance(seconds, bool)
     if not is_number or not MIN_SECONDS <= seconds <= MAX_SECONDS:
         raise ParameterError(f"seconds must be a number in {MIN_SECONDS:g}..{MAX_SECONDS:g}, got {seconds!r}")
@@ -401,12 +400,23 @@ def _finish(y: np.ndarray, synth_sr: int, settings: _Settings) -> np.ndarray:
         import soxr
 
         y = soxr.resample(y, synth_sr, settings.sr)
-    y = np.pad(y, (0, max(0, settings.n_samples - len(y))))[: settings.n_samples]
-    y *= PEAK / np.max(np.abs(y))
-    fade = min(round(FADE_SECONDS * settings.sr), len(y) // 4)
+    return normalise(np.pad(y, (0, max(0, settings.n_samples - len(y))))[: settings.n_samples], settings.sr)
+
+
+def normalise(y: np.ndarray, sr: int) -> np.ndarray:
+    """``y`` with its peak at :data:`PEAK` and the cut at its end faded out, as float32."""
+    y = np.asarray(y, dtype=np.float64) * (PEAK / max(float(np.max(np.abs(y))), 1e-12))
+    fade = min(round(FADE_SECONDS * sr), len(y) // 4)
     if fade > 0:
         y[-fade:] *= 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, fade)))
     return y.astype(np.float32)
+
+
+def write_audio(path: Path, y: np.ndarray, sr: int, fmt: str) -> None:
+    """Write mono ``y`` atomically in ``fmt`` (a key of :data:`FORMATS`)."""
+    kind, subtype = FORMATS[fmt]
+    with atomic_path(path) as tmp:
+        sf.write(tmp, np.asarray(y, dtype=np.float32), sr, format=kind, subtype=subtype)
 
 
 def clip_name(label: str, note: str, duration: float, dynamic: str, source: str, k: int, fmt: str) -> str:
@@ -454,10 +464,8 @@ def _save_clip(folder: Path, source: str, inst: Instrument, k: int, note: Note, 
                settings: _Settings) -> dict:
     """Write one clip atomically (``y`` None: it is there already) and return its manifest row."""
     name = _clip_file_name(inst, note, source, k, settings)
-    fmt, subtype = FORMATS[settings.fmt]
     if y is not None:
-        with atomic_path(folder / name) as tmp:
-            sf.write(tmp, y, settings.sr, format=fmt, subtype=subtype)
+        write_audio(folder / name, y, settings.sr, settings.fmt)
     return {
         "path": name, "label": inst.label, "source": source, "pitch": note.pitch,
         "note": note_name(note.pitch), "velocity": note.velocity, "dynamic": note.dynamic,
@@ -471,10 +479,7 @@ def _save_negative(folder: Path, clip: NegativeClip, k: int, settings: _Settings
     what = f"{clip.kind}-{clip.detail}"
     note = note_name(clip.pitch) if clip.pitch is not None else ""
     name = clip_name(NEGATIVE_LABEL, note or what, clip.duration, clip.dynamic, clip.source, k, settings.fmt)
-    fmt, subtype = FORMATS[settings.fmt]
-    y = _finish(clip.y, clip.sr, settings)
-    with atomic_path(folder / name) as tmp:
-        sf.write(tmp, y, settings.sr, format=fmt, subtype=subtype)
+    write_audio(folder / name, _finish(clip.y, clip.sr, settings), settings.sr, settings.fmt)
     return {
         "path": name, "label": NEGATIVE_LABEL, "source": clip.source, "pitch": "" if clip.pitch is None else clip.pitch,
         "note": note, "velocity": clip.velocity, "dynamic": clip.dynamic, "duration": f"{clip.duration:g}",
@@ -487,9 +492,4 @@ def _write_manifest(path: Path, rows: list[dict]) -> Path:
     if any(KIND_COLUMN in row for row in rows):  # negatives: say what every clip is
         columns = (*MANIFEST_COLUMNS, KIND_COLUMN)
         rows = [{KIND_COLUMN: "instrument", **row} for row in rows]
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-    return path
+    return write_csv(path, columns, rows)
