@@ -14,7 +14,7 @@ MAX_LINES = 600
 RANKS = {
     "instrec._version": 0, "instrec.errors": 0, "instrec.fileio": 0, "instrec.memory": 0, "instrec.results": 0,
     "instrec.devices": 1, "instrec.audio": 1, "instrec.bundle": 1, "instrec.assets": 1,
-    "instrec.data": 2, "instrec.features": 3, "instrec.decision": 3, "instrec.calibration": 3, "instrec.augment": 4, "instrec.models": 4, "instrec.recipes": 5,
+    "instrec.data": 2, "instrec.features": 3, "instrec.decision": 3, "instrec.calibration": 3, "instrec.timeline": 3, "instrec.augment": 4, "instrec.models": 4, "instrec.recipes": 5,
     "instrec.train": 6, "instrec.classifier": 7, "instrec.engines": 8, "instrec.export": 9, "instrec.evaluate": 9,
     "instrec.inference": 10, "instrec.display": 11, "instrec.spectrograms": 11, "instrec.pipeline": 11,
     "instrec.demo": 12, "instrec.service": 12, "instrec.cli": 13, "instrec.__main__": 14, "instrec": 14,

@@ -20,12 +20,13 @@ from typing import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from .data.activity import LABEL_SEP, is_multilabel, join_labels, label_matrix, split_labels
 from .errors import BundleError, DataError, ParameterError
 from .recipes import Recipe, get_recipe
 
 # model.json keys that describe the network itself; everything else is the model's ``info``
 _SPEC_KEYS = ("format", "format_version", "classes", "recipe", "in_dim", "seed", "versions", "families", "temperature",
-              "min_confidence")
+              "min_confidence", "thresholds")
 
 
 class InstrumentClassifier(ClassifierMixin, BaseEstimator):
@@ -48,6 +49,12 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         None for a model saved before calibration existed)
     min_confidence_ : the doubt threshold chosen on the validation rows, or None
     calibration_ : how the two were chosen (rows, negative log-likelihood before and after, rejections)
+    thresholds_ : a multi-label model's (``recipe.model.output == "sigmoid"``) per-class decision
+        thresholds, class → probability, chosen on the validation rows
+        (:func:`instrec.calibration.choose_thresholds`); None for a single-label model
+
+    A multi-label model's labels name the instruments of a row joined by ``;``
+    (``"cello;violin"``; ``unknown``: none plays), and it learns one sigmoid per instrument.
     """
 
     def __init__(self, recipe: Recipe | str = "seed-mfcc", *, seed: int = 0, device: str = "auto",
@@ -63,6 +70,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         self.temperature_: float | None = None
         self.min_confidence_: float | None = None
         self.calibration_: dict | None = None
+        self.thresholds_: dict[str, float] | None = None
         self.net_ = None
         self.history_: dict | None = None
         self.path_: Path | None = None  # the bundle it was loaded from, if any
@@ -99,7 +107,11 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
             raise ParameterError(f"X must have shape (n, {self.recipe.feature.dim}); got {X.shape}")
         if len(labels) != len(X):
             raise ParameterError(f"{len(X)} feature rows but {len(labels)} labels")
-        classes = sorted(set(labels))
+        multilabel = self.multilabel
+        if not multilabel and is_multilabel(labels):
+            raise DataError(f"the labels name several instruments at once ({next(l for l in labels if LABEL_SEP in l)!r}); "
+                            f"the {self.recipe.name} recipe gives one answer a clip: train a multi-label recipe (cnn-multi)")
+        classes = sorted({c for l in labels for c in split_labels(l)}) if multilabel else sorted(set(labels))
         if len(classes) < 2:
             raise DataError(f"training needs at least 2 classes; the data has {len(classes)} ({', '.join(classes) or 'none'})")
         frozen: list[str] = []
@@ -109,8 +121,11 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
             frozen = sorted(set(getattr(init, "classes_", None) or ()) - set(classes))  # a bad init: _start_from says so
             classes = sorted(set(classes) | set(frozen))
         families = resolve_families(classes, self.families)  # a bad table fails before training
-        index = {c: i for i, c in enumerate(classes)}
-        y = np.array([index[l] for l in labels], dtype=np.int64)
+        if multilabel:
+            y = label_matrix(labels, classes)
+        else:
+            index = {c: i for i, c in enumerate(classes)}
+            y = np.array([index[l] for l in labels], dtype=np.int64)
         seed_everything(self.seed)  # weight initialisation depends on it
         self.net_ = models.build(self.recipe.model, self.recipe.feature, len(classes))
         release = self._start_from(init, classes, frozen=frozen) if init is not None else None
@@ -129,14 +144,24 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         self.calibrate(X[val] if val is not None else X[:0], y[val] if val is not None else y[:0])
         return self
 
+    @property
+    def multilabel(self) -> bool:
+        """Whether the model says, for each class, whether it is present (several at once)."""
+        return self.recipe.model.multilabel
+
     def calibrate(self, X: np.ndarray, y: Sequence[int]) -> "InstrumentClassifier":
         """Fit :attr:`temperature_` and choose :attr:`min_confidence_` on held-back rows ``X``
         with true class indices ``y`` (see :mod:`instrec.calibration`); without rows, temperature
-        1 and no threshold. :attr:`calibration_` records how."""
+        1 and no threshold. :attr:`calibration_` records how.
+
+        A multi-label model takes ``y`` as a 0/1 matrix ``(rows, classes)`` and chooses
+        :attr:`thresholds_` (0.5 each without rows); its temperature stays 1."""
         from .calibration import calibrate, choose_min_confidence, fit_temperature, nll, rejected
         from .decision import UNKNOWN
 
         self._check_fitted()
+        if self.multilabel:
+            return self._choose_thresholds(X, y)
         y = np.asarray(y, dtype=np.int64)
         if not len(y):
             self.temperature_, self.min_confidence_ = 1.0, None
@@ -155,6 +180,19 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
             "known_rows": n_known, "known_rejected": int(out[~unknown].sum()),
             "unknown_rows": int(unknown.sum()), "unknown_rejected": int(out[unknown].sum()),
         }
+        return self
+
+    def _choose_thresholds(self, X: np.ndarray, Y) -> "InstrumentClassifier":
+        from .calibration import choose_thresholds
+
+        Y = np.asarray(Y, dtype=np.float32).reshape(-1, len(self.classes_))
+        P = self.predict_proba(X) if len(Y) else np.zeros_like(Y)
+        t = choose_thresholds(Y, P)
+        self.temperature_, self.min_confidence_ = 1.0, None
+        self.thresholds_ = {c: round(float(v), 4) for c, v in zip(self.classes_, t)}
+        self.calibration_ = {"validation_rows": int(len(Y)), "temperature": 1.0, "min_confidence": None,
+                             "thresholds": dict(self.thresholds_),
+                             "positives": {c: int(v) for c, v in zip(self.classes_, Y.sum(axis=0))}}
         return self
 
     def _start_from(self, base: "InstrumentClassifier", classes: list[str], *, frozen: Sequence[str] = ()):
@@ -193,7 +231,8 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: np.ndarray, *, batch_size: int = 256, net=None) -> np.ndarray:
         """Class probabilities, shape ``(n, len(classes))``, columns in the order of ``classes``:
-        the network's softmax. :class:`instrec.inference.Model` applies :attr:`temperature_` to them.
+        the network's softmax (a multi-label model: each class's sigmoid, the probability that it
+        is present). :class:`instrec.inference.Model` applies :attr:`temperature_` to them.
 
         ``net``: another copy of the network to run (e.g. :meth:`CNN.for_inference`'s)."""
         import torch
@@ -204,15 +243,22 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         if X.ndim == 1:
             X = X[None]
         expand = _expander(X.dtype) or (lambda t: t)
+        squash = torch.sigmoid if self.multilabel else (lambda z: torch.softmax(z, dim=1))
         out = []
         with torch.inference_mode():
             for s in range(0, len(X), batch_size):
                 batch = expand(torch.from_numpy(np.ascontiguousarray(X[s : s + batch_size])))
-                out.append(torch.softmax(net(batch), dim=1).numpy())
+                out.append(squash(net(batch)).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes_)), np.float32)
 
     def predict(self, X: np.ndarray) -> list[str]:
-        return [self.classes_[i] for i in self.predict_proba(X).argmax(1)]
+        """The likeliest class of each row; a multi-label model's: the classes over their
+        thresholds joined by ``;`` (``unknown`` for none)."""
+        P = self.predict_proba(X)
+        if self.multilabel:
+            t = np.array([(self.thresholds_ or {}).get(c, 0.5) for c in self.classes_])
+            return [join_labels(np.asarray(self.classes_)[row >= t]) for row in P]
+        return [self.classes_[i] for i in P.argmax(1)]
 
     def _rows(self, X) -> np.ndarray:
         """Feature rows as given when they are the recipe's compact uint8 pixels, else float32."""
@@ -272,6 +318,10 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, self.net_, self.path_ = classes, net, Path(path)
         self.families_, self.temperature_ = meta.get("families"), meta.get("temperature")
         self.min_confidence_ = meta.get("min_confidence")
+        self.thresholds_ = meta.get("thresholds")
+        if self.thresholds_ is not None and (not recipe.model.multilabel or not isinstance(self.thresholds_, dict)
+                                             or set(self.thresholds_) != set(classes)):
+            raise BundleError(f"{path}: model.json's thresholds must give each class of a multi-label model a probability")
         self.info = {k: v for k, v in meta.items() if k not in _SPEC_KEYS}
         self.info["versions"] = meta.get("versions", {})
         return self
@@ -346,10 +396,11 @@ def bundle_meta(clf: InstrumentClassifier) -> dict:
 
 
 def decision_meta(clf: InstrumentClassifier) -> dict:
-    """model.json's ``families``, ``temperature`` and ``min_confidence`` of ``clf``: those it has
-    (a model saved before they existed has none, and is saved again without them)."""
+    """model.json's ``families``, ``temperature``, ``min_confidence`` and ``thresholds`` of ``clf``:
+    those it has (a model saved before they existed has none, and is saved again without them)."""
     return {k: v for k, v in (("families", clf.families_), ("temperature", clf.temperature_),
-                              ("min_confidence", clf.min_confidence_)) if v is not None}
+                              ("min_confidence", clf.min_confidence_), ("thresholds", clf.thresholds_))
+            if v is not None}
 
 
 def fingerprint(net) -> str:

@@ -183,7 +183,7 @@ def multilabel_metrics(Y_true, P, classes: Sequence[str], thresholds=None) -> di
     ap = {c: (float(average_precision_score(Y[:, j], P[:, j])) if 0 < Y[:, j].sum() < n else None)
           for j, c in enumerate(classes)}
     defined = [a for a in ap.values() if a is not None]
-    out = {"n": n, "classes": classes, "average_precision": ap, "map": float(np.mean(defined)) if defined else None}
+    out = {"multilabel": True, "n": n, "classes": classes, "average_precision": ap, "map": float(np.mean(defined)) if defined else None}
     scores = _prf(Y, pred)
     if scores is None:
         out.update(micro_f1=None, macro_f1=None, micro_precision=None, micro_recall=None, exact_match=None,
@@ -316,6 +316,17 @@ def report_markdown(metrics: dict, *, title: str, context: dict, skipped: Sequen
     """A human-readable report: how the figure was obtained, the figures, and what was skipped."""
     lines = [f"# {title}", ""]
     lines += [f"- **{k}**: {v}" for k, v in context.items()]
+    if metrics.get("multilabel"):
+        lines += ["", *multilabel_markdown_lines(metrics), ""]
+        frames = metrics.get("frames")
+        if frames:
+            lines += ["## Who plays when", "", f"Frame-level F1 of the timelines against the activity tables: "
+                      f"{fmt_num(frames['f1'])} (precision {fmt_num(frames['precision'])}, recall "
+                      f"{fmt_num(frames['recall'])}) over {frames['frames']} frames of {frames['hop_seconds']:g} s "
+                      f"in {frames['clips']} recordings.", ""]
+        if skipped:
+            lines += [f"Skipped {len(skipped)} file(s):", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]
+        return "\n".join(lines)
     lines += ["", *_score_lines(metrics, "class"), "", "![confusion matrix](confusion_matrix.png)", ""]
     if metrics.get("reliability"):
         lines += ["Expected calibration error (15 equal-width bins of top-class confidence): "
@@ -361,7 +372,7 @@ def write_report(out_dir: str | Path, metrics: dict, *, title: str, context: dic
     Without matplotlib (the ``[plot]`` extra) the pictures are left out and the report says so."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pictures = {"confusion_matrix.png": lambda: plot_confusion_matrix(metrics, title)}
+    pictures = {} if metrics.get("multilabel") else {"confusion_matrix.png": lambda: plot_confusion_matrix(metrics, title)}
     if metrics.get("family"):
         pictures["family_confusion_matrix.png"] = lambda: plot_confusion_matrix(metrics["family"], f"{title}: families")
     if metrics.get("reliability"):

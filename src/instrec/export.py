@@ -3,7 +3,7 @@
 The exported graph
 ------------------
 * input ``features``: float32 ``(batch, dim)``, the batch dynamic; output ``probabilities``:
-  float32 ``(batch, n_classes)``, softmax applied inside the graph.
+  float32 ``(batch, n_classes)``, softmax (a multi-label model: sigmoid) applied inside the graph.
 * The rows are what :func:`instrec.features.compute` makes (numpy and librosa, no torch) with the
   model's :class:`~instrec.features.FeatureConfig`. For the cnn that is the raw waveform window
   (mono, ``sr`` Hz, zero-padded or cropped to ``dim`` samples): the whole log-mel front end is inside
@@ -119,7 +119,7 @@ def _export_bytes(clf, meta: dict, stamp: dict, *, opset: int) -> bytes:
 
     check_finite(clf.net_.state_dict(), f"the {clf.recipe.name} model to export")
     net = copy.deepcopy(clf.net_).cpu().eval()  # never touch the caller's network
-    wrapper = _with_softmax(net).eval()
+    wrapper = _with_output(net, clf.multilabel).eval()
     rng = np.random.default_rng(0)
     scale = 0.1 if feature.kind == "waveform" else 1.0
     example = torch.from_numpy((scale * rng.standard_normal((3, feature.dim))).astype(np.float32))
@@ -169,11 +169,12 @@ def _row_description(feature: FeatureConfig) -> str:
     return f"{what} computed by instrec.features.compute(y, FeatureConfig.from_dict(recipe['feature']))"
 
 
-def _with_softmax(net):
-    """The network with softmax on top: the graph outputs probabilities, not logits."""
+def _with_output(net, multilabel: bool):
+    """The network with softmax (a multi-label model: sigmoid) on top: the graph outputs
+    probabilities, not logits."""
     import torch
 
-    return torch.nn.Sequential(net, torch.nn.Softmax(dim=1))
+    return torch.nn.Sequential(net, torch.nn.Sigmoid() if multilabel else torch.nn.Softmax(dim=1))
 
 
 def _cache_path(bundle: Path, stamp: dict) -> Path | None:

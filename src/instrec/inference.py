@@ -24,17 +24,19 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .calibration import calibrate
-from .decision import (SILENCE, check_level, check_min_confidence, decide, family_lookup, family_matrix,
+from .decision import (SILENCE, UNKNOWN, check_level, check_min_confidence, decide, family_lookup, family_matrix,
                        resolve_families)
-from .engines import Engine, RestrictedEngine, class_columns, restrict_proba  # noqa: F401 (restrict_proba: re-exported)
+from .engines import (Engine, RestrictedEngine, class_columns, is_multilabel_meta,  # noqa: F401 (restrict_proba: re-exported)
+                      restrict_proba)
 from .errors import AudioError, BundleError, ParameterError
 from .features import FeatureConfig, compute
-from .results import Prediction, Segment, Window
+from .results import Prediction, Segment, Track, Window
+from .timeline import tracks
 
 ENGINES = ("auto", "torch", "onnx")
 # model.json's keys that turn probabilities into answers: read from the folder's model.json even
 # when its model.onnx runs the network, so that changing them needs no new export
-DECISION_KEYS = ("families", "temperature", "min_confidence")
+DECISION_KEYS = ("families", "temperature", "min_confidence", "thresholds")
 # The windows of the seed recipes: the tutorial's clips are about 3 s long.
 DEFAULT_WINDOW = 3.0
 # A window this far (dB RMS) below the loudest window of the recording counts as silent.
@@ -101,6 +103,12 @@ class Model:
     min_confidence : answer ``unknown`` when the likeliest class's probability is below this
         (0: never for doubt); None: the model's own (``model.json``'s ``min_confidence``, else 0)
     level : ``instrument`` (the default) or ``family``: answer with the likeliest family
+
+    A multi-label model (``recipe.model.output == "sigmoid"``) says for each instrument whether it
+    plays, against its own threshold (``model.json``'s ``thresholds``, else 0.5): its predictions
+    carry ``instruments`` (:class:`~instrec.results.Track`: who plays when) and, per window, the
+    ``active`` set. Its single answer (``label``) is the likeliest instrument over its threshold,
+    else ``unknown``; a family's probability is its likeliest member's.
     """
 
     def __init__(self, engine: Engine, *, source: str | None = None, min_confidence: float | None = None,
@@ -119,6 +127,11 @@ class Model:
         self.level = check_level(level)
         self._family_names, self._to_families = family_matrix(self.classes, self.families)
         self._family_of = family_lookup(self.families)
+        self.multilabel = is_multilabel_meta(meta)
+        try:
+            self.thresholds = _thresholds(self.classes, meta.get("thresholds") if self.multilabel else None)
+        except ParameterError as e:
+            raise BundleError(f"{source or 'the model'}: {e}") from None
 
     # -- what the model is --------------------------------------------------------------------
     @property
@@ -155,6 +168,8 @@ class Model:
             "temperature": 1.0 if self.temperature is None else float(self.temperature),
             "min_confidence": self.min_confidence,
             "level": self.level,
+            "multilabel": self.multilabel,
+            **({"thresholds": dict(zip(self.classes, self.thresholds.tolist()))} if self.multilabel else {}),
         }
 
     def __repr__(self) -> str:
@@ -186,8 +201,12 @@ class Model:
         return calibrate(self.engine.predict_proba(np.asarray(X, dtype=np.float32)), self.temperature)
 
     def family_proba(self, P: np.ndarray) -> np.ndarray:
-        """Family probabilities (columns: :attr:`families`' order) of class probabilities ``P``."""
-        return np.asarray(P, dtype=np.float64) @ self._to_families
+        """Family probabilities (columns: :attr:`families`' order) of class probabilities ``P``:
+        the sum of the family's classes (a multi-label model: the likeliest of them)."""
+        P = np.asarray(P, dtype=np.float64)
+        if self.multilabel:
+            return np.max(P[:, :, None] * self._to_families[None], axis=1)
+        return P @ self._to_families
 
     def predict(self, y: np.ndarray, sr: int, *, window: float | None = None, hop: float | None = None,
                 path: str | None = None) -> Prediction:
@@ -253,8 +272,13 @@ class Model:
         if window is None and duration <= 1.5 * self.window:
             p = self.predict_proba(compute(y, self.feature)[None])[0]
             label, probs, family, families = self._answer(p)
+            heard = None
+            if self.multilabel:
+                heard = sorted((Track(c, self._family_of.get(c, c), float(v), [(0.0, duration)])
+                                for c, v, on in zip(self.classes, p, p >= self.thresholds) if on),
+                               key=lambda t: -t.probability)
             return Prediction(path, label, probs, duration=duration, family=family, family_probabilities=families,
-                              level=self.level)
+                              level=self.level, instruments=heard)
         window = window or self.window
         hop = hop or window / 2
         return self._timeline(y, path, window, hop, time_up=time_up)
@@ -271,14 +295,20 @@ class Model:
         # a few windows at a time: memory stays bounded however long the recording and small the hop
         P = np.concatenate([self._batch(chunks, loud[b : b + WINDOW_BATCH], path, time_up)
                             for b in range(0, len(loud), WINDOW_BATCH)])
-        windows = [Window(a / sr, b / sr, SILENCE, None, True, SILENCE) for a, b in spans]
+        none = [] if self.multilabel else None
+        windows = [Window(a / sr, b / sr, SILENCE, None, True, SILENCE, active=none) for a, b in spans]
         for row, i in zip(P, loud):
             label, probs, family, families = self._answer(row)
-            windows[i] = Window(spans[i][0] / sr, spans[i][1] / sr, label, probs, False, family, families)
-        label, probs, family, families = self._answer(P.mean(axis=0))
-        return Prediction(path, label, probs, duration=len(y) / sr,
-                          windows=windows, segments=merge_segments(windows, duration=len(y) / sr),
-                          window=window, hop=hop, family=family, family_probabilities=families, level=self.level)
+            active = [c for c, on in zip(self.classes, row >= self.thresholds) if on] if self.multilabel else None
+            windows[i] = Window(spans[i][0] / sr, spans[i][1] / sr, label, probs, False, family, families, active)
+        duration = len(y) / sr
+        # a multi-label file holds each instrument heard anywhere: its best window, never an average
+        label, probs, family, families = self._answer(P.max(axis=0) if self.multilabel else P.mean(axis=0))
+        heard = tracks(windows, self.classes, self._family_of, duration) if self.multilabel else None
+        return Prediction(path, label, probs, duration=duration,
+                          windows=windows, segments=merge_segments(windows, duration=duration),
+                          window=window, hop=hop, family=family, family_probabilities=families, level=self.level,
+                          instruments=heard)
 
     def _batch(self, chunks: list[np.ndarray], rows: list[int], path: str | None,
                time_up: Callable[[], bool] | None) -> np.ndarray:
@@ -293,11 +323,26 @@ class Model:
             raise BundleError(f"{self.source or 'the model'}: the network answered non-finite probabilities")
         probs = {c: float(v) for c, v in zip(self.classes, p)}
         families = {f: float(v) for f, v in zip(self._family_names, self.family_proba(p[None])[0])}
+        if self.multilabel:  # the likeliest instrument that plays, or none: unknown
+            top = int(np.argmax(p))
+            label = self.classes[top] if p[top] >= self.thresholds[top] and self.classes[top] != UNKNOWN else UNKNOWN
+            family = self._family_of[label]
+            return (family, families, family, families) if self.level == "family" else (label, probs, family, families)
         if self.level == "family":
             label = decide(families, self.min_confidence)
             return label, families, label, families
         label = decide(probs, self.min_confidence)
         return label, probs, self._family_of[label], families
+
+
+def _thresholds(classes: Sequence[str], table) -> np.ndarray:
+    """A multi-label model's threshold of each of ``classes`` from model.json's ``thresholds``
+    (0.5 for a class it lacks, or for every class without a table)."""
+    if table is None:
+        return np.full(len(classes), 0.5)
+    if not isinstance(table, dict) or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in table.values()):
+        raise ParameterError("thresholds must map each class to a probability from 0 to 1")
+    return np.array([float(table.get(c, 0.5)) for c in classes])
 
 
 def load_model(path: str | os.PathLike | None = None, *, engine: str = "auto",

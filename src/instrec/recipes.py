@@ -175,6 +175,17 @@ RECIPES: dict[str, Recipe] = {
         train=TrainConfig(epochs=40, batch_size=32, lr=2e-3, eps=1e-8, weight_decay=1e-4, schedule="cosine",
                           mixup=0.2, val_fraction=0.15, patience=10),
     ),
+    # The cnn's front end and body with one sigmoid per instrument: which instruments play in a
+    # window, several at once; a clip labelled 'unknown' (no instrument) has every target 0.
+    "cnn-multi": Recipe(
+        name="cnn-multi",
+        description="log-mel (64 bands) of a 3-s window → 8-layer CNN with global pooling → one sigmoid per instrument "
+                    "(several at once); augmented, mixup, early stopping",
+        feature=FeatureConfig(kind="waveform", sr=22050, n_fft=2048, hop_length=512, n_mels=64, fmin=30.0, seconds=3.0),
+        model=ModelConfig(arch="cnn", channels=(16, 32, 64, 128), dropout=0.3, augment=True, output="sigmoid"),
+        train=TrainConfig(epochs=40, batch_size=32, lr=2e-3, eps=1e-8, weight_decay=1e-4, schedule="cosine",
+                          mixup=0.2, val_fraction=0.15, patience=10),
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""What a prediction returns: :class:`Prediction` for a recording, its :class:`Window` s and :class:`Segment` s.
+"""What a prediction returns: :class:`Prediction` for a recording, its :class:`Window` s and :class:`Segment` s,
+and, from a multi-label model, a :class:`Track` per instrument heard (when it plays).
 
 Each carries the answer (``label``: a class, or ``unknown`` when in doubt, see
 :func:`instrec.decision.decide`), its ``family`` and the probabilities of classes and families.
@@ -19,11 +20,14 @@ class Window:
     silent: bool = False
     family: str | None = None  # the family of ``label`` ("silence" for a silent window)
     family_probabilities: dict[str, float] | None = None
+    active: list[str] | None = None  # a multi-label model's: the instruments over their thresholds
 
     def to_dict(self) -> dict:
         d = {"start": round(self.start, 4), "end": round(self.end, 4), "label": self.label}
         if self.family is not None:
             d["family"] = self.family
+        if self.active is not None:
+            d["active"] = self.active
         d.update(silent=self.silent, probabilities=self.probabilities)
         if self.family is not None:
             d["family_probabilities"] = self.family_probabilities
@@ -45,6 +49,28 @@ class Segment:
 
 
 @dataclass
+class Track:
+    """One instrument a multi-label model hears in a recording: where it plays.
+
+    ``probability``: its highest probability over the recording's windows; ``segments``:
+    ``(start, end)`` seconds, each a run of windows where it is over its threshold."""
+
+    label: str
+    family: str
+    probability: float
+    segments: list[tuple[float, float]]
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "family": self.family, "probability": self.probability,
+                "segments": [{"start": round(a, 4), "end": round(b, 4)} for a, b in self.segments]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Track":
+        return cls(str(d["label"]), str(d["family"]), float(d["probability"]),
+                   [(float(s["start"]), float(s["end"])) for s in d["segments"]])
+
+
+@dataclass
 class Prediction:
     """The result for one recording: top label and every class's probability.
 
@@ -53,6 +79,11 @@ class Prediction:
     ``label`` (``unknown`` for ``unknown``); ``family_probabilities`` sum the probabilities of each
     family's classes. At ``level="family"`` the classes are the families: ``label`` and
     ``probabilities`` are the family's.
+
+    A multi-label model also says which instruments it hears and when (``instruments``, one
+    :class:`Track` each, the likeliest first; ``[]`` when it hears none). Its ``probabilities``
+    are then each instrument's own (they need not sum to 1), for a long recording their maximum
+    over the windows, and ``label`` the likeliest instrument heard, or ``unknown``.
     """
 
     path: str | None
@@ -66,6 +97,11 @@ class Prediction:
     family: str | None = None
     family_probabilities: dict[str, float] | None = None
     level: str = "instrument"
+    instruments: list[Track] | None = None
+
+    @property
+    def is_multilabel(self) -> bool:
+        return self.instruments is not None
 
     @property
     def is_timeline(self) -> bool:
@@ -78,14 +114,15 @@ class Prediction:
     def from_dict(cls, d: dict) -> "Prediction":
         """Inverse of :meth:`to_dict` (extra keys such as ``top`` are ignored)."""
         windows = [Window(w["start"], w["end"], w["label"], w["probabilities"], w.get("silent", False),
-                          w.get("family"), w.get("family_probabilities"))
+                          w.get("family"), w.get("family_probabilities"), w.get("active"))
                    for w in d["windows"]] if d.get("windows") is not None else None
         segments = [Segment(s["start"], s["end"], s["label"], s.get("probability"))
                     for s in d["segments"]] if d.get("segments") is not None else None
         return cls(d["path"], d["label"], {str(k): float(v) for k, v in d["probabilities"].items()},
                    duration=d.get("duration"), windows=windows, segments=segments,
                    window=d.get("window"), hop=d.get("hop"), family=d.get("family"),
-                   family_probabilities=_floats(d.get("family_probabilities")), level=d.get("level", "instrument"))
+                   family_probabilities=_floats(d.get("family_probabilities")), level=d.get("level", "instrument"),
+                   instruments=[Track.from_dict(t) for t in d["instruments"]] if d.get("instruments") is not None else None)
 
     def to_dict(self) -> dict:
         d = {"path": self.path, "label": self.label}
@@ -96,6 +133,8 @@ class Prediction:
         d["probabilities"] = self.probabilities
         if self.family_probabilities is not None:
             d["family_probabilities"] = self.family_probabilities
+        if self.instruments is not None:
+            d["instruments"] = [t.to_dict() for t in self.instruments]
         if self.duration is not None:
             d["duration"] = round(self.duration, 4)
         if self.is_timeline:

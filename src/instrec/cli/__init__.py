@@ -19,7 +19,8 @@ from ..errors import InstrecError
 RECIPE_HELP = ("recipe name: seed-spectrogram, seed-mfcc (the tutorial's), mfcc-stats (your own real recordings), "
                "mfcc-linear (a linear classifier on the same summary), cnn (across sources)")
 RECIPE_DEFAULT_HELP = RECIPE_HELP + f" \\[default: {DEFAULT_RECIPE}]"  # escaped: rich markup takes [default: x] for a tag
-GROUP_BY_HELP = "keep each group on one side: pitch, pitch_class, source, group or a manifest column"
+GROUP_BY_HELP = ("keep each group on one side: pitch, pitch_class, source, group or a manifest column "
+                 "(--split group alone: group, the manifest's column; render-music's pieces)")
 JOBS_OPT = typer.Option(0, "--jobs", "-j", min=0, metavar="N", help="feature-extraction processes (0: one per core)")
 NO_CACHE_OPT = typer.Option(False, "--no-cache", help="compute every feature afresh: neither read nor write the feature cache "
                                                      "($INSTREC_CACHE, default ~/.cache/instrec/features)")
@@ -87,7 +88,7 @@ def train(
                                                                     "(their output rows stay as they were) instead of dropping them"),
     out: Optional[Path] = typer.Option(None, "--out", metavar="MODEL_DIR", help="model folder to write (weights + model.json); required unless --cv"),
     split: Optional[SplitMethod] = typer.Option(
-        None, help="train/test split: random (the tutorial's, the default), stratified, or group (with --group-by; the default when --group-by is given)"),
+        None, help="train/test split: random (the tutorial's, the default), stratified, or group (whole groups, by --group-by; the default when --group-by is given)"),
     group_by: Optional[str] = typer.Option(None, "--group-by", metavar="KEY", help=GROUP_BY_HELP),
     cv: Optional[int] = typer.Option(
         None, "--cv", metavar="K", help="K-fold cross-validation instead of one split: trains K models, prints mean ± std, saves no model "
@@ -122,7 +123,7 @@ def train(
         if out is not None:
             raise ParameterError("--cv trains one model per fold and saves none; leave out --out (or drop --cv)")
         if split is SplitMethod.group and not group_by:
-            raise ParameterError("--split group needs --group-by (pitch, pitch_class, source, group or a manifest column)")
+            group_by = "group"
         _say_recipe(recipe, base, r)
         with _progress() as progress:
             res = cross_validate(data, recipe=r, cv=KFold(cv, group_by=group_by, seed=seed), seed=seed, options=options,
@@ -146,8 +147,10 @@ def train(
                           options=options, report_dir=report, device=device, resume=resume, init=base,
                           keep_classes=keep_classes, families=families, progress=progress)
     m = res.metrics
-    typer.echo(f"{r.name}: test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
-               f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])} on {m['n']} held-back clips "
+    scores = (f"test mAP {fmt_num(m['map'])}, micro F1 {fmt_num(m['micro_f1'])}, macro F1 {fmt_num(m['macro_f1'])}"
+              if m.get("multilabel") else
+              f"test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, ROC AUC {fmt_num(m['roc_auc_ovr_macro'])}")
+    typer.echo(f"{r.name}: {scores} on {m['n']} held-back clips "
                f"{res.context['evaluated on'].removeprefix('held-back test split ')}; model saved to {out}")
     start = res.model.info["training"].get("fine_tuned_from", {}).get("test_split")
     if start:

@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 
 from ..audio import is_audio_path
 from ..errors import DataError, ParameterError
+from .activity import LABEL_SEP, join_labels
 # The tutorial data's folder says 'sax' while its file names say 'saxophone'.
 from .instruments import DEFAULT_ALIASES, canonical_label
 
@@ -79,7 +80,8 @@ def load_dataset(
     labels : ``auto`` (manifest if the folder has ``manifest.csv``, else sub-folders if audio lies
         in them, else the file-name prefix), ``folder``, ``filename`` or ``manifest``
     manifest : a CSV with columns path, label and optionally group, source (paths relative to
-        the CSV's folder); implies ``labels="manifest"``
+        the CSV's folder); implies ``labels="manifest"``. A label may name several instruments
+        joined by ``;`` (a multi-label clip: ``cello;violin``)
     aliases : label → canonical label (e.g. ``{"sax": "saxophone"}``); defaults to
         :data:`DEFAULT_ALIASES`; pass ``{}`` for none
 
@@ -170,7 +172,7 @@ def _manifest_rows(manifest: Path, reader: csv.DictReader, aliases: dict[str, st
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if isinstance(k, str) and k}
         path = Path(row.get("path", ""))
         path = path if path.is_absolute() else base / path
-        label = canonical_label(row["label"], aliases) if row.get("label") else ""
+        label = _label(row.get("label", ""), aliases)
         try:
             exists = path.is_file()
         except OSError as e:  # a name too long, a path through a file...
@@ -185,6 +187,13 @@ def _manifest_rows(manifest: Path, reader: csv.DictReader, aliases: dict[str, st
             clips.append(Clip(path=path, label=label, source=row.get("source") or base.name,
                               group=row.get("group", ""), meta=extra))
     return clips, skipped
+
+
+def _label(text: str, aliases: dict[str, str]) -> str:
+    """A manifest label: one instrument, or several joined by ``;`` (each canonical, sorted)."""
+    if LABEL_SEP in text:
+        return join_labels(canonical_label(t, aliases) for t in text.split(LABEL_SEP) if t.strip())
+    return canonical_label(text, aliases) if text else ""
 
 
 def _printable(text: str, limit: int = 80) -> str:

@@ -26,7 +26,8 @@ class Engine(Protocol):
 
 
 class RestrictedEngine:
-    """Another engine's answers among some of its classes only, probabilities renormalised.
+    """Another engine's answers among some of its classes only, probabilities renormalised (a
+    multi-label model's are kept as they are).
 
     What a user who knows the recording is one of a few instruments wants, and how a model that
     knows more classes is scored in the tutorial's six-class mode: the answer is the likeliest of
@@ -42,7 +43,15 @@ class RestrictedEngine:
         self.meta = {**engine.meta, "classes": self.classes, "all_classes": list(engine.classes)}
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return restrict_proba(self.engine.predict_proba(X), self.columns)
+        P = self.engine.predict_proba(X)
+        # a multi-label model's probabilities are each class's own: nothing to renormalise
+        return P[:, self.columns] if is_multilabel_meta(self.meta) else restrict_proba(P, self.columns)
+
+
+def is_multilabel_meta(meta: dict) -> bool:
+    """Whether a model description (model.json, an engine's ``meta``) is a multi-label model's."""
+    model = (meta.get("recipe") or {}).get("model") or {}
+    return model.get("output") == "sigmoid"
 
 
 def class_columns(classes: Sequence[str], keep: Sequence[str] | str) -> list[int]:

@@ -15,6 +15,9 @@ ARCHS = ("mlp", "cnn")
 # with the value that meant "off": bundles that wrote them so still load.
 REMOVED_MODEL = {"vibrato": 0.0, "rumble": 0.0, "compression": "db"}
 ACTIVATIONS = ("relu", "selu", "tanh")
+# How logits become probabilities: one answer among the classes (softmax), or for each class
+# whether it is present, several at once (sigmoid; trained with binary cross-entropy).
+OUTPUTS = ("softmax", "sigmoid")
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,19 @@ class ModelConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128)
     dropout: float = 0.3
     augment: bool = True
+    output: str = "softmax"
+
+    @property
+    def multilabel(self) -> bool:
+        return self.output == "sigmoid"
 
     def __post_init__(self):
         if self.arch not in ARCHS:
             raise ParameterError(f"model arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
         if self.activation not in ACTIVATIONS:
             raise ParameterError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}")
+        if self.output not in OUTPUTS:
+            raise ParameterError(f"model output must be one of {', '.join(OUTPUTS)}; got {self.output!r}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         if not self.channels or any(c <= 0 for c in self.channels):
@@ -74,7 +84,7 @@ def drop_removed(d: dict, removed: dict, what: str) -> dict:
 def build(config: ModelConfig, feature, n_classes: int):
     """The network for ``config`` fed by ``feature`` (a FeatureConfig); logits out.
 
-    Softmax is applied by ``predict_proba``.
+    Softmax or sigmoid (``config.output``) is applied by ``predict_proba``.
     """
     if n_classes < 2:
         raise ParameterError(f"need at least 2 classes; got {n_classes}")

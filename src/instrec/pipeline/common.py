@@ -4,6 +4,7 @@ model a run starts from, and the one step that trains a model on some rows and s
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -176,8 +177,28 @@ def fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr
     clf.fit(X_train, y_train, on_epoch=(lambda e, n, loss: progress_bar(e, n)) if progress_bar else None,
             checkpoint=checkpoint, resume=resume, init=init, keep_classes=keep_classes)
     proba = clf.predict_proba(X[te]) if len(te) else np.zeros((0, len(clf.classes)), np.float32)
+    if clf.multilabel:
+        return clf, score_multilabel([y[i] for i in te], proba, clf.classes, clf.thresholds_)
     return clf, compute_metrics([y[i] for i in te], calibrate(proba, clf.temperature_), clf.classes,
                                 families=clf.families_, min_confidence=clf.min_confidence_)
+
+
+def score_multilabel(labels: Sequence[str], proba: np.ndarray, classes: Sequence[str],
+                     thresholds: Mapping[str, float] | None) -> dict:
+    """:func:`~instrec.evaluate.multilabel_metrics` of a multi-label model's probabilities on clips
+    labelled ``labels`` (instruments joined by ``;``), at its thresholds. Instruments the model does
+    not know are not scored (``unknown_classes`` counts their clips)."""
+    from ..data.activity import join_labels, label_matrix, split_labels
+    from ..evaluate import multilabel_metrics
+
+    known = set(classes)
+    unknown = Counter(c for label in labels for c in split_labels(label) if c not in known)
+    Y = label_matrix([join_labels(c for c in split_labels(label) if c in known) for label in labels], classes)
+    t = [float((thresholds or {}).get(c, 0.5)) for c in classes]
+    metrics = multilabel_metrics(Y, proba, classes, t)
+    if unknown:
+        metrics["unknown_classes"] = dict(sorted(unknown.items()))
+    return metrics
 
 
 def read_families(families) -> dict[str, list[str]] | None:
@@ -190,8 +211,16 @@ def read_families(families) -> dict[str, list[str]] | None:
     return read_families_csv(families)
 
 
+def classes_of(labels: Sequence[str]) -> list[str]:
+    """The classes clips labelled ``labels`` hold: the labels, or where any names several
+    instruments (``cello;violin``), the instruments named (``unknown``, none, is then no class)."""
+    from ..data.activity import is_multilabel, split_labels
+
+    return sorted({c for l in labels for c in split_labels(l)} if is_multilabel(labels) else set(labels))
+
+
 def need_two_classes(labels: Sequence[str], what: str) -> None:
-    classes = sorted(set(labels))
+    classes = classes_of(labels)
     if len(classes) < 2:
         raise DataError(f"{what} must have at least 2 classes to train; found {len(classes)} ({', '.join(classes) or 'none'})")
 

@@ -18,7 +18,7 @@ from ..errors import ParameterError
 from ..evaluate import fmt_pct, write_report
 from ..fileio import writing
 from ..recipes import Recipe
-from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, extract_rows, fit_and_score,
+from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, classes_of, extract_rows, fit_and_score,
                      init_record, load_base_model, need_two_classes, read_families, resolve_recipe, shifted_features,
                      split_words)
 
@@ -58,8 +58,9 @@ def train_model(
 
     The split defaults to the tutorial's: random 80/20 with ``random_state=seed`` (0).
     ``split="group"`` with ``group_by`` (``pitch``, ``pitch_class``, ``source``, ``group`` or a
-    manifest column, see :func:`~instrec.data.splits.clip_groups`) keeps every group on one side
-    and holds back ``test_size`` of the groups.
+    manifest column, see :func:`~instrec.data.splits.clip_groups`; default ``group``, the
+    manifest's column, which for ``instrec render-music`` is the piece) keeps every group on one
+    side and holds back ``test_size`` of the groups.
 
     ``options``: how the data is read and its features computed (:class:`DataOptions`).
 
@@ -93,7 +94,7 @@ def train_model(
     group_by = _check_group_by(split, group_by)
     ds = options.load(data)
     need_two_classes(ds.labels, "the data")
-    resolve_families(sorted(set(ds.labels)), families)  # a bad table fails before the features are computed
+    resolve_families(classes_of(ds.labels), families)  # a bad table fails before the features are computed
     if group_by:
         clip_groups(ds.clips, group_by)  # a clip without a group fails before the features are computed
     t0 = time.perf_counter()
@@ -144,8 +145,7 @@ def train_model(
             "calibration": {**clf.calibration_, "summary": context["calibration"]},
             **({"lbfgs_iterations": clf.history_["iterations"]} if "iterations" in clf.history_ else {}),
         },
-        "metrics": {"test_split": {**{k: metrics[k] for k in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "ece", "n")},
-                                   "family_accuracy": metrics["family"]["accuracy"]}},
+        "metrics": {"test_split": test_split_summary(metrics)},
     }
     if recipe.train.val_fraction > 0 and not clf.history_["validation_rows"]:
         n = clf.history_["epochs_run"]
@@ -174,8 +174,22 @@ def train_model(
     return TrainResult(clf, model_dir, metrics, context, skipped, extract_seconds, clf.history_["seconds"])
 
 
+def test_split_summary(metrics: dict) -> dict:
+    """What model.json keeps of the test split's scores."""
+    if metrics.get("multilabel"):
+        return {k: metrics[k] for k in ("map", "micro_f1", "macro_f1", "exact_match", "n")}
+    return {**{k: metrics[k] for k in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "ece", "n")},
+            "family_accuracy": metrics["family"]["accuracy"]}
+
+
 def calibration_words(cal: dict) -> str:
     """What a run's calibration did, in words (the training summary's line)."""
+    if "thresholds" in cal:  # a multi-label model's
+        if not cal.get("validation_rows"):
+            return "none: the recipe held no validation rows back, so every instrument's threshold is 0.5"
+        t = cal["thresholds"].values()
+        return (f"a threshold per instrument chosen on {cal['validation_rows']} validation rows for the best F1 "
+                f"({min(t):.2f}-{max(t):.2f}; 0.5 for an instrument with fewer than 5 positive rows)")
     if not cal.get("validation_rows"):
         return ("none: the recipe held no validation rows back, so temperature 1 (probabilities as the network "
                 "gives them) and no min_confidence (answers unknown only for the class unknown)")
@@ -213,7 +227,7 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
 
 def _check_group_by(split: str, group_by: str | None) -> str | None:
     if split == "group" and not group_by:
-        raise ParameterError("a group split needs --group-by (pitch, pitch_class, source, group or a manifest column)")
+        return "group"  # the manifest's own column (render-music's: the piece)
     if group_by and split != "group":
         raise ParameterError(f"--group-by applies to --split group (or --cv); the split is {split!r}")
     return group_by or None

@@ -47,6 +47,10 @@ def fit_network(
 ) -> dict:
     """Train ``net`` in place on rows ``X`` and integer labels ``y``; return its history.
 
+    A 2-D ``y`` (``(n, classes)`` of 0/1) is several labels a row: the loss is then binary
+    cross-entropy of each class's logit, and "accuracy" (what the epoch is chosen by) the micro F1
+    of the classes over 0.5.
+
     With ``config.val_fraction`` > 0 a stratified part of the rows is held out; the weights of the
     epoch with the best validation accuracy are kept, and training stops after
     ``config.patience`` epochs without improvement. If that part would hold fewer than
@@ -68,7 +72,8 @@ def fit_network(
     dev = resolve_device(device)
     expand = expand or (lambda t: t)
     Xt = torch.from_numpy(np.ascontiguousarray(X))
-    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    multilabel = np.ndim(y) == 2
+    yt = torch.from_numpy(np.asarray(y, dtype=np.float32 if multilabel else np.int64))
     train_idx, val_idx = _validation_split(y, config.val_fraction, seed, config.min_val_per_class)
     if prepare and getattr(net, "wants_prepare", False):
         net.prepare(expand(Xt[train_idx]))
@@ -84,7 +89,7 @@ def fit_network(
     steps_per_epoch = -(-len(train_idx) // config.batch_size)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
              if config.schedule == "cosine" else None)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
     history: dict = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "device": str(dev)}
     best = (-1.0, float("inf"))
     best_state, best_epoch, waited = None, 0, 0
@@ -121,7 +126,7 @@ def fit_network(
             if sched:
                 sched.step()
             total += loss.item() * len(idx)
-            correct += float((logits.argmax(1) == yb).sum())
+            correct += _hits(logits.detach(), yb)
         history["loss"].append(total / len(order))
         history["accuracy"].append(correct / len(order))
         if len(val_idx):
@@ -176,7 +181,7 @@ def _fit_full_batch(net: nn.Module, X: torch.Tensor, y: torch.Tensor, config: Tr
     decayed = [p for p in params if p.dim() > 1]
     opt = torch.optim.LBFGS(params, lr=config.lr, max_iter=config.epochs, history_size=20, tolerance_grad=1e-9,
                             tolerance_change=1e-12, line_search_fn="strong_wolfe")
-    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum") if y.dim() == 2 else nn.CrossEntropyLoss(reduction="sum")
     n = len(y)
 
     def closure() -> torch.Tensor:
@@ -196,8 +201,8 @@ def _fit_full_batch(net: nn.Module, X: torch.Tensor, y: torch.Tensor, config: Tr
     opt.step(closure)
     with torch.no_grad():
         logits = torch.cat([net(expand(X[i : i + config.batch_size]).to(dev)) for i in range(0, n, config.batch_size)])
-        loss = float(nn.functional.cross_entropy(logits, y.to(dev)))
-        accuracy = float((logits.argmax(1).cpu() == y).float().mean())
+        loss = float(loss_fn(logits, y.to(dev))) / n
+        accuracy = _hits(logits.cpu(), y) / n
     iterations = int(opt.state[params[0]].get("n_iter", 0))
     return {"loss": [loss], "accuracy": [accuracy], "val_loss": [], "val_accuracy": [], "device": str(dev),
             "optimizer": "lbfgs", "iterations": iterations, "seconds": time.perf_counter() - t0,
@@ -221,15 +226,30 @@ def _mixed(loss_fn, logits: torch.Tensor, target: torch.Tensor, mix) -> torch.Te
     return loss if mix is None else mix[0] * loss + (1 - mix[0]) * loss_fn(logits, target[mix[1]])
 
 
+def _hits(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Right answers in a batch: rows whose top class is the label; with several labels a row
+    (2-D ``y``), the batch's micro F1 over 0.5 times its rows (so that sums over batches average)."""
+    if y.dim() == 1:
+        return float((logits.argmax(1) == y).sum())
+    pred, true = logits > 0, y > 0.5
+    tp = float((pred & true).sum())
+    denom = float(pred.sum() + true.sum())
+    return len(y) * (2 * tp / denom if denom else 1.0)
+
+
 @torch.no_grad()
 def _score(net: nn.Module, X: torch.Tensor, y: torch.Tensor, dev, expand) -> tuple[float, float]:
     net.eval()
     logits = torch.cat([net(expand(X[i : i + 256]).to(dev)).cpu() for i in range(0, len(X), 256)])
+    if y.dim() == 2:
+        return float(nn.functional.binary_cross_entropy_with_logits(logits, y)), _hits(logits, y) / len(y)
     return float(nn.functional.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
 def _validation_split(y: np.ndarray, fraction: float, seed: int, min_per_class: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     n = len(y)
+    if np.ndim(y) == 2:  # several labels a row: stratified by each row's first class (or none)
+        y = np.where(y.any(axis=1), y.argmax(axis=1) + 1, 0)
     counts = np.bincount(y)
     if fraction <= 0 or fraction * n < min_per_class * np.count_nonzero(counts):
         return torch.arange(n), torch.arange(0)
