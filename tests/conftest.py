@@ -98,3 +98,42 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 def error_lines(stderr: str) -> list[str]:
     """stderr lines that are not library chatter (mpg123 warnings about mp3 headers)."""
     return [l for l in stderr.splitlines() if l.strip() and "mpg123" not in l and "Xing" not in l]
+
+
+@pytest.fixture(scope="session")
+def mixture_data(tone_data, tmp_path_factory) -> Path:
+    """Multi-label clips: 60 mixtures of 1-3 of tone_data's tones (sine, square, saw) in 3-s
+    clips, with manifest.csv (labels joined by ';') and activity.csv (data.mixtures)."""
+    from instrec.data import load_dataset
+    from instrec.data.mixtures import mix_clips
+
+    root = tmp_path_factory.mktemp("mixtures")
+    mix_clips(load_dataset(tone_data).clips, root, n=60, min_instruments=1, max_instruments=3, seconds=3.0, sr=SR,
+              seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def multilabel_model(mixture_data, tmp_path_factory) -> Path:
+    """A cnn-multi model folder trained a few epochs on mixture_data (classes saw, sine, square)."""
+    from dataclasses import replace
+
+    from instrec.pipeline import train_model
+    from instrec.recipes import get_recipe
+
+    recipe = get_recipe("cnn-multi")
+    recipe = replace(recipe, train=replace(recipe.train, epochs=12, batch_size=8, patience=0))
+    out = tmp_path_factory.mktemp("multilabel") / "model"
+    train_model(mixture_data, recipe=recipe, out=out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def duet_recording(tmp_path_factory) -> Path:
+    """12 s: a sine alone (0-4 s), sine and saw together (4-8 s), the saw alone (8-12 s)."""
+    sine = np.concatenate([tone("sine", 440.0, 1.0, seed=k) for k in range(8)])
+    saw = np.concatenate([tone("saw", 196.0, 1.0, seed=k) for k in range(8)])
+    y = np.zeros(12 * SR, np.float32)
+    y[: 8 * SR] += sine
+    y[4 * SR :] += saw
+    return write(tmp_path_factory.mktemp("duet") / "duet.wav", 0.7 * y)

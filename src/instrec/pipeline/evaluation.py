@@ -16,8 +16,10 @@ from ..evaluate import compute_metrics, write_report
 from ..features import compact_dtype, expand
 from ..fileio import writing
 from ..inference import Model, load_model
-from .common import DataOptions, Progress, extract_rows, split_words
+from .common import DataOptions, Progress, bar, extract_rows, score_multilabel, split_words
 from .training import SPLIT_FILE
+
+FRAME_SECONDS = 0.1  # the frames timelines are scored in against activity tables
 
 
 def evaluate_model(
@@ -59,11 +61,14 @@ def evaluate_model(
         split = info.get("training", {}).get("split", {})
         words = split_words(split.get("method"), split.get("group_by"))
         scope = f"held-back test split of the training data ({words}, seed {split.get('seed')})"
-    X, ok, bad = extract_rows(clips, model.feature, options, progress, "features")
+    if model.multilabel:
+        metrics, ok, bad = _score_multilabel(model, clips, ds.roots, progress)
+    else:
+        X, ok, bad = extract_rows(clips, model.feature, options, progress, "features")
+        truth = [clips[i].label for i in ok]
+        metrics = compute_metrics(truth, _proba(model, X), model.classes, families=model.families,
+                                  min_confidence=model.min_confidence)
     skipped = ds.skipped + bad
-    truth = [clips[i].label for i in ok]
-    metrics = compute_metrics(truth, _proba(model, X), model.classes, families=model.families,
-                              min_confidence=model.min_confidence)
     context = {
         "model": str(model_dir) if model_dir else info["recipe"],
         "recipe": info["recipe"],
@@ -73,7 +78,7 @@ def evaluate_model(
         "evaluated on": scope,
         "clips": f"{len(ok)} scored of {len(clips)}, {len(skipped)} skipped",
         "sources": ", ".join(sorted({clips[i].source for i in ok})),
-        "calibration": (f"temperature {model.info['temperature']:.3g}" if model.temperature is not None
+        "calibration": "a threshold per instrument (model.json's thresholds)" if model.multilabel else (f"temperature {model.info['temperature']:.3g}" if model.temperature is not None
                         else "none (a model from before calibration: temperature 1)")
                        + (f", min_confidence {model.min_confidence:.3g}" if model.min_confidence else ", no min_confidence"),
     }
@@ -81,6 +86,46 @@ def evaluate_model(
         with writing(out):  # a full disk or a read-only folder: one line naming it (WriteError)
             write_report(out, metrics, title=f"{info['recipe']}: evaluation", context=context, skipped=skipped)
     return metrics, skipped
+
+
+def _score_multilabel(model: Model, clips, roots, progress: Progress | None):
+    """A multi-label model's scores: each clip predicted whole (a long one window by window, each
+    instrument's file-level probability its best window's), scored against the clips' labels
+    (:func:`score_multilabel`); where the data has ``activity.csv``, also frame-level F1 of the
+    timelines against it, in frames of :data:`FRAME_SECONDS`. Returns ``(metrics, ok, skipped)``."""
+    from ..data.activity import ACTIVITY_NAME, activity_matrix, read_activity
+    from ..errors import InstrecError
+    from ..evaluate import frame_scores
+    from ..timeline import frames
+
+    spans = {}
+    for root in roots:
+        if (Path(root) / ACTIVITY_NAME).is_file():
+            spans.update({str((Path(root) / p).resolve()): v for p, v in read_activity(Path(root) / ACTIVITY_NAME).items()})
+    update = bar(progress, "predicting", len(clips))
+    ok, skipped, P, true_frames, pred_frames = [], [], [], [], []
+    for i, clip in enumerate(clips):
+        try:
+            pred = model.predict_file(clip.path)
+        except InstrecError as e:
+            skipped.append((str(clip.path), str(e).removeprefix(f"{clip.path}: ")))
+        else:
+            ok.append(i)
+            P.append([pred.probabilities[c] for c in model.classes])
+            key = str(clip.path.resolve())
+            if key in spans:
+                n = int(np.ceil(pred.duration / FRAME_SECONDS))
+                true_frames.append(activity_matrix(spans[key], model.classes, n_frames=n, hop_seconds=FRAME_SECONDS))
+                pred_frames.append(frames(pred, model.classes, hop_seconds=FRAME_SECONDS, n_frames=n))
+        if update:
+            update(i + 1, len(clips))
+    P = np.array(P, dtype=np.float64).reshape(len(ok), len(model.classes))
+    metrics = score_multilabel([clips[i].label for i in ok], P, model.classes, model.info["thresholds"])
+    if true_frames:
+        metrics["frames"] = {**frame_scores(np.concatenate(true_frames), np.concatenate(pred_frames),
+                                            classes=model.classes),
+                             "hop_seconds": FRAME_SECONDS, "clips": len(true_frames)}
+    return metrics, ok, skipped
 
 
 def _proba(model: Model, X: np.ndarray, batch: int = 256) -> np.ndarray:
