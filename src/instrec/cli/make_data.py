@@ -1,13 +1,15 @@
-"""The commands that make data: render (notes), render-music (music, who plays when), spectrograms (images)."""
+"""The commands that make data: render (notes), render-music (music, who plays when), mix (notes mixed, who
+plays when), spectrograms (images)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 from ..display import progress_bars as _progress, report_skipped as _report_skipped
-from .common import AudioFormat, ImageMode, _examples, _need, app
+from .common import ALIAS_OPT, LABELS_OPT, MANIFEST_OPT, AudioFormat, ImageMode, LabelMode, _examples, _need, app
 
 
 @app.command(epilog=_examples(
@@ -82,6 +84,38 @@ def render_music(
     typer.echo(f"wrote {rep.n_written} excerpts of {seconds:g} s to {out_dir} ({', '.join(rep.sources)}); "
                f"instruments heard: {', '.join(f'{k} {v}' for k, v in rep.per_class.items())}")
     _report_skipped(rep.skipped)
+
+
+@app.command(epilog=_examples(
+    ("instrec mix notes/ mixtures --n 500", "500 mixtures of 2-3 of the notes' instruments, 3 s each"),
+    ("instrec mix ../shared/data/london_phill_dataset_multi real-mixtures --n 300", "mixtures of real notes: a proxy for chamber music"),
+    ("instrec mix notes/ solos-and-duets --min 1 --max 2 --seconds 5", ""),
+))
+def mix(
+    data: list[Path] = typer.Argument(..., metavar="DATA...", help="folders of labelled single-instrument clips (as train reads them)"),
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="folder for the mixtures, manifest.csv and activity.csv"),
+    n: int = typer.Option(100, "--n", min=1, metavar="N", help="mixtures to write"),
+    min_instruments: int = typer.Option(2, "--min", min=1, metavar="K", help="fewest instruments in a mixture"),
+    max_instruments: int = typer.Option(3, "--max", min=1, metavar="K", help="most instruments in a mixture"),
+    seconds: float = typer.Option(3.0, metavar="S", help="mixture length in seconds"),
+    sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second"),
+    fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
+    seed: int = typer.Option(0, metavar="N", help="same seed, identical files"),
+    labels: LabelMode = LABELS_OPT,
+    manifest: Optional[Path] = MANIFEST_OPT,
+    alias: Optional[List[str]] = ALIAS_OPT,
+):
+    """Mix single-instrument clips into clips where several play (random instruments, onsets and levels), with who plays when."""
+    from ..data.folder import load_dataset, parse_aliases
+    from ..data.mixtures import mix_clips
+
+    ds = load_dataset(data, labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []))
+    with _progress() as progress:
+        rep = mix_clips(ds.clips, out_dir, n=n, min_instruments=min_instruments, max_instruments=max_instruments,
+                        seconds=seconds, sr=sample_rate, fmt=fmt.value, seed=seed, progress=progress("mixing", n))
+    typer.echo(f"wrote {rep.written} mixtures of {seconds:g} s to {out_dir}; instruments: "
+               f"{', '.join(f'{k} {v}' for k, v in rep.labels.items())}")
+    _report_skipped(ds.skipped + rep.skipped)
 
 
 @app.command()

@@ -68,7 +68,7 @@ WET = (0.0, 0.35)
 RELEASE = 1.0  # s rendered after each note-off
 LEAD_IN = 4.0  # s: notes that start this long before the excerpt may still sound in it
 MAX_SHIFT = 2  # octaves a voice may be moved to fit an instrument
-PIECE_CACHE = 32
+PIECE_CACHE = 256  # parsed scores kept: notes only, a few kB each; parsing is most of an excerpt's time
 VOICE_EXCLUDE = frozenset({"timpani"})  # plays only where a part names it: no melody line fits a drum
 
 # Part names of the corpus that are instruments under another name; the rest go through
@@ -141,7 +141,9 @@ def list_pieces(pieces: str | Sequence[str]) -> list[tuple[str, list[tuple[str, 
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in SCORE_SUFFIXES) if path.is_dir() else [path]
             if not found:
                 raise ParameterError(f"{name}: no score files ({', '.join(SCORE_SUFFIXES)}) in it")
-            out.append((name, [(p.with_suffix("").name, p) for p in found]))
+            # a folder's pieces are named by their path in it: nested works keep their movements together
+            out.append((name, [((p.relative_to(path) if path.is_dir() else Path(p.name)).with_suffix("").as_posix(), p)
+                               for p in found]))
         else:
             raise ParameterError(f"pieces: {name!r} is neither a set ({', '.join(['all', *PIECE_SETS])}) nor a path")
     return out
@@ -186,8 +188,13 @@ def read_piece(path: str | Path, piece_id: str | None = None) -> Piece:
     if not parts:
         raise DataError(f"{path}: no parts with notes")
     pid = piece_id or path.with_suffix("").name
-    group = re.sub(r"/movement\w*$", "", pid)  # the movements of a work stay together
-    return Piece(pid, group, tuple(parts), max(float((p.notes[:, 0] + p.notes[:, 1]).max()) for p in parts))
+    return Piece(pid, work_of(pid), tuple(parts), max(float((p.notes[:, 0] + p.notes[:, 1]).max()) for p in parts))
+
+
+def work_of(piece_id: str) -> str:
+    """The work a piece belongs to (a manifest's ``group``): its id without ``/movementN``, so
+    that the movements of a work stay together."""
+    return re.sub(r"/movement\w*$", "", piece_id)
 
 
 def render_music(

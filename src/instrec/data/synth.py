@@ -105,6 +105,16 @@ def select_soundfonts(soundfont) -> tuple[dict[str, Path], list[tuple[str, str]]
         raise ParameterError(f"soundfont must be a name or a path to an .sf2/.sf3 file, got {soundfont!r}")
     if is_all(soundfont):
         return _all_soundfonts(soundfont.strip().lower() == EVERYTHING)
+    if isinstance(soundfont, str) and "," in soundfont:  # several libraries: "fluidr3,freepats,tonejs"
+        fonts, missing = {}, []
+        for name in (s.strip() for s in soundfont.split(",")):
+            if name:
+                found, lost = select_soundfonts(name)
+                fonts.update(found)
+                missing += lost
+        if not fonts:
+            raise ParameterError(f"soundfont {soundfont!r} names no library")
+        return fonts, missing
     if isinstance(soundfont, str) and not _looks_like_path(soundfont):
         name = _known_name(soundfont)
         if name in SAMPLER_NAMES:
