@@ -143,3 +143,11 @@ def test_cli_mix_train_group_split_and_evaluate(tone_data, tmp_path):
     r = run_cli("evaluate", tmp_path / "model", tmp_path / "mix", "--out", tmp_path / "rep")
     assert r.returncode == 0, r.stderr
     assert "mAP" in r.stdout and "frame-level F1" in r.stdout
+
+
+def test_crossval_of_a_multilabel_recipe_is_refused_before_any_work(mixture_data):
+    from instrec.errors import ParameterError
+    from instrec.pipeline import cross_validate
+
+    with pytest.raises(ParameterError, match="multi-label"):
+        cross_validate(mixture_data, recipe="cnn-multi", cv=2)

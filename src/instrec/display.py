@@ -24,7 +24,9 @@ def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig,
     """PNG bytes: the dB mel spectrogram of ``y`` (sampled at ``feature.sr``) above the probability of
     each class per window (one line per class, silent windows left blank).
 
-    A short recording without windows shows its probabilities as one bar per class instead.
+    A short recording without windows shows its probabilities as one bar per class instead. A
+    multi-label prediction also gets a piano-roll between the two, on the spectrogram's time axis:
+    one row per instrument heard, a bar over each of its segments.
     """
     import matplotlib
     import numpy as np
@@ -38,26 +40,39 @@ def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig,
     f = feature
     S_db = mel_spectrogram_db(y, sr=f.sr, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels, top_db=f.top_db)
     classes = list(prediction.probabilities)
+    colours = {c: f"C{i % 10}" for i, c in enumerate(classes)}  # an instrument's colour in every panel
     duration = len(y) / f.sr
-    fig, (ax_s, ax_p) = plt.subplots(2, 1, figsize=(10, 6), sharex=prediction.is_timeline,
-                                     gridspec_kw={"height_ratios": [3, 2]}, constrained_layout=True)
-    librosa.display.specshow(S_db, sr=f.sr, hop_length=f.hop_length, x_axis="time", y_axis="mel", ax=ax_s)
     name = Path(prediction.path).name if prediction.path else "recording"
-    ax_s.set_title(title or f"{name}: {prediction.label}")
+    if prediction.is_multilabel:
+        heard = prediction.instruments
+        rows = max(len(heard), 1)
+        fig, (ax_s, ax_r, ax_p) = plt.subplots(3, 1, figsize=(10, 6.5 + 0.3 * rows), constrained_layout=True,
+                                               gridspec_kw={"height_ratios": [3, 0.3 * rows + 0.4, 2]})
+        ax_r.sharex(ax_s)
+        if prediction.is_timeline:
+            ax_p.sharex(ax_s)
+        answer = ", ".join(t.label for t in heard) or "no instrument heard"
+    else:
+        fig, (ax_s, ax_p) = plt.subplots(2, 1, figsize=(10, 6), sharex=prediction.is_timeline,
+                                         gridspec_kw={"height_ratios": [3, 2]}, constrained_layout=True)
+        answer = prediction.label
+    librosa.display.specshow(S_db, sr=f.sr, hop_length=f.hop_length, x_axis="time", y_axis="mel", ax=ax_s)
+    ax_s.set_title(title or f"{name}: {answer}")
     ax_s.set_xlabel("")
+    if prediction.is_multilabel:
+        _piano_roll(ax_r, prediction, colours, duration)
     if prediction.is_timeline:
         centres = np.array([(w.start + w.end) / 2 for w in prediction.windows])
         for c in classes:
             p = np.array([w.probabilities[c] if w.probabilities else np.nan for w in prediction.windows])
-            ax_p.plot(centres, p, marker=".", label=c)
-        for s in prediction.segments:
-            if s.label == "silence":
-                ax_p.axvspan(s.start, s.end, color="0.9", zorder=0)
+            ax_p.plot(centres, p, marker=".", label=c, color=colours[c])
+        _shade_silence(ax_p, prediction)
         ax_p.set_xlim(0, duration)
         ax_p.set_xlabel("time (s)")
         ax_p.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     else:
-        ax_p.bar(classes, [prediction.probabilities[c] for c in classes], color="tab:blue")
+        ax_p.bar(classes, [prediction.probabilities[c] for c in classes],
+                 color=[colours[c] for c in classes] if prediction.is_multilabel else "tab:blue")
         ax_p.tick_params(axis="x", labelrotation=30)
     ax_p.set_ylim(0, 1.02)
     ax_p.set_ylabel("probability")
@@ -65,6 +80,30 @@ def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig,
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def _piano_roll(ax, prediction: Prediction, colours: dict[str, str], duration: float) -> None:
+    """A multi-label prediction's instruments heard, one row each (the likeliest on top), a bar over
+    each segment; silent windows shaded as in the probability panel."""
+    heard = prediction.instruments
+    for i, t in enumerate(heard):
+        ax.broken_barh([(a, b - a) for a, b in t.segments], (i - 0.4, 0.8), color=colours.get(t.label, "C0"))
+    if not heard:
+        ax.text(0.5, 0.5, "no instrument heard", transform=ax.transAxes, ha="center", va="center", color="0.4")
+    _shade_silence(ax, prediction)
+    ax.set_yticks(range(len(heard)), [t.label for t in heard])
+    ax.set_ylim(max(len(heard), 1) - 0.5, -0.5)  # the first row on top
+    ax.set_xlim(0, duration)
+    if prediction.is_timeline:  # the probability panel below carries the time labels
+        ax.tick_params(axis="x", labelbottom=False)
+    else:
+        ax.set_xlabel("time (s)")
+
+
+def _shade_silence(ax, prediction: Prediction) -> None:
+    for s in prediction.segments or []:
+        if s.label == "silence":
+            ax.axvspan(s.start, s.end, color="0.9", zorder=0)
 
 
 def write_timeline(model, prediction: Prediction, out: str | os.PathLike) -> None:
@@ -78,14 +117,21 @@ def write_timeline(model, prediction: Prediction, out: str | os.PathLike) -> Non
 
 def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
     """Predictions as ``instrec predict`` prints them: ``table`` (as wide as the terminal), ``json``
-    or ``csv``, listing the top ``k`` classes of each, and each answer's family."""
+    or ``csv``, listing the top ``k`` classes of each, and each answer's family.
+
+    A multi-label model's predictions are listed by the instruments heard and when
+    (:func:`multilabel_table`, :func:`multilabel_csv`); ``k`` then applies to JSON's ``top`` only."""
     if fmt == "json":
         return json.dumps([{**r.to_dict(), "top": [[c, p] for c, p in r.top(k)]} for r in results], indent=2) + "\n"
+    multilabel = any(r.is_multilabel for r in results)
     k = min(k, len(results[0].probabilities)) if results else k
     if fmt == "csv":
-        return predictions_csv(results, k)
+        return multilabel_csv(results) if multilabel else predictions_csv(results, k)
     from rich.console import Console
     from rich.table import Column, Table
+
+    if multilabel:
+        return multilabel_table(results)
 
     by_family = bool(results) and results[0].level == "family"
     what = "family" if by_family else "instrument"
@@ -107,6 +153,62 @@ def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
                 seg.add_row(f"{s.start:.2f}", f"{s.end:.2f}", s.label, "" if s.probability is None else f"{s.probability:.1%}")
             console.print(seg)
     return console.file.getvalue()
+
+
+def multilabel_table(results: Sequence[Prediction]) -> str:
+    """A multi-label model's predictions as a table: per file, each instrument heard (the likeliest
+    first) with its probability and when it plays, or "no instrument heard"; then, per windowed
+    file, who plays when (runs of windows with the same instruments)."""
+    from rich.console import Console
+    from rich.table import Column, Table
+
+    # the answer is the set heard with its times: no single label, which would hide the others
+    table = Table(Column("file", overflow="fold"), "instrument", "family", Column("p", justify="right"),
+                  Column("when", overflow="fold"))
+    for r in results:
+        heard = r.instruments or []
+        if not heard:
+            table.add_row(r.path, "no instrument heard", "", "", "", end_section=True)
+        for i, t in enumerate(heard):
+            table.add_row(r.path if i == 0 else "", t.label, t.family, f"{t.probability:.2f}",
+                          ", ".join(f"{clock(a)}-{clock(b)}" for a, b in t.segments), end_section=i == len(heard) - 1)
+    console = Console(file=io.StringIO(), width=terminal_width(), force_terminal=False)
+    console.print(table)
+    for r in results:
+        if r.is_timeline:
+            console.print(f"\n{r.path}: {len(r.windows)} windows of {r.window:g} s, hop {r.hop:g} s", markup=False,
+                          highlight=False, soft_wrap=True)
+            when = Table("from", "to", Column("instruments", overflow="fold"))
+            for a, b, who in who_plays_when(r):
+                when.add_row(clock(a), clock(b), who)
+            console.print(when)
+    return console.file.getvalue()
+
+
+def who_plays_when(prediction: Prediction) -> list[tuple[float, float, str]]:
+    """``(start, end, instruments)`` of each run of a windowed multi-label prediction's windows
+    with the same active set, over the stretches the windows stand for
+    (:func:`instrec.timeline.window_tiles`), so the runs tile the recording; ``instruments``:
+    the active set joined by ", ", "silence" or "none"."""
+    from .timeline import window_tiles
+
+    tiles = window_tiles([(w.start, w.end) for w in prediction.windows], prediction.duration or prediction.windows[-1].end)
+    runs: list[tuple[float, float, str]] = []
+    for (a, b), w in zip(tiles, prediction.windows):
+        who = "silence" if w.silent else (", ".join(w.active or []) or "none")
+        if runs and runs[-1][2] == who:
+            runs[-1] = (runs[-1][0], float(b), who)
+        else:
+            runs.append((float(a), float(b), who))
+    return runs
+
+
+def clock(seconds: float) -> str:
+    """``m:ss.s`` (``h:mm:ss.s`` from an hour): a time in a recording, to a tenth of a second."""
+    tenths = int(round(seconds * 10))  # rounded first, so that 59.96 s is 1:00.0, not 0:60.0
+    m, t = divmod(tenths, 600)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{t / 10:04.1f}" if h else f"{m}:{t / 10:04.1f}"
 
 
 def terminal_width() -> int:
@@ -152,6 +254,33 @@ def predictions_csv(results: Sequence[Prediction], k: int) -> str:
             w.writerow([r.path, f"{start:.3f}", f"{end:.3f}", label, *fam(family), int(silent)]
                        + [f"{probs[c]:.6f}" if c in probs else "" for c in classes]
                        + fam_p(win.family_probabilities if win else r.family_probabilities))
+    return buf.getvalue()
+
+
+def multilabel_csv(results: Sequence[Prediction]) -> str:
+    """A multi-label model's predictions, one row per window (a file without windows: one row):
+    ``path, start, end, active, silent``, then ``p_<class>`` for every class and, at instrument
+    level, ``pf_<family>``. ``active``: the instruments over their thresholds, joined by ';' (empty
+    when none is, or the window is silent)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    by_family = results[0].level == "family"
+    classes = list(results[0].probabilities)
+    families = [] if by_family else list(results[0].family_probabilities or {})
+    w.writerow(["path", "start", "end", "active", "silent"] + [f"p_{c}" for c in classes] + [f"pf_{f}" for f in families])
+    for r in results:
+        if r.is_timeline:
+            rows = [(win.start, win.end, win.active, win.silent, win.probabilities, win.family_probabilities)
+                    for win in r.windows]
+        else:  # a short file is one window: its instruments heard, in the classes' order as a window's are
+            heard = {t.label for t in r.instruments or []}
+            rows = [(0.0, r.duration or 0.0, [c for c in classes if c in heard] + sorted(heard - set(classes)), False,
+                     r.probabilities, r.family_probabilities)]
+        for start, end, active, silent, probs, fprobs in rows:
+            probs, fprobs = probs or {}, fprobs or {}
+            w.writerow([r.path, f"{start:.3f}", f"{end:.3f}", ";".join(active or []), int(silent)]
+                       + [f"{probs[c]:.6f}" if c in probs else "" for c in classes]
+                       + [f"{fprobs[f]:.6f}" if f in fprobs else "" for f in families])
     return buf.getvalue()
 
 

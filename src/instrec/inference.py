@@ -16,6 +16,7 @@ computed by one code path whichever engine runs the network.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -304,7 +305,12 @@ class Model:
         duration = len(y) / sr
         # a multi-label file holds each instrument heard anywhere: its best window, never an average
         label, probs, family, families = self._answer(P.max(axis=0) if self.multilabel else P.mean(axis=0))
-        heard = tracks(windows, self.classes, self._family_of, duration) if self.multilabel else None
+        heard = None
+        if self.multilabel:  # from the instruments' probabilities, whatever level the windows answer at
+            rows = dict(zip(loud, P))
+            own = [dataclasses.replace(w, probabilities=dict(zip(self.classes, map(float, rows[i])))) if i in rows else w
+                   for i, w in enumerate(windows)]
+            heard = tracks(own, self.classes, self._family_of, duration)
         return Prediction(path, label, probs, duration=duration,
                           windows=windows, segments=merge_segments(windows, duration=duration),
                           window=window, hop=hop, family=family, family_probabilities=families, level=self.level,

@@ -228,9 +228,16 @@ def evaluate(
     with _progress() as progress:
         m, skipped = evaluate_model(str(model_dir), data, out=out, options=_data_options(labels, manifest, alias, jobs, no_cache),
                                     classes=classes, progress=progress)
-    typer.echo(f"accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
-               f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])}, ECE {fmt_num(m['ece'])} on {m['n']} clips; families: accuracy "
-               f"{fmt_pct(m['family']['accuracy'])}, macro F1 {fmt_num(m['family']['macro_f1'])}; report in {out}")
+    if m.get("multilabel"):
+        frames = m.get("frames")
+        typer.echo(f"mAP {fmt_num(m['map'])}, micro F1 {fmt_num(m['micro_f1'])}, macro F1 {fmt_num(m['macro_f1'])}, "
+                   f"exact match {fmt_pct(m['exact_match'])} on {m['n']} clips"
+                   + (f"; frame-level F1 {fmt_num(frames['f1'])} against activity.csv" if frames else "")
+                   + f"; report in {out}")
+    else:
+        typer.echo(f"accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
+                   f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])}, ECE {fmt_num(m['ece'])} on {m['n']} clips; families: accuracy "
+                   f"{fmt_pct(m['family']['accuracy'])}, macro F1 {fmt_num(m['family']['macro_f1'])}; report in {out}")
     if m.get("unknown_classes"):
         typer.echo("not scored, classes the model does not know: "
                    + ", ".join(f"{c} ({n} clips)" for c, n in m["unknown_classes"].items()), err=True)
@@ -241,6 +248,7 @@ def evaluate(
     ("instrec predict recording.mp3", "the shipped model"),
     ("instrec predict model recordings/ --format csv", "a model of yours, every file of a folder"),
     ("instrec predict concert.flac --window 3 --plot timeline.png", "a timeline, drawn"),
+    ("instrec predict multilabel-model quartet.wav", "a cnn-multi model: who plays when"),
     ("instrec predict recordings/ --log results.jsonl", "run again to finish an interrupted batch"),
 ))
 def predict(
@@ -248,10 +256,11 @@ def predict(
                                        "'shipped'; none: the shipped model), then audio files or folders (recursive)"),
     model: Optional[Path] = typer.Option(None, "--model", "-m", metavar="MODEL", help="model folder written by train, an exported .onnx file, or 'shipped' (the default)"),
     fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table, json or csv"),
-    top_k: int = typer.Option(3, "--top-k", min=1, metavar="K", help="how many classes to list per file"),
+    top_k: int = typer.Option(3, "--top-k", min=1, metavar="K", help="how many classes to list per file (a multi-label "
+                              "model lists every instrument heard)"),
     window: Optional[float] = typer.Option(None, "--window", metavar="S", help="analyse in sliding windows of this many seconds (default: files longer than 1.5 model windows are windowed at the model's window)"),
     hop: Optional[float] = typer.Option(None, "--hop", metavar="S", help="step between windows in seconds (default: half the window)"),
-    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="PNG: mel spectrogram with the class probabilities over time (one file only)"),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="PNG: mel spectrogram with the class probabilities over time, and a multi-label model's instruments as a piano-roll (one file only)"),
     engine: EngineName = typer.Option(EngineName.auto, "--engine", help="auto (onnxruntime where the model carries a current model.onnx, else torch), torch, or onnx"),
     log: Optional[Path] = typer.Option(None, "--log", metavar="FILE.jsonl", help="JSON Lines file: one line per file as it is done; run again to finish an interrupted batch"),
     classes: Optional[str] = CLASSES_OPT,
@@ -259,7 +268,10 @@ def predict(
     min_confidence: Optional[float] = typer.Option(None, "--min-confidence", min=0.0, max=1.0, metavar="P", help="answer unknown when the "
                                                    "likeliest class's probability is below P (default: the model's own; 0: never for doubt)"),
 ):
-    """Predict the instrument of each recording; long recordings get a timeline of windows and segments."""
+    """Predict the instrument of each recording; long recordings get a timeline of windows and segments.
+
+    A multi-label model answers with every instrument heard and when it plays (table: its segments;
+    csv: one row per window with the active instruments; json: instruments and each window's active set)."""
     from ..errors import ParameterError
 
     if model is None:

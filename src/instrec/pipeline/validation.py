@@ -13,6 +13,7 @@ from ..classifier import InstrumentClassifier
 from ..data.splits import KFold, LeaveOneSourceOut
 from ..evaluate import SUMMARY_METRICS, crossval_markdown
 from ..fileio import write_json, write_text, writing
+from ..errors import ParameterError
 from ..recipes import Recipe
 from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, dataset_features, fit_and_score,
                      init_record, load_base_model, need_two_classes, read_families, resolve_recipe,
@@ -60,6 +61,9 @@ def cross_validate(
     init = load_base_model(init)
     check_keep_classes(keep_classes, init)
     recipe = resolve_recipe(recipe, init)
+    if recipe.model.multilabel:  # its folds would need multi-label summaries and tables: not built yet
+        raise ParameterError(f"cross-validation takes single-label recipes; {recipe.name} is multi-label: use "
+                             "train --split group and evaluate on held-out data")
     ds = options.load(data)
     need_two_classes(ds.labels, "the data")
     splitter.check(ds.clips)  # fail before the features are computed

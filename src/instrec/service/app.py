@@ -4,9 +4,11 @@ Endpoints
 ---------
 ``POST /v1/predict``  multipart upload (field ``file``; optional ``window``, ``hop``, ``top_k``,
                       ``spectrogram``) -> the JSON ``instrec predict --format json`` prints for one
-                      file, with ``path`` set to the uploaded file's name
+                      file, with ``path`` set to the uploaded file's name; a multi-label model's
+                      also holds ``instruments`` (who plays when) and each window's ``active``
 ``GET /v1/health``    liveness and the model's name
-``GET /v1/model``     classes, recipe, training and measured figures, the service's limits
+``GET /v1/model``     classes, recipe, training and measured figures, the service's limits;
+                      ``multilabel`` and, for a multi-label model, its ``thresholds``
 ``GET /``             the web page (``static/``); ``/docs`` and ``/openapi.json``: the API's description
 
 Every error a client can cause is a 4xx with ``{"error": "one line"}``: 400 a malformed request or a

@@ -72,10 +72,11 @@ _PREDICT_FORM = {
                         "description": "also return the mel spectrogram as a base64 PNG (`spectrogram.png`)"},
         "classes": {"type": "string", "example": "flute,viola,cello",
                     "description": "answer among these of the model's classes only, comma-separated "
-                                   "(their probabilities, rescaled to sum to 1)"},
+                                   "(a single-label model's probabilities are rescaled to sum to 1)"},
         "min_confidence": {"type": "number", "minimum": 0, "maximum": 1,
                            "description": "answer `unknown` when the likeliest class's probability is below this "
-                                          "(default: the model's own; 0: never for doubt); also a query parameter"},
+                                          "(default: the model's own; 0: never for doubt); also a query parameter. "
+                                          "A multi-label model uses its own per-instrument thresholds instead"},
         "level": {"type": "string", "enum": ["instrument", "family"], "default": "instrument",
                   "description": "answer with the instrument, or with its family (`label` and `probabilities` "
                                  "are then the families')"},
@@ -87,6 +88,23 @@ _PREDICT_EXAMPLE = {
     "probabilities": {"cello": 0.001, "flute": 0.97, "oboe": 0.02, "saxophone": 0.004, "trumpet": 0.003, "viola": 0.002},
     "family_probabilities": {"bowed-strings": 0.003, "woodwinds": 0.994, "brass": 0.003},
     "duration": 3.0, "top": [["flute", 0.97], ["oboe", 0.02], ["saxophone", 0.004]],
+}
+
+# A multi-label model (GET /v1/model: "multilabel": true) also says who plays when.
+_PREDICT_MULTILABEL_EXAMPLE = {
+    "path": "duet.wav", "label": "flute", "family": "woodwinds",
+    "probabilities": {"cello": 0.91, "flute": 0.97, "trumpet": 0.03},
+    "family_probabilities": {"bowed-strings": 0.91, "woodwinds": 0.97, "brass": 0.03},
+    "instruments": [{"label": "flute", "family": "woodwinds", "probability": 0.97,
+                     "segments": [{"start": 0.0, "end": 6.75}]},
+                    {"label": "cello", "family": "bowed-strings", "probability": 0.91,
+                     "segments": [{"start": 3.75, "end": 9.0}]}],
+    "duration": 9.0, "window": 3.0, "hop": 1.5,
+    "windows": [{"start": 0.0, "end": 3.0, "label": "flute", "family": "woodwinds", "active": ["flute"],
+                 "silent": False, "probabilities": {"cello": 0.08, "flute": 0.97, "trumpet": 0.01},
+                 "family_probabilities": {"bowed-strings": 0.08, "woodwinds": 0.97, "brass": 0.01}}],
+    "segments": [{"start": 0.0, "end": 9.0, "label": "flute", "probability": 0.9}],
+    "top": [["flute", 0.97], ["cello", 0.91], ["trumpet", 0.03]],
 }
 
 
@@ -121,6 +139,10 @@ def public_model_info(info: dict) -> dict:
     absolute path left in a text is replaced by ``<path>``)."""
     d = {k: info.get(k) for k in ("engine", "recipe", "classes", "all_classes", "window", "sample_rate", "feature",
                                   "families", "temperature", "min_confidence")}
+    # a page or client must know whether to expect `instruments`, and at what each one counts as heard
+    d["multilabel"] = bool(info.get("multilabel", False))
+    if d["multilabel"] and info.get("thresholds") is not None:
+        d["thresholds"] = dict(info["thresholds"])
     d["source"] = _model_name(info.get("source"))
     training = info.get("training") or {}
     public = {"summary": training_summary(info)}
@@ -190,10 +212,16 @@ def _strip_paths(x):
     description=("Multipart upload with the recording in the `file` field. Answers the JSON that "
                  "`instrec predict --format json` prints for one file (`path` is the uploaded file's "
                  "name); recordings longer than 1.5 model windows, or any with `window` set, also get "
-                 "`windows` and `segments`."),
+                 "`windows` and `segments`. A multi-label model's answer (`GET /v1/model`: `multilabel`) "
+                 "also holds `instruments`: each instrument heard, the likeliest first, with its best "
+                 "probability and the `segments` (`start`, `end` in seconds) where it plays (`[]` when "
+                 "none is heard); each window then lists the instruments over their thresholds in `active`."),
     openapi_extra={"requestBody": {"required": True,
                                    "content": {"multipart/form-data": {"schema": _PREDICT_FORM}}}},
-    responses={200: {"description": "the prediction", "content": {"application/json": {"example": _PREDICT_EXAMPLE}}},
+    responses={200: {"description": "the prediction", "content": {"application/json": {"examples": {
+                   "single-label": {"summary": "one instrument", "value": _PREDICT_EXAMPLE},
+                   "multi-label": {"summary": "who plays when (a multi-label model)",
+                                   "value": _PREDICT_MULTILABEL_EXAMPLE}}}}},
                **{code: {"model": ErrorBody, "description": text} for code, text in _ERRORS.items()}},
 )
 async def predict(request: Request) -> JSONResponse:

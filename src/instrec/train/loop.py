@@ -48,8 +48,8 @@ def fit_network(
     """Train ``net`` in place on rows ``X`` and integer labels ``y``; return its history.
 
     A 2-D ``y`` (``(n, classes)`` of 0/1) is several labels a row: the loss is then binary
-    cross-entropy of each class's logit, and "accuracy" (what the epoch is chosen by) the micro F1
-    of the classes over 0.5.
+    cross-entropy of each class's logit, "accuracy" the micro F1 of the classes over 0.5, and the
+    epoch is chosen by the validation loss.
 
     With ``config.val_fraction`` > 0 a stratified part of the rows is held out; the weights of the
     epoch with the best validation accuracy are kept, and training stops after
@@ -133,7 +133,8 @@ def fit_network(
             vloss, vacc = _score(net, Xt[val_idx], yt[val_idx], dev, expand)
             history["val_loss"].append(vloss)
             history["val_accuracy"].append(vacc)
-            if (vacc, -vloss) > (best[0], -best[1]):
+            # a multi-label network's F1 at 0.5 says little while its sigmoids are still low: its loss decides
+            if ((-vloss, vacc) > (-best[1], best[0])) if multilabel else ((vacc, -vloss) > (best[0], -best[1])):
                 best, best_epoch, waited = (vacc, vloss), epoch + 1, 0
                 best_state = copy.deepcopy(net.state_dict())
             else:

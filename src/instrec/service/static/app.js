@@ -13,7 +13,8 @@
   const MAX_RECORD_S = 60;
   const KEY_STORE = "instrec-api-key";  // sessionStorage: this tab only, gone when it closes
 
-  const state = { classes: [], limits: null, audioUrl: null, duration: 0, busy: false, recorder: null, key: "" };
+  const state = { classes: [], limits: null, audioUrl: null, duration: 0, busy: false, recorder: null, key: "",
+                  multilabel: false, thresholds: null };
 
   // ------------------------------------------------------------------------------------------
   // Helpers
@@ -102,8 +103,10 @@
       showError("");
       state.classes = info.classes;
       state.limits = info.limits;
+      state.multilabel = !!info.multilabel;
+      state.thresholds = info.thresholds || null;
       $("model-info").textContent = "Model " + info.recipe + ": " + info.classes.join(", ") +
-        " · looks at " + info.window + " s at a time";
+        (state.multilabel ? " · hears several at once" : "") + " · looks at " + info.window + " s at a time";
       $("limits-info").textContent = "Up to " + fmtBytes(info.limits.max_upload_bytes) + " and " +
         fmtLimit(info.limits.max_duration_s) + ".";
     } catch (e) {
@@ -168,9 +171,13 @@
     $("result").hidden = false;
     state.duration = result.duration || 0;
     $("file-duration").textContent = state.duration ? "(" + fmtTime(state.duration) + ")" : "";
-    drawVerdict(result);
-    drawBars(result.probabilities, result.label);
+    const multi = Array.isArray(result.instruments);  // a multi-label model's answer
+    if (multi) drawHeard(result); else drawVerdict(result);
+    // thresholds are per instrument: at family level the bars are families, without one
+    drawBars(result.probabilities, result.label, multi && result.level !== "family" ? state.thresholds : null);
+    $("bars-caption").textContent = multi ? "Each instrument's probability, at its best" : "Class probabilities";
     drawSpectrogram(result.spectrogram);
+    drawPianoRoll(result);
     drawTimeline(result);
     $("result").dataset.label = result.label;
   }
@@ -207,7 +214,35 @@
       ? "Families: " + fams.slice(0, 4).map(([f, q]) => words(f) + " " + pct(q)).join(" · ") : "";
   }
 
-  function drawBars(probs, top) {
+  // A multi-label model's verdict: every instrument heard ("Heard saw, sine and square"), or
+  // "No instrument heard" with the closest guess.
+  function drawHeard(result) {
+    const verdict = $("verdict");
+    const heard = result.instruments;
+    verdict.classList.toggle("unknown", !heard.length);
+    verdict.classList.remove("low");
+    $("result-label").style.color = "";
+    $("result-family").textContent = "";
+    if (!heard.length) {
+      const best = Object.entries(result.probabilities).filter(([c]) => c !== UNKNOWN).sort((a, b) => b[1] - a[1])[0];
+      $("result-lead").textContent = "";
+      $("result-lead").hidden = true;
+      $("result-label").textContent = "No instrument heard";
+      $("result-prob").textContent = best ? "closest: " + words(best[0]) + ", " + pct(best[1]) : "";
+    } else {
+      const names = heard.map((t) => words(t.label));
+      $("result-lead").hidden = false;
+      $("result-lead").textContent = "Heard";
+      $("result-label").textContent = names.length > 1
+        ? names.slice(0, -1).join(", ") + " and " + names[names.length - 1] : names[0];
+      $("result-prob").textContent = heard.length > 1 ? "(" + heard.length + " instruments)" : pct(heard[0].probability);
+    }
+    const fams = Object.entries(result.family_probabilities || {}).sort((a, b) => b[1] - a[1]);
+    $("family-line").textContent = result.level !== "family" && fams.length > 1
+      ? "Families: " + fams.slice(0, 4).map(([f, q]) => words(f) + " " + pct(q)).join(" · ") : "";
+  }
+
+  function drawBars(probs, top, thresholds) {
     const svg = $("bars");
     svg.replaceChildren();
     const rows = Object.entries(probs).sort((a, b) => b[1] - a[1]);
@@ -222,7 +257,14 @@
       el("rect", { x: labelW, y: y + 4, width: barW, height: rowH - 8, fill: "#eef0f3", rx: 3 }, g);
       el("rect", { x: labelW, y: y + 4, width: Math.max(1, barW * p), height: rowH - 8, fill: colour(name), rx: 3 }, g);
       el("text", { x: labelW + barW + 6, y: y + 17, "class": "pct" }, g).textContent = pct(p);
-      el("title", {}, g).textContent = name + ": " + (100 * p).toFixed(2) + "%";
+      const t = thresholds ? thresholds[name] : null;
+      let note = "";
+      if (t != null) {  // a dashed mark where the instrument counts as heard
+        el("line", { x1: labelW + barW * t, x2: labelW + barW * t, y1: y + 1, y2: y + rowH - 1, "class": "threshold",
+                     "data-threshold": t }, g);
+        note = (p >= t ? ", heard (threshold " : ", not heard (threshold ") + pct(t) + ")";
+      }
+      el("title", {}, g).textContent = name + ": " + (100 * p).toFixed(2) + "%" + note;
     });
   }
 
@@ -250,6 +292,51 @@
     const raw = d / n;
     const steps = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300];
     return steps.find((s) => s >= raw) || 600;
+  }
+
+  function fmtSpan(s) { return fmtTime(s.start) + "–" + fmtTime(s.end); }
+
+  // A multi-label model's "who plays when": one row per instrument heard (its name, best
+  // probability and times written out, so that nothing is told by colour alone) with a bar over
+  // each of its segments, on the same time axis as the timeline below it.
+  function drawPianoRoll(result) {
+    const fig = $("pianoroll-figure");
+    const svg = $("pianoroll");
+    svg.replaceChildren();
+    const tracks = result.instruments;
+    if (!Array.isArray(tracks)) { fig.hidden = true; return; }
+    fig.hidden = false;
+    $("pianoroll-empty").hidden = tracks.length > 0;
+    $("pianoroll-wrap").hidden = !tracks.length;
+    $("pianoroll-info").textContent = tracks.length
+      ? "(" + tracks.length + " instrument" + (tracks.length === 1 ? "" : "s") + " heard)" : "";
+    if (!tracks.length) return;
+    const d = result.duration || Math.max(...tracks.flatMap((t) => t.segments.map((s) => s.end)), 1e-3);
+    const W = Math.max(300, Math.round(svg.getBoundingClientRect().width) || 1000);
+    const labelH = 16, laneH = 20, rowH = labelH + laneH + 6, H = tracks.length * rowH + 16;
+    const x = (t) => W * Math.min(Math.max(t, 0), d) / d;
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    svg.setAttribute("aria-label", "who plays when: " + tracks.map((t) =>
+      words(t.label) + " " + t.segments.map(fmtSpan).join(", ")).join("; "));
+    tracks.forEach((t, i) => {
+      const y = i * rowH;
+      const g = el("g", { "class": "track", "data-label": t.label, "data-probability": t.probability.toFixed(4) }, svg);
+      const text = el("text", { x: 2, y: y + 12, "class": "track-label" }, g);
+      text.textContent = words(t.label) + " " + pct(t.probability);
+      el("tspan", { "class": "track-detail", dx: 8 }, text).textContent = t.segments.map(fmtSpan).join(", ");
+      el("rect", { x: 0, y: y + labelH, width: W, height: laneH, fill: "#f0f2f5", rx: 3 }, g);
+      for (const s of t.segments) {
+        const bar = el("rect", { "class": "note", x: x(s.start), y: y + labelH + 2, width: Math.max(2, x(s.end) - x(s.start)),
+                                 height: laneH - 4, fill: colour(t.label), rx: 3, "data-start": s.start, "data-end": s.end }, g);
+        el("title", {}, bar).textContent = words(t.label) + " " + fmtSpan(s);
+      }
+    });
+    const step = niceStep(d, 8);
+    for (let k = 0; k * step <= d + 1e-9; k++) {
+      const t = k * step;
+      el("text", { x: x(t), y: H - 3, fill: "#5f6b7a", "text-anchor": t === 0 ? "start" : (t / d > 0.95 ? "end" : "middle") },
+         svg).textContent = fmtTime(t);
+    }
   }
 
   function drawTimeline(result) {
@@ -319,7 +406,7 @@
   function updatePlayhead() {
     const player = $("player");
     const d = state.duration || player.duration;
-    for (const id of ["spec-playhead", "timeline-playhead"]) {
+    for (const id of ["spec-playhead", "timeline-playhead", "pianoroll-playhead"]) {
       const ph = $(id);
       if (!d || !isFinite(d) || $("result").hidden) { ph.style.display = "none"; continue; }
       ph.style.display = player.currentTime > 0 ? "block" : "none";
@@ -460,6 +547,7 @@
     for (const ev of ["play", "seeked", "timeupdate", "ended", "pause"]) player.addEventListener(ev, updatePlayhead);
     $("spec-wrap").addEventListener("click", (e) => seekFromClick(e, $("spec-wrap")));
     $("timeline").addEventListener("click", (e) => seekFromClick(e, $("timeline")));
+    $("pianoroll").addEventListener("click", (e) => seekFromClick(e, $("pianoroll")));
     $("key-form").addEventListener("submit", (e) => {
       e.preventDefault();
       const key = $("key-input").value.trim();

@@ -1,0 +1,170 @@
+"""``instrec predict`` with a multi-label model, run as a user runs it: who plays when, in the
+table, CSV, JSON (also resumed from --log) and the --plot piano-roll.
+
+The duet (conftest.duet_recording): sine alone 0-4 s, sine and saw 4-8 s, saw alone 8-12 s. The
+little model also hears a square over the saw, so the tests check the sine and the saw, and that
+every output says what the JSON says."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import run_cli
+
+CLASSES = ["saw", "sine", "square"]
+
+
+def cells(table: str) -> list[list[str]]:
+    """The rows of a rich table's body as lists of stripped cells, the header left out."""
+    body = table.split("┡", 1)[1]
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in body.splitlines() if line.startswith("│")]
+
+
+def clock(seconds: float) -> str:
+    """The table's time (m:ss.s), written independently of instrec.display.clock."""
+    tenths = round(seconds * 10)
+    return f"{tenths // 600}:{tenths % 600 // 10:02d}.{tenths % 10}"
+
+
+@pytest.fixture(scope="module")
+def duet_json(multilabel_model, duet_recording) -> dict:
+    r = run_cli("predict", multilabel_model, duet_recording, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    (res,) = json.loads(r.stdout)
+    return res
+
+
+def test_json_has_instruments_and_active_windows(duet_json, multilabel_model):
+    res = duet_json
+    tracks = {t["label"]: t for t in res["instruments"]}
+    assert set(tracks) <= set(CLASSES) and {"sine", "saw"} <= set(tracks)
+    # the file's answer is the set heard with their times: the sine from the start, the saw to the end
+    sine, saw = tracks["sine"]["segments"], tracks["saw"]["segments"]
+    assert sine[0]["start"] == 0.0 and 4.0 <= sine[-1]["end"] <= 10.5  # it plays 0-8 s; windows are 3 s
+    assert saw[-1]["end"] == 12.0 and saw[0]["start"] >= 1.5
+    thresholds = json.loads((multilabel_model / "model.json").read_text())["thresholds"]
+    assert len(res["windows"]) == 7
+    for w in res["windows"]:  # each window's active set: the instruments over their thresholds
+        assert w["active"] == [c for c in CLASSES if w["probabilities"][c] >= thresholds[c]]
+    # a window of the sine alone, and one where both play
+    assert any("sine" in w["active"] and "saw" not in w["active"] for w in res["windows"])
+    assert any({"sine", "saw"} <= set(w["active"]) for w in res["windows"])
+
+
+def test_table_lists_instruments_heard_with_times(duet_json, multilabel_model, duet_recording):
+    r = run_cli("predict", multilabel_model, duet_recording)
+    assert r.returncode == 0, r.stderr
+    files, when = r.stdout.split("\n\n", 1)
+    rows = cells(files)
+    assert [row[0] for row in rows] == [str(duet_recording)] + [""] * (len(rows) - 1)  # one file, a row per instrument
+    # not one averaged label with runners-up: every instrument heard, its probability and its segments
+    assert "#2" not in files and "when" in files
+    expected = [[t["label"], t["family"], f"{t['probability']:.2f}",
+                 ", ".join(f"{clock(s['start'])}-{clock(s['end'])}" for s in t["segments"])]
+                for t in duet_json["instruments"]]
+    assert [row[1:] for row in rows] == expected
+    sine = next(row for row in rows if row[1] == "sine")
+    assert sine[4].startswith("0:00.0-")
+    # then who plays when: the runs tile the recording, and the sine and the saw play together
+    assert "7 windows of 3 s, hop 1.5 s" in when
+    runs = cells(when)
+    assert runs[0][0] == "0:00.0" and runs[-1][1] == "0:12.0"
+    assert all(a[1] == b[0] for a, b in zip(runs, runs[1:]))
+    assert runs[0][2] == "sine"
+    assert any({"saw", "sine"} <= set(run[2].split(", ")) for run in runs)
+
+
+def test_csv_one_row_per_window(duet_json, multilabel_model, duet_recording, tmp_path):
+    r = run_cli("predict", multilabel_model, duet_recording, "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    header = r.stdout.splitlines()[0].split(",")
+    assert header[:5] == ["path", "start", "end", "active", "silent"]
+    assert header[5:8] == [f"p_{c}" for c in CLASSES]
+    assert len(rows) == len(duet_json["windows"]) == 7
+    for row, w in zip(rows, duet_json["windows"]):
+        assert row["path"] == str(duet_recording)
+        assert (float(row["start"]), float(row["end"])) == pytest.approx((w["start"], w["end"]), abs=1e-3)
+        assert row["active"] == ";".join(w["active"])
+        for c in CLASSES:
+            assert float(row[f"p_{c}"]) == pytest.approx(w["probabilities"][c], abs=1e-5)
+    assert rows[0]["active"] == "sine" and rows[-1]["active"].split(";") >= ["saw"]
+
+    # a short recording has no windows: one row for the file, its instruments heard
+    y, sr = sf.read(duet_recording, dtype="float32")
+    short = tmp_path / "sine3.wav"
+    sf.write(short, y[: 3 * sr], sr)
+    ref = json.loads(run_cli("predict", multilabel_model, short, "--format", "json").stdout)[0]
+    assert "windows" not in ref and ref["instruments"]
+    r = run_cli("predict", multilabel_model, short, "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    (row,) = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert (row["start"], row["end"]) == ("0.000", "3.000")
+    assert row["active"].split(";") == [c for c in CLASSES if c in {t["label"] for t in ref["instruments"]}]
+    assert "sine" in row["active"].split(";")
+
+
+def test_resumed_log_reproduces_instruments_and_active(duet_json, multilabel_model, duet_recording, tmp_path):
+    log = tmp_path / "results.jsonl"
+    first = run_cli("predict", multilabel_model, duet_recording, "--format", "json", "--log", log)
+    assert first.returncode == 0, first.stderr
+    (line,) = log.read_text().splitlines()
+    assert json.loads(line)["instruments"] == duet_json["instruments"]
+    assert [w["active"] for w in json.loads(line)["windows"]] == [w["active"] for w in duet_json["windows"]]
+    again = run_cli("predict", multilabel_model, duet_recording, "--format", "json", "--log", log)
+    assert again.returncode == 0, again.stderr
+    assert len(log.read_text().splitlines()) == 1  # read back from the log, not predicted again
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+    assert json.loads(again.stdout)[0]["instruments"] == duet_json["instruments"]
+    table = run_cli("predict", multilabel_model, duet_recording, "--log", log)  # the table from the log too
+    assert [row[1] for row in cells(table.stdout.split("\n\n")[0])] == [t["label"] for t in duet_json["instruments"]]
+
+
+def bar_columns(img: np.ndarray, colour: str) -> np.ndarray:
+    """The x of the picture's columns holding a tall run of ``colour`` (a piano-roll bar, not the
+    thin probability line or its dots of the same colour)."""
+    rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+    return np.flatnonzero((np.all(img[:, :, :3] == rgb, axis=2)).sum(axis=0) >= 20)
+
+
+def test_plot_draws_a_piano_roll(duet_json, multilabel_model, duet_recording, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "duet.png"
+    r = run_cli("predict", multilabel_model, duet_recording, "--plot", out)
+    assert r.returncode == 0, r.stderr
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and 20_000 < len(data) < 2_000_000
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert img.shape[1] == 1000 and 700 <= img.shape[0] <= 900  # 10 in wide, taller than a plot without a roll
+    # matplotlib's first colours, in the classes' order: saw C0, sine C1
+    saw, sine = bar_columns(img, "#1f77b4"), bar_columns(img, "#ff7f0e")
+    assert len(saw) and len(sine)
+    assert sine[0] < saw[0] and sine[-1] < saw[-1]  # the sine starts first, the saw plays to the end
+    span = {t["label"]: t["segments"][-1]["end"] - t["segments"][0]["start"] for t in duet_json["instruments"]}
+    assert (sine[-1] - sine[0]) / (saw[-1] - saw[0]) == pytest.approx(span["sine"] / span["saw"], rel=0.05)
+
+
+def test_no_instrument_heard(multilabel_model, duet_recording, tmp_path):
+    model = tmp_path / "deaf"
+    shutil.copytree(multilabel_model, model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["thresholds"] = {c: 1.0 for c in CLASSES}  # no probability reaches 1: nothing is heard
+    (model / "model.json").write_text(json.dumps(meta))
+    res = json.loads(run_cli("predict", model, duet_recording, "--format", "json").stdout)[0]
+    assert res["instruments"] == [] and all(w["active"] == [] for w in res["windows"])
+    r = run_cli("predict", model, duet_recording)
+    assert r.returncode == 0, r.stderr
+    assert cells(r.stdout.split("\n\n")[0]) == [[str(duet_recording), "no instrument heard", "", "", ""]]
+    assert [run[2] for run in cells(r.stdout.split("\n\n", 1)[1])] == ["none"]
+    r = run_cli("predict", model, duet_recording, "--format", "csv", "--plot", tmp_path / "deaf.png")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == 7 and all(row["active"] == "" for row in rows)
+    assert (tmp_path / "deaf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
