@@ -105,11 +105,12 @@ def test_cli_group_split_records_group_by(sources, tmp_path):
     [
         (["train", "{d}", "--cv", "3", "--out", "{tmp}/m"], 2, ["--cv", "--out"]),
         (["train", "{d}"], 2, ["--out"]),
-        (["train", "{d}", "--split", "group", "--out", "{tmp}/m"], 2, ["--group-by"]),
+        # --split group alone keeps the manifest's groups together: clips without one are named
+        (["train", "{d}", "--split", "group", "--out", "{tmp}/m"], 1, ["group", ".wav"]),
         (["train", "{d}", "--cv", "1"], 2, ["k ≥ 2"]),
         (["train", "{d}", "--group-by", "player", "--out", "{tmp}/m"], 1, ["player", ".wav"]),
     ],
-    ids=["cv-with-out", "no-out", "group-without-key", "cv-1", "missing-column"],
+    ids=["cv-with-out", "no-out", "group-without-groups", "cv-1", "missing-column"],
 )
 def test_cli_errors_are_one_line(sources, tmp_path, capsys, args, code, words):
     from instrec.cli import main

@@ -17,7 +17,7 @@ from ..errors import InstrecError
 
 
 RECIPE_HELP = ("recipe name: seed-spectrogram, seed-mfcc (the tutorial's), mfcc-stats (your own real recordings), "
-               "mfcc-linear (a linear classifier on the same summary), cnn (across sources)")
+               "mfcc-linear (a linear classifier on the same summary), cnn (across sources), cnn-multi (several instruments at once)")
 RECIPE_DEFAULT_HELP = RECIPE_HELP + f" \\[default: {DEFAULT_RECIPE}]"  # escaped: rich markup takes [default: x] for a tag
 GROUP_BY_HELP = ("keep each group on one side: pitch, pitch_class, source, group or a manifest column "
                  "(--split group alone: group, the manifest's column; render-music's pieces)")
