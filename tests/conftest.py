@@ -23,6 +23,10 @@ os.environ["INSTREC_CACHE"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 REAL_DATA = ROOT.parent / "shared" / "data" / "london_phill_dataset_multi"
+# the web page's tests: a real headless Chromium (fake media devices for the microphone button)
+CHROMIUM = Path(os.environ.get("INSTREC_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 
 
 def real_data_or_skip() -> Path:
@@ -137,3 +141,17 @@ def duet_recording(tmp_path_factory) -> Path:
     y[: 8 * SR] += sine
     y[4 * SR :] += saw
     return write(tmp_path_factory.mktemp("duet") / "duet.wav", 0.7 * y)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set INSTREC_CHROMIUM)")
+    with sync_api.sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        except Exception as e:  # a Chromium that cannot start here (no sandbox support, ...)
+            pytest.skip(f"Chromium at {CHROMIUM} does not start: {str(e).splitlines()[0]}")
+        yield b
+        b.close()

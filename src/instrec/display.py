@@ -127,7 +127,6 @@ def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
     k = min(k, len(results[0].probabilities)) if results else k
     if fmt == "csv":
         return multilabel_csv(results) if multilabel else predictions_csv(results, k)
-    from rich.console import Console
     from rich.table import Column, Table
 
     if multilabel:
@@ -142,24 +141,19 @@ def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
         others = [(c, q) for c, q in r.top(k) if c != r.label][: k - 1]
         table.add_row(r.path, r.label if p is None else f"{r.label} ({p:.1%})", *([] if by_family else [r.family or ""]),
                       *(f"{c} ({q:.1%})" for c, q in others))
-    console = Console(file=io.StringIO(), width=terminal_width(), force_terminal=False)
-    console.print(table)
-    for r in results:
-        if r.is_timeline:
-            console.print(f"\n{r.path}: {len(r.windows)} windows of {r.window:g} s, hop {r.hop:g} s", markup=False,
-                          highlight=False, soft_wrap=True)
-            seg = Table("from (s)", "to (s)", what, "mean p")
-            for s in r.segments:
-                seg.add_row(f"{s.start:.2f}", f"{s.end:.2f}", s.label, "" if s.probability is None else f"{s.probability:.1%}")
-            console.print(seg)
-    return console.file.getvalue()
+    def segments(r: Prediction) -> Table:
+        seg = Table("from (s)", "to (s)", what, "mean p")
+        for s in r.segments:
+            seg.add_row(f"{s.start:.2f}", f"{s.end:.2f}", s.label, "" if s.probability is None else f"{s.probability:.1%}")
+        return seg
+
+    return _with_timelines(table, results, segments)
 
 
 def multilabel_table(results: Sequence[Prediction]) -> str:
     """A multi-label model's predictions as a table: per file, each instrument heard (the likeliest
     first) with its probability and when it plays, or "no instrument heard"; then, per windowed
     file, who plays when (runs of windows with the same instruments)."""
-    from rich.console import Console
     from rich.table import Column, Table
 
     # the answer is the set heard with its times: no single label, which would hide the others
@@ -172,16 +166,26 @@ def multilabel_table(results: Sequence[Prediction]) -> str:
         for i, t in enumerate(heard):
             table.add_row(r.path if i == 0 else "", t.label, t.family, f"{t.probability:.2f}",
                           ", ".join(f"{clock(a)}-{clock(b)}" for a, b in t.segments), end_section=i == len(heard) - 1)
+    def runs(r: Prediction) -> Table:
+        when = Table("from", "to", Column("instruments", overflow="fold"))
+        for a, b, who in who_plays_when(r):
+            when.add_row(clock(a), clock(b), who)
+        return when
+
+    return _with_timelines(table, results, runs)
+
+
+def _with_timelines(table, results: Sequence[Prediction], per_file) -> str:
+    """``table`` printed, then for each windowed result its windows and ``per_file(result)``'s table."""
+    from rich.console import Console
+
     console = Console(file=io.StringIO(), width=terminal_width(), force_terminal=False)
     console.print(table)
     for r in results:
         if r.is_timeline:
             console.print(f"\n{r.path}: {len(r.windows)} windows of {r.window:g} s, hop {r.hop:g} s", markup=False,
                           highlight=False, soft_wrap=True)
-            when = Table("from", "to", Column("instruments", overflow="fold"))
-            for a, b, who in who_plays_when(r):
-                when.add_row(clock(a), clock(b), who)
-            console.print(when)
+            console.print(per_file(r))
     return console.file.getvalue()
 
 

@@ -10,7 +10,6 @@ same file, and for their shape: the service must carry the timeline, not improve
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -28,8 +27,6 @@ from instrec.service import create_app, running  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 # The same browser, flags and skips as test_webpage.py.
-CHROMIUM = Path(os.environ.get("INSTREC_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TIMEOUT_MS = 30_000
 DUET_SECONDS = 12.0
 
@@ -191,20 +188,6 @@ def test_single_label_model_is_unchanged(duet_recording, tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # The web page: the piano-roll
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set INSTREC_CHROMIUM)")
-    with sync_api.sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        except Exception as e:  # a Chromium that cannot start here (no sandbox support, ...)
-            pytest.skip(f"Chromium at {CHROMIUM} does not start: {str(e).splitlines()[0]}")
-        yield b
-        b.close()
 
 
 def open_page(browser, base_url: str):

@@ -6,7 +6,6 @@ scripts/screenshots.py.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -26,9 +25,6 @@ from instrec.service.app import STATIC  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "test-artifacts"
-CHROMIUM = Path(os.environ.get("INSTREC_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 TIMEOUT_MS = 30_000
 
 
@@ -70,20 +66,6 @@ def test_page_and_assets_are_served_locally(base_url):
 
 # ---------------------------------------------------------------------------------------------
 # In the browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set INSTREC_CHROMIUM)")
-    with sync_api.sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        except Exception as e:  # a Chromium that cannot start here (no sandbox support, ...)
-            pytest.skip(f"Chromium at {CHROMIUM} does not start: {str(e).splitlines()[0]}")
-        yield b
-        b.close()
 
 
 @pytest.fixture
