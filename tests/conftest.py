@@ -155,3 +155,51 @@ def browser():
             pytest.skip(f"Chromium at {CHROMIUM} does not start: {str(e).splitlines()[0]}")
         yield b
         b.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """A real Ray cluster of this machine: a head on 127.0.0.1 with 2 CPUs, started by ``ray start``
+    as a user would; yields its address (``127.0.0.1:PORT``). Stopped by killing what it started
+    (everything naming its own temp folder), not by ``ray stop``, which stops every Ray of the user's."""
+    import time
+
+    pytest.importorskip("ray", reason="Ray is instrec's [cluster] extra")
+    ray_bin = Path(sys.executable).with_name("ray")
+    port = _free_port()
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    # Ray puts a node on the machine's network address, 127.0.0.1 refused, unless told it is not
+    # building a cluster of machines; and a client of ``ray start``'s token-authenticated head
+    # says so (the token is ~/.ray/auth_token, which ray start writes)
+    saved = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE")}
+    os.environ.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token")
+    log = tmp_path_factory.mktemp("ray") / "head.log"
+    head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop():
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        subprocess.run(["pkill", "-KILL", "-f", temp], check=False)
+        head.kill()
+        head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while b"Ray runtime started" not in log.read_bytes():
+        if head.poll() is not None or time.monotonic() > deadline:
+            stop()
+            pytest.fail(f"ray start did not start a head: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    yield address
+    stop()

@@ -17,7 +17,7 @@ RANKS = {
     "instrec.data": 2, "instrec.features": 3, "instrec.decision": 3, "instrec.calibration": 3, "instrec.timeline": 3, "instrec.augment": 4, "instrec.models": 4, "instrec.recipes": 5,
     "instrec.train": 6, "instrec.classifier": 7, "instrec.engines": 8, "instrec.export": 9, "instrec.evaluate": 9,
     "instrec.inference": 10, "instrec.display": 11, "instrec.spectrograms": 11, "instrec.pipeline": 11,
-    "instrec.demo": 12, "instrec.service": 12, "instrec.cli": 13, "instrec.__main__": 14, "instrec": 14,
+    "instrec.demo": 12, "instrec.service": 12, "instrec.cluster": 12, "instrec.cli": 13, "instrec.__main__": 14, "instrec": 14,
 }
 
 

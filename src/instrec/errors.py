@@ -63,7 +63,7 @@ def skip_entry(error: InstrecError, path) -> tuple[str, str]:
 # The optional parts of instrec and the packages each brings (pyproject.toml's extras).
 EXTRAS = {"torch": "train", "safetensors": "train", "onnx": "train", "fluidsynth": "render", "music21": "render", "fastapi": "serve",
           "uvicorn": "serve", "starlette": "serve", "multipart": "serve", "python_multipart": "serve",
-          "matplotlib": "plot"}
+          "matplotlib": "plot", "ray": "cluster", "pyarrow": "cluster"}
 
 
 def missing_extra(error: ImportError) -> str | None:

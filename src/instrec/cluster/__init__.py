@@ -1,0 +1,70 @@
+"""Beyond one machine: batch tagging, rendering and the feature cache's fill step on a Ray cluster.
+
+``ray_session(address)`` connects (or starts a local Ray on 127.0.0.1 for the run); the modules
+here hand instrec's own functions to Ray's workers, so a cluster computes exactly what one
+process would. Training on several processes (DDP) lives with the training loop
+(:mod:`instrec.train.distributed`); its launcher is ``instrec train --nproc``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from ..errors import ParameterError
+
+__all__ = ["ray_session", "cluster_cpus"]
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, *, num_cpus: int | None = None):
+    """Connect to the Ray cluster at ``address`` for the block, then disconnect.
+
+    ``None`` or ``"local"``: start a Ray of this machine's own for the run (head on 127.0.0.1,
+    ``num_cpus`` workers' worth of CPUs, default all), stopped at the end. ``"auto"``: the
+    cluster ``ray start`` started on this machine (or ``RAY_ADDRESS``). ``host:port`` or
+    ``ray://host:port``: that cluster. Already connected (a ``ray job submit`` script that called
+    ``ray.init``): that connection, left open.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
+        raise ParameterError(f"num_cpus must be a positive number of CPUs; got {num_cpus!r}")
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": False, "configure_logging": True}
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if address in (None, "", "local"):
+        kwargs = dict(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", num_cpus=num_cpus)
+    else:
+        if num_cpus is not None:
+            raise ParameterError("num_cpus applies to a local Ray started for the run; a cluster has its own")
+        kwargs = dict(address=address)
+    try:
+        ray.init(**kwargs, **quiet)
+    except ConnectionError as e:
+        raise ParameterError(f"cannot reach the Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
+    _quiet_data()
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def cluster_cpus() -> int:
+    """The CPUs of the connected cluster (at least 1)."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _quiet_data() -> None:
+    """Ray Data's progress bars and per-run banners would bury instrec's own output."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
