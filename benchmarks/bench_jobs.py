@@ -57,11 +57,12 @@ def calibrate(jobs: int, n: int = 400, repeat: int = 3) -> dict:
 
     from threadpoolctl import threadpool_limits
 
-    from instrec.features.pool import _context, _init_worker, _keep_heap
+    from instrec.features.pool import init_worker, pool_context
+    from instrec.memory import keep_heap
 
-    _keep_heap()  # the workers' malloc settings, in this process too
+    keep_heap()  # the workers' malloc settings, in this process too
     serial, pooled = [], []
-    with ProcessPoolExecutor(jobs, mp_context=_context(), initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=pool_context(), initializer=init_worker) as pool:
         pids = set(pool.map(_started, range(jobs)))  # every worker started and warm
         for _ in range(repeat):
             t0 = time.perf_counter()

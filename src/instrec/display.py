@@ -122,7 +122,7 @@ def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
     A multi-label model's predictions are listed by the instruments heard and when
     (:func:`multilabel_table`, :func:`multilabel_csv`); ``k`` then applies to JSON's ``top`` only."""
     if fmt == "json":
-        return json.dumps([{**r.to_dict(), "top": [[c, p] for c, p in r.top(k)]} for r in results], indent=2) + "\n"
+        return json.dumps([r.to_row(k) for r in results], indent=2) + "\n"
     multilabel = any(r.is_multilabel for r in results)
     k = min(k, len(results[0].probabilities)) if results else k
     if fmt == "csv":

@@ -124,6 +124,11 @@ class Prediction:
                    family_probabilities=_floats(d.get("family_probabilities")), level=d.get("level", "instrument"),
                    instruments=[Track.from_dict(t) for t in d["instruments"]] if d.get("instruments") is not None else None)
 
+    def to_row(self, k: int) -> dict:
+        """What ``instrec predict --format json`` lists for the file: :meth:`to_dict` and ``top``,
+        the ``k`` likeliest classes as ``[class, probability]`` pairs."""
+        return {**self.to_dict(), "top": [[c, p] for c, p in self.top(k)]}
+
     def to_dict(self) -> dict:
         d = {"path": self.path, "label": self.label}
         if self.family is not None:

@@ -250,9 +250,12 @@ def evaluate(
     ("instrec predict concert.flac --window 3 --plot timeline.png", "a timeline, drawn"),
     ("instrec predict multilabel-model quartet.wav", "a cnn-multi model: who plays when"),
     ("instrec predict recordings/ --log results.jsonl", "run again to finish an interrupted batch"),
+    ("instrec predict archive/ --jobs 0 --format csv", "one process per core"),
+    ("instrec predict model s3://bucket/archive --ray auto --log tags.jsonl --out tags.parquet",
+     "on the Ray cluster 'ray start' made here"),
 ))
 def predict(
-    paths: List[Path] = typer.Argument(..., metavar="[MODEL] PATH...", help="a model first (a folder written by train, a .onnx file, or "
+    paths: List[str] = typer.Argument(..., metavar="[MODEL] PATH...", help="a model first (a folder written by train, a .onnx file, or "
                                        "'shipped'; none: the shipped model), then audio files or folders (recursive)"),
     model: Optional[Path] = typer.Option(None, "--model", "-m", metavar="MODEL", help="model folder written by train, an exported .onnx file, or 'shipped' (the default)"),
     fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table, json or csv"),
@@ -267,6 +270,13 @@ def predict(
     level: Level = typer.Option(Level.instrument, "--level", help="answer with the instrument, or with its family (the family's probability: the sum of its instruments')"),
     min_confidence: Optional[float] = typer.Option(None, "--min-confidence", min=0.0, max=1.0, metavar="P", help="answer unknown when the "
                                                    "likeliest class's probability is below P (default: the model's own; 0: never for doubt)"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=0, metavar="N", help="processes predicting at once, each with its own "
+                                       "copy of the model (default 1; 0: one per core); with --ray, actors (default: one per CPU of the cluster)"),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help="predict on a Ray cluster (Ray Data, an actor pool): "
+                                      "alone or 'local', a Ray of this machine started for the run; 'auto', the one 'ray start' made "
+                                      "here; host:port or ray://host:port. Paths may then be URLs the workers can read (s3://, gs://...)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="FILE", help="also write the results to FILE, one row per file "
+                                       "with the fields of --format json: .jsonl or .parquet"),
 ):
     """Predict the instrument of each recording; long recordings get a timeline of windows and segments.
 
@@ -274,9 +284,10 @@ def predict(
     csv: one row per window with the active instruments; json: instruments and each window's active set)."""
     from ..errors import ParameterError
 
+    paths = [p if "://" in p else Path(p) for p in paths]  # a URL as written (a Path would fold its '//')
     if model is None:
         model, paths = _model_argument(paths)
-    if plot is not None and (len(paths) != 1 or paths[0].is_dir()):
+    if plot is not None and (len(paths) != 1 or isinstance(paths[0], str) or paths[0].is_dir()):
         raise ParameterError("--plot draws one recording: name exactly one audio file")
     if plot is not None:
         _need("matplotlib")
@@ -287,9 +298,29 @@ def predict(
     from ..pipeline import predict_paths
 
     window, hop = check_window(window, hop)
+    if out is not None and out.suffix.lower() not in (".jsonl", ".parquet"):
+        raise ParameterError(f"--out {out}: write .jsonl or .parquet (by the file's suffix)")
+    if out is not None and out.suffix.lower() == ".parquet":
+        _need("pyarrow")
+    runner, listed = None, []
+    if ray is not None:
+        _need("ray")
+        from ..cluster.tagging import expand_urls, ray_runner
+
+        runner = ray_runner(ray, workers=jobs or None)
+        paths, listed = expand_urls(paths)
+    elif any("://" in str(p) for p in paths):
+        raise ParameterError("URLs are read by the workers of a Ray cluster: add --ray (alone: a Ray of this machine)")
     net = load_model(model, engine=engine.value, classes=classes, min_confidence=min_confidence, level=level.value)
     with _progress() as progress:
-        results, skipped = predict_paths(net, paths, window=window, hop=hop, log=log, progress=progress)
+        results, skipped = predict_paths(net, paths, window=window, hop=hop, log=log, progress=progress,
+                                         jobs=1 if jobs is None else jobs, runner=runner)
+    skipped = listed + skipped
+    if out is not None:
+        from ..pipeline import write_results
+
+        write_results(results, out, top_k=top_k)
+        typer.echo(f"results: {out}", err=True)
     if results or fmt is not OutFormat.table:  # json and csv stay parseable ([] or a header); a table would be empty
         typer.echo(format_predictions(results, fmt.value, top_k), nl=False)
     if plot is not None and results:
@@ -300,7 +331,7 @@ def predict(
         raise typer.Exit(1)
 
 
-def _model_argument(paths: list[Path]) -> tuple[Path | None, list[Path]]:
+def _model_argument(paths: list) -> tuple[Path | None, list]:
     """``instrec predict [MODEL] PATH...``: the model a first argument names, and the inputs.
 
     A model is a folder holding model.json, a .onnx file or 'shipped' (unless a file of that name
@@ -311,6 +342,8 @@ def _model_argument(paths: list[Path]) -> tuple[Path | None, list[Path]]:
     from ..errors import ParameterError
 
     first = paths[0]
+    if isinstance(first, str):  # a URL: an input
+        return None, paths
     named = ((first / "model.json").is_file() or (first.suffix.lower() == ".onnx" and first.is_file())
              or (str(first) == "shipped" and not first.exists()))
     if named:
@@ -406,6 +439,16 @@ def demo(
     typer.echo(report.read_text())
 
 
+def _bare_ray(args: list[str]) -> list[str]:
+    """``--ray`` given alone (last, or before another option) means a Ray of this machine: ``--ray local``."""
+    out = []
+    for i, a in enumerate(args):
+        out.append(a)
+        if a == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append("local")
+    return out
+
+
 # every command's help the same way, serve's too
 for _info in app.registered_commands:
     if _info.cls is TyperCommand:  # typer's default
@@ -417,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:  # the command itself, not a caller embedding main() (tests, scripts)
         quiet_decoder_messages()
     try:
-        app(args=argv, prog_name="instrec")
+        app(args=_bare_ray(sys.argv[1:] if argv is None else list(argv)), prog_name="instrec")
     except InstrecError as e:
         print(f"instrec: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 
 from ..errors import ParameterError
 
@@ -27,6 +28,9 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
     ``ray://host:port``: that cluster. Already connected (a ``ray job submit`` script that called
     ``ray.init``): that connection, left open.
     """
+    if address in (None, "", "local"):
+        # a Ray of this machine stays on 127.0.0.1: Ray otherwise puts its node on the network address
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
@@ -48,7 +52,9 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
         raise ParameterError(f"cannot reach the Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
     _quiet_data()
     try:
-        yield ray
+        # Ray's own notices (a worker that died, a task retried) go to stderr: stdout is the results'
+        with contextlib.redirect_stdout(sys.stderr):
+            yield ray
     finally:
         ray.shutdown()
 
@@ -67,4 +73,4 @@ def _quiet_data() -> None:
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)

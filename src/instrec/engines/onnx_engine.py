@@ -103,11 +103,16 @@ def _ort_reason(e: Exception) -> str:
 
 
 def _default_threads() -> int:
-    """The CPUs this process may use, at most 4: the network is small, more threads only contend."""
+    """The CPUs this process may use, at most 4: the network is small, more threads only contend.
+    ``OMP_NUM_THREADS``, where set, caps it: a pool's workers (and Ray's, which sets it to a
+    worker's CPUs) already fill the cores."""
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    if cap.isdigit() and int(cap) > 0:
+        n = min(n, int(cap))
     return max(1, min(4, n))
 
 
@@ -161,6 +166,8 @@ class OnnxEngine:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ParameterError(f"threads must be a positive integer; got {threads!r}")
         self.path = None if isinstance(path, (bytes, bytearray)) else path
+        self._bytes = bytes(path) if isinstance(path, (bytes, bytearray)) else None
+        self._threads = threads
         self._session = _session(path, threads)
         self.meta, self.export_info = _read_props(self._session, label)
         try:
@@ -181,6 +188,20 @@ class OnnxEngine:
         if not np.isfinite(self.predict_proba(np.zeros((1, self.feature.dim), np.float32))).all():
             raise BundleError(f"{label}: the network answers non-finite probabilities (NaN or infinite weights); "
                               "the model is damaged")
+
+    def __getstate__(self) -> dict:
+        """Pickled (to a pool's or a cluster's worker) as the graph's bytes, not the session: the
+        worker, maybe on another machine, opens its own."""
+        state = {k: v for k, v in self.__dict__.items() if k != "_session"}
+        if state["_bytes"] is None:
+            state["_bytes"] = Path(self.path).read_bytes()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._session = _session(self._bytes, self._threads)
+        if self.path is not None:
+            self._bytes = None  # the file is there to read again, should this engine travel on
 
     @property
     def info(self) -> dict:

@@ -13,9 +13,9 @@ import soxr
 from .compute import compute_compact
 from .config import FeatureConfig
 from . import parallel  # noqa: F401  the workers' tasks, imported once here rather than in each worker
-from .pool import _init_worker
+from .pool import init_worker
 
-_init_worker()  # the malloc settings, inherited by every worker forked from here
+init_worker()  # the malloc settings, inherited by every worker forked from here
 _y = (0.1 * np.sin(np.arange(22050) * 0.05)).astype(np.float32)
 compute_compact(_y, FeatureConfig(kind="mfcc"))  # float32 FFT plan, mel bank, DCT
 soxr.resample(np.concatenate([_y, _y]), 44100, 22050, quality="HQ")

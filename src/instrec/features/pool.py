@@ -47,7 +47,7 @@ class _lease:
         from concurrent.futures import ProcessPoolExecutor
 
         global _pool
-        context = _context(self.config)
+        context = pool_context(self.config)
         key = (self.workers, context.get_start_method())
         with _pool_lock:
             _stop_timer()
@@ -56,7 +56,7 @@ class _lease:
                 _pool = None
             if _pool is None:
                 _pool = (key, ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
-                                                  initializer=_init_worker))
+                                                  initializer=init_worker))
             self.pool = _pool[1]
         return self.pool
 
@@ -182,7 +182,7 @@ class _NoSlots:
         pass
 
 
-def _context(config: FeatureConfig | None = None):
+def pool_context(config: FeatureConfig | None = None):
     method = os.environ.get(START_ENV)
     available = multiprocessing.get_all_start_methods()
     if method:
@@ -199,7 +199,7 @@ def _context(config: FeatureConfig | None = None):
     return ctx
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     """A worker's setup: one thread for BLAS/OpenMP (the pool already fills the cores) and the
     malloc settings of :func:`instrec.memory.keep_heap`."""
     global _worker_limits

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..classifier import InstrumentClassifier
 from ..data.folder import find_audio
 from ..engines.torch_engine import TorchEngine
-from ..errors import InstrecError, skip_entry
+from ..errors import InstrecError, ParameterError, skip_entry
 from ..errors import WriteError
+from ..features.parallel import resolve_jobs
 from ..fileio import writing
 from ..inference import Model, check_window
 from ..results import Prediction
 from .common import Progress, bar
+
+
+Outcome = tuple[int, "Prediction | tuple[str, str]"]  # a file's index in the batch, and its prediction or (file, problem)
+Runner = Callable[["Model", Sequence[str], "float | None", "float | None"], Iterator[Outcome]]
 
 
 def predict_paths(
@@ -28,6 +34,8 @@ def predict_paths(
     hop: float | None = None,
     log: str | os.PathLike | None = None,
     progress: Progress | None = None,
+    jobs: int = 1,
+    runner: Runner | None = None,
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predict every audio file named or found (recursively) under ``paths``; bad files are skipped.
 
@@ -36,12 +44,53 @@ def predict_paths(
     already lists (from an earlier, interrupted run) are not predicted again, and a last line cut
     short by the interruption is dropped. A log that cannot be written (a full disk, a read-only
     folder) raises :class:`~instrec.errors.WriteError`, its earlier lines intact.
+    ``jobs``: processes predicting at once (0: one per core), each with its own copy of the model.
+    ``runner``: who predicts the files instead (``runner(model, files, window, hop)`` yields
+    ``(index, Prediction or (file, problem))`` in any order; :mod:`instrec.cluster` runs them on a
+    Ray cluster). The results come back in the order of the files, whoever predicted them.
     """
     window, hop = check_window(window, hop)
     if isinstance(model, InstrumentClassifier):
         model = Model(TorchEngine(model))
+    files, skipped = collect_files(paths)
+    results_log = ResultsLog(log) if log is not None else None
+    done = results_log.done if results_log else {}
+    results = [done[f] for f in files if f in done]
+    todo = [f for f in files if f not in done]
+    update = bar(progress, "predicting", len(todo))
+    if runner is None:
+        runner = _in_pool if resolve_jobs(jobs) > 1 and len(todo) > 1 else _here
+        runner = functools.partial(runner, jobs=resolve_jobs(jobs)) if runner is _in_pool else runner
+    seen = set()
+    try:
+        for n, (i, r) in enumerate(runner(model, todo, window, hop), 1):
+            if i in seen:  # a runner that retried a lost worker's files may answer one twice
+                continue
+            seen.add(i)
+            if isinstance(r, Prediction):
+                results.append(r)
+                if results_log:  # outside the skip: a log that cannot be written stops the batch (WriteError)
+                    results_log.append(r)
+            else:
+                skipped.append(r)
+            if update:
+                update(len(seen), len(todo))
+    finally:
+        if results_log:
+            results_log.close()
+    order = {f: k for k, f in enumerate(files)}
+    results.sort(key=lambda r: order.get(r.path, len(order)))
+    return results, skipped
+
+
+def collect_files(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The audio files named or found (recursively) under ``paths``, each once, and ``(path,
+    problem)`` for a path that is not there or a folder without audio."""
     files, skipped = [], []
     for p in paths:
+        if "://" in str(p):  # a URL: only a runner that reads them (the cluster's) can
+            files.append(str(p))
+            continue
         p = Path(p)
         if not p.exists() and not p.is_symlink():  # a broken link or loop: load() says which
             skipped.append((str(p), "no such file or folder"))
@@ -52,28 +101,77 @@ def predict_paths(
             files += found
         else:
             files.append(p)
-    files = list(dict.fromkeys(files))  # a file named twice (or also found in a folder) once
-    results_log = ResultsLog(log) if log is not None else None
-    done = results_log.done if results_log else {}
-    results = [done[str(f)] for f in files if str(f) in done]
-    todo = [f for f in files if str(f) not in done]
-    update = bar(progress, "predicting", len(todo))
+    return list(dict.fromkeys(str(f) for f in files)), skipped  # a file named twice (or also found in a folder) once
+
+
+def predict_one(model: Model, path: str, window: float | None, hop: float | None) -> "Prediction | tuple[str, str]":
+    """One file's prediction, or ``(file, problem)`` where it cannot be used."""
     try:
-        for i, f in enumerate(todo):
-            try:
-                r = model.predict_file(f, window=window, hop=hop)
-            except InstrecError as e:
-                skipped.append(skip_entry(e, f))
-            else:
-                results.append(r)
-                if results_log:  # outside the skip: a log that cannot be written stops the batch (WriteError)
-                    results_log.append(r)
-            if update:
-                update(i + 1, len(todo))
-    finally:
-        if results_log:
-            results_log.close()
-    return results, skipped
+        return model.predict_file(path, window=window, hop=hop)
+    except InstrecError as e:
+        return skip_entry(e, path)
+
+
+def _here(model: Model, files: Sequence[str], window, hop) -> Iterator[Outcome]:
+    for i, f in enumerate(files):
+        yield i, predict_one(model, f, window, hop)
+
+
+_worker_model: Model | None = None
+
+
+def _in_pool(model: Model, files: Sequence[str], window, hop, *, jobs: int) -> Iterator[Outcome]:
+    """The files predicted by ``jobs`` processes, each loading the model once; in order."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ..features.pool import pool_context
+
+    workers = min(jobs, len(files))
+    chunk = max(1, min(16, len(files) // (workers * 8)))
+    with ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=_start_worker, initargs=(model,)) as pool:
+        yield from enumerate(pool.map(_predict_in_worker, files, [window] * len(files), [hop] * len(files),
+                                      chunksize=chunk))
+
+
+def _start_worker(model: Model) -> None:
+    global _worker_model
+    from ..features.pool import init_worker
+
+    init_worker()  # one BLAS/onnxruntime thread: the pool fills the cores
+    _worker_model = model
+
+
+def _predict_in_worker(path: str, window, hop):
+    return predict_one(_worker_model, path, window, hop)
+
+
+RESULT_SUFFIXES = (".jsonl", ".parquet")
+
+
+def write_results(results: Sequence[Prediction], path: str | os.PathLike, *, top_k: int = 3) -> Path:
+    """Write predictions to ``path`` atomically, one row per file with the fields of ``predict
+    --format json`` (``top``: the ``top_k`` likeliest classes): JSON Lines (``.jsonl``) or Parquet
+    (``.parquet``, needs pyarrow, which the [cluster] extra brings; nested fields stay nested, and
+    ``top``'s pairs are structs of ``class`` and ``probability``)."""
+    from ..fileio import atomic_path, write_text
+
+    path = Path(path)
+    rows = [r.to_row(top_k) for r in results]
+    if path.suffix.lower() == ".jsonl":
+        write_text(path, "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in rows))
+    elif path.suffix.lower() == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for d in rows:  # Arrow's lists hold one type: a pair becomes a struct
+            d["top"] = [{"class": c, "probability": p} for c, p in d["top"]]
+        keys = list(dict.fromkeys(k for d in rows for k in d)) or ["path", "label", "probabilities"]
+        table = pa.table({k: [d.get(k) for d in rows] for k in keys}) if rows else pa.table({k: pa.array([], pa.string()) for k in keys})
+        with atomic_path(path) as tmp, writing(path):
+            pq.write_table(table, tmp)
+    else:
+        raise ParameterError(f"{path}: results are written as {' or '.join(RESULT_SUFFIXES)} (by the file's suffix)")
+    return path
 
 
 class ResultsLog:
