@@ -165,6 +165,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _descendants(pids: set[int]) -> set[int]:
+    parent = {}
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit():
+                parent[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    found, frontier = set(), set(pids)
+    while frontier:
+        frontier = {c for c, pp in parent.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
     """A real Ray cluster of this machine: a head on 127.0.0.1 with 2 CPUs, started by ``ray start``
@@ -189,7 +204,13 @@ def ray_cluster(tmp_path_factory):
     def stop():
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-        subprocess.run(["pkill", "-KILL", "-f", temp], check=False)
+        # the head's processes name the temp folder; its workers (renamed ray::...) are their children
+        ours = {int(p) for p in subprocess.run(["pgrep", "-f", temp], capture_output=True, text=True).stdout.split()}
+        for pid in sorted(ours | _descendants(ours)):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
         head.kill()
         head.wait()
         shutil.rmtree(temp, ignore_errors=True)

@@ -29,7 +29,7 @@ from .decision import (SILENCE, UNKNOWN, check_level, check_min_confidence, deci
                        resolve_families)
 from .engines import (Engine, RestrictedEngine, class_columns, is_multilabel_meta,  # noqa: F401 (restrict_proba: re-exported)
                       restrict_proba)
-from .errors import AudioError, BundleError, ParameterError
+from .errors import AudioError, BundleError, InstrecError, ParameterError, skip_entry
 from .features import FeatureConfig, compute
 from .results import Prediction, Segment, Track, Window
 from .timeline import tracks
@@ -447,6 +447,31 @@ def to_mono(y: np.ndarray) -> np.ndarray:
                              f"first, (channels, n), or last, (n, channels), with at most {MAX_CHANNELS} "
                              f"channels and more samples than channels")
     raise ParameterError(f"y must be mono audio of shape (n,), or (channels, n) or (n, channels); got shape {y.shape}")
+
+
+def predict_or_skip(model: Model, path: str | os.PathLike, *, window: float | None = None,
+                    hop: float | None = None) -> Prediction | tuple[str, str]:
+    """One file's prediction, or ``(file, problem)`` where it cannot be used: a batch goes on."""
+    try:
+        return model.predict_file(path, window=window, hop=hop)
+    except InstrecError as e:
+        return skip_entry(e, path)
+
+
+_worker_model: Model | None = None  # a pool worker's copy (instrec.pipeline.predict_paths with jobs)
+
+
+def start_worker(model: Model) -> None:
+    """A prediction pool's worker setup: one BLAS/onnxruntime thread (the pool fills the cores), the model."""
+    global _worker_model
+    from .features.pool import init_worker
+
+    init_worker()
+    _worker_model = model
+
+
+def predict_in_worker(path: str, window: float | None, hop: float | None) -> Prediction | tuple[str, str]:
+    return predict_or_skip(_worker_model, path, window=window, hop=hop)
 
 
 def check_window(window, hop) -> tuple[float | None, float | None]:

@@ -51,12 +51,31 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
     except ConnectionError as e:
         raise ParameterError(f"cannot reach the Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
     _quiet_data()
-    try:
-        # Ray's own notices (a worker that died, a task retried) go to stderr: stdout is the results'
-        with contextlib.redirect_stdout(sys.stderr):
+    with _stdout_to_stderr():  # until Ray has stopped: its last notices come as it shuts down
+        try:
             yield ray
+        finally:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Ray's own notices (a worker that died, a task retried), printed from its threads and its C++
+    core alike, go to stderr: stdout is the results'. File descriptor 1 itself is pointed at 2."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all: nothing to keep clean
+        yield
+        return
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
     finally:
-        ray.shutdown()
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def cluster_cpus() -> int:

@@ -2,7 +2,7 @@
 
 The files go through Ray Data: ``map_batches`` on a pool of actors, each holding its own copy of
 the model (loaded once per actor, one CPU and one onnxruntime thread each), decoding and
-predicting with :func:`instrec.pipeline.prediction.predict_one`, the very function a local run
+predicting with :func:`instrec.inference.predict_or_skip`, the very function a local run
 uses, so the results are the same. Results stream back to the driver, which keeps the resumable
 log of ``predict --log`` (a file already there is not predicted again) and drops a file answered
 twice (Ray retries the batch of an actor that died, on a new one).
@@ -20,16 +20,21 @@ import os
 import shutil
 import tempfile
 from pathlib import PurePosixPath
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ..audio import is_audio_path
 from ..errors import ParameterError
-from ..pipeline.prediction import Outcome, Runner, predict_one
+from ..inference import predict_or_skip
 from ..results import Prediction
 from . import cluster_cpus, ray_session
 
+if TYPE_CHECKING:  # the actors import this module: nothing they do not use (the pipeline brings scikit-learn)
+    from ..pipeline.prediction import Outcome, Runner
+
 MAX_FETCH_BYTES = 4 << 30  # a URL's file is copied to the worker's disk, never to memory, but not without end
-BATCH_FILES = 8  # files a task: a retried batch costs little, Ray's per-task overhead a few % of its work
+# files a task, at most: Ray Data's per-task cost (~10 ms) stays a few % of a batch's work (a 3-s clip
+# takes ~3 ms), and an actor lost mid-batch costs little to redo
+BATCH_FILES = 64
 
 
 def is_url(path) -> bool:
@@ -55,7 +60,7 @@ def ray_runner(address: str | None = None, *, workers: int | None = None, batch_
             items = [{"i": i, "path": str(f)} for i, f in enumerate(files)]
             ds = ray.data.from_items(items, override_num_blocks=min(-(-len(items) // batch), 10_000))
             tagged = ds.map_batches(
-                _Tagger, fn_constructor_args=(ray.put(model), window, hop), batch_size=batch, batch_format="pandas",
+                _Tagger, fn_constructor_args=(ray.put(model), window, hop), batch_size=batch, batch_format="numpy",
                 # Ray Data's actors are restarted and their batches retried when they die (its defaults)
                 compute=ray.data.ActorPoolStrategy(size=size), num_cpus=1)
             for row in tagged.iter_rows():
@@ -82,7 +87,7 @@ class _Tagger:
         out_json, problems = [], []
         for path in batch["path"]:
             r = _predict_url(self.model, path, self.window, self.hop) if is_url(path) else \
-                predict_one(self.model, path, self.window, self.hop)
+                predict_or_skip(self.model, path, window=self.window, hop=self.hop)
             if isinstance(r, Prediction):
                 out_json.append(json.dumps(r.to_dict(), ensure_ascii=False))
                 problems.append("")
@@ -106,7 +111,7 @@ def _predict_url(model, url: str, window, hop):
                     return url, f"larger than {MAX_FETCH_BYTES >> 30} GiB: not fetched"
                 tmp.write(chunk)
             tmp.flush()
-            r = predict_one(model, tmp.name, window, hop)
+            r = predict_or_skip(model, tmp.name, window=window, hop=hop)
     except (OSError, ValueError, ImportError) as e:  # fsspec's: not found, no such protocol, no access
         return url, f"cannot read it: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
     if isinstance(r, Prediction):

@@ -13,11 +13,11 @@ from typing import Callable, Iterator, Sequence
 from ..classifier import InstrumentClassifier
 from ..data.folder import find_audio
 from ..engines.torch_engine import TorchEngine
-from ..errors import InstrecError, ParameterError, skip_entry
+from ..errors import ParameterError
 from ..errors import WriteError
 from ..features.parallel import resolve_jobs
 from ..fileio import writing
-from ..inference import Model, check_window
+from ..inference import Model, check_window, predict_in_worker, predict_or_skip, start_worker
 from ..results import Prediction
 from .common import Progress, bar
 
@@ -104,20 +104,9 @@ def collect_files(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[t
     return list(dict.fromkeys(str(f) for f in files)), skipped  # a file named twice (or also found in a folder) once
 
 
-def predict_one(model: Model, path: str, window: float | None, hop: float | None) -> "Prediction | tuple[str, str]":
-    """One file's prediction, or ``(file, problem)`` where it cannot be used."""
-    try:
-        return model.predict_file(path, window=window, hop=hop)
-    except InstrecError as e:
-        return skip_entry(e, path)
-
-
 def _here(model: Model, files: Sequence[str], window, hop) -> Iterator[Outcome]:
     for i, f in enumerate(files):
-        yield i, predict_one(model, f, window, hop)
-
-
-_worker_model: Model | None = None
+        yield i, predict_or_skip(model, f, window=window, hop=hop)
 
 
 def _in_pool(model: Model, files: Sequence[str], window, hop, *, jobs: int) -> Iterator[Outcome]:
@@ -128,21 +117,9 @@ def _in_pool(model: Model, files: Sequence[str], window, hop, *, jobs: int) -> I
 
     workers = min(jobs, len(files))
     chunk = max(1, min(16, len(files) // (workers * 8)))
-    with ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=_start_worker, initargs=(model,)) as pool:
-        yield from enumerate(pool.map(_predict_in_worker, files, [window] * len(files), [hop] * len(files),
+    with ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=start_worker, initargs=(model,)) as pool:
+        yield from enumerate(pool.map(predict_in_worker, files, [window] * len(files), [hop] * len(files),
                                       chunksize=chunk))
-
-
-def _start_worker(model: Model) -> None:
-    global _worker_model
-    from ..features.pool import init_worker
-
-    init_worker()  # one BLAS/onnxruntime thread: the pool fills the cores
-    _worker_model = model
-
-
-def _predict_in_worker(path: str, window, hop):
-    return predict_one(_worker_model, path, window, hop)
 
 
 RESULT_SUFFIXES = (".jsonl", ".parquet")
