@@ -1,3 +1,4 @@
 from .cli import main
 
-main()
+if __name__ == "__main__":  # python -m instrec (torchrun -m instrec too); importing it runs nothing
+    main()

@@ -76,6 +76,7 @@ def _say_absent_classes(context: dict) -> None:
     ("instrec train my/recordings --from shipped --keep-classes --out tuned", "fine-tune the shipped model"),
 ))
 def train(
+    ctx: typer.Context,
     data: List[Path] = typer.Argument(..., metavar="DATA...", help="one or more folders of labelled audio"),
     recipe: Optional[str] = typer.Option(None, metavar="NAME", help=RECIPE_DEFAULT_HELP, show_default=False),
     init: Optional[str] = typer.Option(None, "--from", metavar="MODEL_DIR|shipped", help="fine-tune this trained model (a model "
@@ -109,10 +110,34 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted training from its checkpoint (MODEL_DIR.checkpoint, written every epoch)"),
     families: Optional[Path] = typer.Option(None, "--families", metavar="FILE.csv", help="instrument,family rows: the model's "
                                             "families (default: woodwinds, brass, bowed-strings...; other classes their own)"),
+    nproc: int = typer.Option(1, "--nproc", min=1, metavar="N", help="train in N processes (PyTorch DistributedDataParallel, "
+                              "started by torchrun): each trains on its share of every minibatch, the same model as one process "
+                              "up to rounding; on CPUs, each gets cores/N threads; on GPUs, one GPU each"),
 ):
     """Train a model on labelled audio and save it as a bundle (or cross-validate with --cv)."""
     _need("torch", "safetensors")
+    import os
+
     from ..errors import ParameterError
+    from ..train.distributed import launch, launched, quiet_other_ranks
+
+    if launched():  # one of torchrun's processes: rank 0 prints for the run
+        quiet_other_ranks()
+        if nproc not in (1, int(os.environ["WORLD_SIZE"])):
+            raise ParameterError(f"--nproc {nproc} under torchrun, which started {os.environ['WORLD_SIZE']} processes: leave out --nproc")
+    if cv is not None and (nproc > 1 or launched()):
+        raise ParameterError("--cv trains its folds in one process; leave out --nproc")
+    if nproc > 1 and not launched():  # the same command in N processes under torchrun, less --nproc
+        if out is None:
+            raise ParameterError("--out is required (the model folder to write), unless --cv is given")
+        args = []
+        for p in ctx.command.params:
+            v = ctx.params.get(p.name)
+            if p.name in ("nproc", "data") or v is None or v is False:
+                continue
+            for one in v if isinstance(v, (list, tuple)) else [v]:
+                args += [p.opts[0]] if v is True else [p.opts[0], str(getattr(one, "value", one))]
+        raise typer.Exit(launch(nproc, ["-m", "instrec", "train", *args, "--", *map(str, data)]))
     from ..evaluate import crossval_table, fmt_mean_std, fmt_num, fmt_pct
     from ..pipeline import KFold, cross_validate, load_base_model, train_model
 

@@ -18,6 +18,7 @@ from .common import ALIAS_OPT, LABELS_OPT, MANIFEST_OPT, AudioFormat, ImageMode,
     ("instrec render data --soundfont tonejs --instruments piano,guitar,harp", "recorded notes (./run setup installs them)"),
     ("instrec render data --soundfont everything --negatives 100", "all libraries, and 100 'unknown' clips of each kind"),
     ("instrec render data --instruments flute,violin --per-class 20 --format flac", ""),
+    ("instrec render data --soundfont all --ray auto", "on the Ray cluster 'ray start' made here: the same files"),
 ))
 def render(
     out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="folder to write the clips and manifest.csv into"),
@@ -31,13 +32,25 @@ def render(
     seed: int = typer.Option(0, metavar="N", help="same seed, identical files"),
     negatives: int = typer.Option(0, "--negatives", min=0, metavar="N", help="also N clips labelled 'unknown' of each kind "
                                   "and origin: noise, speech (espeak-ng), drum kits, synthesisers, sound effects"),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help="render on a Ray cluster, an instrument of a "
+                                      "library per task, the same files: alone or 'local', a Ray of this machine started for "
+                                      "the run; 'auto', the one 'ray start' made here; host:port or ray://host:port (its "
+                                      "workers must see OUT_DIR and the libraries at the same paths)"),
 ):
     """Render instrument clips from the installed sample libraries: General MIDI SoundFonts (FluidSynth), freepats (TiMidity++), recorded notes."""
     from ..data.synth import SAMPLER_NAMES, is_library_folder
 
     if soundfont.strip().lower() not in SAMPLER_NAMES and not is_library_folder(soundfont):
         _need("fluidsynth")
-    from ..data.render import render as do_render
+    if ray is not None:
+        _need("ray")
+        from functools import partial
+
+        from ..cluster.tasks import render_on_ray
+
+        do_render = partial(render_on_ray, address=ray)
+    else:
+        from ..data.render import render as do_render
 
     names = [s.strip() for s in instruments.split(",") if s.strip()]
     with _progress() as progress:

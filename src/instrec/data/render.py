@@ -14,7 +14,9 @@ effects) in :mod:`.negatives`.
 Determinism: the same arguments and seed give byte-identical files. The random draws of one
 instrument come from a generator seeded by (seed, source, label), and each instrument is rendered
 by a synthesizer of its own, so adding or removing an instrument changes no other instrument's
-files (FluidSynth keeps a little state from one note to the next, see :class:`.synth.SoundFont`).
+files (FluidSynth keeps a little state from one note to the next, see :class:`.synth.SoundFont`). So
+an instrument of a library is a unit of work (:func:`render_unit`) that another process may do:
+``map_units`` (:func:`instrec.cluster.tasks.render_on_ray`: Ray's workers) writes the same bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -33,7 +35,7 @@ from ..fileio import atomic_path, write_csv, write_json
 from .folder import MANIFEST_NAME
 from .instruments import DEFAULT_INSTRUMENTS, Instrument, note_name, resolve_instrument
 from .negatives import LABEL as NEGATIVE_LABEL
-from .negatives import NegativeClip, negative_jobs, render_job
+from .negatives import NegativeClip, NegativeJob, negative_jobs, render_job
 from .notes import DYNAMICS, Note, draw_note, dynamic_for_velocity, note_rng
 from .samplers import Sampler
 from .synth import (
@@ -52,8 +54,8 @@ from .synth import (
 
 __all__ = [
     "DYNAMICS", "MANIFEST_COLUMNS", "MANIFEST_NAME", "RENDER_VERSION", "SOUNDFONTS", "STAMP_NAME",
-    "RenderReport", "SoundFontInfo", "clip_name", "dynamic_for_velocity", "import_fluidsynth",
-    "installed_soundfonts", "normalise", "render", "resolve_soundfonts", "write_audio",
+    "RenderReport", "RenderUnit", "SoundFontInfo", "UnitDone", "clip_name", "dynamic_for_velocity", "import_fluidsynth",
+    "installed_soundfonts", "normalise", "render", "render_unit", "resolve_soundfonts", "write_audio",
 ]
 
 FORMATS: dict[str, tuple[str, str]] = {  # fmt -> (libsndfile format, subtype)
@@ -153,6 +155,7 @@ def render(
     seed: int = 0,
     progress: Progress | None = None,
     negatives: int = 0,
+    map_units: Callable | None = None,
 ) -> RenderReport:
     """Render ``per_class`` one-note clips of each instrument from one or all SoundFonts.
 
@@ -188,6 +191,12 @@ def render(
         library of the render (every installed one when it has none). Their ``source`` is their
         origin (``noise``, ``espeak``, ``fluidr3``...); with several sources each has a folder.
         The manifest then gets a ``kind`` column.
+    map_units : callable, optional
+        Runs the work elsewhere: ``map_units(render_unit, units)`` yields :func:`render_unit`'s
+        results in the order of ``units``, as ``map`` does (a :class:`RenderUnit` is picklable: one
+        instrument of one library, or the negatives of one origin); same files wherever it runs,
+        which must see the libraries and ``out_dir``; ``progress`` then moves a unit at a time.
+        Default: in this process. :func:`instrec.cluster.tasks.render_on_ray` uses Ray's workers.
 
     Returns
     -------
@@ -205,38 +214,29 @@ def render(
     settings = _validate(per_class, seconds, sr, fmt, seed, progress)
     if not _is_int(negatives) or negatives < 0:
         raise ParameterError(f"negatives must be an integer >= 0, got {negatives!r}")
+    if map_units is not None and not callable(map_units):
+        raise ParameterError(f"map_units must be callable like map, or None; got {map_units!r}")
     insts = _resolve_instruments(instruments)
     fonts, missing = select_soundfonts(soundfont)
     jobs, cannot = negative_jobs(fonts) if negatives else ([], [])
     paths = [*fonts.values(), *(job.path for job in jobs if job.path is not None)]
     fluidsynth = import_fluidsynth() if any(needs_fluidsynth(p) for p in paths) else None
     out_dir = Path(out_dir)
-    report = RenderReport(out_dir=out_dir, skipped=list(missing) + cannot)
+    report = RenderReport(out_dir=out_dir, skipped=list(missing) + cannot, sources=list(fonts))
     nested = is_all(soundfont) or len(fonts) > 1
     counter = _Counter(progress, len(fonts) * len(insts) * settings.per_class + sum(len(j.kinds) for j in jobs) * negatives)
-    rows: dict[str, list[dict]] = {}  # source -> its manifest rows
-    for source, path in fonts.items():
-        folder = out_dir / source if nested else out_dir
-        _remove_stale_parts(folder)
-        here = replace(settings, reuse=_stamp(folder, settings))
-        rows[source] = _render_source(fluidsynth, source, path, insts, here, folder, report, counter)
-        report.sources.append(source)
-    for job in jobs:  # negatives: numbered per source, whatever their kind
-        folder = out_dir / job.source if nested else out_dir
-        if job.source not in rows:
-            _remove_stale_parts(folder)
-        rows.setdefault(job.source, [])
-        clips = render_job(job, negatives, seconds=settings.seconds, sr=settings.sr, seed=settings.seed,
-                           fluidsynth=fluidsynth, skip=lambda name, why: report.skipped.append((name, why)))
-        done = 0
-        for clip in clips:
-            k = report.n_negatives_by_source.get(job.source, 0)
-            rows[job.source].append(_save_negative(folder, clip, k, settings))
-            report.n_negatives_by_source[job.source] = k + 1
-            report.per_class[NEGATIVE_LABEL] = report.per_class.get(NEGATIVE_LABEL, 0) + 1
-            done += 1
-            counter.step()
-        counter.step(len(job.kinds) * negatives - done)  # what could not be rendered, so a progress bar still ends full
+    rows: dict[str, list[dict]] = {source: [] for source in [*fonts, *(j.source for j in jobs)]}  # its manifest rows
+    units = _units(fonts, insts, jobs, negatives, settings, out_dir, nested)
+    serial = _SerialUnits(fluidsynth, counter)  # the default: here, progress after each clip
+    mapped = map(serial, units) if map_units is None else map_units(render_unit, units)
+    try:
+        for done in mapped:
+            _merge(report, rows, done)
+            if map_units is not None:  # progress: the clips the unit did elsewhere
+                counter.step(done.steps)
+    finally:
+        serial.close()
+        getattr(mapped, "close", lambda: None)()  # a mapper's generator cleans up now (cancels, disconnects)
     report.n_negatives = sum(report.n_negatives_by_source.values())
     report.n_written += report.n_negatives
     _write_manifests(out_dir, rows, nested, report)
@@ -313,15 +313,116 @@ class _Counter:
             self.progress(self.done, self.total)
 
 
-def _render_source(fluidsynth, source, path, insts, settings, folder, report, counter) -> list[dict]:
-    """Render every instrument from one SoundFont into ``folder``; return the manifest rows."""
-    rows: list[dict] = []
-    font = open_library(fluidsynth, source, path, settings.sr)
+@dataclass(frozen=True)
+class RenderUnit:
+    """One unit of :func:`render`'s work, picklable: the clips of ``inst`` from the library at ``path``,
+    or (``inst`` None) the negatives ``jobs`` of origin ``source``, ``negatives`` of each kind; into ``folder``."""
+
+    source: str
+    path: Path | None
+    folder: Path
+    settings: _Settings
+    inst: Instrument | None = None
+    jobs: tuple[NegativeJob, ...] = ()
+    negatives: int = 0
+
+
+class UnitDone(NamedTuple):
+    """What :func:`render_unit` did: the unit's manifest rows and its part of the report (written,
+    kept, retried, per label, skipped, negatives per source); ``steps``: clips it accounts for."""
+
+    source: str
+    rows: list[dict]
+    report: RenderReport
+    steps: int
+
+
+def render_unit(unit: RenderUnit, *, font=None, counter: _Counter | None = None) -> UnitDone:
+    """Render and write one unit of :func:`render`'s work. The library is opened here, unless
+    ``font`` is the unit's library already open (a unit's clips depend only on the unit: a fresh
+    process writes the same bytes); ``counter``: stepped after each clip."""
+    counter = counter or _Counter(None, 0)
+    part, before = RenderReport(out_dir=unit.folder), counter.done
+    if unit.inst is None:
+        return UnitDone(unit.source, _render_negatives(unit, part, counter), part, counter.done - before)
+    own = font is None
+    if own:
+        font = open_library(import_fluidsynth() if needs_fluidsynth(unit.path) else None, unit.source, unit.path,
+                            unit.settings.sr)
     try:
-        for inst in insts:
-            rows += _render_instrument(font, inst, settings, folder, report, counter)
+        rows = _render_instrument(font, unit.inst, unit.settings, unit.folder, part, counter)
     finally:
-        font.close()
+        if own:
+            font.close()
+    return UnitDone(unit.source, rows, part, counter.done - before)
+
+
+def _units(fonts, insts, jobs, negatives, settings, out_dir, nested):
+    """The units of a render, in the order the files are numbered and listed. Each source's folder
+    is readied (stale parts removed, stamped) as its first unit is asked for."""
+    for source, path in fonts.items():
+        folder = out_dir / source if nested else out_dir
+        _remove_stale_parts(folder)
+        here = replace(settings, reuse=_stamp(folder, settings))
+        for inst in insts:
+            yield RenderUnit(source, Path(path).absolute(), folder.absolute(), here, inst)
+    for source in dict.fromkeys(job.source for job in jobs):  # negatives: numbered per source, whatever their kind
+        folder = out_dir / source if nested else out_dir
+        if source not in fonts:
+            _remove_stale_parts(folder)
+        group = tuple(replace(j, path=j.path and Path(j.path).absolute()) for j in jobs if j.source == source)
+        yield RenderUnit(source, None, folder.absolute(), settings, jobs=group, negatives=negatives)
+
+
+class _SerialUnits:
+    """The units in this process, one after another: a library opened once for its instruments."""
+
+    def __init__(self, fluidsynth, counter: _Counter):
+        self.fluidsynth, self.counter, self.font, self.key = fluidsynth, counter, None, None
+
+    def __call__(self, unit: RenderUnit) -> UnitDone:
+        if self.key != (unit.source, unit.path, unit.inst is None):
+            self.close()
+            if unit.inst is not None:
+                self.font = open_library(self.fluidsynth, unit.source, unit.path, unit.settings.sr)
+            self.key = (unit.source, unit.path, unit.inst is None)
+        return render_unit(unit, font=self.font, counter=self.counter)
+
+    def close(self) -> None:
+        font, self.font, self.key = self.font, None, None
+        if font is not None:
+            font.close()
+
+
+def _merge(report: RenderReport, rows: dict[str, list[dict]], done: UnitDone) -> None:
+    """Add what one unit did to the render's report and manifest rows."""
+    part = done.report
+    rows[done.source] += done.rows
+    report.skipped += part.skipped
+    for name in ("n_written", "n_reused", "retried"):
+        setattr(report, name, getattr(report, name) + getattr(part, name))
+    for mine, theirs in ((report.per_class, part.per_class),
+                         (report.n_negatives_by_source, part.n_negatives_by_source)):
+        for key, n in theirs.items():
+            mine[key] = mine.get(key, 0) + n
+
+
+def _render_negatives(unit: RenderUnit, part: RenderReport, counter: _Counter) -> list[dict]:
+    """The ``unknown`` clips of one origin, numbered from 0, whatever their kind."""
+    rows: list[dict] = []
+    fluidsynth = import_fluidsynth() if any(j.path and needs_fluidsynth(j.path) for j in unit.jobs) else None
+    for job in unit.jobs:
+        clips = render_job(job, unit.negatives, seconds=unit.settings.seconds, sr=unit.settings.sr,
+                           seed=unit.settings.seed, fluidsynth=fluidsynth,
+                           skip=lambda name, why: part.skipped.append((name, why)))
+        start = len(rows)
+        for clip in clips:
+            rows.append(_save_negative(unit.folder, clip, len(rows), unit.settings))
+            counter.step()
+        # what could not be rendered, so that a progress bar still ends full
+        counter.step(len(job.kinds) * unit.negatives - (len(rows) - start))
+    if rows:
+        part.n_negatives_by_source[unit.source] = part.per_class[NEGATIVE_LABEL] = len(rows)
     return rows
 
 

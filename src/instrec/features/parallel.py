@@ -37,8 +37,8 @@ from .config import FeatureConfig
 from .cache import FeatureCache, config_digest, read_entry
 from .pool import _lease, _one_blas_thread, _SlotBuffer, release_pool
 
-__all__ = ["iter_compact", "extract_compact", "compute_compact_file", "cpu_count", "resolve_jobs", "resolve_cache",
-           "chunk_size", "release_pool"]
+__all__ = ["iter_compact", "extract_compact", "compute_compact_file", "fill_entry", "cpu_count", "resolve_jobs",
+           "resolve_cache", "chunk_size", "release_pool"]
 
 _CHUNK_BYTES = 8 << 20  # at most about this much feature data per chunk
 _MAX_CHUNK = 32
@@ -370,6 +370,13 @@ def _one(path, config: FeatureConfig, store: FeatureCache | None, key: str | Non
                 return row, None
             out_zeroed = out_zeroed and status == "missing"  # a damaged entry may have been read into it
     return _compute(path, config, store, entry, out, out_zeroed)
+
+
+def fill_entry(path, config: FeatureConfig, cache: FeatureCache, digest: str | None = None) -> tuple[str, str] | None:
+    """Make sure ``cache`` holds ``path``'s entry for ``config``: read it, or compute and store it
+    exactly as :func:`extract` does (``digest``: the file's, when known). None, or ``(path,
+    problem)`` for a file that cannot be used; ``cache``'s counters say what happened."""
+    return _one(path, config, cache, config_digest(config), digest)[1]
 
 
 def _compute(path, config: FeatureConfig, store: FeatureCache | None, entry: str | None, out: np.ndarray | None,

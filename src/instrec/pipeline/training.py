@@ -83,9 +83,17 @@ def train_model(
     model.json. Training ends by calibrating the model on its validation rows (a temperature and
     a doubt threshold, see :mod:`instrec.calibration`); ``context["calibration"]`` says how, or
     that the recipe held none back.
+
+    Started by torchrun (``WORLD_SIZE`` > 1 in the environment), every process trains its share
+    of each minibatch (see :func:`instrec.train.fit_network`; ``instrec train --nproc N``). Rank 0
+    computes the features first and the others then read them from the feature cache (with
+    ``options.cache`` off, each computes them); rank 0 alone writes the model folder, the report
+    and removes the checkpoint, and every process returns the same result once the model is saved.
     """
     from ..decision import resolve_families
+    from ..train.distributed import barrier, init_from_env, is_main, main_first
 
+    init_from_env(device)  # under torchrun: join the other processes (a no-op otherwise)
     options = options or DataOptions()
     families = read_families(families)
     init = load_base_model(init)
@@ -98,7 +106,8 @@ def train_model(
     if group_by:
         clip_groups(ds.clips, group_by)  # a clip without a group fails before the features are computed
     t0 = time.perf_counter()
-    X, ok, bad = extract_rows(ds.clips, recipe.feature, options, progress, f"{recipe.name}: features", device)
+    with main_first():  # rank 0 fills the feature cache; the others find every row there
+        X, ok, bad = extract_rows(ds.clips, recipe.feature, options, progress, f"{recipe.name}: features", device)
     extract_seconds = time.perf_counter() - t0
     skipped = ds.skipped + bad
     clips = [ds.clips[i] for i in ok]
@@ -118,7 +127,8 @@ def train_model(
     checkpoint = checkpoint_path(out) if out is not None else None
     if resume and checkpoint is None:
         raise ParameterError("--resume continues the training of a model folder: give --out")
-    shifted = shifted_features(clips, recipe, tr, options, progress)
+    with main_first():
+        shifted = shifted_features(clips, recipe, tr, options, progress)
     clf, metrics = fit_and_score(recipe, seed, X, y, tr, te, bar(progress, f"{recipe.name}: training", recipe.train.epochs),
                                  device=device, checkpoint=checkpoint, resume=resume, shifted=shifted, init=init,
                                  keep_classes=keep_classes, families=families)
@@ -163,14 +173,17 @@ def train_model(
                                                     f"{start['test_split']['n']} test clips of classes it knows")
     clf.info.update(info)
     model_dir = None
-    if out is not None:
+    if out is not None and not is_main():
+        model_dir = Path(out)  # rank 0's to write
+    elif out is not None:
         test_record = {"roots": [str(r) for r in ds.roots], "test": [str(clips[i].path.resolve()) for i in te]}
         with writing(out):  # a full disk or a read-only folder: one line naming it (WriteError)
             model_dir = clf.save(out, extra_files={SPLIT_FILE: test_record})
         shutil.rmtree(checkpoint, ignore_errors=True)  # the model is safe: the checkpoint has done its job
-    if report_dir is not None:
+    if report_dir is not None and is_main():
         with writing(report_dir):
             write_report(report_dir, metrics, title=f"{recipe.name}: evaluation", context=context, skipped=skipped)
+    barrier()  # every process returns once the model is saved
     return TrainResult(clf, model_dir, metrics, context, skipped, extract_seconds, clf.history_["seconds"])
 
 

@@ -6,6 +6,7 @@ The state it saves after each epoch, to resume from: :mod:`instrec.train.checkpo
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..recipes import TrainConfig
 # run_key is also fit_network's parameter: the function goes by another name here
 from .checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from .checkpoint import run_key as make_run_key
+from .distributed import all_sum, barrier, broadcast_buffers, gather_strided, is_main, main_first, world
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -67,8 +69,23 @@ def fit_network(
 
     ``prepare=False`` keeps the input statistics ``net`` already has (fine-tuning keeps the base
     model's, which its weights were trained with) instead of fitting them on ``X``.
+
+    In a process group of several processes (:mod:`instrec.train.distributed`, torchrun), every
+    process is given the same ``X`` and ``y`` and trains one copy with DistributedDataParallel:
+    each takes the same split and minibatch order, trains on its share of every minibatch
+    (positions ``rank::world_size``) and the gradients are averaged, so that a minibatch is still
+    ``config.batch_size`` rows and the run matches one process's up to rounding. Mixup draws the
+    same mix on every process; the losses, accuracies and validation scores (each process scores
+    its share of the validation rows) are those of the whole minibatch and validation split on
+    every process, which therefore all stop at the same epoch. Rank 0 alone writes the
+    checkpoint (the others wait for it); all resume from it. Dropout and augmentation draw per
+    process (seeded by seed, epoch and rank, so that a resumed run repeats them), and batch norm
+    normalises each process's share by its own statistics, keeping rank 0's running ones: such
+    networks match one process's training in accuracy, not weight for weight. L-BFGS solves the
+    same full-batch problem in each process (no speed-up).
     """
     gen = seed_everything(seed)
+    size = world()[1]
     dev = resolve_device(device)
     expand = expand or (lambda t: t)
     Xt = torch.from_numpy(np.ascontiguousarray(X))
@@ -96,40 +113,50 @@ def fit_network(
     t0 = time.perf_counter()
     first_epoch = 0
     key = make_run_key(run_key, X, y, config, seed)
-    if resume and checkpoint is not None and checkpoint_exists(Path(checkpoint)):
-        state = load_checkpoint(Path(checkpoint), key, net, opt, sched, gen, dev)
+    state = None
+    if resume and checkpoint is not None:
+        with main_first():  # rank 0 first: it puts back the checkpoint a killed run left aside
+            if checkpoint_exists(Path(checkpoint)):
+                state = load_checkpoint(Path(checkpoint), key, net, opt, sched, gen, dev)
+    if state is not None:
         history, first_epoch = state["history"], state["epoch"]
         best, best_epoch, waited, best_state = tuple(state["best"]), state["best_epoch"], state["waited"], state["best_state"]
         if state["stopped"]:
             first_epoch = config.epochs  # early stopping had ended the run
+    model = _data_parallel(net, dev) if size > 1 else net
     stopped = False
     for epoch in range(first_epoch, config.epochs):
         net.train()
         for m in frozen_norms:  # their running statistics are frozen weights too
             m.eval()
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
-        total, correct = 0.0, 0.0
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            xb, yb = expand(Xt[idx]).to(dev), yt[idx].to(dev)
-            opt.zero_grad()
-            if config.mixup > 0 and len(idx) > 1:
-                lam = float(np.random.beta(config.mixup, config.mixup))
-                perm = torch.randperm(len(idx), generator=gen).to(dev)
-                xb, mix = lam * xb + (1 - lam) * xb[perm], (lam, perm)
-            else:
-                mix = None
-            logits = net(xb)
-            loss = _mixed(loss_fn, logits, yb, mix)
-            loss.backward()
-            opt.step()
-            if sched:
-                sched.step()
-            total += loss.item() * len(idx)
-            correct += _hits(logits.detach(), yb)
+        if size > 1:
+            torch.manual_seed(_process_seed(seed, epoch))
+            total, correct = _distributed_epoch(model, order, Xt, yt, config, opt, sched, gen, dev, expand)
+        else:
+            total, correct = 0.0, 0.0
+            for start in range(0, len(order), config.batch_size):
+                idx = order[start : start + config.batch_size]
+                xb, yb = expand(Xt[idx]).to(dev), yt[idx].to(dev)
+                opt.zero_grad()
+                if config.mixup > 0 and len(idx) > 1:
+                    lam = float(np.random.beta(config.mixup, config.mixup))
+                    perm = torch.randperm(len(idx), generator=gen).to(dev)
+                    xb, mix = lam * xb + (1 - lam) * xb[perm], (lam, perm)
+                else:
+                    mix = None
+                logits = net(xb)
+                loss = _mixed(loss_fn, logits, yb, mix)
+                loss.backward()
+                opt.step()
+                if sched:
+                    sched.step()
+                total += loss.item() * len(idx)
+                correct += _hits(logits.detach(), yb)
         history["loss"].append(total / len(order))
         history["accuracy"].append(correct / len(order))
         if len(val_idx):
+            broadcast_buffers(net)  # every process scores with rank 0's batch-norm statistics
             vloss, vacc = _score(net, Xt[val_idx], yt[val_idx], dev, expand)
             history["val_loss"].append(vloss)
             history["val_accuracy"].append(vacc)
@@ -141,12 +168,15 @@ def fit_network(
                 waited += 1
         stopped = bool(config.patience and waited >= config.patience)
         if checkpoint is not None:
-            save_checkpoint(Path(checkpoint), key, epoch + 1, net, opt, sched, gen, history,
-                            best, best_epoch, waited, best_state, stopped)
+            if is_main():
+                save_checkpoint(Path(checkpoint), key, epoch + 1, net, opt, sched, gen, history,
+                                best, best_epoch, waited, best_state, stopped)
+            barrier()  # no process goes on (to resume, or to remove it) before the checkpoint is whole
         if on_epoch:
             on_epoch(epoch + 1, config.epochs, total / len(order))
         if stopped:
             break
+    broadcast_buffers(net)
     if best_state is not None:
         net.load_state_dict(best_state)
     history.update(seconds=time.perf_counter() - t0, epochs_run=len(history["loss"]), best_epoch=best_epoch or len(history["loss"]))
@@ -162,6 +192,67 @@ def _finish(net: nn.Module, history: dict, val_idx) -> dict:
     history["validation_rows"] = len(val_idx)
     history["validation_index"] = np.asarray(val_idx, dtype=np.int64)  # calibration's rows (not saved)
     return history
+
+
+def _data_parallel(net: nn.Module, dev) -> nn.Module:
+    """``net`` in DistributedDataParallel, which averages the processes' gradients in backward."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
+    # buffers (batch-norm statistics) are made rank 0's where they count, before validation and at the
+    # end, not by a broadcast before every forward pass (an all-reduce's cost again on the CPU)
+    sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters \
+        else "broadcast_buffers"  # its older name
+    return DistributedDataParallel(net, device_ids=ids, **{sync: False})
+
+
+def _process_seed(seed: int, epoch: int) -> int:
+    """The seed of this process's dropout and augmentation in ``epoch``: its own (each process's
+    rows draw their own), and a function of the epoch alone (a resumed run draws the same)."""
+    return int(np.random.SeedSequence([seed % 2**63, epoch, world()[0]]).generate_state(1)[0])
+
+
+def _distributed_epoch(model: nn.Module, order: torch.Tensor, Xt, yt, config: TrainConfig, opt, sched, gen, dev,
+                       expand) -> tuple[float, float]:
+    """One epoch in a process of a group: positions ``rank::world_size`` of every minibatch of
+    ``order``. Returns the epoch's summed loss and hits over the whole of each minibatch, as the
+    one-process loop sums them."""
+    rank, size = world()
+    multilabel = yt.dim() == 2
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum") if multilabel else nn.CrossEntropyLoss(reduction="sum")
+    steps, sizes = [], []
+    for start in range(0, len(order), config.batch_size):
+        idx = order[start : start + config.batch_size]
+        mine, partners = idx[rank::size], None
+        if config.mixup > 0 and len(idx) > 1:  # the same draws on every process: the global batch's mix
+            lam = float(np.random.beta(config.mixup, config.mixup))
+            partners = idx[torch.randperm(len(idx), generator=gen)][rank::size]
+        n = len(mine)
+        # a process without a row of this (last, short) batch still joins the gradients' all-reduce, with weight 0
+        rows = mine if n else idx[:1]
+        xb, yb = expand(Xt[rows]).to(dev), yt[rows].to(dev)
+        if partners is not None:
+            other = partners if n else idx[:1]
+            xb = lam * xb + (1 - lam) * expand(Xt[other]).to(dev)
+        opt.zero_grad()
+        logits = model(xb)
+        loss = loss_fn(logits, yb)
+        if partners is not None:
+            loss = lam * loss + (1 - lam) * loss_fn(logits, yt[other].to(dev))
+        # DDP averages the processes' gradients: each sum scaled so that the average is the minibatch's mean
+        per_row = len(idx) * (yt.shape[1] if multilabel else 1)
+        (loss * (size / per_row if n else 0.0)).backward()
+        opt.step()
+        if sched:
+            sched.step()
+        parts = _hit_parts(logits.detach(), yb) if n else (0.0, 0.0)
+        steps.append((loss.item() * len(idx) / per_row if n else 0.0, *parts))
+        sizes.append(len(idx))
+    sums = all_sum(torch.tensor(steps, dtype=torch.float64).reshape(-1, 3)).tolist()
+    total = sum(s[0] for s in sums)
+    if not multilabel:
+        return total, sum(s[1] for s in sums)
+    return total, sum(n * (2 * tp / d if d else 1.0) for n, (_, tp, d) in zip(sizes, sums))
 
 
 def _fit_full_batch(net: nn.Module, X: torch.Tensor, y: torch.Tensor, config: TrainConfig, dev, expand,
@@ -238,10 +329,27 @@ def _hits(logits: torch.Tensor, y: torch.Tensor) -> float:
     return len(y) * (2 * tp / denom if denom else 1.0)
 
 
+def _hit_parts(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """What :func:`_hits` is made of, summable over processes: ``(right answers, 0)``, or with
+    several labels a row ``(true positives, predicted + true positives)``."""
+    if y.dim() == 1:
+        return float((logits.argmax(1) == y).sum()), 0.0
+    pred, true = logits > 0, y > 0.5
+    return float((pred & true).sum()), float(pred.sum() + true.sum())
+
+
 @torch.no_grad()
 def _score(net: nn.Module, X: torch.Tensor, y: torch.Tensor, dev, expand) -> tuple[float, float]:
+    """Validation loss and accuracy; in a group each process computes the logits of its share
+    of the rows, and every process scores all of them."""
     net.eval()
-    logits = torch.cat([net(expand(X[i : i + 256]).to(dev)).cpu() for i in range(0, len(X), 256)])
+    rank, size = world()
+    if len(X) < size:  # fewer rows than processes: each scores them all
+        rank, size = 0, 1
+    mine = X[rank::size]
+    logits = torch.cat([net(expand(mine[i : i + 256]).to(dev)).cpu() for i in range(0, len(mine), 256)])
+    if size > 1:
+        logits = gather_strided(logits, len(X))
     if y.dim() == 2:
         return float(nn.functional.binary_cross_entropy_with_logits(logits, y)), _hits(logits, y) / len(y)
     return float(nn.functional.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())

@@ -1,0 +1,265 @@
+"""Training in several processes at once with PyTorch DistributedDataParallel (DDP).
+
+torchrun (``python -m torch.distributed.run``) starts the processes and describes them in their
+environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``);
+:func:`init_from_env` joins them into one process group, over gloo on the CPU and NCCL on CUDA
+GPUs (one a process, the ``LOCAL_RANK``-th). :func:`~instrec.train.fit_network` then trains with
+DDP on every process of the group; without a group, everything here is a no-op and a process is
+rank 0 of 1. :func:`launch` is torchrun itself, run from a command (``instrec train --nproc N``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import uuid
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Iterator, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..devices import resolve_device
+from ..errors import ParameterError
+
+# rank 0 may extract every feature while the others wait at a barrier: gloo's 30 minutes are too few
+TIMEOUT = timedelta(hours=6)
+
+
+def launched() -> bool:
+    """Whether this process is one of several that torchrun started (its ``WORLD_SIZE`` > 1)."""
+    return _env_int("WORLD_SIZE", 1) > 1
+
+
+def env_rank() -> int:
+    """This process's rank as torchrun set it (0 when torchrun did not start it); known before
+    :func:`init_from_env`."""
+    return _env_int("RANK", 0) if launched() else 0
+
+
+def init_from_env(device: str = "auto") -> tuple[int, int]:
+    """Join the process group torchrun's environment describes, once; return :func:`world`.
+
+    Parameters
+    ----------
+    device : str
+        ``auto``, ``cpu`` or ``cuda``, as training will resolve it: CUDA means the NCCL backend
+        and the GPU ``LOCAL_RANK`` for this process, the CPU the gloo backend.
+
+    Returns
+    -------
+    tuple of int
+        ``(rank, world_size)``; ``(0, 1)`` outside torchrun, where nothing is initialised.
+
+    Raises
+    ------
+    ParameterError
+        When the environment is incomplete, or there are fewer GPUs than processes.
+    """
+    if not launched() or (dist.is_available() and dist.is_initialized()):
+        return world()
+    if not dist.is_available():
+        raise ParameterError("this PyTorch build has no torch.distributed: train in one process")
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise ParameterError(f"WORLD_SIZE is set but {', '.join(missing)} is not: start the processes with torchrun")
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        local, gpus = _env_int("LOCAL_RANK", 0), torch.cuda.device_count()
+        if local >= gpus:
+            raise ParameterError(f"{_env_int('LOCAL_WORLD_SIZE', local + 1)} processes on this machine need as many "
+                                 f"GPUs; PyTorch sees {gpus} (--nproc {gpus}, or --device cpu)")
+        torch.cuda.set_device(local)  # "cuda" then means this process's own GPU
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=TIMEOUT)
+    atexit.register(_shutdown)
+    return world()
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the initialised process group; ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    """Whether this process is rank 0, the one that writes files and prints (True without a group)."""
+    return world()[0] == 0
+
+
+def barrier() -> None:
+    """Wait until every process of the group gets here (nothing without a group)."""
+    if world()[1] > 1:
+        dist.barrier()
+
+
+@contextmanager
+def main_first() -> Iterator[None]:
+    """Run the block on rank 0 first, then on the others (after it, they find what it wrote,
+    such as the feature cache). Without a group, just the block."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """The sum of ``t`` over every process, on the CPU (``t`` itself without a group)."""
+    if world()[1] == 1:
+        return t
+    buf = t.detach().to(_collective_device(), copy=True)
+    dist.all_reduce(buf)
+    return buf.cpu()
+
+
+def gather_strided(t: torch.Tensor, n: int) -> torch.Tensor:
+    """Reassemble rows sharded by position: rank ``r`` holds ``t`` = rows ``r::world_size`` of
+    ``n``; every process gets all ``n`` in their order (``t`` itself without a group)."""
+    size = world()[1]
+    if size == 1:
+        return t
+    width = -(-n // size)  # all_gather wants equal shapes: each shard padded to the longest
+    pad = t.new_zeros((width, *t.shape[1:]))
+    pad[: len(t)] = t
+    pad = pad.to(_collective_device())
+    parts = [torch.empty_like(pad) for _ in range(size)]
+    dist.all_gather(parts, pad)
+    out = t.new_empty((n, *t.shape[1:]))
+    for r, part in enumerate(parts):
+        out[r::size] = part[: len(range(r, n, size))].cpu()
+    return out
+
+
+def broadcast_buffers(net: nn.Module) -> None:
+    """Give every process rank 0's buffers (batch-norm statistics, each process's own since the
+    last forward pass), so that all score and keep one network."""
+    if world()[1] == 1:
+        return
+    for b in net.buffers():
+        dist.broadcast(b.data, 0)
+
+
+def quiet_other_ranks() -> None:
+    """In a process of rank > 0 that torchrun started, send stdout and stderr to the null device:
+    rank 0 prints for the run (its output, its progress, its one-line errors). Tracebacks of
+    unexpected exceptions still reach the real stderr."""
+    if env_rank() == 0:
+        return
+    import traceback
+
+    def to_real_stderr(kind, value, tb):
+        traceback.print_exception(kind, value, tb, file=sys.__stderr__)
+
+    sys.stdout = sys.stderr = open(os.devnull, "w", encoding="utf-8")
+    sys.excepthook = to_real_stderr
+
+
+def launch(nproc: int, args: Sequence[str], *, threads: int | None = None) -> int:
+    """Run ``python ARGS`` in ``nproc`` processes, as ``torchrun --standalone --nproc-per-node
+    NPROC`` does (the same launcher, in this process), and wait for them.
+
+    Parameters
+    ----------
+    nproc : int
+        How many processes.
+    args : sequence of str
+        The Python command line of each, e.g. ``["-m", "instrec", "train", ...]``.
+    threads : int, optional
+        ``OMP_NUM_THREADS`` of each (torch's intra-op threads); default: the cores this process
+        may use divided among the processes, at least 1. An ``OMP_NUM_THREADS`` already set wins.
+
+    Returns
+    -------
+    int
+        0, or the exit code of the failed process (rank 0's when it failed; 128 + N for one
+        killed by signal N).
+    """
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if nproc < 1:
+        raise ParameterError(f"the number of processes must be at least 1; got {nproc}")
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
+                          start_method="spawn")
+    saved = os.environ.get("OMP_NUM_THREADS")
+    if saved is None:
+        os.environ["OMP_NUM_THREADS"] = str(threads or max(1, _cores() // nproc))
+    # the launcher logs each worker's failure and signal (each module its own logger, its own
+    # level): the workers' one-line errors say what went wrong
+    loggers = [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
+               if name.startswith(("torch.distributed.elastic", "torch.distributed.launcher"))]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        with _stderr_as_fd2():
+            elastic_launch(config, sys.executable)("-u", *args)
+    except ChildFailedError as e:
+        failure = e.failures.get(0) or e.get_first_failure()[1]
+        return failure.exitcode if failure.exitcode >= 0 else 128 - failure.exitcode
+    except SignalException as e:  # the launcher stopped the processes when it got a signal (Ctrl-C: SIGINT)
+        if e.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        return 128 + int(e.sigval)
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+    return 0
+
+
+@contextmanager
+def _stderr_as_fd2() -> Iterator[None]:
+    """Let the processes started in the block inherit ``sys.stderr`` as their file descriptor 2,
+    which the command line points at /dev/null (it hides C libraries' messages)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture): leave fd 2 as it is
+        fd = 2
+    if fd == 2:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _collective_device() -> torch.device:
+    """Where a collective's tensors must be: NCCL's on this process's GPU, gloo's anywhere (the CPU)."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        raise ParameterError(f"${name} must be an integer; got {os.environ[name]!r}") from None
+
+
+def _shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

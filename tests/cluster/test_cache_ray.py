@@ -1,0 +1,67 @@
+"""The feature cache filled on a real Ray cluster (``fill_cache_on_ray``): the entries the workers
+write are those a local run writes, byte for byte, so a local extraction afterwards only reads
+them and returns the rows of a run without Ray; a bad file is reported, never stops the fill.
+
+The fill runs in a process of its own, as a user's script would: this one imported Ray before the
+``ray_cluster`` fixture said the cluster stays on 127.0.0.1, which Ray reads once, on import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray", reason="Ray is instrec's [cluster] extra")
+
+from instrec.features import FeatureConfig, extract  # noqa: E402
+from instrec.features.cache import FeatureCache  # noqa: E402
+
+
+def _fill(paths, config, cache: Path, address: str) -> dict:
+    """``fill_cache_on_ray`` in a fresh interpreter: its summary, and the progress calls."""
+    code = textwrap.dedent(f"""
+        import dataclasses, json
+        from instrec.cluster.tasks import fill_cache_on_ray
+        from instrec.features import FeatureConfig
+        calls = []
+        s = fill_cache_on_ray({[str(p) for p in paths]!r}, FeatureConfig.from_dict({config.to_dict()!r}),
+                              cache={str(cache)!r}, address={address!r}, progress=lambda d, n: calls.append((d, n)))
+        print(json.dumps({{**dataclasses.asdict(s), "progress": calls}}))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+def _entries(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.feat"))}
+
+
+def test_fill_on_ray_then_local_extraction_reads_the_same_rows(ray_cluster, tone_data, tmp_path):
+    paths = [*sorted(tone_data.rglob("*_0[0-2].wav"))]  # 3 kinds x 3 files
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00not audio at all")
+    paths.insert(4, broken)
+    config = FeatureConfig("mfcc", stats="mean+std")
+    summary = _fill(paths, config, tmp_path / "ray-cache", ray_cluster)
+    assert [summary[k] for k in ("files", "computed", "cached", "errors")] == [10, 9, 0, 0]
+    assert summary["tasks"] >= 2 and summary["progress"][-1] == [10, 10]
+    ((bad, why),) = summary["skipped"]
+    assert bad == str(broken) and why and "\n" not in why
+
+    ray_cache, fresh = FeatureCache(tmp_path / "ray-cache"), FeatureCache(tmp_path / "fresh")
+    X, ok, skipped = extract(paths, config, jobs=1, cache=ray_cache)
+    assert (ray_cache.hits, ray_cache.stored) == (9, 0)  # only the bad file is tried again
+    X0, ok0, skipped0 = extract(paths, config, jobs=1, cache=fresh)
+    assert fresh.stored == 9
+    assert X.dtype == X0.dtype and X.tobytes() == X0.tobytes() and np.array_equal(ok, ok0)
+    assert skipped == skipped0 == [(bad, why)]
+    assert _entries(ray_cache.root) == _entries(fresh.root) and len(_entries(fresh.root)) == 9
+
+    again = _fill(paths, config, ray_cache.root, ray_cluster)  # nothing left to do but the bad file
+    assert [again[k] for k in ("computed", "cached", "skipped")] == [0, 9, summary["skipped"]]

@@ -1,0 +1,84 @@
+"""``instrec render --ray``: the units of a render (an instrument of a library, the negatives of an
+origin) as Ray tasks on a real ``ray start`` cluster write byte for byte the files of a local run,
+manifests included, and the report reads the same; an interrupted render finishes there as here."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import error_lines, run_cli
+
+needs_fluidr3 = pytest.mark.skipif(not Path("/usr/share/sounds/sf2/FluidR3_GM.sf2").is_file(), reason="FluidR3 is not installed")
+# two instruments of FluidR3 and one clip of each kind of negative: 2 + 3 units (noise, espeak, fluidr3)
+ARGS = ("--soundfont", "fluidr3", "--instruments", "flute,cello", "--per-class", "3", "--seconds", "1",
+        "--negatives", "1", "--seed", "7")
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def local_render(tmp_path_factory):
+    """The render in this machine's one process (the CLI without --ray), OUT given relative to its cwd."""
+    pytest.importorskip("fluidsynth", reason="rendering needs pyfluidsynth")
+    cwd = tmp_path_factory.mktemp("render")
+    r = run_cli("render", "local", *ARGS, cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    return cwd, r
+
+
+@needs_fluidr3
+def test_render_on_ray_writes_the_files_of_a_local_render(ray_cluster, local_render):
+    cwd, local = local_render
+    # relative OUT: the workers, whose working folder is not the driver's, still write into it
+    r = run_cli("render", "ray", *ARGS, "--ray", ray_cluster, cwd=cwd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    files = _digests(cwd / "ray")
+    assert files == _digests(cwd / "local")  # every clip, manifest.csv and the folder's stamp
+    assert len([f for f in files if f.endswith(".wav")]) == 2 * 3 + 5 and "manifest.csv" in files
+    assert r.stdout.replace(" to ray", " to local") == local.stdout  # "wrote 11 clips to ..., 5 of them 'unknown'"
+
+
+@needs_fluidr3
+def test_an_interrupted_render_finishes_on_ray_as_it_would_here(ray_cluster, local_render, tmp_path):
+    """Clips a killed run left are kept (the workers check them), the rest written: the same folder."""
+    cwd, _ = local_render
+    out = tmp_path / "part"
+    out.mkdir()
+    for name in sorted(_digests(cwd / "local")):
+        if not name.startswith("unknown") and name != "manifest.csv":
+            (out / name).write_bytes((cwd / "local" / name).read_bytes())
+    clips = sorted(out.glob("*.wav"))
+    for f in clips[::2]:  # flute and cello clips 0 and 2 gone, 1 kept
+        f.unlink()
+    (out / f".{clips[0].name}.x1y2.part.wav").write_bytes(b"RIFF half a clip")  # what SIGKILL leaves
+    r = run_cli("render", out, *ARGS, "--ray", ray_cluster)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"(kept {len(clips) - len(clips[::2])} written by an interrupted run)" in r.stdout
+    assert _digests(out) == _digests(cwd / "local")
+
+
+def test_render_ray_without_ray_names_the_cluster_extra(tmp_path):
+    code = textwrap.dedent(f"""
+        import importlib.abc, sys
+        class Refuse(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "ray":
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        sys.meta_path.insert(0, Refuse())
+        from instrec.cli import main
+        main(["render", {str(tmp_path / "out")!r}, "--per-class", "1", "--ray", "local"])
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = error_lines(r.stderr)
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert "pip install 'instrec[cluster]'" in lines[0]
+    assert not (tmp_path / "out").exists()
