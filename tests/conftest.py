@@ -180,7 +180,7 @@ def _descendants(pids: set[int]) -> set[int]:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not for the session: an idle Ray still takes CPU from the tests after it
 def ray_cluster(tmp_path_factory):
     """A real Ray cluster of this machine: a head on 127.0.0.1 with 2 CPUs, started by ``ray start``
     as a user would; yields its address (``127.0.0.1:PORT``). Stopped by killing what it started
