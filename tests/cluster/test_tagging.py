@@ -128,21 +128,3 @@ def test_a_killed_worker_loses_and_repeats_nothing(ray_cluster, big_archive, tmp
     assert json.loads(out) == expected
     paths = _log_paths(log)
     assert sorted(paths) == sorted(d["path"] for d in expected) and len(paths) == len(set(paths))
-
-
-@pytest.mark.slow
-def test_a_killed_driver_resumes_from_its_log(ray_cluster, big_archive, tmp_path):
-    root, expected = big_archive
-    log = tmp_path / "log.jsonl"
-    proc = _start([root, "--ray", ray_cluster], log)
-    _wait_for_lines(log, 4, proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = len(_log_paths(log))
-    assert before < len(expected)
-    again = _start([root, "--ray", ray_cluster], log)
-    out, err = again.communicate(timeout=180)
-    assert again.returncode == 0, err[-3000:]
-    assert json.loads(out) == expected
-    paths = _log_paths(log)
-    assert len(paths) == len(expected) == len(set(paths))

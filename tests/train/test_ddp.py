@@ -11,11 +11,6 @@ and an uninterrupted one do the same arithmetic: they are asserted equal bit for
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -171,38 +166,6 @@ def _descendants(pid: int) -> list[int]:
             out += kids
             todo += kids
     return out
-
-
-@pytest.mark.slow
-def test_killed_two_process_run_resumes_to_the_same_model(trained, tone_data, tmp_path):
-    """A two-process run killed (SIGKILL, launcher and workers) after a few epochs, then run again
-    with --resume, ends with the uninterrupted two-process run's model, bit for bit."""
-    model = tmp_path / "model"
-    checkpoint = tmp_path / "model.checkpoint"
-    command = [sys.executable, "-m", "instrec", "train", str(tone_data), *ARGS, "--out", str(model), "--nproc", "2"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    epoch, deadline = 0, time.monotonic() + 120
-    try:
-        while epoch < 5 and proc.poll() is None and time.monotonic() < deadline:
-            try:
-                epoch = json.loads((checkpoint / "checkpoint.json").read_text())["epoch"]
-            except (OSError, ValueError, KeyError):  # not written yet, or being replaced
-                time.sleep(0.005)
-    finally:
-        for pid in [proc.pid, *_descendants(proc.pid)]:  # the workers run in sessions of their own
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
-    assert 5 <= epoch < 150 and not (model / "model.json").exists(), f"not killed mid-run (epoch {epoch})"
-    r = run_cli("train", tone_data, *ARGS, "--out", model, "--nproc", "2", "--resume")
-    assert r.returncode == 0, r.stderr
-    assert not checkpoint.exists()
-    whole, resumed = _weights(trained[2][0]), _weights(model)
-    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
-    j = json.loads((model / "model.json").read_text())["training"]
-    assert j["final_loss"] == json.loads((trained[2][0] / "model.json").read_text())["training"]["final_loss"]
 
 
 def test_nproc_errors_are_one_line(tmp_path):
