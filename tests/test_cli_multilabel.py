@@ -26,6 +26,12 @@ def cells(table: str) -> list[list[str]]:
     return [[c.strip() for c in line.split("│")[1:-1]] for line in body.splitlines() if line.startswith("│")]
 
 
+def same_tracks(a: list[dict], b: list[dict]) -> bool:
+    """The same instruments, families and segments; probabilities from two processes within 1e-4."""
+    strip = lambda ts: [{k: v for k, v in t.items() if k != "probability"} for t in ts]  # noqa: E731
+    return strip(a) == strip(b) and [t["probability"] for t in a] == pytest.approx([t["probability"] for t in b], abs=1e-4)
+
+
 def clock(seconds: float) -> str:
     """The table's time (m:ss.s), written independently of instrec.display.clock."""
     tenths = round(seconds * 10)
@@ -93,7 +99,8 @@ def test_csv_one_row_per_window(duet_json, multilabel_model, duet_recording, tmp
         assert (float(row["start"]), float(row["end"])) == pytest.approx((w["start"], w["end"]), abs=1e-3)
         assert row["active"] == ";".join(w["active"])
         for c in CLASSES:
-            assert float(row[f"p_{c}"]) == pytest.approx(w["probabilities"][c], abs=1e-5)
+            # another process: MKL may split a sum over fewer threads under load (seen: 4e-5)
+            assert float(row[f"p_{c}"]) == pytest.approx(w["probabilities"][c], abs=1e-4)
     assert rows[0]["active"] == "sine" and rows[-1]["active"].split(";") >= ["saw"]
 
     # a short recording has no windows: one row for the file, its instruments heard
@@ -115,13 +122,13 @@ def test_resumed_log_reproduces_instruments_and_active(duet_json, multilabel_mod
     first = run_cli("predict", multilabel_model, duet_recording, "--format", "json", "--log", log)
     assert first.returncode == 0, first.stderr
     (line,) = log.read_text().splitlines()
-    assert json.loads(line)["instruments"] == duet_json["instruments"]
+    assert same_tracks(json.loads(line)["instruments"], duet_json["instruments"])
     assert [w["active"] for w in json.loads(line)["windows"]] == [w["active"] for w in duet_json["windows"]]
     again = run_cli("predict", multilabel_model, duet_recording, "--format", "json", "--log", log)
     assert again.returncode == 0, again.stderr
     assert len(log.read_text().splitlines()) == 1  # read back from the log, not predicted again
     assert json.loads(again.stdout) == json.loads(first.stdout)
-    assert json.loads(again.stdout)[0]["instruments"] == duet_json["instruments"]
+    assert same_tracks(json.loads(again.stdout)[0]["instruments"], duet_json["instruments"])
     table = run_cli("predict", multilabel_model, duet_recording, "--log", log)  # the table from the log too
     assert [row[1] for row in cells(table.stdout.split("\n\n")[0])] == [t["label"] for t in duet_json["instruments"]]
 
