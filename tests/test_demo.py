@@ -7,7 +7,7 @@ from conftest import run_cli
 
 def test_demo_on_builtin_data(tmp_path):
     out = tmp_path / "demo"
-    r = run_cli("demo", "--out", out, "--per-class", "8")
+    r = run_cli("demo", "--out", out, "--per-class", "8", process=True)
     assert r.returncode == 0, r.stderr
     report = (out / "report.md").read_text()
     assert r.stdout.strip().startswith("# instrec demo")

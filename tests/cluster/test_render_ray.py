@@ -39,7 +39,7 @@ def local_render(tmp_path_factory):
 def test_render_on_ray_writes_the_files_of_a_local_render(ray_cluster, local_render):
     cwd, local = local_render
     # relative OUT: the workers, whose working folder is not the driver's, still write into it
-    r = run_cli("render", "ray", *ARGS, "--ray", ray_cluster, cwd=cwd)
+    r = run_cli("render", "ray", *ARGS, "--ray", ray_cluster, cwd=cwd, process=True)
     assert r.returncode == 0, r.stderr[-3000:]
     files = _digests(cwd / "ray")
     assert files == _digests(cwd / "local")  # every clip, manifest.csv and the folder's stamp
@@ -60,7 +60,7 @@ def test_an_interrupted_render_finishes_on_ray_as_it_would_here(ray_cluster, loc
     for f in clips[::2]:  # flute and cello clips 0 and 2 gone, 1 kept
         f.unlink()
     (out / f".{clips[0].name}.x1y2.part.wav").write_bytes(b"RIFF half a clip")  # what SIGKILL leaves
-    r = run_cli("render", out, *ARGS, "--ray", ray_cluster)
+    r = run_cli("render", out, *ARGS, "--ray", ray_cluster, process=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"(kept {len(clips) - len(clips[::2])} written by an interrupted run)" in r.stdout
     assert _digests(out) == _digests(cwd / "local")

@@ -48,7 +48,7 @@ def local_json(archive) -> list[dict]:
 
 def test_ray_answers_as_local_predict(ray_cluster, archive, local_json, tmp_path):
     out = tmp_path / "tags.parquet"
-    r = run_cli("predict", archive, "--ray", ray_cluster, "--format", "json", "--out", out, "--log", tmp_path / "log.jsonl")
+    r = run_cli("predict", archive, "--ray", ray_cluster, "--format", "json", "--out", out, "--log", tmp_path / "log.jsonl", process=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout) == local_json  # every field, every probability, the same order
     assert "broken.wav: not readable as audio" in r.stderr
@@ -61,7 +61,7 @@ def test_ray_answers_as_local_predict(ray_cluster, archive, local_json, tmp_path
 
 
 def test_urls_are_read_by_the_workers(ray_cluster, archive, local_json):
-    r = run_cli("predict", f"file://{archive}", f"file://{archive}/missing.wav", "--ray", ray_cluster, "--format", "json")
+    r = run_cli("predict", f"file://{archive}", f"file://{archive}/missing.wav", "--ray", ray_cluster, "--format", "json", process=True)
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout)
     assert [d["path"] for d in got] == [f"file://{d['path']}" for d in local_json]

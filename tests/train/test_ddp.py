@@ -136,7 +136,7 @@ def trained(tone_data, tmp_path_factory):
     out = {}
     for n in (1, 2):
         model = root / f"nproc{n}"
-        out[n] = model, run_cli("train", tone_data, *ARGS, "--out", model, "--nproc", n)
+        out[n] = model, run_cli("train", tone_data, *ARGS, "--out", model, "--nproc", n, process=True)
     return out
 
 
@@ -169,7 +169,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 def test_nproc_errors_are_one_line(tmp_path):
-    r = run_cli("train", tmp_path / "absent", "--recipe", "seed-mfcc", "--out", tmp_path / "m", "--nproc", "2")
+    r = run_cli("train", tmp_path / "absent", "--recipe", "seed-mfcc", "--out", tmp_path / "m", "--nproc", "2", process=True)
     assert r.returncode == 1 and error_lines(r.stderr) == [f"instrec: error: {tmp_path / 'absent'}: no such file or folder"]
-    r = run_cli("train", tmp_path, "--cv", "3", "--nproc", "2")
+    r = run_cli("train", tmp_path, "--cv", "3", "--nproc", "2", process=True)
     assert r.returncode == 2 and error_lines(r.stderr) == ["instrec: error: --cv trains its folds in one process; leave out --nproc"]
