@@ -173,3 +173,20 @@ def test_nproc_errors_are_one_line(tmp_path):
     assert r.returncode == 1 and error_lines(r.stderr) == [f"instrec: error: {tmp_path / 'absent'}: no such file or folder"]
     r = run_cli("train", tmp_path, "--cv", "3", "--nproc", "2", process=True)
     assert r.returncode == 2 and error_lines(r.stderr) == ["instrec: error: --cv trains its folds in one process; leave out --nproc"]
+
+
+def test_the_exit_code_is_the_failure_of_its_own_not_the_launchers_sigterm():
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from instrec.train.distributed import exit_code
+
+    def failed(rank, code, when):
+        f = ProcessFailure(local_rank=rank, pid=100 + rank, exitcode=code, error_file="/nonexistent")
+        f.timestamp = when
+        return f
+
+    # rank 1 failed first (exit 1), the launcher then stopped rank 0 with SIGTERM: 1, not 143
+    assert exit_code({0: failed(0, -15, 20), 1: failed(1, 1, 10)}) == 1
+    assert exit_code({0: failed(0, 2, 20), 1: failed(1, 1, 10)}) == 2  # rank 0's own failure first
+    assert exit_code({0: failed(0, -15, 20), 1: failed(1, 3, 30), 2: failed(2, 1, 10)}) == 1  # else the earliest
+    assert exit_code({0: failed(0, -9, 20), 1: failed(1, -15, 10)}) == 137  # all killed: rank 0's signal

@@ -176,8 +176,8 @@ def launch(nproc: int, args: Sequence[str], *, threads: int | None = None) -> in
     Returns
     -------
     int
-        0, or the exit code of the failed process (rank 0's when it failed; 128 + N for one
-        killed by signal N).
+        0, or the exit code of the process that failed (rank 0's when it failed of itself, not
+        stopped by the launcher; 128 + N for one killed by signal N).
     """
     import logging
 
@@ -204,8 +204,7 @@ def launch(nproc: int, args: Sequence[str], *, threads: int | None = None) -> in
         with _stderr_as_fd2():
             elastic_launch(config, sys.executable)("-u", *args)
     except ChildFailedError as e:
-        failure = e.failures.get(0) or e.get_first_failure()[1]
-        return failure.exitcode if failure.exitcode >= 0 else 128 - failure.exitcode
+        return exit_code(e.failures)
     except SignalException as e:  # the launcher stopped the processes when it got a signal (Ctrl-C: SIGINT)
         if e.sigval == signal.SIGINT:
             raise KeyboardInterrupt from None
@@ -216,6 +215,16 @@ def launch(nproc: int, args: Sequence[str], *, threads: int | None = None) -> in
         if saved is None:
             os.environ.pop("OMP_NUM_THREADS", None)
     return 0
+
+
+def exit_code(failures: dict) -> int:
+    """The exit code of a failed run from its processes' failures (rank -> torchrun's
+    ``ProcessFailure``). A process the launcher stopped because another failed (SIGTERM) says
+    nothing: a failure of its own comes first, rank 0's where it has one, else the earliest."""
+    own = {rank: f for rank, f in failures.items() if f.exitcode > 0}
+    failure = own.get(0) or min(own.values(), key=lambda f: f.timestamp, default=None) \
+        or failures.get(0) or next(iter(failures.values()))
+    return failure.exitcode if failure.exitcode >= 0 else 128 - failure.exitcode
 
 
 @contextmanager
