@@ -92,20 +92,24 @@ def rendered_data(tmp_path_factory) -> Path:
     return root
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, process: bool = False) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, process: bool = False,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``instrec ARGS`` as a user would; capture text output, the exit code as a process's.
 
     In this process by default (``instrec.cli.main(args)``, the entry point's own function): the
     libraries are imported once, not once per call (3-4 s each here). ``process=True``: ``python
     -m instrec`` in a fresh process, for what only a process shows (the output at the file
-    descriptors, launchers, environment variables set for children)."""
+    descriptors, launchers, environment variables set for children); ``env`` adds to its
+    environment."""
     if process:
-        env = {**os.environ, "COLUMNS": "200"}
+        env = {**os.environ, "COLUMNS": "200", **(env or {})}
         return subprocess.run([sys.executable, "-m", "instrec", *map(str, args)], capture_output=True, text=True,
                               cwd=cwd, timeout=timeout, env=env)
     import contextlib
     import io
     import traceback
+
+    assert env is None, "env: for a process of its own (process=True)"
 
     from instrec.cli import main
 

@@ -65,3 +65,37 @@ def test_fill_on_ray_then_local_extraction_reads_the_same_rows(ray_cluster, tone
 
     again = _fill(paths, config, ray_cache.root, ray_cluster)  # nothing left to do but the bad file
     assert [again[k] for k in ("computed", "cached", "skipped")] == [0, 9, summary["skipped"]]
+
+
+def test_train_and_evaluate_with_ray_fill_the_cache_there_and_train_the_same_model(ray_cluster, tone_data, tmp_path):
+    from safetensors.numpy import load_file
+
+    from conftest import run_cli
+
+    env = {"INSTREC_CACHE": str(tmp_path / "cache")}  # empty: every feature is the cluster's to compute
+    args = ["--recipe", "seed-mfcc", "--epochs", "20", "--seed", "3"]
+    r = run_cli("train", tone_data, *args, "--out", tmp_path / "ray", "--ray", ray_cluster, process=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "features on Ray: 30 computed in" in r.stderr and "0 already cached" in r.stderr
+    assert len(list((tmp_path / "cache").rglob("*.feat"))) == 30
+    local = run_cli("train", tone_data, *args, "--out", tmp_path / "local", "--no-cache")
+    assert local.returncode == 0, local.stderr
+    w_ray, w_local = load_file(tmp_path / "ray" / "model.safetensors"), load_file(tmp_path / "local" / "model.safetensors")
+    assert w_ray.keys() == w_local.keys()
+    for k in w_ray:  # the same rows, the same seed: the same network (up to MKL's rounding under load)
+        np.testing.assert_allclose(w_ray[k], w_local[k], atol=1e-5)
+
+    r = run_cli("evaluate", tmp_path / "ray", tone_data, "--out", tmp_path / "report", "--ray", ray_cluster, process=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "features on Ray: 0 computed in 0 tasks" in r.stderr  # the test split's, all cached by the training
+
+    # several training processes: the cache filled once, before they start; they read it
+    env = {"INSTREC_CACHE": str(tmp_path / "cache2")}
+    r = run_cli("train", tone_data, *args, "--out", tmp_path / "ddp", "--ray", ray_cluster, "--nproc", "2", process=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.count("features on Ray: 30 computed in") == 1
+    for k, w in load_file(tmp_path / "ddp" / "model.safetensors").items():
+        np.testing.assert_allclose(w, w_local[k], atol=1e-5)
+
+    r = run_cli("train", tone_data, "--out", tmp_path / "m", "--ray", "local", "--no-cache")
+    assert r.returncode == 2 and "leave out --no-cache" in r.stderr

@@ -25,14 +25,37 @@ JOBS_OPT = typer.Option(0, "--jobs", "-j", min=0, metavar="N", help="feature-ext
 NO_CACHE_OPT = typer.Option(False, "--no-cache", help="compute every feature afresh: neither read nor write the feature cache "
                                                      "($INSTREC_CACHE, default ~/.cache/instrec/features)")
 
+RAY_FILL_OPT = typer.Option(None, "--ray", metavar="[ADDRESS]", help="compute the features missing from the feature cache on a "
+                            "Ray cluster first (alone or 'local', a Ray of this machine started for the run; 'auto', the one "
+                            "'ray start' made here; host:port or ray://host:port: its workers must see the audio and the cache "
+                            "at the same paths); the rest runs here")
 
-def _data_options(labels, manifest, alias, jobs, no_cache):
+
+def _data_options(labels, manifest, alias, jobs, no_cache, ray=None):
     """The shared data options of a command, as the pipeline takes them."""
+    from functools import partial
+
     from ..data.folder import parse_aliases
+    from ..errors import ParameterError
     from ..pipeline import DataOptions
 
+    fill = None
+    if ray is not None:
+        if no_cache:
+            raise ParameterError("--ray computes features into the feature cache; leave out --no-cache")
+        _need("ray")
+        from ..cluster.tasks import fill_cache_on_ray
+
+        fill = partial(_fill_and_say, partial(fill_cache_on_ray, address=ray))
     return DataOptions(labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []), jobs=jobs or None,
-                       cache=not no_cache)
+                       cache=not no_cache, fill=fill)
+
+
+def _fill_and_say(fill, paths, config, **kwargs) -> None:
+    """Fill the cache, then say on stderr what the cluster did (what it could not read, extraction says next)."""
+    s = fill(paths, config, **kwargs)
+    typer.echo(f"features on Ray: {s.computed} computed in {s.tasks} tasks, {s.cached} already cached "
+               f"({s.elapsed:.1f} s)", err=True)
 
 
 def _recipe(recipe: str | None, epochs, hidden, activation, image_mode, init=None, trainable=None, keep_classes=False):
@@ -113,6 +136,7 @@ def train(
     nproc: int = typer.Option(1, "--nproc", min=1, metavar="N", help="train in N processes (PyTorch DistributedDataParallel, "
                               "started by torchrun): each trains on its share of every minibatch, the same model as one process "
                               "up to rounding; on CPUs, each gets cores/N threads; on GPUs, one GPU each"),
+    ray: Optional[str] = RAY_FILL_OPT,
 ):
     """Train a model on labelled audio and save it as a bundle (or cross-validate with --cv)."""
     _need("torch", "safetensors")
@@ -127,23 +151,32 @@ def train(
             raise ParameterError(f"--nproc {nproc} under torchrun, which started {os.environ['WORLD_SIZE']} processes: leave out --nproc")
     if cv is not None and (nproc > 1 or launched()):
         raise ParameterError("--cv trains its folds in one process; leave out --nproc")
+    if ray is not None and launched():
+        raise ParameterError("--ray under torchrun would fill the feature cache once per process: "
+                             "use 'instrec train --nproc N --ray', which fills it once before starting them")
     if nproc > 1 and not launched():  # the same command in N processes under torchrun, less --nproc
         if out is None:
             raise ParameterError("--out is required (the model folder to write), unless --cv is given")
         args = []
         for p in ctx.command.params:
             v = ctx.params.get(p.name)
-            if p.name in ("nproc", "data") or v is None or v is False:
+            if p.name in ("nproc", "data", "ray") or v is None or v is False:
                 continue
             for one in v if isinstance(v, (list, tuple)) else [v]:
                 args += [p.opts[0]] if v is True else [p.opts[0], str(getattr(one, "value", one))]
+        if ray is not None:  # once, here: the processes then read the filled cache
+            from ..pipeline import load_base_model
+
+            r = _recipe(recipe, epochs, hidden, activation, image_mode, load_base_model(init), trainable, keep_classes)
+            options = _data_options(labels, manifest, alias, jobs, no_cache, ray)
+            options.fill([c.path for c in options.load(data).clips], r.feature, cache=options.cache)
         raise typer.Exit(launch(nproc, ["-m", "instrec", "train", *args, "--", *map(str, data)]))
     from ..evaluate import crossval_table, fmt_mean_std, fmt_num, fmt_pct
     from ..pipeline import KFold, cross_validate, load_base_model, train_model
 
     base = load_base_model(init)
     r = _recipe(recipe, epochs, hidden, activation, image_mode, base, trainable, keep_classes)
-    options = _data_options(labels, manifest, alias, jobs, no_cache)
+    options = _data_options(labels, manifest, alias, jobs, no_cache, ray)
     if cv is not None:
         if out is not None:
             raise ParameterError("--cv trains one model per fold and saves none; leave out --out (or drop --cv)")
@@ -210,6 +243,7 @@ def crossval(
     device: str = DEVICE_OPT,
     jobs: int = JOBS_OPT,
     no_cache: bool = NO_CACHE_OPT,
+    ray: Optional[str] = RAY_FILL_OPT,
 ):
     """Leave-one-source-out: train on every source but one, test on that one; one table."""
     _need("torch", "safetensors")
@@ -219,7 +253,7 @@ def crossval(
     r = _recipe(recipe, epochs, hidden, activation, image_mode)
     _say_recipe(recipe, None, r)
     with _progress() as progress:
-        res = cross_validate(data, recipe=r, cv=LeaveOneSourceOut(), seed=seed, options=_data_options(labels, manifest, alias, jobs, no_cache),
+        res = cross_validate(data, recipe=r, cv=LeaveOneSourceOut(), seed=seed, options=_data_options(labels, manifest, alias, jobs, no_cache, ray),
                              out=out, device=device, progress=progress)
     typer.echo(crossval_table(res), nl=False)
     for f in res["folds"]:
@@ -245,13 +279,14 @@ def evaluate(
     jobs: int = JOBS_OPT,
     no_cache: bool = NO_CACHE_OPT,
     classes: Optional[str] = CLASSES_OPT,
+    ray: Optional[str] = RAY_FILL_OPT,
 ):
     """Evaluate a model: accuracy, macro F1, ROC AUC, per-class scores, confusion matrix."""
     from ..evaluate import fmt_num, fmt_pct
     from ..pipeline import evaluate_model
 
     with _progress() as progress:
-        m, skipped = evaluate_model(str(model_dir), data, out=out, options=_data_options(labels, manifest, alias, jobs, no_cache),
+        m, skipped = evaluate_model(str(model_dir), data, out=out, options=_data_options(labels, manifest, alias, jobs, no_cache, ray),
                                     classes=classes, progress=progress)
     if m.get("multilabel"):
         frames = m.get("frames")

@@ -33,7 +33,10 @@ class DataOptions:
     ``labels``: ``auto``, ``folder``, ``filename`` or ``manifest``; ``manifest``: a CSV of
     ``path,label[,group,source]``; ``aliases``: label → label merges; ``jobs``: feature-extraction
     processes (``None``: one per core); ``cache``: the feature cache (``True``: its default folder,
-    a folder, or ``False``: off; see :func:`instrec.features.extract`).
+    a folder, or ``False``: off; see :func:`instrec.features.extract`); ``fill``: called
+    ``fill(paths, config, cache=..., progress=...)`` before each extraction with the cache on, to
+    compute the missing entries elsewhere (the command line's ``--ray``:
+    :func:`instrec.cluster.tasks.fill_cache_on_ray`); the extraction then reads them.
     """
 
     labels: str = "auto"
@@ -41,6 +44,7 @@ class DataOptions:
     aliases: Mapping[str, str] | None = None
     jobs: int | None = None
     cache: bool | str | os.PathLike = True
+    fill: Callable | None = None
 
     def load(self, data) -> Dataset:
         return load_dataset(data, labels=self.labels, manifest=self.manifest, aliases=dict(self.aliases or {}))
@@ -56,8 +60,11 @@ def extract_rows(clips, feature, options: DataOptions, progress: Progress | None
     memory more than a warm pool."""
     from ..features.parallel import release_pool
 
+    paths = [c.path for c in clips]
+    if options.fill is not None and options.cache is not False:
+        options.fill(paths, feature, cache=options.cache, progress=bar(progress, f"{what} (filling the cache)", len(clips)))
     try:
-        return extract([c.path for c in clips], feature, jobs=options.jobs, cache=options.cache, compact=True,
+        return extract(paths, feature, jobs=options.jobs, cache=options.cache, compact=True,
                        progress=bar(progress, what, len(clips)), device=device)
     finally:
         release_pool()
