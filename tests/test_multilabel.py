@@ -145,9 +145,17 @@ def test_cli_mix_train_group_split_and_evaluate(tone_data, tmp_path):
     assert "mAP" in r.stdout and "frame-level F1" in r.stdout
 
 
-def test_crossval_of_a_multilabel_recipe_is_refused_before_any_work(mixture_data):
-    from instrec.errors import ParameterError
-    from instrec.pipeline import cross_validate
-
-    with pytest.raises(ParameterError, match="multi-label"):
-        cross_validate(mixture_data, recipe="cnn-multi", cv=2)
+def test_crossval_of_a_multilabel_recipe_scores_every_fold(mixture_data, tmp_path):
+    r = run_cli("train", mixture_data, "--recipe", "cnn-multi", "--epochs", "2", "--cv", "3", "--report", tmp_path / "cv")
+    assert r.returncode == 0, r.stderr
+    assert "| fold | clips train / test | mAP | micro F1 | macro F1 |" in r.stdout
+    assert "cnn-multi: 3-fold cross-validation: mAP " in r.stdout and "accuracy" not in r.stdout
+    res = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    folds = res["folds"]
+    assert len(folds) == 3 and sum(f["n_test"] for f in folds) == 60  # each clip tested once
+    for f in folds:  # stratified by each clip's rarest instrument: every instrument in every test side
+        assert f["multilabel"] and 0.0 <= f["map"] <= 1.0 and f["micro_f1"] is not None
+        assert all(f["per_class"][c]["support"] > 0 for c in ("saw", "sine", "square"))
+    assert set(res["mean"]) == {"map", "micro_f1", "macro_f1"}
+    assert res["mean"]["map"] == pytest.approx(float(np.mean([f["map"] for f in folds])))
+    assert "| fold | clips train / test | mAP | micro F1 | macro F1 |" in (tmp_path / "cv" / "report.md").read_text()

@@ -18,8 +18,15 @@ from .decision import UNKNOWN, family_lookup, family_matrix
 from .errors import ParameterError
 from .fileio import write_bytes, write_json, write_text
 
-# The figures a cross-validation averages over its folds.
-SUMMARY_METRICS = ("accuracy", "macro_f1", "roc_auc_ovr_macro")
+# The figures a cross-validation averages over its folds: (key, name, as a percentage), for
+# single-label and for multi-label models.
+SUMMARY_METRICS = (("accuracy", "accuracy", True), ("macro_f1", "macro F1", False), ("roc_auc_ovr_macro", "ROC AUC", False))
+MULTILABEL_SUMMARY = (("map", "mAP", False), ("micro_f1", "micro F1", False), ("macro_f1", "macro F1", False))
+
+
+def summary_metrics(multilabel: bool) -> tuple[tuple[str, str, bool], ...]:
+    """The figures a cross-validation of a single-label or a multi-label model summarises."""
+    return MULTILABEL_SUMMARY if multilabel else SUMMARY_METRICS
 ECE_BINS = 15
 
 
@@ -399,27 +406,36 @@ def crossval_table(result: dict) -> str:
     """The folds of a cross-validation as a Markdown table, with a mean ± std row.
 
     Leave-one-source-out folds (with ``held_out``) get one row per held-out source and its
-    training sources; k-fold folds one row per fold.
+    training sources; k-fold folds one row per fold. The figures: accuracy, macro F1 and ROC AUC,
+    or for a multi-label model mAP, micro and macro F1 (:func:`summary_metrics`).
     """
     by_source = any("held_out" in f for f in result["folds"])
+    figures = summary_metrics(any(f.get("multilabel") for f in result["folds"]))
+    names = [name for _, name, _ in figures]
     if by_source:
-        lines = ["| held-out source | train sources | clips train / test | accuracy | macro F1 | ROC AUC |",
-                 "|---|---|---|---|---|---|"]
+        lines = ["| " + " | ".join(["held-out source", "train sources", "clips train / test", *names]) + " |"]
     else:
-        lines = ["| fold | clips train / test | accuracy | macro F1 | ROC AUC |", "|---|---|---|---|---|"]
+        lines = ["| " + " | ".join(["fold", "clips train / test", *names]) + " |"]
+    lines.append("|" + "---|" * (len(names) + (3 if by_source else 2)))
     for f in result["folds"]:
         first = [f["held_out"], ", ".join(f["train_sources"])] if by_source else [str(f["fold"])]
-        lines.append("| " + " | ".join(first + [f"{f['n_train']} / {f['n_test']}", fmt_pct(f["accuracy"]),
-                                                 fmt_num(f["macro_f1"]), fmt_num(f["roc_auc_ovr_macro"])]) + " |")
+        lines.append("| " + " | ".join(first + [f"{f['n_train']} / {f['n_test']}"]
+                                       + [fmt_pct(f.get(k)) if pct else fmt_num(f.get(k)) for k, _, pct in figures]) + " |")
     m, s = result["mean"], result["std"]
     n_train = sum(f["n_train"] for f in result["folds"]) / max(1, len(result["folds"]))
     n_test = sum(f["n_test"] for f in result["folds"]) / max(1, len(result["folds"]))
     first = ["**mean ± std**", ""] if by_source else ["**mean ± std**"]
-    lines.append("| " + " | ".join(first + [f"{n_train:.0f} / {n_test:.0f} (mean)",
-                                             fmt_mean_std(m["accuracy"], s["accuracy"], pct=True),
-                                             fmt_mean_std(m["macro_f1"], s["macro_f1"]),
-                                             fmt_mean_std(m["roc_auc_ovr_macro"], s["roc_auc_ovr_macro"])]) + " |")
+    lines.append("| " + " | ".join(first + [f"{n_train:.0f} / {n_test:.0f} (mean)"]
+                                   + [fmt_mean_std(m.get(k), s.get(k), pct=pct) for k, _, pct in figures]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def crossval_summary(result: dict) -> str:
+    """``accuracy 93.33% ± 4.71%, macro F1 ..., ROC AUC ...`` (or a multi-label model's figures):
+    the mean ± std over the folds, in a line."""
+    figures = summary_metrics(any(f.get("multilabel") for f in result["folds"]))
+    m, s = result["mean"], result["std"]
+    return ", ".join(f"{name} {fmt_mean_std(m.get(k), s.get(k), pct=pct)}" for k, name, pct in figures)
 
 
 def crossval_markdown(result: dict, *, title: str) -> str:

@@ -8,7 +8,7 @@ from sklearn.model_selection import train_test_split
 
 from conftest import tone, write
 from instrec.data.folder import load_dataset
-from instrec.data.splits import clip_groups, kfold_indices, split_indices
+from instrec.data.splits import clip_groups, kfold_indices, split_indices, stratum
 from instrec.errors import DataError, ParameterError
 
 NOTES = ("A4", "As4", "C5", "D5", "E5", "G5")  # MIDI 69, 70, 72, 74, 76, 79
@@ -168,3 +168,17 @@ def test_leave_one_library_out_holds_sources_of_one_library_out_together():
         cv.check(clips[:5])
     with pytest.raises(ParameterError):
         LeaveOneSourceOut(libraries={"a": 3})
+
+
+def test_multilabel_clips_are_stratified_by_their_rarest_instrument():
+    labels = ["cello;violin"] * 6 + ["violin"] * 6 + ["flute;violin"] * 3 + ["unknown"] * 3
+    # violin 15, cello 6, flute 3: a duet's stratum is its rarer instrument
+    assert stratum(labels) == ["cello"] * 6 + ["violin"] * 6 + ["flute"] * 3 + ["unknown"] * 3
+    assert stratum(["a", "b", "a"]) == ["a", "b", "a"]  # single labels are their own strata
+    folds = kfold_indices(labels, 3, seed=0)
+    for _, te in folds:  # every instrument, and the clips of none, in every test fold
+        heard = {c for i in te for c in labels[i].split(";")}
+        assert heard == {"cello", "violin", "flute", "unknown"}
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(len(labels)))
+    with pytest.raises(DataError, match="'flute' has 3"):
+        kfold_indices(labels, 4, seed=0)

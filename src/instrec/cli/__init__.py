@@ -171,7 +171,7 @@ def train(
             options = _data_options(labels, manifest, alias, jobs, no_cache, ray)
             options.fill([c.path for c in options.load(data).clips], r.feature, cache=options.cache)
         raise typer.Exit(launch(nproc, ["-m", "instrec", "train", *args, "--", *map(str, data)]))
-    from ..evaluate import crossval_table, fmt_mean_std, fmt_num, fmt_pct
+    from ..evaluate import crossval_summary, crossval_table, fmt_num, fmt_pct
     from ..pipeline import KFold, cross_validate, load_base_model, train_model
 
     base = load_base_model(init)
@@ -188,10 +188,7 @@ def train(
                                  out=report, device=device, init=base, keep_classes=keep_classes, families=families,
                                  progress=progress)
         typer.echo(crossval_table(res), nl=False)
-        m, sd = res["mean"], res["std"]
-        typer.echo(f"{r.name}: {cv}-fold cross-validation: accuracy {fmt_mean_std(m['accuracy'], sd['accuracy'], pct=True)}, "
-                   f"macro F1 {fmt_mean_std(m['macro_f1'], sd['macro_f1'])}, "
-                   f"ROC AUC {fmt_mean_std(m['roc_auc_ovr_macro'], sd['roc_auc_ovr_macro'])} (mean ± std over folds)"
+        typer.echo(f"{r.name}: {cv}-fold cross-validation: {crossval_summary(res)} (mean ± std over folds)"
                    + (f"; report in {report}" if report else ""))
         _say_absent_classes(res["context"])
         _report_skipped([tuple(x) for x in res["skipped"]])

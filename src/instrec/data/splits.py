@@ -152,7 +152,8 @@ def kfold_indices(
     """``k`` (train, test) index pairs; the test sides partition all clips.
 
     Without ``groups``: ``StratifiedKFold(k, shuffle=True, random_state=seed)``, so every class
-    is spread over every fold. It needs at least ``k`` clips of every class and raises
+    is spread over every fold. Multi-label clips (``cello;violin``) are stratified by their rarest
+    instrument (:func:`stratum`), so that every instrument is spread over the folds too. It needs at least ``k`` clips of every class and raises
     :class:`DataError` otherwise (no silent fallback to unstratified folds: a fold missing a class
     would score a different task than its neighbours).
 
@@ -177,6 +178,7 @@ def kfold_indices(
     if n < k:
         raise DataError(f"{n} clips are too few for {k} folds")
     idx = np.arange(n)
+    labels = stratum(labels)
     if groups is None:
         counts = Counter(labels)
         small = sorted((c, m) for c, m in counts.items() if m < k)
@@ -199,6 +201,19 @@ def kfold_indices(
         if len(te) == 0 or len(tr) == 0:
             raise DataError(f"the groups cannot be dealt into {k} non-empty folds")
     return out
+
+
+def stratum(labels: Sequence[str]) -> list[str]:
+    """What clips labelled ``labels`` are stratified by: the labels themselves, or where any names
+    several instruments, each clip's rarest instrument in ``labels`` (ties: by name; ``unknown``
+    for none), so that few strata hold many clips, and every instrument is in some."""
+    from .activity import NO_INSTRUMENT, is_multilabel, split_labels
+
+    labels = [str(x) for x in labels]
+    if not is_multilabel(labels):
+        return labels
+    counts = Counter(c for label in labels for c in split_labels(label))
+    return [min(split_labels(label), key=lambda c: (counts[c], c), default=NO_INSTRUMENT) for label in labels]
 
 
 def _check_groups(groups, n: int, what: str) -> list[str]:

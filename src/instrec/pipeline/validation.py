@@ -11,9 +11,8 @@ import numpy as np
 
 from ..classifier import InstrumentClassifier
 from ..data.splits import KFold, LeaveOneSourceOut
-from ..evaluate import SUMMARY_METRICS, crossval_markdown
+from ..evaluate import crossval_markdown, summary_metrics
 from ..fileio import write_json, write_text, writing
-from ..errors import ParameterError
 from ..recipes import Recipe
 from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, dataset_features, fit_and_score,
                      init_record, load_base_model, need_two_classes, read_families, resolve_recipe,
@@ -52,7 +51,9 @@ def cross_validate(
     "skipped": [...]}``: each fold is :func:`~instrec.evaluate.compute_metrics`' dict plus
     ``n_train``, ``n_test`` and what the splitter says of it (``fold``, or ``held_out`` and
     ``train_sources``); ``mean``/``std`` hold accuracy, macro F1 and ROC AUC over the folds
-    (population std, numpy's default). With ``out``, writes the splitter's JSON file (``cv.json``
+    (population std, numpy's default). A multi-label recipe's folds are
+    :func:`~instrec.evaluate.multilabel_metrics`' dicts, and ``mean``/``std`` hold mAP, micro and
+    macro F1 (clip level: the activity tables' frame-level F1 is ``evaluate``'s). With ``out``, writes the splitter's JSON file (``cv.json``
     or ``crossval.json``) and ``report.md`` there.
     """
     options = options or DataOptions()
@@ -61,9 +62,6 @@ def cross_validate(
     init = load_base_model(init)
     check_keep_classes(keep_classes, init)
     recipe = resolve_recipe(recipe, init)
-    if recipe.model.multilabel:  # its folds would need multi-label summaries and tables: not built yet
-        raise ParameterError(f"cross-validation takes single-label recipes; {recipe.name} is multi-label: use "
-                             "train --split group and evaluate on held-out data")
     ds = options.load(data)
     need_two_classes(ds.labels, "the data")
     splitter.check(ds.clips)  # fail before the features are computed
@@ -100,7 +98,7 @@ def cross_validate(
 
 def _cv_result(folds: list[dict], context: dict, skipped, split: dict) -> dict:
     mean, std = {}, {}
-    for key in SUMMARY_METRICS:
+    for key, _, _ in summary_metrics(any(f.get("multilabel") for f in folds)):
         values = [f[key] for f in folds if f.get(key) is not None]
         mean[key] = float(np.mean(values)) if values else None
         std[key] = float(np.std(values)) if values else None
