@@ -102,6 +102,8 @@ def main() -> None:
     ap.add_argument("--real-mixtures", type=int, default=300)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default=None, metavar="MODEL", help="start from this trained model ('shipped': instrec's); "
+                    "its model folder and results file are named after it")
     args = ap.parse_args()
 
     from instrec.data import load_dataset
@@ -123,18 +125,23 @@ def main() -> None:
     all_notes = [c for c in load_dataset(args.notes).clips if c.source != args.held_out and c.label != "unknown"]
     mixtures = once(work / "mixtures", lambda d: mix_clips(all_notes, d, n=args.mixtures, min_instruments=1,
                                                           max_instruments=3, seed=args.seed))
-    model_dir = work / "model"
+    model_dir = work / ("model" if args.init is None else f"model-from-{Path(args.init).name}")
+    init = None
+    if args.init is not None:
+        from instrec.pipeline import load_base_model
+
+        init = load_base_model(args.init)
     recipe = get_recipe("cnn-multi")
     recipe = replace(recipe, train=replace(recipe.train, epochs=args.epochs))
     result: dict = {"machine": bc.machine(), "date": time.strftime("%Y-%m-%d"), "seed": args.seed,
                     "held_out_library": args.held_out, "args": {k: str(v) for k, v in vars(args).items()}}
     if not (model_dir / "model.json").is_file():
         t0 = time.perf_counter()
-        res = train_model([music, mixtures, notes], recipe=recipe, out=model_dir, seed=args.seed, test_size=0.05)
+        res = train_model([music, mixtures, notes], recipe=recipe, out=model_dir, seed=args.seed, test_size=0.05, init=init)
         result["train_seconds"] = time.perf_counter() - t0
         result["training_clips"] = res.context["clips"]
         print(f"trained in {result['train_seconds']:.0f} s: {res.context['clips']}", flush=True)
-    m, _ = evaluate_model(model_dir, test_music, out=work / "report-music")
+    m, _ = evaluate_model(model_dir, test_music, out=work / f"report-music-{model_dir.name}")
     result["held_out_music"] = {k: m[k] for k in ("n", "map", "micro_f1", "macro_f1", "exact_match")}
     result["held_out_music"]["frames"] = m.get("frames")
     result["held_out_music"]["average_precision"] = m["average_precision"]
@@ -142,7 +149,7 @@ def main() -> None:
     if REAL.is_dir():
         real = once(work / "real-mixtures", lambda d: mix_clips(load_dataset(REAL).clips, d, n=args.real_mixtures,
                                                                min_instruments=2, max_instruments=3, seed=args.seed))
-        m, _ = evaluate_model(load_model(model_dir).restrict(SIX), real, out=work / "report-real-mixtures")
+        m, _ = evaluate_model(load_model(model_dir).restrict(SIX), real, out=work / f"report-real-mixtures-{model_dir.name}")
         result["real_mixtures"] = {k: m[k] for k in ("n", "map", "micro_f1", "macro_f1", "exact_match")}
         print(f"real mixtures: micro F1 {m['micro_f1']:.3f}, mAP {m['map']:.3f}", flush=True)
         six = load_model(model_dir).restrict(SIX)
@@ -157,7 +164,7 @@ def main() -> None:
         print(f"skipping the real-note figures: the Philharmonia data is not at {REAL}")
     result["timeline_hour"] = hour_timeline(model_dir, work)
     print(f"1-hour timeline: {result['timeline_hour']}", flush=True)
-    bc.save("multilabel", result)
+    bc.save("multilabel" if args.init is None else f"multilabel-from-{Path(args.init).name}", result)
 
 
 def hour_timeline(model_dir: Path, work: Path) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -86,7 +87,8 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         ``resume=True`` continues from it (see :func:`instrec.train.fit_network`).
         ``init``: a trained classifier to start from (fine-tuning, see
         :func:`instrec.recipes.finetuning`). It must take the same features through the same
-        network. Every weight and its input statistics are copied; the output layer's row of each
+        network; only its output may differ (a single-label model starts a multi-label one, its
+        softmax rows becoming sigmoid rows). Every weight and its input statistics are copied; the output layer's row of each
         class it knows is copied too, and a class it does not know starts from a fresh row. The
         classes are those of ``labels``, as always: a class of ``init`` that ``labels`` lack is
         dropped, unless ``keep_classes``.
@@ -205,7 +207,8 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
 
         if not isinstance(base, InstrumentClassifier) or base.net_ is None:
             raise ParameterError("init must be a trained InstrumentClassifier (a loaded model)")
-        if base.recipe.feature != self.recipe.feature or base.recipe.model != self.recipe.model:
+        # the same network but for its output's squashing: a single-label model starts a multi-label one
+        if base.recipe.feature != self.recipe.feature or replace(base.recipe.model, output=self.recipe.model.output) != self.recipe.model:
             raise ParameterError(f"init was trained with other features or another network ({base.recipe.name}) than "
                                  f"this recipe ({self.recipe.name}); fine-tune with instrec.recipes.finetuning(its recipe)")
         out = self.net_.output()

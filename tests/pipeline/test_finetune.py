@@ -165,6 +165,26 @@ def test_fine_tunes_the_shipped_cnn(rendered_data):
     assert np.mean(np.array(clf.predict(X)) == y) >= 0.9
 
 
+def test_the_shipped_single_label_cnn_starts_a_multilabel_one(rendered_data):
+    """cnn-multi is the cnn with sigmoid outputs: the shipped (softmax) cnn starts it, its rows
+    mapped by class; after one epoch it names the instruments of the clips it was tuned on."""
+    from instrec.assets import shipped_model_path
+
+    from conftest import labelled_features
+
+    shipped = InstrumentClassifier.load(shipped_model_path())
+    X, y, _, _ = labelled_features(rendered_data, shipped.recipe.feature, cache=False)
+    r = finetuning(get_recipe("cnn-multi"))
+    clf = InstrumentClassifier(replace(r, train=replace(r.train, epochs=1)), seed=0).fit(X, y, init=shipped)
+    assert clf.multilabel and clf.classes == ["cello", "flute", "trumpet"]
+    assert torch.equal(clf.net_.state_dict()["norm.mean"], shipped.net_.state_dict()["norm.mean"])
+    P = clf.predict_proba(X)
+    assert not np.allclose(P.sum(axis=1), 1.0)  # a sigmoid per instrument, not a softmax
+    assert np.mean(np.array(clf.classes)[P.argmax(axis=1)] == np.array(y)) >= 0.9
+    with pytest.raises(ParameterError, match="other features or another network"):
+        InstrumentClassifier(replace(r, model=replace(r.model, channels=(8, 16, 32, 64)))).fit(X, y, init=shipped)
+
+
 def test_output_only_fine_tuning_moves_the_output_layer_alone(rendered_data):
     """``trainable="output"``: the shipped cnn tuned on renders of three of its classes keeps every
     other weight and every batch-norm statistic bit for bit, and its output layer learns."""
