@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .data.activity import LABEL_SEP, is_multilabel, join_labels, label_matrix, split_labels
 from .errors import BundleError, DataError, ParameterError
-from .recipes import Recipe, get_recipe
+from .recipes import Recipe, get_recipe, same_network
 
 # model.json keys that describe the network itself; everything else is the model's ``info``
 _SPEC_KEYS = ("format", "format_version", "classes", "recipe", "in_dim", "seed", "versions", "families", "temperature",
@@ -207,8 +206,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
 
         if not isinstance(base, InstrumentClassifier) or base.net_ is None:
             raise ParameterError("init must be a trained InstrumentClassifier (a loaded model)")
-        # the same network but for its output's squashing: a single-label model starts a multi-label one
-        if base.recipe.feature != self.recipe.feature or replace(base.recipe.model, output=self.recipe.model.output) != self.recipe.model:
+        if not same_network(base.recipe, self.recipe):
             raise ParameterError(f"init was trained with other features or another network ({base.recipe.name}) than "
                                  f"this recipe ({self.recipe.name}); fine-tune with instrec.recipes.finetuning(its recipe)")
         out = self.net_.output()

@@ -197,6 +197,12 @@ def get_recipe(name: str) -> Recipe:
         raise ParameterError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None
 
 
+def same_network(trained: Recipe, recipe: Recipe) -> bool:
+    """Whether a model trained with ``trained`` can start one of ``recipe``: the same features and
+    network, the output's squashing aside (a single-label cnn starts a multi-label cnn-multi)."""
+    return trained.feature == recipe.feature and replace(trained.model, output=recipe.model.output) == recipe.model
+
+
 def finetuning(recipe: Recipe, *, trainable: str = "all") -> Recipe:
     """The recipe that fine-tunes a model trained with ``recipe`` on new data: the same features,
     network and training settings, started from the trained weights (a warm start).

@@ -185,6 +185,19 @@ def test_the_shipped_single_label_cnn_starts_a_multilabel_one(rendered_data):
         InstrumentClassifier(replace(r, model=replace(r.model, channels=(8, 16, 32, 64)))).fit(X, y, init=shipped)
 
 
+def test_a_recipe_named_with_a_model_to_start_from_is_fine_tuned_and_checked():
+    from instrec.assets import shipped_model_path
+    from instrec.pipeline import resolve_recipe
+
+    shipped = InstrumentClassifier.load(shipped_model_path())
+    r = resolve_recipe("cnn-multi", shipped)
+    assert r.model.output == "sigmoid" and r.train == finetuning(get_recipe("cnn-multi")).train
+    assert resolve_recipe("cnn-multi", shipped, trainable="output").train.trainable == "output"
+    with pytest.raises(ParameterError, match="trained with cnn, whose features or network differ from seed-mfcc"):
+        resolve_recipe("seed-mfcc", shipped)
+    assert resolve_recipe(get_recipe("cnn-multi"), shipped) == get_recipe("cnn-multi")  # a Recipe: as it is
+
+
 def test_output_only_fine_tuning_moves_the_output_layer_alone(rendered_data):
     """``trainable="output"``: the shipped cnn tuned on renders of three of its classes keeps every
     other weight and every batch-norm statistic bit for bit, and its output layer learns."""
@@ -290,7 +303,7 @@ def test_cli_train_from_shipped_keeping_its_classes(rendered_data, tmp_path):
 
 @pytest.mark.parametrize("extra, code, words", [
     (["--from", "{tmp}/nomodel"], 1, ["nomodel"]),  # a bad bundle: 1; a bad argument: 2 (ParameterError)
-    (["--from", "shipped", "--recipe", "cnn"], 2, ["--from", "--recipe"]),
+    (["--from", "shipped", "--recipe", "seed-mfcc"], 2, ["cnn", "seed-mfcc", "network"]),
     (["--from", "{tmp}/m.onnx"], 2, ["ONNX"]),
     (["--trainable", "output"], 2, ["--trainable", "--from"]),
     (["--keep-classes"], 2, ["--keep-classes", "--from"]),

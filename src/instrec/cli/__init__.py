@@ -59,13 +59,12 @@ def _fill_and_say(fill, paths, config, **kwargs) -> None:
 
 
 def _recipe(recipe: str | None, epochs, hidden, activation, image_mode, init=None, trainable=None, keep_classes=False):
-    """The recipe named (the default if none), or the fine-tuning recipe of ``init``'s; CLI overrides applied."""
+    """The recipe named (the default if none), or the fine-tuning recipe of ``init``'s (or of the
+    one named, of the same network); CLI overrides applied."""
     from ..errors import ParameterError
     from ..pipeline import resolve_recipe
     from ..recipes import parse_hidden
 
-    if init is not None and recipe is not None:
-        raise ParameterError("--from fine-tunes the model with its own recipe; leave out --recipe")
     if trainable is not None and init is None:
         raise ParameterError("--trainable applies to fine-tuning; give --from MODEL_DIR or --from shipped")
     if keep_classes and init is None:
@@ -104,7 +103,8 @@ def train(
     recipe: Optional[str] = typer.Option(None, metavar="NAME", help=RECIPE_DEFAULT_HELP, show_default=False),
     init: Optional[str] = typer.Option(None, "--from", metavar="MODEL_DIR|shipped", help="fine-tune this trained model (a model "
                                        "folder, or 'shipped') on the data instead of training from scratch, with its recipe "
-                                       "(features, network, training settings)"),
+                                       "(features, network, training settings), or with --recipe one of the same network "
+                                       "(cnn-multi from a cnn: a multi-label model)"),
     trainable: Optional[Trainable] = typer.Option(
         None, "--trainable", help="with --from: which weights fine-tuning changes: all (the default), or output, the output "
                                   "layer alone (lr 1e-2, 200 epochs; better with about 5 clips per instrument)"),

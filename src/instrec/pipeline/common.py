@@ -16,7 +16,7 @@ from ..data.folder import Dataset, load_dataset
 from ..errors import DataError, ParameterError
 from ..evaluate import compute_metrics
 from ..models.device_features import extract
-from ..recipes import Recipe, finetuning, get_recipe
+from ..recipes import Recipe, finetuning, get_recipe, same_network
 
 # ``progress(description, total) -> update(done, total)``: how a step reports progress
 Progress = Callable[[str, int], Callable[[int, int], None]]
@@ -131,10 +131,20 @@ def load_base_model(init) -> InstrumentClassifier | None:
 def resolve_recipe(recipe: Recipe | str | None, init: InstrumentClassifier | None, *, trainable: str = "all") -> Recipe:
     """The recipe asked for; without one, the fine-tuning recipe of ``init``'s (``trainable``: all
     its weights or its output layer only, see :func:`~instrec.recipes.finetuning`), or
-    :data:`DEFAULT_RECIPE` (mfcc-stats)."""
+    :data:`DEFAULT_RECIPE` (mfcc-stats). A recipe named with ``init``: the fine-tuning recipe of
+    that one, which must have ``init``'s network (:func:`~instrec.recipes.same_network`: cnn-multi
+    from a cnn); a :class:`Recipe` is used as it is."""
     if recipe is None:
         return finetuning(init.recipe, trainable=trainable) if init is not None else get_recipe(DEFAULT_RECIPE)
-    return get_recipe(recipe) if isinstance(recipe, str) else recipe
+    if not isinstance(recipe, str):
+        return recipe
+    named = get_recipe(recipe)
+    if init is None:
+        return named
+    if not same_network(init.recipe, named):
+        raise ParameterError(f"the model to start from was trained with {init.recipe.name}, whose features or network "
+                             f"differ from {named.name}'s: leave the recipe out to fine-tune with its own")
+    return finetuning(named, trainable=trainable)
 
 
 def check_keep_classes(keep_classes: bool, init: InstrumentClassifier | None) -> None:
