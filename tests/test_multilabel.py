@@ -159,3 +159,22 @@ def test_crossval_of_a_multilabel_recipe_scores_every_fold(mixture_data, tmp_pat
     assert set(res["mean"]) == {"map", "micro_f1", "macro_f1"}
     assert res["mean"]["map"] == pytest.approx(float(np.mean([f["map"] for f in folds])))
     assert "| fold | clips train / test | mAP | micro F1 | macro F1 |" in (tmp_path / "cv" / "report.md").read_text()
+
+
+def test_cli_multilabel_model_from_the_shipped_single_label_one(mixture_data, tmp_path):
+    import csv
+
+    # the mixtures of two or three, their tones named as instruments the shipped model knows
+    names = {"saw": "trumpet", "sine": "flute", "square": "oboe"}
+    with open(mixture_data / "manifest.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if ";" in r["label"]]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.csv").write_text("path,label\n" + "".join(
+        f"{mixture_data / r['path']},{';'.join(sorted(names[c] for c in r['label'].split(';')))}\n" for r in rows))
+    r = run_cli("train", tmp_path / "data", "--from", "shipped", "--recipe", "cnn-multi", "--epochs", "1", "--out", tmp_path / "m")
+    assert r.returncode == 0, r.stderr
+    info = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert info["recipe"]["model"]["output"] == "sigmoid" and info["classes"] == ["flute", "oboe", "trumpet"]
+    shipped = json.loads((instrec.assets.shipped_model_path() / "model.json").read_text())["classes"]
+    # dropped: the shipped classes the data lacks, by instrument, not by the mixtures' joined labels
+    assert info["training"]["fine_tuned_from"]["dropped_classes"] == sorted(set(shipped) - {"flute", "oboe", "trumpet"})

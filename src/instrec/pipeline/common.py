@@ -161,7 +161,7 @@ ABSENT_KEPT = "kept classes without training data (output rows frozen at the sta
 def absent_classes(init: InstrumentClassifier, labels: Sequence[str], keep_classes: bool) -> dict[str, str]:
     """What a run's context says of the classes of the model it fine-tunes that ``labels`` (its
     training data) lack: dropped, or (``keep_classes``) kept with their output rows frozen."""
-    absent = sorted(set(init.classes) - set(labels))
+    absent = sorted(set(init.classes) - set(classes_of(labels)))
     if not absent:
         return {}
     return {ABSENT_KEPT if keep_classes else ABSENT_DROPPED: ", ".join(absent)}

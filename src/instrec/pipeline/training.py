@@ -164,8 +164,8 @@ def train_model(
     if init is not None:
         start = info["training"]["fine_tuned_from"] = init_record(init)
         context["fine-tuned from"] = start["model"]
-        trained = [y[i] for i in tr]  # the classes fit() saw; the base's others are dropped or kept
-        start["kept_classes" if keep_classes else "dropped_classes"] = sorted(set(init.classes) - set(trained))
+        trained = [y[i] for i in tr]  # the labels fit() saw; the base's other classes are dropped or kept
+        start["kept_classes" if keep_classes else "dropped_classes"] = sorted(set(init.classes) - set(classes_of(trained)))
         context.update(absent_classes(init, trained, keep_classes))
         start["test_split"] = _score_start(init, X, y, te)
         if start["test_split"] is not None:
