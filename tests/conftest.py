@@ -182,6 +182,28 @@ def duet_recording(tmp_path_factory) -> Path:
     return write(tmp_path_factory.mktemp("duet") / "duet.wav", 0.7 * y)
 
 
+PAGE_TIMEOUT_MS = 30_000
+
+
+def open_page(browser, base_url: str, **context_options):
+    """A fresh browser context and page on the web page at ``base_url``, its model loaded:
+    ``(context, page, problems)``; ``problems`` collects script errors and requests that leave
+    the server. ``context_options``: Playwright's (``permissions=["microphone"]``...)."""
+    from urllib.parse import urlparse
+
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, **context_options)
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("pageerror", lambda e: problems.append(f"script error: {e}"))
+    server = urlparse(base_url).netloc
+    pg.on("request", lambda r: problems.append(f"request outside the server: {r.url}")
+          if urlparse(r.url).scheme in ("http", "https") and urlparse(r.url).netloc != server else None)
+    pg.set_default_timeout(PAGE_TIMEOUT_MS)
+    pg.goto(base_url + "/")
+    pg.wait_for_function("document.getElementById('model-info').textContent.startsWith('Model')")
+    return context, pg, problems
+
+
 @pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")

@@ -11,7 +11,6 @@ same file, and for their shape: the service must carry the timeline, not improve
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 import soundfile as sf
@@ -20,14 +19,13 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from conftest import write  # noqa: E402
+from conftest import open_page, write  # noqa: E402
 
 from instrec.service import create_app, running  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 # The same browser, flags and skips as test_webpage.py.
-TIMEOUT_MS = 30_000
 DUET_SECONDS = 12.0
 
 
@@ -188,22 +186,6 @@ def test_single_label_model_is_unchanged(duet_recording, tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # The web page: the piano-roll
-
-
-def open_page(browser, base_url: str):
-    """A fresh context and page on the web page; ``problems`` collects script errors and
-    requests that leave the server."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    pg = context.new_page()
-    problems: list[str] = []
-    pg.on("pageerror", lambda e: problems.append(f"script error: {e}"))
-    server = urlparse(base_url).netloc
-    pg.on("request", lambda r: problems.append(f"request outside the server: {r.url}")
-          if urlparse(r.url).scheme in ("http", "https") and urlparse(r.url).netloc != server else None)
-    pg.set_default_timeout(TIMEOUT_MS)
-    pg.goto(base_url + "/")
-    pg.wait_for_function("document.getElementById('model-info').textContent.startsWith('Model')")
-    return context, pg, problems
 
 
 @pytest.fixture

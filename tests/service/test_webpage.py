@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -18,14 +17,13 @@ import soundfile as sf
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from conftest import SR, write  # noqa: E402
+from conftest import PAGE_TIMEOUT_MS, SR, open_page, write  # noqa: E402
 
 from instrec.service import create_app, running  # noqa: E402
 from instrec.service.app import STATIC  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "test-artifacts"
-TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +70,7 @@ def test_page_and_assets_are_served_locally(base_url):
 def page(browser, base_url):
     """A fresh page on the web page, with the microphone allowed; fails the test on any script
     error or any request that leaves this server."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, permissions=["microphone"])
-    pg = context.new_page()
-    problems: list[str] = []
-    pg.on("pageerror", lambda e: problems.append(f"script error: {e}"))
-    server = urlparse(base_url).netloc
-    pg.on("request", lambda r: problems.append(f"request outside the server: {r.url}")
-          if urlparse(r.url).scheme in ("http", "https") and urlparse(r.url).netloc != server else None)
-    pg.set_default_timeout(TIMEOUT_MS)
-    pg.goto(base_url + "/")
-    pg.wait_for_function("document.getElementById('model-info').textContent.startsWith('Model')")
+    context, pg, problems = open_page(browser, base_url, permissions=["microphone"])
     yield pg
     context.close()
     assert not problems, problems
@@ -162,7 +151,7 @@ def test_doubt_says_not_an_instrument_i_know(browser, model, tmp_path):
     with running(create_app(model.with_options(min_confidence=1.0))) as url:
         context = browser.new_context(viewport={"width": 1200, "height": 900})
         pg = context.new_page()
-        pg.set_default_timeout(TIMEOUT_MS)
+        pg.set_default_timeout(PAGE_TIMEOUT_MS)
         pg.goto(url + "/")
         pg.wait_for_function("document.getElementById('model-info').textContent.startsWith('Model')")
         pg.set_input_files("#file-input", str(noise))
