@@ -383,3 +383,41 @@ def test_cli_min_confidence_and_level(doubtful_bundle):
     for bad in (("--min-confidence", "1.5"), ("--min-confidence", "x"), ("--level", "genus")):
         r = run_cli("predict", model, clip, *bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_long_file_is_predicted_as_it_is_decoded(tmp_path):
+    """predict_file hands each decoded block to the timeline: the answer is that of the whole
+    recording decoded first, window for window, and memory holds a block and a window, not the
+    recording."""
+    import tracemalloc
+
+    from instrec.audio import load
+    from instrec.inference import load_model
+
+    model = load_model()
+    # 40 s at 44.1 kHz in stereo (resampled and mixed on the way, several decoding blocks): 2 s of
+    # zeros, a passage 60 dB down, then a tone; hops of 1.3 s miss the end
+    sr = 44100
+    t = np.arange(40 * sr) / sr
+    tone_ = 0.3 * np.sin(2 * np.pi * 330 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.2 * t))
+    tone_[: 2 * sr] = 0.0
+    tone_[2 * sr : 6 * sr] *= 1e-3
+    y = np.stack([tone_, 0.8 * tone_], axis=1).astype(np.float32)
+    path = write(tmp_path / "long.flac", y, sr)
+    streamed = model.predict_file(path, hop=1.3)
+    whole, _ = load(path, sr=model.feature.sr)
+    assert streamed.to_dict() == model.predict(whole, model.feature.sr, hop=1.3, path=str(path)).to_dict()
+    assert streamed.windows[0].silent and not streamed.windows[-1].silent
+    assert streamed.windows[-1].end == pytest.approx(40.0, abs=1e-3)
+
+    # 6 minutes at the model's rate: 32 MiB decoded; the stream holds far less
+    n = 360 * model.feature.sr
+    six = write(tmp_path / "six.wav", np.tile(whole[-10 * model.feature.sr :], 36)[:n], model.feature.sr, subtype="PCM_16")
+    tracemalloc.start()
+    try:
+        p = model.predict_file(six)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(p.windows) == 239
+    assert peak < 0.75 * 4 * n, f"{peak / 2**20:.1f} MiB"  # 38 MiB when the recording is decoded whole first

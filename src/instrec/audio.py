@@ -80,6 +80,32 @@ def load(
     ParameterError
         a bad ``sr``, ``duration`` or ``deadline``.
     """
+    y, out_sr = _load(path, sr=sr, mono=mono, duration=duration, max_duration=max_duration, deadline=deadline)
+    return y, out_sr
+
+
+def decode_blocks(
+    path: str | os.PathLike,
+    put: Callable[[np.ndarray], None],
+    *,
+    sr: int = DEFAULT_SR,
+    max_duration: float | None = MAX_DURATION,
+    deadline: float | Callable[[], bool] | None = None,
+) -> int:
+    """Decode an audio file as :func:`load` does (mono, at ``sr``: the same samples, checks and
+    errors), handing each block to ``put`` as it is decoded instead of holding the whole: memory
+    holds one block, however long the file. ``put(y)`` gets float32 arrays of shape ``(n,)``; the
+    checks that need every sample (silent, NaN, truncated) raise after the last block.
+
+    Returns the number of samples handed over."""
+    if sr is None:
+        raise ParameterError("decode_blocks needs a target rate sr")
+    _, n = _load(path, sr=sr, mono=True, duration=None, max_duration=max_duration, deadline=deadline, put=put)
+    return n
+
+
+def _load(path, *, sr, mono, duration, max_duration, deadline, put=None):
+    """:func:`load`'s work: ``(y, sr)``; with ``put``, the blocks go to it: ``(None, samples handed over)``."""
     path = Path(path)
     if sr is not None and (isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0):
         raise ParameterError(f"sr must be a positive integer, got {sr!r}")
@@ -95,11 +121,13 @@ def load(
             _check_header(path, native_sr, promised, channels, max_duration)
             frames = promised if duration is None else min(promised, int(round(duration * native_sr)))
             out_sr = int(sr or native_sr)
-            _check_size(path, frames, channels, native_sr, out_sr, 1 if mono else channels)
+            _check_size(path, frames, channels, native_sr, out_sr, 1 if mono else channels, held=put is None)
             y, decoded, stats = _decode(f, path, frames=None if duration is None else frames, mono=mono,
-                                        out_sr=out_sr, max_duration=max_duration, time_up=time_up)
+                                        out_sr=out_sr, max_duration=max_duration, time_up=time_up, put=put)
         if duration is None and (lost := _truncation(path, promised, decoded)):
             raise AudioError(path, f"truncated: the header promises {lost} samples, only {decoded} could be decoded")
+    except _PutError as e:
+        raise e.__cause__ from None
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(path, f"not readable as audio ({_short(e)})") from None
     except MemoryError:
@@ -110,6 +138,8 @@ def load(
         raise AudioError(path, "contains no audio samples (empty or truncated)")
     # judged on the decoded samples at the file's rate, as check_samples would judge them
     _judge(path, *stats, n=decoded, sr=native_sr)
+    if put is not None:
+        return None, y
     return (y[0] if mono else y), out_sr
 
 
@@ -186,12 +216,16 @@ def _stop_if_late(path: Path, time_up: Callable[[], bool] | None, seconds: float
         raise AudioError(path, f"decoding stopped{done}: its time limit passed")
 
 
-def _check_size(path: Path, frames: int, channels: int, native_sr: int, out_sr: int, out_channels: int) -> None:
-    """Refuse, from the header, a file whose decoding is too much work or whose result is too large."""
+def _check_size(path: Path, frames: int, channels: int, native_sr: int, out_sr: int, out_channels: int,
+                held: bool = True) -> None:
+    """Refuse, from the header, a file whose decoding is too much work or (``held``) whose result
+    is too large to hold."""
     if frames * channels > MAX_DECODE_SAMPLES:
         raise AudioError(path, f"would decode to {_fmt_count(frames * channels)} samples ({channels} channels x "
                                f"{_fmt_seconds(frames / native_sr)} at {native_sr} Hz); at most "
                                f"{_fmt_count(MAX_DECODE_SAMPLES)} are decoded")
+    if not held:
+        return
     held = _resampled_length(frames, native_sr, out_sr) * out_channels
     if held > MAX_RESULT_SAMPLES:
         raise AudioError(path, f"would decode to {_fmt_bytes(4 * held)} of samples at {out_sr} Hz; at most "
@@ -204,13 +238,19 @@ def _resampled_length(frames: int, native_sr: int, out_sr: int) -> int:
     return -(-frames * out_sr // native_sr) + 1
 
 
-def _decode(f: "sf.SoundFile", path: Path, *, frames: int | None, mono: bool, out_sr: int,
-            max_duration: float | None, time_up: Callable[[], bool] | None):
-    """Decode ``frames`` frames (None: to the end) block by block: each block is mixed to mono
-    (``mono``) and streamed through soxr into one preallocated ``(channels, n)`` float32 array.
+class _PutError(Exception):
+    """Carries (as its cause) an exception raised by :func:`decode_blocks`' ``put``."""
 
-    Returns the array, the frames decoded at the file's rate and the decoded samples' statistics
-    ``(finite, low, high)``, so that they are judged without another pass over the result."""
+
+def _decode(f: "sf.SoundFile", path: Path, *, frames: int | None, mono: bool, out_sr: int,
+            max_duration: float | None, time_up: Callable[[], bool] | None, put=None):
+    """Decode ``frames`` frames (None: to the end) block by block: each block is mixed to mono
+    (``mono``) and streamed through soxr into one preallocated ``(channels, n)`` float32 array,
+    or with ``put`` (mono), handed to it.
+
+    Returns the array (with ``put``: the samples handed over), the frames decoded at the file's
+    rate and the decoded samples' statistics ``(finite, low, high)``, so that they are judged
+    without another pass over the result."""
     import soxr
 
     native_sr, channels = f.samplerate, f.channels
@@ -218,12 +258,12 @@ def _decode(f: "sf.SoundFile", path: Path, *, frames: int | None, mono: bool, ou
     stream = soxr.ResampleStream(native_sr, out_sr, out_ch, dtype="float32", quality="HQ") \
         if out_sr != native_sr else None
     want = f.frames if frames is None else frames
-    out = np.empty((out_ch, _resampled_length(max(want, 0), native_sr, out_sr)), np.float32)
+    out = np.empty((out_ch, 0 if put is not None else _resampled_length(max(want, 0), native_sr, out_sr)), np.float32)
     filled = decoded = 0
     finite, low, high = True, math.inf, -math.inf
     block = max(1024, BLOCK_SAMPLES // channels)  # a block's samples, all channels together, stay bounded
 
-    def put(z: np.ndarray) -> None:  # z: (n,) or (n, channels)
+    def hold(z: np.ndarray) -> None:  # z: (n,) or (n, channels)
         nonlocal out, filled
         if filled + len(z) > out.shape[1]:  # the file holds more than its header said (an mp3's estimate)
             grown = max(filled + len(z), out.shape[1] + out.shape[1] // 8 + 1024)
@@ -235,6 +275,17 @@ def _decode(f: "sf.SoundFile", path: Path, *, frames: int | None, mono: bool, ou
             out = bigger
         out[:, filled : filled + len(z)] = z.T
         filled += len(z)
+
+    def hand_over(z: np.ndarray) -> None:
+        nonlocal filled
+        if len(z):
+            try:
+                put(z)
+            except BaseException as e:  # the caller's own error: not to be taken for a decoder's
+                raise _PutError() from e
+            filled += len(z)
+
+    give = hold if put is None else hand_over
 
     while frames is None or decoded < frames:
         _stop_if_late(path, time_up, decoded / native_sr)
@@ -254,10 +305,10 @@ def _decode(f: "sf.SoundFile", path: Path, *, frames: int | None, mono: bool, ou
         lo, hi = float(x.min()), float(x.max())  # NaN propagates through min and max
         finite = finite and math.isfinite(lo) and math.isfinite(hi)
         low, high = min(low, lo), max(high, hi)
-        put(stream.resample_chunk(x) if stream is not None else x)
+        give(stream.resample_chunk(x) if stream is not None else x)
     if stream is not None:
-        put(stream.resample_chunk(np.zeros((0,) if mono else (0, out_ch), np.float32), last=True))
-    return _trim(out, filled), decoded, (finite, low, high)
+        give(stream.resample_chunk(np.zeros((0,) if mono else (0, out_ch), np.float32), last=True))
+    return (filled if put is not None else _trim(out, filled)), decoded, (finite, low, high)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

@@ -255,13 +255,37 @@ class Model:
         deadline : stop, with an AudioError, once it passes: a :func:`time.monotonic` instant or a
             callable returning True when the work should stop (see :func:`instrec.audio.load`)
         """
-        from .audio import MAX_DURATION, as_deadline, load
+        from .audio import MAX_DURATION, as_deadline, decode_blocks
 
         window, hop = check_window(window, hop)
         time_up = as_deadline(deadline)
-        y, _ = load(path, sr=self.feature.sr, max_duration=MAX_DURATION if max_duration is None else max_duration,
-                    deadline=time_up)
-        return self._predict(y, str(path), window, hop, time_up=time_up)
+        sr = self.feature.sr
+        # a recording longer than this is a timeline: its windows are predicted as it is decoded,
+        # so memory holds a block and a window, not the whole recording
+        long = max(1.5 * self.window, window or 0.0) * sr
+        head: list[np.ndarray] = []
+        held = 0
+        timeline: _Timeline | None = None
+
+        def put(z: np.ndarray) -> None:
+            nonlocal held, timeline
+            if not np.isfinite(z).all():  # load's own words, before any window sees them
+                raise AudioError(path, "contains NaN or infinite samples")
+            if timeline is not None:
+                timeline.feed(z)
+                return
+            head.append(z)
+            held += len(z)
+            if held > long:
+                timeline = _Timeline(self, str(path), window or self.window, hop or (window or self.window) / 2, time_up)
+                timeline.feed(np.concatenate(head))
+                head.clear()
+
+        decode_blocks(path, put, sr=sr, max_duration=MAX_DURATION if max_duration is None else max_duration,
+                      deadline=time_up)
+        if timeline is not None:
+            return timeline.finish()
+        return self._predict(np.concatenate(head), str(path), window, hop, time_up=time_up)
 
     def predict_files(self, paths: Sequence[str | os.PathLike], **kwargs) -> list[Prediction]:
         return [self.predict_file(p, **kwargs) for p in paths]
@@ -286,23 +310,23 @@ class Model:
 
     def _timeline(self, y: np.ndarray, path: str | None, window: float, hop: float,
                   *, time_up: Callable[[], bool] | None = None) -> Prediction:
+        timeline = _Timeline(self, path, window, hop, time_up)
+        timeline.feed(y)
+        return timeline.finish()
+
+    def _assemble(self, spans: list[tuple[int, int]], silent: np.ndarray, P: np.ndarray, path: str | None,
+                  n: int, window: float, hop: float) -> Prediction:
+        """The timeline's prediction from its windows' spans, which are silent, and the
+        probabilities of the others (rows of ``P``, in order)."""
         sr = self.feature.sr
-        spans = window_spans(len(y), sr=sr, window=window, hop=hop)
-        chunks = [y[a:b] for a, b in spans]
-        silent = silent_windows(chunks)
-        if silent.all():
-            raise AudioError(path or "<array>", "is silent in every window")
-        loud = [i for i in range(len(chunks)) if not silent[i]]
-        # a few windows at a time: memory stays bounded however long the recording and small the hop
-        P = np.concatenate([self._batch(chunks, loud[b : b + WINDOW_BATCH], path, time_up)
-                            for b in range(0, len(loud), WINDOW_BATCH)])
+        loud = [i for i in range(len(spans)) if not silent[i]]
         none = [] if self.multilabel else None
         windows = [Window(a / sr, b / sr, SILENCE, None, True, SILENCE, active=none) for a, b in spans]
         for row, i in zip(P, loud):
             label, probs, family, families = self._answer(row)
             active = [c for c, on in zip(self.classes, row >= self.thresholds) if on] if self.multilabel else None
             windows[i] = Window(spans[i][0] / sr, spans[i][1] / sr, label, probs, False, family, families, active)
-        duration = len(y) / sr
+        duration = n / sr
         # a multi-label file holds each instrument heard anywhere: its best window, never an average
         label, probs, family, families = self._answer(P.max(axis=0) if self.multilabel else P.mean(axis=0))
         heard = None
@@ -316,11 +340,10 @@ class Model:
                           window=window, hop=hop, family=family, family_probabilities=families, level=self.level,
                           instruments=heard)
 
-    def _batch(self, chunks: list[np.ndarray], rows: list[int], path: str | None,
-               time_up: Callable[[], bool] | None) -> np.ndarray:
+    def _batch(self, chunks: list[np.ndarray], path: str | None, time_up: Callable[[], bool] | None) -> np.ndarray:
         if time_up is not None and time_up():  # a long recording's windows stop with its time limit too
             raise AudioError(path or "<array>", "prediction stopped: its time limit passed")
-        return self.predict_proba(np.stack([compute(chunks[i], self.feature) for i in rows]))
+        return self.predict_proba(np.stack([compute(c, self.feature) for c in chunks]))
 
     def _answer(self, p: np.ndarray) -> tuple[str, dict[str, float], str, dict[str, float]]:
         """``(label, probabilities, family, family probabilities)`` of one row of class
@@ -379,6 +402,69 @@ def load_model(path: str | os.PathLike | None = None, *, engine: str = "auto",
 # Windows and segments (plain functions, tested on their own)
 
 
+class _Timeline:
+    """The windows of one recording (:func:`window_spans`), its samples fed in blocks (``feed``,
+    then ``finish``): each window is predicted once its samples are in, a few at a time, and the
+    samples no later window needs are let go, so a recording of any length holds a block and a
+    window. Which windows are silent depends on the loudest (:func:`silent_windows`), known at the
+    end: every window with signal is predicted, and the quiet ones' rows dropped then."""
+
+    def __init__(self, model: Model, path: str | None, window: float, hop: float, time_up):
+        sr = model.feature.sr
+        self.model, self.path, self.window, self.hop, self.time_up = model, path, window, hop, time_up
+        self.w, self.h = max(1, int(round(window * sr))), max(1, int(round(hop * sr)))
+        self.buf, self.base = np.zeros(0, np.float32), 0  # samples from index ``base`` on
+        self.next, self.last = 0, None  # the next window's start; the last one's
+        self.spans: list[tuple[int, int]] = []
+        self.rms: list[float] = []
+        self.peak: list[float] = []
+        self.rows: dict[int, np.ndarray] = {}
+        self.pending: list[tuple[int, np.ndarray]] = []
+
+    def feed(self, z: np.ndarray) -> None:
+        keep = self.buf[(self.last or 0) - self.base:]
+        self.buf = z if not len(keep) else np.concatenate([keep, z])
+        self.base = self.last or 0
+        while self.next + self.w <= self.base + len(self.buf):
+            self._window(self.next, self.next + self.w)
+            self.last, self.next = self.next, self.next + self.h
+
+    def finish(self) -> Prediction:
+        from .audio import SILENCE_PEAK
+
+        n = self.base + len(self.buf)
+        if n < self.w:  # shorter than a window: one window, all of it
+            self._window(0, n)
+        elif self.last is not None and self.last + self.w < n:  # the hops missed the end: a last window ends there
+            self._window(n - self.w, n)
+        self._flush()
+        silent = silent_levels(np.array(self.rms), np.array(self.peak))
+        if silent.all():
+            raise AudioError(self.path or "<array>", "is silent in every window")
+        loud = [i for i in range(len(self.spans)) if not silent[i]]
+        P = np.stack([self.rows[i] for i in loud])
+        assert all(self.peak[i] >= SILENCE_PEAK for i in loud)
+        return self.model._assemble(self.spans, silent, P, self.path, n, self.window, self.hop)
+
+    def _window(self, a: int, b: int) -> None:
+        from .audio import SILENCE_PEAK
+
+        chunk = self.buf[a - self.base : b - self.base]
+        self.spans.append((a, b))
+        self.rms.append(math.sqrt(float(np.mean(np.square(chunk, dtype=np.float64)))) if len(chunk) else 0.0)
+        self.peak.append(float(np.max(np.abs(chunk))) if len(chunk) else 0.0)
+        if self.peak[-1] >= SILENCE_PEAK:  # silent whatever the loudest window: not predicted
+            self.pending.append((len(self.spans) - 1, chunk))
+            if len(self.pending) == WINDOW_BATCH:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            P = self.model._batch([c for _, c in self.pending], self.path, self.time_up)
+            self.rows.update(zip((i for i, _ in self.pending), P))
+            self.pending = []
+
+
 def window_spans(n: int, *, sr: int, window: float, hop: float) -> list[tuple[int, int]]:
     """Sample ranges ``[a, b)`` of windows of ``window`` s every ``hop`` s over ``n`` samples.
 
@@ -396,10 +482,17 @@ def window_spans(n: int, *, sr: int, window: float, hop: float) -> list[tuple[in
 
 def silent_windows(chunks: Sequence[np.ndarray], *, below_db: float = SILENCE_DB) -> np.ndarray:
     """True for each chunk whose RMS is ``below_db`` dB under the loudest chunk's (or has no signal)."""
-    from .audio import SILENCE_PEAK
-
     rms = np.array([math.sqrt(float(np.mean(np.square(c, dtype=np.float64)))) if len(c) else 0.0 for c in chunks])
     peak = np.array([float(np.max(np.abs(c))) if len(c) else 0.0 for c in chunks])
+    return silent_levels(rms, peak, below_db=below_db)
+
+
+def silent_levels(rms: np.ndarray, peak: np.ndarray, *, below_db: float = SILENCE_DB) -> np.ndarray:
+    """:func:`silent_windows` from the chunks' RMS and peak values."""
+    from .audio import SILENCE_PEAK
+
+    if not len(rms):
+        return np.zeros(0, bool)
     with np.errstate(divide="ignore"):
         db = 20 * np.log10(np.maximum(rms, 1e-12))
     return (peak < SILENCE_PEAK) | (db < db.max() - below_db)
