@@ -44,6 +44,9 @@ DEFAULT_WINDOW = 3.0
 SILENCE_DB = 50.0
 MIN_WINDOW = 0.1
 WINDOW_BATCH = 16  # windows whose features are computed and predicted together
+# predict_file's default cap (s): its memory holds a block and the windows' answers (~3 kB each),
+# not the recording, so a day of audio costs ~0.2 GB and a few minutes
+MAX_TIMELINE_DURATION = 24 * 3600.0
 MAX_WINDOW = 600.0
 
 
@@ -251,11 +254,11 @@ class Model:
         path : a wav, flac, ogg or mp3 file
         window, hop : as for :meth:`predict`
         max_duration : refuse longer files (s) from their header, before decoding them (default:
-            :data:`instrec.audio.MAX_DURATION`, one hour)
+            :data:`MAX_TIMELINE_DURATION`, a day: a long recording is never held whole)
         deadline : stop, with an AudioError, once it passes: a :func:`time.monotonic` instant or a
             callable returning True when the work should stop (see :func:`instrec.audio.load`)
         """
-        from .audio import MAX_DURATION, as_deadline, decode_blocks
+        from .audio import as_deadline, decode_blocks
 
         window, hop = check_window(window, hop)
         time_up = as_deadline(deadline)
@@ -281,7 +284,7 @@ class Model:
                 timeline.feed(np.concatenate(head))
                 head.clear()
 
-        decode_blocks(path, put, sr=sr, max_duration=MAX_DURATION if max_duration is None else max_duration,
+        decode_blocks(path, put, sr=sr, max_duration=MAX_TIMELINE_DURATION if max_duration is None else max_duration,
                       deadline=time_up)
         if timeline is not None:
             return timeline.finish()
