@@ -103,6 +103,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeline-only", action="store_true", help="only time the 1-hour timeline of the trained model")
+    ap.add_argument("--real-thresholds", action="store_true", help="only score the trained model on real-note mixtures "
+                    "with thresholds chosen on mixtures of the other half of the real notes")
     ap.add_argument("--init", default=None, metavar="MODEL", help="start from this trained model ('shipped': instrec's); "
                     "its model folder and results file are named after it")
     args = ap.parse_args()
@@ -127,6 +129,12 @@ def main() -> None:
                                                           max_instruments=3, seed=args.seed))
     model_dir = work / ("model" if args.init is None else f"model-from-{Path(args.init).name}")
     name = "multilabel" if args.init is None else f"multilabel-from-{Path(args.init).name}"
+    if args.real_thresholds:  # thresholds chosen on real notes of one half, scored on the other's
+        saved = json.loads((Path(__file__).parent / "results" / f"{name}.json").read_text())
+        saved["real_mixtures_real_thresholds"] = real_thresholds(model_dir, work, args.real_mixtures, args.seed)
+        print(f"real mixtures, thresholds from real notes: {saved['real_mixtures_real_thresholds']}", flush=True)
+        bc.save(name, saved)
+        return
     if args.timeline_only:  # the trained model's timeline again, into its results file
         saved = json.loads((Path(__file__).parent / "results" / f"{name}.json").read_text())
         saved["timeline_hour"] = hour_timeline(model_dir, work)
@@ -172,6 +180,38 @@ def main() -> None:
     result["timeline_hour"] = hour_timeline(model_dir, work)
     print(f"1-hour timeline: {result['timeline_hour']}", flush=True)
     bc.save(name, result)
+
+
+def real_thresholds(model_dir: Path, work: Path, n: int, seed: int) -> dict:
+    """The model's thresholds for the six instruments chosen (``choose_thresholds``, best F1 each)
+    on ``n`` mixtures of 2-3 real notes of the dev half (even MIDI pitches,
+    ``benchmarks.score_real.halves``), then scored on ``n`` mixtures of the test half (odd
+    pitches): with those thresholds, and with the model's own (chosen on renders)."""
+    from benchmarks.score_real import halves
+    from instrec.calibration import choose_thresholds
+    from instrec.data import load_dataset
+    from instrec.data.activity import label_matrix
+    from instrec.data.mixtures import mix_clips
+    from instrec.evaluate import multilabel_metrics
+    from instrec.inference import load_model
+
+    clips = load_dataset(REAL).clips
+    half = halves(clips)
+    six = load_model(model_dir).restrict(SIX)
+    out = {}
+    for name, s in (("dev", seed), ("test", seed + 1)):
+        folder = once(work / f"real-mixtures-{name}", lambda d: mix_clips([clips[i] for i in half[name]], d, n=n,
+                                                                         min_instruments=2, max_instruments=3, seed=s))
+        mixes = load_dataset(folder).clips
+        P = np.array([[six.predict_file(c.path).probabilities[k] for k in six.classes] for c in mixes])
+        out[name] = (label_matrix([c.label for c in mixes], six.classes), P)
+    chosen = choose_thresholds(*out["dev"])
+    Y, P = out["test"]
+    own = multilabel_metrics(Y, P, six.classes, six.thresholds)
+    real = multilabel_metrics(Y, P, six.classes, chosen)
+    keys = ("n", "map", "micro_f1", "macro_f1", "micro_precision", "micro_recall")
+    return {"classes": six.classes, "thresholds_chosen_on_dev": [round(float(t), 4) for t in chosen],
+            "test_with_own_thresholds": {k: own[k] for k in keys}, "test_with_dev_thresholds": {k: real[k] for k in keys}}
 
 
 def hour_timeline(model_dir: Path, work: Path) -> dict:
