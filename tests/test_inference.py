@@ -421,3 +421,27 @@ def test_a_long_file_is_predicted_as_it_is_decoded(tmp_path):
         tracemalloc.stop()
     assert len(p.windows) == 239
     assert peak < 0.75 * 4 * n, f"{peak / 2**20:.1f} MiB"  # 38 MiB when the recording is decoded whole first
+
+
+def test_a_dc_offset_in_a_quiet_lead_in_is_silence_not_an_error(tmp_path):
+    """A 16-bit file whose first 8 s are a 1-LSB offset: those windows are silent (50 dB under the
+    music), as before predicting windows while decoding; none of them may stop the file."""
+    from instrec.inference import load_model
+
+    sr = 22050
+    t = np.arange(20 * sr) / sr
+    y = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    y[: 8 * sr] = 1 / 32768
+    path = write(tmp_path / "lead-in.wav", y, sr, subtype="PCM_16")
+    p = load_model().predict_file(path)
+    assert [w.silent for w in p.windows][:4] == [True] * 4 and not p.windows[-1].silent
+
+
+def test_plot_refuses_a_recording_it_cannot_hold_before_predicting(tmp_path, monkeypatch):
+    import instrec.audio
+
+    path = write(tmp_path / "a.wav", (0.3 * np.sin(np.arange(3 * SR) / 10)).astype(np.float32))
+    monkeypatch.setattr(instrec.audio, "MAX_DURATION", 2.0)
+    r = run_cli("predict", path, "--plot", tmp_path / "x.png")
+    assert r.returncode == 2 and "--plot draws recordings of up to" in r.stderr and "leave out --plot" in r.stderr
+    assert r.stdout == "" and not (tmp_path / "x.png").exists()  # nothing predicted first

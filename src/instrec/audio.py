@@ -84,6 +84,15 @@ def load(
     return y, out_sr
 
 
+def header_seconds(path: str | os.PathLike) -> float | None:
+    """The length its header gives a file (s), or None where it cannot be read (the decoder then says why)."""
+    try:
+        info = sf.info(str(path))
+        return info.frames / info.samplerate if info.samplerate > 0 else None
+    except Exception:  # libsndfile's errors, a missing file...: left to load to report
+        return None
+
+
 def decode_blocks(
     path: str | os.PathLike,
     put: Callable[[np.ndarray], None],

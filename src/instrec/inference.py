@@ -343,10 +343,10 @@ class Model:
                           window=window, hop=hop, family=family, family_probabilities=families, level=self.level,
                           instruments=heard)
 
-    def _batch(self, chunks: list[np.ndarray], path: str | None, time_up: Callable[[], bool] | None) -> np.ndarray:
+    def _batch(self, X: np.ndarray, path: str | None, time_up: Callable[[], bool] | None) -> np.ndarray:
         if time_up is not None and time_up():  # a long recording's windows stop with its time limit too
             raise AudioError(path or "<array>", "prediction stopped: its time limit passed")
-        return self.predict_proba(np.stack([compute(c, self.feature) for c in chunks]))
+        return self.predict_proba(X)
 
     def _answer(self, p: np.ndarray) -> tuple[str, dict[str, float], str, dict[str, float]]:
         """``(label, probabilities, family, family probabilities)`` of one row of class
@@ -422,6 +422,7 @@ class _Timeline:
         self.rms: list[float] = []
         self.peak: list[float] = []
         self.rows: dict[int, np.ndarray] = {}
+        self.errors: dict[int, AudioError] = {}  # windows whose samples no feature can be made of
         self.pending: list[tuple[int, np.ndarray]] = []
 
     def feed(self, z: np.ndarray) -> None:
@@ -445,6 +446,9 @@ class _Timeline:
         if silent.all():
             raise AudioError(self.path or "<array>", "is silent in every window")
         loud = [i for i in range(len(self.spans)) if not silent[i]]
+        for i in loud:
+            if i in self.errors:
+                raise self.errors[i]
         P = np.stack([self.rows[i] for i in loud])
         assert all(self.peak[i] >= SILENCE_PEAK for i in loud)
         return self.model._assemble(self.spans, silent, P, self.path, n, self.window, self.hop)
@@ -462,10 +466,16 @@ class _Timeline:
                 self._flush()
 
     def _flush(self) -> None:
-        if self.pending:
-            P = self.model._batch([c for _, c in self.pending], self.path, self.time_up)
-            self.rows.update(zip((i for i, _ in self.pending), P))
-            self.pending = []
+        rows, X = [], []
+        for i, chunk in self.pending:
+            try:
+                X.append(compute(chunk, self.model.feature))
+                rows.append(i)
+            except AudioError as e:  # a DC offset, say: it matters only if the window is not silent
+                self.errors[i] = e
+        if X:
+            self.rows.update(zip(rows, self.model._batch(np.stack(X), self.path, self.time_up)))
+        self.pending = []
 
 
 def window_spans(n: int, *, sr: int, window: float, hop: float) -> list[tuple[int, int]]:

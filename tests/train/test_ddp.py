@@ -189,4 +189,5 @@ def test_the_exit_code_is_the_failure_of_its_own_not_the_launchers_sigterm():
     assert exit_code({0: failed(0, -15, 20), 1: failed(1, 1, 10)}) == 1
     assert exit_code({0: failed(0, 2, 20), 1: failed(1, 1, 10)}) == 2  # rank 0's own failure first
     assert exit_code({0: failed(0, -15, 20), 1: failed(1, 3, 30), 2: failed(2, 1, 10)}) == 1  # else the earliest
-    assert exit_code({0: failed(0, -9, 20), 1: failed(1, -15, 10)}) == 137  # all killed: rank 0's signal
+    assert exit_code({0: failed(0, -15, 20), 1: failed(1, -9, 10)}) == 137  # rank 1 killed (out of memory)
+    assert exit_code({0: failed(0, -15, 20), 1: failed(1, -15, 10)}) == 143  # all stopped: rank 0's signal

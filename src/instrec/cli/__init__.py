@@ -348,6 +348,12 @@ def predict(
         raise ParameterError("--plot draws one recording: name exactly one audio file")
     if plot is not None:
         _need("matplotlib")
+        from ..audio import MAX_DURATION, header_seconds
+
+        seconds = header_seconds(paths[0])  # the picture holds the whole recording: refused before predicting
+        if seconds is not None and seconds > MAX_DURATION:
+            raise ParameterError(f"--plot draws recordings of up to {MAX_DURATION / 3600:g} h; {paths[0]} is "
+                                 f"{seconds / 3600:.3g} h: leave out --plot")
     if engine is EngineName.torch:
         _need("torch", "safetensors")
     from ..display import format_predictions, write_timeline

@@ -220,8 +220,9 @@ def launch(nproc: int, args: Sequence[str], *, threads: int | None = None) -> in
 def exit_code(failures: dict) -> int:
     """The exit code of a failed run from its processes' failures (rank -> torchrun's
     ``ProcessFailure``). A process the launcher stopped because another failed (SIGTERM) says
-    nothing: a failure of its own comes first, rank 0's where it has one, else the earliest."""
-    own = {rank: f for rank, f in failures.items() if f.exitcode > 0}
+    nothing: a failure of its own (an exit code, or another signal: SIGKILL when out of memory,
+    SIGSEGV) comes first, rank 0's where it has one, else the earliest."""
+    own = {rank: f for rank, f in failures.items() if f.exitcode != -signal.SIGTERM}
     failure = own.get(0) or min(own.values(), key=lambda f: f.timestamp, default=None) \
         or failures.get(0) or next(iter(failures.values()))
     return failure.exitcode if failure.exitcode >= 0 else 128 - failure.exitcode
