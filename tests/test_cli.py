@@ -186,7 +186,7 @@ def test_help_lists_every_command():
     assert r.returncode == 0, r.stderr
     # each command as a row of the commands table (the words also occur in other commands' help)
     listed = re.findall(r"^│ (\w[\w-]*)\s{2,}", r.stdout, re.M)
-    assert listed == ["render", "render-music", "mix", "spectrograms", "train", "crossval", "evaluate", "predict", "export", "serve", "demo"]
+    assert listed == ["render", "render-music", "mix", "spectrograms", "train", "crossval", "evaluate", "calibrate", "predict", "export", "serve", "demo"]
 
 
 def test_render_default_600_clips_identical_for_same_seed(tmp_path):
@@ -278,7 +278,7 @@ def test_predict_a_missing_audio_file_is_skipped_as_before(clip, tmp_path):
 
 # -- help, version, width (item 9) --------------------------------------------------------------
 
-COMMANDS = ["render", "render-music", "mix", "spectrograms", "train", "crossval", "evaluate", "predict", "export", "serve", "demo"]
+COMMANDS = ["render", "render-music", "mix", "spectrograms", "train", "crossval", "evaluate", "calibrate", "predict", "export", "serve", "demo"]
 
 
 def test_version():
@@ -304,7 +304,7 @@ def test_help_is_readable(command, capsys):
     text = pages[0]
     assert not re.search(r"<[a-z]\w*[\[>|]", text), text  # <bool>, <list[Path]>, <path>, <auto|torch|onnx>
     assert "{" not in text.split("\n\n")[0] + re.search(r"Usage: .*", text).group(0)
-    if command in ("render", "render-music", "train", "crossval", "evaluate", "predict", "export"):
+    if command in ("render", "render-music", "train", "crossval", "evaluate", "calibrate", "predict", "export"):
         assert "Examples:" in text and f"instrec {command} " in text.split("Examples:")[1]
     if command == "predict":
         assert "Usage: instrec predict [OPTIONS] [MODEL] PATH..." in text

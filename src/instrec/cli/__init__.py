@@ -302,6 +302,44 @@ def evaluate(
 
 
 @app.command(epilog=_examples(
+    ("instrec calibrate shipped my/dev-recordings --out recalibrated", "then evaluate it on other recordings"),
+    ("instrec calibrate multi-model real/mixtures --out multi-real", "a multi-label model's thresholds"),
+))
+def calibrate(
+    model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder written by train, or 'shipped'"),
+    data: List[Path] = typer.Argument(..., metavar="DATA...", help="labelled recordings like those the model will hear "
+                                      "(not those you then evaluate on)"),
+    out: Path = typer.Option(..., "--out", metavar="MODEL_DIR", help="the recalibrated model's folder"),
+    labels: LabelMode = LABELS_OPT,
+    manifest: Optional[Path] = MANIFEST_OPT,
+    alias: Optional[List[str]] = ALIAS_OPT,
+    jobs: int = JOBS_OPT,
+    no_cache: bool = NO_CACHE_OPT,
+):
+    """Choose a model's decision on your recordings: its temperature and 'unknown' threshold, or a multi-label
+    model's threshold per instrument; the weights are kept."""
+    _need("torch", "safetensors")
+    from ..pipeline import calibrate_model
+
+    with _progress() as progress:
+        cal, skipped = calibrate_model(str(model_dir), data, out=out, options=_data_options(labels, manifest, alias, jobs, no_cache),
+                                       progress=progress)
+    before = cal["before"]
+    if "thresholds" in cal:
+        changed = ", ".join(f"{c} {before.get('thresholds', {}).get(c, 0.5):.2f} -> {t:.2f}" for c, t in cal["thresholds"].items())
+        typer.echo(f"thresholds chosen on {cal['clips']} clips: {changed}")
+    else:
+        mc = cal.get("min_confidence")
+        typer.echo(f"temperature {before.get('temperature', 1.0):.3g} -> {cal['temperature']:.3g}, 'unknown' below "
+                   f"{'none' if mc is None else f'{mc:.2f}'} (was {before.get('min_confidence') or 'none'}), chosen on {cal['clips']} clips")
+    if cal["left_out"]:
+        typer.echo("left out, classes the model does not know: " + ", ".join(f"{c} ({n} clips)" for c, n in cal["left_out"].items()),
+                   err=True)
+    typer.echo(f"model in {out}")
+    _report_skipped(skipped)
+
+
+@app.command(epilog=_examples(
     ("instrec predict recording.mp3", "the shipped model"),
     ("instrec predict model recordings/ --format csv", "a model of yours, every file of a folder"),
     ("instrec predict concert.flac --window 3 --plot timeline.png", "a timeline, drawn"),

@@ -1,0 +1,58 @@
+"""``instrec calibrate`` / ``calibrate_model``: a trained model's decision chosen on a user's own
+recordings (temperature and 'unknown' threshold, or a multi-label model's thresholds), its weights
+kept."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from conftest import error_lines, run_cli
+from instrec.assets import shipped_model_path
+from instrec.calibration import choose_thresholds, fit_temperature
+from instrec.classifier import InstrumentClassifier
+from instrec.data import load_dataset
+from instrec.data.activity import label_matrix
+from instrec.features import extract
+from instrec.pipeline import calibrate_model
+
+
+def test_a_multilabel_model_gets_the_thresholds_of_the_data(multilabel_model, mixture_data, tmp_path):
+    cal, skipped = calibrate_model(multilabel_model, mixture_data, out=tmp_path / "m")
+    assert not skipped and cal["clips"] == 60 and cal["left_out"] == {}
+    clf = InstrumentClassifier.load(multilabel_model)
+    clips = load_dataset(mixture_data).clips
+    X, ok, _ = extract([c.path for c in clips], clf.recipe.feature)
+    Y = label_matrix([clips[i].label for i in ok], clf.classes)
+    expected = choose_thresholds(Y, clf.predict_proba(X))  # what the data says, computed here
+    info = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert info["thresholds"] == {c: round(float(t), 4) for c, t in zip(clf.classes, expected)}
+    assert info["metrics"]["calibration"]["before"]["thresholds"] == clf.thresholds_
+    assert info["metrics"]["calibration"]["clips"] == 60
+    new, old = load_file(tmp_path / "m" / "model.safetensors"), load_file(multilabel_model / "model.safetensors")
+    assert all(np.array_equal(new[k], old[k]) for k in old)  # the network is kept
+
+
+def test_cli_recalibrates_the_shipped_model_on_recordings_it_knows(rendered_data, tone_data, tmp_path):
+    r = run_cli("calibrate", "shipped", rendered_data, "--out", tmp_path / "m")
+    assert r.returncode == 0, r.stderr
+    assert "temperature" in r.stdout and "chosen on 24 clips" in r.stdout and f"model in {tmp_path / 'm'}" in r.stdout
+    shipped = InstrumentClassifier.load(shipped_model_path())
+    clips = load_dataset(rendered_data).clips
+    X, ok, _ = extract([c.path for c in clips], shipped.recipe.feature)
+    t = fit_temperature(shipped.predict_proba(X), [shipped.classes.index(clips[i].label) for i in ok])
+    info = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert info["temperature"] == pytest.approx(t, rel=1e-6)
+    assert info["metrics"]["calibration"]["before"]["temperature"] == shipped.temperature_
+    r = run_cli("predict", tmp_path / "m", next(rendered_data.rglob("*.wav")), "--format", "json")
+    assert r.returncode == 0, r.stderr
+
+    # recordings of classes it does not know: nothing to calibrate on, one line
+    r = run_cli("calibrate", "shipped", tone_data, "--out", tmp_path / "x")
+    assert r.returncode == 1 and error_lines(r.stderr) == [
+        "instrec: error: none of the clips is of a class the model knows (saw, sine, square)"]
+    r = run_cli("calibrate", tmp_path / "m", rendered_data, "--out", tmp_path / "m")
+    assert r.returncode == 2 and "another folder than the model's own" in r.stderr
