@@ -25,7 +25,9 @@ from instrec.recipes import get_recipe
 
 from conftest import SR, real_data_or_skip, tone
 
-TOL = 1e-4  # max abs difference of probabilities, torch vs onnxruntime
+# max abs difference of probabilities, torch vs onnxruntime: 1e-6 to 1e-5 on a quiet machine; a
+# CI run under load saw up to 7e-4 for the cnn (torch's kernels vary with the threads it gets)
+TOL = 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +61,7 @@ def test_cnn_agrees_on_philharmonia_clips(shipped):
     X = np.stack([compute_file(f, engine.feature) for f in files])
     p_torch, p_onnx = clf.predict_proba(X), engine.predict_proba(X)
     assert _max_diff(p_torch, p_onnx) < TOL
+    assert np.mean(p_torch.argmax(1) == p_onnx.argmax(1)) >= 0.98  # the same answers
     assert np.allclose(p_onnx.sum(1), 1, atol=1e-5)
 
 
