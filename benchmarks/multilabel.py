@@ -129,16 +129,14 @@ def main() -> None:
                                                           max_instruments=3, seed=args.seed))
     model_dir = work / ("model" if args.init is None else f"model-from-{Path(args.init).name}")
     name = "multilabel" if args.init is None else f"multilabel-from-{Path(args.init).name}"
-    if args.real_thresholds:  # thresholds chosen on real notes of one half, scored on the other's
+    again = (("real_mixtures_real_thresholds", lambda: real_thresholds(model_dir, work, args.real_mixtures, args.seed))
+             if args.real_thresholds else ("timeline_hour", lambda: hour_timeline(model_dir, work)) if args.timeline_only
+             else None)
+    if again:  # one measure of the trained model again, into its results file
+        key, measure = again
         saved = json.loads((Path(__file__).parent / "results" / f"{name}.json").read_text())
-        saved["real_mixtures_real_thresholds"] = real_thresholds(model_dir, work, args.real_mixtures, args.seed)
-        print(f"real mixtures, thresholds from real notes: {saved['real_mixtures_real_thresholds']}", flush=True)
-        bc.save(name, saved)
-        return
-    if args.timeline_only:  # the trained model's timeline again, into its results file
-        saved = json.loads((Path(__file__).parent / "results" / f"{name}.json").read_text())
-        saved["timeline_hour"] = hour_timeline(model_dir, work)
-        print(f"1-hour timeline: {saved['timeline_hour']}", flush=True)
+        saved[key] = measure()
+        print(f"{key}: {saved[key]}", flush=True)
         bc.save(name, saved)
         return
     init = None
