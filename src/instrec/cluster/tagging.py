@@ -79,6 +79,9 @@ class _Tagger:
     def __init__(self, model, window, hop):
         import ray
 
+        from ..features.pool import init_worker
+
+        init_worker()  # as a local pool's worker: one BLAS thread, freed memory kept in the heap
         # one transfer of the model through the object store, whatever the number of actors
         self.model = ray.get(model) if isinstance(model, ray.ObjectRef) else model
         self.window, self.hop = window, hop
