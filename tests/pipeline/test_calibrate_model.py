@@ -56,3 +56,19 @@ def test_cli_recalibrates_the_shipped_model_on_recordings_it_knows(rendered_data
         "instrec: error: none of the clips is of a class the model knows (saw, sine, square)"]
     r = run_cli("calibrate", tmp_path / "m", rendered_data, "--out", tmp_path / "m")
     assert r.returncode == 2 and "another folder than the model's own" in r.stderr
+
+
+def test_the_shipped_models_own_folder_is_never_written(rendered_data, tmp_path, monkeypatch):
+    import shutil
+
+    import instrec.assets
+
+    own = tmp_path / "installed" / "model"  # a copy stands in for the installed package's folder
+    shutil.copytree(shipped_model_path(), own)
+    monkeypatch.setattr(instrec.assets, "SHIPPED_MODEL", own)
+    before = {p.name: p.read_bytes() for p in own.iterdir()}
+    for args in (("calibrate", "shipped", rendered_data), ("train", rendered_data, "--from", "shipped")):
+        r = run_cli(*args, "--out", own)
+        assert r.returncode == 2 and error_lines(r.stderr) == [
+            f"instrec: error: {own}: that is the shipped model's own folder; write the new model to another folder"]
+    assert {p.name: p.read_bytes() for p in own.iterdir()} == before

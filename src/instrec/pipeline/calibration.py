@@ -12,7 +12,7 @@ from typing import Sequence
 
 from ..classifier import InstrumentClassifier
 from ..errors import DataError, ParameterError
-from .common import DataOptions, Progress, extract_rows, load_base_model
+from .common import DataOptions, Progress, check_model_out, extract_rows, load_base_model
 
 
 def calibrate_model(
@@ -40,6 +40,7 @@ def calibrate_model(
     from ..data.activity import label_matrix, split_labels
 
     options = options or DataOptions()
+    check_model_out(out)
     clf = load_base_model(model)
     if clf is None:
         raise ParameterError("calibrate_model needs a model: a folder, 'shipped' or an InstrumentClassifier")

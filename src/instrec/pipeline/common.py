@@ -113,6 +113,15 @@ def training_rows(X: np.ndarray, y: Sequence[str], tr, shifted) -> tuple[np.ndar
     return (rows[0] if len(rows) == 1 else np.concatenate(rows)), labels
 
 
+def check_model_out(out: str | os.PathLike | None) -> None:
+    """Refuse ``out`` when it is the shipped model's own folder, inside instrec's installation: a
+    model written there would silently replace the shipped model for every later run."""
+    from ..assets import SHIPPED_MODEL
+
+    if out is not None and Path(out).resolve() == SHIPPED_MODEL.resolve():
+        raise ParameterError(f"{out}: that is the shipped model's own folder; write the new model to another folder")
+
+
 def load_base_model(init) -> InstrumentClassifier | None:
     """The model to fine-tune: an :class:`InstrumentClassifier` as it is, a model folder loaded, or
     ``"shipped"`` for the model that ships with instrec (unless a folder of that name exists)."""

@@ -18,9 +18,9 @@ from ..errors import ParameterError
 from ..evaluate import fmt_pct, write_report
 from ..fileio import writing
 from ..recipes import Recipe
-from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, classes_of, extract_rows, fit_and_score,
-                     init_record, load_base_model, need_two_classes, read_families, resolve_recipe, shifted_features,
-                     split_words)
+from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, check_model_out, classes_of,
+                     extract_rows, fit_and_score, init_record, load_base_model, need_two_classes, read_families,
+                     resolve_recipe, shifted_features, split_words)
 
 SPLIT_FILE = "split.json"  # the model folder's record of its training data's test clips
 
@@ -96,6 +96,7 @@ def train_model(
     init_from_env(device)  # under torchrun: join the other processes (a no-op otherwise)
     options = options or DataOptions()
     families = read_families(families)
+    check_model_out(out)
     init = load_base_model(init)
     check_keep_classes(keep_classes, init)
     recipe = resolve_recipe(recipe, init)
