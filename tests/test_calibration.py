@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from instrec.calibration import (THRESHOLD_RANGE, calibrate, choose_min_confidence, choose_thresholds, fit_temperature,
-                                 nll)
+                                 has_own_threshold, nll)
 from instrec.errors import ParameterError
 
 
@@ -79,6 +79,11 @@ def test_choose_thresholds_separates_separable_classes():
     assert choose_thresholds(Y, P, min_positives=2)[1] == pytest.approx(5 / 18)
     assert choose_thresholds(Y, P, min_positives=7, default=0.3).tolist() == [0.3] * 4  # class 0 has 6
     assert choose_thresholds(np.ones((6, 1)), np.full((6, 1), .8))[0] == 0.5  # no negative row
+    # a threshold for each class that cannot choose: a model's own, kept
+    assert choose_thresholds(Y, P, default=[.11, .22, .33, .44]).tolist() == [pytest.approx(0.4), .22,
+                                                                                THRESHOLD_RANGE[1], THRESHOLD_RANGE[0]]
+    assert has_own_threshold(Y).tolist() == [True, False, True, True]
+    assert has_own_threshold(Y, min_positives=2).tolist() == [True, True, True, True]
 
 
 def test_choose_thresholds_breaks_ties_toward_the_higher_cut():

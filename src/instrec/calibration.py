@@ -110,7 +110,15 @@ def rejected(proba: np.ndarray, classes: Sequence[str], min_confidence: float) -
     return (np.asarray(classes)[top] == UNKNOWN) | (proba.max(axis=1) < min_confidence)
 
 
-def choose_thresholds(Y, P, *, min_positives: int = MIN_POSITIVES, default: float = 0.5) -> np.ndarray:
+def has_own_threshold(Y, *, min_positives: int = MIN_POSITIVES) -> np.ndarray:
+    """For each class (column of the 0/1 matrix ``Y``), whether its rows choose a threshold of its
+    own: at least ``min_positives`` positive rows and one negative."""
+    Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
+    pos = Y.sum(axis=0)
+    return (pos >= max(1, min_positives)) & (pos < len(Y))
+
+
+def choose_thresholds(Y, P, *, min_positives: int = MIN_POSITIVES, default=0.5) -> np.ndarray:
     """Per-class decision thresholds ``(k,)`` for independent probabilities ``P`` and 0/1 labels
     ``Y`` (both ``(n, k)``, validation rows): a row has class ``j`` when ``P[:, j] >= threshold[j]``.
 
@@ -118,7 +126,9 @@ def choose_thresholds(Y, P, *, min_positives: int = MIN_POSITIVES, default: floa
     probabilities (and its lowest probability: every row positive), so the threshold sits in a gap
     rather than on a row's value; on a tie the highest such cut wins (fewer false positives for
     the same F1). The result is clipped to :data:`THRESHOLD_RANGE`. A class with fewer than
-    ``min_positives`` positive rows, or without a negative row, gets ``default`` (unclipped).
+    ``min_positives`` positive rows, or without a negative row, gets ``default`` (unclipped): one
+    threshold for all, or one per class (a model's own, kept where the rows cannot choose).
+    :func:`has_own_threshold` tells which classes the rows chose for.
 
     Raises ParameterError when the shapes disagree, ``Y`` is not 0/1 or ``P`` is not finite.
     """
@@ -129,11 +139,9 @@ def choose_thresholds(Y, P, *, min_positives: int = MIN_POSITIVES, default: floa
     if not np.isfinite(P).all() or not np.isin(Y, (0.0, 1.0)).all():
         raise ParameterError("P must be finite and Y must hold only 0 and 1")
     n, k = Y.shape
-    out = np.full(k, float(default))
-    for j in range(k):
+    out = np.array(np.broadcast_to(np.asarray(default, dtype=np.float64), (k,)))
+    for j in np.flatnonzero(has_own_threshold(Y, min_positives=min_positives)):
         pos = int(Y[:, j].sum())
-        if pos < max(1, min_positives) or pos == n:
-            continue
         order = np.argsort(P[:, j], kind="stable")
         p, y = P[order, j], Y[order, j]
         u = np.unique(p)

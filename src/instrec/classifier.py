@@ -156,7 +156,8 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         1 and no threshold. :attr:`calibration_` records how.
 
         A multi-label model takes ``y`` as a 0/1 matrix ``(rows, classes)`` and chooses
-        :attr:`thresholds_` (0.5 each without rows); its temperature stays 1."""
+        :attr:`thresholds_`; a class with too few rows to choose keeps its own (0.5 if it had none).
+        Its temperature stays 1."""
         from .calibration import calibrate, choose_min_confidence, fit_temperature, nll, rejected
         from .decision import UNKNOWN
 
@@ -188,7 +189,9 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
 
         Y = np.asarray(Y, dtype=np.float32).reshape(-1, len(self.classes_))
         P = self.predict_proba(X) if len(Y) else np.zeros_like(Y)
-        t = choose_thresholds(Y, P)
+        # a class the rows cannot decide for keeps the threshold it had (0.5 if none)
+        own = [float((self.thresholds_ or {}).get(c, 0.5)) for c in self.classes_]
+        t = choose_thresholds(Y, P, default=own)
         self.temperature_, self.min_confidence_ = 1.0, None
         self.thresholds_ = {c: round(float(v), 4) for c, v in zip(self.classes_, t)}
         self.calibration_ = {"validation_rows": int(len(Y)), "temperature": 1.0, "min_confidence": None,

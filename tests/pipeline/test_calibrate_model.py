@@ -72,3 +72,40 @@ def test_the_shipped_models_own_folder_is_never_written(rendered_data, tmp_path,
         assert r.returncode == 2 and error_lines(r.stderr) == [
             f"instrec: error: {own}: that is the shipped model's own folder; write the new model to another folder"]
     assert {p.name: p.read_bytes() for p in own.iterdir()} == before
+
+
+def _subset(folder, keep, out):
+    """A folder whose manifest lists the clips of ``folder``'s manifest that ``keep(label)`` keeps."""
+    import csv
+
+    rows = [r for r in csv.DictReader(open(folder / "manifest.csv", encoding="utf-8")) if keep(r["label"])]
+    out.mkdir()
+    with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        w.writerows([(str((folder / r["path"]).resolve()), r["label"]) for r in rows])
+    return out
+
+
+def test_an_instrument_the_clips_lack_keeps_its_threshold(multilabel_model, mixture_data, tmp_path):
+    data = _subset(mixture_data, lambda label: "saw" not in label.split(";"), tmp_path / "no-saw")
+    cal, _ = calibrate_model(multilabel_model, data, out=tmp_path / "m")
+    assert cal["kept"] == ["saw"]
+    was = InstrumentClassifier.load(multilabel_model).thresholds_
+    now = json.loads((tmp_path / "m" / "model.json").read_text())["thresholds"]
+    assert now["saw"] == was["saw"] and now["saw"] != 0.5
+    r = run_cli("calibrate", multilabel_model, data, "--out", tmp_path / "m2")
+    assert r.returncode == 0 and "kept for 1 with too few clips" in r.stdout and "saw" not in r.stdout, r.stdout
+
+
+def test_a_handful_of_clips_is_refused(rendered_data, tmp_path):
+    import shutil
+
+    for label in ("flute", "cello", "trumpet"):  # 12 clips, 4 of each: fewer than a decision needs
+        (tmp_path / "few" / label).mkdir(parents=True)
+        for f in sorted(rendered_data.rglob(f"{label}_*.wav"))[:4]:
+            shutil.copy(f, tmp_path / "few" / label)
+    r = run_cli("calibrate", "shipped", tmp_path / "few", "--out", tmp_path / "m")
+    assert r.returncode == 1 and error_lines(r.stderr) == [
+        "instrec: error: 12 clips of classes the model knows: too few to choose its decision on (at least 20)"]
+    assert not (tmp_path / "m").exists()

@@ -326,8 +326,10 @@ def calibrate(
                                        progress=progress)
     before = cal["before"]
     if "thresholds" in cal:
-        changed = ", ".join(f"{c} {before.get('thresholds', {}).get(c, 0.5):.2f} -> {t:.2f}" for c, t in cal["thresholds"].items())
-        typer.echo(f"thresholds chosen on {cal['clips']} clips: {changed}")
+        changed = ", ".join(f"{c} {before.get('thresholds', {}).get(c, 0.5):.2f} -> {t:.2f}" for c, t in cal["thresholds"].items()
+                            if c not in cal["kept"])
+        kept = f"; kept for {len(cal['kept'])} with too few clips" if cal["kept"] else ""
+        typer.echo(f"thresholds chosen on {cal['clips']} clips: {changed}{kept}")
     else:
         mc = cal.get("min_confidence")
         typer.echo(f"temperature {before.get('temperature', 1.0):.3g} -> {cal['temperature']:.3g}, 'unknown' below "

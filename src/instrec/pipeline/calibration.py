@@ -28,15 +28,18 @@ def calibrate_model(
     Models trained on renders are too sure of real recordings, or (multi-label) not sure enough:
     their thresholds were chosen on renders. This refits them on recordings like those the model
     will hear (:meth:`InstrumentClassifier.calibrate`): a single-label model's temperature and
-    ``unknown`` threshold, a multi-label model's threshold for each instrument (best F1 each). The
-    weights are not changed. Use recordings that are not the ones you then evaluate on.
+    ``unknown`` threshold (from at least :data:`~instrec.calibration.MIN_ROWS` clips), a multi-label
+    model's threshold for each instrument (best F1 each) that :data:`~instrec.calibration.MIN_POSITIVES`
+    clips have and one lacks. The weights are not changed. Use recordings that are not the ones you then evaluate on.
 
     ``model``: a model folder, ``"shipped"`` or an :class:`InstrumentClassifier`. Clips labelled
     with a class the model does not know are left out (counted in the result). Returns
     ``(calibration, skipped)``: :attr:`InstrumentClassifier.calibration_` plus ``clips``,
-    ``left_out`` (class → clips) and ``data``; ``out`` gets the model with its new decision, its
+    ``left_out`` (class → clips), ``data`` and, multi-label, ``kept`` (the instruments with too few
+    clips, with or without them, to choose for: their thresholds are kept); ``out`` gets the model with its new decision, its
     model.json recording the calibration (``metrics.calibration``) and what it was before.
     """
+    from ..calibration import MIN_POSITIVES, MIN_ROWS, has_own_threshold
     from ..data.activity import label_matrix, split_labels
 
     options = options or DataOptions()
@@ -64,13 +67,24 @@ def calibrate_model(
         raise DataError("no clip could be read: nothing to calibrate on")
     before = {k: v for k, v in (("temperature", clf.temperature_), ("min_confidence", clf.min_confidence_),
                                 ("thresholds", clf.thresholds_)) if v is not None}
+    kept = []
     if clf.multilabel:
-        clf.calibrate(X, label_matrix(labels, clf.classes))
+        Y = label_matrix(labels, clf.classes)
+        own = has_own_threshold(Y)
+        if not own.any():
+            raise DataError(f"no instrument has {MIN_POSITIVES} of the {len(labels)} clips with it and one without: "
+                            "too few to choose a threshold on")
+        kept = [c for c, o in zip(clf.classes, own) if not o]
+        clf.calibrate(X, Y)
     else:
+        # a temperature or threshold from a handful of clips is noise (12 clips gave T 0.05 and no 'unknown')
+        if len(labels) < MIN_ROWS:
+            raise DataError(f"{len(labels)} clips of classes the model knows: too few to choose its decision on "
+                            f"(at least {MIN_ROWS})")
         clf.calibrate(X, [clf.classes.index(label) for label in labels])
     where = ", ".join(str(r) for r in ds.roots)
     record = {**clf.calibration_, "on": where, "clips": len(labels), "left_out": dict(sorted(left_out.items())),
-              "before": before}
+              "before": before, **({"kept": kept} if clf.multilabel else {})}
     metrics = {**(clf.info.get("metrics") or {}), "calibration": record}
     clf.save(out, info={"metrics": metrics})
     skipped = ds.skipped + bad
