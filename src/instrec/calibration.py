@@ -113,7 +113,7 @@ def rejected(proba: np.ndarray, classes: Sequence[str], min_confidence: float) -
 def has_own_threshold(Y, *, min_positives: int = MIN_POSITIVES) -> np.ndarray:
     """For each class (column of the 0/1 matrix ``Y``), whether its rows choose a threshold of its
     own: at least ``min_positives`` positive rows and one negative."""
-    Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
+    Y = np.asarray(Y, dtype=np.float64)
     pos = Y.sum(axis=0)
     return (pos >= max(1, min_positives)) & (pos < len(Y))
 
