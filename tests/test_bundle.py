@@ -106,6 +106,22 @@ def test_save_over_existing_bundle_replaces_it_whole(trained, tmp_path):
     np.testing.assert_array_equal(back.predict_proba(X), other.predict_proba(X))
 
 
+def test_a_folder_that_is_not_a_bundle_is_never_replaced(trained, tmp_path):
+    """A model saved onto a folder of recordings, or onto '.', would delete them with the old folder."""
+    clf, _, _ = trained
+    data = tmp_path / "recordings"
+    data.mkdir()
+    (data / "take1.wav").write_bytes(b"RIFF")
+    for dest in (data, tmp_path):
+        with pytest.raises(ParameterError, match="holds other files .it is not a model folder.: name a new or empty folder"):
+            clf.save(dest)
+    assert sorted(p.name for p in data.iterdir()) == ["take1.wav"]
+    with pytest.raises(ParameterError, match="not the root"):
+        clf.save("/")
+    (tmp_path / "empty").mkdir()
+    assert clf.save(tmp_path / "empty") == tmp_path / "empty"  # a new or empty folder is fine
+
+
 def test_parameters_validated_at_the_boundary():
     with pytest.raises(ParameterError, match="unknown recipe"):
         InstrumentClassifier("seed-banana")

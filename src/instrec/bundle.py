@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import BundleError
+from .errors import BundleError, ParameterError
 from .fileio import public_mode, write_json, writing
 
 WEIGHTS = "model.safetensors"
@@ -29,7 +29,7 @@ def save_bundle(path: str | os.PathLike, tensors: dict, meta: dict, extra_files:
     from safetensors.torch import save_file
 
     path = Path(path)
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, marker=META, what="model folder") as tmp:
         with writing(path):
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS))
         public_mode(tmp / WEIGHTS)
@@ -40,11 +40,23 @@ def save_bundle(path: str | os.PathLike, tensors: dict, meta: dict, extra_files:
     return path
 
 
+def check_dest(path: str | os.PathLike, *, marker: str, what: str) -> None:
+    """Refuse ``path`` as the destination of a folder written whole (:func:`atomic_dir`) unless it
+    is new, empty, or a ``what`` already (it holds ``marker``): the old folder is replaced, and a
+    folder of recordings named by mistake would go with it. ParameterError naming ``path``."""
+    path = Path(path)
+    if not path.resolve().name:
+        raise ParameterError(f"{path}: name a folder to write the {what} to, not the root")
+    if path.is_dir() and not (path / marker).is_file() and any(path.iterdir()):
+        raise ParameterError(f"{path}: holds other files (it is not a {what}): name a new or empty folder")
+
+
 @contextlib.contextmanager
-def atomic_dir(path: Path):
+def atomic_dir(path: Path, *, marker: str, what: str):
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` (see
-    :func:`_replace_dir`), on any error it is removed. Making it on a full or read-only disk
-    raises WriteError naming ``path``."""
+    :func:`_replace_dir`), on any error it is removed. ``path`` must pass :func:`check_dest`
+    (``marker``, ``what``). Making it on a full or read-only disk raises WriteError naming ``path``."""
+    check_dest(path, marker=marker, what=what)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))

@@ -109,3 +109,16 @@ def test_a_handful_of_clips_is_refused(rendered_data, tmp_path):
     assert r.returncode == 1 and error_lines(r.stderr) == [
         "instrec: error: 12 clips of classes the model knows: too few to choose its decision on (at least 20)"]
     assert not (tmp_path / "m").exists()
+
+
+def test_out_at_the_data_folder_loses_nothing(rendered_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(rendered_data, data)
+    before = sorted(p.name for p in data.rglob("*"))
+    for args in (("calibrate", "shipped", data), ("train", data, "--recipe", "mfcc-stats")):
+        r = run_cli(*args, "--out", data)
+        assert r.returncode == 2 and error_lines(r.stderr) == [
+            f"instrec: error: {data}: holds other files (it is not a model folder): name a new or empty folder"]
+    assert sorted(p.name for p in data.rglob("*")) == before

@@ -333,12 +333,17 @@ def calibrate(
     else:
         mc = cal.get("min_confidence")
         typer.echo(f"temperature {before.get('temperature', 1.0):.3g} -> {cal['temperature']:.3g}, 'unknown' below "
-                   f"{'none' if mc is None else f'{mc:.2f}'} (was {before.get('min_confidence') or 'none'}), chosen on {cal['clips']} clips")
+                   f"{_fmt_threshold(mc)} (was {_fmt_threshold(before.get('min_confidence'))}), "
+                   f"chosen on {cal['clips']} clips")
     if cal["left_out"]:
         typer.echo("left out, classes the model does not know: " + ", ".join(f"{c} ({n} clips)" for c, n in cal["left_out"].items()),
                    err=True)
     typer.echo(f"model in {out}")
     _report_skipped(skipped)
+
+
+def _fmt_threshold(t) -> str:
+    return "none" if t is None else f"{t:.2f}"
 
 
 @app.command(epilog=_examples(
@@ -392,8 +397,8 @@ def predict(
 
         seconds = header_seconds(paths[0])  # the picture holds the whole recording: refused before predicting
         if seconds is not None and seconds > MAX_DURATION:
-            raise ParameterError(f"--plot draws recordings of up to {MAX_DURATION / 3600:g} h; {paths[0]} is "
-                                 f"{seconds / 3600:.3g} h: leave out --plot")
+            raise ParameterError(f"--plot draws recordings of up to {MAX_DURATION:,.0f} s; {paths[0]} lasts "
+                                 f"{seconds:,.0f} s: leave out --plot")
     if engine is EngineName.torch:
         _need("torch", "safetensors")
     from ..display import format_predictions, write_timeline

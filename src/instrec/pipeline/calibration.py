@@ -79,8 +79,9 @@ def calibrate_model(
     else:
         # a temperature or threshold from a handful of clips is noise (12 clips gave T 0.05 and no 'unknown')
         if len(labels) < MIN_ROWS:
+            others = len(ds.clips) - len(clips)
             raise DataError(f"{len(labels)} clips of classes the model knows: too few to choose its decision on "
-                            f"(at least {MIN_ROWS})")
+                            f"(at least {MIN_ROWS})" + (f"; {others} more are of classes it does not know" if others else ""))
         clf.calibrate(X, [clf.classes.index(label) for label in labels])
     where = ", ".join(str(r) for r in ds.roots)
     record = {**clf.calibration_, "on": where, "clips": len(labels), "left_out": dict(sorted(left_out.items())),

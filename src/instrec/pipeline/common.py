@@ -114,12 +114,17 @@ def training_rows(X: np.ndarray, y: Sequence[str], tr, shifted) -> tuple[np.ndar
 
 
 def check_model_out(out: str | os.PathLike | None) -> None:
-    """Refuse ``out`` when it is the shipped model's own folder, inside instrec's installation: a
-    model written there would silently replace the shipped model for every later run."""
+    """Refuse ``out`` when it is the shipped model's own folder, inside instrec's installation (a
+    model written there would silently replace the shipped model for every later run), or a folder
+    that is not a model folder (:func:`~instrec.bundle.check_dest`)."""
     from ..assets import SHIPPED_MODEL
+    from ..bundle import META, check_dest
 
-    if out is not None and Path(out).resolve() == SHIPPED_MODEL.resolve():
+    if out is None:
+        return
+    if Path(out).resolve() == SHIPPED_MODEL.resolve():
         raise ParameterError(f"{out}: that is the shipped model's own folder; write the new model to another folder")
+    check_dest(out, marker=META, what="model folder")  # before any work: a folder of recordings is never replaced
 
 
 def load_base_model(init) -> InstrumentClassifier | None:
@@ -133,7 +138,8 @@ def load_base_model(init) -> InstrumentClassifier | None:
 
         path = shipped_model_path()
     if path.suffix == ".onnx":
-        raise ParameterError(f"fine-tuning needs a model folder (weights + model.json), not an ONNX export: {init}")
+        raise ParameterError(f"{init}: an ONNX export cannot be trained or recalibrated; give its model folder "
+                             "(weights + model.json)")
     return InstrumentClassifier.load(path)
 
 

@@ -61,7 +61,7 @@ def save_checkpoint(path: Path, key: str, epoch: int, net, opt, sched, gen, hist
         "sched": sched.state_dict() if sched is not None else None,
         "numpy_rng": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
     }
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, marker=CKPT_JSON, what="training checkpoint") as tmp:
         with writing(path):  # a full disk or a read-only folder: one line naming it
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / CKPT_TENSORS))
         write_json(tmp / CKPT_JSON, meta)
