@@ -437,6 +437,22 @@ def test_a_dc_offset_in_a_quiet_lead_in_is_silence_not_an_error(tmp_path):
     assert [w.silent for w in p.windows][:4] == [True] * 4 and not p.windows[-1].silent
 
 
+def test_a_constant_stretch_is_silence_however_far_from_zero(tmp_path):
+    """5 s held at 0.1 (a DC offset as loud as the music, no sound), then a tone: the held windows
+    are silent; a window's feature error would name the file, never '<array>'."""
+    from instrec.inference import load_model
+
+    sr = 22050
+    t = np.arange(15 * sr) / sr
+    y = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    y[: 5 * sr] = 0.1
+    model = load_model()
+    p = model.predict_file(write(tmp_path / "held.wav", y, sr))
+    q = model.predict(y, sr)
+    assert [w.silent for w in p.windows][:2] == [True, True] and not any(w.silent for w in p.windows[3:])
+    assert [(w.start, w.label) for w in p.windows] == [(w.start, w.label) for w in q.windows]
+
+
 def test_plot_refuses_a_recording_it_cannot_hold_before_predicting(tmp_path, monkeypatch):
     import instrec.audio
 

@@ -456,7 +456,9 @@ class _Timeline:
         chunk = self.buf[a - self.base : b - self.base]
         self.spans.append((a, b))
         self.rms.append(math.sqrt(float(np.mean(np.square(chunk, dtype=np.float64)))) if len(chunk) else 0.0)
-        self.peak.append(float(np.max(np.abs(chunk))) if len(chunk) else 0.0)
+        # a constant window (a DC offset: no sound) is silent, however far from zero it sits
+        constant = not len(chunk) or float(np.max(chunk)) - float(np.min(chunk)) < SILENCE_PEAK
+        self.peak.append(0.0 if constant else float(np.max(np.abs(chunk))))
         if self.peak[-1] >= SILENCE_PEAK:  # silent whatever the loudest window: not predicted
             self.pending.append((len(self.spans) - 1, chunk))
             if len(self.pending) == WINDOW_BATCH:
@@ -468,8 +470,9 @@ class _Timeline:
             try:
                 X.append(compute(chunk, self.model.feature))
                 rows.append(i)
-            except AudioError as e:  # a DC offset, say: it matters only if the window is not silent
-                self.errors[i] = e
+            except AudioError as e:  # it matters only if the window is not silent; then it names the file
+                a, b = (t / self.model.feature.sr for t in self.spans[i])
+                self.errors[i] = AudioError(self.path or "<array>", f"{e.problem} from {a:.1f} to {b:.1f} s")
         if X:
             self.rows.update(zip(rows, self.model._batch(np.stack(X), self.path, self.time_up)))
         self.pending = []
