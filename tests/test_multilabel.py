@@ -16,7 +16,7 @@ from instrec.errors import BundleError, DataError
 from instrec.pipeline import evaluate_model
 from instrec.recipes import get_recipe
 
-from conftest import run_cli
+from conftest import error_lines, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +178,10 @@ def test_cli_multilabel_model_from_the_shipped_single_label_one(mixture_data, tm
     shipped = json.loads((instrec.assets.shipped_model_path() / "model.json").read_text())["classes"]
     # dropped: the shipped classes the data lacks, by instrument, not by the mixtures' joined labels
     assert info["training"]["fine_tuned_from"]["dropped_classes"] == sorted(set(shipped) - {"flute", "oboe", "trumpet"})
+    # keeping the classes the data lacks would keep softmax rows as sigmoids: refused before any work
+    r = run_cli("train", tmp_path / "data", "--from", "shipped", "--recipe", "cnn-multi", "--keep-classes",
+                "--out", tmp_path / "k")
+    assert r.returncode == 2 and error_lines(r.stderr) == [
+        "instrec: error: keep_classes keeps output rows as they were, and a softmax model's rows mean nothing to a "
+        "sigmoid one: train on data of every class you want kept, without keep_classes"]
+    assert not (tmp_path / "k").exists()

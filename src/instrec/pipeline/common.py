@@ -162,10 +162,16 @@ def resolve_recipe(recipe: Recipe | str | None, init: InstrumentClassifier | Non
     return finetuning(named, trainable=trainable)
 
 
-def check_keep_classes(keep_classes: bool, init: InstrumentClassifier | None) -> None:
-    """Refuse ``keep_classes`` without a model to keep the classes of, before any work."""
+def check_keep_classes(keep_classes: bool, init: InstrumentClassifier | None, recipe: Recipe) -> None:
+    """Refuse ``keep_classes`` without a model to keep the classes of, or when ``recipe`` squashes
+    its output otherwise (a single-label model's softmax rows, frozen, would say nothing as
+    sigmoids: a multi-label model so made heard its kept instruments in a plain sine), before any work."""
     if keep_classes and init is None:
         raise ParameterError("keep_classes keeps the classes of the model fine-tuning starts from: give init")
+    if keep_classes and init.recipe.model.output != recipe.model.output:
+        raise ParameterError(f"keep_classes keeps output rows as they were, and a {init.recipe.model.output} model's "
+                             f"rows mean nothing to a {recipe.model.output} one: train on data of every class you "
+                             "want kept, without keep_classes")
 
 
 # A run's context: the classes of the model it fine-tuned that its training data lacks

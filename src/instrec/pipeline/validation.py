@@ -60,8 +60,8 @@ def cross_validate(
     families = read_families(families)
     splitter = KFold(cv, seed=seed) if not isinstance(cv, (KFold, LeaveOneSourceOut)) else cv
     init = load_base_model(init)
-    check_keep_classes(keep_classes, init)
     recipe = resolve_recipe(recipe, init)
+    check_keep_classes(keep_classes, init, recipe)
     ds = options.load(data)
     need_two_classes(ds.labels, "the data")
     splitter.check(ds.clips)  # fail before the features are computed
