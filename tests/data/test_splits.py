@@ -182,3 +182,15 @@ def test_multilabel_clips_are_stratified_by_their_rarest_instrument():
     assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(len(labels)))
     with pytest.raises(DataError, match="'flute' has 3"):
         kfold_indices(labels, 4, seed=0)
+
+
+def test_small_multilabel_strata_join_larger_ones():
+    # 12 ensemble clips: violin plays in 7, yet as the rarest instrument of only 2 (its stratum)
+    labels = (["cello;viola;violin"] * 4 + ["cello;flute;viola"] * 3 + ["flute;violin"] * 2
+              + ["cello;viola"] * 1 + ["cello;violin"] * 1 + ["flute;viola;violin"] * 1)
+    strata = stratum(labels, min_size=3)
+    assert min(Counter(strata).values()) >= 3
+    folds = kfold_indices(labels, 3, seed=0)  # refused before: "'violin' has 2"
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(len(labels)))
+    with pytest.raises(DataError, match="'flute' has 6"):
+        kfold_indices(labels, 7, seed=0)

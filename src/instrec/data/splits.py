@@ -153,7 +153,8 @@ def kfold_indices(
 
     Without ``groups``: ``StratifiedKFold(k, shuffle=True, random_state=seed)``, so every class
     is spread over every fold. Multi-label clips (``cello;violin``) are stratified by their rarest
-    instrument (:func:`stratum`), so that every instrument is spread over the folds too. It needs at least ``k`` clips of every class and raises
+    instrument (:func:`stratum`), so that every instrument is spread over the folds too (as far as
+    small strata allow). It needs at least ``k`` clips of every class (instrument) and raises
     :class:`DataError` otherwise (no silent fallback to unstratified folds: a fold missing a class
     would score a different task than its neighbours).
 
@@ -178,13 +179,14 @@ def kfold_indices(
     if n < k:
         raise DataError(f"{n} clips are too few for {k} folds")
     idx = np.arange(n)
-    labels = stratum(labels)
     if groups is None:
-        counts = Counter(labels)
+        counts = _class_counts(labels)
         small = sorted((c, m) for c, m in counts.items() if m < k)
         if small:
             raise DataError(f"{k}-fold cross-validation needs at least {k} clips of every class; "
                             + ", ".join(f"{c!r} has {m}" for c, m in small))
+    labels = stratum(labels, min_size=k)
+    if groups is None:
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         folds = splitter.split(idx, labels)
     else:
@@ -203,17 +205,42 @@ def kfold_indices(
     return out
 
 
-def stratum(labels: Sequence[str]) -> list[str]:
+def stratum(labels: Sequence[str], *, min_size: int = 1) -> list[str]:
     """What clips labelled ``labels`` are stratified by: the labels themselves, or where any names
     several instruments, each clip's rarest instrument in ``labels`` (ties: by name; ``unknown``
-    for none), so that few strata hold many clips, and every instrument is in some."""
+    for none), so that few strata hold many clips, and every instrument is in some.
+
+    A multi-label stratum of fewer than ``min_size`` clips (k folds need k) gives its clips to the
+    next rarest of their instruments whose stratum is large enough, else to a shared one (``*``),
+    itself joined to the largest if still too small."""
     from .activity import NO_INSTRUMENT, is_multilabel, split_labels
 
     labels = [str(x) for x in labels]
     if not is_multilabel(labels):
         return labels
     counts = Counter(c for label in labels for c in split_labels(label))
-    return [min(split_labels(label), key=lambda c: (counts[c], c), default=NO_INSTRUMENT) for label in labels]
+    ranked = [sorted(split_labels(label), key=lambda c: (counts[c], c)) or [NO_INSTRUMENT] for label in labels]
+    out = [r[0] for r in ranked]
+    size = Counter(out)
+    for s in sorted((s for s, m in size.items() if m < min_size), key=lambda s: (size[s], s)):
+        for i in [i for i, o in enumerate(out) if o == s]:
+            out[i] = next((c for c in ranked[i][1:] if size[c] >= min_size), "*")
+            size[s] -= 1
+            size[out[i]] += 1
+    if 0 < size["*"] < min_size:
+        largest = max((s for s in size if s != "*"), key=lambda s: (size[s], s), default="*")
+        out = [largest if o == "*" else o for o in out]
+    return out
+
+
+def _class_counts(labels: Sequence[str]) -> Counter:
+    """Clips of each class; of each instrument where a label names several (``unknown``: none)."""
+    from .activity import NO_INSTRUMENT, is_multilabel, split_labels
+
+    labels = [str(x) for x in labels]
+    if not is_multilabel(labels):
+        return Counter(labels)
+    return Counter(c for label in labels for c in (split_labels(label) or (NO_INSTRUMENT,)))
 
 
 def _check_groups(groups, n: int, what: str) -> list[str]:
