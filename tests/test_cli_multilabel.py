@@ -150,8 +150,9 @@ def test_plot_draws_a_piano_roll(duet_json, multilabel_model, duet_recording, tm
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and 20_000 < len(data) < 2_000_000
     img = np.asarray(Image.open(out).convert("RGB"))
     assert img.shape[1] == 1000 and 700 <= img.shape[0] <= 900  # 10 in wide, taller than a plot without a roll
-    # matplotlib's first colours, in the classes' order: saw C0, sine C1
-    saw, sine = bar_columns(img, "#1f77b4"), bar_columns(img, "#ff7f0e")
+    # matplotlib's first colours, in the order of the instruments heard (the likeliest first)
+    colour = dict(zip([t["label"] for t in duet_json["instruments"]], ("#1f77b4", "#ff7f0e", "#2ca02c")))
+    saw, sine = bar_columns(img, colour["saw"]), bar_columns(img, colour["sine"])
     assert len(saw) and len(sine)
     assert sine[0] < saw[0] and sine[-1] < saw[-1]  # the sine starts first, the saw plays to the end
     span = {t["label"]: t["segments"][-1]["end"] - t["segments"][0]["start"] for t in duet_json["instruments"]}

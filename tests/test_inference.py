@@ -190,11 +190,23 @@ def test_cli_predict_plot(long_recording, tmp_path):
     out = tmp_path / "timeline.png"
     r = run_cli("predict", path, "--plot", out)
     assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stderr, r.stderr  # 32 classes' legend once collapsed the layout
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     from PIL import Image
 
     assert Image.open(out).size == (1000, 600)
+
+
+def test_a_picture_draws_the_likeliest_classes(long_recording):
+    from instrec.display import SHOWN_CLASSES, shown_classes
+    from instrec.inference import load_model
+
+    p = load_model().predict_file(long_recording[0])
+    shown = shown_classes(p)
+    assert len(shown) == SHOWN_CLASSES < len(p.probabilities)
+    best = {c: max(w.probabilities[c] for w in p.windows if w.probabilities) for c in p.probabilities}
+    assert min(best[c] for c in shown) >= max(best[c] for c in p.probabilities if c not in shown)
 
 
 def test_cli_short_file_keeps_one_result(long_recording, tmp_path):

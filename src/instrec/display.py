@@ -39,7 +39,7 @@ def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig,
 
     f = feature
     S_db = mel_spectrogram_db(y, sr=f.sr, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels, top_db=f.top_db)
-    classes = list(prediction.probabilities)
+    classes = shown_classes(prediction)
     colours = {c: f"C{i % 10}" for i, c in enumerate(classes)}  # an instrument's colour in every panel
     duration = len(y) / f.sr
     name = Path(prediction.path).name if prediction.path else "recording"
@@ -69,7 +69,9 @@ def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig,
         _shade_silence(ax_p, prediction)
         ax_p.set_xlim(0, duration)
         ax_p.set_xlabel("time (s)")
-        ax_p.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+        others = len(prediction.probabilities) - len(classes)
+        ax_p.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small",
+                    title=f"{others} less likely not shown" if others else None, title_fontsize="x-small")
     else:
         ax_p.bar(classes, [prediction.probabilities[c] for c in classes],
                  color=[colours[c] for c in classes] if prediction.is_multilabel else "tab:blue")
@@ -80,6 +82,21 @@ def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig,
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+SHOWN_CLASSES = 8  # lines a probability panel draws: more would not be told apart, nor fit their legend
+
+
+def shown_classes(prediction: Prediction, n: int = SHOWN_CLASSES) -> list[str]:
+    """The classes a picture of ``prediction`` draws: the instruments heard (multi-label), then the
+    likeliest others (by their highest probability in any window), ``n`` in all unless more were heard."""
+    def best(c: str) -> float:
+        windows = [w.probabilities[c] for w in prediction.windows or [] if w.probabilities]
+        return max(windows, default=prediction.probabilities[c])
+
+    heard = [t.label for t in prediction.instruments or []]
+    rest = sorted((c for c in prediction.probabilities if c not in heard), key=lambda c: -best(c))
+    return heard + rest[: max(0, n - len(heard))]
 
 
 def _piano_roll(ax, prediction: Prediction, colours: dict[str, str], duration: float) -> None:
