@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import BundleError, ParameterError
+from .errors import BundleError, NotAModel, ParameterError
 from .fileio import public_mode, write_json, writing
 
 WEIGHTS = "model.safetensors"
@@ -76,7 +76,7 @@ def load_bundle(path: str | os.PathLike) -> tuple[dict, dict]:
     path = Path(path)
     recover_dir(path)
     if not path.is_dir():
-        raise BundleError(f"{path}: no such model folder")
+        raise NotAModel(f"{path}: no such model folder")
     meta = read_meta(path)
     try:
         tensors = load_file(str(path / WEIGHTS))
@@ -111,7 +111,7 @@ def read_meta(path: str | os.PathLike) -> dict:
     try:
         meta = loads_finite(f.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BundleError(f"{Path(path)}: not a model bundle ({META} is missing)") from None
+        raise NotAModel(f"{Path(path)}: not a model bundle ({META} is missing)") from None
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, a non-finite number
         raise BundleError(f"{f}: not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

@@ -53,6 +53,13 @@ class BundleError(InstrecError):
     """A model bundle is missing, incomplete or does not validate."""
 
 
+class NotAModel(BundleError):
+    """A path named as a model is not there, or is not a model at all: a usage error, like a
+    mistyped model name (a damaged bundle stays a :class:`BundleError`, exit 1)."""
+
+    exit_code = 2
+
+
 def skip_entry(error: InstrecError, path) -> tuple[str, str]:
     """``(file, problem)`` for a batch command's list of skipped files."""
     if isinstance(error, AudioError):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import math
 import os
 from pathlib import Path
@@ -29,7 +31,7 @@ from .decision import (SILENCE, UNKNOWN, check_level, check_min_confidence, deci
                        resolve_families)
 from .engines import (Engine, RestrictedEngine, class_columns, is_multilabel_meta,  # noqa: F401 (restrict_proba: re-exported)
                       restrict_proba)
-from .errors import AudioError, BundleError, InstrecError, ParameterError, skip_entry
+from .errors import AudioError, BundleError, InstrecError, NotAModel, ParameterError, skip_entry
 from .features import FeatureConfig, compute
 from .results import Prediction, Segment, Track, Window
 from .timeline import tracks
@@ -175,6 +177,16 @@ class Model:
             "multilabel": self.multilabel,
             **({"thresholds": dict(zip(self.classes, self.thresholds.tolist()))} if self.multilabel else {}),
         }
+
+    @property
+    def settings(self) -> dict:
+        """What this model's answers depend on, for a resumed ``predict --log``: a digest of the
+        model (its classes, families, decisions and training card: the same for its torch and onnx
+        engines, different for another training or calibration), ``level`` and ``min_confidence``."""
+        meta = self.engine.meta
+        card = {k: meta.get(k) for k in ("classes", "families", "temperature", "thresholds", "training", "metrics")}
+        digest = hashlib.sha256(json.dumps(card, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+        return {"model": digest.hexdigest()[:16], "level": self.level, "min_confidence": self.min_confidence}
 
     def __repr__(self) -> str:
         return f"Model(recipe={self.info['recipe']!r}, classes={self.classes}, engine={self.engine.name!r})"
@@ -394,7 +406,7 @@ def load_model(path: str | os.PathLike | None = None, *, engine: str = "auto",
         path = shipped_model_path()
     path = Path(path)
     if not path.exists():
-        raise BundleError(f"{path}: no such model folder or file")
+        raise NotAModel(f"{path}: no such model folder or file")
     check_min_confidence(min_confidence)
     check_level(level)
     model = Model(open_engine(path, engine), source=str(path), min_confidence=min_confidence, level=level)

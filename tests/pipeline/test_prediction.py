@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from instrec.errors import ParameterError
 from instrec.inference import load_model
 from instrec.pipeline import predict_paths, write_results
 from tests.conftest import run_cli
@@ -39,3 +40,60 @@ def test_cli_jobs_and_out(tone_data, tmp_path):
     assert [json.loads(l) for l in (tmp_path / "r.jsonl").read_text().splitlines()] == json.loads(one.stdout)
     bad = run_cli("predict", tone_data, "--out", tmp_path / "r.txt")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and ".jsonl or .parquet" in bad.stderr
+
+
+def test_log_is_never_a_file_of_the_users(tone_data, tmp_path):
+    """--log on a file that is not a prediction log is refused and the file left as it was (it was
+    cut after its first line that was no prediction); a torn last line of a log is still dropped."""
+    model = load_model()
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"my notes\nmore notes")
+    with pytest.raises(ParameterError, match="not a prediction log .line 1"):
+        predict_paths(model, [tone_data], log=notes)
+    assert notes.read_bytes() == b"my notes\nmore notes"
+
+    log = tmp_path / "log.jsonl"
+    full, _ = predict_paths(model, [tone_data], log=log)
+    lines = log.read_bytes().splitlines(keepends=True)
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(b"".join(lines[:3]) + b"a line of the user's\n" + b"".join(lines[3:]))
+    with pytest.raises(ParameterError, match="line 4 is not a prediction"):
+        predict_paths(model, [tone_data], log=mixed)
+    assert mixed.read_bytes().count(b"\n") == len(lines) + 1  # nothing after the foreign line was deleted
+
+    for torn in (lines[5][:30], lines[5][:4]):  # killed mid-line, even inside the first key
+        log.write_bytes(b"".join(lines[:5]) + torn)
+        again, _ = predict_paths(model, [tone_data], log=log)
+        assert [r.to_dict() for r in again] == [r.to_dict() for r in full]
+        assert log.read_bytes().count(b"\n") == len(full)
+
+
+def test_log_resumed_with_other_settings_is_refused(tone_data, tmp_path):
+    """The answers a log holds were made with one model and settings: resuming with another model
+    or another --window would mix answers, so it is refused, naming what changed."""
+    log = tmp_path / "log.jsonl"
+    model = load_model()
+    predict_paths(model, [tone_data], log=log, window=1.0)
+    before = log.read_bytes()
+    with pytest.raises(ParameterError, match="window 1.0"):
+        predict_paths(model, [tone_data], log=log, window=2.0)
+    with pytest.raises(ParameterError, match="min_confidence"):
+        predict_paths(load_model(min_confidence=0.9), [tone_data], log=log, window=1.0)
+    with pytest.raises(ParameterError, match="another model"):
+        predict_paths(model.restrict("flute,viola,cello,oboe,trumpet,saxophone"), [tone_data], log=log, window=1.0)
+    assert log.read_bytes() == before
+    again, _ = predict_paths(load_model(engine="torch"), [tone_data], log=log, window=1.0)  # the same bundle, either engine
+    assert len(again) == before.count(b"\n") and log.read_bytes() == before
+
+
+def test_cli_log_errors_are_usage_errors(tone_data, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me\n")
+    r = run_cli("predict", tone_data, "--log", notes)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a prediction log" in r.stderr, r.stderr
+    assert notes.read_text() == "keep me\n"
+    same = run_cli("predict", tone_data, "--log", tmp_path / "r.jsonl", "--out", tmp_path / "r.jsonl")
+    assert same.returncode == 2 and same.stderr.count("\n") == 1 and "both name" in same.stderr, same.stderr
+    assert not (tmp_path / "r.jsonl").exists()
+    not_model = run_cli("predict", "--model", tmp_path, tone_data)  # a folder, but not a model
+    assert not_model.returncode == 2 and "not a model bundle" in not_model.stderr, not_model.stderr

@@ -410,6 +410,8 @@ def predict(
         raise ParameterError(f"--out {out}: write .jsonl or .parquet (by the file's suffix)")
     if out is not None and out.suffix.lower() == ".parquet":
         _need("pyarrow")
+    if out is not None and log is not None and out.resolve() == log.resolve():
+        raise ParameterError(f"--out and --log both name {out}: the results would replace the log a rerun resumes from")
     runner, listed = None, []
     if ray is not None:
         _need("ray")

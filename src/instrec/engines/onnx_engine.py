@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import FORMAT, WEIGHTS, loads_finite, read_meta, validate_meta
-from ..errors import BundleError, ParameterError
+from ..errors import BundleError, NotAModel, ParameterError
 from ..features.config import FeatureConfig
 
 ONNX_FILE = "model.onnx"
@@ -46,7 +46,7 @@ def spec_sha256(meta: dict) -> str:
 def bundle_stamp(bundle: Path) -> dict:
     """What an export of ``bundle`` depends on: the weights and the classes and recipe."""
     if not bundle.is_dir():
-        raise BundleError(f"{bundle}: no such model folder")
+        raise NotAModel(f"{bundle}: no such model folder")
     meta = read_meta(bundle)
     h = hashlib.sha256()
     try:

@@ -53,7 +53,8 @@ def predict_paths(
     if isinstance(model, InstrumentClassifier):
         model = Model(TorchEngine(model))
     files, skipped = collect_files(paths)
-    results_log = ResultsLog(log) if log is not None else None
+    run = {**model.settings, "window": window, "hop": hop}
+    results_log = ResultsLog(log, run) if log is not None else None
     done = results_log.done if results_log else {}
     results = [done[f] for f in files if f in done]
     todo = [f for f in files if f not in done]
@@ -122,6 +123,9 @@ def _in_pool(model: Model, files: Sequence[str], window, hop, *, jobs: int) -> I
                                       chunksize=chunk))
 
 
+_LINE_START = b'{"path": '  # how every line of a log begins (Prediction.to_dict's first key)
+
+
 RESULT_SUFFIXES = (".jsonl", ".parquet")
 
 
@@ -154,26 +158,28 @@ def write_results(results: Sequence[Prediction], path: str | os.PathLike, *, top
 class ResultsLog:
     """Append-only JSON Lines of predictions, each line flushed to disk when written.
 
-    Opening it reads what an earlier run wrote: complete lines are kept (``done``: path →
-    Prediction), and a torn last line (a run killed mid-write) is cut off the file. A line that
-    cannot be written (a full disk) is cut off again before :class:`~instrec.errors.WriteError`
-    is raised, so the file holds the complete lines before it and nothing else.
+    ``run``: the settings the predictions depend on (:attr:`instrec.inference.Model.settings`,
+    window and hop), written into every line as ``"run"``. Opening the log reads what an earlier
+    run wrote: its lines are kept (``done``: path → Prediction) when they were made with the same
+    ``run``, and a torn last line (a run killed mid-write) is cut off the file. A file that is not
+    such a log (a line that is no prediction), or one written with another model or other settings,
+    is refused with :class:`~instrec.errors.ParameterError` and left as it is: predicting again
+    under old answers, or over a file of the user's, would lose something. A line that cannot be
+    written (a full disk) is cut off again before :class:`~instrec.errors.WriteError` is raised,
+    so the file holds the complete lines before it and nothing else.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, run: dict | None = None):
         self.path = Path(path)
+        self.run = run
         self.done: dict[str, Prediction] = {}
         good, data = 0, b""
         if self.path.is_file():  # anything else (a folder) is refused by the open below, in one line
             data = self.path.read_bytes()
-            for line in data.splitlines(keepends=True):
-                try:
-                    if not line.endswith(b"\n"):
-                        raise ValueError("torn line")
-                    p = Prediction.from_dict(json.loads(line))
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    break  # a torn or foreign line: keep what came before it
-                self.done[p.path] = p
+            for n, line in enumerate(data.splitlines(keepends=True), 1):
+                if not line.endswith(b"\n") and (line.startswith(_LINE_START) or _LINE_START.startswith(line)):
+                    break  # torn by an interrupted write: dropped below
+                self._check_run(self._read(line, n), n)
                 good += len(line)
         with writing(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,8 +187,27 @@ class ResultsLog:
             if good < len(data):
                 os.ftruncate(self._fd, good)
 
+    def _read(self, line: bytes, n: int) -> dict:
+        try:
+            d = json.loads(line)
+            self.done[d["path"]] = Prediction.from_dict(d)
+            return d
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ParameterError(f"{self.path}: not a prediction log (line {n} is not a prediction); name another "
+                                 "--log file") from None
+
+    def _check_run(self, d: dict, n: int) -> None:
+        if self.run is None or d.get("run") == self.run:
+            return
+        was = d.get("run") if isinstance(d.get("run"), dict) else {}
+        changed = [k for k in self.run if was.get(k) != self.run[k]] or ["settings"]
+        what = ", ".join("another model" if k == "model" else f"{k} {was.get(k)!r}" for k in changed)
+        raise ParameterError(f"{self.path}: line {n} was predicted with {what}; resume with the same model and "
+                             "settings, or name another --log file")
+
     def append(self, p: Prediction) -> None:
-        line = memoryview((json.dumps(p.to_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
+        d = p.to_dict() if self.run is None else {**p.to_dict(), "run": self.run}
+        line = memoryview((json.dumps(d, ensure_ascii=False) + "\n").encode("utf-8"))
         before = os.fstat(self._fd).st_size
         try:
             while line:
