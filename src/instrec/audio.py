@@ -424,6 +424,9 @@ def _truncation(path: Path, promised: int, decoded: int) -> int | None:
     return promised if missing > 12_000 and missing > 0.25 * promised else None
 
 
+_STREAMED_DATA_SIZE = 0x7FFF0000
+
+
 def _wav_promised_frames(path: Path) -> int | None:
     """Frames a RIFF/WAVE header declares: libsndfile quietly shortens a truncated WAV."""
     if path.suffix.lower() != ".wav":
@@ -446,8 +449,9 @@ def _wav_promised_frames(path: Path) -> int | None:
                     channels, bits = struct.unpack("<H", fmt[2:4])[0], struct.unpack("<H", fmt[14:16])[0]
                     block = max(1, channels * ((bits + 7) // 8))
                 elif cid == b"data":
-                    # 0 and 0xFFFFFFFF mean "unknown length" (streamed WAV): nothing promised.
-                    return size // block if block and 0 < size < 0xFFFFFFFF else None
+                    # a size of 2 GiB or more (0xFFFFFFFF...) is how writers to a pipe mark a length
+                    # they could not know: nothing promised, the file's end is the audio's
+                    return size // block if block and 0 < size < _STREAMED_DATA_SIZE else None
                 else:
                     fh.seek(size + (size & 1), 1)
     except (OSError, struct.error):

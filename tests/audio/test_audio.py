@@ -61,6 +61,22 @@ def test_truncated_wav_and_mp3_are_refused(tmp_path):
         load(whole)  # the whole file is fine
 
 
+def test_a_wav_streamed_to_a_pipe_loads_to_its_end(tmp_path):
+    """Writers to a pipe cannot go back to fill in the data size: they leave 0xFFFFFFFF or a
+    near-2-GiB placeholder (sox, ffmpeg). Such a file is its audio up to the end, not truncated."""
+    import struct
+
+    whole = write(tmp_path / "whole.wav", tone("saw", 220, seconds=2.0))
+    y, _ = load(whole)
+    data = bytearray(whole.read_bytes())
+    at = data.find(b"data") + 4
+    for size in (0x7FFFF000, 0x7FFFFFFF, 0xFFFFFFFF):  # (0: libsndfile reads no samples)
+        data[at:at + 4] = struct.pack("<I", size)
+        (tmp_path / "piped.wav").write_bytes(data)
+        z, _ = load(tmp_path / "piped.wav")
+        assert np.array_equal(y, z), hex(size)
+
+
 def test_folder_is_not_a_file(tmp_path):
     with pytest.raises(AudioError, match="folder"):
         load(tmp_path)

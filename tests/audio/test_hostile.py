@@ -78,7 +78,7 @@ def _cases(tmp_path):
     (tmp_path / "text.mp3").write_text("not audio at all\n" * 50)
     cases["text"] = (tmp_path / "text.mp3", "not readable as audio")
     cases["truncated"] = (_wav_with_header(tmp_path / "cut.wav", data_bytes=4_000_000), "truncated")
-    cases["hours"] = (_wav_with_header(tmp_path / "hours.wav", sr=8000, data_bytes=0x7FFFFFF0), "truncated")
+    cases["hours"] = (_wav_with_header(tmp_path / "hours.wav", sr=8000, data_bytes=0x7FFF0000 - 2), "truncated")
     cases["rate"] = (_wav_with_header(tmp_path / "rate.wav", sr=3), "implausible sampling rate")
     cases["silent"] = (write(tmp_path / "silent.wav", np.zeros(SR, np.float32)), "silent")
     cases["dc"] = (write(tmp_path / "dc.wav", np.full(SR, 0.25, np.float32), subtype="FLOAT"), "constant signal")
