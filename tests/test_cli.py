@@ -238,6 +238,51 @@ def test_render_music_writes_excerpts_and_who_plays_when(tmp_path):
     assert r.returncode == 2 and len(error_lines(r.stderr)) == 1 and "madrigals" in r.stderr
 
 
+@pytest.mark.parametrize("args, line", [
+    (("--seconds", "0.5"), "--seconds must be a number of seconds in 1..60, got 0.5"),
+    (("--seconds", "0.01"), "--seconds must be a number of seconds in 1..60, got 0.01"),
+    (("--seconds", "61"), "--seconds must be a number of seconds in 1..60, got 61.0"),
+    (("--sample-rate", "100000"), "--sample-rate must be an integer in 8000..96000 (Hz), got 100000"),
+    (("--sample-rate", "4000"), "--sample-rate must be an integer in 8000..96000 (Hz), got 4000"),
+    (("--format", "mp3", "--sample-rate", "16001"), "--sample-rate must be one of 8000, 11025, 12000, 16000, 22050, "
+                                                    "24000, 32000, 44100, 48000 (Hz) for mp3, got 16001"),
+    (("--n", "0"), "--n must be an integer >= 1, got 0"),
+    (("--seed", "-1"), "--seed must be an integer >= 0, got -1"),
+])
+def test_render_music_a_value_out_of_range_is_one_line_naming_the_option(args, line, tmp_path):
+    """Review item 2: --seconds said 0.05..60 and refused 0.5; --sample-rate 100000 talked about seconds."""
+    r = run_cli("render-music", tmp_path / "m", *args)
+    assert r.returncode == 2 and error_lines(r.stderr) == [f"instrec: error: {line}"], r.stderr
+    assert r.stdout == "" and not (tmp_path / "m").exists()
+
+
+def test_render_music_that_writes_nothing_says_why_and_fails(tmp_path):
+    """Review item 3: a run that wrote 0 excerpts exited 0. Now it lists each reason and fails
+    with 1 (bad input), as predict does when no input could be read."""
+    music21 = pytest.importorskip("music21", reason="music21 (the render extra) is not installed")
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / "broken.musicxml").write_text("<score-partwise><part id='P1'>")
+    r = run_cli("render-music", tmp_path / "m", "--pieces", scores, "--n", "2", "--seconds", "2")
+    assert r.returncode == 1, r.stderr
+    lines = error_lines(r.stderr)
+    assert lines[0] == "skipped 3 file(s):" and "broken.musicxml: not a score music21 can read" in lines[1]
+    assert lines[2:4] == [f"  excerpt {k}: no playable piece of {str(scores)!r} found in 10 draws on fluidr3" for k in (0, 1)]
+    assert lines[4:] == [f"instrec: error: no excerpt written to {tmp_path / 'm'}: no piece of {str(scores)!r} could be "
+                         "read and played on fluidr3 (the reasons above)"]
+    assert "wrote" not in r.stdout and "Traceback" not in r.stderr
+    # a score that reads but that no instrument asked for can play (C1..D1 on a flute, even 2 octaves up)
+    score = music21.stream.Score()
+    part = music21.stream.Part()
+    for name in ("C1", "D1", "C1"):
+        part.append(music21.note.Note(name, quarterLength=4.0))
+    score.insert(0, part)
+    score.write("musicxml", fp=str(tmp_path / "low.musicxml"))
+    r = run_cli("render-music", tmp_path / "m", "--pieces", tmp_path / "low.musicxml", "--n", "1", "--seconds", "2",
+                "--instruments", "flute")
+    assert r.returncode == 1 and "excerpt 0: no playable piece" in r.stderr and "no excerpt written" in r.stderr
+
+
 # -- the model argument of predict (issue 25, item 3) ------------------------------------------
 
 

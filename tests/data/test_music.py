@@ -148,3 +148,153 @@ def test_an_unreadable_score_is_skipped_and_reported(score, tmp_path):
 def test_bad_arguments_are_parameter_errors(kw, match, tmp_path):
     with pytest.raises(ParameterError, match=match):
         M.render_music(tmp_path, **kw)
+
+
+# -- activity is where the part's own stem sounds (review item 1) -------------------------------
+
+
+def _xylophone_score(path: Path) -> Path:
+    """One 'Xylophone' part of whole notes: held for seconds, heard for a fraction of one."""
+    s = music21.stream.Score()
+    part = music21.stream.Part()
+    part.partName = "Xylophone"
+    for name in ("C5", "E5", "G5", "C6", "G5", "E5"):
+        part.append(music21.note.Note(name, quarterLength=4.0))
+    s.insert(0, part)
+    s.write("musicxml", fp=str(path))
+    return path
+
+
+def _stem_levels_db(out: Path, row: dict, label: str, start: float, end: float) -> np.ndarray:
+    """The level (dB re the mix's peak) of ``label``'s stems in 0.1-s windows of ``start..end``."""
+    mix, sr = sf.read(out / row["path"])
+    stems = [sf.read(f)[0] for f in sorted((out / "stems").glob(row["path"][:5] + "_*")) if f.stem.endswith("_" + label)]
+    y = np.sum(stems, axis=0)
+    width = round(0.1 * sr)
+    a, b = round(start * sr), max(round(start * sr) + 1, round(end * sr))
+    steps = range(a, max(a + 1, b - width + 1), round(0.05 * sr))
+    rms = np.array([np.sqrt(np.mean(y[i:min(b, i + width)] ** 2)) for i in steps])
+    return 20 * np.log10(rms / np.max(np.abs(mix)) + 1e-12)
+
+
+@needs_fluidr3
+def test_activity_stops_where_the_stem_has_died_away(tmp_path):
+    """A xylophone's whole note is held for seconds but dies away within one: the activity table
+    marks it where its stem sounds, never seconds of silence (reviewer: 7 of 417 spans)."""
+    score = _xylophone_score(tmp_path / "xylophone.musicxml")
+    out = tmp_path / "x"
+    rep = M.render_music(out, pieces=[str(score)], n=2, seconds=6.0, sr=SR, seed=0, stems=True, instruments=("xylophone",))
+    assert rep.n_written == 2
+    spans = A.read_activity(out / "activity.csv")
+    rows = list(csv.DictReader(open(out / "manifest.csv")))
+    held = 0.0
+    for row in rows:
+        assert set(spans[row["path"]]) == set(A.split_labels(row["label"])) == {"xylophone"}
+        for start, end in spans[row["path"]]["xylophone"]:
+            held += end - start
+            levels = _stem_levels_db(out, row, "xylophone", start, end)
+            # 60 dB under the mix's peak, and 10 dB of room for the 0.1-s windows here
+            assert levels.min() > -70.0, (row["path"], start, end, levels.round(1))
+    # whole notes at 56-132 bpm are held 1.4 s or more: trimmed, they are far shorter
+    assert held / sum(len(s["xylophone"]) for s in spans.values()) < 1.2
+    assert rep.trimmed > 0 and rep.silent_parts == 0
+
+
+@needs_fluidr3
+def test_trimming_keeps_the_files_the_seed_gives(score, tmp_path):
+    """Trimming reads the audio and draws nothing: the same seed still gives the same files."""
+    kw = dict(pieces=[str(score)], n=3, seconds=3.0, sr=SR, seed=5, stems=True, instruments=("cello", "xylophone"))
+    M.render_music(tmp_path / "a", **kw)
+    M.render_music(tmp_path / "b", **kw)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_sounding_spans_cut_a_span_to_where_the_audio_sounds():
+    sr = 1000
+    y = np.zeros(3 * sr)
+    y[200:700] = np.sin(np.arange(500) * 0.3)  # sounds 0.2..0.7 s
+    y[1500:1600] = 1e-5  # -100 dB: silence
+    y[2000:2300] = 0.5 * np.sin(np.arange(300) * 0.3)  # 2.0..2.3 s
+    floor = 1e-3
+    # a note held 0.1..1.2 s sounds 0.2..0.7 (within a cell and the window's half), one at 1.4..1.8 s not at all
+    got = M.sounding_spans(y, sr, [(0.1, 1.2), (1.4, 1.8), (1.9, 2.6)], floor)
+    assert len(got) == 2
+    (s0, e0), (s1, e1) = got
+    assert 0.1 <= s0 <= 0.2 and 0.7 <= e0 <= 0.7 + M.TRIM_WINDOW * M.TRIM_HOP
+    assert 1.9 <= s1 <= 2.0 and 2.3 <= e1 <= 2.3 + M.TRIM_WINDOW * M.TRIM_HOP
+    # a span that sounds throughout is kept exactly; a gap of silence inside a span splits it
+    assert M.sounding_spans(y, sr, [(0.3, 0.6)], floor) == [(0.3, 0.6)]
+    assert len(M.sounding_spans(y, sr, [(0.3, 2.2)], floor)) == 2
+    assert M.sounding_spans(np.zeros(sr), sr, [(0.0, 1.0)], floor) == []
+
+
+def test_a_part_silent_wherever_it_plays_is_left_out():
+    """Mixing down: a part whose every span is silent leaves the excerpt (no label, no stem, not in
+    the mix); the others keep theirs, trimmed; an excerpt where no part sounds is None."""
+    srate = 8000
+    t = np.arange(2 * srate) / srate
+    tone = np.where(t < 1.0, np.sin(2 * np.pi * 440 * t), 0.0)
+    late = np.where(t >= 1.5, np.sin(2 * np.pi * 330 * t), 0.0)  # plays after its (silent) span
+    ex = {"parts": [{"label": "flute", "name": "Soprano", "y": tone, "spans": [(0.0, 1.8)]},
+                    {"label": "cello", "name": "Bass", "y": late, "spans": [(0.2, 0.9)]}],
+          "synth_sr": srate, "gains_db": [0.0, -60.0], "rt60": 0.3, "wet": 0.0, "room": 1}
+    rep = M.MusicReport(out_dir=Path("."))
+    got = M._mixdown(ex, 2.0, srate, rep)
+    assert [p["label"] for p in got["parts"]] == ["flute"]
+    (start, end), = got["parts"][0]["spans"]
+    assert start == 0.0 and 1.0 <= end <= 1.0 + M.TRIM_WINDOW * M.TRIM_HOP
+    assert rep.trimmed == 2 and rep.silent_parts == 1
+    ex["parts"] = [ex["parts"][1]]
+    ex["gains_db"] = [0.0]
+    assert M._mixdown(ex, 2.0, srate, M.MusicReport(out_dir=Path("."))) is None
+
+
+# -- ranges and nothing written (review items 2 and 3) --------------------------------------------
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(seconds=0.5), "seconds must be a number of seconds in 1..60, got 0.5"),
+    (dict(seconds=0.01), "seconds must be a number of seconds in 1..60, got 0.01"),
+    (dict(seconds=61), "seconds must be a number of seconds in 1..60, got 61"),
+    (dict(sr=100000), "sr must be an integer in 8000..96000 (Hz), got 100000"),
+    (dict(sr=192000), "sr must be an integer in 8000..96000 (Hz), got 192000"),
+    (dict(sr=7999), "sr must be an integer in 8000..96000 (Hz), got 7999"),
+    (dict(fmt="mp3", sr=16001), "sr must be one of 8000, "),
+    (dict(seed=-1), "seed must be an integer >= 0, got -1"),
+    (dict(n=0), "n must be an integer >= 1, got 0"),
+])
+def test_each_bad_value_names_its_argument_and_the_range_it_takes(kw, message, tmp_path):
+    with pytest.raises(ParameterError) as e:
+        M.render_music(tmp_path, **kw)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+    assert ("seconds" in str(e.value)) == ("seconds" in kw)  # an sr message says nothing of seconds
+
+
+def test_the_command_line_names_its_options():
+    names = {"n": "--n", "seconds": "--seconds", "sr": "--sample-rate", "fmt": "--format", "seed": "--seed"}
+    with pytest.raises(ParameterError, match=r"^--sample-rate must be an integer in 8000\.\.96000"):
+        M.check_arguments(1, 10.0, 100000, "wav", 0, names=names)
+    assert M.check_arguments(3, 1, 96000, ".FLAC", 0) == (3, 1.0, 96000, "flac", 0)
+
+
+@needs_fluidr3
+def test_nothing_playable_writes_nothing_and_says_why(tmp_path):
+    """A score whose notes no instrument of the vocabulary can play (C1..D1 on a flute, even two
+    octaves up), and an unreadable one: 0 excerpts, each reason in skipped."""
+    s = music21.stream.Score()
+    part = music21.stream.Part()
+    part.partName = "Bass"
+    for name in ("C1", "D1", "C1"):
+        part.append(music21.note.Note(name, quarterLength=4.0))
+    s.insert(0, part)
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    s.write("musicxml", fp=str(scores / "low.musicxml"))
+    (scores / "broken.musicxml").write_text("<score-partwise><part id='P1'>")
+    rep = M.render_music(tmp_path / "out", pieces=[str(scores)], n=2, seconds=2.0, sr=SR, instruments=("flute",))
+    assert rep.n_written == 0
+    assert any("broken.musicxml" in where for where, _ in rep.skipped)
+    assert [where for where, _ in rep.skipped if where.startswith("excerpt")] == ["excerpt 0", "excerpt 1"]

@@ -62,6 +62,10 @@ def render(
     _report_skipped(getattr(rep, "skipped", []))
 
 
+# what render-music's options are called in its messages (data.music.check_arguments)
+MUSIC_OPTIONS = {"n": "--n", "seconds": "--seconds", "sr": "--sample-rate", "fmt": "--format", "seed": "--seed"}
+
+
 @app.command("render-music", epilog=_examples(
     ("instrec render-music music", "100 excerpts of 10 s from the bundled scores, FluidR3"),
     ("instrec render-music music --soundfont everything --n 1000 --stems", "every library, and each part's audio"),
@@ -73,16 +77,21 @@ def render_music(
     pieces: str = typer.Option("all", metavar="SET|PATH,...", help="all, ensembles (quartets, trios), chorales, palestrina, "
                                "or score files / folders (MusicXML, MIDI, Humdrum, ABC)"),
     soundfont: str = typer.Option("fluidr3", metavar="NAME|PATH", help="the libraries, as render takes them; excerpts take turns"),
-    n: int = typer.Option(100, "--n", min=1, metavar="N", help="excerpts to write"),
+    # ranges are checked by data.music.check_arguments (one line naming the option), not by typer's min/max
+    n: int = typer.Option(100, "--n", metavar="N", help="excerpts to write (>= 1)"),
     seconds: float = typer.Option(10.0, metavar="S", help="excerpt length in seconds (1-60)"),
-    sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second"),
+    sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second (8000-96000; "
+                                    "mp3: 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100 or 48000)"),
     instruments: str = typer.Option("wide", metavar="NAME,...|wide", help="the instruments voices may get (wide: the 31 the "
                                     "shipped model knows); a part naming another is played as a voice"),
     fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
-    seed: int = typer.Option(0, metavar="N", help="same seed, identical files"),
+    seed: int = typer.Option(0, metavar="N", help="same seed, identical files (>= 0)"),
     stems: bool = typer.Option(False, "--stems", help="also write each part's audio, as it is in the mix, to OUT_DIR/stems"),
 ):
     """Render music part by part from scores (music21's corpus or yours), with who plays when (activity.csv)."""
+    from ..data.music import check_arguments
+
+    check_arguments(n, seconds, sample_rate, fmt.value, seed, names=MUSIC_OPTIONS)  # a usage error before anything starts
     _need("music21")
     from ..data.instruments import WIDE_VOCABULARY
     from ..data.music import render_music as do_render
@@ -94,6 +103,12 @@ def render_music(
     with _progress() as progress:
         rep = do_render(out_dir, pieces=pieces, soundfont=soundfont, instruments=names, n=n, seconds=seconds,
                         sr=sample_rate, fmt=fmt.value, seed=seed, stems=stems, progress=progress("rendering", 0))
+    if not rep.n_written:  # nothing done: each draw's reason, then an error (exit 1), as predict and spectrograms do
+        from ..errors import DataError
+
+        _report_skipped(rep.skipped)
+        raise DataError(f"no excerpt written to {out_dir}: no piece of {pieces!r} could be read and played on "
+                        f"{', '.join(rep.sources)} (the reasons above)")
     typer.echo(f"wrote {rep.n_written} excerpts of {seconds:g} s to {out_dir} ({', '.join(rep.sources)}); "
                f"instruments heard: {', '.join(f'{k} {v}' for k, v in rep.per_class.items())}")
     _report_skipped(rep.skipped)

@@ -19,7 +19,11 @@ recorded notes of the samplers) and random choices:
   ``RT60``, ``WET``).
 
 Each note is played on its own by the library's player (like the single-note renders), and
-placed at its onset: the activity table gets the note from its onset to its note-off. Written:
+placed at its onset: the activity table gets the note from its onset to its note-off, where the
+part's own sound (its stem, in the mix) is heard: stretches where the stem lies more than
+``SILENCE_DB`` below the mix's peak (a long xylophone note long decayed, a note struck before the
+excerpt that has died away) are cut out, in cells of ``TRIM_HOP`` s (:func:`sounding_spans`), and
+a part left with no stretch at all is left out of the excerpt. Written:
 the mix (peak-normalised), optionally the stems (``stems/``; they add up to the mix),
 ``manifest.csv`` (``label``: the instruments heard, ``group``: the piece, so a group split keeps
 pieces whole) and ``activity.csv`` (:mod:`.activity`). Same arguments and seed, same files: excerpt
@@ -43,10 +47,12 @@ from .activity import ACTIVITY_NAME, join_labels, merge_spans, write_activity
 from .folder import MANIFEST_NAME
 from .instruments import WIDE_VOCABULARY, Instrument, resolve_instrument
 from .notes import Note, dynamic_for_velocity
-from .render import PEAK, SILENT_PEAK, _validate, write_audio
-from .synth import import_fluidsynth, needs_fluidsynth, open_library, select_soundfonts
+from .render import FORMATS, MP3_RATES, PEAK, SILENT_PEAK, _is_int, write_audio
+from .render import MIN_SR as _RENDER_MIN_SR
+from .synth import MAX_SYNTH_SR, import_fluidsynth, needs_fluidsynth, open_library, select_soundfonts
 
-__all__ = ["MUSIC_COLUMNS", "PIECE_SETS", "MusicReport", "Piece", "list_pieces", "read_piece", "render_music"]
+__all__ = ["MUSIC_COLUMNS", "PIECE_SETS", "MusicReport", "Piece", "check_arguments", "list_pieces", "read_piece",
+           "render_music", "sounding_spans"]
 
 # Named piece sets: corpus folders (relative to music21's corpus) whose files are the pieces.
 PIECE_SETS: dict[str, tuple[str, ...]] = {
@@ -70,6 +76,13 @@ LEAD_IN = 4.0  # s: notes that start this long before the excerpt may still soun
 MAX_SHIFT = 2  # octaves a voice may be moved to fit an instrument
 PIECE_CACHE = 256  # parsed scores kept: notes only, a few kB each; parsing is most of an excerpt's time
 VOICE_EXCLUDE = frozenset({"timpani"})  # plays only where a part names it: no melody line fits a drum
+MIN_SECONDS, MAX_SECONDS = 1.0, 60.0  # an excerpt shorter than a second holds hardly a phrase
+MIN_SR, MAX_SR = _RENDER_MIN_SR, MAX_SYNTH_SR  # the libraries synthesise at 96 kHz at most: music is not upsampled
+SILENCE_DB = 60.0  # a stem this far under the mix's peak has died away: the 60 dB decay by which RT60 counts it gone
+TRIM_HOP = 0.01  # s: the cells activity is trimmed in (the table is written to 1 ms, scored in 0.1 s frames)
+TRIM_WINDOW = 5  # cells (50 ms, centred) a cell's level is measured over: two periods of the lowest notes (E1, 41 Hz)
+# What each argument of render_music is called in messages; the command line passes its options' names.
+ARGUMENT_NAMES = {"n": "n", "seconds": "seconds", "sr": "sr", "fmt": "fmt", "seed": "seed"}
 
 # Part names of the corpus that are instruments under another name; the rest go through
 # resolve_instrument after ordinals and keys are stripped ("1st Violin", "Clarinet in Bb").
@@ -109,6 +122,31 @@ class MusicReport:
     per_class: dict[str, int] = field(default_factory=dict)  # excerpts each instrument is heard in
     skipped: list[tuple[str, str]] = field(default_factory=list)
     elapsed: float = 0.0
+    trimmed: int = 0  # a part's note spans cut where its stem is silent (shortened, split or removed)
+    silent_parts: int = 0  # parts left out of their excerpt: silent in every span they had
+
+
+def check_arguments(n, seconds, sr, fmt, seed, names: dict[str, str] | None = None) -> tuple[int, float, int, str, int]:
+    """:func:`render_music`'s count, length, rate, format and seed, checked: ``(n, seconds, sr, fmt,
+    seed)``. A mistake raises ParameterError, one line naming the argument as ``names`` calls it
+    (default :data:`ARGUMENT_NAMES`; the command line passes its options) and the values it takes."""
+    name = {**ARGUMENT_NAMES, **(names or {})}
+    if not _is_int(n) or n < 1:
+        raise ParameterError(f"{name['n']} must be an integer >= 1, got {n!r}")
+    is_number = isinstance(seconds, (int, float, np.integer, np.floating)) and not isinstance(seconds, bool)
+    if not is_number or not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        raise ParameterError(f"{name['seconds']} must be a number of seconds in {MIN_SECONDS:g}..{MAX_SECONDS:g}, "
+                             f"got {seconds!r}")
+    if not _is_int(sr) or not MIN_SR <= sr <= MAX_SR:
+        raise ParameterError(f"{name['sr']} must be an integer in {MIN_SR}..{MAX_SR} (Hz), got {sr!r}")
+    fmt = fmt.lower().lstrip(".") if isinstance(fmt, str) else fmt
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        raise ParameterError(f"{name['fmt']} must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "mp3" and sr not in MP3_RATES:
+        raise ParameterError(f"{name['sr']} must be one of {', '.join(map(str, MP3_RATES))} (Hz) for mp3, got {sr!r}")
+    if not _is_int(seed) or seed < 0:
+        raise ParameterError(f"{name['seed']} must be an integer >= 0, got {seed!r}")
+    return int(n), float(seconds), int(sr), fmt, int(seed)
 
 
 def _music21():
@@ -229,7 +267,8 @@ def render_music(
     seconds : float
         Excerpt length, 1-60 s.
     sr, fmt, seed
-        Sampling rate (8000-96000 Hz), ``wav``/``flac``/``mp3``, and the seed: same seed, same files.
+        Sampling rate (8000-96000 Hz; mp3: an MPEG rate up to 48000), ``wav``/``flac``/``mp3``, and
+        the seed (>= 0): same seed, same files.
     stems : bool
         Also write each part's audio (as it is in the mix) to ``stems/``.
     progress : callable, optional
@@ -238,11 +277,12 @@ def render_music(
     Returns
     -------
     MusicReport
+        ``n_written`` may be 0 (every draw failed: the reasons are in ``skipped``).
     """
     started = time.perf_counter()
-    fmt = _validate(n, seconds, sr, fmt, seed, progress, count_name="n").fmt
-    if not 1.0 <= seconds or sr > 96000:  # an excerpt shorter than a second holds hardly a phrase
-        raise ParameterError(f"seconds must be at least 1 and sr at most 96000, got {seconds!r} and {sr!r}")
+    n, seconds, sr, fmt, seed = check_arguments(n, seconds, sr, fmt, seed)
+    if progress is not None and not callable(progress):
+        raise ParameterError(f"progress must be callable or None, got {progress!r}")
     names = [s.strip() for s in instruments.split(",")] if isinstance(instruments, str) else list(instruments)
     vocab = {inst.label: inst for inst in (resolve_instrument(x) for x in names if x)}
     if not vocab:
@@ -268,6 +308,8 @@ def render_music(
                 piece = _cached_piece(cache, pid, path, report)
                 if piece is not None:
                     excerpt = _excerpt(libraries[source], piece, vocab, rng, seconds, sr)
+                    if excerpt is not None:
+                        excerpt = _mixdown(excerpt, seconds, sr, report)
                     if excerpt is not None:
                         break
             if excerpt is None:
@@ -374,16 +416,35 @@ def _play_part(library, inst: Instrument, notes: np.ndarray, onsets: np.ndarray,
     return y, merge_spans(spans)
 
 
-def _room(rng_seed: int, rt60: float, srate: int) -> np.ndarray:
-    """A room's impulse response: noise decaying by 60 dB over ``rt60`` s, unit energy."""
-    rng = np.random.default_rng(rng_seed)
-    t = np.arange(round(rt60 * srate)) / srate
-    ir = rng.standard_normal(len(t)) * np.exp(-6.91 * t / rt60)
-    return ir / np.sqrt(np.sum(ir**2))
+def sounding_spans(y: np.ndarray, sr: int, spans: Iterable[tuple[float, float]], floor: float) -> list[tuple[float, float]]:
+    """The parts of ``spans`` (seconds) where ``y`` sounds: the cells of :data:`TRIM_HOP` s whose
+    level, the RMS of ``y`` over :data:`TRIM_WINDOW` cells centred on the cell, is at least ``floor``.
+    A span is cut to those cells (split where they are not contiguous); one with none disappears."""
+    hop = max(1, round(TRIM_HOP * sr))
+    n_cells = max(1, -(-len(y) // hop))
+    squares = np.zeros(n_cells * hop)
+    squares[: len(y)] = np.square(y, dtype=np.float64)
+    counts = np.minimum(np.maximum(len(y) - np.arange(n_cells) * hop, 0), hop).astype(np.float64)
+    kernel = np.ones(TRIM_WINDOW)
+    energy = np.convolve(squares.reshape(n_cells, hop).sum(axis=1), kernel, mode="same")
+    samples = np.convolve(counts, kernel, mode="same")
+    loud = energy >= floor**2 * np.maximum(samples, 1.0)
+    out = []
+    for start, end in merge_spans(spans):
+        c0, c1 = int(start * sr // hop), min(n_cells, int(np.ceil(end * sr / hop)))
+        cells = np.concatenate(([False], loud[c0:c1], [False])).astype(np.int8)
+        edges = np.flatnonzero(np.diff(cells))  # rises and falls: runs of loud cells [a, b)
+        for a, b in zip(edges[::2], edges[1::2]):
+            s, e = max(start, (c0 + a) * hop / sr), min(end, (c0 + b) * hop / sr)
+            if e > s:
+                out.append((s, e))
+    return merge_spans(out)
 
 
-def _write_excerpt(out_dir: Path, k: int, source: str, piece: Piece, ex: dict, seconds: float, sr: int,
-                   fmt: str, stems: bool) -> tuple[dict, list[dict]]:
+def _mixdown(ex: dict, seconds: float, sr: int, report: MusicReport) -> dict | None:
+    """The excerpt's parts as they are in the mix (level, room, at ``sr``: ``"audio"``), each part's
+    spans trimmed to where its own audio sounds (:data:`SILENCE_DB` below the mix's peak); parts left
+    with no span are left out. None when no part is heard."""
     from scipy.signal import fftconvolve
 
     srate, n_out = ex["synth_sr"], round(seconds * sr)
@@ -397,6 +458,37 @@ def _write_excerpt(out_dir: Path, k: int, source: str, piece: Piece, ex: dict, s
 
             y = soxr.resample(y, srate, sr)
         audio.append(np.pad(y, (0, max(0, n_out - len(y))))[:n_out])
+    peak = float(np.max(np.abs(np.sum(audio, axis=0))))
+    if not peak > 0:
+        return None
+    floor = peak * 10 ** (-SILENCE_DB / 20)
+    parts, trimmed, silent = [], 0, 0
+    for part, y in zip(ex["parts"], audio):
+        spans = sounding_spans(y, sr, part["spans"], floor)
+        trimmed += sum(1 for a, b in part["spans"] if [(s, e) for s, e in spans if s < b and e > a] != [(a, b)])
+        if spans:
+            parts.append({"label": part["label"], "name": part["name"], "audio": y, "spans": spans})
+        else:
+            silent += 1
+    if not parts:
+        return None
+    report.trimmed += trimmed
+    report.silent_parts += silent
+    return {**ex, "parts": parts}
+
+
+def _room(rng_seed: int, rt60: float, srate: int) -> np.ndarray:
+    """A room's impulse response: noise decaying by 60 dB over ``rt60`` s, unit energy."""
+    rng = np.random.default_rng(rng_seed)
+    t = np.arange(round(rt60 * srate)) / srate
+    ir = rng.standard_normal(len(t)) * np.exp(-6.91 * t / rt60)
+    return ir / np.sqrt(np.sum(ir**2))
+
+
+def _write_excerpt(out_dir: Path, k: int, source: str, piece: Piece, ex: dict, seconds: float, sr: int,
+                   fmt: str, stems: bool) -> tuple[dict, list[dict]]:
+    """Write a mixed-down excerpt (:func:`_mixdown`): the mix, its stems; its manifest row and activity."""
+    audio = [p["audio"] for p in ex["parts"]]
     mix = np.sum(audio, axis=0)
     scale = PEAK / max(float(np.max(np.abs(mix))), 1e-12)
     slug = re.sub(r"[^a-z0-9]+", "-", piece.id.lower()).strip("-")[:48]
