@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -249,14 +250,17 @@ def ray_cluster(tmp_path_factory):
     import time
 
     # Ray puts a node on the machine's network address, 127.0.0.1 refused, unless told it is not
-    # building a cluster of machines (read once, when ray is imported: set first); and a client of
-    # ``ray start``'s token-authenticated head says so (the token is ~/.ray/auth_token, which ray start writes)
-    saved = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE")}
-    os.environ.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token")
+    # building a cluster of machines (read once, when ray is imported: set first); the head and its
+    # clients authenticate with a token of the test's own (ray start does not make one; a fresh
+    # machine has no ~/.ray/auth_token)
+    saved = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
     pytest.importorskip("ray", reason="Ray is instrec's [cluster] extra")
     ray_bin = Path(sys.executable).with_name("ray")
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    token = Path(tmp_path_factory.mktemp("ray-token")) / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    os.environ.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
     log = tmp_path_factory.mktemp("ray") / "head.log"
     head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
                              "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],

@@ -11,11 +11,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 
 from ..errors import ParameterError
 
 __all__ = ["ray_session", "cluster_cpus"]
+
+PROBE_SECONDS = 3.0  # a cluster's head answers a connection at once; a dead address must not hang a run for minutes
+_NOTHING = "nothing answers there (start one with 'ray start --head', or leave out the address for a Ray of this machine's own)"
 
 
 @contextlib.contextmanager
@@ -45,6 +49,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
     else:
         if num_cpus is not None:
             raise ParameterError("num_cpus applies to a local Ray started for the run; a cluster has its own")
+        _check_reachable(address)
         kwargs = dict(address=address)
     try:
         ray.init(**kwargs, **quiet)
@@ -56,6 +61,60 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
             yield ray
         finally:
             ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once, with one line, where no cluster answers at ``address``: ``ray.init`` itself
+    would retry for minutes, printing only its own C++ warnings.
+
+    ``"auto"`` is resolved as Ray resolves it (``RAY_ADDRESS``, else the record of the last ``ray
+    start`` here, else a cluster's process running here); a ``host:port`` (a head's GCS) or
+    ``ray://host:port`` (a Ray Client server) must take a TCP connection within a few seconds. Any
+    other form (another ``scheme://``) is left to Ray."""
+    shown, found_by = address, ""
+    if address == "auto":
+        resolved = _resolve_auto()
+        if resolved is None:  # Ray's own resolution unavailable: it decides in ray.init
+            return
+        if resolved == "local":  # RAY_ADDRESS=local: ray.init starts one
+            return
+        found_by = " (RAY_ADDRESS)" if os.environ.get("RAY_ADDRESS") else " (the last 'ray start' on this machine)"
+        address = shown = resolved
+    scheme, sep, rest = address.rpartition("://")
+    if sep and scheme != "ray":
+        return
+    target = rest if sep else address
+    host, colon, port = target.rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not colon or not host or not port.isdigit():
+        if sep:  # ray://host without a port: Ray's Client has its own rules
+            return
+        raise ParameterError(f"a Ray address is host:port, ray://host:port, 'auto' or 'local'; got {shown!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+    except socket.gaierror:
+        raise ParameterError(f"cannot reach the Ray cluster at {shown!r}{found_by}: no such host {host!r}") from None
+    except (socket.timeout, TimeoutError):
+        raise ParameterError(f"cannot reach the Ray cluster at {shown!r}{found_by}: nothing answered within "
+                             f"{PROBE_SECONDS:g} s (a firewall, or no cluster there)") from None
+    except (OSError, OverflowError, ValueError):  # refused, unreachable network, port out of range
+        raise ParameterError(f"cannot reach the Ray cluster at {shown!r}{found_by}: {_NOTHING}") from None
+
+
+def _resolve_auto() -> str | None:
+    """The address ``ray.init(address="auto")`` would connect to; ``None`` where this Ray does not
+    say (ray.init then resolves it itself)."""
+    try:
+        from ray._private.services import get_ray_address_from_environment
+    except ImportError:
+        return None
+    try:
+        return get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise ParameterError("cannot reach the Ray cluster at 'auto': no Ray cluster is running on this machine "
+                             "('ray start --head' starts one, or leave out the address for a Ray of this machine's own)") from None
+    except TypeError:  # another signature in another Ray
+        return None
 
 
 @contextlib.contextmanager

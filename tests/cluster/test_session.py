@@ -1,0 +1,127 @@
+"""``ray_session`` where no Ray cluster answers: one line at once (a ParameterError, exit 2 from the
+CLI), not ``ray.init``'s minutes of retries. No cluster is needed: each address here is a port
+nothing listens on. Each call runs in a process of its own, killed if it hangs, with Ray's
+temp folder (where ``ray start`` records its cluster) and ``RAY_ADDRESS`` its own."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _free_port, run_cli, tone, write
+
+pytest.importorskip("ray", reason="Ray is instrec's [cluster] extra")
+
+FAST = 10.0  # seconds: Ray alone retries for minutes
+
+SCRIPT = """
+import sys
+{patch}
+from instrec.cluster import ray_session
+from instrec.errors import ParameterError
+try:
+    with ray_session({address!r}) as ray:
+        connected = ray.is_initialized()  # (its stdout is stderr until it ends)
+    print("CONNECTED" if connected else "NOT CONNECTED")
+except ParameterError as e:
+    print("PARAMETER_ERROR", e)
+"""
+
+
+def _session(address: str, tmp_path: Path, env: dict[str, str] | None = None, patch: str = "") -> tuple[str, float]:
+    """``ray_session(address)`` in a fresh process: (its last stdout line, seconds it took)."""
+    import os
+
+    full = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    full.update(RAY_TMPDIR=str(tmp_path), **(env or {}))  # Ray's record of 'ray start': tmp_path/ray/ray_current_cluster
+    t = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", SCRIPT.format(address=address, patch=patch)], capture_output=True,
+                       text=True, timeout=60, env=full)
+    took = time.monotonic() - t
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and lines, r.stderr[-3000:]
+    return lines[-1], took
+
+
+def test_a_dead_host_port_fails_fast_with_one_line(tmp_path):
+    port = _free_port()
+    line, took = _session(f"127.0.0.1:{port}", tmp_path)
+    assert line == (f"PARAMETER_ERROR cannot reach the Ray cluster at '127.0.0.1:{port}': nothing answers there "
+                    "(start one with 'ray start --head', or leave out the address for a Ray of this machine's own)")
+    assert took < FAST
+
+
+def test_a_dead_ray_client_address_fails_fast(tmp_path):
+    port = _free_port()
+    line, took = _session(f"ray://127.0.0.1:{port}", tmp_path)
+    assert line.startswith(f"PARAMETER_ERROR cannot reach the Ray cluster at 'ray://127.0.0.1:{port}': nothing answers there")
+    assert took < FAST
+
+
+def test_auto_with_ray_address_pointing_nowhere_fails_fast(tmp_path):
+    port = _free_port()
+    line, took = _session("auto", tmp_path, env={"RAY_ADDRESS": f"127.0.0.1:{port}"})
+    assert line.startswith(f"PARAMETER_ERROR cannot reach the Ray cluster at '127.0.0.1:{port}' (RAY_ADDRESS): nothing answers there")
+    assert took < FAST
+
+
+def test_auto_with_a_stale_record_of_ray_start_fails_fast(tmp_path):
+    port = _free_port()
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")  # what 'ray start' left, its cluster gone
+    line, took = _session("auto", tmp_path)
+    assert line.startswith(f"PARAMETER_ERROR cannot reach the Ray cluster at '127.0.0.1:{port}' "
+                           "(the last 'ray start' on this machine): nothing answers there")
+    assert took < FAST
+
+
+def test_auto_with_no_cluster_at_all_says_so(tmp_path):
+    # no record, no RAY_ADDRESS, and (whatever else runs on this machine, another test's cluster
+    # included) no cluster process found: Ray's last resort for 'auto' is looking for one
+    patch = "import ray._private.services as s; s.find_gcs_addresses = lambda: frozenset()"
+    line, took = _session("auto", tmp_path, patch=patch)
+    assert line.startswith("PARAMETER_ERROR cannot reach the Ray cluster at 'auto': no Ray cluster is running on this machine "
+                           "('ray start --head' starts one")
+    assert took < FAST
+
+
+def test_a_malformed_address_is_a_parameter_error(tmp_path):
+    line, _ = _session("headnode", tmp_path)
+    assert line == "PARAMETER_ERROR a Ray address is host:port, ray://host:port, 'auto' or 'local'; got 'headnode'"
+
+
+def test_an_address_that_answers_passes_the_check():
+    from instrec.cluster import _check_reachable
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        _check_reachable(f"127.0.0.1:{port}")  # no error: ray.init's to connect
+        _check_reachable(f"ray://127.0.0.1:{port}")
+
+
+def test_auto_still_connects_to_the_live_cluster_ray_start_recorded(ray_cluster, tmp_path):
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"{ray_cluster}\n")
+    line, _ = _session("auto", tmp_path)
+    assert line == "CONNECTED"
+
+
+def test_predict_with_an_unreachable_cluster_exits_2_with_one_line(tmp_path):
+    clip = write(tmp_path / "clip.wav", tone("saw", 220.0))
+    port = _free_port()
+    t = time.monotonic()
+    r = run_cli("predict", "shipped", clip, "--ray", f"127.0.0.1:{port}", process=True, timeout=60)
+    took = time.monotonic() - t
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert r.stderr.strip().splitlines() == [
+        f"instrec: error: cannot reach the Ray cluster at '127.0.0.1:{port}': nothing answers there "
+        "(start one with 'ray start --head', or leave out the address for a Ray of this machine's own)"]
+    assert r.stdout == ""
+    assert took < 30  # the CLI's own start (imports, the model) included
