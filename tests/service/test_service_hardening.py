@@ -561,8 +561,9 @@ def keyed(model, tmp_path_factory):
 def test_api_key_open_paths(keyed):
     r = keyed.get("/v1/health")
     assert r.status_code == 200 and r.json()["api_key_required"] is True
-    for path in ("/", "/static/app.js", "/docs", "/openapi.json"):
+    for path in ("/", "/static/app.js", "/openapi.json"):
         assert keyed.get(path).status_code == 200, path
+    assert keyed.get("/docs").status_code == 404  # not served at all (no Swagger UI), not 401
     assert KEY not in keyed.get("/openapi.json").text and KEY not in keyed.get("/").text
 
 

@@ -53,8 +53,14 @@ def test_page_and_assets_are_served_locally(base_url):
         assert refs, "the page links nothing?"
         for ref in refs:
             assert ref.startswith(("/", "#", "data:")), f"index.html refers to {ref} outside this server"
-            if ref.startswith("/static/"):
+            if ref.startswith("/"):  # every link works (the footer's API description and model too)
                 assert client.get(ref).status_code == 200, ref
+        assert 'href="/openapi.json"' in page.text
+        # No Swagger UI / ReDoc: FastAPI's pages load their script and style from a CDN, blank
+        # offline; a 404 that points at the description instead.
+        for path in ("/docs", "/redoc"):
+            r = client.get(path)
+            assert r.status_code == 404 and "/openapi.json" in r.json()["error"], (path, r.text)
     for f in STATIC.iterdir():
         text = f.read_text()
         urls = {u for u in re.findall(r"https?://[^\s\"')]+", text) if not u.startswith("http://www.w3.org/2000/svg")}
@@ -130,19 +136,91 @@ def test_upload_shows_the_instrument(page, right_clip, model):
     shoot(page, "webpage.png")
 
 
+LEGEND = """() => [...document.querySelectorAll('#legend span')].map(s => ({
+    cls: s.classList.contains('legend-note') ? null : s.textContent, text: s.textContent,
+    note: s.classList.contains('legend-note'),
+    colour: getComputedStyle(s, '::before').backgroundColor}))"""
+
+
+def check_legend(pg, answer: dict) -> list[str]:
+    """The timeline's legend names the classes instrec predict --plot draws for ``answer`` (the
+    server's JSON), each in its own colour, and says how many less likely ones are left out; the
+    probability lines are drawn for those classes only, in the legend's colours. The shown classes."""
+    from instrec.display import SHOWN_CLASSES, shown_classes
+    from instrec.results import Prediction
+
+    shown = shown_classes(Prediction.from_dict(answer))
+    heard = len(answer.get("instruments") or [])
+    assert len(shown) == max(SHOWN_CLASSES, heard) < len(answer["probabilities"])
+    items = pg.evaluate(LEGEND)
+    entries = [i for i in items if not i["note"]]
+    extra = [c for c in ("unknown", "silence") if c not in shown and any(s["label"] == c for s in answer["segments"])]
+    assert [i["cls"] for i in entries] == shown + extra
+    colours = {i["cls"]: i["colour"] for i in entries if i["cls"] in shown}
+    assert len(set(colours.values())) == len(shown), colours  # no two shown classes share a colour
+    notes = [i["text"] for i in items if i["note"]]
+    assert notes == [f"{len(answer['probabilities']) - len(shown)} less likely not shown"]
+    lines = pg.eval_on_selector_all("#timeline path[data-class]",
+                                    "ps => ps.map(p => [p.dataset.class, getComputedStyle(p).stroke])")
+    assert lines and {c for c, _ in lines} <= set(shown)
+    assert all(colours[c] == stroke for c, stroke in lines)
+    return shown
+
+
 def test_long_recording_shows_a_timeline(page, rendered_data, model, tmp_path):
     parts = [sf.read(str(p), dtype="float32")[0] for label in ("flute", "cello", "trumpet")
              for p in sorted(rendered_data.glob(f"{label}_*.wav"))[:3]]
     long = write(tmp_path / "flute_cello_trumpet.wav", np.concatenate(parts))
     want = model.predict_file(long)
-    page.set_input_files("#file-input", str(long))
+    with page.expect_response("**/v1/predict") as response:
+        page.set_input_files("#file-input", str(long))
     wait_for_result(page, long.name)
+    answer = response.value.json()
     assert page.is_visible("#timeline-figure")
     assert page.text_content("#result-label") == want.label
     labels = page.locator("#timeline g.segment").evaluate_all("gs => gs.map(g => g.dataset.label)")
     assert labels == [s.label for s in want.segments] and len(labels) >= 2
     assert page.locator("#timeline path[data-class]").count() >= 2
+    # the shipped model's 32 classes: only the 8 likeliest drawn and named, each its own colour
+    assert len(model.classes) > 10
+    check_legend(page, answer)
     shoot(page, "webpage-timeline.png")
+
+
+def test_many_instruments_heard_each_get_a_colour(page, model, tmp_path):
+    """A multi-label answer hearing more instruments than the palette has colours (among them
+    classes 0 and 10 of the model, which shared one when colours went by class index): all of them
+    drawn and named, each in its own colour in the piano-roll and the legend, the rest left out."""
+    import json
+
+    rng = np.random.default_rng(1)
+    heard = [model.classes[i] for i in (0, 10, 20, 1, 11, 21, 2, 12, 22, 3, 13)]
+    starts = [0.0, 1.5, 3.0, 4.5]
+    windows = []
+    for a in starts:
+        probs = {c: float(rng.uniform(0.0, 0.3)) for c in model.classes}
+        probs.update({c: float(rng.uniform(0.6, 1.0)) for c in heard})
+        windows.append({"start": a, "end": a + 3.0, "label": heard[0], "active": heard, "silent": False,
+                        "probabilities": probs})
+    best = {c: max(w["probabilities"][c] for w in windows) for c in model.classes}
+    heard.sort(key=lambda c: -best[c])
+    answer = {"path": "many.wav", "label": heard[0], "probabilities": best, "duration": 7.5, "window": 3.0,
+              "hop": 1.5, "windows": windows, "segments": [{"start": 0.0, "end": 7.5, "label": heard[0],
+                                                            "probability": best[heard[0]]}],
+              "instruments": [{"label": c, "family": "unknown", "probability": best[c],
+                               "segments": [{"start": 0.0, "end": 7.5}]} for c in heard]}
+    page.route("**/v1/predict", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                            body=json.dumps(answer)))
+    clip = write(tmp_path / "many.wav", 0.1 * np.sin(np.arange(SR) * 0.05).astype(np.float32))
+    page.set_input_files("#file-input", str(clip))
+    wait_for_result(page, clip.name)
+    shown = check_legend(page, answer)
+    assert shown == heard  # more heard than SHOWN_CLASSES: every one of them, nothing else
+    legend = {i["cls"]: i["colour"] for i in page.evaluate(LEGEND) if i["cls"]}
+    notes = page.eval_on_selector_all("#pianoroll g.track", """gs => gs.map(g => [g.dataset.label,
+        getComputedStyle(g.querySelector('rect.note')).fill])""")
+    assert [c for c, _ in notes] == heard
+    assert all(legend[c] == fill for c, fill in notes)
 
 
 def test_doubt_says_not_an_instrument_i_know(browser, model, tmp_path):

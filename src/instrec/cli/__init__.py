@@ -516,7 +516,7 @@ def serve(
                                                "but /v1/health; prefer $INSTREC_API_KEY, which ps does not show"),
     log_level: str = typer.Option("info", "--log-level", help="critical, error, warning, info or debug"),
 ):
-    """HTTP service and web page: POST /v1/predict, GET /v1/health, GET /v1/model, / (the page), /docs."""
+    """HTTP service and web page: POST /v1/predict, GET /v1/health, GET /v1/model, / (the page), /openapi.json."""
     _need("fastapi", "uvicorn", "multipart")
     from ..service import Limits
     from ..service.server import serve as run_server

@@ -8,8 +8,12 @@ Endpoints
                       also holds ``instruments`` (who plays when) and each window's ``active``
 ``GET /v1/health``    liveness and the model's name
 ``GET /v1/model``     classes, recipe, training and measured figures, the service's limits;
-                      ``multilabel`` and, for a multi-label model, its ``thresholds``
-``GET /``             the web page (``static/``); ``/docs`` and ``/openapi.json``: the API's description
+                      ``multilabel`` and, for a multi-label model, its ``thresholds``;
+                      ``display.shown_classes``: how many classes the page's timeline draws
+                      (:data:`instrec.display.SHOWN_CLASSES`, as ``instrec predict --plot``)
+``GET /``             the web page (``static/``); ``/openapi.json``: the API's description (no Swagger UI
+                      at ``/docs``: FastAPI's loads its script and style from a CDN, and the service
+                      works offline; ``/docs`` and ``/redoc`` answer 404 pointing at ``/openapi.json``)
 
 Every error a client can cause is a 4xx with ``{"error": "one line"}``: 400 a malformed request or a
 missing ``file`` field, 401 a missing or wrong API key (only when the service has one), 403 a
@@ -178,6 +182,10 @@ def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits
                      + (" Every request under `/v1/` but `/v1/health` needs the service's API key, in the "
                         "`X-API-Key` header (or `Authorization: Bearer KEY`)." if api_key is not None else "")),
         lifespan=lifespan,
+        # No Swagger UI / ReDoc: FastAPI's pages load their script and style from a CDN (nothing
+        # installed ships them), so offline they would be blank. /openapi.json is the description.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.model = model
     app.state.limits = limits
@@ -202,6 +210,12 @@ def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False)
+    def no_docs() -> None:
+        raise StarletteHTTPException(404, "no API documentation page here (it would need the internet); "
+                                          "the API's description is at /openapi.json")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

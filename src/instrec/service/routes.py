@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect
 
 from .. import memory
 from .._version import __version__
+from ..display import SHOWN_CLASSES
 from ..errors import AudioError, InstrecError, ParameterError
 from ..inference import Model, check_window
 from .upload import ServiceError, audio_suffix, display_name
@@ -119,7 +120,9 @@ def health(request: Request) -> dict:
 @router.get("/v1/model", tags=["service"], summary="The model: classes, recipe, training and measured figures")
 def model_info(request: Request) -> dict:
     st = request.app.state
-    return {**public_model_info(st.model.info), "limits": st.limits.to_dict(), "version": __version__}
+    # display.shown_classes: how many classes the page's timeline draws, as `instrec predict --plot` does
+    return {**public_model_info(st.model.info), "limits": st.limits.to_dict(), "version": __version__,
+            "display": {"shown_classes": SHOWN_CLASSES}}
 
 
 # What /v1/model shows of model.json's "training": figures and settings, never the command line,

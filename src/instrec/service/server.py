@@ -31,7 +31,7 @@ def serve(model: Model | str | os.PathLike | None = None, *, host: str = "127.0.
           cors_origins: Iterable[str] | None = None, allowed_hosts: Iterable[str] | None = None) -> None:
     """Load ``model`` (None: the shipped one), then serve it on ``host:port`` until interrupted.
 
-    The web page is at ``/``, the API under ``/v1/`` and its description at ``/docs``.
+    The web page is at ``/``, the API under ``/v1/`` and its description at ``/openapi.json``.
     ``api_key``, ``cors_origins`` and ``allowed_hosts``: see :func:`~instrec.service.app.create_app`.
     The process keeps to one malloc arena (:func:`instrec.memory.limit_arenas`) so that its
     memory stays flat over days of uploads.
@@ -48,7 +48,7 @@ def serve(model: Model | str | os.PathLike | None = None, *, host: str = "127.0.
         m = app.state.model
         lim = app.state.limits
         print(f"instrec: serving the {m.info['recipe']} model ({', '.join(m.classes)}) on http://{shown}:{port}/ "
-              f"- web page at /, API docs at /docs", file=sys.stderr, flush=True)
+              f"- web page at /, API description at /openapi.json", file=sys.stderr, flush=True)
         print(f"instrec: {lim.max_concurrent} predictions at once, {lim.max_queue} more may wait; "
               f"API key {'required' if app.state.api_key_required else 'not required'}; "
               f"cross-origin requests {'from ' + ', '.join(app.state.cors_origins) if app.state.cors_origins else 'refused'}",

@@ -7,6 +7,7 @@
   const SVG = "http://www.w3.org/2000/svg";
   const PALETTE = ["#2a6f97", "#e07a5f", "#81b29a", "#f2cc8f", "#6d597a", "#3d405b",
                    "#d62828", "#4cc9f0", "#b5838d", "#588157"];
+  const OTHER = "#8d96a3";  // what is not shown: the less likely classes, and unknown when it is no class
   const SILENCE = "silence";
   const UNKNOWN = "unknown";
   const LOW_CONFIDENCE = 0.5;  // below this the answer is written smaller, as a guess
@@ -14,7 +15,9 @@
   const KEY_STORE = "instrec-api-key";  // sessionStorage: this tab only, gone when it closes
 
   const state = { classes: [], limits: null, audioUrl: null, duration: 0, busy: false, recorder: null, key: "",
-                  multilabel: false, thresholds: null };
+                  multilabel: false, thresholds: null,
+                  shownClasses: null,  // how many the timeline draws (/v1/model's display.shown_classes)
+                  shown: [] };  // the classes the answer on show draws, in colour order (shownClasses())
 
   // ------------------------------------------------------------------------------------------
   // Helpers
@@ -26,11 +29,27 @@
     return node;
   }
 
+  // A shown class's colour by its place among the shown (so no two share one: past the palette,
+  // hues a golden angle apart); grey for the rest.
   function colour(label) {
     if (label === SILENCE) return "#c9ced6";
-    if (label === UNKNOWN && state.classes.indexOf(UNKNOWN) < 0) return "#8d96a3";
-    const i = state.classes.indexOf(label);
-    return PALETTE[(i >= 0 ? i : state.classes.length) % PALETTE.length];
+    const i = state.shown.indexOf(label);
+    if (i < 0) return OTHER;
+    return i < PALETTE.length ? PALETTE[i] : "hsl(" + Math.round(137.508 * i) % 360 + ", 60%, 42%)";
+  }
+
+  // The classes a picture of the answer draws, picked as instrec.display.shown_classes picks them
+  // for `instrec predict --plot`: the instruments heard (multi-label), then the likeliest others
+  // by their highest probability in any window, state.shownClasses in all unless more were heard.
+  function shownClasses(result) {
+    const probs = result.probabilities || {};
+    const windows = (result.windows || []).filter((w) => w.probabilities);
+    const best = (c) => windows.length ? Math.max(...windows.map((w) => w.probabilities[c])) : probs[c];
+    const heard = (result.instruments || []).map((t) => t.label);
+    const rest = Object.keys(probs).filter((c) => heard.indexOf(c) < 0)
+      .map((c) => [c, best(c)]).sort((a, b) => b[1] - a[1]).map(([c]) => c);  // a stable sort, as Python's
+    const n = state.shownClasses == null ? heard.length + rest.length : state.shownClasses;
+    return heard.concat(rest.slice(0, Math.max(0, n - heard.length)));
   }
 
   function pct(p) {
@@ -105,6 +124,7 @@
       state.limits = info.limits;
       state.multilabel = !!info.multilabel;
       state.thresholds = info.thresholds || null;
+      state.shownClasses = info.display && Number.isInteger(info.display.shown_classes) ? info.display.shown_classes : null;
       $("model-info").textContent = "Model " + info.recipe + ": " + info.classes.join(", ") +
         (state.multilabel ? " · hears several at once" : "") + " · looks at " + info.window + " s at a time";
       $("limits-info").textContent = "Up to " + fmtBytes(info.limits.max_upload_bytes) + " and " +
@@ -172,6 +192,7 @@
     state.duration = result.duration || 0;
     $("file-duration").textContent = state.duration ? "(" + fmtTime(state.duration) + ")" : "";
     const multi = Array.isArray(result.instruments);  // a multi-label model's answer
+    state.shown = shownClasses(result);  // before anything is coloured
     if (multi) drawHeard(result); else drawVerdict(result);
     // thresholds are per instrument: at family level the bars are families, without one
     drawBars(result.probabilities, result.label, multi && result.level !== "family" ? state.thresholds : null);
@@ -374,7 +395,7 @@
     for (const w of result.windows) {
       if (w.silent) el("rect", { x: x(w.start), y: top, width: x(w.end) - x(w.start), height: plotH, fill: "#eceef1" }, plot);
     }
-    for (const c of state.classes.length ? state.classes : Object.keys(result.probabilities)) {
+    for (const c of state.shown) {  // the likeliest only, as instrec predict --plot
       let path = "", pen = false;
       for (const w of result.windows) {
         if (w.silent || !w.probabilities) { pen = false; continue; }
@@ -393,11 +414,24 @@
       el("text", { x: x(t), y: H - 3, fill: "#5f6b7a", "text-anchor": t === 0 ? "start" : (t / d > 0.95 ? "end" : "middle") },
          svg).textContent = fmtTime(t);
     }
-    const extra = [UNKNOWN, SILENCE].filter((c) => state.classes.indexOf(c) < 0 && result.segments.some((s) => s.label === c));
-    for (const c of state.classes.concat(extra)) {
+    // The legend: the shown classes, silence and unknown when a segment is one, then how many are
+    // left out (with the grey swatch when a segment of one of them is drawn in it).
+    const used = (c) => result.segments.some((s) => s.label === c);
+    const extra = [UNKNOWN, SILENCE].filter((c) => state.shown.indexOf(c) < 0 && used(c));
+    for (const c of state.shown.concat(extra)) {
       const s = document.createElement("span");
       s.style.setProperty("--swatch", colour(c));
+      s.dataset.class = c;
       s.textContent = c;
+      $("legend").appendChild(s);
+    }
+    const others = Object.keys(result.probabilities).length - state.shown.length;
+    if (others > 0) {
+      const s = document.createElement("span");
+      s.className = "legend-note";
+      const greyed = result.segments.some((g) => g.label !== SILENCE && g.label !== UNKNOWN && state.shown.indexOf(g.label) < 0);
+      if (greyed) s.style.setProperty("--swatch", OTHER); else s.classList.add("no-swatch");
+      s.textContent = others + " less likely not shown";
       $("legend").appendChild(s);
     }
   }
