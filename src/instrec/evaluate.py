@@ -60,9 +60,9 @@ def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[
     of the likeliest class; with ``min_confidence`` (or an ``unknown`` class), ``doubt`` says how
     many clips the model answers ``unknown`` and how right the other answers are.
 
-    Macro averages run over the classes present in ``y_true`` (a class the data lacks has no
-    recall to average). ROC AUC is one-vs-rest per present class, averaged; ``None`` when the
-    data has fewer than two classes.
+    Macro F1 averages the classes in ``y_true`` or answered (scikit-learn's ``f1_score(...,
+    average="macro")``): answers into a class the data lacks count against it. ROC AUC is
+    one-vs-rest per class in ``y_true``, averaged; ``None`` when the data has fewer than two classes.
 
     ``families`` (family → member classes, each class in one, see
     :func:`instrec.decision.resolve_families`): the same figures at family level, under ``family``
@@ -89,7 +89,7 @@ def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[
                 aucs[c] = float(roc_auc_score(pos, proba[:, classes.index(c)]))
         out.update(
             accuracy=float(accuracy_score(y_true, y_pred)),
-            macro_f1=float(np.mean([f[classes.index(c)] for c in present])),
+            macro_f1=float(np.mean([f[i] for i, c in enumerate(classes) if c in set(present) | set(y_pred)])),
             roc_auc_ovr_macro=float(np.mean(list(aucs.values()))) if len(present) >= 2 and aucs else None,
             per_class={
                 c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i]),
