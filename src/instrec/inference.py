@@ -180,9 +180,8 @@ class Model:
 
     @property
     def settings(self) -> dict:
-        """What this model's answers depend on, for a resumed ``predict --log``: a digest of the
-        model (its classes, families, decisions and training card: the same for its torch and onnx
-        engines, different for another training or calibration), ``level`` and ``min_confidence``."""
+        """What its answers depend on, for a resumed ``predict --log``: a digest of the model (classes,
+        families, decisions, training card: one for both engines), ``level``, ``min_confidence``."""
         meta = self.engine.meta
         card = {k: meta.get(k) for k in ("classes", "families", "temperature", "thresholds", "training", "metrics")}
         digest = hashlib.sha256(json.dumps(card, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))

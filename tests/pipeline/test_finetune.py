@@ -100,7 +100,7 @@ def test_fine_tuning_learns_a_shifted_task_from_few_rows(base):
 def test_keep_classes_holds_the_rows_of_classes_without_data(base, trainable):
     """``keep_classes``: the classes are the base's and the data's; a base class without rows keeps
     its output row bit for bit (weight decay included), the others learn. Training only the output
-    layer, the base's answers on its kept classes' logits are then exactly the base's."""
+    layer, the base's answers on its kept classes' logits are then the base's (to rounding)."""
     r = finetuning(base.recipe, trainable=trainable)
     r = replace(r, train=replace(r.train, epochs=20, weight_decay=1e-3))
     X, y = blobs(["oboe", "horn"], seed=1)
@@ -119,7 +119,10 @@ def test_keep_classes_holds_the_rows_of_classes_without_data(base, trainable):
         with torch.no_grad():
             Xf = torch.from_numpy(blobs(["flute", "viola"], seed=3)[0])
             kept = [clf.classes.index(c) for c in ("flute", "viola")]
-            assert torch.equal(clf.net_(Xf)[:, kept], base.net_(Xf)[:, [base.classes.index(c) for c in ("flute", "viola")]])
+            # the same weights; only float rounding may differ (a matrix product's blocking depends
+            # on the layer's other rows)
+            torch.testing.assert_close(clf.net_(Xf)[:, kept], base.net_(Xf)[:, [base.classes.index(c) for c in ("flute", "viola")]],
+                                       rtol=1e-6, atol=1e-6)
     # and without keep_classes they are dropped, as before
     plain = InstrumentClassifier(r, seed=0).fit(X, y, init=base)
     assert plain.classes == ["horn", "oboe"]
@@ -302,7 +305,7 @@ def test_cli_train_from_shipped_keeping_its_classes(rendered_data, tmp_path):
 
 
 @pytest.mark.parametrize("extra, code, words", [
-    (["--from", "{tmp}/nomodel"], 1, ["nomodel"]),  # a bad bundle: 1; a bad argument: 2 (ParameterError)
+    (["--from", "{tmp}/nomodel"], 2, ["nomodel"]),  # no model there: 2, as any bad argument; a damaged bundle: 1
     (["--from", "shipped", "--recipe", "seed-mfcc"], 2, ["cnn", "seed-mfcc", "network"]),
     (["--from", "{tmp}/m.onnx"], 2, ["ONNX"]),
     (["--trainable", "output"], 2, ["--trainable", "--from"]),
