@@ -123,8 +123,9 @@ def test_a_folder_that_is_not_a_bundle_is_never_replaced(trained, tmp_path):
 
 
 def test_parameters_validated_at_the_boundary():
+    clf = InstrumentClassifier("seed-banana")  # stored as given (scikit-learn's convention), refused by fit
     with pytest.raises(ParameterError, match="unknown recipe"):
-        InstrumentClassifier("seed-banana")
+        clf.fit(np.zeros((4, 40), np.float32), ["a", "b"] * 2)
     with pytest.raises(DataError, match="at least 2 classes"):
         InstrumentClassifier("seed-mfcc").fit(np.zeros((4, 40), np.float32), ["a"] * 4)
     with pytest.raises(ParameterError, match="shape"):

@@ -386,3 +386,58 @@ def test_the_default_recipe_is_mfcc_stats_and_said(tone_data, tmp_path):
     assert json.loads((tmp_path / "m" / "model.json").read_text())["recipe"]["name"] == "mfcc-stats"
     r = run_cli("train", tone_data, "--recipe", "seed-mfcc", "--epochs", "2", "--out", tmp_path / "m2")
     assert r.returncode == 0 and "the default" not in r.stdout
+
+
+def test_evaluate_data_without_a_class_the_model_knows_fails_in_one_line(mfcc_model, tmp_path):
+    """All clips of a class the model does not know: nothing to score, exit 1, no n/a report."""
+    out, _ = mfcc_model
+    for k in range(3):
+        write(tmp_path / "odd" / "violin" / f"{k}.wav", tone("sine", 220.0 * (k + 1), seed=k))
+    r = run_cli("evaluate", out, tmp_path / "odd", "--out", tmp_path / "rep")
+    assert r.returncode == 1 and "accuracy" not in r.stdout, r.stdout
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and "has a class the model knows" in lines[0] and "violin" in lines[0], r.stderr
+    assert "saw, sine, square" in lines[0] and "Traceback" not in r.stderr
+    assert not (tmp_path / "rep").exists()
+
+
+def test_evaluate_names_classes_left_out_by_classes_apart_from_unknown_ones(mfcc_model, tmp_path):
+    out, _ = mfcc_model
+    for kind in ("sine", "square", "saw"):
+        for k in range(2):
+            write(tmp_path / "new" / kind / f"{k}.wav", tone(kind, 200.0 + 90 * k, seed=70 + k))
+    write(tmp_path / "new" / "kazoo" / "k.wav", tone("saw", 300) * 0.3)
+    r = run_cli("evaluate", out, tmp_path / "new", "--out", tmp_path / "rep", "--classes", "sine,square")
+    assert r.returncode == 0, r.stderr
+    line = next(l for l in r.stderr.splitlines() if l.startswith("not scored"))
+    assert line == "not scored, classes left out by --classes: saw (2 clips); classes the model does not know: kazoo (1 clips)"
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert m["n"] == 4 and m["left_out_by_classes"] == {"saw": 2} and m["unknown_classes"] == {"kazoo": 1, "saw": 2}
+    assert m["context"]["left out by the classes chosen (not scored)"] == "saw (2 clips)"
+
+
+def test_evaluate_an_onnx_export_on_the_training_folder_scores_the_held_back_split(mfcc_model, messy_data, tmp_path):
+    out, _ = mfcc_model
+    r = run_cli("export", out, "--onnx", tmp_path / "m.onnx")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("evaluate", tmp_path / "m.onnx", messy_data, "--out", tmp_path / "rep")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert m["n"] == 6 and m["context"]["evaluated on"].startswith("held-back test split")
+    folder = run_cli("evaluate", out, messy_data, "--out", tmp_path / "rep2")
+    assert json.loads((tmp_path / "rep2" / "metrics.json").read_text())["accuracy"] == m["accuracy"]
+    assert "warning" not in r.stderr
+    # a folder holding the training clips and more: a warning that the figures include training clips
+    r = run_cli("evaluate", tmp_path / "m.onnx", messy_data / "sine", messy_data / "saw", "--out", tmp_path / "rep3")
+    assert r.returncode == 0, r.stderr
+    warning = [l for l in r.stderr.splitlines() if l.startswith("warning:")]
+    assert len(warning) == 1 and "the figures include training clips" in warning[0], r.stderr
+
+
+def test_one_class_left_names_the_files_skipped(tmp_path):
+    """A manifest of which one row exists: 'at least 2 classes' also names what was skipped."""
+    write(tmp_path / "a.wav", tone("sine", 440))
+    (tmp_path / "m.csv").write_text("path,label\na.wav,flute\nb.wav,oboe\nc.wav,oboe\n")
+    r = run_cli("train", tmp_path, "--manifest", tmp_path / "m.csv", "--out", tmp_path / "m")
+    assert r.returncode == 1 and len(error_lines(r.stderr)) == 1, r.stderr
+    assert "found 1 (flute); 2 listed file(s) were skipped, the first: " in r.stderr and "b.wav: listed in m.csv line 3" in r.stderr

@@ -54,8 +54,9 @@ def test_a_single_label_recipe_refuses_labels_of_several_instruments():
 
 
 def test_manifest_labels_of_several_instruments_are_canonical(tmp_path, mixture_data):
-    shutil.copy(next(mixture_data.glob("*.wav")), tmp_path / "x.wav")
-    (tmp_path / "manifest.csv").write_text("path,label\nx.wav,Violin; Sax\nx.wav,cello\n")
+    for name in ("x.wav", "y.wav"):
+        shutil.copy(next(mixture_data.glob("*.wav")), tmp_path / name)
+    (tmp_path / "manifest.csv").write_text("path,label\nx.wav,Violin; Sax\ny.wav,cello\n")
     assert [c.label for c in load_dataset(tmp_path).clips] == ["saxophone;violin", "cello"]
 
 

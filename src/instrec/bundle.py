@@ -20,6 +20,7 @@ from .fileio import public_mode, write_json, writing
 
 WEIGHTS = "model.safetensors"
 META = "model.json"
+SPLIT_FILE = "split.json"  # a model folder's record of its training data's held-back test clips
 FORMAT = "instrec-model"
 FORMAT_VERSION = 1
 

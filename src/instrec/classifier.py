@@ -21,8 +21,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .data.activity import LABEL_SEP, is_multilabel, join_labels, label_matrix, split_labels
+from .data.splits import check_seed
 from .errors import BundleError, DataError, ParameterError
-from .recipes import Recipe, get_recipe, same_network
+from .recipes import RECIPES, Recipe, get_recipe, same_network
 
 # model.json keys that describe the network itself; everything else is the model's ``info``
 _SPEC_KEYS = ("format", "format_version", "classes", "recipe", "in_dim", "seed", "versions", "families", "temperature",
@@ -32,17 +33,21 @@ _SPEC_KEYS = ("format", "format_version", "classes", "recipe", "in_dim", "seed",
 class InstrumentClassifier(ClassifierMixin, BaseEstimator):
     """A trainable, savable instrument classifier (``clone`` and ``get_params`` work).
 
-    Parameters
+    Parameters (stored as given, as scikit-learn's ``clone`` and ``set_params`` need; checked by ``fit``)
     ----------
-    recipe : a :class:`~instrec.recipes.Recipe` or the name of one (``seed-mfcc``, ``mfcc-stats``, ``cnn`` ...)
-    seed : seeds weight initialisation and minibatch order
+    recipe : a :class:`~instrec.recipes.Recipe` or the name of one (``seed-mfcc``, ``mfcc-stats``, ``cnn`` ...);
+        ``get_params`` gives it as given, the attribute ``recipe`` reads a known name as its Recipe
+    seed : seeds weight initialisation and minibatch order: an integer from 0 to 2**32 - 1
     device : ``auto`` (a CUDA GPU when present), ``cpu`` or ``cuda``; training only
     families : family → member classes (see :func:`instrec.decision.resolve_families`); None: the
         default table (:data:`instrec.data.instruments.FAMILIES`, other classes each their own)
 
     Attributes
     ----------
-    classes_ : the classes, sorted
+    recipe_ : the :class:`~instrec.recipes.Recipe` the model was trained with (or loaded)
+    classes_ : the classes' names (str), sorted (integer labels: by their value)
+    label_values_ : where ``fit`` was given integer labels, those of ``classes_`` (an array), which
+        ``predict`` answers with; None for names (``predict`` answers with names) and loaded models
     families_ : the families of ``classes_``; None for a model saved before families existed
         (the default table applies)
     temperature_ : the calibration temperature fitted on the validation rows (1.0 without any;
@@ -59,13 +64,13 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, recipe: Recipe | str = "seed-mfcc", *, seed: int = 0, device: str = "auto",
                  families: dict | None = None):
-        self.recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
-        if not isinstance(seed, int) or seed < 0:
-            raise ParameterError(f"seed must be a non-negative integer; got {seed!r}")
+        self.recipe = recipe  # as given (a name is resolved by fit): set_params and clone pass names too
         self.seed = seed
         self.device = device
         self.families = families
+        self.recipe_: Recipe | None = None
         self.classes_: list[str] | None = None
+        self.label_values_: np.ndarray | None = None
         self.families_: dict[str, list[str]] | None = None
         self.temperature_: float | None = None
         self.min_confidence_: float | None = None
@@ -75,6 +80,32 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         self.history_: dict | None = None
         self.path_: Path | None = None  # the bundle it was loaded from, if any
         self.info: dict = {}
+
+    @property
+    def recipe(self):
+        """The ``recipe`` parameter; a known recipe's name reads as that :class:`Recipe`
+        (``get_params`` gives the name, as given)."""
+        given = self._recipe_given
+        return RECIPES[given] if isinstance(given, str) and given in RECIPES else given
+
+    @recipe.setter
+    def recipe(self, value) -> None:
+        self._recipe_given = value
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {**super().get_params(deep=deep), "recipe": self._recipe_given}
+
+    def _resolved_recipe(self) -> Recipe:
+        """The ``recipe`` parameter as a Recipe; a ParameterError naming the recipes for anything else."""
+        given = self._recipe_given
+        if isinstance(given, Recipe):
+            return given
+        if isinstance(given, str):
+            return get_recipe(given)  # an unknown name: ParameterError listing the known ones
+        raise ParameterError(f"recipe must be a Recipe or the name of one ({', '.join(RECIPES)}); got {given!r}")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.net_ is not None
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, X: np.ndarray, labels: Sequence[str], *, on_epoch=None, checkpoint=None,
@@ -103,16 +134,21 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         from .decision import resolve_families
         from .train import fit_network, seed_everything
 
-        X = self._rows(X)
-        if X.ndim != 2 or X.shape[1] != self.recipe.feature.dim:
-            raise ParameterError(f"X must have shape (n, {self.recipe.feature.dim}); got {X.shape}")
+        recipe = self._resolved_recipe()
+        seed = check_seed(self.seed)
+        X = self._rows(X, recipe, fitted=False)
+        labels, values = _check_labels(labels)
         if len(labels) != len(X):
             raise ParameterError(f"{len(X)} feature rows but {len(labels)} labels")
-        multilabel = self.multilabel
+        multilabel = recipe.model.multilabel
+        if multilabel and values is not None:
+            raise ParameterError(f"the {recipe.name} recipe's labels are instrument names joined by {LABEL_SEP!r} "
+                                 "(strings), not integers")
         if not multilabel and is_multilabel(labels):
             raise DataError(f"the labels name several instruments at once ({next(l for l in labels if LABEL_SEP in l)!r}); "
-                            f"the {self.recipe.name} recipe gives one answer a clip: train a multi-label recipe (cnn-multi)")
-        classes = sorted({c for l in labels for c in split_labels(l)}) if multilabel else sorted(set(labels))
+                            f"the {recipe.name} recipe gives one answer a clip: train a multi-label recipe (cnn-multi)")
+        classes = (sorted({c for l in labels for c in split_labels(l)}) if multilabel
+                   else sorted(set(labels), key=values.get if values is not None else None))
         if len(classes) < 2:
             raise DataError(f"training needs at least 2 classes; the data has {len(classes)} ({', '.join(classes) or 'none'})")
         frozen: list[str] = []
@@ -127,14 +163,16 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         else:
             index = {c: i for i, c in enumerate(classes)}
             y = np.array([index[l] for l in labels], dtype=np.int64)
-        seed_everything(self.seed)  # weight initialisation depends on it
-        self.net_ = models.build(self.recipe.model, self.recipe.feature, len(classes))
+        seed_everything(seed)  # weight initialisation depends on it
+        self.net_, self.recipe_ = models.build(recipe.model, recipe.feature, len(classes)), recipe
         release = self._start_from(init, classes, frozen=frozen) if init is not None else None
         self.classes_ = classes
-        run_key = json.dumps([self.recipe.to_dict(), classes, fingerprint(init.net_) if init is not None else None],
+        self.label_values_ = (np.array([values[c] for c in classes])
+                              if values is not None and all(c in values for c in classes) else None)
+        run_key = json.dumps([recipe.to_dict(), classes, fingerprint(init.net_) if init is not None else None],
                              sort_keys=True)
         try:
-            self.history_ = fit_network(self.net_, X, y, self.recipe.train, seed=self.seed, device=self.device,
+            self.history_ = fit_network(self.net_, X, y, recipe.train, seed=seed, device=self.device,
                                         on_epoch=on_epoch, checkpoint=checkpoint, resume=resume, run_key=run_key,
                                         expand=_expander(X.dtype), prepare=init is None)
         finally:
@@ -148,7 +186,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
     @property
     def multilabel(self) -> bool:
         """Whether the model says, for each class, whether it is present (several at once)."""
-        return self.recipe.model.multilabel
+        return (self.recipe_ or self._resolved_recipe()).model.multilabel
 
     def calibrate(self, X: np.ndarray, y: Sequence[int]) -> "InstrumentClassifier":
         """Fit :attr:`temperature_` and choose :attr:`min_confidence_` on held-back rows ``X``
@@ -209,9 +247,9 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
 
         if not isinstance(base, InstrumentClassifier) or base.net_ is None:
             raise ParameterError("init must be a trained InstrumentClassifier (a loaded model)")
-        if not same_network(base.recipe, self.recipe):
-            raise ParameterError(f"init was trained with other features or another network ({base.recipe.name}) than "
-                                 f"this recipe ({self.recipe.name}); fine-tune with instrec.recipes.finetuning(its recipe)")
+        if not same_network(base.recipe_, self.recipe_):
+            raise ParameterError(f"init was trained with other features or another network ({base.recipe_.name}) than "
+                                 f"this recipe ({self.recipe_.name}); fine-tune with instrec.recipes.finetuning(its recipe)")
         out = self.net_.output()
         head = _output_keys(self.net_)
         keep = {k: v for k, v in base.net_.state_dict().items() if k not in _output_keys(base.net_)}
@@ -243,9 +281,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
 
         self._check_fitted()
         net = self.net_ if net is None else net
-        X = self._rows(X)
-        if X.ndim == 1:
-            X = X[None]
+        X = self._rows(X, self.recipe_, fitted=True, one_row=True)
         expand = _expander(X.dtype) or (lambda t: t)
         squash = torch.sigmoid if self.multilabel else (lambda z: torch.softmax(z, dim=1))
         out = []
@@ -262,16 +298,38 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         if self.multilabel:
             t = np.array([(self.thresholds_ or {}).get(c, 0.5) for c in self.classes_])
             return [join_labels(np.asarray(self.classes_)[row >= t]) for row in P]
+        if self.label_values_ is not None:  # integer labels: answered in their own type
+            return self.label_values_[P.argmax(1)]
         return [self.classes_[i] for i in P.argmax(1)]
 
-    def _rows(self, X) -> np.ndarray:
-        """Feature rows as given when they are the recipe's compact uint8 pixels, else float32."""
+    @staticmethod
+    def _rows(X, recipe: Recipe, *, fitted: bool, one_row: bool = False) -> np.ndarray:
+        """Feature rows ``(n_samples, n_features)`` of ``recipe``, finite: as given when they are its
+        compact uint8 pixels, else float32 (``one_row``: a 1-D ``X`` is one row). Else ParameterError."""
         from .features import compact_dtype
 
-        X = np.asarray(X)
-        if X.dtype == np.uint8 and compact_dtype(self.recipe.feature) == np.uint8:
+        dim = recipe.feature.dim
+        shape = (f"X must have shape (n_samples, n_features) with n_features = {dim} "
+                 f"({'the number of features the model was fit on' if fitted else f'the {recipe.name} recipe'})")
+        try:
+            X = np.asarray(X)
+        except (TypeError, ValueError):
+            raise ParameterError(f"{shape}; got a ragged or unreadable {type(X).__name__}") from None
+        if X.dtype.kind not in "biuf":
+            raise ParameterError(f"X must hold numbers; got an array of {X.dtype}")
+        if one_row and X.ndim == 1:
+            X = X[None]
+        if X.ndim != 2 or X.shape[1] != dim:
+            raise ParameterError(f"{shape}; got shape {X.shape}")
+        if X.dtype == np.uint8 and compact_dtype(recipe.feature) == np.uint8:
             return X
-        return np.asarray(X, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range: refused below, as infinity
+            X = np.asarray(X, dtype=np.float32)
+        bad = ~np.isfinite(X).all(axis=1)
+        if bad.any():
+            raise ParameterError(f"X contains NaN or infinity (or a value too large for float32) in {int(bad.sum())} "
+                                 f"row(s), the first row {int(np.argmax(bad))}: features must be finite numbers")
+        return X
 
     def _check_fitted(self):
         if self.net_ is None:
@@ -319,7 +377,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         net.load_state_dict(tensors)
         net.eval()
         self = cls(recipe, seed=seed)
-        self.classes_, self.net_, self.path_ = classes, net, Path(path)
+        self.recipe_, self.classes_, self.net_, self.path_ = recipe, classes, net, Path(path)
         self.families_, self.temperature_ = meta.get("families"), meta.get("temperature")
         self.min_confidence_ = meta.get("min_confidence")
         self.thresholds_ = meta.get("thresholds")
@@ -329,6 +387,34 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         self.info = {k: v for k, v in meta.items() if k not in _SPEC_KEYS}
         self.info["versions"] = meta.get("versions", {})
         return self
+
+
+def _check_labels(labels) -> tuple[list[str], dict[str, int] | None]:
+    """One label per row, checked: ``(names, values)``, the names (str) and, where the labels are
+    integers (numpy's too), each name's integer (else None). None, empty labels, floats, bools and a
+    mix of names and integers raise ParameterError."""
+    if labels is None or isinstance(labels, (str, bytes)) or not hasattr(labels, "__len__"):
+        raise ParameterError(f"labels must be a sequence of one label per row; got {type(labels).__name__}")
+    if isinstance(labels, np.ndarray) and labels.ndim != 1:
+        raise ParameterError(f"labels must be one-dimensional (one label per row); got shape {labels.shape}")
+    labels = list(labels)
+    kinds = set()
+    for i, label in enumerate(labels):
+        if label is None:
+            raise ParameterError(f"label {i} is None: every row needs a class name")
+        if isinstance(label, str):
+            if not label.strip():
+                raise ParameterError(f"label {i} is empty: every row needs a class name")
+            kinds.add(str)
+        elif isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+            kinds.add(int)
+        else:
+            raise ParameterError(f"labels must be class names (strings) or integers; label {i} is {label!r}")
+    if len(kinds) > 1:
+        raise ParameterError("labels mix class names (strings) and integers: give one kind")
+    if kinds == {int}:
+        return [str(int(l)) for l in labels], {str(int(l)): int(l) for l in labels}
+    return [str(l) for l in labels], None
 
 
 def _expander(dtype):
@@ -390,8 +476,8 @@ def bundle_meta(clf: InstrumentClassifier) -> dict:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "classes": list(clf.classes_),
-        "recipe": clf.recipe.to_dict(),
-        "in_dim": clf.recipe.feature.dim,
+        "recipe": clf.recipe_.to_dict(),
+        "in_dim": clf.recipe_.feature.dim,
         "seed": clf.seed,
         "versions": clf.info.get("versions") or _versions(),
         **decision_meta(clf),

@@ -349,9 +349,11 @@ def report_markdown(metrics: dict, *, title: str, context: dict, skipped: Sequen
         lines += ["## Family level", "", "Each family's probability is the sum of its classes'; the answer is the "
                   "likeliest family.", "", *_score_lines(family, "family"), "",
                   "![family confusion matrix](family_confusion_matrix.png)", ""]
-    if metrics.get("unknown_classes"):
-        lines += ["Classes in the data that the model does not know (not scored): "
-                  + ", ".join(f"{c} ({n})" for c, n in metrics["unknown_classes"].items()), ""]
+    chosen = metrics.get("left_out_by_classes") or {}
+    unknown = {c: n for c, n in (metrics.get("unknown_classes") or {}).items() if c not in chosen}
+    for what, table in (("left out by the classes chosen", chosen), ("that the model does not know", unknown)):
+        if table:
+            lines += [f"Classes in the data {what} (not scored): " + ", ".join(f"{c} ({n})" for c, n in table.items()), ""]
     if skipped:
         lines += [f"Skipped {len(skipped)} file(s):", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]
     return "\n".join(lines)

@@ -14,7 +14,14 @@ The exported graph
 * ``metadata_props`` make the file self-describing: ``instrec`` holds the model description
   (``model.json``: classes, recipe with the feature configuration, training information, metrics)
   as JSON; ``instrec_export`` holds how the file was made (format version, opset, the SHA-256 of the
-  weights and of the classes+recipe it was exported from, input and output description).
+  weights and of the classes+recipe it was exported from, input and output description) and, for
+  a bundle folder that records one (``split.json``), the held-back test split of its training data
+  (``held_back``: the data roots and the test clips' paths), so that ``instrec evaluate FILE.onnx``
+  on the training folder scores the same held-back clips as the folder does.
+
+The output is checked before any work: never a file among a model folder's own files (the source
+bundle's ``model.onnx`` excepted), never the shipped model's folder, never a folder, and never an
+existing file that is not an instrec ONNX export (:func:`check_onnx_out`).
 
 A bundle folder's exported model lives beside its weights as ``model.onnx``
 (:func:`onnx_path_for`); :func:`ensure_onnx` exports it when missing or stale.
@@ -36,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import check_finite, read_meta
+from .bundle import SPLIT_FILE, check_finite, read_meta
 from .classifier import InstrumentClassifier, bundle_meta
 from .engines.onnx_engine import (EXPORT_FORMAT_VERSION, EXPORT_KEY, INPUT_NAME, META_KEY, OUTPUT_NAME, OnnxEngine,
                                   bundle_stamp, is_current, spec_sha256, is_up_to_date, onnx_path_for)
@@ -44,6 +51,7 @@ from .errors import BundleError, ParameterError
 from .features.config import FeatureConfig
 from .fileio import write_bytes
 
+HELD_BACK_KEY = "held_back"  # instrec_export: the source bundle's split.json ({"roots", "test"})
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
 MAX_OPSET = 20  # the highest torch's TorchScript-based exporter writes
@@ -55,10 +63,89 @@ def export_onnx(model, out_path: str | os.PathLike, *, opset: int = DEFAULT_OPSE
     to the ONNX file ``out_path``, written atomically. Returns ``out_path``.
 
     The export is checked before the file is written: onnxruntime must reproduce the torch
-    probabilities of a test batch within 1e-4.
+    probabilities of a test batch within 1e-4. ``out_path`` is checked before any work
+    (:func:`check_onnx_out`): ParameterError for an output that would damage a model or a file.
     """
-    data = _export_bytes(*_resolve(model), opset=opset)
-    return _write(Path(out_path), data)
+    resolved = _resolve(model)
+    out = Path(out_path)
+    check_onnx_out(out, model if isinstance(model, (str, os.PathLike)) else None)
+    data = _export_bytes(*resolved, opset=opset, held_back=_held_back(model))
+    return _write(out, data)
+
+
+def check_onnx_out(out: str | os.PathLike, source: str | os.PathLike | None = None) -> None:
+    """Refuse ``out`` as the file an export is written to (ParameterError, one line naming it):
+
+    * a path inside the shipped model's folder (:data:`instrec.assets.SHIPPED_MODEL`): it is never
+      written;
+    * a path inside the ``source`` bundle folder other than its own ``model.onnx``
+      (:func:`onnx_path_for`), or any file of another model folder (one holding ``model.json``):
+      model.json, the weights or split.json would be replaced by the export;
+    * an existing folder;
+    * an existing file that is not an instrec ONNX export (no valid ONNX protobuf carrying instrec's
+      metadata); an earlier export is replaced, and so is an empty file.
+    """
+    from .assets import SHIPPED_MODEL
+    from .bundle import META
+
+    out = Path(out)
+    if not out.name or out.name in (".", ".."):
+        raise ParameterError(f"{out}: name the .onnx file to write")
+    landing = out.parent.resolve() / out.name  # where the file lands: a link there is replaced, not followed
+    targets = {landing, out.resolve()}
+    shipped = SHIPPED_MODEL.resolve()
+    if any(t == shipped or t.is_relative_to(shipped) for t in targets):
+        raise ParameterError(f"{out}: that is inside the shipped model's own folder, which is never written; "
+                             "name a file elsewhere")
+    if out.is_dir():
+        raise ParameterError(f"{out}: is a folder; name the .onnx file to write (e.g. {out / 'model.onnx'})")
+    if source is not None and Path(source).is_dir():
+        bundle = Path(source).resolve()
+        own = onnx_path_for(bundle)
+        if any(t.is_relative_to(bundle) and t != own for t in targets):
+            raise ParameterError(f"{out}: that is inside the model folder {source}, beside its own files; "
+                                 f"write the export to {onnx_path_for(source)} or outside the folder")
+    else:
+        bundle = None
+    for t in targets:
+        if t.parent != bundle and (t.parent / META).is_file():
+            raise ParameterError(f"{out}: that is inside another model folder ({t.parent}), among its own files; "
+                                 "name a file outside it")
+    if out.exists() and not _is_instrec_export(out):
+        raise ParameterError(f"{out}: exists and is not an instrec ONNX export; it is not replaced: "
+                             "name a new file, or remove it first")
+
+
+def _is_instrec_export(path: Path) -> bool:
+    """True for an empty file or an ONNX protobuf carrying instrec's model description; the
+    weights are not read (no external data), nothing is run."""
+    try:
+        if not path.is_file():
+            return False
+        if path.stat().st_size == 0:
+            return True  # nothing to lose
+        import onnx
+
+        proto = onnx.load_model(str(path), load_external_data=False)
+    except Exception:  # not a protobuf, unreadable, not an ONNX model: onnx's own exception types
+        return False
+    return any(p.key == META_KEY for p in proto.metadata_props)
+
+
+def _held_back(model) -> dict | None:
+    """The held-back test split a bundle folder records (split.json: ``roots``, ``test``), or None."""
+
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    try:
+        record = json.loads((Path(model) / SPLIT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(record, dict) or not isinstance(record.get("roots"), list)
+            or not isinstance(record.get("test"), list)
+            or not all(isinstance(x, str) for x in [*record["roots"], *record["test"]])):
+        return None
+    return {"roots": record["roots"], "test": record["test"]}
 
 
 def ensure_onnx(bundle_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -> Path:
@@ -77,7 +164,7 @@ def ensure_onnx(bundle_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET) ->
     cached = _cache_path(bundle, stamp)
     if cached is not None and is_current(cached, stamp):
         return cached
-    data = _export_bytes(*_resolve(bundle), opset=opset)
+    data = _export_bytes(*_resolve(bundle), opset=opset, held_back=_held_back(bundle))
     try:
         return _write(target, data)
     except OSError:
@@ -104,7 +191,7 @@ def _resolve(model):
     raise ParameterError(f"export takes a model folder or an InstrumentClassifier; got {type(model).__name__}")
 
 
-def _export_bytes(clf, meta: dict, stamp: dict, *, opset: int) -> bytes:
+def _export_bytes(clf, meta: dict, stamp: dict, *, opset: int, held_back: dict | None = None) -> bytes:
     import copy
     import warnings
 
@@ -145,6 +232,7 @@ def _export_bytes(clf, meta: dict, stamp: dict, *, opset: int) -> bytes:
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", len(clf.classes_)],
                    "columns": list(clf.classes_)},
         "exported_with": {"instrec": __version__, "torch": torch.__version__, "onnx": onnx.__version__},
+        **({HELD_BACK_KEY: held_back} if held_back else {}),
     }
     del proto.metadata_props[:]
     for key, value in ((META_KEY, meta), (EXPORT_KEY, export_info)):
@@ -201,4 +289,4 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-__all__ = ["export_onnx", "ensure_onnx", "is_up_to_date", "onnx_path_for", "DEFAULT_OPSET"]
+__all__ = ["export_onnx", "ensure_onnx", "check_onnx_out", "HELD_BACK_KEY", "is_up_to_date", "onnx_path_for", "DEFAULT_OPSET"]

@@ -89,3 +89,154 @@ def test_stratified_split_keeps_proportions():
 def test_bad_split_arguments(kw):
     with pytest.raises(ParameterError):
         split_indices(["a", "b"] * 5, **kw)
+
+
+# --- duplicates, manifests over several roots, manifests whose rows all miss, root-level files ---
+
+
+def _three_classes(root, n=2):
+    for k in range(n):
+        for kind, name in (("sine", "flute"), ("saw", "cello"), ("square", "trumpet")):
+            write(root / "audio" / f"{name}_{k}.wav", tone(kind, 220 + 30 * k))
+
+
+def test_same_folder_given_twice_is_read_once(tmp_path, monkeypatch):
+    write(tmp_path / "data" / "flute" / "a.wav", tone("sine", 440))
+    write(tmp_path / "data" / "cello" / "b.wav", tone("saw", 110))
+    monkeypatch.chdir(tmp_path)
+    ds = load_dataset(["data", "./data/"])
+    assert ds.counts() == {"cello": 1, "flute": 1}
+    assert len(ds.roots) == 1
+    assert len(ds.skipped) == 1 and "given twice" in ds.skipped[0][1]
+
+
+def test_nested_roots_keep_each_file_once(tmp_path):
+    write(tmp_path / "flute" / "flute_1.wav", tone("sine", 440))
+    write(tmp_path / "cello" / "cello_1.wav", tone("saw", 110))
+    ds = load_dataset([tmp_path, tmp_path / "cello"])
+    assert ds.counts() == {"cello": 1, "flute": 1}
+    assert [why for _, why in ds.skipped] == [f"also found under {tmp_path}; read once"]
+
+
+def test_same_file_with_two_labels_from_two_roots_is_refused(tmp_path):
+    write(tmp_path / "flute" / "cello_1.wav", tone("sine", 440))
+    write(tmp_path / "cello" / "x_1.wav", tone("saw", 110))
+    with pytest.raises(DataError, match=r"cello_1\.wav.*'flute'.*'cello'"):
+        load_dataset([tmp_path, tmp_path / "flute"])
+
+
+def test_manifest_duplicate_rows_are_read_once_and_reported(tmp_path):
+    _three_classes(tmp_path)
+    rows = ["audio/flute_0.wav,flute", "audio/cello_0.wav,cello", "audio/flute_0.wav,flute",
+            "./audio/../audio/cello_0.wav,Cello", "audio/trumpet_0.wav,trumpet"]
+    (tmp_path / "m.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    ds = load_dataset(tmp_path, manifest=tmp_path / "m.csv")
+    assert ds.counts() == {"cello": 1, "flute": 1, "trumpet": 1}
+    assert [why for _, why in ds.skipped] == ["listed again in m.csv line 4 (first on line 2); read once",
+                                              "listed again in m.csv line 5 (first on line 3); read once"]
+
+
+def test_manifest_same_file_with_two_labels_is_refused(tmp_path):
+    _three_classes(tmp_path)
+    (tmp_path / "m.csv").write_text("path,label\naudio/flute_0.wav,flute\naudio/cello_0.wav,cello\n"
+                                    "audio/./flute_0.wav,oboe\n")
+    with pytest.raises(DataError, match=r"m\.csv: lines 2 and 4 name the same file .*flute.*oboe"):
+        load_dataset(tmp_path, manifest=tmp_path / "m.csv")
+
+
+def test_multilabel_rows_in_another_order_are_the_same_label(tmp_path):
+    _three_classes(tmp_path)
+    (tmp_path / "m.csv").write_text("path,label\naudio/flute_0.wav,flute;cello\naudio/flute_0.wav,cello;flute\n"
+                                    "audio/cello_0.wav,cello\n")
+    ds = load_dataset(tmp_path, manifest=tmp_path / "m.csv")
+    assert ds.labels == ["cello;flute", "cello"] and len(ds.skipped) == 1
+
+
+def test_one_manifest_is_read_once_with_several_roots(tmp_path, monkeypatch):
+    here, other = tmp_path / "here", tmp_path / "data"
+    _three_classes(here)
+    (here / "m.csv").write_text("path,label\n" + "".join(f"audio/{n}_0.wav,{n}\n" for n in ("flute", "cello", "trumpet")))
+    write(other / "oboe" / "o1.wav", tone("sine", 600))
+    write(other / "oboe" / "o2.wav", tone("sine", 650))
+    monkeypatch.chdir(here)
+    ds = load_dataset([".", "../data"], manifest="m.csv")
+    assert ds.counts() == {"cello": 1, "flute": 1, "oboe": 2, "trumpet": 1}
+    assert ds.skipped == []
+    assert {c.source for c in ds.clips} == {"here", "data"}
+
+
+def test_manifest_listing_files_outside_every_root_stands_for_them(tmp_path):
+    _three_classes(tmp_path / "lib")
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "m.csv").write_text("path,label\n../lib/audio/flute_0.wav,flute\n../lib/audio/cello_0.wav,cello\n")
+    (tmp_path / "elsewhere").mkdir()
+    ds = load_dataset([tmp_path / "elsewhere"], manifest=tmp_path / "labels" / "m.csv")
+    assert ds.counts() == {"cello": 1, "flute": 1}
+
+
+def test_manifest_whose_rows_all_miss_names_the_manifest(tmp_path):
+    _three_classes(tmp_path / "data")
+    (tmp_path / "data" / "lists").mkdir()
+    m = tmp_path / "data" / "lists" / "m.csv"
+    m.write_text("path,label\n" + "".join(f"audio/{n}_{k}.wav,{n}\n" for n in ("flute", "cello") for k in (0, 1)))
+    with pytest.raises(DataError) as e:
+        load_dataset(tmp_path / "data", manifest=m)
+    msg = str(e.value)
+    assert msg.startswith(f"{m}: none of its 4 rows names an existing file (the first: audio/flute_0.wav, looked for at "
+                          f"{(m.parent / 'audio' / 'flute_0.wav').resolve()}")
+    assert msg.endswith(f"; it is at {tmp_path / 'data' / 'audio' / 'flute_0.wav'}, but paths are relative to the "
+                        "manifest's folder, not the data folder)") and "\n" not in msg
+    m.write_text("path,label\n../audio/flute_0.wav,flute\nnope.wav,cello\n")  # one row exists: refused later for 1 class
+    ds = load_dataset(tmp_path / "data", manifest=m)
+    assert ds.counts() == {"flute": 1} and len(ds.skipped) == 1
+
+
+def test_header_only_manifest_is_a_clear_error(tmp_path):
+    _three_classes(tmp_path)
+    (tmp_path / "m.csv").write_text("path,label\n")
+    with pytest.raises(DataError, match=r"m\.csv: no rows"):
+        load_dataset(tmp_path, manifest=tmp_path / "m.csv")
+
+
+def test_manifest_with_windows_separators(tmp_path):
+    _three_classes(tmp_path)
+    (tmp_path / "m.csv").write_text("path,label\naudio\\flute_0.wav,flute\r\naudio\\cello_0.wav,cello\r\n")
+    ds = load_dataset(tmp_path, manifest=tmp_path / "m.csv")
+    assert ds.counts() == {"cello": 1, "flute": 1}
+    assert ds.clips[0].path == tmp_path / "audio" / "flute_0.wav"
+
+
+def test_manifest_backslash_prefers_a_file_named_so(tmp_path):
+    _three_classes(tmp_path)
+    write(tmp_path / "audio\\flute_0.wav", tone("square", 300))  # a legal POSIX name
+    (tmp_path / "m.csv").write_text("path,label\naudio\\flute_0.wav,flute\naudio/cello_0.wav,cello\n")
+    ds = load_dataset(tmp_path, manifest=tmp_path / "m.csv")
+    assert ds.clips[0].path == tmp_path / "audio\\flute_0.wav"
+
+
+def test_files_beside_class_folders_are_skipped(tmp_path):
+    fold = tmp_path / "fold"
+    write(fold / "cello" / "a.wav", tone("saw", 110))
+    write(fold / "flute" / "b.wav", tone("sine", 440))
+    write(fold / "stray_1.wav", tone("sine", 500))
+    write(fold / "stray_2.wav", tone("sine", 520))
+    ds = load_dataset(fold)
+    assert ds.label_mode == "folder" and ds.counts() == {"cello": 1, "flute": 1}
+    assert ds.skipped == [(str(fold / f"stray_{k}.wav"), "not in a class folder") for k in (1, 2)]
+    assert load_dataset(fold, labels="folder").counts() == {"cello": 1, "flute": 1}
+
+
+def test_folder_labels_of_a_folder_of_files_are_its_name(tmp_path, monkeypatch):
+    write(tmp_path / "cello" / "a.wav", tone("saw", 110))
+    monkeypatch.chdir(tmp_path / "cello")
+    ds = load_dataset(".", labels="folder")
+    assert ds.counts() == {"cello": 1} and ds.clips[0].source == "cello"
+
+
+def test_manifest_source_does_not_depend_on_how_its_path_is_spelled(tmp_path, monkeypatch):
+    _three_classes(tmp_path / "lib")
+    (tmp_path / "lib" / "m.csv").write_text("path,label\naudio/flute_0.wav,flute\naudio/cello_0.wav,cello\n")
+    monkeypatch.chdir(tmp_path / "lib")
+    assert {c.source for c in load_dataset(".", manifest="m.csv").clips} == {"lib"}
+    assert {c.source for c in load_dataset(".", manifest=tmp_path / "lib" / "m.csv").clips} == {"lib"}
+

@@ -1,5 +1,6 @@
 """Group splits and cross-validation folds on real folders of tones (no training)."""
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -194,3 +195,35 @@ def test_small_multilabel_strata_join_larger_ones():
     assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(len(labels)))
     with pytest.raises(DataError, match="'flute' has 6"):
         kfold_indices(labels, 7, seed=0)
+
+
+SEED_LINE = "seed must be an integer from 0 to 4294967295, got {}"
+
+
+@pytest.mark.parametrize("bad, shown", [(-1, "-1"), (2**32, "4294967296"), (99999999999, "99999999999"),
+                                        (True, "True"), (1.0, "1.0"), ("0", "'0'"), (None, "None"),
+                                        (np.int64(-1), "-1")])
+def test_every_seed_is_checked_by_one_function(bad, shown):
+    """Review item 1: seeds out of numpy's and scikit-learn's range reached train_test_split,
+    StratifiedKFold or numpy (tracebacks); KFold(3, seed=-1) was accepted."""
+    from instrec.data.splits import KFold, check_seed
+
+    line = "^" + re.escape(SEED_LINE.format(shown)) + "$"
+    for call in (lambda: check_seed(bad), lambda: KFold(3, seed=bad),
+                 lambda: split_indices(["a", "b"] * 5, seed=bad),
+                 lambda: split_indices(["a", "b"] * 5, method="group", groups=list("abcde") * 2, seed=bad),
+                 lambda: kfold_indices(["a", "b"] * 5, 3, seed=bad)):
+        with pytest.raises(ParameterError, match=line):
+            call()
+
+
+def test_seeds_in_range_are_taken_as_ints():
+    from instrec.data.splits import MAX_SEED, KFold, check_seed
+
+    assert MAX_SEED == 2**32 - 1
+    for good in (0, 7, MAX_SEED, np.int64(3), np.uint32(MAX_SEED)):
+        assert check_seed(good) == good and type(check_seed(good)) is int
+    assert KFold(3, seed=np.int64(5)).record()["seed"] == 5
+    tr, te = split_indices(["a", "b"] * 5, seed=MAX_SEED)
+    assert len(tr) == 8 and len(te) == 2
+    assert len(kfold_indices(["a", "b"] * 6, 3, seed=MAX_SEED)) == 3

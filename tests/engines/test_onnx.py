@@ -301,3 +301,97 @@ def test_cli_export_and_predict_with_the_onnx_engine(mfcc_bundle, tone_data, tmp
             assert max(abs(a["probabilities"][c] - b["probabilities"][c]) for c in a["probabilities"]) < 1e-4
     bad = run_cli("export", tmp_path / "nope", "--onnx", out)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+
+
+# -- where an export may be written ----------------------------------------------------------
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_export_refuses_outputs_that_would_damage_a_model_or_a_file(mfcc_bundle, tmp_path):
+    """Never over the bundle's own model.json or weights, nor into the shipped model's folder,
+    another model's folder, a folder, or a file that is not an instrec export; an earlier export
+    and the bundle's own model.onnx are replaced as before."""
+    import shutil
+
+    from instrec.assets import SHIPPED_MODEL
+
+    bundle = tmp_path / "m1"
+    shutil.copytree(mfcc_bundle[0], bundle)
+    other = tmp_path / "m2"
+    shutil.copytree(mfcc_bundle[0], other)
+    before, shipped_before = _snapshot(bundle), _snapshot(SHIPPED_MODEL)
+    text = tmp_path / "afile"
+    text.write_text("my notes\n")
+    foreign = _foreign_onnx(tmp_path / "foreign.onnx")
+    foreign_bytes = foreign.read_bytes()
+    refused = {
+        bundle / "model.json": "inside the model folder", bundle / "model.safetensors": "inside the model folder",
+        bundle / "other.onnx": "inside the model folder", bundle / "sub" / "x.onnx": "inside the model folder",
+        bundle: "is a folder", tmp_path: "is a folder",
+        SHIPPED_MODEL / "model.onnx": "shipped model", SHIPPED_MODEL / "x.onnx": "shipped model",
+        other / "model.onnx": "another model folder", other / "model.json": "another model folder",
+        text: "not an instrec ONNX export", foreign: "not an instrec ONNX export",
+    }
+    for out, words in refused.items():
+        with pytest.raises(ParameterError, match=words) as e:
+            export_onnx(bundle, out)
+        assert str(out) in str(e.value) and "\n" not in str(e.value), out
+    with pytest.raises(ParameterError, match="shipped model"):
+        export_onnx(shipped_model_path(), onnx_path_for(shipped_model_path()))
+    with pytest.raises(ParameterError, match="another model folder"):  # a classifier's export into a model folder
+        export_onnx(InstrumentClassifier.load(bundle), other / "model.onnx")
+    assert _snapshot(bundle) == before and _snapshot(other) == before and _snapshot(SHIPPED_MODEL) == shipped_before
+    assert text.read_text() == "my notes\n" and foreign.read_bytes() == foreign_bytes
+    # what is allowed: the bundle's own model.onnx, an earlier export replaced, an empty file
+    assert export_onnx(bundle, bundle / "model.onnx") == bundle / "model.onnx" and is_up_to_date(bundle / "model.onnx", bundle)
+    out = export_onnx(bundle, tmp_path / "m.onnx")
+    assert export_onnx(bundle, out) == out and OnnxEngine(out).classes == ["saw", "sine", "square"]
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    assert export_onnx(bundle, empty) == empty and empty.stat().st_size > 0
+
+
+def test_cli_export_over_the_bundle_is_one_line_exit_2(mfcc_bundle, tmp_path):
+    import shutil
+
+    from conftest import error_lines, run_cli
+
+    bundle = tmp_path / "m1"
+    shutil.copytree(mfcc_bundle[0], bundle)
+    before = _snapshot(bundle)
+    for out in (bundle / "model.json", bundle / "model.safetensors", bundle):
+        r = run_cli("export", bundle, "--onnx", out)
+        assert r.returncode == 2 and "exported" not in r.stdout, r.stdout
+        lines = error_lines(r.stderr)
+        assert len(lines) == 1 and str(out) in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert _snapshot(bundle) == before
+    r = run_cli("export", "shipped", "--onnx", onnx_path_for(shipped_model_path()))
+    assert r.returncode == 2 and "shipped model's own folder" in r.stderr
+
+
+def test_export_carries_the_held_back_split(tone_data, tmp_path):
+    """An export of a model folder carries its split.json: evaluating the .onnx (as a path or a
+    loaded Model) on the training folder scores the same held-back clips as the folder."""
+    from instrec import load_model
+    from instrec.export import HELD_BACK_KEY
+    from instrec.pipeline import evaluate_model, train_model
+
+    result = train_model(tone_data, recipe=get_recipe("seed-mfcc").with_overrides(epochs=40), out=tmp_path / "m", seed=0)
+    split = json.loads((tmp_path / "m" / "split.json").read_text())
+    out = export_onnx(tmp_path / "m", tmp_path / "m.onnx")
+    assert OnnxEngine(out).export_info[HELD_BACK_KEY] == {"roots": split["roots"], "test": split["test"]}
+    folder, _ = evaluate_model(tmp_path / "m", tone_data)
+    assert folder["n"] == len(split["test"]) == 6 and "training_clips" not in folder
+    for model in (out, load_model(out), load_model(tmp_path / "m", engine="onnx")):
+        m, _ = evaluate_model(model, tone_data, out=tmp_path / "rep")
+        assert m["n"] == 6 and m["accuracy"] == folder["accuracy"] and "training_clips" not in m, model
+        context = json.loads((tmp_path / "rep" / "metrics.json").read_text())["context"]
+        assert context["evaluated on"].startswith("held-back test split")
+    # an export without the record (from the classifier in memory) says the figures include training clips
+    bare = export_onnx(result.model, tmp_path / "bare.onnx")
+    assert HELD_BACK_KEY not in OnnxEngine(bare).export_info
+    m, _ = evaluate_model(bare, tone_data, out=tmp_path / "rep2")
+    assert m["n"] == 30 and m["training_clips"] == {"n": 30, "of": 30, "held_back_record": False}
+    context = json.loads((tmp_path / "rep2" / "metrics.json").read_text())["context"]
+    assert "the figures include training clips" in context["evaluated on"]

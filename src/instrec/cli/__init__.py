@@ -295,9 +295,17 @@ def evaluate(
         typer.echo(f"accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, "
                    f"ROC AUC {fmt_num(m['roc_auc_ovr_macro'])}, ECE {fmt_num(m['ece'])} on {m['n']} clips; families: accuracy "
                    f"{fmt_pct(m['family']['accuracy'])}, macro F1 {fmt_num(m['family']['macro_f1'])}; report in {out}")
-    if m.get("unknown_classes"):
-        typer.echo("not scored, classes the model does not know: "
-                   + ", ".join(f"{c} ({n} clips)" for c, n in m["unknown_classes"].items()), err=True)
+    if m.get("training_clips"):
+        from ..pipeline.evaluation import training_clips_words
+
+        t = m["training_clips"]
+        typer.echo(f"warning: {training_clips_words(t['n'], t['of'], t['held_back_record'], 'the')}", err=True)
+    chosen = m.get("left_out_by_classes", {})
+    unknown = {c: n for c, n in m.get("unknown_classes", {}).items() if c not in chosen}
+    parts = [f"{what}: " + ", ".join(f"{c} ({n} clips)" for c, n in table.items())
+             for what, table in (("classes left out by --classes", chosen), ("classes the model does not know", unknown)) if table]
+    if parts:
+        typer.echo("not scored, " + "; ".join(parts), err=True)
     _report_skipped(skipped)
 
 

@@ -76,18 +76,25 @@ def load_dataset(
 
     Parameters
     ----------
-    paths : one folder, or several; clips of all are pooled, each keeping its source
+    paths : one folder, or several; clips of all are pooled, each keeping its source. A file
+        found twice (the same folder given twice, nested folders, a manifest row listed twice;
+        compared by its real path) is read once and the repeats are listed in ``skipped``; the
+        same file with two different labels is an error
     labels : ``auto`` (manifest if the folder has ``manifest.csv``, else sub-folders if audio lies
-        in them, else the file-name prefix), ``folder``, ``filename`` or ``manifest``
+        in them, else the file-name prefix), ``folder``, ``filename`` or ``manifest``. With
+        sub-folders, audio directly in the folder is skipped (not in a class folder)
     manifest : a CSV with columns path, label and optionally group, source (paths relative to
-        the CSV's folder); implies ``labels="manifest"``. A label may name several instruments
-        joined by ``;`` (a multi-label clip: ``cello;violin``)
+        the CSV's folder; ``\\`` separators of a CSV made on Windows are accepted); read once.
+        It labels the paths it lies in or lists files of; any other path is read by ``labels``
+        (a manifest that lists files of none of the paths stands for all of them). A label may
+        name several instruments joined by ``;`` (a multi-label clip: ``cello;violin``)
     aliases : label → canonical label (e.g. ``{"sax": "saxophone"}``); defaults to
         :data:`DEFAULT_ALIASES`; pass ``{}`` for none
 
     Raises
     ------
-    DataError : a path is missing, or no audio is found.
+    DataError : a path is missing, no audio is found, a manifest names no existing file, or a
+        file has two labels.
     ParameterError : unknown ``labels`` mode.
     """
     if labels not in LABEL_MODES:
@@ -97,21 +104,81 @@ def load_dataset(
     if not paths:
         raise ParameterError("no data path given")
     aliases = DEFAULT_ALIASES if aliases is None else aliases
-    clips: list[Clip] = []
+    roots: list[Path] = []
     skipped: list[tuple[str, str]] = []
-    modes = []
-    for root in paths:
-        root = Path(root)
+    for given in paths:
+        root = Path(given)
         if not root.exists():
             raise DataError(f"{root}: no such file or folder")
-        mode = "manifest" if manifest is not None else labels
-        found, lost, mode = _load_root(root, mode, Path(manifest) if manifest else None, aliases)
+        same = next((r for r in roots if os.path.samefile(r, root)), None)
+        if same is not None:
+            skipped.append((_printable(os.fspath(given), 300), f"the same path as {same}, given twice; read once"))
+        else:
+            roots.append(root)
+    seen = _Seen()
+    clips: list[Clip] = []
+    modes = []
+    owned: set[int] = set()
+    if manifest is not None:
+        manifest = Path(manifest)
+        found, rows, lost = _from_manifest(manifest, aliases, roots)
+        owned = {i for i, r in enumerate(roots) if _covers(r, manifest, found)} or set(range(len(roots)))
+        clips += seen.add(found, str(manifest), skipped, rows)
+        skipped += lost
+        modes.append("manifest")
+    for i, root in enumerate(roots):
+        if i in owned:
+            continue
+        found, lost, mode = _load_root(root, labels, aliases)
         if not found:
             raise DataError(f"{root}: no audio files found (looked for .wav .flac .ogg .mp3)")
-        clips += found
+        clips += seen.add(found, str(root), skipped)
         skipped += lost
         modes.append(mode)
-    return Dataset(clips=clips, roots=[Path(p).resolve() for p in paths], label_mode="+".join(dict.fromkeys(modes)), skipped=skipped)
+    return Dataset(clips=clips, roots=[r.resolve() for r in roots], label_mode="+".join(dict.fromkeys(modes)),
+                   skipped=skipped)
+
+
+class _Seen:
+    """The files already taken, by real path: a repeat is skipped and listed, a second label refused."""
+
+    def __init__(self):
+        self.first: dict[str, tuple[Clip, str, int | None]] = {}
+
+    def add(self, clips: list[Clip], where: str, skipped: list, lines: Sequence[int] | None = None) -> list[Clip]:
+        """The clips of ``clips`` not taken yet; ``where``: their root or manifest (``lines``: their rows)."""
+        out = []
+        for k, clip in enumerate(clips):
+            key = os.path.realpath(clip.path)
+            line = lines[k] if lines is not None else None
+            if key not in self.first:
+                self.first[key] = (clip, where, line)
+                out.append(clip)
+                continue
+            old, there, old_line = self.first[key]
+            same_manifest = there == where and line is not None and old_line is not None
+            if old.label != clip.label:
+                if same_manifest:
+                    raise DataError(f"{where}: lines {old_line} and {line} name the same file ({_printable(str(clip.path))}) "
+                                    f"with different labels ({old.label!r}, {clip.label!r})")
+                raise DataError(f"{_printable(str(clip.path))}: labelled {old.label!r} by {_place(there, old_line)} and "
+                                f"{clip.label!r} by {_place(where, line)}; give each file one label")
+            why = (f"listed again in {Path(where).name} line {line} (first on line {old_line}); read once" if same_manifest
+                   else f"also found under {_place(there, old_line)}; read once")
+            skipped.append((_printable(str(clip.path)), why))
+        return out
+
+
+def _place(where: str, line: int | None) -> str:
+    return where if line is None else f"{where} line {line}"
+
+
+def _covers(root: Path, manifest: Path, clips: list[Clip]) -> bool:
+    """Whether ``manifest`` lies in ``root`` or lists a file under it."""
+    top = root.resolve()
+    if top.is_file():
+        return any(os.path.realpath(c.path) == str(top) for c in clips)
+    return manifest.resolve().is_relative_to(top) or any(Path(os.path.realpath(c.path)).is_relative_to(top) for c in clips)
 
 
 def find_audio(root: str | os.PathLike) -> list[Path]:
@@ -126,67 +193,119 @@ def find_audio(root: str | os.PathLike) -> list[Path]:
     return out
 
 
-def _load_root(root: Path, mode: str, manifest: Path | None, aliases: dict[str, str]):
+def _load_root(root: Path, mode: str, aliases: dict[str, str]):
+    found = find_audio(root)
+    nested = root.is_dir() and any(p.parent != root for p in found)
     if mode == "auto":
         if root.is_dir() and (root / MANIFEST_NAME).is_file():
-            mode, manifest = "manifest", root / MANIFEST_NAME
-        elif root.is_dir() and any(p.parent != root for p in find_audio(root)):
+            mode = "manifest"
+        elif nested:
             mode = "folder"
         else:
             mode = "filename"
     if mode == "manifest":
-        manifest = manifest or root / MANIFEST_NAME
-        clips, skipped = _from_manifest(manifest, aliases)
-        return clips, skipped, mode
-    clips = []
-    for path in find_audio(root):
+        clips, rows, skipped = _from_manifest(root / MANIFEST_NAME, aliases, [root])
+        dups: list[tuple[str, str]] = []
+        clips = _Seen().add(clips, str(root / MANIFEST_NAME), dups, rows)
+        return clips, dups + skipped, mode
+    name = Path(os.path.abspath(root)).name  # "." has no name of its own (a link keeps its own name)
+    clips, skipped = [], []
+    for path in found:
         if mode == "folder":
             rel = path.relative_to(root).parts
-            raw = rel[0] if len(rel) > 1 else root.name
+            if nested and len(rel) == 1:
+                skipped.append((_printable(str(path)), "not in a class folder"))
+                continue
+            raw = rel[0] if len(rel) > 1 else name
         else:
             raw = path.name.split("_", 1)[0] if "_" in path.name else path.stem
-        clips.append(Clip(path=path, label=canonical_label(raw, aliases), source=root.name, group=""))
-    return clips, [], mode
+        clips.append(Clip(path=path, label=canonical_label(raw, aliases), source=name, group=""))
+    return clips, skipped, mode
 
 
-def _from_manifest(manifest: Path, aliases: dict[str, str]):
+def _from_manifest(manifest: Path, aliases: dict[str, str], roots: Sequence[Path] = ()):
     if not manifest.is_file():
         raise DataError(f"{manifest}: manifest not found")
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's "CSV UTF-8" has a BOM
-            return _manifest_rows(manifest, csv.DictReader(fh), aliases)
+            clips, rows, skipped, n, missing = _manifest_rows(manifest, csv.DictReader(fh), aliases)
     except UnicodeDecodeError as e:
         raise DataError(f"{manifest}: not UTF-8 text (byte {e.start})") from None
     except csv.Error as e:
         raise DataError(f"{manifest}: not a readable CSV file ({_printable(str(e))})") from None
+    if not clips:
+        if not n:
+            raise DataError(f"{manifest}: no rows under its header (nothing to read)")
+        if missing:
+            given, looked = missing[0]
+            hint = next((f"; it is at {r / given}, but paths are relative to the manifest's folder, not the data folder"
+                         for r in roots if _is_file(r / given)), "; paths are relative to the manifest's folder")
+            raise DataError(f"{manifest}: none of its {n} rows names an existing file (the first: {_printable(given, 300)}, "
+                            f"looked for at {_printable(_absolute(looked), 300)}{_printable(hint, 400)})")
+        raise DataError(f"{manifest}: none of its {n} rows can be used (the first: {skipped[0][0]}: {skipped[0][1]})")
+    return clips, rows, skipped
 
 
 def _manifest_rows(manifest: Path, reader: csv.DictReader, aliases: dict[str, str]):
+    """``(clips, their lines, skipped, number of rows, [(given path, where looked)] of the missing ones)``."""
     base = manifest.parent
-    clips, skipped = [], []
+    source = Path(os.path.abspath(manifest)).parent.name  # "m.csv" has a parent "." with no name of its own
+    clips, lines, skipped, missing = [], [], [], []
+    n = 0
     cols = [c.strip().lower() for c in (reader.fieldnames or [])]
     if "path" not in cols or "label" not in cols:
         shown = ", ".join(_printable(c) for c in cols[:12]) or "none"
         raise DataError(f"{manifest}: needs the columns 'path' and 'label' (has: {shown})")
     for i, row in enumerate(reader, start=2):
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if isinstance(k, str) and k}
-        path = Path(row.get("path", ""))
-        path = path if path.is_absolute() else base / path
+        n += 1
+        given = row.get("path", "")
         label = _label(row.get("label", ""), aliases)
         try:
+            path = _manifest_path(base, given)
             exists = path.is_file()
         except OSError as e:  # a name too long, a path through a file...
-            skipped.append((_printable(str(path)), f"listed in {manifest.name} line {i} but cannot be read ({e.strerror or e})"))
+            skipped.append((_printable(str(base / given)), f"listed in {manifest.name} line {i} but cannot be read ({e.strerror or e})"))
             continue
         if not label:
             skipped.append((f"{manifest}:{i}", "row has no label"))
-        elif not row.get("path") or not exists:
+        elif not given or not exists:
             skipped.append((_printable(str(path)), f"listed in {manifest.name} line {i} but missing"))
+            if given:
+                missing.append((given, path))
         else:
             extra = {k: v for k, v in row.items() if k not in ("path", "label", "source", "group")}
-            clips.append(Clip(path=path, label=label, source=row.get("source") or base.name,
+            clips.append(Clip(path=path, label=label, source=row.get("source") or source,
                               group=row.get("group", ""), meta=extra))
-    return clips, skipped
+            lines.append(i)
+    return clips, lines, skipped, n, missing
+
+
+def _manifest_path(base: Path, given: str) -> Path:
+    """A manifest row's file: ``given`` relative to the manifest's folder; where that is no file and
+    ``given`` has backslashes (a CSV made on Windows), the same with ``/`` if that is one."""
+    path = Path(given)
+    path = path if path.is_absolute() else base / path
+    if "\\" in given and os.sep == "/" and not _is_file(path):
+        alt = Path(given.replace("\\", "/"))
+        alt = alt if alt.is_absolute() else base / alt
+        if _is_file(alt):
+            return alt
+    return path
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte...
+        return False
+
+
+def _absolute(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except (OSError, ValueError):
+        return os.path.abspath(path)
 
 
 def _label(text: str, aliases: dict[str, str]) -> str:

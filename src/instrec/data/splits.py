@@ -19,6 +19,23 @@ from .instruments import NOTE_NAMES, parse_note_name
 SPLIT_METHODS = ("random", "stratified", "group")
 # Group keys with a meaning of their own; any other key names a manifest column (Clip.meta).
 GROUP_KEYS = ("pitch", "pitch_class", "source", "group")
+# The largest seed numpy's and scikit-learn's random states take (2**32 - 1)
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` as an ``int``: an integer (a numpy one too, never a bool) from 0 to :data:`MAX_SEED`,
+    the seeds numpy and scikit-learn take. The one check of a split's, a fold's and a model's seed
+    (:class:`KFold`, :func:`instrec.pipeline.train_model`, :class:`instrec.classifier.InstrumentClassifier`).
+
+    Raises
+    ------
+    ParameterError : one line, ``seed must be an integer from 0 to 4294967295, got -1``.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        shown = int(seed) if isinstance(seed, np.integer) else seed
+        raise ParameterError(f"{name} must be an integer from 0 to {MAX_SEED}, got {shown!r}")
+    return int(seed)
 
 
 def clip_groups(clips: Sequence, group_by: str) -> list[str]:
@@ -114,6 +131,7 @@ def split_indices(
 
     if method not in SPLIT_METHODS:
         raise ParameterError(f"split must be one of {', '.join(SPLIT_METHODS)}; got {method!r}")
+    seed = check_seed(seed)
     if not 0.0 < test_size < 1.0:
         raise ParameterError(f"test_size must be between 0 and 1, got {test_size}")
     n = len(labels)
@@ -174,6 +192,7 @@ def kfold_indices(
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
         raise ParameterError(f"cross-validation needs k ≥ 2 folds; got {k!r}")
     k = int(k)
+    seed = check_seed(seed)
     labels = list(labels)
     n = len(labels)
     if n < k:
@@ -262,7 +281,7 @@ class KFold:
     def __init__(self, n_splits: int = 5, *, group_by: str | None = None, seed: int = 0):
         if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
             raise ParameterError(f"cross-validation needs k ≥ 2 folds; got {n_splits!r}")
-        self.n_splits, self.group_by, self.seed = int(n_splits), group_by or None, seed
+        self.n_splits, self.group_by, self.seed = int(n_splits), group_by or None, check_seed(seed)
 
     def check(self, clips: Sequence) -> None:
         """Fail on clips without a group before any feature is computed."""

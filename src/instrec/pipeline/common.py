@@ -31,7 +31,9 @@ class DataOptions:
     """How labelled audio is read and its features computed, shared by every step.
 
     ``labels``: ``auto``, ``folder``, ``filename`` or ``manifest``; ``manifest``: a CSV of
-    ``path,label[,group,source]``; ``aliases``: label → label merges; ``jobs``: feature-extraction
+    ``path,label[,group,source]``; ``aliases``: label → label merges, a mapping (``{"sax": "saxophone"}``,
+    used as it is) or ``NAME=LABEL`` strings as the command line's ``--alias`` takes them
+    (``["sax=saxophone"]``, merged over the built-in ones likewise); ``jobs``: feature-extraction
     processes (``None``: one per core); ``cache``: the feature cache (``True``: its default folder,
     a folder, or ``False``: off; see :func:`instrec.features.extract`); ``fill``: called
     ``fill(paths, config, cache=..., progress=...)`` before each extraction with the cache on, to
@@ -46,8 +48,34 @@ class DataOptions:
     cache: bool | str | os.PathLike = True
     fill: Callable | None = None
 
+    def __post_init__(self):
+        object.__setattr__(self, "aliases", _check_aliases(self.aliases))
+
     def load(self, data) -> Dataset:
         return load_dataset(data, labels=self.labels, manifest=self.manifest, aliases=dict(self.aliases or {}))
+
+
+def _check_aliases(aliases) -> Mapping[str, str] | None:
+    """:attr:`DataOptions.aliases` as a mapping: NAME=LABEL strings parsed as the command line
+    parses ``--alias`` (:func:`~instrec.data.folder.parse_aliases`); else ParameterError."""
+    from ..data.folder import parse_aliases
+
+    if aliases is None:
+        return None
+    if isinstance(aliases, Mapping):
+        if all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+            return aliases
+    else:
+        items = [aliases] if isinstance(aliases, str) else aliases
+        try:
+            items = list(items)
+        except TypeError:
+            items = None
+        if items is not None and all(isinstance(x, str) and "=" in x and all(p.strip() for p in x.split("=", 1))
+                                     for x in items):
+            return parse_aliases(items)
+    raise ParameterError(f"aliases must map names to labels ({{'sax': 'saxophone'}}) or list NAME=LABEL strings "
+                         f"(['sax=saxophone']); got {aliases!r}")
 
 
 def bar(progress: Progress | None, text: str, total: int):
@@ -257,10 +285,12 @@ def classes_of(labels: Sequence[str]) -> list[str]:
     return sorted({c for l in labels for c in split_labels(l)} if is_multilabel(labels) else set(labels))
 
 
-def need_two_classes(labels: Sequence[str], what: str) -> None:
+def need_two_classes(labels: Sequence[str], what: str, skipped: Sequence[tuple[str, str]] = ()) -> None:
+    """DataError unless ``labels`` hold 2 classes; ``skipped`` (file, why): named too, as they may be the cause."""
     classes = classes_of(labels)
     if len(classes) < 2:
-        raise DataError(f"{what} must have at least 2 classes to train; found {len(classes)} ({', '.join(classes) or 'none'})")
+        lost = f"; {len(skipped)} listed file(s) were skipped, the first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        raise DataError(f"{what} must have at least 2 classes to train; found {len(classes)} ({', '.join(classes) or 'none'}){lost}")
 
 
 def split_words(method, group_by) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 from ..classifier import InstrumentClassifier
 from ..data.folder import Dataset
 from ..engines.torch_engine import TorchEngine
+from ..errors import DataError
 from ..evaluate import compute_metrics, write_report
 from ..features import compact_dtype, expand
 from ..fileio import writing
@@ -43,24 +44,32 @@ def evaluate_model(
     expected calibration error of the model's (calibrated) probabilities.
     """
     options = options or DataOptions()
-    model_dir = None
     if isinstance(model, InstrumentClassifier):
         model = Model(TorchEngine(model))
     elif not isinstance(model, Model):
         model = load_model(model)
-        model_dir = Path(model.source)
-    all_classes = model.classes
+    source = model.source
+    all_classes = list(model.info["all_classes"])  # a model restricted already: all the network's
     if classes is not None:
         model = model.restrict(classes)  # bad names fail before any work
     info = model.info
     ds = options.load(data)
     clips, scope = ds.clips, "the whole data set"
-    test = _training_test_split(model_dir, ds)
+    record = _held_back_record(model)
+    test = _training_test_split(record, ds)
     if test is not None:
         clips = [c for c in clips if str(c.path.resolve()) in test]
         split = info.get("training", {}).get("split", {})
         words = split_words(split.get("method"), split.get("group_by"))
         scope = f"held-back test split of the training data ({words}, seed {split.get('seed')})"
+        if not clips:
+            raise DataError(f"{_data_words(data)}: none of the held-back test clips the model records is there any more; "
+                            "evaluate it on other data")
+    training_clips = _training_clips(clips, info, record)
+    if training_clips:
+        scope += f": {training_clips_words(training_clips, len(clips), record is not None)}"
+    if not model.multilabel:
+        _need_known_classes(clips, data, model.classes, all_classes, model.classes != all_classes)
     if model.multilabel:
         metrics, ok, bad = _score_multilabel(model, clips, ds.roots, progress)
     else:
@@ -69,13 +78,20 @@ def evaluate_model(
         metrics = compute_metrics(truth, _proba(model, X), model.classes, families=model.families,
                                   min_confidence=model.min_confidence)
     skipped = ds.skipped + bad
+    left_out = {c: n for c, n in metrics.get("unknown_classes", {}).items() if c in all_classes}
+    if left_out:
+        metrics["left_out_by_classes"] = left_out  # known to the model, not among ``classes``
+    if training_clips:  # clips that may have been trained on: the figures flatter the model
+        metrics["training_clips"] = {"n": training_clips, "of": len(clips), "held_back_record": record is not None}
     context = {
-        "model": str(model_dir) if model_dir else info["recipe"],
+        "model": str(source) if source else info["recipe"],
         "recipe": info["recipe"],
         **({"answers among": f"{len(model.classes)} of the model's {len(all_classes)} classes: {', '.join(model.classes)}"}
            if classes is not None else {}),
         "data": ", ".join(str(r) for r in ds.roots),
         "evaluated on": scope,
+        **({"left out by the classes chosen (not scored)": ", ".join(f"{c} ({n} clips)" for c, n in left_out.items())}
+           if left_out else {}),
         "clips": f"{len(ok)} scored of {len(clips)}, {len(skipped)} skipped",
         "sources": ", ".join(sorted({clips[i].source for i in ok})),
         "calibration": "a threshold per instrument (model.json's thresholds)" if model.multilabel else (f"temperature {model.info['temperature']:.3g}" if model.temperature is not None
@@ -138,15 +154,79 @@ def _proba(model: Model, X: np.ndarray, batch: int = 256) -> np.ndarray:
                            for s in range(0, len(X), batch)])
 
 
-def _training_test_split(model_dir: Path | None, ds: Dataset) -> set[str] | None:
-    """The training run's test files when ``ds`` is the data the model was trained on."""
-    if model_dir is None or not (model_dir / SPLIT_FILE).is_file():
-        return None
+def _held_back_record(model: Model) -> dict | None:
+    """The record of the held-back test split of the model's training data (``{"roots", "test"}``):
+    the ``split.json`` of the folder the model was loaded from, else the copy an ``.onnx`` export
+    carries in its metadata (:data:`instrec.export.HELD_BACK_KEY`); None when neither is there."""
+    from ..engines import RestrictedEngine
+    from ..export import HELD_BACK_KEY
+
+    record = None
+    if model.source and (Path(model.source) / SPLIT_FILE).is_file():
+        try:
+            record = json.loads((Path(model.source) / SPLIT_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    else:
+        engine = model.engine.engine if isinstance(model.engine, RestrictedEngine) else model.engine
+        export_info = getattr(engine, "export_info", None)
+        record = export_info.get(HELD_BACK_KEY) if isinstance(export_info, dict) else None
     try:
-        record = json.loads((model_dir / SPLIT_FILE).read_text(encoding="utf-8"))
         roots, test = record["roots"], record["test"]
-    except (ValueError, KeyError, TypeError):
+        if not all(isinstance(x, str) for x in [*roots, *test]):
+            return None
+    except (KeyError, TypeError):
         return None
-    if sorted(roots) != sorted(str(r) for r in ds.roots):
+    return {"roots": list(roots), "test": list(test)}
+
+
+def _training_test_split(record: dict | None, ds: Dataset) -> set[str] | None:
+    """The training run's test files when ``ds`` is the data the model was trained on."""
+    if record is None or sorted(record["roots"]) != sorted(str(r) for r in ds.roots):
         return None
-    return set(test)
+    return set(record["test"])
+
+
+def _training_clips(clips, info: dict, record: dict | None) -> int:
+    """How many of ``clips`` lie in a folder the model was trained on (its training card's data
+    roots, or its split record's) and are not in its held-back test split: clips it may have been
+    trained on."""
+    data = info.get("training", {}).get("data", {})
+    roots = [*(data.get("roots") or [] if isinstance(data, dict) else []), *(record["roots"] if record else [])]
+    roots = {Path(r) for r in roots if isinstance(r, str) and r}
+    if not roots:
+        return 0
+    test = set(record["test"]) if record else set()
+    count = 0
+    for clip in clips:
+        path = clip.path.resolve()
+        if str(path) not in test and any(path.is_relative_to(r) for r in roots):
+            count += 1
+    return count
+
+
+def training_clips_words(n: int, of: int, record: bool, whose: str = "its") -> str:
+    """The warning that ``n`` of the ``of`` clips evaluated lie where the model was trained."""
+    return (f"{n} of {whose} {of} clips lie in the folder the model was trained on "
+            + ("and are not in its held-back test split" if record else
+               "and the model carries no record of its held-back test split")
+            + ", so the figures include training clips")
+
+
+def _need_known_classes(clips, data, classes: Sequence[str], all_classes: Sequence[str], chosen: bool) -> None:
+    """DataError (one line) when no clip has a class the model scores: nothing could be scored."""
+    found = sorted({c.label for c in clips})
+    if set(found) & set(classes):
+        return
+    where = _data_words(data)
+    if not clips:
+        raise DataError(f"{where}: no clips to score")
+    if chosen and set(found) & set(all_classes):
+        raise DataError(f"no clip of {where} has one of the classes chosen ({', '.join(classes)}); "
+                        f"its classes: {', '.join(found)}; the model's: {', '.join(all_classes)}")
+    raise DataError(f"no clip of {where} has a class the model knows; its classes: {', '.join(found)}; "
+                    f"the model's: {', '.join(all_classes)}")
+
+
+def _data_words(data) -> str:
+    return str(data) if isinstance(data, (str, os.PathLike)) else ", ".join(str(d) for d in data)

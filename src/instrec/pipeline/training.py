@@ -11,9 +11,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..bundle import SPLIT_FILE
 from ..classifier import InstrumentClassifier
 from ..data.folder import Dataset
-from ..data.splits import clip_groups, split_indices
+from ..data.splits import check_seed, clip_groups, split_indices
 from ..errors import ParameterError
 from ..evaluate import fmt_pct, write_report
 from ..fileio import writing
@@ -22,7 +23,6 @@ from .common import (DataOptions, Progress, absent_classes, bar, check_keep_clas
                      extract_rows, fit_and_score, init_record, load_base_model, need_two_classes, read_families,
                      resolve_recipe, shifted_features, split_words)
 
-SPLIT_FILE = "split.json"  # the model folder's record of its training data's test clips
 
 
 @dataclass
@@ -93,6 +93,7 @@ def train_model(
     from ..decision import resolve_families
     from ..train.distributed import barrier, init_from_env, is_main, main_first
 
+    seed = check_seed(seed)  # before anything: the split's random_state and the network's seed
     init_from_env(device)  # under torchrun: join the other processes (a no-op otherwise)
     options = options or DataOptions()
     families = read_families(families)
@@ -102,7 +103,7 @@ def train_model(
     check_keep_classes(keep_classes, init, recipe)
     group_by = _check_group_by(split, group_by)
     ds = options.load(data)
-    need_two_classes(ds.labels, "the data")
+    need_two_classes(ds.labels, "the data", ds.skipped)
     resolve_families(classes_of(ds.labels), families)  # a bad table fails before the features are computed
     if group_by:
         clip_groups(ds.clips, group_by)  # a clip without a group fails before the features are computed

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ..classifier import InstrumentClassifier
-from ..data.splits import KFold, LeaveOneSourceOut
+from ..data.splits import KFold, LeaveOneSourceOut, check_seed
 from ..evaluate import crossval_markdown, summary_metrics
 from ..fileio import write_json, write_text, writing
 from ..recipes import Recipe
@@ -56,6 +56,7 @@ def cross_validate(
     macro F1 (clip level: the activity tables' frame-level F1 is ``evaluate``'s). With ``out``, writes the splitter's JSON file (``cv.json``
     or ``crossval.json``) and ``report.md`` there.
     """
+    seed = check_seed(seed)  # every fold's network's seed (and the folds' with an integer cv)
     options = options or DataOptions()
     families = read_families(families)
     splitter = KFold(cv, seed=seed) if not isinstance(cv, (KFold, LeaveOneSourceOut)) else cv
@@ -63,7 +64,7 @@ def cross_validate(
     recipe = resolve_recipe(recipe, init)
     check_keep_classes(keep_classes, init, recipe)
     ds = options.load(data)
-    need_two_classes(ds.labels, "the data")
+    need_two_classes(ds.labels, "the data", ds.skipped)
     splitter.check(ds.clips)  # fail before the features are computed
     X, clips, skipped = dataset_features(ds, recipe, options, progress, device)
     y = [c.label for c in clips]
