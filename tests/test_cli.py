@@ -247,7 +247,7 @@ def test_render_music_writes_excerpts_and_who_plays_when(tmp_path):
     (("--format", "mp3", "--sample-rate", "16001"), "--sample-rate must be one of 8000, 11025, 12000, 16000, 22050, "
                                                     "24000, 32000, 44100, 48000 (Hz) for mp3, got 16001"),
     (("--n", "0"), "--n must be an integer >= 1, got 0"),
-    (("--seed", "-1"), "--seed must be an integer >= 0, got -1"),
+    (("--seed", "-1"), "--seed must be an integer from 0 to 4294967295, got -1"),
 ])
 def test_render_music_a_value_out_of_range_is_one_line_naming_the_option(args, line, tmp_path):
     """Review item 2: --seconds said 0.05..60 and refused 0.5; --sample-rate 100000 talked about seconds."""

@@ -263,7 +263,7 @@ def test_a_part_silent_wherever_it_plays_is_left_out():
     (dict(sr=192000), "sr must be an integer in 8000..96000 (Hz), got 192000"),
     (dict(sr=7999), "sr must be an integer in 8000..96000 (Hz), got 7999"),
     (dict(fmt="mp3", sr=16001), "sr must be one of 8000, "),
-    (dict(seed=-1), "seed must be an integer >= 0, got -1"),
+    (dict(seed=-1), "seed must be an integer from 0 to 4294967295, got -1"),
     (dict(n=0), "n must be an integer >= 1, got 0"),
 ])
 def test_each_bad_value_names_its_argument_and_the_range_it_takes(kw, message, tmp_path):

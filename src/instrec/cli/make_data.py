@@ -85,7 +85,7 @@ def render_music(
     instruments: str = typer.Option("wide", metavar="NAME,...|wide", help="the instruments voices may get (wide: the 31 the "
                                     "shipped model knows); a part naming another is played as a voice"),
     fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
-    seed: int = typer.Option(0, metavar="N", help="same seed, identical files (>= 0)"),
+    seed: int = typer.Option(0, metavar="N", help="same seed, identical files (0 to 4294967295)"),
     stems: bool = typer.Option(False, "--stems", help="also write each part's audio, as it is in the mix, to OUT_DIR/stems"),
 ):
     """Render music part by part from scores (music21's corpus or yours), with who plays when (activity.csv)."""

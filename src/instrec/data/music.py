@@ -49,6 +49,7 @@ from .instruments import WIDE_VOCABULARY, Instrument, resolve_instrument
 from .notes import Note, dynamic_for_velocity
 from .render import FORMATS, MP3_RATES, PEAK, SILENT_PEAK, _is_int, write_audio
 from .render import MIN_SR as _RENDER_MIN_SR
+from .splits import check_seed
 from .synth import MAX_SYNTH_SR, import_fluidsynth, needs_fluidsynth, open_library, select_soundfonts
 
 __all__ = ["MUSIC_COLUMNS", "PIECE_SETS", "MusicReport", "Piece", "check_arguments", "list_pieces", "read_piece",
@@ -144,8 +145,7 @@ def check_arguments(n, seconds, sr, fmt, seed, names: dict[str, str] | None = No
         raise ParameterError(f"{name['fmt']} must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "mp3" and sr not in MP3_RATES:
         raise ParameterError(f"{name['sr']} must be one of {', '.join(map(str, MP3_RATES))} (Hz) for mp3, got {sr!r}")
-    if not _is_int(seed) or seed < 0:
-        raise ParameterError(f"{name['seed']} must be an integer >= 0, got {seed!r}")
+    seed = check_seed(seed, name["seed"])
     return int(n), float(seconds), int(sr), fmt, int(seed)
 
 

@@ -38,6 +38,7 @@ from .negatives import LABEL as NEGATIVE_LABEL
 from .negatives import NegativeClip, NegativeJob, negative_jobs, render_job
 from .notes import DYNAMICS, Note, draw_note, dynamic_for_velocity, note_rng
 from .samplers import Sampler
+from .splits import check_seed
 from .synth import (
     SOUNDFONTS,
     PatchSet,
@@ -273,8 +274,7 @@ def _validate(per_class, seconds, sr, fmt, seed, progress, count_name: str = "pe
         raise ParameterError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "mp3" and sr not in MP3_RATES:
         raise ParameterError(f"sr {sr} cannot be written as mp3; use one of {', '.join(map(str, MP3_RATES))}")
-    if not _is_int(seed) or seed < 0:
-        raise ParameterError(f"seed must be an integer >= 0, got {seed!r}")
+    seed = check_seed(seed)
     if progress is not None and not callable(progress):
         raise ParameterError(f"progress must be callable or None, got {progress!r}")
     return _Settings(int(per_class), float(seconds), int(sr), fmt, int(seed))
