@@ -441,3 +441,16 @@ def test_one_class_left_names_the_files_skipped(tmp_path):
     r = run_cli("train", tmp_path, "--manifest", tmp_path / "m.csv", "--out", tmp_path / "m")
     assert r.returncode == 1 and len(error_lines(r.stderr)) == 1, r.stderr
     assert "found 1 (flute); 2 listed file(s) were skipped, the first: " in r.stderr and "b.wav: listed in m.csv line 3" in r.stderr
+
+
+def test_train_says_what_it_learnt_from(tmp_path):
+    """The classes and their clips as the folders were read; a file beside the class folders is
+    skipped, not a class named after the folder."""
+    for c, f in (("cello", 200), ("flute", 800)):
+        for k in range(4):
+            write(tmp_path / "d" / c / f"{k}.wav", tone("sine", f + 20 * k))
+    write(tmp_path / "d" / "stray.wav", tone("saw", 300))
+    r = run_cli("train", tmp_path / "d", "--out", tmp_path / "m", "--epochs", "2")
+    assert r.returncode == 0, r.stderr
+    assert "data: 8 clips (folder labels) of 2 classes: cello 4, flute 4" in r.stdout, r.stdout
+    assert "stray.wav" in r.stderr and "not in a class folder" in r.stderr

@@ -207,6 +207,10 @@ def train(
               f"test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, ROC AUC {fmt_num(m['roc_auc_ovr_macro'])}")
     typer.echo(f"{r.name}: {scores} on {m['n']} held-back clips "
                f"{res.context['evaluated on'].removeprefix('held-back test split ')}; model saved to {out}")
+    data_card = res.model.info["training"].get("data", {})
+    if data_card.get("classes"):  # what it learnt from, as the folders were read
+        typer.echo(f"data: {data_card.get('n')} clips ({data_card.get('label_mode')} labels) of {len(data_card['classes'])} "
+                   "classes: " + ", ".join(f"{c} {n}" for c, n in data_card["classes"].items()))
     start = res.model.info["training"].get("fine_tuned_from", {}).get("test_split")
     if start:
         typer.echo(f"the model it started from: accuracy {fmt_pct(start['accuracy'])} on the {start['n']} of those "
