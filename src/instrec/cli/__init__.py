@@ -11,7 +11,8 @@ from typer.core import TyperCommand
 
 from . import make_data  # noqa: F401  (registers render, render-music and spectrograms, first in --help)
 from .common import (ALIAS_OPT, CLASSES_OPT, DEFAULT_RECIPE, DEVICE_OPT, LABELS_OPT, MANIFEST_OPT, EngineName,
-                     ImageMode, LabelMode, Level, OutFormat, SplitMethod, Trainable, _Command, _examples, _need, app)
+                     ImageMode, LabelMode, Level, OutFormat, SplitMethod, Trainable, _Command, _examples, _need,
+                     _say_absent_classes, _say_recipe, app)
 from ..display import progress_bars as _progress, quiet_decoder_messages, report_skipped as _report_skipped
 from ..errors import InstrecError
 
@@ -71,24 +72,6 @@ def _recipe(recipe: str | None, epochs, hidden, activation, image_mode, init=Non
         raise ParameterError("--keep-classes keeps the classes of the model fine-tuning starts from; give --from MODEL_DIR or --from shipped")
     return resolve_recipe(recipe, init, trainable=trainable.value if trainable else "all").with_overrides(
         epochs=epochs, hidden=parse_hidden(hidden), activation=activation, image_mode=image_mode.value if image_mode else None)
-
-
-def _say_recipe(recipe: str | None, base, r) -> None:
-    """Name the recipe a run uses when the user named none: it decides what the model can learn."""
-    if recipe is None and base is None:
-        typer.echo(f"recipe: {r.name} (the default; --recipe to choose)")
-
-
-def _say_absent_classes(context: dict) -> None:
-    """Classes of the model fine-tuning started from that the training data lacks: dropped (a warning) or kept."""
-    from ..pipeline.common import ABSENT_DROPPED, ABSENT_KEPT
-
-    for key, line, err in ((ABSENT_DROPPED, "dropped the classes of the model it started from that the training data lacks: "
-                            "{} (--keep-classes keeps them)", True),
-                           (ABSENT_KEPT, "kept the classes of the model it started from that the training data lacks, their "
-                            "output rows as they were: {}", False)):
-        if context.get(key):
-            typer.echo(line.format(context[key]), err=err)
 
 
 @app.command(epilog=_examples(

@@ -112,3 +112,21 @@ def _need(*modules: str) -> None:
     for name in modules:
         if importlib.util.find_spec(name) is None:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def _say_recipe(recipe: str | None, base, r) -> None:
+    """Name the recipe a run uses when the user named none: it decides what the model can learn."""
+    if recipe is None and base is None:
+        typer.echo(f"recipe: {r.name} (the default; --recipe to choose)")
+
+
+def _say_absent_classes(context: dict) -> None:
+    """Classes of the model fine-tuning started from that the training data lacks: dropped (a warning) or kept."""
+    from ..pipeline.common import ABSENT_DROPPED, ABSENT_KEPT
+
+    for key, line, err in ((ABSENT_DROPPED, "dropped the classes of the model it started from that the training data lacks: "
+                            "{} (--keep-classes keeps them)", True),
+                           (ABSENT_KEPT, "kept the classes of the model it started from that the training data lacks, their "
+                            "output rows as they were: {}", False)):
+        if context.get(key):
+            typer.echo(line.format(context[key]), err=err)
