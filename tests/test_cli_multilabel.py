@@ -63,6 +63,31 @@ def test_json_has_instruments_and_active_windows(duet_json, multilabel_model):
     assert any({"sine", "saw"} <= set(w["active"]) for w in res["windows"])
 
 
+def test_min_confidence_is_a_floor_under_the_thresholds(duet_json, multilabel_model, duet_recording):
+    """--min-confidence P: an instrument is active where p >= max(its threshold, P), so fewer are heard."""
+    thresholds = json.loads((multilabel_model / "model.json").read_text())["thresholds"]
+    heard = sorted(w["probabilities"][c] for w in duet_json["windows"] for c in w["active"])
+    floor = round((heard[0] + heard[-1]) / 2, 3)  # between the least and the most certain instrument heard
+    r = run_cli("predict", multilabel_model, duet_recording, "--format", "json", "--min-confidence", str(floor))
+    assert r.returncode == 0, r.stderr
+    (res,) = json.loads(r.stdout)
+    for w in res["windows"]:
+        assert w["active"] == [c for c in CLASSES if w["probabilities"][c] >= max(thresholds[c], floor)]
+    assert sum(map(len, (w["active"] for w in res["windows"]))) < len(heard)
+    assert all(t["probability"] >= floor for t in res["instruments"])
+
+
+def test_segments_and_tracks_cut_at_the_same_instants(duet_json):
+    """The label's segments and each instrument's segments both cut halfway between window centres."""
+    from instrec.timeline import window_tiles
+
+    tiles = window_tiles([(w["start"], w["end"]) for w in duet_json["windows"]], duet_json["duration"])
+    edges = {round(float(t), 4) for t in tiles.ravel()}
+    cuts = [(s["start"], s["end"]) for s in duet_json["segments"]]
+    cuts += [(s["start"], s["end"]) for t in duet_json["instruments"] for s in t["segments"]]
+    assert len(duet_json["segments"]) > 1 and all(a in edges and b in edges for a, b in cuts), (cuts, edges)
+
+
 def test_table_lists_instruments_heard_with_times(duet_json, multilabel_model, duet_recording):
     r = run_cli("predict", multilabel_model, duet_recording)
     assert r.returncode == 0, r.stderr
@@ -176,3 +201,78 @@ def test_no_instrument_heard(multilabel_model, duet_recording, tmp_path):
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert len(rows) == 7 and all(row["active"] == "" for row in rows)
     assert (tmp_path / "deaf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+FAMILIES = {"smooth": ["sine"], "buzzy": ["saw", "square"]}
+
+
+@pytest.fixture(scope="module")
+def family_model(multilabel_model, tmp_path_factory):
+    """The multi-label model with two families: the sine alone, the saw with the square."""
+    model = tmp_path_factory.mktemp("families") / "model"
+    shutil.copytree(multilabel_model, model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["families"] = FAMILIES
+    (model / "model.json").write_text(json.dumps(meta))
+    return model
+
+
+def union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def test_family_level_table_and_csv_list_families(family_model, duet_recording, tmp_path):
+    """--level family: the table lists the families heard (their probability, when they play) and
+    who plays when by family; the CSV's active column names families, as its p_ columns do; the
+    picture draws them (it raised a KeyError on the instruments' names)."""
+    res = json.loads(run_cli("predict", family_model, duet_recording, "--level", "family", "--format", "json").stdout)[0]
+    assert set(res["probabilities"]) == set(FAMILIES)
+    family_of = {c: f for f, members in FAMILIES.items() for c in members}
+    members = {}
+    for t in res["instruments"]:
+        members.setdefault(family_of[t["label"]], []).extend((s["start"], s["end"]) for s in t["segments"])
+    assert {"smooth", "buzzy"} <= set(members)
+    expected = sorted(([f, f"{res['probabilities'][f]:.2f}", ", ".join(f"{clock(a)}-{clock(b)}" for a, b in union(s))]
+                       for f, s in members.items()), key=lambda row: -float(row[1]))
+
+    r = run_cli("predict", family_model, duet_recording, "--level", "family", "--plot", tmp_path / "families.png")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "families.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    files, when = r.stdout.split("\n\n", 1)
+    assert "instrument" not in files.split("┡")[0] and "family" in files.split("┡")[0]
+    assert [row[1:] for row in cells(files)] == expected
+    runs = cells(when)
+    assert "instruments" not in when and {w for run in runs for w in run[2].split(", ")} <= {*FAMILIES, "none", "silence"}
+    assert any(run[2] == "buzzy, smooth" for run in runs)  # the sine and the saw together
+
+    r = run_cli("predict", family_model, duet_recording, "--level", "family", "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    order = list(res["probabilities"])
+    assert r.stdout.splitlines()[0].split(",")[5:] == [f"p_{f}" for f in order]
+    for row, w in zip(rows, res["windows"], strict=True):
+        active = {family_of[c] for c in w["active"]}
+        assert row["active"] == ";".join(f for f in order if f in active)
+    assert any(row["active"] == "buzzy;smooth" for row in rows)
+
+
+def test_a_span_shorter_than_a_tenth_of_a_second_is_not_shown_empty(multilabel_model, duet_recording, tmp_path):
+    model = tmp_path / "hears-all"
+    shutil.copytree(multilabel_model, model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["thresholds"] = {c: 0.0 for c in CLASSES}  # every probability reaches 0: every instrument is heard
+    (model / "model.json").write_text(json.dumps(meta))
+    y, sr = sf.read(duet_recording, dtype="float32")
+    short = tmp_path / "blip.wav"
+    sf.write(short, y[: int(0.03 * sr)], sr)
+    r = run_cli("predict", model, short)
+    assert r.returncode == 0, r.stderr
+    rows = cells(r.stdout)
+    assert len(rows) == len(CLASSES)
+    assert all(row[4] == "0:00.00-0:00.03" for row in rows), rows

@@ -52,7 +52,8 @@ def test_segments_merge_runs_and_tile_the_recording():
     ws = [Window(0, 3, "a", p), Window(1.5, 4.5, "a", p), Window(3, 6, "silence", None, True),
           Window(4.5, 7.5, "b", q), Window(6, 9, "b", q)]
     segs = merge_segments(ws, duration=9.0)
-    assert [(s.start, s.end, s.label) for s in segs] == [(0, 3, "a"), (3, 4.5, "silence"), (4.5, 9.0, "b")]
+    # cut halfway between window centres (1.5, 3, 4.5, 6, 7.5), as the instruments' tracks are
+    assert [(s.start, s.end, s.label) for s in segs] == [(0, 3.75, "a"), (3.75, 5.25, "silence"), (5.25, 9.0, "b")]
     assert segs[0].probability == pytest.approx(0.9) and segs[1].probability is None
 
 
@@ -66,6 +67,14 @@ def test_silent_windows_are_relative_to_the_loudest():
 def test_bad_window_or_hop_is_a_parameter_error(window, hop):
     with pytest.raises(ParameterError):
         check_window(window, hop)
+
+
+def test_a_hop_alone_longer_than_the_models_window_is_refused():
+    """--hop 5 with the default 3-s window would skip 2 s in every 5: refused as --window 3 --hop 5 is."""
+    assert check_window(None, 3.0, model_window=3.0) == (None, 3.0)
+    assert check_window(6.0, 5.0, model_window=3.0) == (6.0, 5.0)  # a window given: the hop is checked against it
+    with pytest.raises(ParameterError, match=r"hop \(5 s\) must not be longer than the window \(3 s"):
+        check_window(None, 5.0, model_window=3.0)
 
 
 # -- the Python API ------------------------------------------------------------------------
@@ -222,6 +231,7 @@ def test_cli_short_file_keeps_one_result(long_recording, tmp_path):
 @pytest.mark.parametrize("args,words", [
     (("--window", "0"), "window must be between"),
     (("--window", "2", "--hop", "3"), "must not be longer than the window"),
+    (("--hop", "5"), "must not be longer than the window (3 s"),
 ])
 def test_cli_bad_window_is_one_line(long_recording, args, words):
     path, _ = long_recording
@@ -362,6 +372,111 @@ def test_restrict_keeps_families_and_threshold():
     r = model.predict(_tone(), 8000)
     assert model.families == {"bowed-strings": ["cello", "viola"]} and r.label == "cello"  # 0.40 / 0.45
     assert model.with_options(min_confidence=0.95).predict(_tone(), 8000).label == "unknown"
+
+
+class WaveEngine(FixedEngine):
+    """A FixedEngine taking 1-s waveform windows at 8 kHz, as the cnn recipes take 3 s: it keeps the rows it is given."""
+
+    def __init__(self, classes, rows, **meta):
+        from instrec.features import FeatureConfig
+
+        super().__init__(classes, rows, **meta)
+        self.feature = FeatureConfig(kind="waveform", sr=8000, seconds=1.0)
+        self.seen = []
+
+    def predict_proba(self, X):
+        self.seen.extend(np.asarray(X))
+        return super().predict_proba(X)
+
+
+MULTI = {"recipe": {"name": "fixed", "model": {"output": "sigmoid"}}}
+
+
+def test_a_file_longer_than_a_waveform_window_is_heard_whole():
+    """1.4 s on a 1-s waveform model (one answer, as a 4.2-s file on the shipped model): two
+    windows, the file's first and last second, averaged; a multi-label model keeps each
+    instrument's best (it plays in some part of the file)."""
+    from instrec.inference import Model
+
+    y = _tone(1.4)
+    rows = [[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.2, 0.6]]
+    engine = WaveEngine(CLASSES, rows)
+    r = Model(engine).predict(y, 8000)
+    assert len(engine.seen) == 2 and np.array_equal(engine.seen[0], y[:8000]) and np.array_equal(engine.seen[1], y[-8000:])
+    assert r.windows is None and r.probabilities == pytest.approx(dict(zip(CLASSES, np.mean(rows, axis=0))))
+    multi = Model(WaveEngine(CLASSES, rows, **MULTI)).predict(y, 8000)
+    assert multi.probabilities == pytest.approx(dict(zip(CLASSES, np.max(rows, axis=0))))
+    assert [t.label for t in multi.instruments] == ["cello", "viola"]
+    # a window of digital silence says nothing: the answer is the sounding one's
+    quiet = np.concatenate([y[:3000], np.zeros(len(y) - 3000, np.float32)])
+    engine = WaveEngine(CLASSES, rows)
+    assert Model(engine).predict(quiet, 8000).probabilities == pytest.approx(dict(zip(CLASSES, rows[0])))
+    assert len(engine.seen) == 1
+
+
+def test_a_window_longer_than_a_waveform_model_hears_all_of_it():
+    """--window 2.5 on a 1-s model: each window is heard in 1-s pieces covering it (the last
+    overlapping its neighbour), their probabilities averaged (a multi-label model: the best)."""
+    from instrec.inference import Model
+
+    y = _tone(5.0)
+    rows = [[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]]
+    engine = WaveEngine(CLASSES, rows)
+    r = Model(engine).predict(y, 8000, window=2.5, hop=2.5)
+    assert [(w.start, w.end) for w in r.windows] == [(0.0, 2.5), (2.5, 5.0)]
+    seen = np.stack(engine.seen)
+    assert len(seen) == 6 and np.array_equal(seen[2], y[12000:20000]) and np.array_equal(seen[5], y[-8000:])
+    for w in r.windows:
+        assert w.probabilities == pytest.approx(dict(zip(CLASSES, np.mean(rows, axis=0))))
+    multi = Model(WaveEngine(CLASSES, rows, **MULTI)).predict(y, 8000, window=2.5, hop=2.5)
+    assert all(w.active == ["cello", "flute", "viola"] for w in multi.windows)
+
+
+def test_a_hop_alone_longer_than_the_models_window_is_refused_by_the_api(tmp_path):
+    from instrec.inference import Model
+
+    model = Model(WaveEngine(CLASSES, [[0.7, 0.1, 0.1, 0.1]]))
+    with pytest.raises(ParameterError, match="hop"):
+        model.predict(_tone(3.0), 8000, hop=1.5)
+    with pytest.raises(ParameterError, match="hop"):
+        model.predict_file(write(tmp_path / "t.wav", _tone(3.0), sr=8000), hop=1.5)
+    assert len(model.predict(_tone(3.0), 8000, hop=1.0).windows) == 3
+
+
+def test_multilabel_segments_say_the_times_the_tracks_say():
+    """The label's runs (segments) and each instrument's runs (tracks) cut at the same instants."""
+    from instrec.inference import Model
+
+    cello, flute = [0.9, 0.1, 0.1, 0.1], [0.1, 0.9, 0.1, 0.1]
+    rows = [cello] * 4 + [flute] * 4 + [cello] * 3  # 11 windows of 1 s every 0.5 s over 6 s
+    r = Model(FixedEngine(CLASSES, rows, **MULTI)).predict(np.tile(_tone(), 12), 8000, window=1.0, hop=0.5)
+    assert len(r.windows) == 11
+    tracks = {t.label: t.segments for t in r.instruments}
+    assert [s.label for s in r.segments] == ["cello", "flute", "cello"]
+    for s in r.segments:
+        assert (s.start, s.end) in tracks[s.label]
+    assert sorted(tracks["cello"] + tracks["flute"]) == [(s.start, s.end) for s in r.segments]
+
+
+def test_min_confidence_is_a_floor_under_a_multilabel_models_thresholds():
+    """A multi-label model reports an instrument active iff p >= max(its threshold, min_confidence)."""
+    from instrec.inference import Model
+
+    rows = [[0.95, 0.7, 0.1, 0.2]]
+    engine = FixedEngine(CLASSES, rows, **MULTI, thresholds={"cello": 0.5, "flute": 0.5, "oboe": 0.5, "viola": 0.5})
+    plain = Model(engine)
+    assert [t.label for t in plain.predict(_tone(), 8000).instruments] == ["cello", "flute"]
+    floor = Model(engine, min_confidence=0.9)
+    r = floor.predict(_tone(), 8000)
+    assert [t.label for t in r.instruments] == ["cello"] and r.label == "cello"
+    long = floor.predict(np.tile(_tone(), 4), 8000, window=1.0, hop=1.0)
+    assert [w.active for w in long.windows] == [["cello"], ["cello"]] and [t.label for t in long.instruments] == ["cello"]
+    none = plain.with_options(min_confidence=0.96).predict(_tone(), 8000)
+    assert none.instruments == [] and none.label == "unknown" and none.probabilities["cello"] == pytest.approx(0.95)
+    # a threshold above the floor still holds
+    strict = FixedEngine(CLASSES, rows, **MULTI, thresholds={"cello": 0.97, "flute": 0.5, "oboe": 0.5, "viola": 0.5})
+    assert Model(strict, min_confidence=0.6).predict(_tone(), 8000).instruments[0].label == "flute"
+    assert Model(strict, min_confidence=0.6).info["thresholds"]["cello"] == 0.97
 
 
 @pytest.fixture(scope="module")

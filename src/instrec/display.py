@@ -13,11 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from .errors import printable
+
 if TYPE_CHECKING:  # annotations only: main() imports this module before every command, so it stays light
     import numpy as np
 
     from .features import FeatureConfig
-    from .results import Prediction
+    from .results import Prediction, Track
 
 
 def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig, *, title: str | None = None) -> bytes:
@@ -26,8 +28,18 @@ def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig,
 
     A short recording without windows shows its probabilities as one bar per class instead. A
     multi-label prediction also gets a piano-roll between the two, on the spectrogram's time axis:
-    one row per instrument heard, a bar over each of its segments.
+    one row per instrument (or family, at family level) heard, a bar over each of its segments.
+    A long recording's spectrogram frames are averaged into at most :data:`PICTURE_COLUMNS` columns.
     """
+    picture = PictureSpectrogram(feature, len(y))
+    for s in range(0, len(y), 1 << 20):  # in blocks, as a file is decoded: y is never copied whole
+        picture.feed(y[s : s + (1 << 20)])
+    return _png(timeline_figure(picture.finish(), prediction, feature, title=title))
+
+
+def timeline_figure(spectrogram: tuple, prediction: Prediction, feature: FeatureConfig, *, title: str | None = None):
+    """:func:`plot_timeline`'s matplotlib figure, from ``(dB mel spectrogram, hop_length of its
+    columns, duration in s)`` (:meth:`PictureSpectrogram.finish`)."""
     import matplotlib
     import numpy as np
 
@@ -35,32 +47,30 @@ def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig,
     import librosa.display
     import matplotlib.pyplot as plt
 
-    from .features.mel import mel_spectrogram_db
-
     f = feature
-    S_db = mel_spectrogram_db(y, sr=f.sr, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels, top_db=f.top_db)
+    S_db, hop_length, duration = spectrogram
     classes = shown_classes(prediction)
     colours = {c: f"C{i % 10}" for i, c in enumerate(classes)}  # an instrument's colour in every panel
-    duration = len(y) / f.sr
     name = Path(prediction.path).name if prediction.path else "recording"
     if prediction.is_multilabel:
-        heard = prediction.instruments
-        rows = max(len(heard), 1)
+        tracks = heard(prediction)
+        rows = max(len(tracks), 1)
         fig, (ax_s, ax_r, ax_p) = plt.subplots(3, 1, figsize=(10, 6.5 + 0.3 * rows), constrained_layout=True,
                                                gridspec_kw={"height_ratios": [3, 0.3 * rows + 0.4, 2]})
         ax_r.sharex(ax_s)
         if prediction.is_timeline:
             ax_p.sharex(ax_s)
-        answer = ", ".join(t.label for t in heard) or "no instrument heard"
+        answer = ", ".join(t.label for t in tracks) or f"no {_heard_kind(prediction)} heard"
     else:
         fig, (ax_s, ax_p) = plt.subplots(2, 1, figsize=(10, 6), sharex=prediction.is_timeline,
                                          gridspec_kw={"height_ratios": [3, 2]}, constrained_layout=True)
         answer = prediction.label
-    librosa.display.specshow(S_db, sr=f.sr, hop_length=f.hop_length, x_axis="time", y_axis="mel", ax=ax_s)
+    librosa.display.specshow(S_db, sr=f.sr, hop_length=hop_length, x_axis="time", y_axis="mel", ax=ax_s)
+    time_label = _time_ticks(ax_s, duration)  # shared: every panel on the time axis gets these ticks
     ax_s.set_title(title or f"{name}: {answer}")
-    ax_s.set_xlabel("")
+    ax_s.set_xlabel("" if prediction.is_timeline or prediction.is_multilabel else time_label)
     if prediction.is_multilabel:
-        _piano_roll(ax_r, prediction, colours, duration)
+        _piano_roll(ax_r, prediction, colours, duration, time_label)
     if prediction.is_timeline:
         centres = np.array([(w.start + w.end) / 2 for w in prediction.windows])
         for c in classes:
@@ -68,7 +78,7 @@ def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig,
             ax_p.plot(centres, p, marker=".", label=c, color=colours[c])
         _shade_silence(ax_p, prediction)
         ax_p.set_xlim(0, duration)
-        ax_p.set_xlabel("time (s)")
+        ax_p.set_xlabel(time_label)
         others = len(prediction.probabilities) - len(classes)
         ax_p.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small",
                     title=f"{others} less likely not shown" if others else None, title_fontsize="x-small")
@@ -78,10 +88,109 @@ def plot_timeline(y: np.ndarray, prediction: Prediction, feature: FeatureConfig,
         ax_p.tick_params(axis="x", labelrotation=30)
     ax_p.set_ylim(0, 1.02)
     ax_p.set_ylabel("probability")
+    return fig
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def _time_ticks(ax, duration: float) -> str:
+    """Format ``ax``'s time ticks as ``h:mm:ss`` from an hour, ``m:ss`` from a minute, else in
+    seconds, whatever the zoom; returns the axis label that says which."""
+    from matplotlib.ticker import FuncFormatter
+
+    if duration >= 3600:
+        unit, fmt = "h:mm:ss", lambda x: f"{int(x // 3600)}:{int(x % 3600 // 60):02d}:{int(x % 60):02d}"
+    elif duration >= 60:
+        unit, fmt = "m:ss", lambda x: f"{int(x // 60)}:{int(x % 60):02d}"
+    else:
+        unit, fmt = "s", lambda x: f"{x:g}"
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: fmt(x)))
+    return f"time ({unit})"
+
+
+PICTURE_COLUMNS = 4000  # a picture's spectrogram is ~800 px wide: more columns would not show, only cost memory
+
+
+class PictureSpectrogram:
+    """The dB mel spectrogram a picture draws, of samples fed block by block (:meth:`feed`): each
+    frame's mel power (centred frames, as :func:`instrec.features.mel.mel_spectrogram_db`'s) is
+    averaged into columns of ``pool`` frames, at most :data:`PICTURE_COLUMNS` of them, so memory
+    holds a block and the columns however long the recording. ``expected``: the samples to come
+    (sets ``pool``; more than that only halves the columns again)."""
+
+    def __init__(self, feature: FeatureConfig, expected: int):
+        import numpy as np
+
+        from .features.mel import hann_window, mel_filters
+
+        self.sr, self.n_fft, self.hop, self.top_db = feature.sr, feature.n_fft, feature.hop_length, feature.top_db
+        self.window = hann_window(feature.n_fft)
+        self.filters_t = np.ascontiguousarray(mel_filters(feature.sr, feature.n_fft, feature.n_mels).T)
+        self.pool = max(1, -(-(1 + max(int(expected), 0) // self.hop) // PICTURE_COLUMNS))
+        self.sums = np.zeros((PICTURE_COLUMNS, feature.n_mels))
+        self.counts = np.zeros(PICTURE_COLUMNS, np.int64)
+        self.buf = np.zeros(self.n_fft // 2, np.float32)  # the first frame's centring pad
+        self.base = 0  # the padded signal's index of buf[0]
+        self.done = 0  # frames transformed
+        self.samples = 0
+
+    def feed(self, y: np.ndarray) -> None:
+        import numpy as np
+
+        self.samples += len(y)
+        self.buf = np.concatenate([self.buf, np.asarray(y, np.float32)])
+        self._transform()
+
+    def finish(self) -> tuple[np.ndarray, int, float]:
+        """``(dB mel spectrogram (n_mels, columns), hop_length of a column, duration in s)``."""
+        import numpy as np
+
+        from .features.mel import power_to_db
+
+        self.buf = np.concatenate([self.buf, np.zeros(self.n_fft // 2, np.float32)])  # the last frame's pad
+        self._transform()
+        n = (self.done - 1) // self.pool + 1
+        mean = (self.sums[:n] / np.maximum(self.counts[:n], 1)[:, None]).T.astype(np.float32)
+        return power_to_db(mean, ref="max", top_db=self.top_db), self.pool * self.hop, self.samples / self.sr
+
+    def _transform(self) -> None:
+        import numpy as np
+        import scipy.fft
+
+        end = self.base + len(self.buf)
+        frames = (end - self.n_fft) // self.hop + 1 if end >= self.n_fft else 0
+        step = self.buf.strides[0]
+        for k0 in range(self.done, frames, 256):  # 256 frames at once: a few MB of scratch
+            k1 = min(k0 + 256, frames)
+            start = k0 * self.hop - self.base
+            x = np.lib.stride_tricks.as_strided(self.buf[start:], shape=(k1 - k0, self.n_fft),
+                                                strides=(self.hop * step, step), writeable=False)
+            spec = scipy.fft.rfft(x * self.window, axis=-1, workers=1)
+            mel = (spec.real**2 + spec.imag**2) @ self.filters_t
+            while (k1 - 1) // self.pool >= PICTURE_COLUMNS:  # more audio than expected: halve the columns
+                self._halve()
+            cols = np.arange(k0, k1) // self.pool
+            first = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
+            self.sums[cols[first]] += np.add.reduceat(mel, first, axis=0)
+            self.counts[cols[first]] += np.diff(np.r_[first, len(cols)])
+        self.done = max(self.done, frames)
+        drop = self.done * self.hop - self.base  # samples no frame still to come needs
+        if drop > 0:
+            self.buf, self.base = self.buf[drop:], self.base + drop
+
+    def _halve(self) -> None:
+        half = PICTURE_COLUMNS // 2
+        for a in (self.sums, self.counts):
+            a[:half] = a[0::2] + a[1::2]
+            a[half:] = 0
+        self.pool *= 2
 
 
 SHOWN_CLASSES = 8  # lines a probability panel draws: more would not be told apart, nor fit their legend
@@ -94,27 +203,68 @@ def shown_classes(prediction: Prediction, n: int = SHOWN_CLASSES) -> list[str]:
         windows = [w.probabilities[c] for w in prediction.windows or [] if w.probabilities]
         return max(windows, default=prediction.probabilities[c])
 
-    heard = [t.label for t in prediction.instruments or []]
-    rest = sorted((c for c in prediction.probabilities if c not in heard), key=lambda c: -best(c))
-    return heard + rest[: max(0, n - len(heard))]
+    names = [t.label for t in heard(prediction)] if prediction.is_multilabel else []
+    rest = sorted((c for c in prediction.probabilities if c not in names), key=lambda c: -best(c))
+    return names + rest[: max(0, n - len(names))]
 
 
-def _piano_roll(ax, prediction: Prediction, colours: dict[str, str], duration: float) -> None:
-    """A multi-label prediction's instruments heard, one row each (the likeliest on top), a bar over
-    each segment; silent windows shaded as in the probability panel."""
-    heard = prediction.instruments
-    for i, t in enumerate(heard):
+def heard(prediction: Prediction) -> list[Track]:
+    """A multi-label prediction's tracks at its level: its instruments heard, or at family level
+    one track per family of them (its probability the prediction's, its segments its instruments'
+    together), the likeliest first."""
+    tracks = prediction.instruments or []
+    if prediction.level != "family":
+        return tracks
+    from .results import Track
+
+    members: dict[str, list[Track]] = {}
+    for t in tracks:
+        members.setdefault(t.family, []).append(t)
+    out = []
+    for family, ts in members.items():
+        spans = sorted(s for t in ts for s in t.segments)
+        merged: list[tuple[float, float]] = []
+        for a, b in spans:
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        p = prediction.probabilities.get(family, max(t.probability for t in ts))
+        out.append(Track(family, family, float(p), merged))
+    return sorted(out, key=lambda t: -t.probability)
+
+
+def active_at_level(prediction: Prediction, active: Sequence[str] | None) -> list[str]:
+    """A window's active instruments, or at family level their families (in the families' order)."""
+    if prediction.level != "family" or not active:
+        return list(active or [])
+    family_of = {t.label: t.family for t in prediction.instruments or []}
+    found = {family_of.get(c, c) for c in active}
+    order = [f for f in prediction.probabilities if f in found]
+    return order + sorted(found - set(order))
+
+
+def _heard_kind(prediction: Prediction) -> str:
+    return "family" if prediction.level == "family" else "instrument"
+
+
+def _piano_roll(ax, prediction: Prediction, colours: dict[str, str], duration: float, time_label: str) -> None:
+    """A multi-label prediction's instruments (or families) heard, one row each (the likeliest on
+    top), a bar over each segment; silent windows shaded as in the probability panel."""
+    tracks = heard(prediction)
+    for i, t in enumerate(tracks):
         ax.broken_barh([(a, b - a) for a, b in t.segments], (i - 0.4, 0.8), color=colours.get(t.label, "C0"))
-    if not heard:
-        ax.text(0.5, 0.5, "no instrument heard", transform=ax.transAxes, ha="center", va="center", color="0.4")
+    if not tracks:
+        ax.text(0.5, 0.5, f"no {_heard_kind(prediction)} heard", transform=ax.transAxes, ha="center", va="center",
+                color="0.4")
     _shade_silence(ax, prediction)
-    ax.set_yticks(range(len(heard)), [t.label for t in heard])
-    ax.set_ylim(max(len(heard), 1) - 0.5, -0.5)  # the first row on top
+    ax.set_yticks(range(len(tracks)), [t.label for t in tracks])
+    ax.set_ylim(max(len(tracks), 1) - 0.5, -0.5)  # the first row on top
     ax.set_xlim(0, duration)
     if prediction.is_timeline:  # the probability panel below carries the time labels
         ax.tick_params(axis="x", labelbottom=False)
     else:
-        ax.set_xlabel("time (s)")
+        ax.set_xlabel(time_label)
 
 
 def _shade_silence(ax, prediction: Prediction) -> None:
@@ -124,12 +274,18 @@ def _shade_silence(ax, prediction: Prediction) -> None:
 
 
 def write_timeline(model, prediction: Prediction, out: str | os.PathLike) -> None:
-    """Write :func:`plot_timeline`'s PNG of the file ``prediction`` was made on, atomically, to ``out``."""
-    from .audio import load
+    """Write :func:`plot_timeline`'s PNG of the file ``prediction`` was made on, atomically, to ``out``.
+
+    The file is decoded again block by block into the picture's spectrogram
+    (:class:`PictureSpectrogram`): memory holds a block and its columns, not the recording."""
+    from .audio import decode_blocks, header_seconds
     from .fileio import write_bytes
 
-    y, _ = load(prediction.path, sr=model.feature.sr)
-    write_bytes(out, plot_timeline(y, prediction, model.feature))
+    f = model.feature
+    seconds = prediction.duration or header_seconds(prediction.path) or 0.0
+    picture = PictureSpectrogram(f, round(seconds * f.sr))
+    decode_blocks(prediction.path, picture.feed, sr=f.sr)
+    write_bytes(out, _png(timeline_figure(picture.finish(), prediction, f)))
 
 
 def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
@@ -156,7 +312,7 @@ def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
     for r in results:
         p = r.probabilities.get(r.label)
         others = [(c, q) for c, q in r.top(k) if c != r.label][: k - 1]
-        table.add_row(r.path, r.label if p is None else f"{r.label} ({p:.1%})", *([] if by_family else [r.family or ""]),
+        table.add_row(_shown(r.path), r.label if p is None else f"{r.label} ({p:.1%})", *([] if by_family else [r.family or ""]),
                       *(f"{c} ({q:.1%})" for c, q in others))
     def segments(r: Prediction) -> Table:
         seg = Table("from (s)", "to (s)", what, "mean p")
@@ -170,26 +326,35 @@ def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
 def multilabel_table(results: Sequence[Prediction]) -> str:
     """A multi-label model's predictions as a table: per file, each instrument heard (the likeliest
     first) with its probability and when it plays, or "no instrument heard"; then, per windowed
-    file, who plays when (runs of windows with the same instruments)."""
+    file, who plays when (runs of windows with the same instruments). At family level, the same
+    of the families heard (:func:`heard`)."""
     from rich.table import Column, Table
 
+    by_family = bool(results) and results[0].level == "family"
+    what = "family" if by_family else "instrument"
     # the answer is the set heard with its times: no single label, which would hide the others
-    table = Table(Column("file", overflow="fold"), "instrument", "family", Column("p", justify="right"),
-                  Column("when", overflow="fold"))
+    table = Table(Column("file", overflow="fold"), what, *([] if by_family else ["family"]),
+                  Column("p", justify="right"), Column("when", overflow="fold"))
     for r in results:
-        heard = r.instruments or []
-        if not heard:
-            table.add_row(r.path, "no instrument heard", "", "", "", end_section=True)
-        for i, t in enumerate(heard):
-            table.add_row(r.path if i == 0 else "", t.label, t.family, f"{t.probability:.2f}",
-                          ", ".join(f"{clock(a)}-{clock(b)}" for a, b in t.segments), end_section=i == len(heard) - 1)
+        tracks = heard(r)
+        if not tracks:
+            table.add_row(_shown(r.path), f"no {what} heard", *([] if by_family else [""]), "", "", end_section=True)
+        for i, t in enumerate(tracks):
+            table.add_row(_shown(r.path) if i == 0 else "", t.label, *([] if by_family else [t.family]),
+                          f"{t.probability:.2f}", ", ".join("-".join(span(a, b)) for a, b in t.segments),
+                          end_section=i == len(tracks) - 1)
     def runs(r: Prediction) -> Table:
-        when = Table("from", "to", Column("instruments", overflow="fold"))
+        when = Table("from", "to", Column("families" if by_family else "instruments", overflow="fold"))
         for a, b, who in who_plays_when(r):
-            when.add_row(clock(a), clock(b), who)
+            when.add_row(*span(a, b), who)
         return when
 
     return _with_timelines(table, results, runs)
+
+
+def _shown(path: str | None) -> str:
+    """A file's name as a table shows it: on one line (:func:`instrec.errors.printable`)."""
+    return "" if path is None else printable(str(path))
 
 
 def _with_timelines(table, results: Sequence[Prediction], per_file) -> str:
@@ -200,7 +365,7 @@ def _with_timelines(table, results: Sequence[Prediction], per_file) -> str:
     console.print(table)
     for r in results:
         if r.is_timeline:
-            console.print(f"\n{r.path}: {len(r.windows)} windows of {r.window:g} s, hop {r.hop:g} s", markup=False,
+            console.print(f"\n{_shown(r.path)}: {len(r.windows)} windows of {r.window:g} s, hop {r.hop:g} s", markup=False,
                           highlight=False, soft_wrap=True)
             console.print(per_file(r))
     return console.file.getvalue()
@@ -210,13 +375,13 @@ def who_plays_when(prediction: Prediction) -> list[tuple[float, float, str]]:
     """``(start, end, instruments)`` of each run of a windowed multi-label prediction's windows
     with the same active set, over the stretches the windows stand for
     (:func:`instrec.timeline.window_tiles`), so the runs tile the recording; ``instruments``:
-    the active set joined by ", ", "silence" or "none"."""
+    the active set (at family level, its families) joined by ", ", "silence" or "none"."""
     from .timeline import window_tiles
 
     tiles = window_tiles([(w.start, w.end) for w in prediction.windows], prediction.duration or prediction.windows[-1].end)
     runs: list[tuple[float, float, str]] = []
     for (a, b), w in zip(tiles, prediction.windows):
-        who = "silence" if w.silent else (", ".join(w.active or []) or "none")
+        who = "silence" if w.silent else (", ".join(active_at_level(prediction, w.active)) or "none")
         if runs and runs[-1][2] == who:
             runs[-1] = (runs[-1][0], float(b), who)
         else:
@@ -224,12 +389,24 @@ def who_plays_when(prediction: Prediction) -> list[tuple[float, float, str]]:
     return runs
 
 
-def clock(seconds: float) -> str:
-    """``m:ss.s`` (``h:mm:ss.s`` from an hour): a time in a recording, to a tenth of a second."""
-    tenths = int(round(seconds * 10))  # rounded first, so that 59.96 s is 1:00.0, not 0:60.0
-    m, t = divmod(tenths, 600)
+def clock(seconds: float, digits: int = 1) -> str:
+    """``m:ss.s`` (``h:mm:ss.s`` from an hour): a time in a recording, to ``digits`` decimals of a second."""
+    scale = 10**digits
+    ticks = int(round(seconds * scale))  # rounded first, so that 59.96 s is 1:00.0, not 0:60.0
+    m, t = divmod(ticks, 60 * scale)
     h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{t / 10:04.1f}" if h else f"{m}:{t / 10:04.1f}"
+    sec = f"{t / scale:0{3 + digits}.{digits}f}"
+    return f"{h}:{m:02d}:{sec}" if h else f"{m}:{sec}"
+
+
+def span(start: float, end: float) -> tuple[str, str]:
+    """``start`` and ``end`` as :func:`clock` writes them, with up to three decimals where one would
+    show a span shorter than a tenth of a second as empty (``0:00.0-0:00.0``)."""
+    for digits in (1, 2):
+        a, b = clock(start, digits), clock(end, digits)
+        if a != b or start == end:
+            return a, b
+    return clock(start, 3), clock(end, 3)
 
 
 def terminal_width() -> int:
@@ -281,8 +458,8 @@ def predictions_csv(results: Sequence[Prediction], k: int) -> str:
 def multilabel_csv(results: Sequence[Prediction]) -> str:
     """A multi-label model's predictions, one row per window (a file without windows: one row):
     ``path, start, end, active, silent``, then ``p_<class>`` for every class and, at instrument
-    level, ``pf_<family>``. ``active``: the instruments over their thresholds, joined by ';' (empty
-    when none is, or the window is silent)."""
+    level, ``pf_<family>``. ``active``: the instruments over their thresholds (at family level, their
+    families), joined by ';' (empty when none is, or the window is silent)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     by_family = results[0].level == "family"
@@ -294,12 +471,12 @@ def multilabel_csv(results: Sequence[Prediction]) -> str:
             rows = [(win.start, win.end, win.active, win.silent, win.probabilities, win.family_probabilities)
                     for win in r.windows]
         else:  # a short file is one window: its instruments heard, in the classes' order as a window's are
-            heard = {t.label for t in r.instruments or []}
-            rows = [(0.0, r.duration or 0.0, [c for c in classes if c in heard] + sorted(heard - set(classes)), False,
+            names = {t.label for t in r.instruments or []}
+            rows = [(0.0, r.duration or 0.0, [c for c in classes if c in names] + sorted(names - set(classes)), False,
                      r.probabilities, r.family_probabilities)]
         for start, end, active, silent, probs, fprobs in rows:
             probs, fprobs = probs or {}, fprobs or {}
-            w.writerow([r.path, f"{start:.3f}", f"{end:.3f}", ";".join(active or []), int(silent)]
+            w.writerow([r.path, f"{start:.3f}", f"{end:.3f}", ";".join(active_at_level(r, active)), int(silent)]
                        + [f"{probs[c]:.6f}" if c in probs else "" for c in classes]
                        + [f"{fprobs[f]:.6f}" if f in fprobs else "" for f in families])
     return buf.getvalue()
@@ -336,7 +513,7 @@ def report_skipped(skipped) -> None:
         err.print(f"skipped {len(skipped)} file(s):")
         for path, why in skipped:
             # one line per file, however long: scripts grep these
-            err.print(f"  {path}: {why}", markup=False, highlight=False, soft_wrap=True)
+            err.print(f"  {printable(str(path))}: {why}", markup=False, highlight=False, soft_wrap=True)
 
 
 def quiet_decoder_messages() -> None:

@@ -60,6 +60,15 @@ class NotAModel(BundleError):
     exit_code = 2
 
 
+def printable(text: str) -> str:
+    """``text`` shown on one line as it is: control characters (newline, tab, DEL, C1), invisible
+    format characters (bidirectional overrides such as U+202E) and lone surrogates escaped
+    (``\\n``, ``\\u202e``), so a file's name cannot split a line or pose as another."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text)
+
+
 def skip_entry(error: InstrecError, path) -> tuple[str, str]:
     """``(file, problem)`` for a batch command's list of skipped files."""
     if isinstance(error, AudioError):

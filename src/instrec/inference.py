@@ -32,9 +32,11 @@ from .decision import (SILENCE, UNKNOWN, check_level, check_min_confidence, deci
 from .engines import (Engine, RestrictedEngine, class_columns, is_multilabel_meta,  # noqa: F401 (restrict_proba: re-exported)
                       restrict_proba)
 from .errors import AudioError, BundleError, InstrecError, NotAModel, ParameterError, skip_entry
-from .features import FeatureConfig, compute
-from .results import Prediction, Segment, Track, Window
-from .timeline import tracks
+from .features import FeatureConfig
+from .features.compute import compute_windows
+from .results import Prediction, Track, Window
+from .timeline import (SILENCE_DB, merge_segments, silent_levels, silent_windows, tracks,  # noqa: F401 (re-exported)
+                       window_spans)
 
 ENGINES = ("auto", "torch", "onnx")
 # model.json's keys that turn probabilities into answers: read from the folder's model.json even
@@ -42,10 +44,8 @@ ENGINES = ("auto", "torch", "onnx")
 DECISION_KEYS = ("families", "temperature", "min_confidence", "thresholds")
 # The windows of the seed recipes: the tutorial's clips are about 3 s long.
 DEFAULT_WINDOW = 3.0
-# A window this far (dB RMS) below the loudest window of the recording counts as silent.
-SILENCE_DB = 50.0
 MIN_WINDOW = 0.1
-WINDOW_BATCH = 16  # windows whose features are computed and predicted together
+WINDOW_BATCH = 16  # feature rows (a window longer than a waveform model's: several) predicted together
 # predict_file's default cap (s): its memory holds a block and the windows' answers (~3 kB each),
 # not the recording, so a day of audio costs ~0.2 GB and a few minutes
 MAX_TIMELINE_DURATION = 24 * 3600.0
@@ -107,7 +107,8 @@ class Model:
     engine : what runs the network (:mod:`instrec.engines`)
     source : the model's folder or file, for messages
     min_confidence : answer ``unknown`` when the likeliest class's probability is below this
-        (0: never for doubt); None: the model's own (``model.json``'s ``min_confidence``, else 0)
+        (0: never for doubt); None: the model's own (``model.json``'s ``min_confidence``, else 0).
+        A multi-label model: a floor under its thresholds (active iff p >= max(threshold, this))
     level : ``instrument`` (the default) or ``family``: answer with the likeliest family
 
     A multi-label model (``recipe.model.output == "sigmoid"``) says for each instrument whether it
@@ -209,6 +210,11 @@ class Model:
             other.level = check_level(level)
         return other
 
+    @property
+    def active_thresholds(self) -> np.ndarray:
+        """A multi-label model's bar for each class: its threshold, raised to ``min_confidence``."""
+        return np.maximum(self.thresholds, self.min_confidence)
+
     # -- prediction ---------------------------------------------------------------------------
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for feature rows ``X`` (see :func:`instrec.features.compute`):
@@ -234,14 +240,17 @@ class Model:
             one, of at most :data:`instrec.audio.MAX_CHANNELS`
         sr : its sampling rate; the audio is resampled to the model's
         window, hop : window length and step in seconds; default: one result for audio up to 1.5
-            model windows long, else windows of the model's length with a hop of half of it
+            model windows long, else windows of the model's length with a hop of half of it. A
+            waveform model hears audio longer than its own window in pieces of it that cover the
+            audio, their probabilities combined (:meth:`_combine`)
         path : the name to give the prediction and errors
 
         Raises
         ------
         ParameterError
-            a bad ``sr``, ``window`` or ``hop``; an array of more than 2 dimensions, or a 2-D one
-            whose channel axis cannot be told (square, or both axes longer than MAX_CHANNELS).
+            a bad ``sr``, ``window`` or ``hop`` (a hop longer than the window, the model's when
+            ``window`` is None: see :func:`check_window`); an array of more than 2 dimensions, or a
+            2-D one whose channel axis cannot be told (square, or both axes longer than MAX_CHANNELS).
         AudioError
             audio that cannot be used (empty, NaN, silent, constant, too short).
         """
@@ -250,7 +259,7 @@ class Model:
         y = to_mono(np.asarray(y, dtype=np.float32))
         if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or not SR_RANGE[0] <= sr <= SR_RANGE[1]:
             raise ParameterError(f"sr must be a sampling rate in Hz between {SR_RANGE[0]} and {SR_RANGE[1]}; got {sr!r}")
-        window, hop = check_window(window, hop)
+        window, hop = check_window(window, hop, model_window=self.window)
         check_samples(y, path or "<array>", sr=int(sr))
         y = resample(y, orig_sr=int(sr), target_sr=self.feature.sr)
         return self._predict(y, path, window, hop)
@@ -271,7 +280,7 @@ class Model:
         """
         from .audio import as_deadline, decode_blocks
 
-        window, hop = check_window(window, hop)
+        window, hop = check_window(window, hop, model_window=self.window)
         time_up = as_deadline(deadline)
         sr = self.feature.sr
         # a recording longer than this is a timeline: its windows are predicted as it is decoded,
@@ -309,12 +318,12 @@ class Model:
         sr = self.feature.sr
         duration = len(y) / sr
         if window is None and duration <= 1.5 * self.window:
-            p = self.predict_proba(compute(y, self.feature)[None])[0]
+            p = self._combine(self.predict_proba(compute_windows(y, self.feature)))
             label, probs, family, families = self._answer(p)
             heard = None
             if self.multilabel:
                 heard = sorted((Track(c, self._family_of.get(c, c), float(v), [(0.0, duration)])
-                                for c, v, on in zip(self.classes, p, p >= self.thresholds) if on),
+                                for c, v, on in zip(self.classes, p, p >= self.active_thresholds) if on),
                                key=lambda t: -t.probability)
             return Prediction(path, label, probs, duration=duration, family=family, family_probabilities=families,
                               level=self.level, instruments=heard)
@@ -338,7 +347,7 @@ class Model:
         windows = [Window(a / sr, b / sr, SILENCE, None, True, SILENCE, active=none) for a, b in spans]
         for row, i in zip(P, loud):
             label, probs, family, families = self._answer(row)
-            active = [c for c, on in zip(self.classes, row >= self.thresholds) if on] if self.multilabel else None
+            active = [c for c, on in zip(self.classes, row >= self.active_thresholds) if on] if self.multilabel else None
             windows[i] = Window(spans[i][0] / sr, spans[i][1] / sr, label, probs, False, family, families, active)
         duration = n / sr
         # a multi-label file holds each instrument heard anywhere: its best window, never an average
@@ -354,6 +363,11 @@ class Model:
                           window=window, hop=hop, family=family, family_probabilities=families, level=self.level,
                           instruments=heard)
 
+    def _combine(self, P: np.ndarray) -> np.ndarray:
+        """One window's probabilities from those of its pieces (:func:`compute_windows`): their mean;
+        a multi-label model's best, as an instrument heard in any piece plays in the window."""
+        return P.max(axis=0) if self.multilabel else P.mean(axis=0)
+
     def _batch(self, X: np.ndarray, path: str | None, time_up: Callable[[], bool] | None) -> np.ndarray:
         if time_up is not None and time_up():  # a long recording's windows stop with its time limit too
             raise AudioError(path or "<array>", "prediction stopped: its time limit passed")
@@ -368,7 +382,7 @@ class Model:
         families = {f: float(v) for f, v in zip(self._family_names, self.family_proba(p[None])[0])}
         if self.multilabel:  # the likeliest instrument that plays, or none: unknown
             top = int(np.argmax(p))
-            label = self.classes[top] if p[top] >= self.thresholds[top] and self.classes[top] != UNKNOWN else UNKNOWN
+            label = self.classes[top] if p[top] >= self.active_thresholds[top] and self.classes[top] != UNKNOWN else UNKNOWN
             family = self._family_of[label]
             return (family, families, family, families) if self.level == "family" else (label, probs, family, families)
         if self.level == "family":
@@ -413,7 +427,7 @@ def load_model(path: str | os.PathLike | None = None, *, engine: str = "auto",
 
 
 # ---------------------------------------------------------------------------------------------
-# Windows and segments (plain functions, tested on their own)
+# The windows of a long recording (window_spans, merge_segments...: instrec.timeline)
 
 
 class _Timeline:
@@ -434,7 +448,8 @@ class _Timeline:
         self.peak: list[float] = []
         self.rows: dict[int, np.ndarray] = {}
         self.errors: dict[int, AudioError] = {}  # windows whose samples no feature can be made of
-        self.pending: list[tuple[int, np.ndarray]] = []
+        self.pending: list[tuple[int, np.ndarray]] = []  # windows and their feature rows, not yet predicted
+        self.pending_rows = 0
 
     def feed(self, z: np.ndarray) -> None:
         keep = self.buf[(self.last or 0) - self.base:]
@@ -470,73 +485,26 @@ class _Timeline:
         # a constant window (a DC offset: no sound) is silent, however far from zero it sits
         constant = not len(chunk) or float(np.max(chunk)) - float(np.min(chunk)) < SILENCE_PEAK
         self.peak.append(0.0 if constant else float(np.max(np.abs(chunk))))
-        if self.peak[-1] >= SILENCE_PEAK:  # silent whatever the loudest window: not predicted
-            self.pending.append((len(self.spans) - 1, chunk))
-            if len(self.pending) == WINDOW_BATCH:
-                self._flush()
+        if self.peak[-1] < SILENCE_PEAK:  # silent whatever the loudest window: not predicted
+            return
+        i = len(self.spans) - 1
+        try:
+            X = compute_windows(chunk, self.model.feature)
+        except AudioError as e:  # it matters only if the window is not silent; then it names the file
+            self.errors[i] = AudioError(self.path or "<array>", f"{e.problem} from {a / self.model.feature.sr:.1f} "
+                                        f"to {b / self.model.feature.sr:.1f} s")
+            return
+        self.pending.append((i, X))
+        self.pending_rows += len(X)
+        if self.pending_rows >= WINDOW_BATCH:
+            self._flush()
 
     def _flush(self) -> None:
-        rows, X = [], []
-        for i, chunk in self.pending:
-            try:
-                X.append(compute(chunk, self.model.feature))
-                rows.append(i)
-            except AudioError as e:  # it matters only if the window is not silent; then it names the file
-                a, b = (t / self.model.feature.sr for t in self.spans[i])
-                self.errors[i] = AudioError(self.path or "<array>", f"{e.problem} from {a:.1f} to {b:.1f} s")
-        if X:
-            self.rows.update(zip(rows, self.model._batch(np.stack(X), self.path, self.time_up)))
-        self.pending = []
-
-
-def window_spans(n: int, *, sr: int, window: float, hop: float) -> list[tuple[int, int]]:
-    """Sample ranges ``[a, b)`` of windows of ``window`` s every ``hop`` s over ``n`` samples.
-
-    Windows lie inside the recording; when the hops do not land on its end, a last window ends
-    exactly there, so the tail is analysed too. A recording shorter than one window is one window.
-    """
-    w, h = max(1, int(round(window * sr))), max(1, int(round(hop * sr)))
-    if n <= w:
-        return [(0, n)]
-    starts = list(range(0, n - w + 1, h))
-    if starts[-1] + w < n:
-        starts.append(n - w)
-    return [(a, a + w) for a in starts]
-
-
-def silent_windows(chunks: Sequence[np.ndarray], *, below_db: float = SILENCE_DB) -> np.ndarray:
-    """True for each chunk whose RMS is ``below_db`` dB under the loudest chunk's (or has no signal)."""
-    rms = np.array([math.sqrt(float(np.mean(np.square(c, dtype=np.float64)))) if len(c) else 0.0 for c in chunks])
-    peak = np.array([float(np.max(np.abs(c))) if len(c) else 0.0 for c in chunks])
-    return silent_levels(rms, peak, below_db=below_db)
-
-
-def silent_levels(rms: np.ndarray, peak: np.ndarray, *, below_db: float = SILENCE_DB) -> np.ndarray:
-    """:func:`silent_windows` from the chunks' RMS and peak values."""
-    from .audio import SILENCE_PEAK
-
-    if not len(rms):
-        return np.zeros(0, bool)
-    with np.errstate(divide="ignore"):
-        db = 20 * np.log10(np.maximum(rms, 1e-12))
-    return (peak < SILENCE_PEAK) | (db < db.max() - below_db)
-
-
-def merge_segments(windows: Sequence[Window], *, duration: float) -> list[Segment]:
-    """Runs of adjacent same-label windows. With overlapping windows a run lasts from its first
-    window's start to the next run's first window's start, so segments tile the recording."""
-    runs: list[list[Window]] = []
-    for w in windows:
-        if runs and runs[-1][-1].label == w.label:
-            runs[-1].append(w)
-        else:
-            runs.append([w])
-    segments = []
-    for i, run in enumerate(runs):
-        end = runs[i + 1][0].start if i + 1 < len(runs) else duration
-        probs = [w.probabilities[w.label] for w in run if w.probabilities and w.label in w.probabilities]
-        segments.append(Segment(run[0].start, end, run[0].label, float(np.mean(probs)) if probs else None))
-    return segments
+        if self.pending:
+            P = self.model._batch(np.concatenate([X for _, X in self.pending]), self.path, self.time_up)
+            cuts = np.cumsum([len(X) for _, X in self.pending])[:-1]
+            self.rows.update((i, self.model._combine(part)) for (i, _), part in zip(self.pending, np.split(P, cuts)))
+        self.pending, self.pending_rows = [], 0
 
 
 def to_mono(y: np.ndarray) -> np.ndarray:
@@ -591,10 +559,22 @@ def predict_in_worker(path: str, window: float | None, hop: float | None) -> Pre
     return predict_or_skip(_worker_model, path, window=window, hop=hop)
 
 
-def check_window(window, hop) -> tuple[float | None, float | None]:
+def check_window(window, hop, *, model_window: float | None = None) -> tuple[float | None, float | None]:
+    """``(window, hop)`` as floats (None stays None), checked: each from MIN_WINDOW to MAX_WINDOW s,
+    and a hop no longer than the window, which is ``model_window`` (:attr:`Model.window`) when
+    ``window`` is None and ``model_window`` is given: a longer hop would leave audio unheard.
+
+    Raises
+    ------
+    ParameterError
+        a value out of range or not a number, or a hop longer than the window.
+    """
     for name, v in (("window", window), ("hop", hop)):
         if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or not MIN_WINDOW <= v <= MAX_WINDOW):
             raise ParameterError(f"{name} must be between {MIN_WINDOW} and {MAX_WINDOW:g} seconds; got {v!r}")
     if window is not None and hop is not None and hop > window:
         raise ParameterError(f"hop ({hop:g} s) must not be longer than the window ({window:g} s)")
+    if window is None and hop is not None and model_window is not None and hop > model_window:
+        raise ParameterError(f"hop ({hop:g} s) must not be longer than the window ({model_window:g} s, the model's: "
+                             f"set a longer window too)")
     return (None if window is None else float(window)), (None if hop is None else float(hop))

@@ -1,19 +1,76 @@
-"""Who plays when: a multi-label model's windows turned into each instrument's segments, and
-predictions turned into frames (what frame-level scores compare with an activity table).
+"""Windows and who plays when: a long recording's windows (:func:`window_spans`), which are
+silent, their runs of one label (:func:`merge_segments`) and a multi-label model's instruments'
+runs (:func:`tracks`), and predictions turned into frames (what frame-level scores compare with an
+activity table).
 
 Overlapping windows tile the recording by their centres: a window stands for the stretch from
 halfway to the previous window's centre to halfway to the next one's (the first from 0, the last
-to the end), so that every instant belongs to exactly one window.
+to the end), so that every instant belongs to exactly one window. Segments and tracks both cut
+there, so they say the same times for the same windows.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from .errors import ParameterError
-from .results import Prediction, Track, Window
+from .results import Prediction, Segment, Track, Window
+
+# A window this far (dB RMS) below the loudest window of the recording counts as silent.
+SILENCE_DB = 50.0
+
+
+def window_spans(n: int, *, sr: int, window: float, hop: float) -> list[tuple[int, int]]:
+    """Sample ranges ``[a, b)`` of windows of ``window`` s every ``hop`` s over ``n`` samples.
+
+    Windows lie inside the recording; when the hops do not land on its end, a last window ends
+    exactly there, so the tail is analysed too. A recording shorter than one window is one window.
+    """
+    w, h = max(1, int(round(window * sr))), max(1, int(round(hop * sr)))
+    if n <= w:
+        return [(0, n)]
+    starts = list(range(0, n - w + 1, h))
+    if starts[-1] + w < n:
+        starts.append(n - w)
+    return [(a, a + w) for a in starts]
+
+
+def silent_windows(chunks: Sequence[np.ndarray], *, below_db: float = SILENCE_DB) -> np.ndarray:
+    """True for each chunk whose RMS is ``below_db`` dB under the loudest chunk's (or has no signal)."""
+    rms = np.array([math.sqrt(float(np.mean(np.square(c, dtype=np.float64)))) if len(c) else 0.0 for c in chunks])
+    peak = np.array([float(np.max(np.abs(c))) if len(c) else 0.0 for c in chunks])
+    return silent_levels(rms, peak, below_db=below_db)
+
+
+def silent_levels(rms: np.ndarray, peak: np.ndarray, *, below_db: float = SILENCE_DB) -> np.ndarray:
+    """:func:`silent_windows` from the chunks' RMS and peak values."""
+    from .audio import SILENCE_PEAK
+
+    if not len(rms):
+        return np.zeros(0, bool)
+    with np.errstate(divide="ignore"):
+        db = 20 * np.log10(np.maximum(rms, 1e-12))
+    return (peak < SILENCE_PEAK) | (db < db.max() - below_db)
+
+
+def merge_segments(windows: Sequence[Window], *, duration: float) -> list[Segment]:
+    """Runs of adjacent same-label windows, each from its first window's tile to its last one's
+    (:func:`window_tiles`), so that segments tile ``[0, duration]`` and cut where tracks do."""
+    tiles = window_tiles([(w.start, w.end) for w in windows], duration)
+    segments: list[Segment] = []
+    first = 0
+    for i, w in enumerate(windows):
+        if i + 1 < len(windows) and windows[i + 1].label == w.label:
+            continue
+        run = windows[first : i + 1]
+        probs = [v.probabilities[v.label] for v in run if v.probabilities and v.label in v.probabilities]
+        segments.append(Segment(float(tiles[first, 0]), float(tiles[i, 1]), w.label,
+                                float(np.mean(probs)) if probs else None))
+        first = i + 1
+    return segments
 
 
 def window_tiles(spans: Sequence[tuple[float, float]], duration: float) -> np.ndarray:

@@ -338,6 +338,59 @@ def test_bad_parameters(server, clips):
     assert post(server, path, window="", hop="").status_code == 200
 
 
+def post_query(client, path: Path, query: str, **fields):
+    return client.post(f"/v1/predict?{query}", files={"file": (path.name, path.read_bytes(), "audio/wav")},
+                       data={k: str(v) for k, v in fields.items()})
+
+
+def test_query_options_take_effect(server, clips, long_clip):
+    path = next(iter(clips.values()))
+    fam = post_query(server, path, "level=family")
+    assert fam.status_code == 200 and fam.json()["level"] == "family", fam.text
+    assert fam.json() == post(server, path, name=path.name, level="family").json()
+    timeline = post_query(server, long_clip, "window=2&hop=1&top_k=1")
+    assert timeline.status_code == 200 and timeline.json()["window"] == 2 and timeline.json()["hop"] == 1
+    assert len(timeline.json()["top"]) == 1
+    # the same value both ways is no conflict
+    assert post_query(server, path, "level=family", level="family").json()["level"] == "family"
+
+
+def test_unknown_query_parameter_is_refused(server, clips):
+    path = next(iter(clips.values()))
+    assert_error(post_query(server, path, "levle=family"), 422, "levle", "level", "window", "min_confidence")
+
+
+def test_bad_query_values_get_the_form_messages(server, clips):
+    path = next(iter(clips.values()))
+    for query, field in (("window=abc", {"window": "abc"}), ("top_k=0", {"top_k": 0}),
+                         ("level=genus", {"level": "genus"}), ("spectrogram=maybe", {"spectrogram": "maybe"}),
+                         ("classes=viola,sitar", {"classes": "viola,sitar"})):
+        by_query = post_query(server, path, query)
+        assert_error(by_query, 422, query.split("=")[0])
+        assert by_query.json() == post(server, path, **field).json()
+
+
+def test_form_and_query_that_differ_are_refused(server, clips):
+    path = next(iter(clips.values()))
+    assert_error(post_query(server, path, "level=family", level="instrument"), 422, "level", "both")
+    assert_error(post_query(server, path, "window=2", window=3), 422, "window", "both")
+
+
+def test_hop_longer_than_the_default_window_is_refused(server, clips, long_clip, model):
+    assert model.window == 3
+    for r in (post_query(server, long_clip, "hop=5"), post(server, long_clip, hop=5)):
+        assert_error(r, 422, "hop", "window")
+    assert post(server, long_clip, hop=3).status_code == 200
+
+
+def test_openapi_documents_the_query_parameters(server):
+    op = server.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]
+    form = op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    query = {p["name"]: p for p in op["parameters"] if p["in"] == "query"}
+    assert set(query) == set(form) - {"file"}
+    assert all(query[name]["schema"] == {k: v for k, v in form[name].items() if k != "description"} for name in query)
+
+
 def test_duration_limit(small_server, clips, tmp_path):
     long = write(tmp_path / "three_seconds.wav", 0.3 * np.sin(2 * np.pi * 330 * np.arange(3 * SR) / SR))
     with httpx.Client(base_url=small_server) as c:

@@ -366,7 +366,9 @@ def predict(
     classes: Optional[str] = CLASSES_OPT,
     level: Level = typer.Option(Level.instrument, "--level", help="answer with the instrument, or with its family (the family's probability: the sum of its instruments')"),
     min_confidence: Optional[float] = typer.Option(None, "--min-confidence", min=0.0, max=1.0, metavar="P", help="answer unknown when the "
-                                                   "likeliest class's probability is below P (default: the model's own; 0: never for doubt)"),
+                                                   "likeliest class's probability is below P (default: the model's own; 0: never for doubt); "
+                                                   "a multi-label model: an instrument is active where its probability is at least "
+                                                   "both its threshold and P"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=0, metavar="N", help="processes predicting at once, each with its own "
                                        "copy of the model (default 1; 0: one per core); with --ray, actors (default: one per CPU of the cluster)"),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help="predict on a Ray cluster (Ray Data, an actor pool): "

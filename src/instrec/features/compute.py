@@ -17,6 +17,29 @@ def compute(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return expand(row, config) if config.kind == "image" else row
 
 
+def compute_windows(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The feature rows ``(k, config.dim)`` that together hear all of ``y``: one row (:func:`compute`),
+    except for a waveform feature of audio longer than its window, cut into windows of its length
+    that cover ``y`` (the last one ends at the end of ``y``, overlapping the one before).
+
+    Windows with no signal (all zero, or constant) are left out unless every one is: they say
+    nothing of what plays. Combine the rows' probabilities to answer for ``y``.
+    """
+    from ..audio import SILENCE_PEAK, check_samples
+
+    y = np.asarray(y)
+    dim = config.dim
+    if config.kind != "waveform" or len(y) <= dim:
+        return compute(y, config)[None]
+    check_samples(y, "<array>")
+    starts = list(range(0, len(y) - dim + 1, dim))
+    if starts[-1] + dim < len(y):
+        starts.append(len(y) - dim)
+    rows = np.stack([compute_compact(y[a : a + dim], config) for a in starts])
+    heard = (rows.max(axis=1) - rows.min(axis=1)) >= SILENCE_PEAK
+    return rows[heard] if heard.any() else rows
+
+
 def compute_file(path: str | os.PathLike, config: FeatureConfig) -> np.ndarray:
     """Decode ``path`` at ``config.sr`` (mono) and compute its feature."""
     from ..audio import load

@@ -49,9 +49,10 @@ def predict_paths(
     ``(index, Prediction or (file, problem))`` in any order; :mod:`instrec.cluster` runs them on a
     Ray cluster). The results come back in the order of the files, whoever predicted them.
     """
-    window, hop = check_window(window, hop)
     if isinstance(model, InstrumentClassifier):
         model = Model(TorchEngine(model))
+    # a usage error once, before any file: each file's predict_file would skip it as that file's problem
+    window, hop = check_window(window, hop, model_window=model.window)
     files, skipped = collect_files(paths)
     run = {**model.settings, "window": window, "hop": hop}
     results_log = ResultsLog(log, run) if log is not None else None

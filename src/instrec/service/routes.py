@@ -21,7 +21,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.datastructures import UploadFile
+from starlette.datastructures import QueryParams, UploadFile
 from starlette.requests import ClientDisconnect
 
 from .. import memory
@@ -51,7 +51,8 @@ _ERRORS = {
     413: "the request body is over the upload size limit",
     415: "the file is not wav, flac, ogg or mp3 audio (by name or content)",
     421: "the Host header does not name this service (--allowed-host)",
-    422: "the audio cannot be used (undecodable, empty, silent, NaN, too long) or a parameter is out of range",
+    422: "the audio cannot be used (undecodable, empty, silent, NaN, too long), or an option is out of range, "
+         "unknown (a query parameter) or given twice with different values",
     503: "the service is busy (too many requests held: see Retry-After), or the request took longer "
          "than the time limit",
 }
@@ -76,13 +77,21 @@ _PREDICT_FORM = {
                                    "(a single-label model's probabilities are rescaled to sum to 1)"},
         "min_confidence": {"type": "number", "minimum": 0, "maximum": 1,
                            "description": "answer `unknown` when the likeliest class's probability is below this "
-                                          "(default: the model's own; 0: never for doubt); also a query parameter. "
+                                          "(default: the model's own; 0: never for doubt). "
                                           "A multi-label model uses its own per-instrument thresholds instead"},
         "level": {"type": "string", "enum": ["instrument", "family"], "default": "instrument",
                   "description": "answer with the instrument, or with its family (`label` and `probabilities` "
                                  "are then the families')"},
     },
 }
+
+# Every option is a form field or a query parameter of the same name, read and checked alike.
+OPTIONS = tuple(name for name in _PREDICT_FORM["properties"] if name != FILE_FIELD)
+
+_PREDICT_QUERY = [{"name": name, "in": "query", "required": False,
+                   "schema": {k: v for k, v in prop.items() if k != "description"},
+                   "description": f"{prop['description']}; also the form field `{name}`"}
+                  for name, prop in _PREDICT_FORM["properties"].items() if name != FILE_FIELD]
 
 _PREDICT_EXAMPLE = {
     "path": "flute.wav", "label": "flute", "family": "woodwinds",
@@ -218,8 +227,10 @@ def _strip_paths(x):
                  "`windows` and `segments`. A multi-label model's answer (`GET /v1/model`: `multilabel`) "
                  "also holds `instruments`: each instrument heard, the likeliest first, with its best "
                  "probability and the `segments` (`start`, `end` in seconds) where it plays (`[]` when "
-                 "none is heard); each window then lists the instruments over their thresholds in `active`."),
-    openapi_extra={"requestBody": {"required": True,
+                 "none is heard); each window then lists the instruments over their thresholds in `active`. "
+                 "Each option is a form field or a query parameter of the same name (given both ways, the "
+                 "values must agree); an unknown query parameter is refused (422)."),
+    openapi_extra={"parameters": _PREDICT_QUERY, "requestBody": {"required": True,
                                    "content": {"multipart/form-data": {"schema": _PREDICT_FORM}}}},
     responses={200: {"description": "the prediction", "content": {"application/json": {"examples": {
                    "single-label": {"summary": "one instrument", "value": _PREDICT_EXAMPLE},
@@ -232,6 +243,7 @@ async def predict(request: Request) -> JSONResponse:
     model, limits, admission = st.model, st.limits, st.admission
     if admission.full():  # refused before its body is read: the unread body is discarded by the server
         return _busy(admission, limits)
+    check_query(request.query_params)  # before the upload is read: a misspelt option would be ignored
     t0 = 0.0
     deadline = time.monotonic() + limits.request_timeout_s  # decoding in the worker thread stops then too
     form = None
@@ -242,7 +254,7 @@ async def predict(request: Request) -> JSONResponse:
             # The upload holds no place in the line while it arrives (a slow client cannot fill
             # it): the connection cap, the minimum upload rate and the size and time limits bound it.
             form = await _read_form(request)
-            upload, params = _parse_form(form, request.query_params)
+            upload, params = _parse_form(form, request.query_params, default_window=model.window)
             if not admission.enter():
                 return _busy(admission, limits)
             entered, t0 = True, time.monotonic()
@@ -285,34 +297,63 @@ async def _read_form(request: Request):
         raise ServiceError("the client disconnected during the upload", 400) from None
 
 
-def _parse_form(form, query=None) -> tuple[UploadFile, dict]:
+def check_query(query: QueryParams) -> None:
+    """Refuse a query parameter that is not one of :data:`OPTIONS`, naming it and the accepted ones."""
+    unknown = [name for name in query.keys() if name not in OPTIONS]
+    if unknown:
+        raise ServiceError(f"unknown query parameter {unknown[0][:40]!r}; the accepted ones are "
+                           f"{', '.join(OPTIONS)}", 422)
+
+
+def _options(form, query: QueryParams) -> dict[str, str]:
+    """The options given, each from the form or the query; one given both ways must have one value."""
+    given = {}
+    for name in OPTIONS:
+        in_form = _text(form, name)
+        in_query = {v.strip() for v in query.getlist(name)} - {""}
+        if len(in_query) > 1:
+            raise ServiceError(f"the query gives {name} more than once, with different values", 422)
+        in_query = next(iter(in_query), None)
+        if in_form is not None and in_query is not None and in_form != in_query:
+            raise ServiceError(f"{name} is given in both the form ({in_form[:40]!r}) and the query "
+                               f"({in_query[:40]!r}) with different values; give it once", 422)
+        if in_form is not None or in_query is not None:
+            given[name] = in_form if in_form is not None else in_query
+    return given
+
+
+def _parse_form(form, query: QueryParams | None = None, *, default_window: float | None = None
+                ) -> tuple[UploadFile, dict]:
+    """The upload and the request's options (:data:`OPTIONS`, from the form or ``query``), checked;
+    ``default_window`` is the model's, which a ``hop`` must not exceed when ``window`` is not given."""
     upload = form.get(FILE_FIELD)
     if upload is None:
         raise ServiceError(f"no '{FILE_FIELD}' field: upload the recording in a multipart field named "
                            f"'{FILE_FIELD}'", 400)
     if not isinstance(upload, UploadFile):
         raise ServiceError(f"the '{FILE_FIELD}' field must be a file upload, not text", 400)
-    window = _number(form, "window")
-    hop = _number(form, "hop")
+    check_query(query := query or QueryParams(""))
+    given = _options(form, query)
+    window = _number(given, "window")
+    hop = _number(given, "hop")
     try:
-        window, hop = check_window(window, hop)
+        window, hop = check_window(window, hop, model_window=default_window)
     except ParameterError as e:
         raise ServiceError(str(e), 422) from None
-    top_k = _number(form, "top_k", kind=int)
+    top_k = _number(given, "top_k", kind=int)
     if top_k is None:
         top_k = DEFAULT_TOP_K
     elif top_k < 1:
         raise ServiceError(f"top_k must be at least 1; got {top_k}", 422)
-    spectrogram = _flag(form, "spectrogram")
-    min_confidence = _number(form if form.get("min_confidence") is not None else (query or {}), "min_confidence",
-                             what="a number from 0 to 1")
+    spectrogram = _flag(given, "spectrogram")
+    min_confidence = _number(given, "min_confidence", what="a number from 0 to 1")
     if min_confidence is not None and not 0 <= min_confidence <= 1:
         raise ServiceError(f"min_confidence must be a number from 0 to 1; got {min_confidence:g}", 422)
-    level = _text(form, "level") or "instrument"
+    level = _text(given, "level") or "instrument"
     if level not in ("instrument", "family"):
         raise ServiceError(f"level must be instrument or family; got {level[:40]!r}", 422)
     return upload, {"window": window, "hop": hop, "top_k": top_k, "spectrogram": spectrogram,
-                    "classes": _text(form, "classes"), "min_confidence": min_confidence, "level": level}
+                    "classes": _text(given, "classes"), "min_confidence": min_confidence, "level": level}
 
 
 def _restricted(model: Model, classes: str | None) -> Model:
