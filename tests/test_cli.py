@@ -349,8 +349,11 @@ def test_help_is_readable(command, capsys):
     text = pages[0]
     assert not re.search(r"<[a-z]\w*[\[>|]", text), text  # <bool>, <list[Path]>, <path>, <auto|torch|onnx>
     assert "{" not in text.split("\n\n")[0] + re.search(r"Usage: .*", text).group(0)
-    if command in ("render", "render-music", "train", "crossval", "evaluate", "calibrate", "predict", "export"):
+    if command in ("render", "render-music", "mix", "spectrograms", "train", "crossval", "evaluate", "calibrate", "predict",
+                   "export"):
         assert "Examples:" in text and f"instrec {command} " in text.split("Examples:")[1]
+    if command == "render":  # the ranges the checks hold the options to
+        assert all(r in text for r in ("(1-100000)", "(0.05-60)", "(8000-192000;")), text
     if command == "predict":
         assert "Usage: instrec predict [OPTIONS] [MODEL] PATH..." in text
     if command == "train":
@@ -454,3 +457,129 @@ def test_train_says_what_it_learnt_from(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "data: 8 clips (folder labels) of 2 classes: cello 4, flute 4" in r.stdout, r.stdout
     assert "stray.wav" in r.stderr and "not in a class folder" in r.stderr
+
+
+def test_ctrl_c_says_interrupted_and_exits_130(tmp_path):
+    """Review item 6: typer turned KeyboardInterrupt into a silent exit 130 before main saw it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r"
+    p = subprocess.Popen([sys.executable, "-m", "instrec", "render", str(out), "--instruments", "flute",
+                          "--per-class", "100000", "--seconds", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("*.wav")) and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # until it is rendering: the handler then is the command's, not Python's start-up
+        assert p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 130 and stdout == "", (p.returncode, stdout, stderr)
+    assert error_lines(stderr) == ["instrec: interrupted"], stderr
+    assert not list(out.glob(".*.part*"))  # the clip being written was not left half-done
+
+
+def test_render_into_a_folder_of_something_else_is_refused_and_a_rerun_is_up_to_date(tmp_path):
+    """Review item 1: render with other instruments, or mix with OUT an input, replaced the folder's
+    manifest (the clips on disk left unlisted); a completed rerun said "kept 6 written by an
+    interrupted run"."""
+    r1 = tmp_path / "r1"
+    tiny = ("--per-class", "2", "--seconds", "0.2")
+    assert run_cli("render", r1, "--instruments", "flute,cello", *tiny).returncode == 0
+    manifest = (r1 / "manifest.csv").read_bytes()
+    r = run_cli("render", r1, "--instruments", "flute,cello", *tiny)
+    assert r.returncode == 0 and "interrupted" not in r.stdout
+    assert r.stdout == f"{r1} is up to date: its 4 clips are a complete render with these settings (nothing written)\n"
+    for args, words in ((("render", r1, "--instruments", "oboe", *tiny), ["holds a render with other settings",
+                                                                        "instruments: flute,cello there, oboe now"]),
+                        (("mix", r1, r1, "--max", "2"), ["is inside the input"]),
+                        (("mix", r1, r1 / "mixes"), ["is inside the input"])):
+        r = run_cli(*args)
+        assert r.returncode == 2 and len(error_lines(r.stderr)) == 1, r.stderr
+        assert r.stderr.startswith(f"instrec: error: {args[1] if args[0] == 'render' else args[2]}: ")
+        assert all(w in r.stderr for w in words) and "name a" in r.stderr, r.stderr
+    assert (r1 / "manifest.csv").read_bytes() == manifest and not (r1 / "mixes").exists()
+    mixes = tmp_path / "m"
+    assert run_cli("mix", r1, mixes, "--n", "3").returncode == 0
+    r = run_cli("mix", r1, mixes, "--n", "2")
+    assert r.returncode == 2 and "n: 3 there, 2 now" in r.stderr and len(list(mixes.glob("*.wav"))) == 3
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "manifest.csv").write_text("path,label\n")
+    r = run_cli("render", own, *tiny)
+    assert r.returncode == 2 and f"{own}: not empty (holds manifest.csv)" in r.stderr
+    assert [p.name for p in own.iterdir()] == ["manifest.csv"]
+
+
+def test_mix_lists_the_bad_clips_of_a_class_before_its_error(tmp_path):
+    """Review item 3: a class folder of undecodable files: "see the skipped clips", none shown, and an
+    empty manifest.csv left behind."""
+    for k in range(2):
+        write(tmp_path / "data" / "flute" / f"{k}.wav", tone("sine", 500 + 50 * k))
+    (tmp_path / "data" / "harp").mkdir()
+    (tmp_path / "data" / "harp" / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    r = run_cli("mix", tmp_path / "data", tmp_path / "mix", "--n", "3", "--seconds", "0.5")
+    lines = error_lines(r.stderr)
+    assert r.returncode == 1 and r.stdout == "", r.stderr
+    assert lines[0] == "skipped 1 file(s):" and "harp/broken.wav" in lines[1]
+    assert lines[-1].startswith("instrec: error: only 1 instrument label(s)") and "--min is 2" in lines[-1]
+    assert not (tmp_path / "mix").exists()
+
+
+@pytest.mark.parametrize("args, line", [
+    (("render", ""), "OUT_DIR is empty: name the folder to write to"),
+    (("render", " "), "OUT_DIR is empty: name the folder to write to"),
+    (("spectrograms", "{data}", ""), "OUT is empty: name the folder to write to"),
+    (("mix", "{data}", ""), "OUT_DIR is empty: name the folder to write to"),
+    (("render-music", ""), "OUT_DIR is empty: name the folder to write to"),
+    # with a SoundFont that is not there, and more instruments than the data has: a check that went
+    # missing fails the test instead of writing 10**20 clips
+    (("render", "{out}", "--per-class", "99999999999999999999", "--soundfont", "nosuchfont"),
+     "--per-class must be an integer from 1 to 100000, got 99999999999999999999"),
+    (("render", "{out}", "--negatives", "100001", "--soundfont", "nosuchfont"),
+     "--negatives must be an integer from 0 to 100000, got 100001"),
+    (("mix", "{data}", "{out}", "--n", "100001", "--min", "5"), "--n must be an integer from 1 to 100000, got 100001"),
+    (("render", "{out}", "--seconds", "61"), "--seconds must be a number of seconds in 0.05..60, got 61.0"),
+    (("render", "{out}", "--sample-rate", "4000"), "--sample-rate must be an integer in 8000..192000 (Hz), got 4000"),
+    (("render", "{out}", "--format", "mp3", "--sample-rate", "96000"), "--sample-rate must be one of 8000, 11025, "
+                                                                        "12000, 16000, 22050, 24000, 32000, 44100, 48000 (Hz) for mp3, got 96000"),
+    (("mix", "{data}", "{out}", "--seconds", "0"), "--seconds must be a number of seconds in 0.05..60, got 0.0"),
+    (("mix", "{data}", "{out}", "--sample-rate", "100"), "--sample-rate must be an integer in 8000..192000 (Hz), got 100"),
+    (("mix", "{data}", "{out}", "--max", "4"), "--max is 4 but the clips have only 2 distinct instrument label(s) "
+                                               "(not counting 'unknown')"),
+    (("mix", "{data}", "{out}", "--min", "3"), "--min is 3 but the clips have only 2 distinct instrument label(s) "
+                                               "(not counting 'unknown')"),
+    (("mix", "{data}", "{out}", "--min", "3", "--max", "2"), "need integers 1 <= --min <= --max, got 3 and 2"),
+])
+def test_out_blank_counts_and_ranges_are_one_line_naming_the_option(args, line, tmp_path):
+    """Review items 4 and 5: '' wrote into the current folder, --per-class took 10**20, and the
+    messages named Python's arguments (sr, seconds, max_instruments) instead of the options."""
+    for k, kind in enumerate(("sine", "saw")):
+        write(tmp_path / "data" / kind / f"{k}.wav", tone(kind, 300 + 100 * k))
+    (tmp_path / "here").mkdir()
+    args = [a.format(data=tmp_path / "data", out=tmp_path / "out") for a in args]
+    r = run_cli(*args, cwd=tmp_path / "here")
+    assert r.returncode == 2 and error_lines(r.stderr) == [f"instrec: error: {line}"], r.stderr
+    assert not (tmp_path / "out").exists() and list((tmp_path / "here").iterdir()) == []
+
+
+def test_mix_without_max_takes_as_many_instruments_as_the_clips_have(tmp_path):
+    for k, kind in enumerate(("sine", "saw")):
+        write(tmp_path / "data" / kind / f"{k}.wav", tone(kind, 300 + 100 * k))
+    r = run_cli("mix", tmp_path / "data", tmp_path / "mix", "--n", "2", "--seconds", "0.5")
+    assert r.returncode == 0 and r.stdout.startswith(f"wrote 2 mixtures of 0.5 s to {tmp_path / 'mix'}; "), r.stderr
+
+
+def test_spectrograms_of_files_whose_stems_meet_writes_and_counts_each(tmp_path):
+    """Review item 2: sp/a.wav and sp/a.flac: "wrote 3 image(s)", 2 files."""
+    for name in ("a.wav", "a.flac", "b.wav"):
+        write(tmp_path / "sp" / name, tone("sine", 440), format=name.rsplit(".", 1)[1].upper())
+    r = run_cli("spectrograms", tmp_path / "sp", tmp_path / "spo")
+    assert r.returncode == 0 and r.stdout == f"wrote 3 image(s) to {tmp_path / 'spo'}\n", r.stderr
+    assert sorted(p.name for p in (tmp_path / "spo").iterdir()) == ["a.flac.png", "a.wav.png", "b.png"]
+    assert f"{tmp_path / 'sp' / 'a.flac'} -> a.flac.png" in r.stderr and f"{tmp_path / 'sp' / 'a.wav'} -> a.wav.png" in r.stderr

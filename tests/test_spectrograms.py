@@ -83,8 +83,8 @@ def test_encode_png_refuses_what_is_not_a_picture(img):
 @pytest.mark.parametrize("mode", ["gray", "rgb"])
 def test_pictures_are_the_direct_routes_in_this_process(tmp_path, mode):
     files = make_folder(tmp_path / "data", 6, bad=(3,))
-    written, skipped = write_spectrograms(tmp_path / "data", tmp_path / "png", mode=mode, jobs=1)
-    assert written == 5 and [p for p, _ in skipped] == [str(files[3])]
+    written, skipped, renamed = write_spectrograms(tmp_path / "data", tmp_path / "png", mode=mode, jobs=1)
+    assert written == 5 and [p for p, _ in skipped] == [str(files[3])] and renamed == []
     for k, f in enumerate(files):
         png = tmp_path / "png" / f.parent.name / f"{f.stem}.png"
         assert png.exists() == (k != 3)
@@ -102,7 +102,7 @@ def test_pictures_are_the_direct_routes_with_the_pool(tmp_path):
     bad = (5, 60, 118)
     files = make_folder(tmp_path / "data", 120, bad=bad)
     seen = []
-    written, skipped = write_spectrograms(tmp_path / "data", tmp_path / "png", jobs=2,
+    written, skipped, _ = write_spectrograms(tmp_path / "data", tmp_path / "png", jobs=2,
                                           progress=lambda name, n: lambda done, total: seen.append((done, total)))
     assert written == 117
     assert [p for p, _ in skipped] == [str(files[k]) for k in sorted(bad, key=lambda k: str(files[k]))]
@@ -128,3 +128,27 @@ def test_a_failed_write_stops_the_command(tmp_path):
     (tmp_path / "png").write_text("a file where the folder should be")
     with pytest.raises(OSError):
         write_spectrograms(tmp_path / "data", tmp_path / "png", jobs=1)
+
+
+def test_files_whose_stems_meet_keep_a_picture_each(tmp_path):
+    """Review item 2: a.wav and a.flac both became a.png, the count said 3 for 2 files. Where stems
+    meet in a folder, the pictures are named after the whole file name (a.wav.png, a.flac.png), and a
+    whole name that meets another stem (a.wav.flac -> a.wav.png) is renamed the same way."""
+    data = tmp_path / "data"
+    for k, name in enumerate(["a.wav", "a.flac", "a.wav.flac", "b.wav", "sub/a.wav"]):
+        write(data / name, tone(("sine", "square", "saw")[k % 3], 200 + 50 * k, seconds=0.4), format=Path(name).suffix[1:].upper())
+    result = write_spectrograms(data, tmp_path / "png", jobs=1)
+    pngs = sorted(str(p.relative_to(tmp_path / "png")) for p in (tmp_path / "png").rglob("*.png"))
+    assert pngs == ["a.flac.png", "a.wav.flac.png", "a.wav.png", "b.png", "sub/a.png"]
+    assert result.written == len(pngs) == 5 and result.skipped == []
+    assert sorted(Path(p).name for p in result.renamed) == ["a.flac", "a.wav", "a.wav.flac"]
+    for name in ("a.wav", "a.flac", "a.wav.flac"):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "png" / f"{name}.png")), expected(data / name))
+
+
+def test_a_blank_out_is_refused_not_the_current_folder(tmp_path, monkeypatch):
+    make_folder(tmp_path / "data", 2)
+    monkeypatch.chdir(tmp_path / "data")
+    with pytest.raises(ParameterError, match="out is empty"):
+        write_spectrograms(tmp_path / "data", "", jobs=1)
+    assert not list((tmp_path / "data").rglob("*.png"))

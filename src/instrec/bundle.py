@@ -44,7 +44,11 @@ def save_bundle(path: str | os.PathLike, tensors: dict, meta: dict, extra_files:
 def check_dest(path: str | os.PathLike, *, marker: str, what: str) -> None:
     """Refuse ``path`` as the destination of a folder written whole (:func:`atomic_dir`) unless it
     is new, empty, or a ``what`` already (it holds ``marker``): the old folder is replaced, and a
-    folder of recordings named by mistake would go with it. ParameterError naming ``path``."""
+    folder of recordings named by mistake would go with it. ParameterError naming ``path``; so is the
+    bare name ``shipped``, which reads back as the shipped model (:func:`~instrec.assets.check_out_name`)."""
+    from .assets import check_out_name
+
+    check_out_name(path, what)
     path = Path(path)
     if not path.resolve().name:
         raise ParameterError(f"{path}: name a folder to write the {what} to, not the root")

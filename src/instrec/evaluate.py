@@ -404,12 +404,21 @@ def fmt_mean_std(mean, std, pct: bool = False) -> str:
     return "n/a" if mean is None else f"{f(mean)} ± {f(std)}"
 
 
+def crossval_fold_counts(result: dict) -> tuple[list[dict], dict[str, int]]:
+    """The folds scored at all (their first figure, accuracy or mAP, is not ``None``: a test side
+    with a class its training side knows) and, for each figure, how many folds its mean covers."""
+    figures = summary_metrics(any(f.get("multilabel") for f in result["folds"]))
+    scored = [f for f in result["folds"] if f.get(figures[0][0]) is not None]
+    return scored, {k: sum(f.get(k) is not None for f in result["folds"]) for k, _, _ in figures}
+
+
 def crossval_table(result: dict) -> str:
     """The folds of a cross-validation as a Markdown table, with a mean ± std row.
 
     Leave-one-source-out folds (with ``held_out``) get one row per held-out source and its
     training sources; k-fold folds one row per fold. The figures: accuracy, macro F1 and ROC AUC,
-    or for a multi-label model mAP, micro and macro F1 (:func:`summary_metrics`).
+    or for a multi-label model mAP, micro and macro F1 (:func:`summary_metrics`). The mean row's
+    clip counts are of the scored folds; a figure whose mean covers fewer says how many.
     """
     by_source = any("held_out" in f for f in result["folds"])
     figures = summary_metrics(any(f.get("multilabel") for f in result["folds"]))
@@ -424,20 +433,40 @@ def crossval_table(result: dict) -> str:
         lines.append("| " + " | ".join(first + [f"{f['n_train']} / {f['n_test']}"]
                                        + [fmt_pct(f.get(k)) if pct else fmt_num(f.get(k)) for k, _, pct in figures]) + " |")
     m, s = result["mean"], result["std"]
-    n_train = sum(f["n_train"] for f in result["folds"]) / max(1, len(result["folds"]))
-    n_test = sum(f["n_test"] for f in result["folds"]) / max(1, len(result["folds"]))
+    scored, counts = crossval_fold_counts(result)
+    n_train = sum(f["n_train"] for f in scored) / max(1, len(scored))
+    n_test = sum(f["n_test"] for f in scored) / max(1, len(scored))
     first = ["**mean ± std**", ""] if by_source else ["**mean ± std**"]
-    lines.append("| " + " | ".join(first + [f"{n_train:.0f} / {n_test:.0f} (mean)"]
-                                   + [fmt_mean_std(m.get(k), s.get(k), pct=pct) for k, _, pct in figures]) + " |")
+    cells = [fmt_mean_std(m.get(k), s.get(k), pct=pct) + (f" ({counts[k]} folds)" if 0 < counts[k] != len(scored) else "")
+             for k, _, pct in figures]
+    lines.append("| " + " | ".join(first + [f"{n_train:.0f} / {n_test:.0f} (mean of {len(scored)} folds)"] + cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def crossval_summary(result: dict) -> str:
-    """``accuracy 93.33% ± 4.71%, macro F1 ..., ROC AUC ...`` (or a multi-label model's figures):
-    the mean ± std over the folds, in a line."""
+    """``accuracy 93.33% ± 4.71%, macro F1 ..., ROC AUC ... (mean ± std of 5 folds)`` (or a
+    multi-label model's figures) in a line; where the figures' means cover different numbers of
+    folds, each says how many (``ROC AUC 0.9 ± 0.1 (4 of 6 folds)``)."""
     figures = summary_metrics(any(f.get("multilabel") for f in result["folds"]))
     m, s = result["mean"], result["std"]
-    return ", ".join(f"{name} {fmt_mean_std(m.get(k), s.get(k), pct=pct)}" for k, name, pct in figures)
+    _, counts = crossval_fold_counts(result)
+    n = len(result["folds"])
+    if all(c == n for c in counts.values()):
+        return ", ".join(f"{name} {fmt_mean_std(m.get(k), s.get(k), pct=pct)}" for k, name, pct in figures) + \
+            f" (mean ± std of {n} folds)"
+    return ", ".join(f"{name} {fmt_mean_std(m.get(k), s.get(k), pct=pct)} ({counts[k]} of {n} folds)" for k, name, pct in figures)
+
+
+def _fold_count_line(result: dict) -> str:
+    """``accuracy and macro F1: mean of 3 folds; ROC AUC: mean of 2`` (of the folds, which have none)."""
+    figures = summary_metrics(any(f.get("multilabel") for f in result["folds"]))
+    _, counts = crossval_fold_counts(result)
+    by_count: dict[int, list[str]] = {}
+    for k, name, _ in figures:
+        by_count.setdefault(counts[k], []).append(name)
+    parts = [f"{' and '.join(names)}: " + (f"mean of {c}" + (" folds" if i == 0 else "") if c else "no fold")
+             for i, (c, names) in enumerate(sorted(by_count.items(), reverse=True))]
+    return "; ".join(parts)
 
 
 def crossval_markdown(result: dict, *, title: str) -> str:
@@ -452,7 +481,13 @@ def crossval_markdown(result: dict, *, title: str) -> str:
             notes.append(f"- {where}: " + ", ".join(f"{c} ({n})" for c, n in f["unknown_classes"].items()))
     if notes:
         lines += ["Classes in a test side that its training side lacks (not scored):", ""] + notes + [""]
-    lines += ["Mean and std (population) are over the folds, each fold weighted equally.", ""]
+    n = len(result["folds"])
+    _, counts = crossval_fold_counts(result)
+    if all(c == n for c in counts.values()):
+        lines += [f"Mean and std (population) are over the {n} folds, each fold weighted equally.", ""]
+    else:  # a fold without a scorable class, or with one class only (no ROC AUC), has no figure to average
+        lines += [f"Mean and std (population) are over the folds that have the figure, each weighted equally "
+                  f"({_fold_count_line(result)}, of {n}); the mean clip counts are of the scored folds.", ""]
     skipped = result.get("skipped") or []
     if skipped:
         lines += [f"Skipped {len(skipped)} file(s):", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]

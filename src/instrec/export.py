@@ -66,6 +66,10 @@ def export_onnx(model, out_path: str | os.PathLike, *, opset: int = DEFAULT_OPSE
     probabilities of a test batch within 1e-4. ``out_path`` is checked before any work
     (:func:`check_onnx_out`): ParameterError for an output that would damage a model or a file.
     """
+    from .assets import model_path
+
+    if isinstance(model, (str, os.PathLike)):
+        model = model_path(model)  # "shipped" is the shipped model, never a folder of that name here
     resolved = _resolve(model)
     out = Path(out_path)
     check_onnx_out(out, model if isinstance(model, (str, os.PathLike)) else None)
@@ -82,12 +86,14 @@ def check_onnx_out(out: str | os.PathLike, source: str | os.PathLike | None = No
       (:func:`onnx_path_for`), or any file of another model folder (one holding ``model.json``):
       model.json, the weights or split.json would be replaced by the export;
     * an existing folder;
+    * the bare name ``shipped``, which reads back as the shipped model;
     * an existing file that is not an instrec ONNX export (no valid ONNX protobuf carrying instrec's
       metadata); an earlier export is replaced, and so is an empty file.
     """
-    from .assets import SHIPPED_MODEL
+    from .assets import SHIPPED_MODEL, check_out_name
     from .bundle import META
 
+    check_out_name(out, ".onnx file")
     out = Path(out)
     if not out.name or out.name in (".", ".."):
         raise ParameterError(f"{out}: name the .onnx file to write")

@@ -406,18 +406,17 @@ def load_model(path: str | os.PathLike | None = None, *, engine: str = "auto",
                classes: Sequence[str] | str | None = None, min_confidence: float | None = None,
                level: str = "instrument") -> Model:
     """Load a model: a bundle folder written by ``instrec train``, an exported ``.onnx`` file, or
-    ``None`` (or ``"shipped"``, unless a folder of that name exists) for the model shipped with instrec.
+    ``None`` or ``"shipped"`` for the model shipped with instrec (always: a folder of that name is
+    reached by another spelling, see :func:`instrec.assets.model_path`).
 
     ``engine``: ``auto`` (onnxruntime where the folder carries a current ``model.onnx``, as the
     shipped model does; else PyTorch), ``torch`` or ``onnx`` (see :func:`open_engine`).
     ``classes``: answer among these of the model's classes only (:meth:`Model.restrict`).
     ``min_confidence``, ``level``: see :class:`Model` (None: the model's own threshold).
     """
-    if path is None or (str(path) == "shipped" and not Path(path).exists()):
-        from .assets import shipped_model_path
+    from .assets import model_path
 
-        path = shipped_model_path()
-    path = Path(path)
+    path = model_path(path)
     if not path.exists():
         raise NotAModel(f"{path}: no such model folder or file")
     check_min_confidence(min_confidence)

@@ -113,7 +113,20 @@ class Recipe:
             raise ParameterError(f"recipe description is incomplete or malformed: {e}") from None
 
     def with_overrides(self, *, epochs=None, hidden=None, activation=None, image_mode=None) -> "Recipe":
-        """The same recipe with the CLI's ``--epochs``, ``--hidden``, ``--activation`` applied."""
+        """The same recipe with the CLI's ``--epochs``, ``--hidden``, ``--activation``, ``--image-mode`` applied.
+
+        An option the recipe does not use (``--image-mode`` without spectrogram images, ``--hidden``
+        or ``--activation`` with a cnn, ``--activation`` with no hidden layer) raises ParameterError:
+        ignored, it would leave a report naming a setting that never ran."""
+        if image_mode is not None and self.feature.kind != "image":
+            raise ParameterError(f"--image-mode applies to spectrogram-image recipes (seed-spectrogram); "
+                                 f"{self.name} reads {self.feature.kind} features")
+        for option, value in (("--hidden", hidden), ("--activation", activation)):
+            if value is not None and self.model.arch != "mlp":
+                raise ParameterError(f"{option} shapes an MLP's hidden layers; {self.name} is a {self.model.arch}")
+        if activation is not None and not (self.model.hidden if hidden is None else hidden):
+            raise ParameterError(f"--activation applies between hidden layers; {self.name} with no hidden layer has none "
+                                 "(give --hidden too)")
         r = self
         if epochs is not None:
             r = replace(r, train=replace(r.train, epochs=epochs))

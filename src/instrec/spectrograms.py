@@ -9,6 +9,11 @@ the disk release the GIL), each atomically (:func:`instrec.fileio.write_bytes`).
 The PNG files hold exactly the pixels of :func:`instrec.features.image.spectrogram_image`, written
 by Pillow at zlib level 1 rather than its default 6: 1.3 ms a grey picture instead of 3.3 ms, the
 same pixels, files a little larger (benchmarks/RESULTS.md, the image section).
+
+A picture is named after its file's stem (``a.wav`` -> ``a.png``); files whose stems meet in one
+folder, case ignored (``a.wav`` and ``a.flac``), are named after their whole name instead
+(``a.wav.png``, ``a.flac.png``), so that no picture overwrites another; :func:`write_spectrograms`
+reports them.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,12 +53,37 @@ def _write_png(path: Path, img) -> None:
     write_bytes(path, encode_png(img))  # atomic: a reader sees no half-written image
 
 
+class Written(NamedTuple):
+    """What :func:`write_spectrograms` did: PNG files written, ``(file, problem)`` skipped, and the
+    files named after their whole name (``a.wav.png``) because their stem is another's too."""
+
+    written: int
+    skipped: list
+    renamed: list
+
+
+def picture_paths(files: list[Path], base: Path, out: Path) -> tuple[list[Path], list[Path]]:
+    """Each file's PNG under ``out`` (its stem, or its whole name where stems meet), and the files renamed."""
+    whole = [False] * len(files)
+    while True:  # a whole-name picture (a.wav.png) may meet the stem of another (a.wav.flac): rename that one too
+        targets = [out / f.relative_to(base).parent / (f.name if w else f.stem) for f, w in zip(files, whole)]
+        seen: dict[str, list[int]] = {}
+        for i, t in enumerate(targets):
+            seen.setdefault(str(t).casefold(), []).append(i)  # casefold: a.WAV and a.wav meet on macOS and Windows
+        clash = [i for group in seen.values() if len(group) > 1 for i in group if not whole[i]]
+        if not clash:
+            return [t.with_name(t.name + ".png") for t in targets], [f for f, w in zip(files, whole) if w]
+        for i in clash:
+            whole[i] = True
+
+
 def write_spectrograms(data: str | os.PathLike, out: str | os.PathLike, *, mode: str = "gray", config=None,
                        progress=None, jobs: int | None = None):
     """One PNG per audio file under ``data`` into ``out`` (mirroring sub-folders).
 
     ``jobs``: processes computing the pictures (``None`` or 0: one per core; small jobs run in
-    this process). Returns ``(n_written, skipped)``; a bad file is skipped and listed, the rest go on.
+    this process). Returns :class:`Written` ``(written, skipped, renamed)``; a bad file is skipped
+    and listed, the rest go on. ``out`` may not be blank (``''`` would be the current folder).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -61,6 +92,8 @@ def write_spectrograms(data: str | os.PathLike, out: str | os.PathLike, *, mode:
 
     c = FeatureConfig(kind="image", image_mode=mode) if config is None else \
         replace(config, kind="image", image_mode=mode, pitch_shift=0.0)
+    if not str(out).strip():
+        raise ParameterError("out is empty: name the folder to write the pictures to")
     data, out = Path(data), Path(out)
     if not data.exists():
         raise DataError(f"{data}: no such file or folder")
@@ -68,6 +101,7 @@ def write_spectrograms(data: str | os.PathLike, out: str | os.PathLike, *, mode:
     if not files:
         raise DataError(f"{data}: no audio files found (looked for .wav .flac .ogg .mp3)")
     base = data if data.is_dir() else data.parent
+    targets, renamed = picture_paths(files, base, out)
     shape = (c.height, c.width, 3) if mode == "rgb" else (c.height, c.width)
     bar = progress("spectrograms", len(files)) if progress else None
     written, skipped, done = 0, [], 0
@@ -95,8 +129,7 @@ def write_spectrograms(data: str | os.PathLike, out: str | os.PathLike, *, mode:
                 else:
                     # a copy: the row may be a view into the workers' shared buffer, reused next
                     img = row.reshape(shape).copy()
-                    target = out / files[i].relative_to(base).with_suffix(".png")
-                    pending.append(("png", pool.submit(_write_png, target, img)))
+                    pending.append(("png", pool.submit(_write_png, targets[i], img)))
                 while len(pending) > threads * _WRITES_AHEAD or (pending and pending[0][0] == "skip"):
                     finish_one()
             while pending:
@@ -106,4 +139,4 @@ def write_spectrograms(data: str | os.PathLike, out: str | os.PathLike, *, mode:
             for kind, value in pending:
                 if kind == "png":
                     value.cancel()
-    return written, skipped
+    return Written(written, skipped, [str(f) for f in renamed])

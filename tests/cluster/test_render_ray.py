@@ -56,13 +56,16 @@ def test_an_interrupted_render_finishes_on_ray_as_it_would_here(ray_cluster, loc
     for name in sorted(_digests(cwd / "local")):
         if not name.startswith("unknown") and name != "manifest.csv":
             (out / name).write_bytes((cwd / "local" / name).read_bytes())
+    stamp = out / ".instrec-run.json"  # the stamp of a run killed before its end says it is not complete
+    stamp.write_text(stamp.read_text().replace('"complete": true', '"complete": false'))
+    assert '"complete": false' in stamp.read_text()
     clips = sorted(out.glob("*.wav"))
     for f in clips[::2]:  # flute and cello clips 0 and 2 gone, 1 kept
         f.unlink()
     (out / f".{clips[0].name}.x1y2.part.wav").write_bytes(b"RIFF half a clip")  # what SIGKILL leaves
     r = run_cli("render", out, *ARGS, "--ray", ray_cluster, process=True)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert f"(kept {len(clips) - len(clips[::2])} written by an interrupted run)" in r.stdout
+    assert f"(kept {len(clips) - len(clips[::2])} written by an interrupted run with these settings)" in r.stdout
     assert _digests(out) == _digests(cwd / "local")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,7 @@ def test_same_seed_same_bytes_other_seed_other_files(clips_dir, tmp_path):
     _mix(clips_dir, tmp_path / "b", seed=3)
     _mix(clips_dir, tmp_path / "c", seed=4)
     a, b, c = files(tmp_path / "a"), files(tmp_path / "b"), files(tmp_path / "c")
-    assert a == b and len(a) == 8 + 2
+    assert a == b and len(a) == 8 + 3  # the mixtures, manifest.csv, activity.csv and the folder's stamp
     assert a["manifest.csv"] != c["manifest.csv"] and a["activity.csv"] != c["activity.csv"]
 
 
@@ -138,11 +139,15 @@ def test_a_member_that_cannot_be_decoded_is_skipped_and_reported(clips_dir, tmp_
 
 
 def test_too_few_decodable_labels_is_a_data_error(clips_dir, tmp_path):
+    """Review item 3: the error said "see the skipped clips" but took them with it, and left an
+    empty manifest.csv. Now the error carries the report (the skipped clips), and no tables."""
     (clips_dir / "harp_bad.wav").write_bytes(b"junk")
     clips = [c for c in load_dataset(clips_dir, labels="filename").clips if c.label in ("harp", "flute")]
-    with pytest.raises(DataError, match="min_instruments is 2"):
+    with pytest.raises(DataError, match="min_instruments is 2") as err:
         X.mix_clips(clips, tmp_path / "mix", n=3, max_instruments=2, sr=SR, seconds=SECONDS)
-    assert _rows(tmp_path / "mix" / "manifest.csv") == []  # the tables list what was written: nothing
+    assert isinstance(err.value, X.NotEnoughLabels) and err.value.report.written == 0
+    assert [Path(p).name for p, _ in err.value.report.skipped] == ["harp_bad.wav"]
+    assert not (tmp_path / "mix").exists()  # nothing written: no tables, no stamp, no folder
 
 
 def test_clips_with_several_labels_are_left_out(clips_dir, tmp_path):
@@ -155,7 +160,10 @@ def test_clips_with_several_labels_are_left_out(clips_dir, tmp_path):
 @pytest.mark.parametrize("kw, match", [
     ({"n": 0}, "n must be"), ({"n": 2.0}, "n must be"),
     ({"min_instruments": 0}, "min_instruments"), ({"min_instruments": 3, "max_instruments": 2}, "min_instruments"),
-    ({"max_instruments": 4}, "only 3 distinct"), ({"seconds": 0}, "seconds"), ({"seconds": float("nan")}, "seconds"),
+    ({"max_instruments": 4}, "max_instruments is 4 but the clips have only 3 distinct"),
+    ({"min_instruments": 4}, "min_instruments is 4 but the clips have only 3 distinct"),
+    ({"n": 100_001, "min_instruments": 5}, "n must be an integer from 1 to 100000"),  # --min 5: never 100001 files
+    ({"seconds": 0}, "seconds"), ({"seconds": float("nan")}, "seconds"),
     ({"sr": 100}, "sr must be"), ({"seed": -1}, "seed"), ({"level_db": (0.0, -12.0)}, "level_db"),
     ({"level_db": "loud"}, "level_db"), ({"fmt": "ogg"}, "fmt"), ({"fmt": "mp3", "sr": 9000}, "mp3"),
     ({"progress": 3}, "progress"),
@@ -165,3 +173,57 @@ def test_bad_arguments_raise_one_line(clips_dir, tmp_path, kw, match):
         _mix(clips_dir, tmp_path / "mix", **kw)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "mix").exists()  # refused before anything is written
+
+
+def test_max_not_given_is_as_many_as_the_clips_have(clips_dir, tmp_path):
+    """Review item 4: max_instruments defaulted to 3 and was refused, by its Python name, on clips of
+    two instruments; not given, it is now 3 or as many as the clips have (at least min)."""
+    two = [c for c in load_dataset(clips_dir, labels="filename").clips if c.label in ("flute", "cello")]
+    report = X.mix_clips(two, tmp_path / "mix", n=4, sr=SR, seconds=SECONDS)
+    assert report.written == 4 and all(r["label"] == "cello;flute" for r in _rows(tmp_path / "mix" / "manifest.csv"))
+    with pytest.raises(ParameterError, match="^--min is 3 but the clips have only 2 distinct"):
+        X.mix_clips(two, tmp_path / "x", n=4, min_instruments=3, names={"min_instruments": "--min"})
+    with pytest.raises(ParameterError, match="^--sample-rate must be an integer in 8000..192000"):
+        X.mix_clips(two, tmp_path / "x", n=4, sr=100, names={"sr": "--sample-rate"})
+    assert not (tmp_path / "x").exists()
+
+
+def test_out_dir_in_the_inputs_or_blank_is_refused(clips_dir, tmp_path, monkeypatch):
+    """Review items 1 and 5: mixing into an input folder added the mixtures to its clips (and
+    replaced its manifest); '' meant the current folder."""
+    clips = load_dataset(clips_dir, labels="filename").clips
+    for out, inputs in ((clips_dir, ()), (clips_dir / "mixes", ()), (tmp_path / "data" / "mixes", [tmp_path / "data"])):
+        (tmp_path / "data").mkdir(exist_ok=True)
+        with pytest.raises(ParameterError, match="is inside the input .*name a folder outside the inputs"):
+            _mix(clips_dir, out, inputs=inputs)
+    assert not (clips_dir / "mixes").exists() and not (clips_dir / "manifest.csv").exists()
+    monkeypatch.chdir(tmp_path / "data")
+    with pytest.raises(ParameterError, match="out_dir is empty"):
+        X.mix_clips(clips, "", n=2)
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_a_rerun_is_up_to_date_or_resumed_and_other_settings_are_refused(clips_dir, tmp_path):
+    """Review item 1: a rerun with a smaller n left the other mixtures on disk, unlisted."""
+    import json
+
+    out = tmp_path / "mix"
+    first = _mix(clips_dir, out, n=4)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = _mix(clips_dir, out, n=4)  # complete: nothing to do
+    assert (first.previous, again.previous, again.written) == ("", "complete", 0)
+    with pytest.raises(ParameterError, match=r"holds a mix with other settings \(n: 4 there, 3 now\)"):
+        _mix(clips_dir, out, n=3)
+    oboe, kept = clips_dir / "oboe_0.wav", (clips_dir / "oboe_0.wav").read_bytes()
+    when = oboe.stat().st_mtime_ns
+    oboe.write_bytes((clips_dir / "oboe_1.wav").read_bytes())  # an input changed: other mixtures
+    with pytest.raises(ParameterError, match="clips: 7 clips #[0-9a-f]{8} there, 7 clips #[0-9a-f]{8} now"):
+        _mix(clips_dir, out, n=4)
+    oboe.write_bytes(kept)
+    os.utime(oboe, ns=(when, when))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    stamp = json.loads((out / ".instrec-run.json").read_text())
+    (out / ".instrec-run.json").write_text(json.dumps({**stamp, "complete": False}))  # as a killed run leaves it
+    resumed = _mix(clips_dir, out, n=4)
+    assert (resumed.previous, resumed.written) == ("interrupted", 4)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -298,3 +298,161 @@ def test_nothing_playable_writes_nothing_and_says_why(tmp_path):
     assert rep.n_written == 0
     assert any("broken.musicxml" in where for where, _ in rep.skipped)
     assert [where for where, _ in rep.skipped if where.startswith("excerpt")] == ["excerpt 0", "excerpt 1"]
+    assert not (tmp_path / "out").exists()  # no tables of nothing, not even the folder
+
+
+# -- labels kept, pieces told apart, folders not overwritten (review of render-music OUT) ----------
+
+
+def _solo(path: Path, part_name: str, notes: tuple[str, ...], fmt: str = "musicxml") -> Path:
+    """A score of one part of whole notes, written as ``fmt`` (musicxml or midi)."""
+    s = music21.stream.Score()
+    part = music21.stream.Part()
+    part.partName = part_name
+    part.insert(0, music21.instrument.fromString(part_name))
+    for name in notes:
+        part.append(music21.note.Note(name, quarterLength=4.0))
+    s.insert(0, part)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    s.write(fmt, fp=str(path))
+    return path
+
+
+def _table(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+class _Stop:
+    """A progress callback that presses Ctrl-C once ``at`` excerpts are done."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def __call__(self, done: int, n: int) -> None:
+        if done == self.at:
+            raise KeyboardInterrupt
+
+
+@needs_fluidr3
+def test_an_interrupted_run_keeps_its_labels_and_a_rerun_resumes_it(score, tmp_path, monkeypatch):
+    """Ctrl-C after 2 of 3 excerpts: the tables list the 2 written (none unlisted); the same command
+    again keeps them (a damaged one is rendered again) and writes what a run never interrupted writes."""
+    from instrec.data import music_folder
+
+    kw = dict(pieces=[str(score)], n=3, seconds=2.0, sr=SR, seed=4, stems=True, instruments=("cello", "flute"))
+    out = tmp_path / "out"
+    out.mkdir()  # an empty folder is fine
+    monkeypatch.setattr(music_folder, "SAVE_SECONDS", 1e9)  # only the interruption writes the tables
+    with pytest.raises(KeyboardInterrupt):
+        M.render_music(out, progress=_Stop(2), **kw)
+    rows = _table(out / "manifest.csv")
+    audio = sorted(p.name for p in out.glob("*.wav"))
+    assert [r["path"] for r in rows] == audio and len(audio) == 2
+    assert set(A.read_activity(out / "activity.csv")) == set(audio)
+    (out / audio[1]).write_bytes((out / audio[1]).read_bytes()[:1000])  # cut short: not kept
+    listed = []
+    monkeypatch.setattr(music_folder, "SAVE_SECONDS", 0.0)  # the tables follow every excerpt
+    rep = M.render_music(out, progress=lambda done, n: listed.append(len(_table(out / "manifest.csv"))), **kw)
+    assert (rep.previous, rep.n_reused, rep.n_written) == ("interrupted", 1, 2) and listed == [2, 2, 3]
+    fresh = tmp_path / "fresh"
+    M.render_music(fresh, **kw)
+    files = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    for f in files:
+        assert (out / f).read_bytes() == (fresh / f).read_bytes(), f
+    # once more: complete, nothing to write, nothing changed
+    rep = M.render_music(out, **kw)
+    assert (rep.previous, rep.n_reused, rep.n_written, sum(rep.per_class.values()) > 0) == ("complete", 3, 0, True)
+    for f in files:
+        assert (out / f).read_bytes() == (fresh / f).read_bytes(), f
+
+
+@needs_fluidr3
+def test_a_folder_of_another_render_music_run_is_refused_and_left_as_it_is(score, tmp_path):
+    """A render-music folder rendered with other settings (here --n 2, then --n 1; or other pieces,
+    such as a file that is no score) is neither resumed nor rewritten: one line naming the folder."""
+    kw = dict(pieces=[str(score)], seconds=1.0, sr=SR, instruments=("cello", "flute"))
+    out = tmp_path / "mu1"
+    M.render_music(out, n=2, **kw)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ParameterError) as e:
+        M.render_music(out, n=1, **kw)
+    assert str(e.value).startswith(f"{out}: holds a render-music with other settings (n: 2 there, 1 now)")
+    assert "\n" not in str(e.value) and "new folder" in str(e.value)
+    not_a_score = tmp_path / "passwd"
+    not_a_score.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(ParameterError, match=r"other settings \(pieces: "):
+        M.render_music(out, n=2, **{**kw, "pieces": [str(not_a_score)]})
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("held, what", [
+    ({"manifest.csv": "path,label\nmine.wav,flute\n", "mine.wav": "RIFF"}, "holds manifest.csv, mine.wav"),
+    ({".instrec-run.json": '{"command": "render", "settings": {}, "complete": true}',
+      "flute_C4_1_forte_fluidr3_000.wav": "RIFF", "manifest.csv": "path,label\n"}, "'instrec render'")])
+def test_a_folder_holding_other_data_is_refused_before_anything_is_rendered(held, what, score, tmp_path):
+    for name, text in held.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ParameterError) as e:
+        M.render_music(tmp_path, pieces=[str(score)], n=1, seconds=1.0, sr=SR, instruments=("cello",))
+    assert str(e.value).startswith(f"{tmp_path}: ") and what in str(e.value) and "render-music" in str(e.value)
+    assert "\n" not in str(e.value)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == held
+    file = tmp_path / "manifest.csv"
+    with pytest.raises(ParameterError, match="not a folder"):
+        M.render_music(file, pieces=[str(score)], n=1, seconds=1.0, sr=SR, instruments=("cello",))
+
+
+def test_scores_of_one_name_in_two_folders_are_two_pieces_of_two_works(tmp_path):
+    """scA/x and scB/x, x.mid beside x.musicxml: each file its own id (so its own cached score);
+    a folder's name prefixes its pieces; one work in two formats stays one group."""
+    _solo(tmp_path / "scA" / "x.musicxml", "Flute", ("C5",))
+    _solo(tmp_path / "scB" / "x.musicxml", "Violoncello", ("C3",))
+    _solo(tmp_path / "scB" / "x.mid", "Violoncello", ("C3",), fmt="midi")
+    sets = M.list_pieces([str(tmp_path / "scA"), str(tmp_path / "scB")])
+    ids = [[pid for pid, _ in found] for _, found in sets]
+    assert ids == [["scA/x"], ["scB/x.mid", "scB/x.musicxml"]]
+    assert M.work_of("scB/x.mid") == M.work_of("scB/x.musicxml") == "scB/x" != M.work_of("scA/x")
+    # the same file named twice (its folder, then itself) is one piece
+    again = M.list_pieces([str(tmp_path / "scA"), str(tmp_path / "scA" / "x.musicxml")])
+    assert [found for _, found in again][0] == [found for _, found in again][1]
+
+
+def test_the_corpus_s_two_encodings_of_a_movement_are_two_pieces_of_one_work():
+    ids = [pid for pid, _ in dict(M.list_pieces("ensembles"))["ensembles"]]
+    assert len(ids) == len(set(ids))
+    assert {"beethoven/opus18no1/movement1.krn", "beethoven/opus18no1/movement1.mxl"} <= set(ids)
+    assert M.work_of("beethoven/opus18no1/movement1.krn") == "beethoven/opus18no1"
+    assert "bach/bwv66.6" in {pid for pid, _ in dict(M.list_pieces("chorales"))["chorales"]}
+
+
+@needs_fluidr3
+def test_scores_of_one_name_are_played_each_as_it_is(tmp_path):
+    """--pieces scA,scB, each holding an x: excerpt 0 plays scA's flute part, excerpt 1 scB's cello
+    part (the cache gave scA's to both), and the manifest names each one's own piece and work."""
+    _solo(tmp_path / "scA" / "x.musicxml", "Flute", ("C5", "E5", "G5"))
+    _solo(tmp_path / "scB" / "x.musicxml", "Violoncello", ("C3", "E3", "G3"))
+    out = tmp_path / "out"
+    M.render_music(out, pieces=[str(tmp_path / "scA"), str(tmp_path / "scB")], n=2, seconds=1.0, sr=SR,
+                   instruments=("flute", "cello"))
+    rows = _table(out / "manifest.csv")
+    assert [(r["label"], r["piece"], r["group"]) for r in rows] == [("flute", "scA/x", "scA/x"), ("cello", "scB/x", "scB/x")]
+
+
+@needs_fluidr3
+def test_an_excerpt_interrupted_while_written_leaves_none_of_its_files(score, tmp_path, monkeypatch):
+    """Ctrl-C after the mix is written, before its stems: the mix goes too (it would lie unlisted)."""
+    written = []
+
+    def write_audio(path, y, sr, fmt):
+        if written:
+            raise KeyboardInterrupt
+        written.append(path)
+        R.write_audio(path, y, sr, fmt)
+
+    monkeypatch.setattr(M, "write_audio", write_audio)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        M.render_music(out, pieces=[str(score)], n=1, seconds=1.0, sr=SR, stems=True, instruments=("cello", "flute"))
+    assert written and not [p for p in out.rglob("*") if p.is_file() and p.suffix == ".wav"]

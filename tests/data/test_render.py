@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -230,6 +231,9 @@ def test_all_installed_soundfonts(tmp_path):
         (dict(instruments=[]), ["instruments"]),
         (dict(per_class=0), ["per_class", "0"]),
         (dict(per_class=2.5), ["per_class"]),
+        # with a SoundFont that is not there: a check that went missing fails the test, never renders 10**20 clips
+        (dict(per_class=10**20, soundfont="fluidr4"), ["per_class must be an integer from 1 to 100000", str(10**20)]),
+        (dict(negatives=100_001, soundfont="fluidr4"), ["negatives must be an integer from 0 to 100000"]),
         (dict(seconds=0), ["seconds"]),
         (dict(seconds=61), ["seconds", "61"]),
         (dict(sr=4000), ["sr", "4000"]),
@@ -342,7 +346,7 @@ def test_interrupted_render_finishes_the_rest_identically(tmp_path):
 
     args = dict(soundfont="fluidr3", instruments=("flute", "cello"), per_class=4, seconds=1.0, seed=5)
     whole = R.render(tmp_path / "whole", **args)
-    assert whole.n_written == 8 and whole.n_reused == 0
+    assert whole.n_written == 8 and whole.n_reused == 0 and whole.previous == ""
     part = tmp_path / "part"
     R.render(part, **args)
     clips = sorted(part.glob("*.wav"))
@@ -351,26 +355,70 @@ def test_interrupted_render_finishes_the_rest_identically(tmp_path):
     (part / "manifest.csv").unlink()
     (part / f".{clips[0].name}.x1y2.part.wav").write_bytes(b"RIFF half a clip")  # what SIGKILL leaves
     clips[1].write_bytes(clips[1].read_bytes()[:500])  # a damaged clip is rendered again
+    stamp = json.loads((part / R.STAMP_NAME).read_text())
+    (part / R.STAMP_NAME).write_text(json.dumps({**stamp, "complete": False}))  # as a killed run leaves it
     again = R.render(part, **args)
-    assert again.n_written == 5 and again.n_reused == 3
+    assert again.n_written == 5 and again.n_reused == 3 and again.previous == "interrupted"
     assert digest(part) == digest(tmp_path / "whole")
 
 
-def test_clips_of_another_render_version_or_seed_are_not_reused(tmp_path):
-    """Same file names are not enough: clips an older instrec (other audio for the same draws) or
-    another seed left in the folder are rendered again."""
-    import json
+def test_the_stamp_records_the_settings_and_whether_the_run_completed(tmp_path):
+    """Review item 1: the stamp held the version and seed only, so a completed rerun claimed to keep
+    clips "written by an interrupted run", and a render of other settings reused the folder."""
+    args = dict(soundfont="fluidr3", instruments=("flute", "sax"), per_class=2, seconds=0.3, seed=3)
+    during = []
+    first = R.render(tmp_path, progress=lambda d, t: during.append(json.loads((tmp_path / R.STAMP_NAME).read_text())), **args)
+    stamp = json.loads((tmp_path / R.STAMP_NAME).read_text())
+    assert during and all(s["complete"] is False for s in during) and stamp["complete"] is True
+    assert stamp["command"] == "render" and all(s["settings"] == stamp["settings"] for s in during)
+    assert {k: stamp["settings"][k] for k in ("instruments", "per-class", "seconds", "sample-rate", "format", "seed")} == {
+        "instruments": ["flute", "saxophone"], "per-class": 2, "seconds": 0.3, "sample-rate": 22050, "format": "wav", "seed": 3}
+    again = R.render(tmp_path, **args)  # complete: nothing to write, and said so
+    assert (first.previous, again.previous, again.n_written, again.n_reused) == ("", "complete", 0, 4)
 
-    args = dict(soundfont="fluidr3", instruments=("flute",), per_class=2, seconds=0.5, seed=3)
-    first = R.render(tmp_path, **args)
-    stamp = tmp_path / R.STAMP_NAME
-    assert json.loads(stamp.read_text()) == {"render_version": R.RENDER_VERSION, "seed": 3}
-    assert R.render(tmp_path, **args).n_reused == 2 == first.n_written  # same render: kept
-    stamp.write_text(json.dumps({"render_version": R.RENDER_VERSION + 1, "seed": 3}))
-    again = R.render(tmp_path, **args)
-    assert (again.n_reused, again.n_written) == (0, 2)
-    stamp.unlink()  # a folder from before stamps
-    assert R.render(tmp_path, **args).n_reused == 0
+
+@pytest.mark.parametrize("other", [dict(instruments=("oboe",)), dict(per_class=1), dict(seed=4), dict(seconds=0.4)])
+def test_a_folder_of_another_render_is_refused_untouched(tmp_path, other):
+    """Review item 1: a render of other settings rewrote manifest.csv, leaving the old clips unlisted."""
+    args = dict(soundfont="fluidr3", instruments=("flute", "cello"), per_class=2, seconds=0.3, seed=3)
+    R.render(tmp_path, **args)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ParameterError, match="holds a render with other settings") as err:
+        R.render(tmp_path, **{**args, **other})
+    assert str(tmp_path) in str(err.value) and "\n" not in str(err.value) and next(iter(other)).replace("_", "-") in str(err.value)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_folder_of_other_files_an_older_render_or_a_mix_is_refused(tmp_path):
+    args = dict(soundfont="fluidr3", instruments=("flute",), per_class=1, seconds=0.3)
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "manifest.csv").write_text("path,label\nmine.wav,flute\n")  # the user's own data set
+    with pytest.raises(ParameterError, match=r"own: not empty \(holds manifest.csv\).*new folder or remove"):
+        R.render(own, **args)
+    assert [p.name for p in own.iterdir()] == ["manifest.csv"]
+    old = tmp_path / "old"
+    R.render(old, **args)
+    stamp = json.loads((old / R.STAMP_NAME).read_text())
+    (old / R.STAMP_NAME).write_text(json.dumps({**stamp, "settings": {**stamp["settings"], "render-version": 0}}))
+    with pytest.raises(ParameterError, match="render-version: 0 there, 1 now"):
+        R.render(old, **args)  # clips of an older instrec are never taken for this one's
+    (old / R.STAMP_NAME).write_text(json.dumps({**stamp, "command": "mix"}))
+    with pytest.raises(ParameterError, match="holds the output of 'instrec mix'"):
+        R.render(old, **args)
+    (old / R.STAMP_NAME).unlink()  # a folder from before these stamps
+    with pytest.raises(ParameterError, match="not empty"):
+        R.render(old, **args)
+    (tmp_path / "empty").mkdir()
+    assert R.render(tmp_path / "empty", **args).n_written == 1
+
+
+def test_a_blank_out_dir_is_refused_not_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for blank in ("", "  "):
+        with pytest.raises(ParameterError, match="out_dir is empty"):
+            R.render(blank, soundfont="fluidr3", instruments=("flute",), per_class=1, seconds=0.3)
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,3 +476,13 @@ def test_one_note_midi_is_a_valid_file():
     assert body[:3] == b"\x00\xc0\x49" and body[3:7] == b"\x00\x90\x48\x64" and body.endswith(b"\xff\x2f\x00")
     assert int.from_bytes(data[18:22], "big") == len(body)
     assert S._one_note_midi(73, 72, 100, 300.0, 0.0)[22 + 7 : 22 + 10] == bytes([0x91, 0xCA, 0x00])  # 288,000 ticks = 17·128² + 74·128, as a variable-length number
+
+
+def test_a_completed_render_with_negatives_is_up_to_date(tmp_path):
+    """The 'unknown' clips were written again on every rerun, so "up to date" could not be said of them."""
+    args = dict(soundfont="fluidr3", instruments=("flute",), per_class=1, seconds=0.3, negatives=1)
+    first = R.render(tmp_path, **args)
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("unknown_*")}
+    again = R.render(tmp_path, **args)
+    assert first.n_negatives > 0 and (again.previous, again.n_written, again.n_reused) == ("complete", 0, first.n_written)
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("unknown_*")} == before

@@ -20,11 +20,34 @@ from instrec.features import extract
 from instrec.pipeline import calibrate_model
 
 
-def test_a_multilabel_model_gets_the_thresholds_of_the_data(multilabel_model, mixture_data, tmp_path):
-    cal, skipped = calibrate_model(multilabel_model, mixture_data, out=tmp_path / "m")
+@pytest.fixture(scope="module")
+def other_mixtures(tone_data, tmp_path_factory):
+    """60 other mixtures of tone_data's tones: clips multilabel_model was not trained on."""
+    from conftest import SR
+    from instrec.data.mixtures import mix_clips
+
+    root = tmp_path_factory.mktemp("other-mixtures")
+    mix_clips(load_dataset(tone_data).clips, root, n=60, min_instruments=1, max_instruments=3, seconds=3.0, sr=SR,
+              seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tone_model(tone_data, tmp_path_factory):
+    """A seed-mfcc model folder trained on tone_data with 21 of its 30 clips held back (split.json)."""
+    from instrec.pipeline import train_model
+    from instrec.recipes import get_recipe
+
+    out = tmp_path_factory.mktemp("tone-model") / "m"
+    train_model(tone_data, recipe=get_recipe("seed-mfcc").with_overrides(epochs=40), out=out, seed=0, test_size=0.7)
+    return out
+
+
+def test_a_multilabel_model_gets_the_thresholds_of_the_data(multilabel_model, other_mixtures, tmp_path):
+    cal, skipped = calibrate_model(multilabel_model, other_mixtures, out=tmp_path / "m")
     assert not skipped and cal["clips"] == 60 and cal["left_out"] == {}
     clf = InstrumentClassifier.load(multilabel_model)
-    clips = load_dataset(mixture_data).clips
+    clips = load_dataset(other_mixtures).clips
     X, ok, _ = extract([c.path for c in clips], clf.recipe.feature)
     Y = label_matrix([clips[i].label for i in ok], clf.classes)
     expected = choose_thresholds(Y, clf.predict_proba(X))  # what the data says, computed here
@@ -87,8 +110,8 @@ def _subset(folder, keep, out):
     return out
 
 
-def test_an_instrument_the_clips_lack_keeps_its_threshold(multilabel_model, mixture_data, tmp_path):
-    data = _subset(mixture_data, lambda label: "saw" not in label.split(";"), tmp_path / "no-saw")
+def test_an_instrument_the_clips_lack_keeps_its_threshold(multilabel_model, other_mixtures, tmp_path):
+    data = _subset(other_mixtures, lambda label: "saw" not in label.split(";"), tmp_path / "no-saw")
     cal, _ = calibrate_model(multilabel_model, data, out=tmp_path / "m")
     assert cal["kept"] == ["saw"]
     was = InstrumentClassifier.load(multilabel_model).thresholds_
@@ -122,3 +145,100 @@ def test_out_at_the_data_folder_loses_nothing(rendered_data, tmp_path):
         assert r.returncode == 2 and error_lines(r.stderr) == [
             f"instrec: error: {data}: holds other files (it is not a model folder): name a new or empty folder"]
     assert sorted(p.name for p in data.rglob("*")) == before
+
+
+def test_calibrating_on_the_training_folder_fits_on_its_held_back_split(tone_model, tone_data, tmp_path):
+    """The clips a model was trained on say nothing of its confidence (they made T 0.07 and 'unknown'
+    below 1.00): on its training folder calibrate fits on the held-back test split, as evaluate
+    scores it; elsewhere in that folder the training clips are left out, and none left is an error."""
+    import shutil
+
+    from instrec.errors import DataError
+
+    r = run_cli("calibrate", tone_model, tone_data, "--out", tmp_path / "m2")
+    assert r.returncode == 0, r.stderr
+    assert "chosen on 21 clips" in r.stdout
+    assert error_lines(r.stderr) == ["calibrated on the held-back test split of the model's training data: 21 of the 30 "
+                                     "clips; the other 9 were left out (the model may have been trained on them)"]
+    record = json.loads((tmp_path / "m2" / "model.json").read_text())["metrics"]["calibration"]
+    assert record["clips"] == 21 and record["training_clips"] == {"n": 9, "of": 30, "held_back": True}
+    assert record["model"] == str(tone_model.resolve())
+
+    # a part of the training folder: its training clips left out, too few left
+    test = set(json.loads((tone_model / "split.json").read_text())["test"])
+    parts = [tone_data / "sine", tone_data / "saw"]
+    held = sum(str(p.resolve()) in test for d in parts for p in d.glob("*.wav"))
+    with pytest.raises(DataError, match=f"{held} clips of classes the model knows: too few .*; {20 - held} more were "
+                                        "left out, clips the model may have been trained on"):
+        calibrate_model(tone_model, parts, out=tmp_path / "m3")
+
+    # no record of the held-back split: every clip of the training folder may have been trained on
+    bare = tmp_path / "bare"
+    shutil.copytree(tone_model, bare)
+    (bare / "split.json").unlink()
+    r = run_cli("calibrate", bare, tone_data, "--out", tmp_path / "m4")
+    assert r.returncode == 1 and error_lines(r.stderr) == [
+        f"instrec: error: {tone_data}: all 30 clips lie in the folder the model was trained on, and the model carries "
+        "no record of its held-back test split: calibrate it on other recordings"]
+    assert not (tmp_path / "m4").exists()
+
+
+def test_a_fit_that_cannot_tell_confidence_from_certainty_is_warned(tone_data, tmp_path):
+    """Copies of the training clips (not known as such): a perfect fit drives T to the bottom of its
+    range; one line says the data cannot tell the model's confidence from certainty."""
+    import shutil
+
+    from instrec.calibration import T_RANGE
+    from instrec.pipeline import train_model
+    from instrec.recipes import get_recipe
+
+    train_model(tone_data, recipe=get_recipe("seed-mfcc").with_overrides(epochs=40), out=tmp_path / "m", seed=0)
+    shutil.copytree(tone_data, tmp_path / "copy")
+    r = run_cli("calibrate", tmp_path / "m", tmp_path / "copy", "--out", tmp_path / "m2")
+    assert r.returncode == 0, r.stderr
+    t = json.loads((tmp_path / "m2" / "model.json").read_text())["temperature"]
+    assert t == pytest.approx(T_RANGE[0], rel=1e-3)
+    assert [l for l in error_lines(r.stderr) if l.startswith("warning:")] == [
+        "warning: the temperature is the lowest searched (0.05): these clips cannot tell the model's confidence from "
+        "certainty (were they trained on?); calibrate on recordings the model has not heard"]
+
+
+def test_the_name_shipped_always_means_the_shipped_model(tone_model, tone_data, rendered_data, tmp_path):
+    """A local folder named shipped is never read nor written for the name 'shipped' (a report
+    said 'model: shipped' of it, and calibrate shipped --out shipped overwrote it); its own path
+    still reaches it, and reports name the real path."""
+    import shutil
+
+    local = tmp_path / "shipped"
+    shutil.copytree(tone_model, local)
+    before = {p.name: p.read_bytes() for p in local.iterdir()}
+    note = (f"warning: 'shipped' names the shipped model; the folder ./shipped here was not used "
+            f"(name it {local} to use it)")
+    taken = "that name means the shipped model; choose another name for the"
+    for args in (("calibrate", "shipped", rendered_data), ("calibrate", tone_model, tone_data),
+                 ("train", rendered_data, "--recipe", "mfcc-stats")):
+        r = run_cli(*args, "--out", "shipped", cwd=tmp_path)
+        assert r.returncode == 2 and error_lines(r.stderr) == [f"instrec: error: shipped: {taken} model folder"], r.stderr
+    r = run_cli("export", tone_model, "--onnx", "shipped", cwd=tmp_path)
+    assert r.returncode == 2 and error_lines(r.stderr) == [f"instrec: error: shipped: {taken} .onnx file"], r.stderr
+    r = run_cli("calibrate", local, tone_data, "--out", local)
+    assert r.returncode == 2 and "another folder than the model's own" in r.stderr
+    assert {p.name: p.read_bytes() for p in local.iterdir()} == before
+
+    r = run_cli("calibrate", "shipped", rendered_data, "--out", "new", cwd=tmp_path)
+    assert r.returncode == 0 and error_lines(r.stderr)[0] == note, r.stderr  # then: renders like its own, too sure
+    info = json.loads((tmp_path / "new" / "model.json").read_text())
+    assert info["classes"] == InstrumentClassifier.load(shipped_model_path()).classes
+    assert info["metrics"]["calibration"]["model"] == "shipped"
+    r = run_cli("evaluate", "shipped", rendered_data, "--out", "rep", cwd=tmp_path)
+    assert r.returncode == 0 and note in error_lines(r.stderr), r.stderr
+    assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["context"]["model"] == str(shipped_model_path())
+    clip = next(rendered_data.rglob("*.wav"))
+    plain, named = (run_cli("predict", *m, clip, "--format", "json", cwd=tmp_path) for m in ((), ("shipped",)))
+    assert named.returncode == 0 and json.loads(named.stdout) == json.loads(plain.stdout)
+    assert error_lines(named.stderr) == [note]
+
+    r = run_cli("evaluate", ".", tone_data, "--out", tmp_path / "rep2", cwd=local)
+    assert r.returncode == 0, r.stderr  # its own folder by another spelling: read, and named by its real path
+    assert json.loads((tmp_path / "rep2" / "metrics.json").read_text())["context"]["model"] == str(local)
+    assert {p.name: p.read_bytes() for p in local.iterdir()} == before

@@ -122,3 +122,141 @@ def test_cli_errors_are_one_line(sources, tmp_path, capsys, args, code, words):
     assert err.startswith("instrec: error: ") and len(error_lines(err)) == 1
     for w in words:
         assert w in err
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Tones from sources a, b, c (sine, square, saw; 3 clips each) and negatives: sources noise
+    (3 'unknown' clips) and espeak (2), as render --negatives writes them (a 'kind' column)."""
+    import numpy as np
+
+    from conftest import tone, write
+
+    root = tmp_path_factory.mktemp("mixed")
+    rows = ["path,label,source,kind"]
+    for s, source in enumerate("abc"):
+        for kind in ("sine", "square", "saw"):
+            for k in range(3):
+                name = f"{source}/{kind}_{k}.wav"
+                write(root / name, tone(kind, 220.0 * (1 + k + s / 3), seed=10 * s + k))
+                rows.append(f"{name},{kind},{source},instrument")
+    rng = np.random.default_rng(0)
+    for source, n in (("noise", 3), ("espeak", 2)):
+        for k in range(n):
+            name = f"{source}/unknown_{k}.wav"
+            write(root / name, (0.1 * rng.standard_normal(22050)).astype("float32"))
+            rows.append(f"{name},unknown,{source},noise-white")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_with_overrides_refuses_options_the_recipe_does_not_use():
+    from instrec.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="--image-mode.*mfcc-stats"):
+        get_recipe("mfcc-stats").with_overrides(image_mode="rgb")
+    with pytest.raises(ParameterError, match="--hidden.*cnn"):
+        get_recipe("cnn").with_overrides(hidden=(8,))
+    with pytest.raises(ParameterError, match="--activation.*cnn"):
+        get_recipe("cnn").with_overrides(activation="selu")
+    with pytest.raises(ParameterError, match="--activation.*no hidden layer"):
+        get_recipe("mfcc-linear").with_overrides(activation="selu")
+    with pytest.raises(ParameterError, match="--activation.*no hidden layer"):
+        get_recipe("mfcc-stats").with_overrides(hidden=(), activation="selu")
+    assert get_recipe("seed-spectrogram").with_overrides(image_mode="rgb").feature.image_mode == "rgb"
+    assert get_recipe("mfcc-linear").with_overrides(hidden=(8,), activation="selu").model.activation == "selu"
+    assert get_recipe("cnn").with_overrides(epochs=2).train.epochs == 2
+
+
+def test_crossval_checks_out_before_any_feature(sources, tmp_path, monkeypatch, capsys):
+    from instrec.cli import main
+    from instrec.errors import ParameterError, WriteError
+    from instrec.pipeline import validation
+
+    def no_features(*a, **k):
+        raise AssertionError("features computed before --out was checked")
+
+    monkeypatch.setattr(validation, "dataset_features", no_features)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ParameterError, match="afile"):
+        cross_validate(list(sources), recipe=RECIPE, cv=LeaveOneSourceOut(), out=afile)
+    with pytest.raises(WriteError, match="afile"):
+        cross_validate(list(sources), recipe=RECIPE, cv=LeaveOneSourceOut(), out=afile / "sub")
+    for out, code in ((afile, 2), (afile / "sub", 1)):
+        with pytest.raises(SystemExit) as e:
+            main(["crossval", *map(str, sources), "--epochs", "1", "--out", str(out)])
+        assert e.value.code == code
+        err = capsys.readouterr().err
+        assert len(error_lines(err)) == 1 and "afile" in err
+    with pytest.raises(SystemExit) as e:  # train --cv --report: the same check
+        main(["train", str(sources[0]), "--cv", "2", "--epochs", "1", "--report", str(afile)])
+    assert e.value.code == 2 and len(error_lines(capsys.readouterr().err)) == 1
+    assert afile.read_text() == "x"
+    # a new folder is checked without being left behind
+    with pytest.raises(AssertionError, match="features computed"):
+        cross_validate(list(sources), recipe=RECIPE, cv=LeaveOneSourceOut(), out=tmp_path / "new" / "rep")
+    assert not (tmp_path / "new").exists()
+
+
+def test_sources_of_negatives_only_always_train():
+    from types import SimpleNamespace
+
+    clips = ([SimpleNamespace(source=s, label=l) for s in "ab" for l in ("x", "y", "unknown")]
+             + [SimpleNamespace(source="noise", label="unknown")] * 2 + [SimpleNamespace(source="espeak", label="unknown")])
+    cv = LeaveOneSourceOut()
+    folds = list(cv.split(clips))
+    assert [f[3]["held_out"] for f in folds] == ["a", "b"]
+    for _, tr, te, info in folds:
+        assert {clips[i].source for i in tr} >= {"noise", "espeak"} and len(tr) + len(te) == len(clips)
+        assert info["train_sources"] == sorted({"a", "b"} - {info["held_out"]}) + ["espeak", "noise"]
+    assert cv.record(clips)["train_only"] == ["espeak", "noise"] and "train_only" not in cv.record()
+    assert "espeak, noise" in cv.describe(clips) and "always" in cv.describe(clips)
+    with pytest.raises(DataError, match="at least 2 sources"):
+        cv.check(clips[:3] + clips[6:])  # one source of instruments and the negatives
+
+
+def test_fold_means_say_how_many_folds_they_cover():
+    from instrec.evaluate import crossval_markdown, crossval_summary, crossval_table
+
+    def fold(name, n_train, n_test, acc, auc):
+        return {"held_out": name, "train_sources": ["x"], "n_train": n_train, "n_test": n_test,
+                "accuracy": acc, "macro_f1": acc, "roc_auc_ovr_macro": auc, "unknown_classes": {}}
+
+    folds = [fold("a", 10, 10, 0.5, 0.6), fold("b", 10, 20, 0.7, 0.8), fold("c", 10, 30, 0.9, None),
+             fold("d", 40, 100, None, None)]
+    res = {"folds": folds, "mean": {"accuracy": 0.7, "macro_f1": 0.7, "roc_auc_ovr_macro": 0.7},
+           "std": {"accuracy": 0.1, "macro_f1": 0.1, "roc_auc_ovr_macro": 0.1}, "context": {}}
+    table = crossval_table(res)
+    mean_row = table.splitlines()[-1]
+    assert "10 / 20 (mean of 3 folds)" in mean_row  # d, never scored, is not in the counts
+    assert "0.7000 ± 0.1000 (2 folds)" in mean_row and "70.00% ± 10.00% |" in mean_row
+    summary = crossval_summary(res)
+    assert "accuracy 70.00% ± 10.00% (3 of 4 folds)" in summary and "ROC AUC 0.7000 ± 0.1000 (2 of 4 folds)" in summary
+    report = crossval_markdown(res, title="t")
+    assert "accuracy and macro F1: mean of 3 folds; ROC AUC: mean of 2" in report
+    every = {**res, "folds": folds[:2]}
+    assert crossval_summary(every).endswith("(mean ± std of 2 folds)")
+
+
+def test_crossval_negatives_overrides_and_joins(mixed, tmp_path):
+    out = tmp_path / "R"
+    r = run_cli("crossval", mixed, "--recipe", "seed-mfcc", "--epochs", "2", "--hidden", "none", "--join", "a+b",
+                "--out", out)
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((out / "crossval.json").read_text())
+    assert [f["held_out"] for f in saved["folds"]] == ["a+b", "c"]  # noise and espeak never held out
+    assert saved["folds"][1]["train_sources"] == ["a+b", "espeak", "noise"]
+    assert saved["context"]["recipe"] == "seed-mfcc (epochs 2, hidden none)"
+    assert saved["recipe"]["train"]["epochs"] == 2 and saved["recipe"]["model"]["hidden"] == []
+    assert saved["split"]["libraries"] == {"a": "a+b", "b": "a+b"} and saved["split"]["train_only"] == ["espeak", "noise"]
+    report = (out / "report.md").read_text()
+    assert "seed-mfcc (epochs 2, hidden none)" in report and "espeak, noise" in report
+    assert "seed-mfcc (epochs 2, hidden none): leave-one-library-out: accuracy" in r.stdout
+    r = run_cli("crossval", mixed, "--recipe", "seed-mfcc", "--image-mode", "rgb")
+    assert r.returncode == 2 and "--image-mode" in r.stderr and len(error_lines(r.stderr)) == 1
+    for join, code, word in (("a", 2, "+"), ("a+nosuch", 1, "nosuch"), ("a+b+c", 1, "at least 2")):
+        r = run_cli("crossval", mixed, "--epochs", "1", "--join", join)
+        assert r.returncode == code and word in r.stderr and len(error_lines(r.stderr)) == 1, (join, r.stderr)
+    r = run_cli("crossval", mixed, "--epochs", "1", "--join", "a+b", "--join", "b+c")
+    assert r.returncode == 2 and "b" in r.stderr and len(error_lines(r.stderr)) == 1

@@ -171,7 +171,7 @@ def train(
                                  out=report, device=device, init=base, keep_classes=keep_classes, families=families,
                                  progress=progress)
         typer.echo(crossval_table(res), nl=False)
-        typer.echo(f"{r.name}: {cv}-fold cross-validation: {crossval_summary(res)} (mean ± std over folds)"
+        typer.echo(f"{res['context']['recipe']}: {cv}-fold cross-validation: {crossval_summary(res)}"
                    + (f"; report in {report}" if report else ""))
         _say_absent_classes(res["context"])
         _report_skipped([tuple(x) for x in res["skipped"]])
@@ -216,6 +216,8 @@ def crossval(
     data: List[Path] = typer.Argument(..., metavar="DATA...", help="folders of labelled audio from at least 2 sources (folder name or manifest 'source' column)"),
     recipe: Optional[str] = typer.Option(None, metavar="NAME", help=RECIPE_DEFAULT_HELP, show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", metavar="REPORT_DIR", help="report folder: crossval.json and report.md"),
+    join: Optional[List[str]] = typer.Option(None, "--join", metavar="A+B", help="hold these sources out together, one fold "
+                                             "(sources sharing recordings: fluidr3+musescore); repeatable"),
     seed: int = typer.Option(0, metavar="N", help="seeds every fold's network"),
     epochs: Optional[int] = typer.Option(None, metavar="N", help="override the recipe's epochs"),
     hidden: Optional[str] = typer.Option(None, metavar="SIZES|none", help="hidden layer sizes, e.g. 64,32"),
@@ -231,15 +233,18 @@ def crossval(
 ):
     """Leave-one-source-out: train on every source but one, test on that one; one table."""
     _need("torch", "safetensors")
-    from ..evaluate import crossval_table
+    from ..data.splits import parse_joins
+    from ..evaluate import crossval_summary, crossval_table
     from ..pipeline import LeaveOneSourceOut, cross_validate
 
     r = _recipe(recipe, epochs, hidden, activation, image_mode)
+    splitter = LeaveOneSourceOut(parse_joins(join or []))
     _say_recipe(recipe, None, r)
     with _progress() as progress:
-        res = cross_validate(data, recipe=r, cv=LeaveOneSourceOut(), seed=seed, options=_data_options(labels, manifest, alias, jobs, no_cache, ray),
+        res = cross_validate(data, recipe=r, cv=splitter, seed=seed, options=_data_options(labels, manifest, alias, jobs, no_cache, ray),
                              out=out, device=device, progress=progress)
     typer.echo(crossval_table(res), nl=False)
+    typer.echo(f"{res['context']['recipe']}: {splitter.title()}: {crossval_summary(res)}")
     for f in res["folds"]:
         if f.get("unknown_classes"):
             typer.echo(f"held-out {f['held_out']}: not scored, classes absent from training: "
@@ -333,6 +338,8 @@ def calibrate(
     if cal["left_out"]:
         typer.echo("left out, classes the model does not know: " + ", ".join(f"{c} ({n} clips)" for c, n in cal["left_out"].items()),
                    err=True)
+    for line in cal["notes"]:  # the clips left out as trained on; a fit that saw only certainties
+        typer.echo(line, err=True)
     typer.echo(f"model in {out}")
     _report_skipped(skipped)
 
@@ -441,10 +448,10 @@ def predict(
 def _model_argument(paths: list) -> tuple[Path | None, list]:
     """``instrec predict [MODEL] PATH...``: the model a first argument names, and the inputs.
 
-    A model is a folder holding model.json, a .onnx file or 'shipped' (unless a file of that name
-    is there). Followed by more arguments, a first one that is no model, no audio file by its
-    name and not there at all is a mistyped model: an error, not an input to skip, else the
-    shipped model would answer in its place. Alone, it is an input (skipped as missing)."""
+    A model is a folder holding model.json, a .onnx file or 'shipped' (always the shipped model).
+    Followed by more arguments, a first one that is no model, no audio file by its name and not
+    there at all is a mistyped model: an error, else the shipped model would answer in its place."""
+    from ..assets import names_shipped
     from ..audio import is_audio_path
     from ..errors import ParameterError
 
@@ -452,7 +459,7 @@ def _model_argument(paths: list) -> tuple[Path | None, list]:
     if isinstance(first, str):  # a URL: an input
         return None, paths
     named = ((first / "model.json").is_file() or (first.suffix.lower() == ".onnx" and first.is_file())
-             or (str(first) == "shipped" and not first.exists()))
+             or names_shipped(first))
     if named:
         if len(paths) == 1:
             raise ParameterError(f"{first} is a model; name the audio files or folders to predict after it")
@@ -476,11 +483,7 @@ def export(
     _need("torch", "safetensors", "onnx")
     from ..export import export_onnx
 
-    if str(model) == "shipped":
-        from ..assets import shipped_model_path
-
-        model = shipped_model_path()
-    export_onnx(model, onnx, opset=opset)
+    export_onnx(model, onnx, opset=opset)  # "shipped" is the shipped model there, saying so where ./shipped exists
     typer.echo(f"exported {model} to {onnx} (checked: onnxruntime agrees with PyTorch within 1e-4)")
 
 
@@ -579,7 +582,12 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"instrec: error: {line}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as e:  # typer makes Ctrl-C a silent SystemExit(130): find it, say it
+        cause = e if isinstance(e, KeyboardInterrupt) or e.code == 130 else None
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
         print("instrec: interrupted", file=sys.stderr)
         sys.exit(130)
 

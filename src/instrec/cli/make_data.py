@@ -12,6 +12,20 @@ from ..display import progress_bars as _progress, report_skipped as _report_skip
 from .common import ALIAS_OPT, LABELS_OPT, MANIFEST_OPT, AudioFormat, ImageMode, LabelMode, _examples, _need, app
 
 
+def _out(value: str, name: str = "OUT_DIR") -> Path:
+    """The output folder: typed as text, because '' would become Path('.'), the current folder, unseen."""
+    from ..data.outdir import out_path
+
+    return out_path(value, name)
+
+
+# what render's and mix's options are called in their messages (data.settings.check_arguments, data.mixtures)
+RENDER_OPTIONS = {"per_class": "--per-class", "seconds": "--seconds", "sr": "--sample-rate", "fmt": "--format",
+                  "seed": "--seed", "negatives": "--negatives"}
+MIX_OPTIONS = {"n": "--n", "min_instruments": "--min", "max_instruments": "--max", "seconds": "--seconds",
+               "sr": "--sample-rate", "fmt": "--format", "seed": "--seed", "out_dir": "OUT_DIR"}
+
+
 @app.command(epilog=_examples(
     ("instrec render data", "600 clips of the six instruments from FluidR3"),
     ("instrec render data --soundfont all", "from every General MIDI library installed, one sub-folder each"),
@@ -21,25 +35,31 @@ from .common import ALIAS_OPT, LABELS_OPT, MANIFEST_OPT, AudioFormat, ImageMode,
     ("instrec render data --soundfont all --ray auto", "on the Ray cluster 'ray start' made here: the same files"),
 ))
 def render(
-    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="folder to write the clips and manifest.csv into"),
+    out_dir: str = typer.Argument(..., metavar="OUT_DIR", help="folder to write the clips and manifest.csv into: new, "
+                                  "empty, or an earlier render with the same settings (resumed)"),
     soundfont: str = typer.Option("fluidr3", metavar="NAME|PATH", help="fluidr3, musescore, timgm6mb, freepats, a .sf2/.sf3/.cfg path, "
                                   "all (those four); tonejs, salamander (recorded notes, from npm) or a folder of their packages; everything"),
-    per_class: int = typer.Option(100, "--per-class", min=1, metavar="N", help="clips per instrument"),
-    seconds: float = typer.Option(3.0, metavar="S", help="clip length in seconds"),
-    sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second"),
+    # ranges are checked by data.settings.check_arguments (one line naming the option), not by typer's min/max
+    per_class: int = typer.Option(100, "--per-class", metavar="N", help="clips per instrument (1-100000)"),
+    seconds: float = typer.Option(3.0, metavar="S", help="clip length in seconds (0.05-60)"),
+    sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second (8000-192000; "
+                                    "mp3: 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100 or 48000)"),
     instruments: str = typer.Option("flute,viola,cello,oboe,trumpet,saxophone", metavar="NAME,...", help="comma-separated General MIDI instrument names"),
     fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
-    seed: int = typer.Option(0, metavar="N", help="same seed, identical files"),
-    negatives: int = typer.Option(0, "--negatives", min=0, metavar="N", help="also N clips labelled 'unknown' of each kind "
-                                  "and origin: noise, speech (espeak-ng), drum kits, synthesisers, sound effects"),
+    seed: int = typer.Option(0, metavar="N", help="same seed, identical files (0 to 4294967295)"),
+    negatives: int = typer.Option(0, "--negatives", metavar="N", help="also N clips labelled 'unknown' of each kind "
+                                  "and origin: noise, speech (espeak-ng), drum kits, synthesisers, sound effects (0-100000)"),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help="render on a Ray cluster, an instrument of a "
                                       "library per task, the same files: alone or 'local', a Ray of this machine started for "
                                       "the run; 'auto', the one 'ray start' made here; host:port or ray://host:port (its "
                                       "workers must see OUT_DIR and the libraries at the same paths)"),
 ):
     """Render instrument clips from the installed sample libraries: General MIDI SoundFonts (FluidSynth), freepats (TiMidity++), recorded notes."""
+    from ..data.render import check_arguments
     from ..data.synth import SAMPLER_NAMES, is_library_folder
 
+    out = _out(out_dir)
+    check_arguments(per_class, seconds, sample_rate, fmt.value, seed, negatives, names=RENDER_OPTIONS)  # before anything starts
     if soundfont.strip().lower() not in SAMPLER_NAMES and not is_library_folder(soundfont):
         _need("fluidsynth")
     if ray is not None:
@@ -54,12 +74,22 @@ def render(
 
     names = [s.strip() for s in instruments.split(",") if s.strip()]
     with _progress() as progress:
-        rep = do_render(out_dir, soundfont=soundfont, instruments=names, per_class=per_class, seconds=seconds,
+        rep = do_render(out, soundfont=soundfont, instruments=names, per_class=per_class, seconds=seconds,
                         sr=sample_rate, fmt=fmt.value, seed=seed, progress=progress("rendering", 0), negatives=negatives)
-    kept = f" (kept {rep.n_reused} written by an interrupted run)" if rep.n_reused else ""
-    unknown = f", {rep.n_negatives} of them 'unknown'" if rep.n_negatives else ""
-    typer.echo(f"wrote {rep.n_written} clips to {out_dir}{unknown}{kept}")
+    typer.echo(_render_summary(rep, out))
     _report_skipped(getattr(rep, "skipped", []))
+
+
+def _render_summary(rep, out: Path) -> str:
+    """What render did, true to the earlier run it found in the folder (none, interrupted, complete)."""
+    unknown = f", {rep.n_negatives} of them 'unknown'" if rep.n_negatives else ""
+    if rep.previous == "complete" and not rep.n_written:
+        return f"{out} is up to date: its {rep.n_reused} clips are a complete render with these settings (nothing written)"
+    if rep.previous == "complete":
+        return (f"wrote {rep.n_written} clips missing from the complete render with these settings in {out} "
+                f"(kept its other {rep.n_reused}){unknown}")
+    kept = f" (kept {rep.n_reused} written by an interrupted run with these settings)" if rep.n_reused else ""
+    return f"wrote {rep.n_written} clips to {out}{unknown}{kept}"
 
 
 # what render-music's options are called in its messages (data.music.check_arguments)
@@ -73,7 +103,8 @@ MUSIC_OPTIONS = {"n": "--n", "seconds": "--seconds", "sr": "--sample-rate", "fmt
     ("instrec render-music music --pieces my/scores --seconds 5", "your own MusicXML or MIDI files"),
 ))
 def render_music(
-    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="folder for the excerpts, manifest.csv and activity.csv"),
+    out_dir: str = typer.Argument(..., metavar="OUT_DIR", help="folder for the excerpts, manifest.csv and "
+                             "activity.csv: new, empty, or an earlier render-music with these settings (resumed)"),
     pieces: str = typer.Option("all", metavar="SET|PATH,...", help="all, ensembles (quartets, trios), chorales, palestrina, "
                                "or score files / folders (MusicXML, MIDI, Humdrum, ABC)"),
     soundfont: str = typer.Option("fluidr3", metavar="NAME|PATH", help="the libraries, as render takes them; excerpts take turns"),
@@ -91,6 +122,7 @@ def render_music(
     """Render music part by part from scores (music21's corpus or yours), with who plays when (activity.csv)."""
     from ..data.music import check_arguments
 
+    out_dir = _out(out_dir)
     check_arguments(n, seconds, sample_rate, fmt.value, seed, names=MUSIC_OPTIONS)  # a usage error before anything starts
     _need("music21")
     from ..data.instruments import WIDE_VOCABULARY
@@ -103,14 +135,19 @@ def render_music(
     with _progress() as progress:
         rep = do_render(out_dir, pieces=pieces, soundfont=soundfont, instruments=names, n=n, seconds=seconds,
                         sr=sample_rate, fmt=fmt.value, seed=seed, stems=stems, progress=progress("rendering", 0))
-    if not rep.n_written:  # nothing done: each draw's reason, then an error (exit 1), as predict and spectrograms do
+    if not rep.n_written and not rep.n_reused:  # nothing done: each draw's reason, then an error (exit 1), as predict and spectrograms do
         from ..errors import DataError
 
         _report_skipped(rep.skipped)
         raise DataError(f"no excerpt written to {out_dir}: no piece of {pieces!r} could be read and played on "
                         f"{', '.join(rep.sources)} (the reasons above)")
-    typer.echo(f"wrote {rep.n_written} excerpts of {seconds:g} s to {out_dir} ({', '.join(rep.sources)}); "
-               f"instruments heard: {', '.join(f'{k} {v}' for k, v in rep.per_class.items())}")
+    if rep.previous == "complete" and not rep.n_written:
+        typer.echo(f"{out_dir} is up to date: its {rep.n_reused} excerpts are a complete render-music with these settings "
+                   "(nothing written)")
+    else:
+        kept = f" (kept {rep.n_reused} written by an earlier run with these settings)" if rep.n_reused else ""
+        typer.echo(f"wrote {rep.n_written} excerpts of {seconds:g} s to {out_dir} ({', '.join(rep.sources)}){kept}; "
+                   f"instruments heard: {', '.join(f'{k} {v}' for k, v in rep.per_class.items())}")
     _report_skipped(rep.skipped)
 
 
@@ -121,44 +158,70 @@ def render_music(
 ))
 def mix(
     data: list[Path] = typer.Argument(..., metavar="DATA...", help="folders of labelled single-instrument clips (as train reads them)"),
-    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="folder for the mixtures, manifest.csv and activity.csv"),
-    n: int = typer.Option(100, "--n", min=1, metavar="N", help="mixtures to write"),
-    min_instruments: int = typer.Option(2, "--min", min=1, metavar="K", help="fewest instruments in a mixture"),
-    max_instruments: int = typer.Option(3, "--max", min=1, metavar="K", help="most instruments in a mixture"),
-    seconds: float = typer.Option(3.0, metavar="S", help="mixture length in seconds"),
-    sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second"),
+    out_dir: str = typer.Argument(..., metavar="OUT_DIR", help="folder for the mixtures, manifest.csv and activity.csv: new, "
+                                  "empty, or an earlier mix of the same clips and settings; not inside DATA"),
+    # ranges are checked by data.settings.check_arguments and data.mixtures (one line naming the option)
+    n: int = typer.Option(100, "--n", metavar="N", help="mixtures to write (1-100000)"),
+    min_instruments: int = typer.Option(2, "--min", metavar="K", help="fewest instruments in a mixture"),
+    max_instruments: Optional[int] = typer.Option(None, "--max", metavar="K", show_default=False, help="most instruments "
+                                                  "in a mixture \\[default: 3, or as many as the clips have instruments]"),
+    seconds: float = typer.Option(3.0, metavar="S", help="mixture length in seconds (0.05-60)"),
+    sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second (8000-192000)"),
     fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
-    seed: int = typer.Option(0, metavar="N", help="same seed, identical files"),
+    seed: int = typer.Option(0, metavar="N", help="same seed, identical files (0 to 4294967295)"),
     labels: LabelMode = LABELS_OPT,
     manifest: Optional[Path] = MANIFEST_OPT,
     alias: Optional[List[str]] = ALIAS_OPT,
 ):
     """Mix single-instrument clips into clips where several play (random instruments, onsets and levels), with who plays when."""
     from ..data.folder import load_dataset, parse_aliases
-    from ..data.mixtures import mix_clips
+    from ..data.mixtures import NotEnoughLabels, mix_clips
+    from ..data.render import check_arguments
 
+    out = _out(out_dir)
+    check_arguments(n, seconds, sample_rate, fmt.value, seed, names=MIX_OPTIONS, count="n")  # before reading the clips
     ds = load_dataset(data, labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []))
-    with _progress() as progress:
-        rep = mix_clips(ds.clips, out_dir, n=n, min_instruments=min_instruments, max_instruments=max_instruments,
-                        seconds=seconds, sr=sample_rate, fmt=fmt.value, seed=seed, progress=progress("mixing", n))
-    typer.echo(f"wrote {rep.written} mixtures of {seconds:g} s to {out_dir}; instruments: "
-               f"{', '.join(f'{k} {v}' for k, v in rep.labels.items())}")
+    try:
+        with _progress() as progress:
+            rep = mix_clips(ds.clips, out, n=n, min_instruments=min_instruments, max_instruments=max_instruments,
+                            seconds=seconds, sr=sample_rate, fmt=fmt.value, seed=seed, progress=progress("mixing", n),
+                            inputs=data, names=MIX_OPTIONS)
+    except NotEnoughLabels as e:  # the clips that could not be decoded, before the error that points at them
+        _report_skipped(ds.skipped + e.report.skipped)
+        raise
+    if rep.previous == "complete":
+        typer.echo(f"{out} is up to date: a complete mix of the same clips with these settings (nothing written)")
+    else:
+        again = " (done again: an interrupted mix with these settings was there)" if rep.previous else ""
+        typer.echo(f"wrote {rep.written} mixtures of {seconds:g} s to {out}{again}; instruments: "
+                   f"{', '.join(f'{k} {v}' for k, v in rep.labels.items())}")
     _report_skipped(ds.skipped + rep.skipped)
 
 
-@app.command()
+@app.command(epilog=_examples(
+    ("instrec spectrograms data pictures", "one 640x480 grey PNG per audio file, sub-folders mirrored"),
+    ("instrec spectrograms recording.wav pictures --image-mode rgb", "one file, in colour"),
+))
 def spectrograms(
     data: Path = typer.Argument(..., metavar="DATA", help="audio file or folder (recursive)"),
-    out: Path = typer.Argument(..., metavar="OUT", help="folder for the PNG images (same sub-folders as DATA)"),
+    out: str = typer.Argument(..., metavar="OUT", help="folder for the PNG images (same sub-folders as DATA; a.wav -> "
+                              "a.png, or a.wav.png where another file's name has the same stem)"),
     image_mode: ImageMode = typer.Option(ImageMode.gray, "--image-mode", help="gray (the tutorial's input) or rgb (3x larger)"),
 ):
     """Write the tutorial's 640x480 mel-spectrogram images as PNG files."""
+    out = _out(out, "OUT")
     _need("matplotlib")
+    from ..errors import printable
     from ..spectrograms import write_spectrograms
 
     with _progress() as progress:
-        written, skipped = write_spectrograms(data, out, mode=image_mode.value, progress=progress)
+        written, skipped, renamed = write_spectrograms(data, out, mode=image_mode.value, progress=progress)
     typer.echo(f"wrote {written} image(s) to {out}")
+    if renamed:  # stderr, one line per file, like the skipped ones: scripts grep these
+        typer.echo(f"{len(renamed)} file(s) share a stem with another file of their folder; their pictures are "
+                   "named after the whole file name:", err=True)
+        for name in renamed:
+            typer.echo(f"  {printable(name)} -> {printable(Path(name).name)}.png", err=True)
     _report_skipped(skipped)
     if not written:
         raise typer.Exit(1)

@@ -27,10 +27,16 @@ Clips labelled ``unknown`` are left out (a mixture of them would add no label); 
 labels are left out and reported. A member that cannot be decoded is reported in ``skipped`` and
 another clip of its label is drawn. Same clips (in the same order) and seed, byte-identical files:
 mixture ``k`` draws from a generator seeded by ``(seed, k)``.
+
+The output folder must be new, empty, or an earlier mix of the same clips (unchanged) and settings
+(:mod:`.outdir`): an interrupted one is done again, a complete one left as it is. A folder of the
+inputs, or one inside them, is refused: its mixtures would be read as clips of the input.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -40,19 +46,26 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import load
-from ..errors import AudioError, DataError, ParameterError, skip_entry
+from ..errors import AudioError, DataError, ParameterError, printable, skip_entry
 from ..fileio import write_csv
 from .activity import ACTIVITY_NAME, NO_INSTRUMENT, join_labels, split_labels, write_activity
 from .folder import MANIFEST_NAME, Clip
-from .render import _is_int, normalise, write_audio
-from .render import _validate as render_checks
+from .outdir import COMPLETE, claim, out_path
+from .render import normalise, write_audio
+from .settings import _is_int, check_arguments
 
-__all__ = ["ACTIVE_DB", "FRAME_LENGTH", "HOP_LENGTH", "MIX_COLUMNS", "MixReport", "mix_clips", "sound_end"]
+__all__ = ["ACTIVE_DB", "ARGUMENT_NAMES", "DEFAULT_MAX", "FRAME_LENGTH", "HOP_LENGTH", "MIX_COLUMNS", "MixReport",
+           "NotEnoughLabels", "mix_clips", "sound_end"]
 
 ACTIVE_DB = 40.0  # a frame this far below the clip's loudest frame no longer counts as sound
 FRAME_LENGTH, HOP_LENGTH = 2048, 512  # samples, at the mixture's rate
 MIX_COLUMNS = ("path", "label", "source", "group", "parts", "onsets", "gains", "seconds", "sr")
 CACHE_CLIPS = 64  # decoded members kept in memory (the most recently used)
+DEFAULT_MAX = 3  # instruments in a mixture at most, when max_instruments is not given (fewer if the clips have fewer)
+# What the arguments are called in messages; the command line passes its options' names.
+ARGUMENT_NAMES = {"n": "n", "min_instruments": "min_instruments", "max_instruments": "max_instruments",
+                  "seconds": "seconds", "sr": "sr", "fmt": "fmt", "seed": "seed", "level_db": "level_db",
+                  "out_dir": "out_dir"}
 
 Progress = Callable[[int, int], None]
 
@@ -71,12 +84,24 @@ class MixReport:
         Member clips that could not be decoded, and clips with several labels.
     labels : dict
         Label -> mixtures it plays in (sorted by label).
+    previous : str
+        ``""`` (the folder was new or empty), ``"interrupted"`` (an earlier run of this mix, done
+        again) or ``"complete"`` (a complete one: nothing written).
     """
 
     out_dir: Path
     written: int = 0
+    previous: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
+
+
+class NotEnoughLabels(DataError):
+    """Fewer labels than ``min_instruments`` have a clip that decodes; ``report``: what was written and skipped."""
+
+    def __init__(self, message: str, report: MixReport):
+        super().__init__(message)
+        self.report = report
 
 
 def sound_end(y: np.ndarray) -> int:
@@ -95,9 +120,10 @@ def sound_end(y: np.ndarray) -> int:
     return int(min(len(y), (last + 1) * HOP_LENGTH))
 
 
-def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 2, max_instruments: int = 3,
+def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 2, max_instruments: int | None = None,
               seconds: float = 3.0, sr: int = 22050, seed: int = 0, level_db: tuple[float, float] = (-12.0, 0.0),
-              fmt: str = "wav", progress: Progress | None = None) -> MixReport:
+              fmt: str = "wav", progress: Progress | None = None, inputs: Sequence = (),
+              names: dict[str, str] | None = None) -> MixReport:
     """Write ``n`` mixtures of single-instrument ``clips`` with ``manifest.csv`` and ``activity.csv``.
 
     Parameters
@@ -105,11 +131,13 @@ def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 
     clips : sequence of Clip
         One instrument each (``load_dataset(...).clips``); ``unknown`` ones are left out.
     out_dir : path
-        Folder for the mixtures (``mix_00017_cello+flute.wav``) and the tables (created).
+        Folder for the mixtures (``mix_00017_cello+flute.wav``) and the tables (created): new, empty,
+        or an earlier mix of the same clips and settings; not inside a folder of ``clips`` or ``inputs``.
     n : int
-        Mixtures to write, >= 1.
+        Mixtures to write, 1 to :data:`.settings.MAX_COUNT`.
     min_instruments, max_instruments : int
-        Instruments per mixture, ``1 <= min <= max <= distinct labels of clips``.
+        Instruments per mixture, ``1 <= min <= max <= distinct labels of clips``; ``max`` not given:
+        :data:`DEFAULT_MAX`, or as many as the clips have labels when fewer (``min`` at least).
     seconds : float
         Mixture length, 0.05-60 s; every file has exactly ``round(seconds * sr)`` samples.
     sr : int
@@ -122,6 +150,11 @@ def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 
         ``"wav"`` (16-bit PCM), ``"flac"`` or ``"mp3"``.
     progress : callable, optional
         ``progress(done, n)``, called after each mixture.
+    inputs : sequence of path
+        The folders ``clips`` were read from (the command line's DATA): ``out_dir`` may not be inside one.
+    names : dict, optional
+        What the arguments are called in messages (default :data:`ARGUMENT_NAMES`; the command line
+        passes its options).
 
     Returns
     -------
@@ -130,22 +163,32 @@ def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 
     Raises
     ------
     ParameterError
-        A bad argument (one line naming it).
-    DataError
-        Fewer than ``min_instruments`` labels have a clip that can be decoded (the mixtures written
-        until then are listed in the tables).
+        A bad argument (one line naming it); an ``out_dir`` that holds anything else.
+    NotEnoughLabels
+        A DataError: fewer than ``min_instruments`` labels have a clip that can be decoded (the
+        mixtures written until then are listed in the tables; none written, no tables).
     """
-    fmt = fmt.lower().lstrip(".") if isinstance(fmt, str) else fmt
-    report = MixReport(out_dir=Path(out_dir))
+    called = {**ARGUMENT_NAMES, **(names or {})}
+    report = MixReport(out_dir=out_path(out_dir, called["out_dir"]))
     pool: dict[str, list[Clip]] = {}
     for clip in clips:
-        names = split_labels(clip.label)
-        if len(names) > 1:
+        heard = split_labels(clip.label)
+        if len(heard) > 1:
             report.skipped.append((str(clip.path), f"has several labels ({clip.label}), not one instrument"))
-        elif names:
-            pool.setdefault(names[0], []).append(clip)
+        elif heard:
+            pool.setdefault(heard[0], []).append(clip)
     pool = dict(sorted(pool.items()))
-    fmt = _validate(n, min_instruments, max_instruments, len(pool), seconds, sr, seed, level_db, fmt, progress)
+    fmt, max_instruments = _validate(n, min_instruments, max_instruments, len(pool), seconds, sr, seed, level_db, fmt,
+                                     progress, called)
+    _check_not_inside(report.out_dir, [*inputs, *{c.path.parent for c in clips}])
+    run = claim(report.out_dir, "mix", {
+        "clips": _fingerprint(clips), "n": int(n), "min": int(min_instruments), "max": max_instruments,
+        "seconds": float(seconds), "sample-rate": int(sr), "format": fmt, "seed": int(seed),
+        "level-db": [float(x) for x in level_db]})
+    report.previous = run.previous
+    if run.previous == COMPLETE:  # the same clips and settings: the same files, there already
+        run.finish()
+        return report
     n_out = round(seconds * sr)
     cache: OrderedDict[Path, tuple[np.ndarray, int]] = OrderedDict()
     rows: list[dict] = []  # manifest.csv
@@ -153,7 +196,7 @@ def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 
     try:
         for k in range(n):
             rng = np.random.default_rng([seed, k])
-            parts = _draw(rng, pool, min_instruments, max_instruments, sr, seconds, cache, report)
+            parts = _draw(rng, pool, min_instruments, max_instruments, sr, seconds, cache, report, called["min_instruments"])
             mix = np.zeros(n_out)
             for i, part in enumerate(parts):
                 part["onset"] = 0 if i == 0 else int(rng.integers(0, n_out // 2))
@@ -177,33 +220,68 @@ def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 
             report.labels.update({lab: report.labels.get(lab, 0) + 1 for lab in labels})
             if progress is not None:
                 progress(k + 1, n)
+    except DataError as e:
+        raise NotEnoughLabels(str(e), report) from None
     finally:
-        write_csv(report.out_dir / MANIFEST_NAME, MIX_COLUMNS, rows)
-        write_activity(report.out_dir / ACTIVITY_NAME, spans)
         report.labels = dict(sorted(report.labels.items()))
+        if rows:  # the tables list what was written; no mixture, no (empty) tables
+            write_csv(report.out_dir / MANIFEST_NAME, MIX_COLUMNS, rows)
+            write_activity(report.out_dir / ACTIVITY_NAME, spans)
+        else:
+            run.release()
+    run.finish()
     return report
 
 
-def _validate(n, lo, hi, n_labels, seconds, sr, seed, level_db, fmt, progress) -> str:
-    """Check the arguments (render's checks, and the mixture's own); one clear line per mistake.
-    Returns the format's name as :data:`.render.FORMATS` has it."""
-    fmt = render_checks(n, seconds, sr, fmt, seed, progress, count_name="n").fmt
+def _check_not_inside(out: Path, folders) -> None:
+    """Refuse ``out`` when it is, or is inside, a folder the clips come from: its mixtures would be read as clips."""
+    where = out.resolve()
+    for folder in dict.fromkeys(Path(f) for f in folders):
+        if folder.is_dir() and (where == folder.resolve() or folder.resolve() in where.parents):
+            raise ParameterError(f"{printable(str(out))}: is inside the input {printable(str(folder))}, whose clips "
+                                 "it would join; name a folder outside the inputs")
+
+
+def _fingerprint(clips: Sequence[Clip]) -> str:
+    """What the mixtures are made of: how many clips, and their paths, labels, sizes and times of change hashed."""
+    h = hashlib.sha256()
+    for clip in clips:
+        try:
+            st = os.stat(clip.path)
+            size, changed = st.st_size, st.st_mtime_ns
+        except OSError:
+            size = changed = -1
+        h.update(f"{Path(clip.path).absolute()}\t{clip.label}\t{size}\t{changed}\n".encode("utf-8", "backslashreplace"))
+    return f"{len(clips)} clips #{h.hexdigest()[:8]}"
+
+
+def _validate(n, lo, hi, n_labels, seconds, sr, seed, level_db, fmt, progress, name: dict) -> tuple[str, int]:
+    """Check the arguments (render's checks, and the mixture's own); one clear line per mistake naming
+    the argument as ``name`` calls it. Returns the format's name as :data:`.settings.FORMATS` has it, and ``max``."""
+    fmt = check_arguments(n, seconds, sr, fmt, seed, names=name, count="n").fmt
+    if progress is not None and not callable(progress):
+        raise ParameterError(f"progress must be callable or None, got {progress!r}")
+    given = hi is not None
+    if not given and _is_int(lo):  # as many as asked for, as the clips allow
+        hi = max(lo, min(DEFAULT_MAX, n_labels))
+    low_name, high_name = name["min_instruments"], name["max_instruments"]
     if not (_is_int(lo) and _is_int(hi)) or not 1 <= lo <= hi:
-        raise ParameterError(f"need integers 1 <= min_instruments <= max_instruments, got {lo!r} and {hi!r}")
+        raise ParameterError(f"need integers 1 <= {low_name} <= {high_name}, got {lo!r} and {hi!r}")
     if hi > n_labels:
-        raise ParameterError(f"max_instruments is {hi} but the clips have only {n_labels} distinct "
-                             f"instrument label(s) (not counting {NO_INSTRUMENT!r})")
+        which = f"{high_name} is {hi}" if given else f"{low_name} is {lo}"
+        raise ParameterError(f"{which} but the clips have only {n_labels} distinct instrument label(s) "
+                             f"(not counting {NO_INSTRUMENT!r})")
     try:
         low, high = (float(x) for x in level_db)
     except (TypeError, ValueError):
-        raise ParameterError(f"level_db must be a pair of numbers (low, high) in dB, got {level_db!r}") from None
+        raise ParameterError(f"{name['level_db']} must be a pair of numbers (low, high) in dB, got {level_db!r}") from None
     if not (np.isfinite(low) and np.isfinite(high) and low <= high):
-        raise ParameterError(f"level_db must be finite dB with low <= high, got {level_db!r}")
-    return fmt
+        raise ParameterError(f"{name['level_db']} must be finite dB with low <= high, got {level_db!r}")
+    return fmt, int(hi)
 
 
 def _draw(rng, pool: dict[str, list[Clip]], lo: int, hi: int, sr: int, seconds: float, cache: OrderedDict,
-          report: MixReport) -> list[dict]:
+          report: MixReport, min_name: str = "min_instruments") -> list[dict]:
     """Draw ``k`` distinct labels and a decodable clip of each. A clip that cannot be decoded is
     reported and dropped from ``pool``, a label without clips left too; with fewer than ``k``
     labels left a mixture takes what is there, with fewer than ``lo`` it is a DataError."""
@@ -215,7 +293,7 @@ def _draw(rng, pool: dict[str, list[Clip]], lo: int, hi: int, sr: int, seconds: 
             break
         if not free:
             raise DataError(f"only {len(pool)} instrument label(s) have clips that can be decoded; "
-                            f"min_instruments is {lo} (see the skipped clips)")
+                            f"{min_name} is {lo} (see the skipped clips)")
         label = free[int(rng.integers(len(free)))]
         members = pool[label]
         clip = members[int(rng.integers(len(members)))]

@@ -25,16 +25,17 @@ part's own sound (its stem, in the mix) is heard: stretches where the stem lies 
 excerpt that has died away) are cut out, in cells of ``TRIM_HOP`` s (:func:`sounding_spans`), and
 a part left with no stretch at all is left out of the excerpt. Written:
 the mix (peak-normalised), optionally the stems (``stems/``; they add up to the mix),
-``manifest.csv`` (``label``: the instruments heard, ``group``: the piece, so a group split keeps
-pieces whole) and ``activity.csv`` (:mod:`.activity`). Same arguments and seed, same files: excerpt
-``k`` draws from a generator of its own, seeded by ``(seed, k)``.
+``manifest.csv`` (``label``: the instruments heard, ``group``: the piece's work, so a group split
+keeps works whole) and ``activity.csv`` (:mod:`.activity`). Same arguments and seed, same files:
+excerpt ``k`` draws from a generator of its own, seeded by ``(seed, k)``; so a run of the same
+settings resumes an interrupted one, and any other folder is refused (:mod:`.music_folder`).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -42,11 +43,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import DataError, ParameterError, RenderError
-from ..fileio import write_csv
-from .activity import ACTIVITY_NAME, join_labels, merge_spans, write_activity
-from .folder import MANIFEST_NAME
+from .activity import join_labels, merge_spans, split_labels
 from .instruments import WIDE_VOCABULARY, Instrument, resolve_instrument
+from .music_folder import MUSIC_COLUMNS, MusicFolder, music_settings
 from .notes import Note, dynamic_for_velocity
+from .outdir import out_path
 from .render import FORMATS, MP3_RATES, PEAK, SILENT_PEAK, _is_int, write_audio
 from .render import MIN_SR as _RENDER_MIN_SR
 from .splits import check_seed
@@ -62,7 +63,6 @@ PIECE_SETS: dict[str, tuple[str, ...]] = {
     "palestrina": ("palestrina",),
 }
 SCORE_SUFFIXES = (".mxl", ".musicxml", ".xml", ".mid", ".midi", ".krn", ".abc")
-MUSIC_COLUMNS = ("path", "label", "source", "group", "piece", "parts", "offset", "tempo", "rt60", "seconds", "sr")
 
 DROP_PART = 0.2
 TEMPO_BPM = (56.0, 132.0)
@@ -118,7 +118,9 @@ class MusicReport:
     """What :func:`render_music` wrote."""
 
     out_dir: Path
-    n_written: int = 0
+    n_written: int = 0  # excerpts this run wrote
+    n_reused: int = 0  # excerpts an earlier run of the same settings had written, kept as they are
+    previous: str = ""  # the earlier run found in the folder: "" (none), "interrupted" or "complete"
     sources: list[str] = field(default_factory=list)
     per_class: dict[str, int] = field(default_factory=dict)  # excerpts each instrument is heard in
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -162,29 +164,62 @@ def list_pieces(pieces: str | Sequence[str]) -> list[tuple[str, list[tuple[str, 
 
     ``pieces``: ``"all"`` (every named set), names of :data:`PIECE_SETS`, or paths of score files or
     folders of them (each folder or file is a set of its own), comma-separated or a list.
+
+    A piece's id is its path without the suffix: in the corpus (``bach/bwv66.6``), or in a folder
+    named with it (``scores/op1/movement2``; a file named alone: its folder's name and its own).
+    Every file of the run gets an id of its own: where two would share one, the suffix stays
+    (``x.mid``, ``x.xml``: one work, :func:`work_of`) or more of their folders' names are put before.
     """
     names = [p.strip() for p in (pieces.split(",") if isinstance(pieces, str) else pieces) if str(p).strip()]
     if not names:
         raise ParameterError("pieces is empty: name a set (all, " + ", ".join(PIECE_SETS) + ") or score files")
     if names == ["all"]:
         names = list(PIECE_SETS)
-    out = []
+    out: list[tuple[str, list[tuple[Path, int]]]] = []  # (set, [(path, names its id has at least)])
     for name in names:
         if name in PIECE_SETS:
             root = Path(_music21().__file__).parent / "corpus"
             found = [p for d in PIECE_SETS[name] for p in sorted((root / d).rglob("*")) if p.suffix.lower() in SCORE_SUFFIXES]
-            out.append((name, [(p.relative_to(root).with_suffix("").as_posix(), p) for p in found]))
+            out.append((name, [(p, len(p.relative_to(root).parts)) for p in found]))
         elif Path(name).exists():
             path = Path(name)
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in SCORE_SUFFIXES) if path.is_dir() else [path]
             if not found:
                 raise ParameterError(f"{name}: no score files ({', '.join(SCORE_SUFFIXES)}) in it")
-            # a folder's pieces are named by their path in it: nested works keep their movements together
-            out.append((name, [((p.relative_to(path) if path.is_dir() else Path(p.name)).with_suffix("").as_posix(), p)
-                               for p in found]))
+            # the folder's name, then the path in it: nested works keep their movements together
+            out.append((name, [(p, len(p.relative_to(path).parts) + 1 if path.is_dir() else 2) for p in found]))
         else:
             raise ParameterError(f"pieces: {name!r} is neither a set ({', '.join(['all', *PIECE_SETS])}) nor a path")
-    return out
+    ids = _piece_ids([item for _, found in out for item in found])
+    return [(name, [(ids[p.resolve()], p) for p, _ in found]) for name, found in out]
+
+
+def _piece_ids(files: list[tuple[Path, int]]) -> dict[Path, str]:
+    """An id for each file (by its resolved path), made of at least its given number of trailing
+    names, the last without its suffix unless another file differs from it only by that; files
+    whose ids would be one get a folder's name more, until none is shared."""
+    depth: dict[Path, int] = {}
+    for path, names in files:
+        key = path.resolve()
+        depth[key] = max(depth.get(key, 0), names)
+    stems = Counter(key.with_suffix("") for key in depth)
+    parts = {key: (key if stems[key.with_suffix("")] > 1 else key.with_suffix("")).parts for key in depth}
+    while True:
+        ids = {key: "/".join(parts[key][-depth[key]:]).replace("//", "/") for key in depth}
+        owners: dict[str, list[Path]] = {}
+        for key, pid in ids.items():
+            owners.setdefault(pid, []).append(key)
+        shared = [key for keys in owners.values() if len(keys) > 1 for key in keys]
+        grown = False
+        for key in shared:
+            if depth[key] < len(parts[key]):
+                depth[key] += 1
+                grown = True
+            elif parts[key] != key.parts:  # its whole path, suffix and all: no other file has it
+                parts[key] = key.parts
+                grown = True
+        if not grown:
+            return ids
 
 
 def part_instrument(name: str) -> str | None:
@@ -230,8 +265,11 @@ def read_piece(path: str | Path, piece_id: str | None = None) -> Piece:
 
 
 def work_of(piece_id: str) -> str:
-    """The work a piece belongs to (a manifest's ``group``): its id without ``/movementN``, so
-    that the movements of a work stay together."""
+    """The work a piece belongs to (a manifest's ``group``): its id without a suffix it kept and
+    without ``/movementN``, so that a work's movements, and its files in two formats, stay together."""
+    stem, suffix = piece_id.rsplit(".", 1) if "." in piece_id.rsplit("/", 1)[-1] else (piece_id, "")
+    if "." + suffix.lower() in SCORE_SUFFIXES:
+        piece_id = stem
     return re.sub(r"/movement\w*$", "", piece_id)
 
 
@@ -254,7 +292,9 @@ def render_music(
     Parameters
     ----------
     out_dir : path
-        Folder for the excerpts, ``manifest.csv``, ``activity.csv`` (and ``stems/``).
+        Folder for the excerpts, ``manifest.csv``, ``activity.csv`` (and ``stems/``): new, empty, or
+        an earlier render-music of the same settings, whose complete excerpts are kept (anything
+        else: ParameterError, nothing written). The tables list what was written, Ctrl-C included.
     pieces : str or list
         ``"all"``, sets of :data:`PIECE_SETS`, or score files / folders (see :func:`list_pieces`).
         Excerpt ``k`` comes from set ``k mod (number of sets)``, so every set is heard.
@@ -277,9 +317,11 @@ def render_music(
     Returns
     -------
     MusicReport
-        ``n_written`` may be 0 (every draw failed: the reasons are in ``skipped``).
+        ``n_written`` (new) and ``n_reused`` (kept) may both be 0 (every draw failed: the reasons
+        are in ``skipped``; then no table is written, nor a folder made).
     """
     started = time.perf_counter()
+    out_dir = out_path(out_dir)
     n, seconds, sr, fmt, seed = check_arguments(n, seconds, sr, fmt, seed)
     if progress is not None and not callable(progress):
         raise ParameterError(f"progress must be callable or None, got {progress!r}")
@@ -291,58 +333,74 @@ def render_music(
     if not sets:
         raise ParameterError(f"pieces {pieces!r}: no score files found")
     fonts, missing = select_soundfonts(soundfont)
-    out_dir = Path(out_dir)
-    report = MusicReport(out_dir=out_dir, skipped=list(missing), sources=list(fonts))
+    given = [name if name in PIECE_SETS else str(Path(name).resolve()) for name, _ in sets]
+    # refused (a folder of other data or settings) before a library is opened
+    folder = MusicFolder(out_dir, music_settings(pieces=given, sets=sets, fonts=fonts, instruments=list(vocab), n=n,
+                                                 seconds=seconds, sr=sr, fmt=fmt, seed=seed, stems=stems))
+    report = MusicReport(out_dir=out_dir, skipped=list(missing), sources=list(fonts), previous=folder.previous)
     fluidsynth = import_fluidsynth() if any(needs_fluidsynth(p) for p in fonts.values()) else None
     libraries = {source: open_library(fluidsynth, source, path, sr) for source, path in fonts.items()}
-    cache: OrderedDict[str, Piece | None] = OrderedDict()
-    rows, spans = [], []
+    cache: OrderedDict[Path, Piece | None] = OrderedDict()
     try:
         for k in range(n):
-            rng = np.random.default_rng([seed, k])
             set_name, found = sets[k % len(sets)]
             source = list(libraries)[(k // len(sets)) % len(libraries)]
-            excerpt = None
-            for _ in range(10):  # a piece that cannot be read or played here: draw another
-                pid, path = found[int(rng.integers(len(found)))]
-                piece = _cached_piece(cache, pid, path, report)
-                if piece is not None:
-                    excerpt = _excerpt(libraries[source], piece, vocab, rng, seconds, sr)
-                    if excerpt is not None:
-                        excerpt = _mixdown(excerpt, seconds, sr, report)
-                    if excerpt is not None:
-                        break
-            if excerpt is None:
+            done = folder.kept(k, source)
+            if done is not None:
+                report.n_reused += 1
+            else:
+                done = _render_one(k, seed, found, libraries[source], source, cache, vocab, folder, report,
+                                   seconds, sr, fmt, stems)
+            if done is None:
                 report.skipped.append((f"excerpt {k}", f"no playable piece of {set_name!r} found in 10 draws on {source}"))
             else:
-                row, activity = _write_excerpt(out_dir, k, source, piece, excerpt, seconds, sr, fmt, stems)
-                rows.append(row)
-                spans += activity
-                report.n_written += 1
-                for label in {p["label"] for p in excerpt["parts"] if p["spans"]}:
+                for label in split_labels(done[0]["label"]):
                     report.per_class[label] = report.per_class.get(label, 0) + 1
+            folder.save()
             if progress:
                 progress(k + 1, n)
     finally:
-        for lib in libraries.values():
-            lib.close()
-    write_csv(out_dir / MANIFEST_NAME, MUSIC_COLUMNS, rows)
-    write_activity(out_dir / ACTIVITY_NAME, spans)
+        try:  # what was written is listed, however the run ends (Ctrl-C included)
+            folder.save(now=True)
+        finally:
+            for lib in libraries.values():
+                lib.close()
+    folder.finish()
     report.per_class = dict(sorted(report.per_class.items()))
     report.elapsed = time.perf_counter() - started
     return report
 
 
+def _render_one(k: int, seed: int, found, library, source: str, cache: OrderedDict, vocab, folder: MusicFolder,
+                report: MusicReport, seconds: float, sr: int, fmt: str, stems: bool) -> tuple[dict, list[dict]] | None:
+    """Draw, play and write excerpt ``k`` (a generator of its own: the same whatever ran before);
+    its manifest row and activity, or None when no piece drawn could be played."""
+    rng = np.random.default_rng([seed, k])
+    for _ in range(10):  # a piece that cannot be read or played here: draw another
+        pid, path = found[int(rng.integers(len(found)))]
+        piece = _cached_piece(cache, pid, path, report)
+        excerpt = None if piece is None else _excerpt(library, piece, vocab, rng, seconds, sr)
+        excerpt = None if excerpt is None else _mixdown(excerpt, seconds, sr, report)
+        if excerpt is not None:
+            folder.before_write()
+            row, activity = _write_excerpt(folder.path, k, source, piece, excerpt, seconds, sr, fmt, stems)
+            folder.add(k, row, activity)
+            report.n_written += 1
+            return row, activity
+    return None
+
+
 def _cached_piece(cache: OrderedDict, pid: str, path: Path, report: MusicReport) -> Piece | None:
-    if pid not in cache:
+    key = Path(path).resolve()  # by the file: two scores may share a name, never a file
+    if key not in cache:
         try:
-            cache[pid] = read_piece(path, pid)
+            cache[key] = read_piece(path, pid)
         except DataError as exc:
-            cache[pid] = None
+            cache[key] = None
             report.skipped.append((str(path), str(exc).removeprefix(f"{path}: ")))
         if len(cache) > PIECE_CACHE:
             cache.popitem(last=False)
-    return cache[pid]
+    return cache[key]
 
 
 def _fit(inst: Instrument, low: int, high: int) -> int | None:
@@ -493,10 +551,17 @@ def _write_excerpt(out_dir: Path, k: int, source: str, piece: Piece, ex: dict, s
     scale = PEAK / max(float(np.max(np.abs(mix))), 1e-12)
     slug = re.sub(r"[^a-z0-9]+", "-", piece.id.lower()).strip("-")[:48]
     name = f"{k:05d}_{slug}_{source}.{fmt}"
-    write_audio(out_dir / name, mix * scale, sr, fmt)
+    files = [(out_dir / name, mix)]
     if stems:
-        for i, (part, y) in enumerate(zip(ex["parts"], audio)):
-            write_audio(out_dir / "stems" / f"{k:05d}_{i}_{part['label']}.{fmt}", y * scale, sr, fmt)
+        files += [(out_dir / "stems" / f"{k:05d}_{i}_{part['label']}.{fmt}", y)
+                  for i, (part, y) in enumerate(zip(ex["parts"], audio))]
+    try:
+        for i, (path, y) in enumerate(files):
+            write_audio(path, y * scale, sr, fmt)
+    except BaseException:  # Ctrl-C or a full disk halfway: no mix without its stems, nothing unlisted
+        for path, _ in files[:i]:
+            path.unlink(missing_ok=True)
+        raise
     labels = [p["label"] for p in ex["parts"]]
     row = {"path": name, "label": join_labels(labels), "source": source, "group": piece.group, "piece": piece.id,
            "parts": "|".join(f"{p['label']}={p['name']}" for p in ex["parts"]), "offset": f"{ex['offset']:.2f}",

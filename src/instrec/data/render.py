@@ -21,7 +21,6 @@ an instrument of a library is a unit of work (:func:`render_unit`) that another 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,14 +30,17 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import ParameterError
-from ..fileio import atomic_path, write_csv, write_json
+from ..fileio import atomic_path, write_csv
 from .folder import MANIFEST_NAME
 from .instruments import DEFAULT_INSTRUMENTS, Instrument, note_name, resolve_instrument
 from .negatives import LABEL as NEGATIVE_LABEL
 from .negatives import NegativeClip, NegativeJob, negative_jobs, render_job
 from .notes import DYNAMICS, Note, draw_note, dynamic_for_velocity, note_rng
+from .outdir import STAMP_NAME, claim, out_path
 from .samplers import Sampler
-from .splits import check_seed
+# the limits and checks are re-exported: music, mixtures and the CLI take them from here
+from .settings import (ARGUMENT_NAMES, FORMATS, MAX_COUNT, MAX_SECONDS, MAX_SR, MIN_SECONDS, MIN_SR, MP3_RATES,
+                       _is_int, _Settings, check_arguments)
 from .synth import (
     SOUNDFONTS,
     PatchSet,
@@ -54,30 +56,21 @@ from .synth import (
 )
 
 __all__ = [
-    "DYNAMICS", "MANIFEST_COLUMNS", "MANIFEST_NAME", "RENDER_VERSION", "SOUNDFONTS", "STAMP_NAME",
-    "RenderReport", "RenderUnit", "SoundFontInfo", "UnitDone", "clip_name", "dynamic_for_velocity", "import_fluidsynth",
+    "ARGUMENT_NAMES", "DYNAMICS", "MANIFEST_COLUMNS", "MANIFEST_NAME", "MAX_COUNT", "RENDER_VERSION", "SOUNDFONTS",
+    "STAMP_NAME", "RenderReport", "RenderUnit", "SoundFontInfo", "UnitDone", "check_arguments", "clip_name",
+    "dynamic_for_velocity", "import_fluidsynth",
     "installed_soundfonts", "normalise", "render", "render_unit", "resolve_soundfonts", "write_audio",
 ]
 
-FORMATS: dict[str, tuple[str, str]] = {  # fmt -> (libsndfile format, subtype)
-    "wav": ("WAV", "PCM_16"),
-    "flac": ("FLAC", "PCM_16"),
-    "mp3": ("MP3", "MPEG_LAYER_III"),
-}
-MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # what MPEG audio allows
-
-# Bump when the same arguments render different audio. A folder's stamp (STAMP_NAME) records it,
-# so that clips an older instrec left there are never taken for this one's when a run resumes.
+# Bump when the same arguments render different audio. A folder's stamp (outdir.STAMP_NAME) records it
+# with the settings, so that clips an older instrec left there are never taken for this one's.
 RENDER_VERSION = 1
-STAMP_NAME = ".instrec-render.json"
 
 MANIFEST_COLUMNS = ("path", "label", "source", "pitch", "note", "velocity", "dynamic", "duration", "seconds", "sr")
 # A folder with negatives adds what each clip is: "instrument", or the negative's kind and detail
 # ("noise-pink", "speech-de", "drums-jazz", "synth-pad-2-warm", "effects-seashore").
 KIND_COLUMN = "kind"
 
-MIN_SECONDS, MAX_SECONDS = 0.05, 60.0
-MIN_SR, MAX_SR = 8000, 192000
 SILENT_PEAK = 1e-4  # -80 dBFS at gain 1.0; real notes at velocity 20 peak above 5e-4
 PEAK = 0.7  # -3 dBFS after normalising: headroom for the mp3 encoder's overshoot
 FADE_SECONDS = 0.01  # fade at the cut: a tail cut mid-wave clicks, and real recordings do not
@@ -97,7 +90,9 @@ class RenderReport:
     n_written : int
         Audio files written.
     n_reused : int
-        Clips a previous, interrupted run of the same render had already written (kept as they are).
+        Clips an earlier run of the same render (same folder and settings) had written (kept as they are).
+    previous : str
+        ``""`` (the folder was new or empty), ``"interrupted"`` or ``"complete"``: the earlier run found there.
     per_class : dict
         Label -> files written, summed over sources.
     sources : list of str
@@ -118,6 +113,7 @@ class RenderReport:
     out_dir: Path
     n_written: int = 0
     n_reused: int = 0
+    previous: str = ""
     per_class: dict[str, int] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     manifests: list[Path] = field(default_factory=list)
@@ -126,22 +122,6 @@ class RenderReport:
     elapsed: float = 0.0
     n_negatives: int = 0
     n_negatives_by_source: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Settings:
-    """The validated scalar arguments of one render."""
-
-    per_class: int
-    seconds: float
-    sr: int
-    fmt: str
-    seed: int
-    reuse: bool = True  # keep complete clips an interrupted run of this same render left
-
-    @property
-    def n_samples(self) -> int:
-        return round(self.seconds * self.sr)
 
 
 def render(
@@ -164,7 +144,9 @@ def render(
     ----------
     out_dir : path
         Folder for the clips and ``manifest.csv`` (created). With ``soundfont="all"`` each source
-        gets a sub-folder ``out_dir/<source>/`` and ``out_dir/manifest.csv`` lists every clip.
+        gets a sub-folder ``out_dir/<source>/`` and ``out_dir/manifest.csv`` lists every clip. It must
+        be new, empty, or an earlier render with the same settings (:mod:`.outdir`), which is resumed:
+        the clips it wrote are kept, the rest written.
     soundfont : str or path
         ``"fluidr3"``, ``"musescore"``, ``"timgm6mb"``, ``"freepats"``, ``"all"`` (every one of
         those installed), a path to an ``.sf2``/``.sf3`` file or a TiMidity++ ``.cfg`` (source
@@ -175,7 +157,7 @@ def render(
         Friendly labels, General MIDI names or aliases (see
         :func:`~instrec.data.instruments.resolve_instrument`).
     per_class : int
-        Clips per instrument and source, >= 1.
+        Clips per instrument and source, 1 to :data:`MAX_COUNT`.
     seconds : float
         Clip length, 0.05-60 s; every file has exactly ``round(seconds * sr)`` samples.
     sr : int
@@ -206,15 +188,17 @@ def render(
     Raises
     ------
     ParameterError
-        A bad argument: unknown SoundFont name or instrument, out-of-range number, unknown format.
+        A bad argument: unknown SoundFont name or instrument, out-of-range number, unknown format; an
+        ``out_dir`` that holds anything but an earlier render of these settings.
     RenderError
         FluidSynth or a named SoundFont is not installed (the message names the apt package), or
         FluidSynth fails.
     """
     started = time.perf_counter()
-    settings = _validate(per_class, seconds, sr, fmt, seed, progress)
-    if not _is_int(negatives) or negatives < 0:
-        raise ParameterError(f"negatives must be an integer >= 0, got {negatives!r}")
+    out_dir = out_path(out_dir)
+    settings = check_arguments(per_class, seconds, sr, fmt, seed, negatives)
+    if progress is not None and not callable(progress):
+        raise ParameterError(f"progress must be callable or None, got {progress!r}")
     if map_units is not None and not callable(map_units):
         raise ParameterError(f"map_units must be callable like map, or None; got {map_units!r}")
     insts = _resolve_instruments(instruments)
@@ -222,9 +206,10 @@ def render(
     jobs, cannot = negative_jobs(fonts) if negatives else ([], [])
     paths = [*fonts.values(), *(job.path for job in jobs if job.path is not None)]
     fluidsynth = import_fluidsynth() if any(needs_fluidsynth(p) for p in paths) else None
-    out_dir = Path(out_dir)
-    report = RenderReport(out_dir=out_dir, skipped=list(missing) + cannot, sources=list(fonts))
     nested = is_all(soundfont) or len(fonts) > 1
+    run = claim(out_dir, "render", _what_decides(fonts, insts, jobs, negatives, settings, nested))
+    settings = replace(settings, reuse=bool(run.previous))
+    report = RenderReport(out_dir=out_dir, skipped=list(missing) + cannot, sources=list(fonts), previous=run.previous)
     counter = _Counter(progress, len(fonts) * len(insts) * settings.per_class + sum(len(j.kinds) for j in jobs) * negatives)
     rows: dict[str, list[dict]] = {source: [] for source in [*fonts, *(j.source for j in jobs)]}  # its manifest rows
     units = _units(fonts, insts, jobs, negatives, settings, out_dir, nested)
@@ -235,12 +220,15 @@ def render(
             _merge(report, rows, done)
             if map_units is not None:  # progress: the clips the unit did elsewhere
                 counter.step(done.steps)
+    except BaseException:
+        run.release()  # a run that failed before its first file leaves the folder as it found it
+        raise
     finally:
         serial.close()
         getattr(mapped, "close", lambda: None)()  # a mapper's generator cleans up now (cancels, disconnects)
     report.n_negatives = sum(report.n_negatives_by_source.values())
-    report.n_written += report.n_negatives
     _write_manifests(out_dir, rows, nested, report)
+    run.finish()
     report.elapsed = time.perf_counter() - started
     return report
 
@@ -260,28 +248,13 @@ def _write_manifests(out_dir: Path, rows: dict[str, list[dict]], nested: bool, r
 # arguments
 
 
-def _validate(per_class, seconds, sr, fmt, seed, progress, count_name: str = "per_class") -> _Settings:
-    """Check the scalar arguments (``count_name``: what the count is called); one clear line per mistake."""
-    if not _is_int(per_class) or per_class < 1:
-        raise ParameterError(f"{count_name} must be an integer >= 1, got {per_class!r}")
-    is_number = isinstance(seconds, (int, float, np.integer, np.floating)) and not isinstance(seconds, bool)
-    if not is_number or not MIN_SECONDS <= seconds <= MAX_SECONDS:
-        raise ParameterError(f"seconds must be a number in {MIN_SECONDS:g}..{MAX_SECONDS:g}, got {seconds!r}")
-    if not _is_int(sr) or not MIN_SR <= sr <= MAX_SR:
-        raise ParameterError(f"sr must be an integer in {MIN_SR}..{MAX_SR}, got {sr!r}")
-    fmt = fmt.lower().lstrip(".") if isinstance(fmt, str) else fmt
-    if not isinstance(fmt, str) or fmt not in FORMATS:
-        raise ParameterError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if fmt == "mp3" and sr not in MP3_RATES:
-        raise ParameterError(f"sr {sr} cannot be written as mp3; use one of {', '.join(map(str, MP3_RATES))}")
-    seed = check_seed(seed)
-    if progress is not None and not callable(progress):
-        raise ParameterError(f"progress must be callable or None, got {progress!r}")
-    return _Settings(int(per_class), float(seconds), int(sr), fmt, int(seed))
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+def _what_decides(fonts, insts, jobs, negatives, settings: _Settings, nested: bool) -> dict:
+    """The settings that determine a render's files, as its folder's stamp records them."""
+    return {"render-version": RENDER_VERSION, "soundfonts": list(fonts), "instruments": [i.label for i in insts],
+            "per-class": settings.per_class, "seconds": settings.seconds, "sample-rate": settings.sr,
+            "format": settings.fmt, "seed": settings.seed, "negatives": int(negatives),
+            "unknown-origins": [f"{j.source}:{'+'.join(j.kinds)}" for j in jobs],
+            "libraries": [str(Path(p).absolute()) for p in fonts.values()], "folder-per-source": nested}
 
 
 def _resolve_instruments(names: Iterable[str] | str) -> list[Instrument]:
@@ -359,13 +332,12 @@ def render_unit(unit: RenderUnit, *, font=None, counter: _Counter | None = None)
 
 def _units(fonts, insts, jobs, negatives, settings, out_dir, nested):
     """The units of a render, in the order the files are numbered and listed. Each source's folder
-    is readied (stale parts removed, stamped) as its first unit is asked for."""
+    is readied (stale parts removed) as its first unit is asked for."""
     for source, path in fonts.items():
         folder = out_dir / source if nested else out_dir
         _remove_stale_parts(folder)
-        here = replace(settings, reuse=_stamp(folder, settings))
         for inst in insts:
-            yield RenderUnit(source, Path(path).absolute(), folder.absolute(), here, inst)
+            yield RenderUnit(source, Path(path).absolute(), folder.absolute(), settings, inst)
     for source in dict.fromkeys(job.source for job in jobs):  # negatives: numbered per source, whatever their kind
         folder = out_dir / source if nested else out_dir
         if source not in fonts:
@@ -417,7 +389,10 @@ def _render_negatives(unit: RenderUnit, part: RenderReport, counter: _Counter) -
                            skip=lambda name, why: part.skipped.append((name, why)))
         start = len(rows)
         for clip in clips:
-            rows.append(_save_negative(unit.folder, clip, len(rows), unit.settings))
+            row, written = _save_negative(unit.folder, clip, len(rows), unit.settings)
+            rows.append(row)
+            part.n_written += written
+            part.n_reused += not written
             counter.step()
         # what could not be rendered, so that a progress bar still ends full
         counter.step(len(job.kinds) * unit.negatives - (len(rows) - start))
@@ -529,20 +504,6 @@ def _clip_file_name(inst: Instrument, note: Note, source: str, k: int, settings:
     return clip_name(inst.label, note_name(note.pitch), note.duration, note.dynamic, source, k, settings.fmt)
 
 
-def _stamp(folder: Path, settings: _Settings) -> bool:
-    """Stamp ``folder`` with this render's version and seed; True when it already bore that stamp,
-    i.e. clips found there may be kept (an interrupted run of the same render wrote them)."""
-    stamp = {"render_version": RENDER_VERSION, "seed": settings.seed}
-    path = folder / STAMP_NAME
-    try:
-        same = json.loads(path.read_text(encoding="utf-8")) == stamp
-    except (OSError, ValueError):
-        same = False
-    if not same:
-        write_json(path, stamp)
-    return same
-
-
 def _already_written(path: Path, settings: _Settings) -> bool:
     """A complete clip with this render's rate and length is already there (files appear whole)."""
     if not settings.reuse:
@@ -574,18 +535,21 @@ def _save_clip(folder: Path, source: str, inst: Instrument, k: int, note: Note, 
     }
 
 
-def _save_negative(folder: Path, clip: NegativeClip, k: int, settings: _Settings) -> dict:
-    """Normalise and write one ``unknown`` clip; its manifest row. Its file name's note field is
-    the note where it has one, else the kind and detail (``unknown_noise-pink_1.5_piano_noise_003.wav``)."""
+def _save_negative(folder: Path, clip: NegativeClip, k: int, settings: _Settings) -> tuple[dict, bool]:
+    """Normalise and write one ``unknown`` clip (unless an earlier run of this render wrote it); its
+    manifest row, and whether it was written. Its file name's note field is the note where it has
+    one, else the kind and detail (``unknown_noise-pink_1.5_piano_noise_003.wav``)."""
     what = f"{clip.kind}-{clip.detail}"
     note = note_name(clip.pitch) if clip.pitch is not None else ""
     name = clip_name(NEGATIVE_LABEL, note or what, clip.duration, clip.dynamic, clip.source, k, settings.fmt)
-    write_audio(folder / name, _finish(clip.y, clip.sr, settings), settings.sr, settings.fmt)
+    written = not _already_written(folder / name, settings)
+    if written:
+        write_audio(folder / name, _finish(clip.y, clip.sr, settings), settings.sr, settings.fmt)
     return {
         "path": name, "label": NEGATIVE_LABEL, "source": clip.source, "pitch": "" if clip.pitch is None else clip.pitch,
         "note": note, "velocity": clip.velocity, "dynamic": clip.dynamic, "duration": f"{clip.duration:g}",
         "seconds": f"{settings.seconds:g}", "sr": settings.sr, KIND_COLUMN: what,
-    }
+    }, written
 
 
 def _write_manifest(path: Path, rows: list[dict]) -> Path:

@@ -309,23 +309,49 @@ class KFold:
         return (f"{self.n_splits}-fold cross-validation ({how}, shuffled, seed {self.seed}); each clip tested once "
                 f"(about {len(clips) // self.n_splits} test clips per fold)")
 
-    def record(self) -> dict:
+    def record(self, clips: Sequence = ()) -> dict:  # clips: as LeaveOneSourceOut.record takes them
         return {"method": "kfold", "k": self.n_splits, "group_by": self.group_by, "seed": self.seed}
 
     def __repr__(self) -> str:
         return f"KFold({self.n_splits}, group_by={self.group_by!r}, seed={self.seed})"
 
 
+def parse_joins(joins: Sequence[str]) -> dict[str, str]:
+    """``["fluidr3+musescore"]`` → ``{"fluidr3": "fluidr3+musescore", "musescore": "fluidr3+musescore"}``:
+    the ``libraries`` of :class:`LeaveOneSourceOut` from the CLI's ``--join`` (sources held out
+    together, named by the join).
+
+    Raises
+    ------
+    ParameterError : a join of fewer than two sources, or a source in two joins.
+    """
+    libraries: dict[str, str] = {}
+    for text in joins:
+        names = [n.strip() for n in str(text).split("+")]
+        if len(names) < 2 or not all(names) or len(set(names)) != len(names):
+            raise ParameterError(f"--join takes two or more different sources joined by '+', like fluidr3+musescore; got {text!r}")
+        name = "+".join(names)
+        for n in names:
+            if n in libraries:
+                raise ParameterError(f"--join: source {n!r} is in two joins ({libraries[n]} and {name}); join them in one")
+            libraries[n] = name
+    return libraries
+
+
 class LeaveOneSourceOut:
     """One fold per source (a folder's name or the manifest's ``source`` column): train on every
     other source, test on all of it. A splitter for :func:`instrec.pipeline.cross_validate`.
+
+    A source (or library) of ``unknown`` clips alone (``render --negatives``' noise and speech) is
+    never held out: it always trains, since a fold of negatives alone scores one class, never the
+    instruments, and would weigh in the mean like a source of them.
 
     Parameters
     ----------
     libraries : mapping, optional
         source -> library: sources that play the same recordings (FluidR3 and MuseScore General
         share most samples) are held out together, one fold per library. A source not named is a
-        library of its own.
+        library of its own; a source named that no clip has is refused (:meth:`check`).
     """
 
     report_file = "crossval.json"
@@ -340,18 +366,40 @@ class LeaveOneSourceOut:
     def _library(self, source: str) -> str:
         return self.libraries.get(source, source)
 
+    def _what(self) -> str:
+        return "libraries" if self.libraries else "sources"
+
+    def train_only(self, clips: Sequence) -> list[str]:
+        """The sources (libraries) of ``unknown`` clips alone: on every fold's training side, never held out."""
+        from .activity import NO_INSTRUMENT
+
+        groups = [self._library(c.source) for c in clips]
+        instruments = {g for g, c in zip(groups, clips) if c.label != NO_INSTRUMENT}
+        return sorted(set(groups) - instruments)
+
     def check(self, clips: Sequence, usable: str = "") -> None:
-        counts = Counter(self._library(c.source) for c in clips)
+        """Fail before any feature is computed: a library naming a source the data lacks, or fewer
+        than 2 sources (libraries) with instrument clips to hold out."""
+        if self.libraries and not usable:
+            present = {c.source for c in clips}
+            missing = sorted(set(self.libraries) - present)
+            if missing:
+                raise DataError(f"the joined sources {', '.join(missing)} are not in the data "
+                                f"(its sources: {', '.join(sorted(present)) or 'none'})")
+        only = set(self.train_only(clips))
+        counts = Counter(self._library(c.source) for c in clips if self._library(c.source) not in only)
         if len(counts) < 2:
             found = ", ".join(f"{s or '(none)'} ({n} clips)" for s, n in sorted(counts.items())) or "none"
-            what = "libraries" if self.libraries else "sources"
-            raise DataError(f"leave-one-source-out needs {usable}clips from at least 2 {what}; found {len(counts)}: {found}")
+            also = f"; {', '.join(sorted(only))} hold unknown clips only, which always train" if only else ""
+            raise DataError(f"leave-one-source-out needs {usable}clips from at least 2 {self._what()}; "
+                            f"found {len(counts)}: {found}{also}")
 
     def split(self, clips: Sequence):
         self.check(clips, "usable ")
         groups = [self._library(c.source) for c in clips]
         names = sorted(set(groups))
-        for s in names:
+        only = self.train_only(clips)
+        for s in (n for n in names if n not in only):
             tr = np.array([i for i, g in enumerate(groups) if g != s], dtype=np.int64)
             te = np.array([i for i, g in enumerate(groups) if g == s], dtype=np.int64)
             held = sorted({c.source for c, g in zip(clips, groups) if g == s})
@@ -362,12 +410,19 @@ class LeaveOneSourceOut:
         return "leave-one-library-out" if self.libraries else "leave-one-source-out"
 
     def describe(self, clips: Sequence) -> str:
-        n = len({self._library(c.source) for c in clips})
+        only = self.train_only(clips)
+        n = len({self._library(c.source) for c in clips}) - len(only)
         what = "library" if self.libraries else "source"
-        return f"{self.title()}: {n} folds, each trains on every {what} but one and tests on all of that one"
+        text = f"{self.title()}: {n} folds, each trains on every {what} but one and tests on all of that one"
+        if only:
+            text += f"; {', '.join(only)} (unknown clips only) always train, never held out"
+        return text
 
-    def record(self) -> dict:
-        return {"method": self.title(), **({"libraries": self.libraries} if self.libraries else {})}
+    def record(self, clips: Sequence = ()) -> dict:
+        """What the report's JSON says of the split; with ``clips``, the sources that always train too."""
+        only = self.train_only(clips)
+        return {"method": self.title(), **({"libraries": self.libraries} if self.libraries else {}),
+                **({"train_only": only} if only else {})}
 
     def __repr__(self) -> str:
         return f"LeaveOneSourceOut(libraries={self.libraries!r})" if self.libraries else "LeaveOneSourceOut()"

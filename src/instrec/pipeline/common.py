@@ -143,8 +143,8 @@ def training_rows(X: np.ndarray, y: Sequence[str], tr, shifted) -> tuple[np.ndar
 
 def check_model_out(out: str | os.PathLike | None) -> None:
     """Refuse ``out`` when it is the shipped model's own folder, inside instrec's installation (a
-    model written there would silently replace the shipped model for every later run), or a folder
-    that is not a model folder (:func:`~instrec.bundle.check_dest`)."""
+    model written there would silently replace the shipped model for every later run), the bare name
+    ``shipped`` or a folder that is not a model folder (:func:`~instrec.bundle.check_dest`)."""
     from ..assets import SHIPPED_MODEL
     from ..bundle import META, check_dest
 
@@ -157,14 +157,12 @@ def check_model_out(out: str | os.PathLike | None) -> None:
 
 def load_base_model(init) -> InstrumentClassifier | None:
     """The model to fine-tune: an :class:`InstrumentClassifier` as it is, a model folder loaded, or
-    ``"shipped"`` for the model that ships with instrec (unless a folder of that name exists)."""
+    ``"shipped"`` for the model that ships with instrec (always, see :func:`instrec.assets.model_path`)."""
+    from ..assets import model_path
+
     if init is None or isinstance(init, InstrumentClassifier):
         return init
-    path = Path(init)
-    if str(init) == "shipped" and not path.exists():
-        from ..assets import shipped_model_path
-
-        path = shipped_model_path()
+    path = model_path(init)
     if path.suffix == ".onnx":
         raise ParameterError(f"{init}: an ONNX export cannot be trained or recalibrated; give its model folder "
                              "(weights + model.json)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -10,7 +9,6 @@ from typing import Sequence
 import numpy as np
 
 from ..classifier import InstrumentClassifier
-from ..data.folder import Dataset
 from ..engines.torch_engine import TorchEngine
 from ..errors import DataError
 from ..evaluate import compute_metrics, write_report
@@ -18,7 +16,7 @@ from ..features import compact_dtype, expand
 from ..fileio import writing
 from ..inference import Model, load_model
 from .common import DataOptions, Progress, bar, extract_rows, score_multilabel, split_words
-from .training import SPLIT_FILE
+from .heldback import held_back_record, training_clips as may_be_trained_on, training_clips_words, training_test_split
 
 FRAME_SECONDS = 0.1  # the frames timelines are scored in against activity tables
 
@@ -56,7 +54,7 @@ def evaluate_model(
     ds = options.load(data)
     clips, scope = ds.clips, "the whole data set"
     record = _held_back_record(model)
-    test = _training_test_split(record, ds)
+    test = training_test_split(record, ds.roots)
     if test is not None:
         clips = [c for c in clips if str(c.path.resolve()) in test]
         split = info.get("training", {}).get("split", {})
@@ -65,7 +63,7 @@ def evaluate_model(
         if not clips:
             raise DataError(f"{_data_words(data)}: none of the held-back test clips the model records is there any more; "
                             "evaluate it on other data")
-    training_clips = _training_clips(clips, info, record)
+    training_clips = len(may_be_trained_on(clips, info, record))
     if training_clips:
         scope += f": {training_clips_words(training_clips, len(clips), record is not None)}"
     if not model.multilabel:
@@ -84,7 +82,8 @@ def evaluate_model(
     if training_clips:  # clips that may have been trained on: the figures flatter the model
         metrics["training_clips"] = {"n": training_clips, "of": len(clips), "held_back_record": record is not None}
     context = {
-        "model": str(source) if source else info["recipe"],
+        # the folder read, not its name: "shipped" or a relative name could be another folder later
+        "model": (str(Path(source).resolve()) if Path(source).exists() else source) if source else info["recipe"],
         "recipe": info["recipe"],
         **({"answers among": f"{len(model.classes)} of the model's {len(all_classes)} classes: {', '.join(model.classes)}"}
            if classes is not None else {}),
@@ -155,62 +154,12 @@ def _proba(model: Model, X: np.ndarray, batch: int = 256) -> np.ndarray:
 
 
 def _held_back_record(model: Model) -> dict | None:
-    """The record of the held-back test split of the model's training data (``{"roots", "test"}``):
-    the ``split.json`` of the folder the model was loaded from, else the copy an ``.onnx`` export
-    carries in its metadata (:data:`instrec.export.HELD_BACK_KEY`); None when neither is there."""
+    """The record of the held-back test split of the model's training data (:func:`held_back_record`):
+    its folder's ``split.json``, or an ``.onnx`` export's copy."""
     from ..engines import RestrictedEngine
-    from ..export import HELD_BACK_KEY
 
-    record = None
-    if model.source and (Path(model.source) / SPLIT_FILE).is_file():
-        try:
-            record = json.loads((Path(model.source) / SPLIT_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-    else:
-        engine = model.engine.engine if isinstance(model.engine, RestrictedEngine) else model.engine
-        export_info = getattr(engine, "export_info", None)
-        record = export_info.get(HELD_BACK_KEY) if isinstance(export_info, dict) else None
-    try:
-        roots, test = record["roots"], record["test"]
-        if not all(isinstance(x, str) for x in [*roots, *test]):
-            return None
-    except (KeyError, TypeError):
-        return None
-    return {"roots": list(roots), "test": list(test)}
-
-
-def _training_test_split(record: dict | None, ds: Dataset) -> set[str] | None:
-    """The training run's test files when ``ds`` is the data the model was trained on."""
-    if record is None or sorted(record["roots"]) != sorted(str(r) for r in ds.roots):
-        return None
-    return set(record["test"])
-
-
-def _training_clips(clips, info: dict, record: dict | None) -> int:
-    """How many of ``clips`` lie in a folder the model was trained on (its training card's data
-    roots, or its split record's) and are not in its held-back test split: clips it may have been
-    trained on."""
-    data = info.get("training", {}).get("data", {})
-    roots = [*(data.get("roots") or [] if isinstance(data, dict) else []), *(record["roots"] if record else [])]
-    roots = {Path(r) for r in roots if isinstance(r, str) and r}
-    if not roots:
-        return 0
-    test = set(record["test"]) if record else set()
-    count = 0
-    for clip in clips:
-        path = clip.path.resolve()
-        if str(path) not in test and any(path.is_relative_to(r) for r in roots):
-            count += 1
-    return count
-
-
-def training_clips_words(n: int, of: int, record: bool, whose: str = "its") -> str:
-    """The warning that ``n`` of the ``of`` clips evaluated lie where the model was trained."""
-    return (f"{n} of {whose} {of} clips lie in the folder the model was trained on "
-            + ("and are not in its held-back test split" if record else
-               "and the model carries no record of its held-back test split")
-            + ", so the figures include training clips")
+    engine = model.engine.engine if isinstance(model.engine, RestrictedEngine) else model.engine
+    return held_back_record(model.source, getattr(engine, "export_info", None))
 
 
 def _need_known_classes(clips, data, classes: Sequence[str], all_classes: Sequence[str], chosen: bool) -> None:

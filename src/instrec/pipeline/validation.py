@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -11,9 +12,10 @@ import numpy as np
 
 from ..classifier import InstrumentClassifier
 from ..data.splits import KFold, LeaveOneSourceOut, check_seed
-from ..evaluate import crossval_markdown, summary_metrics
+from ..errors import ParameterError
+from ..evaluate import crossval_fold_counts, crossval_markdown, summary_metrics
 from ..fileio import write_json, write_text, writing
-from ..recipes import Recipe
+from ..recipes import RECIPES, Recipe
 from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, dataset_features, fit_and_score,
                      init_record, load_base_model, need_two_classes, read_families, resolve_recipe,
                      shifted_features)
@@ -47,14 +49,17 @@ def cross_validate(
     ``init``), :data:`~instrec.pipeline.DEFAULT_RECIPE`. ``families``: as for
     :func:`~instrec.pipeline.train_model` (each fold also reports family-level figures).
 
-    Returns ``{"folds": [...], "mean": {...}, "std": {...}, "split": {...}, "context": {...},
-    "skipped": [...]}``: each fold is :func:`~instrec.evaluate.compute_metrics`' dict plus
+    Returns ``{"folds": [...], "mean": {...}, "std": {...}, "n_folds": {...}, "split": {...},
+    "context": {...}, "recipe": {...}, "skipped": [...]}``: each fold is :func:`~instrec.evaluate.compute_metrics`' dict plus
     ``n_train``, ``n_test`` and what the splitter says of it (``fold``, or ``held_out`` and
     ``train_sources``); ``mean``/``std`` hold accuracy, macro F1 and ROC AUC over the folds
-    (population std, numpy's default). A multi-label recipe's folds are
-    :func:`~instrec.evaluate.multilabel_metrics`' dicts, and ``mean``/``std`` hold mAP, micro and
+    (population std, numpy's default), each over the folds that have it (``n_folds``: how many);
+    ``recipe`` is the recipe run, every setting (``context``'s ``recipe`` names it with the settings
+    that differ from the named recipe's: ``mfcc-stats (epochs 1, hidden none)``). A multi-label
+    recipe's folds are :func:`~instrec.evaluate.multilabel_metrics`' dicts, and ``mean``/``std`` hold mAP, micro and
     macro F1 (clip level: the activity tables' frame-level F1 is ``evaluate``'s). With ``out``, writes the splitter's JSON file (``cv.json``
-    or ``crossval.json``) and ``report.md`` there.
+    or ``crossval.json``) and ``report.md`` there; a file or an unwritable folder fails before
+    any feature is computed (ParameterError, WriteError).
     """
     seed = check_seed(seed)  # every fold's network's seed (and the folds' with an integer cv)
     options = options or DataOptions()
@@ -63,6 +68,8 @@ def cross_validate(
     init = load_base_model(init)
     recipe = resolve_recipe(recipe, init)
     check_keep_classes(keep_classes, init, recipe)
+    if out is not None:
+        check_report_dir(out)
     ds = options.load(data)
     need_two_classes(ds.labels, "the data", ds.skipped)
     splitter.check(ds.clips)  # fail before the features are computed
@@ -80,7 +87,7 @@ def cross_validate(
         results.append({"n_train": int(len(tr)), "n_test": int(len(te)), **metrics, **facts})
     sources = Counter(c.source for c in clips)
     context = {
-        "recipe": recipe.name,
+        "recipe": recipe_label(recipe),
         "data": ", ".join(str(r) for r in ds.roots),
         "evaluated on": splitter.describe(clips),
         "clips": f"{len(clips)} usable, {len(skipped)} skipped",
@@ -91,9 +98,10 @@ def cross_validate(
     if init is not None:
         context["fine-tuned from"] = init_record(init)["model"]
         context.update(absent_classes(init, y, keep_classes))
-    result = _cv_result(results, context, skipped, split={**splitter.record(), "model_seed": seed})
+    result = _cv_result(results, context, skipped, split={**splitter.record(clips), "model_seed": seed})
+    result["recipe"] = recipe.to_dict()
     if out is not None:
-        _write_cv(out, splitter.report_file, result, title=f"{recipe.name}: {splitter.title()}")
+        _write_cv(out, splitter.report_file, result, title=f"{context['recipe']}: {splitter.title()}")
     return result
 
 
@@ -103,8 +111,49 @@ def _cv_result(folds: list[dict], context: dict, skipped, split: dict) -> dict:
         values = [f[key] for f in folds if f.get(key) is not None]
         mean[key] = float(np.mean(values)) if values else None
         std[key] = float(np.std(values)) if values else None
-    return {"folds": folds, "mean": mean, "std": std, "split": split, "context": context,
-            "skipped": [list(s) for s in skipped]}
+    result = {"folds": folds, "mean": mean, "std": std, "split": split, "context": context,
+              "skipped": [list(s) for s in skipped]}
+    result["n_folds"] = crossval_fold_counts(result)[1]
+    return result
+
+
+def recipe_label(recipe: Recipe) -> str:
+    """``mfcc-stats (epochs 1, hidden none)``: the recipe's name with the settings the CLI overrides
+    (epochs, hidden, activation, image mode) where they differ from the named recipe's."""
+    named = RECIPES.get(recipe.name)
+    if named is None:
+        return recipe.name
+    changed = []
+    if recipe.train.epochs != named.train.epochs:
+        changed.append(f"epochs {recipe.train.epochs}")
+    if recipe.model.hidden != named.model.hidden:
+        changed.append(f"hidden {','.join(map(str, recipe.model.hidden)) or 'none'}")
+    if recipe.model.activation != named.model.activation:
+        changed.append(f"activation {recipe.model.activation}")
+    if recipe.feature.image_mode != named.feature.image_mode:
+        changed.append(f"image mode {recipe.feature.image_mode}")
+    return f"{recipe.name} ({', '.join(changed)})" if changed else recipe.name
+
+
+def check_report_dir(out: str | os.PathLike) -> None:
+    """Fail before any work where the report could not be written: ``out`` is a file
+    (ParameterError), or the folder cannot be made or written in (WriteError naming it).
+    Folders made for the test are removed again."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"{out}: is a file, not a folder; name a folder for the report")
+    made = [p for p in [out, *out.parents] if not p.exists()]
+    try:
+        with writing(out):
+            out.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=out):
+                pass
+    finally:
+        for p in made:  # innermost first: the report, when written, makes them again
+            try:
+                p.rmdir()
+            except OSError:
+                break
 
 
 def _write_cv(out: str | os.PathLike, json_name: str, result: dict, *, title: str) -> Path:
