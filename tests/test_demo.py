@@ -32,6 +32,10 @@ def test_demo_on_builtin_data(tmp_path):
     # A second run reuses the render made with the same settings.
     r = run_cli("demo", "--out", out, "--per-class", "8")
     assert r.returncode == 0 and "reusing rendered data" in r.stderr
+    # Other settings replace the demo's own render (render alone refuses a folder of another render).
+    r = run_cli("demo", "--out", out, "--per-class", "7")
+    assert r.returncode == 0, r.stderr
+    assert len(list((out / "data").glob("*.wav"))) == 42
 
 
 def test_demo_on_a_users_folder(tone_data, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from .evaluate import fmt_num, fmt_pct
@@ -53,9 +54,12 @@ def _render_once(dest: Path, *, soundfont, per_class, seconds, seed, progress, l
 
     params = {"soundfont": soundfont, "per_class": per_class, "seconds": seconds, "seed": seed}
     stamp = dest / "demo-render.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == params and (dest / "manifest.csv").is_file():
-        log(f"reusing rendered data in {dest}")
-        return dest
+    if stamp.is_file():
+        if json.loads(stamp.read_text()) == params and (dest / "manifest.csv").is_file():
+            log(f"reusing rendered data in {dest}")
+            return dest
+        # an earlier demo's own render with other settings: replaced (render refuses a folder of other data)
+        shutil.rmtree(dest)
     log(f"rendering {per_class} clips per class with FluidSynth ({soundfont}) into {dest}")
     bar = progress("rendering", 0) if progress else None
     rep = render(dest, soundfont=soundfont, per_class=per_class, seconds=seconds, seed=seed, progress=bar)
