@@ -37,7 +37,8 @@ def test_integer_labels_train_and_are_answered_in_their_own_type():
     y = np.array([0, 1, 2] * 20)
     X = X + 2.0 * y[:, None]
     clf = InstrumentClassifier("mfcc-linear").fit(X, y)
-    assert clf.classes_ == ["0", "1", "2"]  # the model's class names (model.json)
+    assert clf.classes == ["0", "1", "2"]  # the model's class names (model.json)
+    assert isinstance(clf.classes_, np.ndarray) and clf.classes_.tolist() == [0, 1, 2] and clf.classes_.dtype.kind == "i"
     pred = clf.predict(X)
     assert isinstance(pred, np.ndarray) and pred.dtype.kind == "i" and set(pred) <= {0, 1, 2}
     assert clf.score(X, y) > 0.9  # scikit-learn's scoring compares them with y
@@ -45,7 +46,7 @@ def test_integer_labels_train_and_are_answered_in_their_own_type():
     # numpy strings are names like any other, answered as str
     Xs, ys = blobs(["cello", "flute"])
     named = InstrumentClassifier("mfcc-linear").fit(Xs, np.array(ys, dtype=str))
-    assert named.classes_ == ["cello", "flute"] and named.label_values_ is None
+    assert named.classes_.tolist() == named.classes == ["cello", "flute"] and named.label_values_ is None
     assert all(type(p) is str for p in named.predict(Xs))
 
 
@@ -53,7 +54,7 @@ def test_integer_labels_sort_by_value():
     X, _ = blobs([0], n=66)
     y = np.array([2, 10, 1] * 22)
     clf = InstrumentClassifier("mfcc-linear").fit(X + y[:, None] / 5.0, y)
-    assert clf.classes_ == ["1", "2", "10"] and clf.label_values_.tolist() == [1, 2, 10]
+    assert clf.classes == ["1", "2", "10"] and clf.classes_.tolist() == clf.label_values_.tolist() == [1, 2, 10]
 
 
 @pytest.mark.parametrize("labels, words", [

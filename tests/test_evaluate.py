@@ -214,8 +214,8 @@ def test_evaluate_a_loaded_model_finds_its_held_back_split(tone_data, tmp_path):
     context = json.loads((tmp_path / "rep" / "metrics.json").read_text())["context"]
     assert context["evaluated on"].startswith("held-back test split") and context["model"] == str(tmp_path / "m")
     restricted, _ = evaluate_model(load_model(tmp_path / "m", classes="sine,square"), tone_data)
-    assert restricted["n"] + sum(restricted["unknown_classes"].values()) == 6
-    assert restricted["left_out_by_classes"] == restricted["unknown_classes"] and "training_clips" not in restricted
+    assert restricted["n"] + sum(restricted["left_out_by_classes"].values()) == 6
+    assert restricted["unknown_classes"] == {} and "training_clips" not in restricted
 
     whole, _ = evaluate_model(result.model, tone_data, out=tmp_path / "rep2")
     assert whole["n"] == 30 and whole["training_clips"] == {"n": 30, "of": 30, "held_back_record": False}
@@ -249,3 +249,54 @@ def test_evaluate_data_without_a_class_the_model_knows_is_a_data_error(tone_data
     with pytest.raises(DataError, match="has one of the classes chosen"):
         evaluate_model(clf, odd.parent.parent / "sines", classes="saw,square")
     assert not (tmp_path / "rep").exists()
+
+
+def test_evaluate_counts_only_scored_clips_and_lists_each_unscored_class_once(tone_data, tmp_path):
+    """A clip of a class known but left out by ``classes``, and one of a class the model does not
+    know, are each listed once (left_out_by_classes, unknown_classes) and not counted as scored."""
+    import shutil
+
+    from instrec.pipeline import evaluate_model, train_model
+    from instrec.recipes import get_recipe
+
+    clf = train_model(tone_data, recipe=get_recipe("seed-mfcc").with_overrides(epochs=2), seed=0).model
+    data = tmp_path / "data"
+    for kind, n in (("sine", 2), ("saw", 1)):
+        for p in sorted((tone_data / kind).glob("*.wav"))[:n]:
+            (data / kind).mkdir(parents=True, exist_ok=True)
+            shutil.copy(p, data / kind / p.name)
+    (data / "kazoo").mkdir()
+    shutil.copy(sorted((tone_data / "square").glob("*.wav"))[0], data / "kazoo" / "k.wav")
+    m, _ = evaluate_model(clf, data, classes="sine,square", out=tmp_path / "rep")
+    assert m["n"] == 2 and m["left_out_by_classes"] == {"saw": 1} and m["unknown_classes"] == {"kazoo": 1}
+    context = json.loads((tmp_path / "rep" / "metrics.json").read_text())["context"]
+    assert context["clips"] == ("2 scored of 4: 1 of a class the model does not know, "
+                                "1 left out by the classes chosen (--classes), 0 skipped")
+    whole, _ = evaluate_model(clf, data, out=tmp_path / "rep2")
+    assert whole["n"] == 3 and whole["unknown_classes"] == {"kazoo": 1} and "left_out_by_classes" not in whole
+    context = json.loads((tmp_path / "rep2" / "metrics.json").read_text())["context"]
+    assert context["clips"] == "3 scored of 4: 1 of a class the model does not know, 0 skipped"
+
+
+def test_single_class_data_gives_no_scikit_learn_warning(recwarn):
+    """One family holds every class: scikit-learn warned "A single label was found" on the family
+    confusion matrix; the report says what holds, the warning only repeated it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = compute_metrics(["a", "a"], np.array([[0.9, 0.1], [0.8, 0.2]]), ["a", "b"], families={"f": ["a", "b"]})
+    assert m["family"]["confusion_matrix"] == [[2]] and m["family"]["accuracy"] == 1.0
+    one = compute_metrics(["a", "a"], np.array([[1.0], [1.0]]), ["a"])
+    assert one["confusion_matrix"] == [[2]] and not [w for w in recwarn if "single label" in str(w.message)]
+
+
+def test_evaluate_a_multilabel_model_lists_instruments_left_out_by_classes_once(multilabel_model, mixture_data, tmp_path):
+    """A multi-label model scored among two of its three instruments: the third is left out by
+    ``classes``, not also an instrument the model does not know."""
+    from instrec.pipeline import evaluate_model
+
+    m, skipped = evaluate_model(multilabel_model, mixture_data, classes="sine,square", out=tmp_path / "rep")
+    assert set(m["left_out_by_classes"]) == {"saw"} and not m.get("unknown_classes")
+    context = json.loads((tmp_path / "rep" / "metrics.json").read_text())["context"]
+    assert context["clips"] == f"{m['n']} scored of {m['n'] + len(skipped)}, {len(skipped)} skipped"

@@ -12,6 +12,7 @@ model's families (:mod:`instrec.decision`).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
 
 from .data.activity import LABEL_SEP, is_multilabel, join_labels, label_matrix, split_labels
 from .data.splits import check_seed
@@ -28,6 +30,11 @@ from .recipes import RECIPES, Recipe, get_recipe, same_network
 # model.json keys that describe the network itself; everything else is the model's ``info``
 _SPEC_KEYS = ("format", "format_version", "classes", "recipe", "in_dim", "seed", "versions", "families", "temperature",
               "min_confidence", "thresholds")
+
+
+class NotTrainedError(ParameterError, NotFittedError):
+    """A classifier used before ``fit`` or ``load``: a usage error (exit 2), and to scikit-learn's
+    tools the :class:`~sklearn.exceptions.NotFittedError` they expect."""
 
 
 class InstrumentClassifier(ClassifierMixin, BaseEstimator):
@@ -45,9 +52,12 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     recipe_ : the :class:`~instrec.recipes.Recipe` the model was trained with (or loaded)
-    classes_ : the classes' names (str), sorted (integer labels: by their value)
+    classes_ : the classes as ``fit`` was given them, sorted, an ndarray: integer labels stay integers
+        (sorted by value), names are str; ``predict`` answers with them, ``predict_proba``'s columns follow them
+    class_names_ : the classes' names (str) in the same order, as model.json lists them (also :attr:`classes`)
     label_values_ : where ``fit`` was given integer labels, those of ``classes_`` (an array), which
         ``predict`` answers with; None for names (``predict`` answers with names) and loaded models
+    n_features_in_ : the number of features a row has (the recipe's)
     families_ : the families of ``classes_``; None for a model saved before families existed
         (the default table applies)
     temperature_ : the calibration temperature fitted on the validation rows (1.0 without any;
@@ -68,9 +78,15 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.device = device
         self.families = families
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop everything learnt or loaded: a refit model must not carry the last one's data,
+        bundle, thresholds or calibration."""
         self.recipe_: Recipe | None = None
-        self.classes_: list[str] | None = None
+        self.class_names_: list[str] | None = None
         self.label_values_: np.ndarray | None = None
+        self.n_features_in_: int | None = None
         self.families_: dict[str, list[str]] | None = None
         self.temperature_: float | None = None
         self.min_confidence_: float | None = None
@@ -80,6 +96,15 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         self.history_: dict | None = None
         self.path_: Path | None = None  # the bundle it was loaded from, if any
         self.info: dict = {}
+
+    @property
+    def classes_(self) -> np.ndarray | None:
+        """The classes as ``fit`` was given them (see the class's Attributes); None before fit."""
+        if self.class_names_ is None:
+            return None
+        if self.label_values_ is not None:
+            return self.label_values_.copy()
+        return np.array(self.class_names_, dtype=object)  # Python str, as predict answers
 
     @property
     def recipe(self):
@@ -129,11 +154,17 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         classes learn to beat it on their rows.
 
         Training ends with :meth:`calibrate` on the rows the loop held back for validation.
+
+        Whatever the classifier had learnt or loaded before is forgotten (its ``info``, ``path_``,
+        calibration and thresholds); a fine-tuned multi-label model starts from ``init``'s thresholds,
+        kept for a class its validation rows cannot decide.
         """
         from . import models
         from .decision import resolve_families
         from .train import fit_network, seed_everything
 
+        if init is self:  # fine-tuning itself: the start is the model as it is now
+            init = copy.copy(self)
         recipe = self._resolved_recipe()
         seed = check_seed(self.seed)
         X = self._rows(X, recipe, fitted=False)
@@ -155,7 +186,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         if keep_classes:
             if init is None:
                 raise ParameterError("keep_classes keeps the classes of the model fine-tuning starts from: give init")
-            frozen = sorted(set(getattr(init, "classes_", None) or ()) - set(classes))  # a bad init: _start_from says so
+            frozen = sorted(set(getattr(init, "class_names_", None) or ()) - set(classes))  # a bad init: _start_from says so
             classes = sorted(set(classes) | set(frozen))
         families = resolve_families(classes, self.families)  # a bad table fails before training
         if multilabel:
@@ -164,11 +195,14 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
             index = {c: i for i, c in enumerate(classes)}
             y = np.array([index[l] for l in labels], dtype=np.int64)
         seed_everything(seed)  # weight initialisation depends on it
+        self._forget()
         self.net_, self.recipe_ = models.build(recipe.model, recipe.feature, len(classes)), recipe
         release = self._start_from(init, classes, frozen=frozen) if init is not None else None
-        self.classes_ = classes
+        self.class_names_, self.n_features_in_ = classes, recipe.feature.dim
         self.label_values_ = (np.array([values[c] for c in classes])
                               if values is not None and all(c in values for c in classes) else None)
+        if multilabel and init is not None and init.thresholds_:  # what the start knew, for a class too rare to choose
+            self.thresholds_ = {c: v for c, v in init.thresholds_.items() if c in classes}
         run_key = json.dumps([recipe.to_dict(), classes, fingerprint(init.net_) if init is not None else None],
                              sort_keys=True)
         try:
@@ -210,10 +244,10 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         P = self.predict_proba(X)
         t = fit_temperature(P, y)
         Pc = calibrate(P, t)
-        threshold, n_known = choose_min_confidence(Pc, y, self.classes_)
+        threshold, n_known = choose_min_confidence(Pc, y, self.class_names_)
         self.temperature_, self.min_confidence_ = t, threshold
-        unknown = np.array([self.classes_[i] == UNKNOWN for i in y], dtype=bool)
-        out = rejected(Pc, self.classes_, threshold or 0.0)
+        unknown = np.array([self.class_names_[i] == UNKNOWN for i in y], dtype=bool)
+        out = rejected(Pc, self.class_names_, threshold or 0.0)
         self.calibration_ = {
             "validation_rows": int(len(y)), "temperature": t,
             "nll_before": nll(P, y), "nll_after": nll(P, y, t), "min_confidence": threshold,
@@ -225,16 +259,16 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
     def _choose_thresholds(self, X: np.ndarray, Y) -> "InstrumentClassifier":
         from .calibration import choose_thresholds
 
-        Y = np.asarray(Y, dtype=np.float32).reshape(-1, len(self.classes_))
+        Y = np.asarray(Y, dtype=np.float32).reshape(-1, len(self.class_names_))
         P = self.predict_proba(X) if len(Y) else np.zeros_like(Y)
         # a class the rows cannot decide for keeps the threshold it had (0.5 if none)
-        own = [float((self.thresholds_ or {}).get(c, 0.5)) for c in self.classes_]
+        own = [float((self.thresholds_ or {}).get(c, 0.5)) for c in self.class_names_]
         t = choose_thresholds(Y, P, default=own)
         self.temperature_, self.min_confidence_ = 1.0, None
-        self.thresholds_ = {c: round(float(v), 4) for c, v in zip(self.classes_, t)}
+        self.thresholds_ = {c: round(float(v), 4) for c, v in zip(self.class_names_, t)}
         self.calibration_ = {"validation_rows": int(len(Y)), "temperature": 1.0, "min_confidence": None,
                              "thresholds": dict(self.thresholds_),
-                             "positives": {c: int(v) for c, v in zip(self.classes_, Y.sum(axis=0))}}
+                             "positives": {c: int(v) for c, v in zip(self.class_names_, Y.sum(axis=0))}}
         return self
 
     def _start_from(self, base: "InstrumentClassifier", classes: list[str], *, frozen: Sequence[str] = ()):
@@ -259,8 +293,8 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         rows = base.net_.output()
         with torch.no_grad():
             for i, c in enumerate(classes):
-                if c in base.classes_:
-                    j = base.classes_.index(c)
+                if c in base.class_names_:
+                    j = base.class_names_.index(c)
                     out.weight[i] = rows.weight[j]
                     out.bias[i] = rows.bias[j]
         return _hold_rows(out, [classes.index(c) for c in frozen])
@@ -269,7 +303,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
     @property
     def classes(self) -> list[str]:
         self._check_fitted()
-        return list(self.classes_)
+        return list(self.class_names_)
 
     def predict_proba(self, X: np.ndarray, *, batch_size: int = 256, net=None) -> np.ndarray:
         """Class probabilities, shape ``(n, len(classes))``, columns in the order of ``classes``:
@@ -289,18 +323,19 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
             for s in range(0, len(X), batch_size):
                 batch = expand(torch.from_numpy(np.ascontiguousarray(X[s : s + batch_size])))
                 out.append(squash(net(batch)).numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes_)), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, len(self.class_names_)), np.float32)
 
-    def predict(self, X: np.ndarray) -> list[str]:
-        """The likeliest class of each row; a multi-label model's: the classes over their
-        thresholds joined by ``;`` (``unknown`` for none)."""
+    def predict(self, X: np.ndarray) -> list[str] | np.ndarray:
+        """The likeliest class of each row, a value of :attr:`classes_` (integer labels: an ndarray of
+        them; names: a list of str); a multi-label model's: the classes over their thresholds joined
+        by ``;`` (``unknown`` for none)."""
         P = self.predict_proba(X)
         if self.multilabel:
-            t = np.array([(self.thresholds_ or {}).get(c, 0.5) for c in self.classes_])
-            return [join_labels(np.asarray(self.classes_)[row >= t]) for row in P]
+            t = np.array([(self.thresholds_ or {}).get(c, 0.5) for c in self.class_names_])
+            return [join_labels(np.asarray(self.class_names_)[row >= t]) for row in P]
         if self.label_values_ is not None:  # integer labels: answered in their own type
             return self.label_values_[P.argmax(1)]
-        return [self.classes_[i] for i in P.argmax(1)]
+        return [self.class_names_[i] for i in P.argmax(1)]
 
     @staticmethod
     def _rows(X, recipe: Recipe, *, fitted: bool, one_row: bool = False) -> np.ndarray:
@@ -333,7 +368,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_fitted(self):
         if self.net_ is None:
-            raise ParameterError("this classifier is not trained yet: call fit() or load a model")
+            raise NotTrainedError("this classifier is not trained yet: call fit() or load a model")
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, *, info: dict | None = None, extra_files: dict | None = None) -> Path:
@@ -377,7 +412,8 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         net.load_state_dict(tensors)
         net.eval()
         self = cls(recipe, seed=seed)
-        self.recipe_, self.classes_, self.net_, self.path_ = recipe, classes, net, Path(path)
+        self.recipe_, self.class_names_, self.net_, self.path_ = recipe, classes, net, Path(path)
+        self.n_features_in_ = recipe.feature.dim
         self.families_, self.temperature_ = meta.get("families"), meta.get("temperature")
         self.min_confidence_ = meta.get("min_confidence")
         self.thresholds_ = meta.get("thresholds")
@@ -475,7 +511,7 @@ def bundle_meta(clf: InstrumentClassifier) -> dict:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "classes": list(clf.classes_),
+        "classes": list(clf.class_names_),
         "recipe": clf.recipe_.to_dict(),
         "in_dim": clf.recipe_.feature.dim,
         "seed": clf.seed,

@@ -68,7 +68,7 @@ def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[
     :func:`instrec.decision.resolve_families`): the same figures at family level, under ``family``
     (its ``classes`` are the families).
     """
-    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
 
     classes = list(classes)
     known = np.array([t in classes for t in y_true], dtype=bool)
@@ -96,7 +96,7 @@ def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[
                     "roc_auc": aucs.get(c)}
                 for i, c in enumerate(classes)
             },
-            confusion_matrix=confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+            confusion_matrix=_confusion(y_true, y_pred, classes),
         )
     top = proba.max(axis=1) if len(proba) else np.zeros(0)
     right = np.array([p == t for p, t in zip(y_pred, y_true)], dtype=bool)
@@ -112,6 +112,18 @@ def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[
                                         min_confidence=min_confidence)
     out["unknown_classes"] = dict(sorted(unknown.items()))
     return out
+
+
+def _confusion(y_true, y_pred, classes: list[str]) -> list[list[int]]:
+    """scikit-learn's confusion matrix over ``classes``, without its warning for one class: the
+    matrix is still right, and the report says how many classes were scored."""
+    import warnings
+
+    from sklearn.metrics import confusion_matrix
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        return confusion_matrix(y_true, y_pred, labels=classes).tolist()
 
 
 def _doubt(y_true, y_pred, top: np.ndarray, min_confidence: float) -> dict:

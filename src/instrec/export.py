@@ -235,8 +235,8 @@ def _export_bytes(clf, meta: dict, stamp: dict, *, opset: int, held_back: dict |
             "name": INPUT_NAME, "dtype": "float32", "shape": ["batch", feature.dim],
             "rows": _row_description(feature),
         },
-        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", len(clf.classes_)],
-                   "columns": list(clf.classes_)},
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", len(clf.classes)],
+                   "columns": list(clf.classes)},
         "exported_with": {"instrec": __version__, "torch": torch.__version__, "onnx": onnx.__version__},
         **({HELD_BACK_KEY: held_back} if held_back else {}),
     }
@@ -244,7 +244,7 @@ def _export_bytes(clf, meta: dict, stamp: dict, *, opset: int, held_back: dict |
     for key, value in ((META_KEY, meta), (EXPORT_KEY, export_info)):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value, ensure_ascii=False)
-    proto.doc_string = f"instrec {meta['recipe'].get('name', '')} model: {', '.join(clf.classes_)}"
+    proto.doc_string = f"instrec {meta['recipe'].get('name', '')} model: {', '.join(clf.classes)}"
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
 

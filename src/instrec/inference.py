@@ -56,7 +56,8 @@ def open_engine(path: str | os.PathLike, engine: str = "auto") -> Engine:
     """The engine for a model folder or ``.onnx`` file.
 
     ``auto``: onnxruntime where the folder carries an export of its present weights (``model.onnx``,
-    a fast start and no torch), else PyTorch. ``torch``: PyTorch. ``onnx``: onnxruntime, exporting
+    a fast start and no torch), else PyTorch. ``torch``: PyTorch (ParameterError for an ``.onnx``
+    file, which has no torch weights). ``onnx``: onnxruntime, exporting
     the folder's ``model.onnx`` first when it is missing or stale (that needs torch once).
     """
     from .engines.onnx_engine import OnnxEngine, is_up_to_date, onnx_path_for
@@ -65,6 +66,9 @@ def open_engine(path: str | os.PathLike, engine: str = "auto") -> Engine:
         raise ParameterError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     path = Path(path)
     if path.suffix.lower() == ".onnx" and path.is_file():
+        if engine == "torch":  # an exported graph has no torch weights: say so rather than run onnxruntime
+            raise ParameterError("an .onnx file runs on onnxruntime; use --engine onnx or auto, "
+                                 "or give the model folder for torch")
         return OnnxEngine(path)
     if engine == "auto":
         onnx = onnx_path_for(path)

@@ -240,3 +240,51 @@ def test_manifest_source_does_not_depend_on_how_its_path_is_spelled(tmp_path, mo
     assert {c.source for c in load_dataset(".", manifest="m.csv").clips} == {"lib"}
     assert {c.source for c in load_dataset(".", manifest=tmp_path / "lib" / "m.csv").clips} == {"lib"}
 
+
+
+def test_labels_that_differ_in_more_than_spelling_are_not_merged(tmp_path):
+    # "C#" and "C" both normalise to "c": two instruments must not silently become one class.
+    for folder, wave in (("C", "sine"), ("C#", "saw")):
+        for k in range(2):
+            write(tmp_path / folder / f"{k}.wav", tone(wave, 440))
+    with pytest.raises(DataError, match=r"'C#'.*'C'.*class 'c'|'C'.*'C#'.*class 'c'"):
+        load_dataset(tmp_path)
+    for name in ("x,y_1.wav", "x-y_2.wav"):
+        write(tmp_path / "flat" / name, tone("sine", 440))
+    with pytest.raises(DataError, match="'x,y'.*'x-y'|'x-y'.*'x,y'"):
+        load_dataset(tmp_path / "flat")
+
+
+def test_spellings_of_one_name_and_aliases_still_merge(tmp_path):
+    for name in ("French Horn_1.wav", "french_horn_2.wav", "french-horn_3.wav", "FRENCH-HORN_4.wav",
+                 "sax_5.wav", "saxophone_6.wav"):
+        write(tmp_path / name, tone("sine", 440))
+    (tmp_path / "m.csv").write_text("path,label\nfrench_horn_2.wav,French  Horn\n")
+    assert load_dataset(tmp_path, labels="filename").counts() == {"french": 1, "french-horn": 3, "saxophone": 2}
+    assert load_dataset(tmp_path, manifest=tmp_path / "m.csv").counts() == {"french-horn": 1}
+    assert load_dataset(tmp_path, aliases=parse_aliases(["french=french-horn"])).counts() == {
+        "french-horn": 4, "saxophone": 2}
+
+
+def test_names_that_give_no_label_are_skipped_and_listed(tmp_path):
+    write(tmp_path / "flat" / "???_x.wav", tone("sine", 440))
+    write(tmp_path / "flat" / "flute_x.wav", tone("sine", 440))
+    ds = load_dataset(tmp_path / "flat", labels="filename")
+    assert ds.counts() == {"flute": 1}
+    assert [(p.endswith("???_x.wav"), why) for p, why in ds.skipped] == [(True, "file name gives no label")]
+    write(tmp_path / "tree" / "???" / "a.wav", tone("sine", 440))
+    write(tmp_path / "tree" / "flute" / "b.wav", tone("sine", 440))
+    ds = load_dataset(tmp_path / "tree", labels="folder")
+    assert ds.counts() == {"flute": 1}
+    assert [(p.endswith("a.wav"), why) for p, why in ds.skipped] == [(True, "folder name gives no label")]
+
+
+@pytest.mark.parametrize("item", ["flute=", "=flute", " = ", "flute= -"])
+def test_alias_with_an_empty_side_is_refused(item):
+    from instrec.pipeline.common import DataOptions
+
+    with pytest.raises(ParameterError, match="--alias takes NAME=LABEL") as e:
+        parse_aliases([item])
+    assert "\n" not in str(e.value)
+    with pytest.raises(ParameterError):
+        DataOptions(aliases=[item])

@@ -227,3 +227,24 @@ def test_seeds_in_range_are_taken_as_ints():
     tr, te = split_indices(["a", "b"] * 5, seed=MAX_SEED)
     assert len(tr) == 8 and len(te) == 2
     assert len(kfold_indices(["a", "b"] * 6, 3, seed=MAX_SEED)) == 3
+
+
+@pytest.mark.parametrize("test_size", [0.05, 0.9])
+def test_stratified_split_too_small_or_too_large_names_the_workable_test_sizes(test_size):
+    labels = ["a", "b", "c"] * 8  # 24 clips of 3 classes: each side needs 3, so 0.125 to 0.875
+    with pytest.raises(DataError) as e:
+        split_indices(labels, method="stratified", test_size=test_size)
+    msg = str(e.value)
+    assert "\n" not in msg and "--test-size" in msg and "from 0.125 to 0.875" in msg
+    for size in (0.125, 0.875):
+        tr, te = split_indices(labels, method="stratified", test_size=size)
+        assert {labels[i] for i in tr} == {labels[i] for i in te} == {"a", "b", "c"}
+
+
+def test_stratified_split_workable_test_sizes_are_rounded_inwards():
+    labels = ["a"] * 4 + ["b"] * 3  # 2/7 = 0.2857... to 5/7 = 0.7142...
+    with pytest.raises(DataError, match="from 0.286 to 0.714") as e:
+        split_indices(labels, method="stratified", test_size=0.1)
+    for size in map(float, re.search(r"from (\S+) to (\S+?);?$", str(e.value)).groups()):
+        tr, te = split_indices(labels, method="stratified", test_size=size)
+        assert {labels[i] for i in te} == {"a", "b"}

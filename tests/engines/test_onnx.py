@@ -395,3 +395,15 @@ def test_export_carries_the_held_back_split(tone_data, tmp_path):
     assert m["n"] == 30 and m["training_clips"] == {"n": 30, "of": 30, "held_back_record": False}
     context = json.loads((tmp_path / "rep2" / "metrics.json").read_text())["context"]
     assert "the figures include training clips" in context["evaluated on"]
+
+
+def test_torch_engine_on_an_onnx_file_is_refused_in_one_line():
+    """An exported graph has no torch weights: ``engine="torch"`` on it once ran onnxruntime silently."""
+    from instrec.errors import ParameterError
+    from instrec.inference import load_model
+
+    onnx = onnx_path_for(shipped_model_path())
+    with pytest.raises(ParameterError, match=r"^an \.onnx file runs on onnxruntime; use --engine onnx or auto, "
+                                             r"or give the model folder for torch$"):
+        load_model(onnx, engine="torch")
+    assert load_model(onnx, engine="onnx").engine.name == load_model(onnx).engine.name == "onnx"

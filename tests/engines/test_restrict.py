@@ -54,7 +54,7 @@ def test_evaluate_scores_the_answers_among_the_kept_classes(tone_data, tmp_path)
     full, _ = evaluate_model(clf, tone_data)
     two, _ = evaluate_model(clf, tone_data, classes="square,sine", out=tmp_path / "report")
     assert full["classes"] == ["saw", "sine", "square"] and two["classes"] == ["sine", "square"]
-    assert two["n"] == 20 and two["unknown_classes"] == {"saw": 10}
+    assert two["n"] == 20 and two["left_out_by_classes"] == {"saw": 10} and two["unknown_classes"] == {}
     # the same answers as the full model's probabilities, restricted by hand
     files = sorted(p for p in tone_data.rglob("*.wav") if "saw" not in p.name)
     X, ok, _ = extract(files, clf.recipe.feature)

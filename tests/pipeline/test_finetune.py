@@ -239,7 +239,7 @@ def test_cli_train_from_shipped(rendered_data, tmp_path):
     model = tmp_path / "tuned"
     r = run_cli("train", rendered_data, "--from", "shipped", "--epochs", "1", "--out", model, "--jobs", "1")
     assert r.returncode == 0, r.stderr
-    assert "cnn: test accuracy" in r.stdout
+    assert "cnn (epochs 1): test accuracy" in r.stdout  # the recipe with its overridden epochs
     meta = json.loads((model / "model.json").read_text())
     assert meta["classes"] == ["cello", "flute", "trumpet"]
     ft = meta["training"]["fine_tuned_from"]
@@ -336,7 +336,8 @@ def test_train_model_fine_tunes_a_saved_model(rendered_data, tmp_path):
     assert ft["weights_sha256"] == _fingerprint(first.model.net_)
     assert second.context["fine-tuned from"] == ft["model"]
     # the same split, so the start is scored on the very clips the first model was
-    assert ft["test_split"] == {"accuracy": first.metrics["accuracy"], "n": first.metrics["n"]}
+    assert (ft["test_split"]["accuracy"], ft["test_split"]["n"]) == (first.metrics["accuracy"], first.metrics["n"])
+    assert ft["test_split"]["accuracy_new"] == second.metrics["accuracy"]  # every class known to both: as scored
     # the same split, and a start that already knew the clips: no worse than the first model
     assert second.metrics["accuracy"] >= first.metrics["accuracy"]
     with pytest.raises(ParameterError, match="ONNX"):
@@ -344,16 +345,114 @@ def test_train_model_fine_tunes_a_saved_model(rendered_data, tmp_path):
 
 
 def test_the_start_is_scored_on_the_classes_it_knows(base):
-    """Test clips of a class the start does not know are left out of its score; fewer than two
-    known classes: no score at all."""
-    from instrec.pipeline.training import _score_start
+    """The start and the new model are scored alike: on the test clips of the classes both know,
+    each choosing among those alone; fewer than two such classes: no score at all."""
+    from instrec.pipeline.training import _score_start, start_words
 
+    new = InstrumentClassifier(get_recipe("seed-mfcc").with_overrides(epochs=5), seed=0).fit(
+        *blobs(["flute", "oboe", "horn", "tuba"], n=10, seed=5))
     X, y = blobs(["flute", "oboe", "horn"], n=20, seed=6)
     te = np.arange(len(y))
-    got = _score_start(base, X, y, te)
+    got = _score_start(base, new, X, y, te)
     known = [i for i in te if y[i] != "horn"]
-    P = base.predict_proba(X[known])[:, [base.classes.index("flute"), base.classes.index("oboe")]]
-    expect = np.mean(np.array(["flute", "oboe"])[P.argmax(1)] == np.array(y)[known])
-    assert got == {"accuracy": pytest.approx(expect), "n": 40}
+
+    def expect(model):
+        P = model.predict_proba(X[known])[:, [model.classes.index("flute"), model.classes.index("oboe")]]
+        return np.mean(np.array(["flute", "oboe"])[P.argmax(1)] == np.array(y)[known])
+
+    assert got == {"accuracy": pytest.approx(expect(base)), "accuracy_new": pytest.approx(expect(new)), "n": 40,
+                   "classes": ["flute", "oboe"]}
+    assert "on the 40 test clips of the 2 classes both know, each choosing among those alone (flute, oboe)" in start_words(got)
     X2, y2 = blobs(["flute", "horn", "tuba"], n=5, seed=7)
-    assert _score_start(base, X2, y2, np.arange(15)) is None
+    assert _score_start(base, new, X2, y2, np.arange(15)) is None
+
+
+def test_fine_tuning_keeps_the_base_training_clips_out_of_the_test_split(rendered_data, tmp_path):
+    """The clips the model it starts from trained on stay on the training side (a plain split with
+    another seed puts some of them in the test split), and model.json and the summary say so."""
+    from instrec.data import load_dataset
+    from instrec.pipeline import train_model
+    from instrec.pipeline.heldback import held_back_record, training_clips
+
+    recipe = get_recipe("seed-mfcc").with_overrides(epochs=3)
+    first = train_model(rendered_data, recipe=recipe, out=tmp_path / "first", seed=2)
+    trained = {str(c.path.resolve()) for c in training_clips(load_dataset(rendered_data).clips, first.model.info,
+                                                             held_back_record(tmp_path / "first"))}
+    second = train_model(rendered_data, init=tmp_path / "first", out=tmp_path / "second", seed=5,
+                         report_dir=tmp_path / "report")
+    test = set(json.loads((tmp_path / "second" / "split.json").read_text())["test"])
+    assert test and not test & trained
+    split = second.model.info["training"]["split"]
+    assert split["base_training_kept_in_training"] == len(trained) and split["n_test"] == first.metrics["n"]
+    assert "kept on the training side" in second.context["split"]
+    assert "kept on the training side" in (tmp_path / "report" / "report.md").read_text()
+    # the overridden epochs are named in the summary, model.json and the report
+    assert first.context["recipe"] == "seed-mfcc (epochs 3)" == first.model.info["training"]["recipe_label"]
+    assert second.context["recipe"] == "seed-mfcc (epochs 3)"
+    assert (tmp_path / "report" / "report.md").read_text().startswith("# seed-mfcc (epochs 3): evaluation")
+
+
+def test_cross_validation_from_a_model_tests_none_of_its_training_clips(rendered_data, tmp_path):
+    """--cv --from: every fold's test clips are ones the starting model did not train on; evaluate's
+    report names the recipe with its overridden settings."""
+    from instrec.data import load_dataset
+    from instrec.pipeline import KFold, cross_validate, evaluate_model, train_model
+    from instrec.pipeline.heldback import held_back_record, training_clips
+
+    recipe = get_recipe("seed-mfcc").with_overrides(epochs=2)
+    first = train_model(rendered_data, recipe=recipe, out=tmp_path / "first", seed=2)
+    clips = load_dataset(rendered_data).clips
+    trained = training_clips(clips, first.model.info, held_back_record(tmp_path / "first"))
+    res = cross_validate(rendered_data, init=tmp_path / "first", cv=KFold(3, seed=0), seed=0)
+    assert sum(f["n_test"] for f in res["folds"]) == len(clips) - len(trained) == first.metrics["n"]
+    assert res["context"]["kept out of every test side"].startswith(f"{len(trained)} clips")
+    evaluate_model(tmp_path / "first", rendered_data, out=tmp_path / "ev")
+    assert (tmp_path / "ev" / "report.md").read_text().startswith("# seed-mfcc (epochs 2): evaluation")
+
+
+def test_a_split_that_cannot_avoid_the_base_training_clips_says_so():
+    """Every group holds a clip the base trained on: the plain split, and the count of them."""
+    from instrec.pipeline.training import _split_around_base
+
+    y, groups = ["a", "b"] * 10, [str(i % 5) for i in range(20)]
+    tr, te, record = _split_around_base(y, "group", 0.2, 0, groups, [0, 1, 2, 3, 4])
+    assert len(tr) + len(te) == 20 and record["base_training_in_test"] == len({0, 1, 2, 3, 4} & set(te.tolist()))
+    assert "every clip" in record["why"]
+    tr, te, record = _split_around_base(y, "random", 0.2, 0, None, list(range(12)))
+    assert set(te.tolist()) <= set(range(12, 20)) and len(te) == 4 and record["drawn_from"] == 8
+
+
+def test_keep_classes_inherits_the_base_thresholds_and_families():
+    """Fine-tuning keeps the base's decision settings: a kept class's threshold (its output row is
+    the base's too), and the base's family table unless another is given."""
+    from instrec.pipeline.common import fit_and_score
+
+    r = get_recipe("seed-mfcc").with_overrides(epochs=5)
+    ml = replace(r, model=replace(r.model, output="sigmoid"))
+    X, y = blobs(["flute", "oboe", "viola"], n=20)
+    base = InstrumentClassifier(ml, seed=0, families={"winds": ["flute", "oboe"]}).fit(X, y)
+    base.thresholds_ = {"flute": 0.3, "oboe": 0.6, "viola": 0.42}
+    X2, y2 = blobs(["flute", "oboe"], n=20, seed=3)
+    clf, _ = fit_and_score(finetuning(ml), 0, X2, y2, np.arange(30), np.arange(30, 40), init=base, keep_classes=True)
+    assert clf.classes == ["flute", "oboe", "viola"] and clf.thresholds_["viola"] == 0.42
+    assert clf.families_ == {"winds": ["flute", "oboe"], "viola": ["viola"]}
+    X3, y3 = blobs(["flute", "oboe", "horn"], n=10, seed=4)
+    clf, _ = fit_and_score(finetuning(ml), 0, X3, y3, np.arange(30), np.arange(0), init=base)
+    assert clf.families_ == {"winds": ["flute", "oboe"], "brass": ["horn"]}  # a new class: its default family
+    clf, _ = fit_and_score(finetuning(ml), 0, X3, y3, np.arange(30), np.arange(0), init=base, families={"x": ["horn"]})
+    assert clf.families_ == {"x": ["horn"], "flute": ["flute"], "oboe": ["oboe"]}
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--hidden", "16"], "--hidden: fine-tuning keeps the network of the model it starts from (hidden 64,32,16)"),
+    (["--hidden", "none"], "--hidden: fine-tuning keeps"),
+    (["--activation", "selu"], "--activation: fine-tuning keeps the network of the model it starts from (activation relu)"),
+])
+def test_network_overrides_with_from_are_refused_up_front(base, tmp_path, extra, words):
+    from instrec.pipeline import train_model
+
+    base.save(tmp_path / "m1")
+    r = run_cli("train", tmp_path / "nodata", "--from", tmp_path / "m1", *extra, "--out", tmp_path / "out")
+    assert r.returncode == 2 and words in r.stderr and len(error_lines(r.stderr)) == 1, r.stderr
+    with pytest.raises(ParameterError, match="--hidden: fine-tuning keeps"):  # the API too, before any feature
+        train_model(tmp_path / "nodata", init=base, recipe=finetuning(base.recipe).with_overrides(hidden=(16,)))

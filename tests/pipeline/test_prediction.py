@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from instrec.errors import ParameterError
 from instrec.inference import load_model
 from instrec.pipeline import predict_paths, write_results
+from instrec.pipeline.prediction import collect_files
 from tests.conftest import run_cli
 
 
@@ -97,3 +99,52 @@ def test_cli_log_errors_are_usage_errors(tone_data, tmp_path):
     assert not (tmp_path / "r.jsonl").exists()
     not_model = run_cli("predict", "--model", tmp_path, tone_data)  # a folder, but not a model
     assert not_model.returncode == 2 and "not a model bundle" in not_model.stderr, not_model.stderr
+
+
+def test_log_resume_matches_files_however_their_paths_are_spelt(tone_data, tmp_path, monkeypatch):
+    """Review: `predict d3 --log l` then `predict $PWD/d3 --log l` predicted every file again and
+    logged each twice. Files are matched on their resolved path, and answered as spelt this time."""
+    model = load_model()
+    monkeypatch.chdir(tone_data.parent)
+    log = tmp_path / "log.jsonl"
+    first, _ = predict_paths(model, [tone_data.name], log=log)
+    assert len(first) == 30 and all(not r.path.startswith("/") for r in first)
+    (tmp_path / "link").symlink_to(tone_data)
+    calls = []
+    original = model.predict_file
+    monkeypatch.setattr(model, "predict_file", lambda f, **kw: calls.append(f) or original(f, **kw))
+    for spelling in (str(tone_data), tmp_path / "link", f"./{tone_data.name}"):
+        again, skipped = predict_paths(model, [spelling], log=log)
+        assert calls == [] and not skipped
+        assert [r.path for r in again] == [str(p) for p in sorted(Path(spelling).rglob("*.wav"))]
+        assert [r.probabilities for r in again] == [r.probabilities for r in first]
+    assert len(log.read_text().splitlines()) == 30  # nothing appended twice
+
+
+def test_a_file_named_twice_in_two_spellings_is_predicted_once(tone_data, monkeypatch):
+    monkeypatch.chdir(tone_data.parent)
+    files, skipped = collect_files([tone_data.name, tone_data, tone_data / "saw" / ".." / "saw" / "saw_00.wav"])
+    assert len(files) == 30 and not skipped and files[0].startswith(tone_data.name)
+
+
+@pytest.mark.parametrize("option", ["--out", "--log", "--plot"])
+def test_outputs_are_checked_before_predicting(tone_data, tmp_path, monkeypatch, option):
+    """Review: `predict d3 --out /proc/r.jsonl` predicted the whole batch, then failed to write it.
+    An output that cannot be written fails first, in one line: exit 1 where it cannot be made,
+    exit 2 for a folder named as the file."""
+    import instrec.pipeline
+
+    def never(*a, **kw):
+        raise AssertionError("predicted before checking the outputs")
+
+    monkeypatch.setattr(instrec.pipeline, "predict_paths", never)
+    suffix = {"--out": ".jsonl", "--log": ".jsonl", "--plot": ".png"}[option]
+    wav = next(tone_data.rglob("*.wav"))
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / f"d{suffix}").mkdir()
+    for target, code, words in ((f"/proc/r{suffix}", 1, f"cannot write /proc/r{suffix}"),
+                                (tmp_path / "afile" / f"r{suffix}", 1, "is not a folder"),
+                                (tmp_path / f"d{suffix}", 2, "is a folder; name a file")):
+        r = run_cli("predict", wav, option, target)
+        assert r.returncode == code and r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
+    assert (tmp_path / "afile").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile", f"d{suffix}"]

@@ -92,3 +92,22 @@ def test_cli_train_families_file_and_summary(tone_data, tmp_path):
     r = run_cli("train", tone_data, "--recipe", "seed-mfcc", "--epochs", "5", "--out", tmp_path / "m2", "--families", fams)
     assert r.returncode == 1 and "two families" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "m2").exists()
+
+
+def test_too_few_validation_rows_to_calibrate_give_temperature_one(data):
+    """A temperature fitted on a handful of rows is noise: under calibrate's minimum (MIN_ROWS),
+    training keeps temperature 1 and says so."""
+    from instrec.calibration import MIN_ROWS
+    from instrec.pipeline.common import fit_and_score
+    from instrec.pipeline.training import calibration_words
+
+    X, y = data
+    rows = np.r_[0:10, 50:60]  # 20 rows, a 15% split: 3 validation rows
+    clf, _ = fit_and_score(_recipe(0.15), 0, X, y, rows, np.r_[10:15, 60:65])
+    cal = clf.calibration_
+    assert 0 < cal["validation_rows"] < MIN_ROWS and cal["too_few_rows"]
+    assert clf.temperature_ == 1.0 and clf.min_confidence_ is None
+    assert calibration_words(cal).startswith(f"too few validation rows ({cal['validation_rows']}) to calibrate")
+    # 45 rows are enough: fitted as before
+    enough, _ = fit_and_score(_recipe(0.3), 0, X, y, np.arange(150), np.arange(3))
+    assert enough.calibration_["validation_rows"] == 45 and "too_few_rows" not in enough.calibration_

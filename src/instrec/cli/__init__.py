@@ -12,7 +12,7 @@ from typer.core import TyperCommand
 from . import make_data  # noqa: F401  (registers render, render-music and spectrograms, first in --help)
 from .common import (ALIAS_OPT, CLASSES_OPT, DEFAULT_RECIPE, DEVICE_OPT, LABELS_OPT, MANIFEST_OPT, EngineName,
                      ImageMode, LabelMode, Level, OutFormat, SplitMethod, Trainable, _Command, _examples, _need,
-                     _say_absent_classes, _say_recipe, app)
+                     _say_absent_classes, _say_recipe, app, Abort, ClickException, click_error_exit, finish)
 from ..display import progress_bars as _progress, quiet_decoder_messages, report_skipped as _report_skipped
 from ..errors import InstrecError
 
@@ -39,6 +39,9 @@ def _data_options(labels, manifest, alias, jobs, no_cache, ray=None):
     from ..data.folder import parse_aliases
     from ..errors import ParameterError
     from ..pipeline import DataOptions
+    from .checks import check_labels
+
+    check_labels(labels, manifest)  # every command that reads data: the manifest would win without a word
 
     fill = None
     if ray is not None:
@@ -63,15 +66,17 @@ def _recipe(recipe: str | None, epochs, hidden, activation, image_mode, init=Non
     """The recipe named (the default if none), or the fine-tuning recipe of ``init``'s (or of the
     one named, of the same network); CLI overrides applied."""
     from ..errors import ParameterError
-    from ..pipeline import resolve_recipe
+    from ..pipeline.common import check_same_network, resolve_recipe
     from ..recipes import parse_hidden
 
     if trainable is not None and init is None:
         raise ParameterError("--trainable applies to fine-tuning; give --from MODEL_DIR or --from shipped")
     if keep_classes and init is None:
         raise ParameterError("--keep-classes keeps the classes of the model fine-tuning starts from; give --from MODEL_DIR or --from shipped")
-    return resolve_recipe(recipe, init, trainable=trainable.value if trainable else "all").with_overrides(
+    r = resolve_recipe(recipe, init, trainable=trainable.value if trainable else "all").with_overrides(
         epochs=epochs, hidden=parse_hidden(hidden), activation=activation, image_mode=image_mode.value if image_mode else None)
+    check_same_network(init, r)  # before any feature is computed: --hidden and the like cannot change init's network
+    return r
 
 
 @app.command(epilog=_examples(
@@ -127,7 +132,11 @@ def train(
 
     from ..errors import ParameterError
     from ..train.distributed import launch, launched, quiet_other_ranks
+    from .checks import check_checkpoint, check_report, check_train_options, data_line
 
+    check_train_options(ctx, cv=cv, resume=resume, split=split, labels=labels, manifest=manifest, nproc=nproc)
+    if report is not None and not launched():  # before any work, once: the processes would race on its probe
+        check_report(report, out)
     if launched():  # one of torchrun's processes: rank 0 prints for the run
         quiet_other_ranks()
         if nproc not in (1, int(os.environ["WORLD_SIZE"])):
@@ -178,6 +187,7 @@ def train(
         return
     if out is None:
         raise ParameterError("--out is required (the model folder to write), unless --cv is given")
+    check_checkpoint(out, resume, r.train.epochs)
     method = split.value if split else ("group" if group_by else "random")
     _say_recipe(recipe, base, r)
     with _progress() as progress:
@@ -188,16 +198,16 @@ def train(
     scores = (f"test mAP {fmt_num(m['map'])}, micro F1 {fmt_num(m['micro_f1'])}, macro F1 {fmt_num(m['macro_f1'])}"
               if m.get("multilabel") else
               f"test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, ROC AUC {fmt_num(m['roc_auc_ovr_macro'])}")
-    typer.echo(f"{r.name}: {scores} on {m['n']} held-back clips "
+    typer.echo(f"{res.context['recipe']}: {scores} on {m['n']} held-back clips "
                f"{res.context['evaluated on'].removeprefix('held-back test split ')}; model saved to {out}")
-    data_card = res.model.info["training"].get("data", {})
-    if data_card.get("classes"):  # what it learnt from, as the folders were read
-        typer.echo(f"data: {data_card.get('n')} clips ({data_card.get('label_mode')} labels) of {len(data_card['classes'])} "
-                   "classes: " + ", ".join(f"{c} {n}" for c, n in data_card["classes"].items()))
-    start = res.model.info["training"].get("fine_tuned_from", {}).get("test_split")
-    if start:
-        typer.echo(f"the model it started from: accuracy {fmt_pct(start['accuracy'])} on the {start['n']} of those "
-                   "clips whose classes it knows")
+    line = data_line(res.model.info["training"].get("data", {}), bool(m.get("multilabel")))
+    if line:  # what it learnt from, as the folders were read
+        typer.echo(line)
+    for key in ("split", "families", "the model it started from"):
+        if key in res.context:
+            typer.echo(f"{key}: {res.context[key]}")
+    if "warning" in res.context:
+        typer.echo(f"warning: {res.context['warning']}", err=True)
     _say_absent_classes(res.context)
     if "validation" in res.context:
         typer.echo(f"validation: {res.context['validation']}")
@@ -389,10 +399,13 @@ def predict(
     A multi-label model answers with every instrument heard and when it plays (table: its segments;
     csv: one row per window with the active instruments; json: instruments and each window's active set)."""
     from ..errors import ParameterError
+    from .checks import check_one_model
 
     paths = [p if "://" in p else Path(p) for p in paths]  # a URL as written (a Path would fold its '//')
     if model is None:
         model, paths = _model_argument(paths)
+    else:
+        check_one_model(model, paths)
     if plot is not None and (len(paths) != 1 or isinstance(paths[0], str) or paths[0].is_dir()):
         raise ParameterError("--plot draws one recording: name exactly one audio file")
     if plot is not None:
@@ -408,6 +421,7 @@ def predict(
     from ..display import format_predictions, write_timeline
     from ..inference import check_window, load_model
     from ..pipeline import predict_paths
+    from ..pipeline.prediction import check_output
 
     window, hop = check_window(window, hop)
     if out is not None and out.suffix.lower() not in (".jsonl", ".parquet"):
@@ -416,6 +430,9 @@ def predict(
         _need("pyarrow")
     if out is not None and log is not None and out.resolve() == log.resolve():
         raise ParameterError(f"--out and --log both name {out}: the results would replace the log a rerun resumes from")
+    for option, target in (("--out", out), ("--plot", plot), ("--log", log)):
+        if target is not None:  # before the batch: results that cannot be written would all be lost
+            check_output(target, option, append=option == "--log")
     runner, listed = None, []
     if ray is not None:
         _need("ray")
@@ -487,68 +504,6 @@ def export(
     typer.echo(f"exported {model} to {onnx} (checked: onnxruntime agrees with PyTorch within 1e-4)")
 
 
-@app.command()
-def serve(
-    model: Optional[Path] = typer.Argument(None, help="model folder or .onnx file (default: the shipped model)"),
-    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
-    port: int = typer.Option(8000, min=0, max=65535, help="TCP port"),
-    engine: EngineName = typer.Option(EngineName.auto, "--engine", help="auto (onnxruntime where the model carries a current model.onnx, else torch), torch, or onnx"),
-    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="largest upload in MB, enforced while it streams in"),
-    max_duration: float = typer.Option(600.0, "--max-duration", help="longest recording in seconds, checked before decoding"),
-    request_timeout: float = typer.Option(60.0, "--request-timeout", help="seconds per request before a 503"),
-    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="predictions at once (default: up to 4, one per core)"),
-    max_queue: Optional[int] = typer.Option(None, "--max-queue", min=0, help="requests that may wait beside those at work; "
-                                            "more get 503 with Retry-After (default: 4 x --max-concurrent, at least 16)"),
-    header_timeout: float = typer.Option(10.0, "--header-timeout", help="seconds a connection has to send a request's "
-                                         "headers (and the most an upload may fall behind --min-upload-rate); then it is closed"),
-    min_upload_rate: float = typer.Option(10.0, "--min-upload-rate", min=0, help="kB/s an upload must keep up; a slower "
-                                          "or stalled one is cut off with 408 (0: no minimum)"),
-    max_connections: int = typer.Option(256, "--max-connections", min=1, help="open connections at most; at the cap "
-                                        "the longest idle one is closed, or the new one gets 503"),
-    keep_alive: float = typer.Option(5.0, "--keep-alive", help="seconds an idle connection is kept for the next request"),
-    cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="let pages from this origin "
-                                                    "(https://host[:port], or *) call the API; repeatable (default: none)"),
-    allowed_host: Optional[List[str]] = typer.Option(None, "--allowed-host", help="also answer requests for this host "
-                                                     "name (name[:port], *.domain, or *: any); repeatable (default: the "
-                                                     "address listened on, and localhost on loopback; others get 421)"),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="INSTREC_API_KEY", show_default=False,
-                                          help="require this key (X-API-Key or Authorization: Bearer) under /v1/ "
-                                               "but /v1/health; prefer $INSTREC_API_KEY, which ps does not show"),
-    log_level: str = typer.Option("info", "--log-level", help="critical, error, warning, info or debug"),
-):
-    """HTTP service and web page: POST /v1/predict, GET /v1/health, GET /v1/model, / (the page), /openapi.json."""
-    _need("fastapi", "uvicorn", "multipart")
-    from ..service import Limits
-    from ..service.server import serve as run_server
-
-    limits = Limits(max_upload_bytes=int(max_upload_mb * 1_000_000), max_duration_s=max_duration,
-                    request_timeout_s=request_timeout,
-                    **({"max_concurrent": max_concurrent} if max_concurrent else {}),
-                    **({"max_queue": max_queue} if max_queue is not None else {}),
-                    header_timeout_s=header_timeout, min_upload_rate=min_upload_rate * 1000,
-                    max_connections=max_connections, keep_alive_s=keep_alive)
-    run_server(model, host=host, port=port, limits=limits, engine=engine.value, log_level=log_level,
-               api_key=api_key, cors_origins=cors_origin, allowed_hosts=allowed_host)
-
-
-@app.command()
-def demo(
-    data: Optional[Path] = typer.Option(None, metavar="DIR", help="your own labelled folder instead of the built-in renders"),
-    out: Path = typer.Option(Path("instrec-demo"), metavar="DIR", help="where data, models and reports go"),
-    per_class: int = typer.Option(100, "--per-class", min=2, metavar="N", help="rendered clips per instrument"),
-    soundfont: str = typer.Option("fluidr3", metavar="NAME", help="SoundFont of the built-in data"),
-    seed: int = typer.Option(0, metavar="N", help="seeds rendering, split and training"),
-):
-    """The main job: render → features → train both tutorial recipes → evaluate → report."""
-    _need("fluidsynth", "torch", "safetensors", "matplotlib")
-    from ..demo import run_demo
-
-    with _progress() as progress:
-        report = run_demo(out, data=data, per_class=per_class, soundfont=soundfont, seed=seed, progress=progress,
-                          log=lambda s: typer.echo(s, err=True))
-    typer.echo(report.read_text())
-
-
 def _bare_ray(args: list[str]) -> list[str]:
     """``--ray`` given alone (last, or before another option) means a Ray of this machine: ``--ray local``."""
     out = []
@@ -559,7 +514,9 @@ def _bare_ray(args: list[str]) -> list[str]:
     return out
 
 
-# every command's help the same way, serve's too
+from . import serve_demo  # noqa: E402,F401  (registers serve and demo, last in --help)
+
+# every command's help the same way
 for _info in app.registered_commands:
     if _info.cls is TyperCommand:  # typer's default
         _info.cls = _Command
@@ -570,7 +527,10 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:  # the command itself, not a caller embedding main() (tests, scripts)
         quiet_decoder_messages()
     try:
-        app(args=_bare_ray(sys.argv[1:] if argv is None else list(argv)), prog_name="instrec")
+        # not standalone: click's usage errors come here, to be one line (typer's would be a box)
+        finish(app(args=_bare_ray(sys.argv[1:] if argv is None else list(argv)), prog_name="instrec", standalone_mode=False))
+    except (ClickException, Abort) as e:
+        click_error_exit(e)
     except InstrecError as e:
         print(f"instrec: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
-from typing import get_args
+from typing import NoReturn, get_args
 
 import typer
+from typer import Abort
 from typer.core import TyperArgument, TyperCommand, TyperGroup
+
+try:  # typer >= 0.2x carries its own click; an older one uses the click package
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:
+    import click.exceptions as _cx
+
+    ClickException, NoArgsIsHelpError = _cx.ClickException, getattr(_cx, "NoArgsIsHelpError", ())  # () before click 8.2
 
 
 # The default recipe of train and crossval: instrec.pipeline.DEFAULT_RECIPE, named here too so that
@@ -130,3 +139,32 @@ def _say_absent_classes(context: dict) -> None:
                             "output rows as they were: {}", False)):
         if context.get(key):
             typer.echo(line.format(context[key]), err=err)
+
+
+def finish(code) -> NoReturn:
+    """Exit as typer's standalone mode would after ``app(..., standalone_mode=False)`` returned
+    ``code``: a ``typer.Exit``'s code (130: the Ctrl-C typer caught), else 0 (a command's own value)."""
+    if code == 130:
+        print("instrec: interrupted", file=sys.stderr)
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
+
+
+def click_error_exit(e: ClickException | Abort) -> NoReturn:
+    """What click found wrong with the command line (a bad value, an unknown option, a missing
+    argument): one line on stderr, as instrec's own errors are, naming where help is; click's exit
+    code (2 for usage). ``instrec`` alone still shows the help, as typer does."""
+    if isinstance(e, Abort):
+        print("instrec: error: aborted", file=sys.stderr)
+        sys.exit(1)
+    if isinstance(e, NoArgsIsHelpError):  # no arguments at all: the help is the answer
+        try:
+            from typer import rich_utils
+        except ImportError:  # typer without rich: click's own words
+            e.show()
+        else:
+            rich_utils.rich_format_error(e)
+        sys.exit(e.exit_code)
+    ctx = getattr(e, "ctx", None)
+    hint = f" ({ctx.command_path} --help for usage)" if ctx is not None else ""
+    print(f"instrec: error: {' '.join(e.format_message().split())}{hint}", file=sys.stderr)  # one line, always
+    sys.exit(e.exit_code)

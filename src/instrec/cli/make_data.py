@@ -89,7 +89,7 @@ def _render_summary(rep, out: Path) -> str:
         return (f"wrote {rep.n_written} clips missing from the complete render with these settings in {out} "
                 f"(kept its other {rep.n_reused}){unknown}")
     kept = f" (kept {rep.n_reused} written by an interrupted run with these settings)" if rep.n_reused else ""
-    return f"wrote {rep.n_written} clips to {out}{unknown}{kept}"
+    return f"wrote {rep.n_written} clip{'' if rep.n_written == 1 else 's'} to {out}{unknown}{kept}"
 
 
 # what render-music's options are called in its messages (data.music.check_arguments)
@@ -193,7 +193,7 @@ def mix(
         typer.echo(f"{out} is up to date: a complete mix of the same clips with these settings (nothing written)")
     else:
         again = " (done again: an interrupted mix with these settings was there)" if rep.previous else ""
-        typer.echo(f"wrote {rep.written} mixtures of {seconds:g} s to {out}{again}; instruments: "
+        typer.echo(f"wrote {rep.written} mixture{'' if rep.written == 1 else 's'} of {seconds:g} s to {out}{again}; instruments: "
                    f"{', '.join(f'{k} {v}' for k, v in rep.labels.items())}")
     _report_skipped(ds.skipped + rep.skipped)
 
@@ -216,7 +216,7 @@ def spectrograms(
 
     with _progress() as progress:
         written, skipped, renamed = write_spectrograms(data, out, mode=image_mode.value, progress=progress)
-    typer.echo(f"wrote {written} image(s) to {out}")
+    typer.echo(f"wrote {written} image{'' if written == 1 else 's'} to {out}")
     if renamed:  # stderr, one line per file, like the skipped ones: scripts grep these
         typer.echo(f"{len(renamed)} file(s) share a stem with another file of their folder; their pictures are "
                    "named after the whole file name:", err=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..audio import is_audio_path
 from ..errors import DataError, ParameterError
 from .activity import LABEL_SEP, join_labels
 # The tutorial data's folder says 'sax' while its file names say 'saxophone'.
-from .instruments import DEFAULT_ALIASES, canonical_label
+from .instruments import DEFAULT_ALIASES, canonical_label, normalise_label
 
 LABEL_MODES = ("auto", "folder", "filename", "manifest")
 MANIFEST_NAME = "manifest.csv"
@@ -93,8 +94,9 @@ def load_dataset(
 
     Raises
     ------
-    DataError : a path is missing, no audio is found, a manifest names no existing file, or a
-        file has two labels.
+    DataError : a path is missing, no audio is found, a manifest names no existing file, a
+        file has two labels, or two labels that differ in more than case, spaces, ``_`` and ``-``
+        would become one class (``C#`` and ``C`` are both ``c``).
     ParameterError : unknown ``labels`` mode.
     """
     if labels not in LABEL_MODES:
@@ -103,7 +105,7 @@ def load_dataset(
         paths = [paths]
     if not paths:
         raise ParameterError("no data path given")
-    aliases = DEFAULT_ALIASES if aliases is None else aliases
+    aliases = _Labeller(DEFAULT_ALIASES if aliases is None else aliases)
     roots: list[Path] = []
     skipped: list[tuple[str, str]] = []
     for given in paths:
@@ -193,7 +195,30 @@ def find_audio(root: str | os.PathLike) -> list[Path]:
     return out
 
 
-def _load_root(root: Path, mode: str, aliases: dict[str, str]):
+class _Labeller:
+    """Raw labels → classes (:func:`canonical_label`) for one data set, refusing two raw labels that
+    normalise alike but are not one name spelt otherwise: ``C#`` and ``C`` (both ``c``) are two instruments."""
+
+    def __init__(self, aliases: dict[str, str]):
+        self.aliases = aliases
+        self.seen: dict[str, tuple[str, str, str]] = {}  # normalised -> (spelling, raw, where)
+
+    def __call__(self, raw: str, where: str) -> str:
+        label = canonical_label(raw, self.aliases)
+        if not label:
+            return label
+        plain = normalise_label(raw)
+        # Case, spaces, '_' and '-' are spelling; any other character ('#', ',', '+') tells labels apart.
+        spelling = re.sub(r"[\s_-]+", "-", raw.strip().lower()).strip("-")
+        first = self.seen.setdefault(plain, (spelling, raw, where))
+        if first[0] != spelling:
+            raise DataError(f"labels {_printable(first[1])!r} ({_printable(first[2], 200)}) and {_printable(raw)!r} "
+                            f"({_printable(where, 200)}) would both be class {label!r}: a label keeps only letters "
+                            f"and digits, so rename one of them")
+        return label
+
+
+def _load_root(root: Path, mode: str, aliases: _Labeller):
     found = find_audio(root)
     nested = root.is_dir() and any(p.parent != root for p in found)
     if mode == "auto":
@@ -217,13 +242,19 @@ def _load_root(root: Path, mode: str, aliases: dict[str, str]):
                 skipped.append((_printable(str(path)), "not in a class folder"))
                 continue
             raw = rel[0] if len(rel) > 1 else name
+            where = str(root / rel[0]) if len(rel) > 1 else str(root)
         else:
             raw = path.name.split("_", 1)[0] if "_" in path.name else path.stem
-        clips.append(Clip(path=path, label=canonical_label(raw, aliases), source=name, group=""))
+            where = str(path)
+        label = aliases(raw, where)
+        if not label:  # '???' has no letter or digit: listed now, not refused after feature extraction
+            skipped.append((_printable(str(path)), f"{'folder' if mode == 'folder' else 'file'} name gives no label"))
+            continue
+        clips.append(Clip(path=path, label=label, source=name, group=""))
     return clips, skipped, mode
 
 
-def _from_manifest(manifest: Path, aliases: dict[str, str], roots: Sequence[Path] = ()):
+def _from_manifest(manifest: Path, aliases: _Labeller, roots: Sequence[Path] = ()):
     if not manifest.is_file():
         raise DataError(f"{manifest}: manifest not found")
     try:
@@ -246,7 +277,7 @@ def _from_manifest(manifest: Path, aliases: dict[str, str], roots: Sequence[Path
     return clips, rows, skipped
 
 
-def _manifest_rows(manifest: Path, reader: csv.DictReader, aliases: dict[str, str]):
+def _manifest_rows(manifest: Path, reader: csv.DictReader, aliases: _Labeller):
     """``(clips, their lines, skipped, number of rows, [(given path, where looked)] of the missing ones)``."""
     base = manifest.parent
     source = Path(os.path.abspath(manifest)).parent.name  # "m.csv" has a parent "." with no name of its own
@@ -260,7 +291,7 @@ def _manifest_rows(manifest: Path, reader: csv.DictReader, aliases: dict[str, st
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if isinstance(k, str) and k}
         n += 1
         given = row.get("path", "")
-        label = _label(row.get("label", ""), aliases)
+        label = _label(row.get("label", ""), aliases, f"{manifest} line {i}")
         try:
             path = _manifest_path(base, given)
             exists = path.is_file()
@@ -308,11 +339,11 @@ def _absolute(path: Path) -> str:
         return os.path.abspath(path)
 
 
-def _label(text: str, aliases: dict[str, str]) -> str:
+def _label(text: str, aliases: _Labeller, where: str) -> str:
     """A manifest label: one instrument, or several joined by ``;`` (each canonical, sorted)."""
     if LABEL_SEP in text:
-        return join_labels(canonical_label(t, aliases) for t in text.split(LABEL_SEP) if t.strip())
-    return canonical_label(text, aliases) if text else ""
+        return join_labels(aliases(t, where) for t in text.split(LABEL_SEP) if t.strip())
+    return aliases(text, where) if text else ""
 
 
 def _printable(text: str, limit: int = 80) -> str:
@@ -322,11 +353,16 @@ def _printable(text: str, limit: int = 80) -> str:
 
 
 def parse_aliases(items: Iterable[str]) -> dict[str, str]:
-    """``["sax=saxophone", ...]`` → dict, merged over the defaults."""
+    """``["sax=saxophone", ...]`` → dict, merged over the defaults.
+
+    Raises
+    ------
+    ParameterError : an item without ``=``, or with a side that names nothing (``flute=``).
+    """
     out = dict(DEFAULT_ALIASES)
     for item in items:
-        if "=" not in item:
-            raise ParameterError(f"--alias takes NAME=LABEL, got {item!r}")
-        k, v = item.split("=", 1)
+        k, eq, v = str(item).partition("=")
+        if not eq or not normalise_label(k) or not normalise_label(v):
+            raise ParameterError(f"--alias takes NAME=LABEL, both naming a label (like sax=saxophone), got {_printable(str(item))!r}")
         out[k.strip().lower()] = v.strip().lower()
     return out

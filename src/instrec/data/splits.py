@@ -8,6 +8,7 @@ source, a manifest column) on one side.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Mapping, Sequence
 
@@ -156,8 +157,30 @@ def split_indices(
         if least < 2:
             raise DataError("a stratified split needs at least 2 clips of every class")
         stratify = list(labels)
+        _check_stratified_size(n, len(set(stratify)), n_test, test_size)
     train, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=stratify)
     return np.asarray(train), np.asarray(test)
+
+
+def _check_stratified_size(n: int, n_classes: int, n_test: int, test_size: float) -> None:
+    """Refuse, in one line, a test size that leaves either side of a stratified split without a clip
+    of every class (scikit-learn's ValueError would name neither the option nor a size that works)."""
+    if n_classes <= n_test <= n - n_classes:
+        return
+    # Rounded inwards to thousandths, checked as scikit-learn counts (ceil(size * n), in floats),
+    # so that both printed ends really work.
+    lo = math.ceil(n_classes / n * 1000 - 1e-9)
+    while math.ceil(lo / 1000 * n) < n_classes:
+        lo += 1
+    hi = math.floor((n - n_classes) / n * 1000 + 1e-9)
+    while math.ceil(hi / 1000 * n) > n - n_classes:
+        hi -= 1
+    lo, hi = lo / 1000, hi / 1000
+    side = "test" if n_test < n_classes else "training"
+    held = n_test if side == "test" else n - n_test
+    raise DataError(f"--test-size {test_size:g} leaves {held} of {n} clips on the {side} side, but a stratified split "
+                    f"needs at least one clip of each of the {n_classes} classes on each side; use a --test-size "
+                    f"from {lo:g} to {hi:g}")
 
 
 def kfold_indices(

@@ -200,6 +200,54 @@ def check_keep_classes(keep_classes: bool, init: InstrumentClassifier | None, re
                              "want kept, without keep_classes")
 
 
+# The settings a CLI option overrides, by the option, and how a recipe holds each
+NETWORK_OPTIONS = (
+    ("--hidden", lambda r: f"hidden {','.join(map(str, r.model.hidden)) or 'none'}"),
+    ("--activation", lambda r: f"activation {r.model.activation}"),
+    ("--image-mode", lambda r: f"image mode {r.feature.image_mode}"),
+)
+
+
+def check_same_network(init: InstrumentClassifier | None, recipe: Recipe) -> None:
+    """Refuse, before any work, a fine-tuning ``recipe`` whose features or network differ from
+    ``init``'s (:func:`~instrec.recipes.same_network`), naming the CLI option that changed them."""
+    if init is None or same_network(init.recipe, recipe):
+        return
+    for option, words in NETWORK_OPTIONS:
+        if words(init.recipe) != words(recipe):
+            raise ParameterError(f"{option}: fine-tuning keeps the network of the model it starts from "
+                                 f"({words(init.recipe)}); leave it out")
+    raise ParameterError(f"the model to start from was trained with {init.recipe.name}, whose features or network "
+                         f"differ from {recipe.name}'s: fine-tune with its own (leave the recipe out)")
+
+
+def base_training_rows(init: InstrumentClassifier | None, clips) -> list[int]:
+    """Indices of those of ``clips`` that ``init`` (the model a run fine-tunes) may have been trained
+    on: in a folder it was trained on and not in its held-back test split (see
+    :func:`~instrec.pipeline.heldback.training_clips`). None of them may be a test clip of the run."""
+    from .heldback import held_back_record, training_clips
+
+    if init is None:
+        return []
+    found = {id(c) for c in training_clips(clips, init.info, held_back_record(init.path_))}
+    return [i for i, c in enumerate(clips) if id(c) in found]
+
+
+def inherited_families(init: InstrumentClassifier | None, families, labels: Sequence[str]):
+    """The taxonomy of a run: ``families`` where given, else that of the model it fine-tunes (its
+    classes keep their families; a class it lacks joins its default family), else None (the default)."""
+    from ..data.instruments import family_of
+    from ..decision import UNKNOWN
+
+    if families is not None or init is None or not init.families_:
+        return families
+    table = {f: list(m) for f, m in init.families_.items()}
+    for c in classes_of(labels):
+        if c not in init.classes and c != UNKNOWN and family_of(c):
+            table.setdefault(family_of(c), []).append(c)
+    return table
+
+
 # A run's context: the classes of the model it fine-tuned that its training data lacks
 ABSENT_DROPPED = "dropped classes (known to the model it started from, absent from the training data)"
 ABSENT_KEPT = "kept classes without training data (output rows frozen at the start's)"
@@ -236,15 +284,35 @@ def fit_and_score(recipe: Recipe, seed: int, X: np.ndarray, y: Sequence[str], tr
     """
     from ..calibration import calibrate
 
-    clf = InstrumentClassifier(recipe, seed=seed, device=device, families=families)
     X_train, y_train = training_rows(X, y, tr, shifted)
+    families = inherited_families(init, families, y_train)
+    clf = InstrumentClassifier(recipe, seed=seed, device=device, families=families)
+    if keep_classes and init is not None and init.thresholds_:
+        # a kept class has no rows to choose its threshold on: it keeps the base's, as its output row
+        clf.thresholds_ = {c: t for c, t in init.thresholds_.items() if c not in classes_of(y_train)}
     clf.fit(X_train, y_train, on_epoch=(lambda e, n, loss: progress_bar(e, n)) if progress_bar else None,
             checkpoint=checkpoint, resume=resume, init=init, keep_classes=keep_classes)
+    too_few_to_calibrate(clf)
     proba = clf.predict_proba(X[te]) if len(te) else np.zeros((0, len(clf.classes)), np.float32)
     if clf.multilabel:
         return clf, score_multilabel([y[i] for i in te], proba, clf.classes, clf.thresholds_)
     return clf, compute_metrics([y[i] for i in te], calibrate(proba, clf.temperature_), clf.classes,
                                 families=clf.families_, min_confidence=clf.min_confidence_)
+
+
+def too_few_to_calibrate(clf: InstrumentClassifier) -> None:
+    """Undo the temperature a single-label ``clf`` fitted on fewer validation rows than
+    :data:`~instrec.calibration.MIN_ROWS` (as ``instrec calibrate`` refuses them): temperature 1,
+    no min_confidence, and ``calibration_["too_few_rows"]`` says why."""
+    from ..calibration import MIN_ROWS
+
+    n = (clf.calibration_ or {}).get("validation_rows", 0)
+    if clf.multilabel or not 0 < n < MIN_ROWS:
+        return
+    # a temperature from a handful of rows is noise (3 rows gave T 2.3)
+    clf.temperature_, clf.min_confidence_ = 1.0, None
+    clf.calibration_ = {"validation_rows": n, "temperature": 1.0, "min_confidence": None, "too_few_rows": True,
+                        "min_rows": MIN_ROWS}
 
 
 def score_multilabel(labels: Sequence[str], proba: np.ndarray, classes: Sequence[str],

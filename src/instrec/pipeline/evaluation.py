@@ -76,7 +76,11 @@ def evaluate_model(
         metrics = compute_metrics(truth, _proba(model, X), model.classes, families=model.families,
                                   min_confidence=model.min_confidence)
     skipped = ds.skipped + bad
-    left_out = {c: n for c, n in metrics.get("unknown_classes", {}).items() if c in all_classes}
+    # each unscored class under one name: known to the model but not chosen, or not known at all
+    unscored = metrics.get("unknown_classes", {})
+    left_out = {c: n for c, n in unscored.items() if c in all_classes}
+    if "unknown_classes" in metrics:
+        metrics["unknown_classes"] = {c: n for c, n in unscored.items() if c not in all_classes}
     if left_out:
         metrics["left_out_by_classes"] = left_out  # known to the model, not among ``classes``
     if training_clips:  # clips that may have been trained on: the figures flatter the model
@@ -84,14 +88,14 @@ def evaluate_model(
     context = {
         # the folder read, not its name: "shipped" or a relative name could be another folder later
         "model": (str(Path(source).resolve()) if Path(source).exists() else source) if source else info["recipe"],
-        "recipe": info["recipe"],
+        "recipe": _recipe_words(info),
         **({"answers among": f"{len(model.classes)} of the model's {len(all_classes)} classes: {', '.join(model.classes)}"}
            if classes is not None else {}),
         "data": ", ".join(str(r) for r in ds.roots),
         "evaluated on": scope,
         **({"left out by the classes chosen (not scored)": ", ".join(f"{c} ({n} clips)" for c, n in left_out.items())}
            if left_out else {}),
-        "clips": f"{len(ok)} scored of {len(clips)}, {len(skipped)} skipped",
+        "clips": _clips_words(metrics, len(clips), len(skipped)),
         "sources": ", ".join(sorted({clips[i].source for i in ok})),
         "calibration": "a threshold per instrument (model.json's thresholds)" if model.multilabel else (f"temperature {model.info['temperature']:.3g}" if model.temperature is not None
                         else "none (a model from before calibration: temperature 1)")
@@ -99,7 +103,7 @@ def evaluate_model(
     }
     if out is not None:
         with writing(out):  # a full disk or a read-only folder: one line naming it (WriteError)
-            write_report(out, metrics, title=f"{info['recipe']}: evaluation", context=context, skipped=skipped)
+            write_report(out, metrics, title=f"{_recipe_words(info)}: evaluation", context=context, skipped=skipped)
     return metrics, skipped
 
 
@@ -177,5 +181,26 @@ def _need_known_classes(clips, data, classes: Sequence[str], all_classes: Sequen
                     f"the model's: {', '.join(all_classes)}")
 
 
+def _clips_words(metrics: dict, n_clips: int, n_skipped: int) -> str:
+    """The report's clips line: how many of the clips were scored and why the others were not.
+
+    A single-label clip of a class the model does not know, or left out by ``classes``, is not
+    scored; a multi-label clip is scored on the instruments it has that are scored (its others are
+    listed by instrument, not by clip).
+    """
+    parts = []
+    if not metrics.get("multilabel"):
+        for key, words in (("unknown_classes", "of a class the model does not know"),
+                           ("left_out_by_classes", "left out by the classes chosen (--classes)")):
+            if metrics.get(key):
+                parts.append(f"{sum(metrics[key].values())} {words}")
+    return f"{metrics['n']} scored of {n_clips}" + (": " if parts else ", ") + ", ".join([*parts, f"{n_skipped} skipped"])
+
+
 def _data_words(data) -> str:
     return str(data) if isinstance(data, (str, os.PathLike)) else ", ".join(str(d) for d in data)
+
+
+def _recipe_words(info: dict) -> str:
+    """The recipe as training named it, with any setting changed (``mfcc-stats (epochs 1)``)."""
+    return info.get("training", {}).get("recipe_label") or info["recipe"]

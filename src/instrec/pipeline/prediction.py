@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import json
@@ -41,7 +42,8 @@ def predict_paths(
 
     ``window`` / ``hop`` (s): sliding-window analysis (see :meth:`instrec.inference.Model.predict`).
     ``log``: a JSON Lines file that gets one line per file as soon as it is predicted; files it
-    already lists (from an earlier, interrupted run) are not predicted again, and a last line cut
+    already lists (from an earlier, interrupted run, however it spelt their paths) are not
+    predicted again, and a last line cut
     short by the interruption is dropped. A log that cannot be written (a full disk, a read-only
     folder) raises :class:`~instrec.errors.WriteError`, its earlier lines intact.
     ``jobs``: processes predicting at once (0: one per core), each with its own copy of the model.
@@ -57,8 +59,9 @@ def predict_paths(
     run = {**model.settings, "window": window, "hop": hop}
     results_log = ResultsLog(log, run) if log is not None else None
     done = results_log.done if results_log else {}
-    results = [done[f] for f in files if f in done]
-    todo = [f for f in files if f not in done]
+    # matched on the file itself (d3/a.wav, ./d3/a.wav, $PWD/d3/a.wav), answered as spelt this time
+    results = [dataclasses.replace(done[resolved(f)], path=f) for f in files if resolved(f) in done]
+    todo = [f for f in files if resolved(f) not in done]
     update = bar(progress, "predicting", len(todo))
     if runner is None:
         runner = _in_pool if resolve_jobs(jobs) > 1 and len(todo) > 1 else _here
@@ -103,7 +106,37 @@ def collect_files(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[t
             files += found
         else:
             files.append(p)
-    return list(dict.fromkeys(str(f) for f in files)), skipped  # a file named twice (or also found in a folder) once
+    # a file named twice (or also found in a folder, or spelt another way) once, as first spelt
+    first: dict[str, str] = {}
+    for f in files:
+        first.setdefault(resolved(f), str(f))
+    return list(first.values()), skipped
+
+
+def resolved(path: str | os.PathLike) -> str:
+    """The absolute, symlink-free path of a file (a URL as it is): how a file is known whatever its spelling."""
+    # os.path.realpath, not Path.resolve: a symlink loop must stay a file to skip, not raise
+    return str(path) if "://" in str(path) else os.path.realpath(path)
+
+
+def check_output(path: str | os.PathLike, option: str, *, append: bool = False) -> None:
+    """Fail before any work where ``path`` could not be written: a folder (ParameterError), or a
+    file whose folder cannot be made or written in, or (``append``) an existing file that cannot
+    be opened for appending (WriteError naming it). Nothing is left behind."""
+    import tempfile
+
+    path = Path(path)
+    if path.is_dir():
+        raise ParameterError(f"{option} {path}: is a folder; name a file")
+    with writing(path):
+        if append and path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))  # opened, nothing written
+            return
+        folder = next(p for p in path.absolute().parents if p.exists() or p.is_symlink())  # made when written
+        if not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder")
+        with tempfile.TemporaryFile(dir=folder):  # the probe a read-only disk or /proc refuses
+            pass
 
 
 def _here(model: Model, files: Sequence[str], window, hop) -> Iterator[Outcome]:
@@ -161,8 +194,9 @@ class ResultsLog:
 
     ``run``: the settings the predictions depend on (:attr:`instrec.inference.Model.settings`,
     window and hop), written into every line as ``"run"``. Opening the log reads what an earlier
-    run wrote: its lines are kept (``done``: path → Prediction) when they were made with the same
-    ``run``, and a torn last line (a run killed mid-write) is cut off the file. A file that is not
+    run wrote: its lines are kept (``done``: resolved path → Prediction, see :func:`resolved`)
+    when they were made with the same ``run`` (and each line records its file's resolved path as
+    ``"resolved"``), and a torn last line (a run killed mid-write) is cut off the file. A file that is not
     such a log (a line that is no prediction), or one written with another model or other settings,
     is refused with :class:`~instrec.errors.ParameterError` and left as it is: predicting again
     under old answers, or over a file of the user's, would lose something. A line that cannot be
@@ -173,7 +207,7 @@ class ResultsLog:
     def __init__(self, path: str | os.PathLike, run: dict | None = None):
         self.path = Path(path)
         self.run = run
-        self.done: dict[str, Prediction] = {}
+        self.done: dict[str, Prediction] = {}  # by the file's resolved path (see resolved())
         good, data = 0, b""
         if self.path.is_file():  # anything else (a folder) is refused by the open below, in one line
             data = self.path.read_bytes()
@@ -191,7 +225,8 @@ class ResultsLog:
     def _read(self, line: bytes, n: int) -> dict:
         try:
             d = json.loads(line)
-            self.done[d["path"]] = Prediction.from_dict(d)
+            # a line without "resolved" (an older log) resolves its path from here
+            self.done[str(d.get("resolved") or resolved(d["path"]))] = Prediction.from_dict(d)
             return d
         except (ValueError, KeyError, TypeError, AttributeError):
             raise ParameterError(f"{self.path}: not a prediction log (line {n} is not a prediction); name another "
@@ -207,7 +242,8 @@ class ResultsLog:
                              "settings, or name another --log file")
 
     def append(self, p: Prediction) -> None:
-        d = p.to_dict() if self.run is None else {**p.to_dict(), "run": self.run}
+        d = {**p.to_dict(), "resolved": resolved(p.path)} if p.path is not None else p.to_dict()
+        d = d if self.run is None else {**d, "run": self.run}
         line = memoryview((json.dumps(d, ensure_ascii=False) + "\n").encode("utf-8"))
         before = os.fstat(self._fd).st_size
         try:

@@ -15,13 +15,15 @@ from ..bundle import SPLIT_FILE
 from ..classifier import InstrumentClassifier
 from ..data.folder import Dataset
 from ..data.splits import check_seed, clip_groups, split_indices
-from ..errors import ParameterError
+from ..errors import DataError, ParameterError
 from ..evaluate import fmt_pct, write_report
 from ..fileio import writing
 from ..recipes import Recipe
-from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, check_model_out, classes_of,
-                     extract_rows, fit_and_score, init_record, load_base_model, need_two_classes, read_families,
-                     resolve_recipe, shifted_features, split_words)
+from .common import (DataOptions, Progress, absent_classes, bar, base_training_rows, check_keep_classes,
+                     check_model_out, check_same_network, classes_of, extract_rows, fit_and_score, inherited_families,
+                     init_record, load_base_model, need_two_classes, read_families, resolve_recipe, shifted_features,
+                     split_words)
+from .validation import recipe_label
 
 
 
@@ -77,12 +79,22 @@ def train_model(
     of ``init`` that the training clips lack is dropped (``context`` says which), unless
     ``keep_classes``: then the model keeps it, its output row frozen at ``init``'s (see
     :meth:`InstrumentClassifier.fit`).
+    The clips ``init`` was trained on (its ``split.json`` and data roots, see
+    :mod:`~instrec.pipeline.heldback`) stay on the training side: the test split is drawn from the
+    others (``training.split.base_training_kept_in_training``), or where they are too few, the
+    plain split, with ``context["warning"]`` and ``metrics["training_clips"]`` counting them. The
+    start is scored beside the new model on the test clips of the classes both know, each choosing
+    among those (``fine_tuned_from.test_split``). Without ``families``, ``init``'s; a multi-label
+    ``init``'s kept classes keep its thresholds. A recipe of another network than ``init``'s is
+    refused before any work.
 
     ``families``: the model's taxonomy, family → classes, or a CSV file of ``instrument,family``
     rows; None: the default table (see :func:`instrec.decision.resolve_families`). It is saved in
     model.json. Training ends by calibrating the model on its validation rows (a temperature and
     a doubt threshold, see :mod:`instrec.calibration`); ``context["calibration"]`` says how, or
-    that the recipe held none back.
+    that the recipe held none back, or too few (under :data:`~instrec.calibration.MIN_ROWS`: temperature 1).
+    ``context["recipe"]`` and model.json's ``training.recipe_label`` name the recipe with its
+    overridden settings (:func:`~instrec.pipeline.validation.recipe_label`).
 
     Started by torchrun (``WORLD_SIZE`` > 1 in the environment), every process trains its share
     of each minibatch (see :func:`instrec.train.fit_network`; ``instrec train --nproc N``). Rank 0
@@ -101,10 +113,12 @@ def train_model(
     init = load_base_model(init)
     recipe = resolve_recipe(recipe, init)
     check_keep_classes(keep_classes, init, recipe)
+    check_same_network(init, recipe)  # before the features: a network override cannot start from init
     group_by = _check_group_by(split, group_by)
     ds = options.load(data)
     need_two_classes(ds.labels, "the data", ds.skipped)
-    resolve_families(classes_of(ds.labels), families)  # a bad table fails before the features are computed
+    # a bad table fails before the features are computed
+    resolve_families(classes_of(ds.labels), inherited_families(init, families, ds.labels))
     if group_by:
         clip_groups(ds.clips, group_by)  # a clip without a group fails before the features are computed
     t0 = time.perf_counter()
@@ -116,8 +130,9 @@ def train_model(
     y = [c.label for c in clips]
     need_two_classes(y, "the usable clips")
     groups = clip_groups(clips, group_by) if group_by else None
-    tr, te = split_indices(y, method=split, test_size=test_size, seed=seed, groups=groups)
-    split_record = {"method": split, "test_size": test_size, "seed": seed, "n_train": len(tr), "n_test": len(te)}
+    tr, te, base_split = _split_around_base(y, split, test_size, seed, groups, base_training_rows(init, clips))
+    split_record = {"method": split, "test_size": test_size, "seed": seed, "n_train": len(tr), "n_test": len(te),
+                    **base_split}
     if groups is not None:
         shared = {groups[i] for i in tr} & {groups[i] for i in te}
         if shared:  # a bug in the splitter, never the user's data
@@ -134,8 +149,9 @@ def train_model(
     clf, metrics = fit_and_score(recipe, seed, X, y, tr, te, bar(progress, f"{recipe.name}: training", recipe.train.epochs),
                                  device=device, checkpoint=checkpoint, resume=resume, shifted=shifted, init=init,
                                  keep_classes=keep_classes, families=families)
+    label = recipe_label(recipe)
     context = {
-        "recipe": recipe.name,
+        "recipe": label,
         "data": ", ".join(str(r) for r in ds.roots),
         "evaluated on": f"held-back test split ({split_words(split, group_by)}, test_size {test_size}, seed {seed})",
         "clips": f"{len(clips)} usable ({len(tr)} train, {len(te)} test), {len(skipped)} skipped",
@@ -145,6 +161,7 @@ def train_model(
     }
     info = {
         "training": {
+            "recipe_label": label,  # the recipe with the settings overridden, for reports
             "data": Dataset(clips, ds.roots, ds.label_mode).summary(),  # the usable clips
             "split": split_record,
             "skipped": len(skipped),
@@ -169,10 +186,22 @@ def train_model(
         trained = [y[i] for i in tr]  # the labels fit() saw; the base's other classes are dropped or kept
         start["kept_classes" if keep_classes else "dropped_classes"] = sorted(set(init.classes) - set(classes_of(trained)))
         context.update(absent_classes(init, trained, keep_classes))
-        start["test_split"] = _score_start(init, X, y, te)
+        if families is None and init.families_:
+            context["families"] = "those of the model it started from"
+        if base_split.get("base_training_kept_in_training"):
+            context["split"] = (f"{base_split['base_training_kept_in_training']} clips the model it started from "
+                                "trained on kept on the training side; the test split is drawn from the other "
+                                f"{base_split['drawn_from']}")
+        elif base_split.get("base_training_in_test"):
+            n = base_split["base_training_in_test"]
+            context["warning"] = (f"{n} of the {len(te)} test clips are clips the model it started from trained on "
+                                  f"(they could not be kept out: {base_split['why']}), so the figures include them")
+            # as evaluate records clips a model may have trained on
+            metrics["training_clips"] = info["metrics"]["test_split"]["training_clips"] = {
+                "n": n, "of": len(te), "held_back_record": True}
+        start["test_split"] = _score_start(init, clf, X, y, te)
         if start["test_split"] is not None:
-            context["the model it started from"] = (f"accuracy {fmt_pct(start['test_split']['accuracy'])} on the "
-                                                    f"{start['test_split']['n']} test clips of classes it knows")
+            context["the model it started from"] = start_words(start["test_split"])
     clf.info.update(info)
     model_dir = None
     if out is not None and not is_main():
@@ -184,7 +213,7 @@ def train_model(
         shutil.rmtree(checkpoint, ignore_errors=True)  # the model is safe: the checkpoint has done its job
     if report_dir is not None and is_main():
         with writing(report_dir):
-            write_report(report_dir, metrics, title=f"{recipe.name}: evaluation", context=context, skipped=skipped)
+            write_report(report_dir, metrics, title=f"{label}: evaluation", context=context, skipped=skipped)
     barrier()  # every process returns once the model is saved
     return TrainResult(clf, model_dir, metrics, context, skipped, extract_seconds, clf.history_["seconds"])
 
@@ -205,6 +234,9 @@ def calibration_words(cal: dict) -> str:
         t = cal["thresholds"].values()
         return (f"a threshold per instrument chosen on {cal['validation_rows']} validation rows for the best F1 "
                 f"({min(t):.2f}-{max(t):.2f}; 0.5 for an instrument with fewer than 5 positive rows)")
+    if cal.get("too_few_rows"):
+        return (f"too few validation rows ({cal['validation_rows']}) to calibrate (at least {cal['min_rows']}): "
+                "temperature 1 and no min_confidence")
     if not cal.get("validation_rows"):
         return ("none: the recipe held no validation rows back, so temperature 1 (probabilities as the network "
                 "gives them) and no min_confidence (answers unknown only for the class unknown)")
@@ -219,19 +251,63 @@ def calibration_words(cal: dict) -> str:
     return text
 
 
-def _score_start(init: InstrumentClassifier, X: np.ndarray, y: Sequence[str], te) -> dict | None:
-    """The model a run fine-tuned, scored on the run's test clips (so a user sees whether
-    fine-tuning helped): ``{"accuracy", "n"}`` over the test clips of classes it knows, answering
-    among those classes; ``None`` if it knows fewer than two of them."""
+def _score_start(init: InstrumentClassifier, clf: InstrumentClassifier, X: np.ndarray, y: Sequence[str],
+                 te) -> dict | None:
+    """The model a run fine-tuned and the model it made, scored alike on the run's test clips (so a
+    user sees whether fine-tuning helped): over the test clips of the classes both know, each
+    answering among those classes alone. ``{"accuracy", "accuracy_new", "n", "classes"}``;
+    ``None`` if they share fewer than two of the test split's classes."""
     from ..engines import restrict_proba
 
-    known = sorted({y[i] for i in te} & set(init.classes))
+    known = sorted({y[i] for i in te} & set(init.classes) & set(clf.classes))
     if len(known) < 2:
         return None
     rows = [i for i in te if y[i] in known]
-    P = restrict_proba(init.predict_proba(X[rows]), [init.classes.index(c) for c in known])
-    right = [known[j] == y[i] for i, j in zip(rows, P.argmax(axis=1))]
-    return {"accuracy": float(np.mean(right)), "n": len(rows)}
+
+    def accuracy(model):
+        P = restrict_proba(model.predict_proba(X[rows]), [model.classes.index(c) for c in known])
+        return float(np.mean([known[j] == y[i] for i, j in zip(rows, P.argmax(axis=1))]))
+
+    return {"accuracy": accuracy(init), "accuracy_new": accuracy(clf), "n": len(rows), "classes": known}
+
+
+def start_words(score: dict) -> str:
+    """The line comparing the model a run fine-tuned with the one it made (see :func:`_score_start`)."""
+    return (f"accuracy {fmt_pct(score['accuracy'])}, this model {fmt_pct(score['accuracy_new'])}, on the {score['n']} "
+            f"test clips of the {len(score['classes'])} classes both know, each choosing among those alone "
+            f"({', '.join(score['classes'])})")
+
+
+def _split_around_base(y, split, test_size, seed, groups, base_rows):
+    """:func:`split_indices`, with the clips the model a run fine-tunes was trained on (``base_rows``)
+    kept on the training side: the test split, as many clips (groups) as ``test_size`` asks of all,
+    is drawn from the other clips (the other groups with a group split), all of them where they are
+    no more. Where they are too few to split, the plain split, and the record says how many of its
+    test clips the base trained on. ``(train, test, record)``."""
+    if not base_rows:
+        tr, te = split_indices(y, method=split, test_size=test_size, seed=seed, groups=groups)
+        return tr, te, {}
+    n, base = len(y), set(base_rows)
+    blocked = {groups[i] for i in base} if groups is not None else set()
+    free = np.array([i for i in range(n) if i not in base and (groups is None or groups[i] not in blocked)],
+                    dtype=np.int64)
+    units = len(set(groups)) if groups is not None else n
+    free_units = len({groups[i] for i in free}) if groups is not None else len(free)
+    want = int(np.ceil(test_size * units))  # split_indices's own count, of all the clips (groups)
+    try:
+        if not free_units:
+            raise DataError("every clip is one it trained on" + (" or shares a group with one" if groups is not None else ""))
+        if want >= free_units:
+            te = free
+        else:  # a hair under want/free_units, so that the split's ceil() gives want, not want + 1
+            _, te_free = split_indices([y[i] for i in free], method=split, test_size=want / free_units - 1e-9, seed=seed,
+                                       groups=[groups[i] for i in free] if groups is not None else None)
+            te = np.sort(free[te_free])
+    except DataError as e:  # too few clips it never saw to split: the plain split, said
+        tr, te = split_indices(y, method=split, test_size=test_size, seed=seed, groups=groups)
+        return tr, te, {"base_training_in_test": len(base & set(te.tolist())), "why": str(e)}
+    tr = np.setdiff1d(np.arange(n), te)
+    return tr, te, {"base_training_kept_in_training": len(base), "drawn_from": len(free)}
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:

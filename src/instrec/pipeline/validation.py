@@ -12,13 +12,13 @@ import numpy as np
 
 from ..classifier import InstrumentClassifier
 from ..data.splits import KFold, LeaveOneSourceOut, check_seed
-from ..errors import ParameterError
+from ..errors import DataError, ParameterError
 from ..evaluate import crossval_fold_counts, crossval_markdown, summary_metrics
 from ..fileio import write_json, write_text, writing
 from ..recipes import RECIPES, Recipe
-from .common import (DataOptions, Progress, absent_classes, bar, check_keep_classes, dataset_features, fit_and_score,
-                     init_record, load_base_model, need_two_classes, read_families, resolve_recipe,
-                     shifted_features)
+from .common import (DataOptions, Progress, absent_classes, bar, base_training_rows, check_keep_classes,
+                     dataset_features, fit_and_score, init_record, load_base_model, need_two_classes,
+                     read_families, resolve_recipe, shifted_features)
 
 Splitter = KFold | LeaveOneSourceOut
 
@@ -76,6 +76,14 @@ def cross_validate(
     X, clips, skipped = dataset_features(ds, recipe, options, progress, device)
     y = [c.label for c in clips]
     folds = list(splitter.split(clips))
+    base = np.asarray(base_training_rows(init, clips), dtype=int)
+    if len(base):  # clips the starting model trained on are never a fold's test clips: they train
+        folds = [(name, np.union1d(tr, np.intersect1d(te, base)), np.setdiff1d(te, base), facts)
+                 for name, tr, te, facts in folds]
+        if not any(len(te) for _, _, te, _ in folds):
+            raise DataError(f"all {len(clips)} clips are ones the model it starts from was trained on: "
+                            "cross-validate on other recordings")
+        folds = [f for f in folds if len(f[2])]
     for name, tr, _, _ in folds:
         need_two_classes([y[j] for j in tr], f"the training side of {name}")
     shifted = shifted_features(clips, recipe, np.arange(len(clips)), options, progress)
@@ -98,6 +106,8 @@ def cross_validate(
     if init is not None:
         context["fine-tuned from"] = init_record(init)["model"]
         context.update(absent_classes(init, y, keep_classes))
+        if len(base):
+            context["kept out of every test side"] = f"{len(base)} clips the model it starts from was trained on"
     result = _cv_result(results, context, skipped, split={**splitter.record(clips), "model_seed": seed})
     result["recipe"] = recipe.to_dict()
     if out is not None:

@@ -159,6 +159,16 @@ def quiet_other_ranks() -> None:
     sys.excepthook = to_real_stderr
 
 
+def check_nproc(nproc: int) -> None:
+    """Refuse more processes than this machine has CPUs (``os.cpu_count()``): each would get less
+    than a core, slower than fewer. ParameterError naming ``--nproc``."""
+    cpus = os.cpu_count() or 1
+    if nproc < 1:
+        raise ParameterError(f"the number of processes must be at least 1; got {nproc}")
+    if nproc > cpus:
+        raise ParameterError(f"--nproc {nproc}: more processes than this machine's {cpus} CPUs; at most --nproc {cpus}")
+
+
 def launch(nproc: int, args: Sequence[str], *, threads: int | None = None) -> int:
     """Run ``python ARGS`` in ``nproc`` processes, as ``torchrun --standalone --nproc-per-node
     NPROC`` does (the same launcher, in this process), and wait for them.
@@ -166,7 +176,7 @@ def launch(nproc: int, args: Sequence[str], *, threads: int | None = None) -> in
     Parameters
     ----------
     nproc : int
-        How many processes.
+        How many processes: 1 to the machine's CPU count (:func:`check_nproc`).
     args : sequence of str
         The Python command line of each, e.g. ``["-m", "instrec", "train", ...]``.
     threads : int, optional
@@ -185,8 +195,7 @@ def launch(nproc: int, args: Sequence[str], *, threads: int | None = None) -> in
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    if nproc < 1:
-        raise ParameterError(f"the number of processes must be at least 1; got {nproc}")
+    check_nproc(nproc)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
                           start_method="spawn")
