@@ -360,6 +360,11 @@ def test_unknown_query_parameter_is_refused(server, clips):
     assert_error(post_query(server, path, "levle=family"), 422, "levle", "level", "window", "min_confidence")
 
 
+def test_unknown_form_field_is_refused(server, clips):
+    path = next(iter(clips.values()))
+    assert_error(post(server, path, levle="family"), 422, "levle", "level", "window", "min_confidence")
+
+
 def test_bad_query_values_get_the_form_messages(server, clips):
     path = next(iter(clips.values()))
     for query, field in (("window=abc", {"window": "abc"}), ("top_k=0", {"top_k": 0}),

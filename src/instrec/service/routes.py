@@ -333,6 +333,10 @@ def _parse_form(form, query: QueryParams | None = None, *, default_window: float
     if not isinstance(upload, UploadFile):
         raise ServiceError(f"the '{FILE_FIELD}' field must be a file upload, not text", 400)
     check_query(query := query or QueryParams(""))
+    unknown = [name for name in form.keys() if name not in OPTIONS and name != FILE_FIELD]
+    if unknown:  # a misspelt option would be ignored without a word
+        raise ServiceError(f"unknown form field {unknown[0][:40]!r}; the accepted ones are {FILE_FIELD}, "
+                           f"{', '.join(OPTIONS)}", 422)
     given = _options(form, query)
     window = _number(given, "window")
     hop = _number(given, "hop")
