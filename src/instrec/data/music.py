@@ -48,9 +48,9 @@ from .instruments import WIDE_VOCABULARY, Instrument, resolve_instrument
 from .music_folder import MUSIC_COLUMNS, MusicFolder, music_settings
 from .notes import Note, dynamic_for_velocity
 from .outdir import out_path
-from .render import FORMATS, MP3_RATES, PEAK, SILENT_PEAK, _is_int, write_audio
+from .render import PEAK, SILENT_PEAK, _is_int, write_audio
+from .settings import check_audio_arguments
 from .render import MIN_SR as _RENDER_MIN_SR
-from .splits import check_seed
 from .synth import MAX_SYNTH_SR, import_fluidsynth, needs_fluidsynth, open_library, select_soundfonts
 
 __all__ = ["MUSIC_COLUMNS", "PIECE_SETS", "MusicReport", "Piece", "check_arguments", "list_pieces", "read_piece",
@@ -136,19 +136,9 @@ def check_arguments(n, seconds, sr, fmt, seed, names: dict[str, str] | None = No
     name = {**ARGUMENT_NAMES, **(names or {})}
     if not _is_int(n) or n < 1:
         raise ParameterError(f"{name['n']} must be an integer >= 1, got {n!r}")
-    is_number = isinstance(seconds, (int, float, np.integer, np.floating)) and not isinstance(seconds, bool)
-    if not is_number or not MIN_SECONDS <= seconds <= MAX_SECONDS:
-        raise ParameterError(f"{name['seconds']} must be a number of seconds in {MIN_SECONDS:g}..{MAX_SECONDS:g}, "
-                             f"got {seconds!r}")
-    if not _is_int(sr) or not MIN_SR <= sr <= MAX_SR:
-        raise ParameterError(f"{name['sr']} must be an integer in {MIN_SR}..{MAX_SR} (Hz), got {sr!r}")
-    fmt = fmt.lower().lstrip(".") if isinstance(fmt, str) else fmt
-    if not isinstance(fmt, str) or fmt not in FORMATS:
-        raise ParameterError(f"{name['fmt']} must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if fmt == "mp3" and sr not in MP3_RATES:
-        raise ParameterError(f"{name['sr']} must be one of {', '.join(map(str, MP3_RATES))} (Hz) for mp3, got {sr!r}")
-    seed = check_seed(seed, name["seed"])
-    return int(n), float(seconds), int(sr), fmt, int(seed)
+    seconds, sr, fmt, seed = check_audio_arguments(seconds, sr, fmt, seed, name, seconds_range=(MIN_SECONDS, MAX_SECONDS),
+                                                   sr_range=(MIN_SR, MAX_SR))
+    return int(n), seconds, sr, fmt, seed
 
 
 def _music21():

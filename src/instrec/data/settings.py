@@ -52,18 +52,26 @@ def check_arguments(per_class=100, seconds=3.0, sr=22050, fmt="wav", seed=0, neg
     for value, key, low in ((per_class, count, 1), (negatives, "negatives", 0)):
         if not _is_int(value) or not low <= value <= MAX_COUNT:
             raise ParameterError(f"{name[key]} must be an integer from {low} to {MAX_COUNT}, got {value!r}")
+    seconds, sr, fmt, seed = check_audio_arguments(seconds, sr, fmt, seed, name)
+    return _Settings(int(per_class), seconds, sr, fmt, seed)
+
+
+def check_audio_arguments(seconds, sr, fmt, seed, name: dict[str, str], *, seconds_range=(MIN_SECONDS, MAX_SECONDS),
+                          sr_range=(MIN_SR, MAX_SR)) -> tuple[float, int, str, int]:
+    """Length, rate, format and seed of a command that writes audio (render, render-music), checked:
+    ``(seconds, sr, fmt, seed)``; ParameterError naming each as ``name`` calls it, with its range."""
+    (low_s, high_s), (low_sr, high_sr) = seconds_range, sr_range
     is_number = isinstance(seconds, (int, float, np.integer, np.floating)) and not isinstance(seconds, bool)
-    if not is_number or not MIN_SECONDS <= seconds <= MAX_SECONDS:
-        raise ParameterError(f"{name['seconds']} must be a number of seconds in {MIN_SECONDS:g}..{MAX_SECONDS:g}, "
-                             f"got {seconds!r}")
-    if not _is_int(sr) or not MIN_SR <= sr <= MAX_SR:
-        raise ParameterError(f"{name['sr']} must be an integer in {MIN_SR}..{MAX_SR} (Hz), got {sr!r}")
+    if not is_number or not low_s <= seconds <= high_s:
+        raise ParameterError(f"{name['seconds']} must be a number of seconds in {low_s:g}..{high_s:g}, got {seconds!r}")
+    if not _is_int(sr) or not low_sr <= sr <= high_sr:
+        raise ParameterError(f"{name['sr']} must be an integer in {low_sr}..{high_sr} (Hz), got {sr!r}")
     fmt = fmt.lower().lstrip(".") if isinstance(fmt, str) else fmt
     if not isinstance(fmt, str) or fmt not in FORMATS:
         raise ParameterError(f"{name['fmt']} must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "mp3" and sr not in MP3_RATES:
         raise ParameterError(f"{name['sr']} must be one of {', '.join(map(str, MP3_RATES))} (Hz) for mp3, got {sr!r}")
-    return _Settings(int(per_class), float(seconds), int(sr), fmt, check_seed(seed, name["seed"]))
+    return float(seconds), int(sr), fmt, int(check_seed(seed, name["seed"]))
 
 
 def _is_int(value) -> bool:
