@@ -221,6 +221,9 @@ def render(
             if map_units is not None:  # progress: the clips the unit did elsewhere
                 counter.step(done.steps)
     except BaseException:
+        # a Ctrl-C between a temporary file's making and its writer's clean-up can leave it: none stays
+        for tmp in Path(out_dir).rglob(".*.part.*"):
+            tmp.unlink(missing_ok=True)
         run.release()  # a run that failed before its first file leaves the folder as it found it
         raise
     finally:
