@@ -23,7 +23,9 @@ process run as a user runs it, alternately, on the same ``--command-clips`` clip
 Both wall times include starting Python and the imports. The pictures are compared (the
 tutorial's PNG converted to grey, as the tutorial's training code reads it, against instrec's PNG)
 and the files' sizes reported, with instrec's pictures re-encoded at Pillow's default PNG settings
-for comparison.
+for comparison. Beside the ratio it prints the floor: what a clip costs in CPU step by step (decode,
+mel spectrogram, picture, PNG; one thread) and the command's start-up (one file, fresh process),
+and so the best ratio any schedule of these steps could reach on the machine's cores.
 
     python -m benchmarks.bench_image [--data DIR] [--clips 60] [--repeat 2] [--command-clips 300]
         [--command-repeat 2]
@@ -102,6 +104,10 @@ def whole_command(paths: list[Path], repeat: int) -> dict:
         sizes["instrec_pillow_default"].append(len(buf.getvalue()))
     best = {k: min(v) for k, v in times.items()}
     ratio = best["tutorial_script"] / best["instrec_spectrograms"]
+    floor = command_floor(paths, data, work, repeat)
+    # the best any schedule of these steps could do: start-up, then every core busy with nothing else
+    floor_s = floor["startup_s"] + n * floor["cpu_ms_per_clip"]["total"] / 1e3 / floor["cores"]
+    floor.update(seconds=round(floor_s, 3), ratio=round(best["tutorial_script"] / floor_s, 1))
     return {
         "clips": n, "seconds": {k: round(v, 3) for k, v in best.items()},
         "all_runs_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
@@ -109,8 +115,48 @@ def whole_command(paths: list[Path], repeat: int) -> dict:
         "ratio": round(ratio, 1),
         "identical_pictures": identical, "correlation_min": min(corr),
         "mean_png_bytes": {k: round(float(np.mean(v))) for k, v in sizes.items()},
-        "target": ">= 20x", "met": ratio >= 20,
+        "target": ">= 20x", "met": ratio >= 20, "floor": floor,
     }
+
+
+def command_floor(paths: list[Path], data: Path, work: Path, repeat: int) -> dict:
+    """What a clip costs in CPU, step by step (one thread, in this process), and the command's start-up
+    (``instrec spectrograms`` on one file, fresh process, best of ``repeat``)."""
+    from instrec.audio import load
+    from instrec.features import FeatureConfig
+    from instrec.features.compute import compute_compact
+    from instrec.features.mel import mel_spectrogram_db
+    from instrec.spectrograms import encode_png
+
+    c = FeatureConfig(kind="image")
+    steps = {"decode": [], "mel": [], "picture": [], "png": []}
+    with one_thread():
+        for p in paths:
+            t0 = time.process_time()
+            y = load(p, sr=c.sr)[0]
+            t1 = time.process_time()
+            mel_spectrogram_db(y, sr=c.sr)
+            t2 = time.process_time()
+            img = compute_compact(y, c).reshape(c.height, c.width)
+            t3 = time.process_time()
+            encode_png(img)
+            t4 = time.process_time()
+            steps["decode"].append(t1 - t0)
+            steps["mel"].append(t2 - t1)
+            steps["picture"].append(t3 - t2 - (t2 - t1))  # compute_compact = mel + picture
+            steps["png"].append(t4 - t3)
+    ms = {k: round(1e3 * float(np.mean(v)), 3) for k, v in steps.items()}
+    ms["total"] = round(sum(ms.values()), 3)
+    one = next(iter(sorted(data.iterdir())))
+    starts = []
+    for r in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "instrec", "spectrograms", str(one), str(work / f"one-{r}")], cwd=ROOT,
+                       capture_output=True, check=True)
+        starts.append(time.perf_counter() - t0)
+    from instrec.features.parallel import cpu_count
+
+    return {"cpu_ms_per_clip": ms, "startup_s": round(min(starts), 3), "cores": cpu_count()}
 
 
 def main() -> int:
@@ -198,6 +244,10 @@ def main() -> int:
         print(f"  ratio {command['ratio']:.1f}x (target >= 20x: {'met' if command['met'] else 'NOT met'}); pictures "
               f"identical: {command['identical_pictures']}/{command['clips']} (correlation min "
               f"{command['correlation_min']:.6f})")
+        fl = command["floor"]
+        steps = ", ".join(f"{k} {v:.2f}" for k, v in fl["cpu_ms_per_clip"].items())
+        print(f"  floor: CPU per clip (ms, one thread) {steps}; start-up {fl['startup_s']:.2f} s; with every one of "
+              f"{fl['cores']} cores busy from start-up on: {fl['seconds']:.2f} s, {fl['ratio']:.1f}x at best")
         print(f"  mean PNG size: tutorial {sz['tutorial_script']:.1f} kB (RGBA), instrec {sz['instrec_spectrograms']:.1f} kB, "
               f"instrec's pictures at Pillow's default settings {sz['instrec_pillow_default']:.1f} kB")
     out = save("bench_image", {

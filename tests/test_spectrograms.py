@@ -121,6 +121,35 @@ def test_pictures_are_the_direct_routes_with_the_pool(tmp_path):
         np.testing.assert_array_equal(np.asarray(Image.open(png)), expected(f))
 
 
+@pytest.mark.parametrize("jobs, n, pooled", [(None, 3, False), (0, 3, False), (2, 3, True), (None, 600, True)])
+def test_the_pool_only_where_it_pays(tmp_path, monkeypatch, jobs, n, pooled):
+    """With every core asked for, a folder under ``_POOL_MIN_FILES`` files is computed in this process
+    (the pool's start-up outweighs what it gains, benchmarks/RESULTS.md); a number asked for is kept."""
+    import instrec.features.parallel as parallel
+
+    asked = []
+
+    def spy(paths, config, *, jobs=None, **kw):
+        asked.append(jobs)
+        yield from ()  # the files themselves are not the point here
+
+    monkeypatch.setattr(parallel, "iter_compact", spy)
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(n):
+        (data / f"{k}.wav").touch()  # only listed: the spy computes nothing
+    write_spectrograms(data, tmp_path / "png", jobs=jobs)
+    assert (asked[0] != 1) == pooled
+
+
+def test_png_files_are_small(tmp_path):
+    """Run-length matching at zlib level 1 keeps the files no larger than Pillow's default level's."""
+    img = expected(make_folder(tmp_path / "data", 1)[0])
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    assert len(encode_png(img)) <= 1.05 * len(buf.getvalue())
+
+
 def test_a_failed_write_stops_the_command(tmp_path):
     """A file that cannot be written (here OUT is a file) is not a bad input: the command stops
     with the error (an OSError naming the file) instead of listing every file as skipped."""
