@@ -54,11 +54,28 @@ def test_classes_are_the_labels_given_and_bundles_keep_names(tmp_path):
     # three classes: scikit-learn's multi-class probability scores work too
     assert cross_val_score(InstrumentClassifier("mfcc-linear"), X, y, cv=3, scoring="roc_auc_ovr").min() > 0.9
     clf.save(tmp_path / "m")
-    assert json.loads((tmp_path / "m" / "model.json").read_text())["classes"] == ["3", "7", "9"]
-    loaded = InstrumentClassifier.load(tmp_path / "m")  # a bundle keeps names: the loaded model answers with them
-    assert loaded.classes_.tolist() == ["3", "7", "9"] and loaded.n_features_in_ == DIM
-    assert list(loaded.predict(X[:5])) == [str(v) for v in clf.predict(X[:5])]
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["classes"] == ["3", "7", "9"] and meta["label_values"] == [3, 7, 9]
+    # review: the loaded model answered "3" where the saved one answered 3
+    loaded = InstrumentClassifier.load(tmp_path / "m")
+    assert loaded.classes_.tolist() == [3, 7, 9] and loaded.n_features_in_ == DIM and loaded.classes == ["3", "7", "9"]
+    assert np.array_equal(loaded.predict(X[:5]), clf.predict(X[:5])) and loaded.predict(X[:5]).dtype.kind == "i"
+    InstrumentClassifier("mfcc-linear").fit(X, np.array(["3", "7", "9"])[np.searchsorted([3, 7, 9], y)]).save(tmp_path / "s")
+    assert InstrumentClassifier.load(tmp_path / "s").classes_.tolist() == ["3", "7", "9"]  # names stay names
     assert clone(clf).classes_ is None and clone(clf).n_features_in_ is None
+
+
+@pytest.mark.parametrize("values, problem", [([3, 7], "one integer per class"), ([3, 7, 8], "one integer per class"),
+                                             (["3", "7", "9"], "label_values")])
+def test_label_values_that_do_not_match_the_classes_are_refused(tmp_path, values, problem):
+    from instrec.errors import BundleError
+
+    X, y = rows([3, 7, 9])
+    InstrumentClassifier("mfcc-linear").fit(X, y).save(tmp_path / "m")
+    f = tmp_path / "m" / "model.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), "label_values": values}))
+    with pytest.raises(BundleError, match=problem):
+        InstrumentClassifier.load(tmp_path / "m")
 
 
 def test_an_untrained_classifier_is_not_fitted():

@@ -29,7 +29,7 @@ from .recipes import RECIPES, Recipe, get_recipe, same_network
 
 # model.json keys that describe the network itself; everything else is the model's ``info``
 _SPEC_KEYS = ("format", "format_version", "classes", "recipe", "in_dim", "seed", "versions", "families", "temperature",
-              "min_confidence", "thresholds")
+              "min_confidence", "thresholds", "label_values")
 
 
 class NotTrainedError(ParameterError, NotFittedError):
@@ -417,6 +417,11 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         self.families_, self.temperature_ = meta.get("families"), meta.get("temperature")
         self.min_confidence_ = meta.get("min_confidence")
         self.thresholds_ = meta.get("thresholds")
+        values = meta.get("label_values")
+        if values is not None:
+            if len(values) != len(classes) or [str(v) for v in values] != classes:
+                raise BundleError(f"{path}: model.json's label_values must give one integer per class, the class's own")
+            self.label_values_ = np.array(values)
         if self.thresholds_ is not None and (not recipe.model.multilabel or not isinstance(self.thresholds_, dict)
                                              or set(self.thresholds_) != set(classes)):
             raise BundleError(f"{path}: model.json's thresholds must give each class of a multi-label model a probability")
@@ -516,6 +521,8 @@ def bundle_meta(clf: InstrumentClassifier) -> dict:
         "in_dim": clf.recipe_.feature.dim,
         "seed": clf.seed,
         "versions": clf.info.get("versions") or _versions(),
+        # integer labels: a loaded model answers 3, as the saved one did, not "3"
+        **({"label_values": [int(v) for v in clf.label_values_]} if clf.label_values_ is not None else {}),
         **decision_meta(clf),
         **{k: v for k, v in clf.info.items() if k not in _SPEC_KEYS},
     }
