@@ -229,7 +229,7 @@ def test_seeds_in_range_are_taken_as_ints():
     assert len(kfold_indices(["a", "b"] * 6, 3, seed=MAX_SEED)) == 3
 
 
-@pytest.mark.parametrize("test_size", [0.05, 0.9])
+@pytest.mark.parametrize("test_size", [0.01, 0.05, 0.9, 0.99])  # review: 0.01 and 0.99 got the general message
 def test_stratified_split_too_small_or_too_large_names_the_workable_test_sizes(test_size):
     labels = ["a", "b", "c"] * 8  # 24 clips of 3 classes: each side needs 3, so 0.125 to 0.875
     with pytest.raises(DataError) as e:

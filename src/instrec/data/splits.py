@@ -149,15 +149,15 @@ def split_indices(
         train, test = next(splitter.split(idx, groups=groups))
         return np.asarray(train), np.asarray(test)
     n_test = int(np.ceil(test_size * n))
-    if n_test < 1 or n - n_test < 1:
-        raise DataError(f"{n} clips are too few to split {1 - test_size:.0%}/{test_size:.0%}")
     stratify = None
-    if method == "stratified":
+    if method == "stratified":  # first: its message names the sizes that work
         least = min(Counter(labels).values())
         if least < 2:
             raise DataError("a stratified split needs at least 2 clips of every class")
         stratify = list(labels)
         _check_stratified_size(n, len(set(stratify)), n_test, test_size)
+    if n_test < 1 or n - n_test < 1:
+        raise DataError(f"{n} clips are too few to split {1 - test_size:.0%}/{test_size:.0%}")
     train, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=stratify)
     return np.asarray(train), np.asarray(test)
 
