@@ -169,6 +169,7 @@ def test_data_options_take_alias_strings_as_the_command_line_does():
     assert DataOptions(aliases="vln=violin").aliases["vln"] == "violin"
     assert DataOptions(aliases={"vln": "violin"}).aliases == {"vln": "violin"}
     assert DataOptions().aliases is None
-    for bad in (["sax"], ["=saxophone"], ["sax="], [("sax", "saxophone")], {"sax": 1}, 3):
+    # review: {"flute": ""} was taken, and made every flute a clip of no class
+    for bad in (["sax"], ["=saxophone"], ["sax="], [("sax", "saxophone")], {"sax": 1}, 3, {"flute": ""}, {" ": "flute"}):
         with pytest.raises(ParameterError, match=r"aliases must map names to labels .* or list NAME=LABEL strings"):
             DataOptions(aliases=bad)

@@ -26,6 +26,9 @@ def test_filename_labels_and_aliases(tmp_path):
     assert ds.counts() == {"flute": 1, "oboe": 1, "sax": 1, "saxophone": 1}
     ds = load_dataset(tmp_path, aliases=parse_aliases(["oboe=reed", "flute=reed"]))
     assert ds.counts() == {"reed": 2, "saxophone": 2}
+    for bad in ({"flute": ""}, {"": "flute"}, {"flute": None}, {"-": "reed"}):  # review: a mapping to nothing was taken
+        with pytest.raises(ParameterError, match="^aliases must map names to labels, both naming a label"):
+            load_dataset(tmp_path, aliases=bad)
 
 
 def test_manifest_labels_groups_and_missing_rows(tmp_path):

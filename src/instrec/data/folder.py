@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from ..audio import is_audio_path
 from ..errors import DataError, ParameterError
@@ -105,7 +105,7 @@ def load_dataset(
         paths = [paths]
     if not paths:
         raise ParameterError("no data path given")
-    aliases = _Labeller(DEFAULT_ALIASES if aliases is None else aliases)
+    aliases = _Labeller(DEFAULT_ALIASES if aliases is None else check_aliases(aliases))
     roots: list[Path] = []
     skipped: list[tuple[str, str]] = []
     for given in paths:
@@ -350,6 +350,16 @@ def _printable(text: str, limit: int = 80) -> str:
     """``text`` on one line: control characters escaped, long text cut (for messages)."""
     out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def check_aliases(aliases: Mapping[str, str]) -> Mapping[str, str]:
+    """``aliases`` if it maps names to labels, both naming a label; else ParameterError (``{"flute": ""}``
+    would have made every flute a clip of no class)."""
+    for k, v in aliases.items() if isinstance(aliases, Mapping) else [(aliases, None)]:
+        if not (isinstance(k, str) and isinstance(v, str) and normalise_label(k) and normalise_label(v)):
+            raise ParameterError(f"aliases must map names to labels, both naming a label ({{'sax': 'saxophone'}}); "
+                                 f"got {_printable(repr(k))}: {_printable(repr(v))}")
+    return aliases
 
 
 def parse_aliases(items: Iterable[str]) -> dict[str, str]:

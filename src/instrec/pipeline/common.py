@@ -58,13 +58,15 @@ class DataOptions:
 def _check_aliases(aliases) -> Mapping[str, str] | None:
     """:attr:`DataOptions.aliases` as a mapping: NAME=LABEL strings parsed as the command line
     parses ``--alias`` (:func:`~instrec.data.folder.parse_aliases`); else ParameterError."""
-    from ..data.folder import parse_aliases
+    from ..data.folder import check_aliases, parse_aliases
 
     if aliases is None:
         return None
     if isinstance(aliases, Mapping):
-        if all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
-            return aliases
+        try:
+            return check_aliases(aliases)
+        except ParameterError:
+            pass  # said below, with both forms
     else:
         items = [aliases] if isinstance(aliases, str) else aliases
         try:
