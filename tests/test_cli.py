@@ -493,7 +493,7 @@ def test_render_into_a_folder_of_something_else_is_refused_and_a_rerun_is_up_to_
     manifest = (r1 / "manifest.csv").read_bytes()
     r = run_cli("render", r1, "--instruments", "flute,cello", *tiny)
     assert r.returncode == 0 and "interrupted" not in r.stdout
-    assert r.stdout == f"{r1} is up to date: its 4 clips are a complete render with these settings (nothing written)\n"
+    assert r.stdout == f"{r1} is up to date: a complete render of 4 clips with these settings (nothing written)\n"
     for args, words in ((("render", r1, "--instruments", "oboe", *tiny), ["holds a render with other settings",
                                                                         "instruments: flute,cello there, oboe now"]),
                         (("mix", r1, r1, "--max", "2"), ["is inside the input"]),

@@ -84,7 +84,8 @@ def _render_summary(rep, out: Path) -> str:
     """What render did, true to the earlier run it found in the folder (none, interrupted, complete)."""
     unknown = f", {rep.n_negatives} of them 'unknown'" if rep.n_negatives else ""
     if rep.previous == "complete" and not rep.n_written:
-        return f"{out} is up to date: its {rep.n_reused} clips are a complete render with these settings (nothing written)"
+        return (f"{out} is up to date: a complete render of {rep.n_reused} clip{'' if rep.n_reused == 1 else 's'} "
+                "with these settings (nothing written)")
     if rep.previous == "complete":
         return (f"wrote {rep.n_written} clips missing from the complete render with these settings in {out} "
                 f"(kept its other {rep.n_reused}){unknown}")
@@ -142,11 +143,11 @@ def render_music(
         raise DataError(f"no excerpt written to {out_dir}: no piece of {pieces!r} could be read and played on "
                         f"{', '.join(rep.sources)} (the reasons above)")
     if rep.previous == "complete" and not rep.n_written:
-        typer.echo(f"{out_dir} is up to date: its {rep.n_reused} excerpts are a complete render-music with these settings "
-                   "(nothing written)")
+        typer.echo(f"{out_dir} is up to date: a complete render-music of {rep.n_reused} excerpt"
+                   f"{'' if rep.n_reused == 1 else 's'} with these settings (nothing written)")
     else:
         kept = f" (kept {rep.n_reused} written by an earlier run with these settings)" if rep.n_reused else ""
-        typer.echo(f"wrote {rep.n_written} excerpts of {seconds:g} s to {out_dir} ({', '.join(rep.sources)}){kept}; "
+        typer.echo(f"wrote {rep.n_written} excerpt{'' if rep.n_written == 1 else 's'} of {seconds:g} s to {out_dir} ({', '.join(rep.sources)}){kept}; "
                    f"instruments heard: {', '.join(f'{k} {v}' for k, v in rep.per_class.items())}")
     _report_skipped(rep.skipped)
 
