@@ -162,3 +162,27 @@ def test_report_folder_on_a_read_only_file_system(clips, tmp_path, monkeypatch, 
     code, _, err = _run(["evaluate", "shipped", data, "--out", out, "--jobs", "1"], capsys)
     _one_line(code, err, out)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("at", ["close", "fsync", "block"])
+def test_an_interrupt_at_any_step_of_an_atomic_write_leaves_nothing(tmp_path, monkeypatch, at):
+    """Review: a Ctrl-C between the temporary file's making and the ``try`` that removes it left
+    the ``.part`` file (render's clean-up covered it for renders only)."""
+    import instrec.fileio as fileio
+
+    target = tmp_path / "out" / "x.json"
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    if at == "close":
+        real = os.close
+        monkeypatch.setattr(fileio.os, "close", lambda fd: (real(fd), interrupt()))
+    elif at == "fsync":
+        monkeypatch.setattr(fileio.os, "fsync", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with fileio.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            if at == "block":
+                interrupt()
+    assert not target.exists() and list(target.parent.iterdir()) == []

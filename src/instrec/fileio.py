@@ -46,12 +46,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     :class:`WriteError` naming ``path``; what the caller's block raises passes as it is.
     """
     path = Path(path)
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
-        os.close(fd)
-    tmp = Path(tmp)
-    try:
+    tmp = None
+    try:  # from the temporary file's making on: a Ctrl-C at any step leaves nothing behind
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+            tmp = Path(name)
+            os.close(fd)
         yield tmp
         with writing(path):
             with open(tmp, "rb") as fh:  # flush to disk before the rename makes it visible
@@ -60,7 +61,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):  # a failed clean-up must not hide why the write failed
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
