@@ -142,6 +142,22 @@ def test_unknown_path_is_json(server):
     assert_error(server.get("/v1/nope"), 404)
 
 
+def test_wrong_method_says_which_to_use(server):
+    # curl http://host/v1/predict (a GET) is what a new user tries first
+    r = server.get("/v1/predict")
+    assert_error(r, 405, "Method Not Allowed", "GET", "/v1/predict", "POST", "'file'")
+    assert r.headers["allow"] == "POST"
+    assert_error(server.post("/v1/health"), 405, "POST", "/v1/health", "GET")
+
+
+def test_head_answers_like_get(server):
+    # uptime checks and curl -I probe with HEAD
+    for path in ("/", "/v1/health"):
+        r = server.head(path)
+        assert r.status_code == 200 and r.content == b"", (path, r.status_code)
+        assert r.headers["content-type"] == server.get(path).headers["content-type"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Predictions
 
@@ -258,6 +274,19 @@ def test_missing_file_field(server):
     assert_error(r, 400, "'file'")
     r = server.post("/v1/predict", files={"other": ("a.wav", b"RIFF", "audio/wav")}, data={"file": "text"})
     assert_error(r, 400, "file upload")
+
+
+def test_file_field_without_a_file_says_so(server):
+    # what a browser form sends when no file was chosen: a part named file with an empty file name
+    assert_error(server.post("/v1/predict", files={"file": ("", b"", "application/octet-stream")}), 400,
+                 "no file was chosen")
+    body = (b'--b\r\nContent-Disposition: form-data; name="file"; filename=""\r\n'
+            b'Content-Type: application/octet-stream\r\n\r\n\r\n--b--\r\n')  # Chromium's, byte for byte
+    r = server.post("/v1/predict", content=body, headers={"content-type": "multipart/form-data; boundary=b"})
+    assert_error(r, 400, "no file was chosen")
+    # curl -F file=clip.wav (without the @): the name as text
+    assert_error(server.post("/v1/predict", files={"top_k": (None, "3")}, data={"file": "clip.wav"}), 400,
+                 "file upload", "-F file=@clip.wav")
 
 
 def test_not_multipart(server):
@@ -379,6 +408,18 @@ def test_form_and_query_that_differ_are_refused(server, clips):
     path = next(iter(clips.values()))
     assert_error(post_query(server, path, "level=family", level="instrument"), 422, "level", "both")
     assert_error(post_query(server, path, "window=2", window=3), 422, "window", "both")
+
+
+def test_form_field_given_twice_with_different_values_is_refused(server, clips):
+    """As in the query: two values of one option are ambiguous, not 'the last one wins'."""
+    path = next(iter(clips.values()))
+    files = {"file": (path.name, path.read_bytes(), "audio/wav")}
+    r = server.post("/v1/predict", files=files, data={"top_k": ["1", "5"]})
+    assert_error(r, 422, "top_k", "more than once")
+    r = server.post("/v1/predict", files=files, data={"level": ["family", "instrument"]})
+    assert_error(r, 422, "level", "more than once")
+    same = server.post("/v1/predict", files=files, data={"top_k": ["2", " 2"]})
+    assert same.status_code == 200 and len(same.json()["top"]) == 2
 
 
 def test_hop_longer_than_the_default_window_is_refused(server, clips, long_clip, model):
@@ -532,6 +573,32 @@ def test_temp_files_removed(server, small_server, clips, upload_dir):
     assert post(server, b"text", name="x.wav").status_code == 415
     assert post(server, path, window="abc").status_code == 422
     assert list(upload_dir.iterdir()) == []
+
+
+def test_no_room_for_the_upload_is_503_not_a_bug(model, clips, tmp_path, monkeypatch):
+    """A full disk, or an upload folder removed under the running service: the client is told to
+    retry (503), not that instrec has a bug (500), and no partial temp file is left."""
+    import errno
+    import shutil
+
+    from instrec.service import routes
+
+    path = next(iter(clips.values()))
+    upload_dir = tmp_path / "uploads"
+
+    def disk_full(src, dst, length=0):
+        dst.write(b"RIFF")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with running(create_app(model, tmp_dir=upload_dir)) as url, httpx.Client(base_url=url, timeout=60) as c:
+        with monkeypatch.context() as m:
+            m.setattr(routes.shutil, "copyfileobj", disk_full)
+            msg = assert_error(post(c, path), 503, "No space left on device", "try again")
+            assert str(upload_dir) not in msg
+        assert list(upload_dir.iterdir()) == []
+        shutil.rmtree(upload_dir)
+        msg = assert_error(post(c, path), 503, "could not store the upload")
+        assert str(upload_dir) not in msg and str(tmp_path) not in msg
 
 
 # ---------------------------------------------------------------------------------------------

@@ -265,3 +265,59 @@ def test_microphone_recording(page):
     seconds = float(page.text_content("#file-duration").strip("() s"))
     assert 1.0 < seconds < 5.0
     shoot(page, "webpage-microphone.png")
+
+
+# Every microphone stream the page opens, kept so a test can tell whether the page let go of it.
+TRACK_STREAMS = """() => {
+  window.__streams = [];
+  const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = async (c) => { const s = await real(c); window.__streams.push(s); return s; };
+}"""
+ALL_ENDED = "() => window.__streams.every((s) => s.getTracks().every((t) => t.readyState === 'ended'))"
+
+
+def test_failed_recording_start_lets_go_of_the_microphone(page):
+    page.evaluate(TRACK_STREAMS)
+    page.evaluate("() => { AudioWorklet.prototype.addModule = () => Promise.reject(new Error('worklet refused')); }")
+    page.click("#record-button")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "worklet refused" in page.text_content("#error")
+    assert page.evaluate("() => window.__streams.length") == 1
+    assert page.evaluate(ALL_ENDED), "the microphone is still on after the recording failed to start"
+    assert page.get_attribute("#record-button", "aria-pressed") == "false" and page.is_enabled("#record-button")
+
+
+def test_double_click_on_record_opens_one_microphone(page):
+    page.evaluate(TRACK_STREAMS)
+    page.evaluate("() => { const b = document.getElementById('record-button'); b.click(); b.click(); }")
+    page.wait_for_function("document.getElementById('record-button').getAttribute('aria-pressed') === 'true'")
+    time.sleep(0.5)
+    page.click("#record-button")
+    page.wait_for_function("document.getElementById('file-name').textContent.startsWith('recording-')")
+    wait_for_result(page)
+    assert page.evaluate("() => window.__streams.length") == 1
+    assert page.evaluate(ALL_ENDED), "a microphone stream is still on after Stop"
+
+
+def test_keyboard_focus_on_the_file_input_is_visible(page):
+    """The file input sits off screen behind its label: tabbing to it must show on the label."""
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.id") == "file-input":
+            break
+    assert page.evaluate("() => document.activeElement.id") == "file-input"
+    outline = page.evaluate("() => getComputedStyle(document.querySelector('label[for=file-input]')).outlineStyle")
+    assert outline not in ("none", ""), outline
+
+
+def test_nothing_recorded_leaves_the_file_input_usable(page):
+    # a microphone that never delivers a sample: no worklet, and a processor that never runs
+    page.evaluate("""() => { window.AudioWorkletNode = undefined;
+      AudioContext.prototype.createScriptProcessor = function () { return this.createGain(); }; }""")
+    page.click("#record-button")
+    page.wait_for_function("document.getElementById('record-button').getAttribute('aria-pressed') === 'true'")
+    assert page.is_disabled("#file-input")
+    page.click("#record-button")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "Nothing was recorded" in page.text_content("#error")
+    assert page.is_enabled("#file-input") and page.is_enabled("#record-button")

@@ -207,7 +207,7 @@ def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits
 
     app.include_router(router)
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
@@ -247,7 +247,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return error_response(exc.status_code, detail, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        allow = (headers or {}).get("Allow")
+        if exc.status_code == 405 and allow:  # say what to send instead, not just "no"
+            path = request.url.path if request.url.path.isprintable() else ascii(request.url.path)
+            detail += f": {request.method[:20]} is not allowed on {path[:100]}; use {allow}"
+            if request.url.path == "/v1/predict":
+                detail += " with the recording in a multipart field named 'file'"
+        return error_response(exc.status_code, detail, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

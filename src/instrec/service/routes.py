@@ -53,8 +53,8 @@ _ERRORS = {
     421: "the Host header does not name this service (--allowed-host)",
     422: "the audio cannot be used (undecodable, empty, silent, NaN, too long), or an option is out of range, "
          "unknown (a query parameter) or given twice with different values",
-    503: "the service is busy (too many requests held: see Retry-After), or the request took longer "
-         "than the time limit",
+    503: "the service is busy (too many requests held: see Retry-After), the request took longer "
+         "than the time limit, or the server had no room to store the upload",
 }
 
 _PREDICT_FORM = {
@@ -118,6 +118,7 @@ _PREDICT_MULTILABEL_EXAMPLE = {
 }
 
 
+@router.head("/v1/health", include_in_schema=False)  # uptime checks probe with HEAD
 @router.get("/v1/health", tags=["service"], summary="Is the service up?")
 def health(request: Request) -> dict:
     st = request.app.state
@@ -309,7 +310,7 @@ def _options(form, query: QueryParams) -> dict[str, str]:
     """The options given, each from the form or the query; one given both ways must have one value."""
     given = {}
     for name in OPTIONS:
-        in_form = _text(form, name)
+        in_form = _form_text(form, name)
         in_query = {v.strip() for v in query.getlist(name)} - {""}
         if len(in_query) > 1:
             raise ServiceError(f"the query gives {name} more than once, with different values", 422)
@@ -322,6 +323,14 @@ def _options(form, query: QueryParams) -> dict[str, str]:
     return given
 
 
+def _form_text(form, name: str) -> str | None:
+    """The form's one value of ``name`` (None: not given); two different values are refused, as in the query."""
+    texts = {_text({name: v}, name) for v in form.getlist(name)} - {None}
+    if len(texts) > 1:
+        raise ServiceError(f"the form gives {name} more than once, with different values", 422)
+    return next(iter(texts), None)
+
+
 def _parse_form(form, query: QueryParams | None = None, *, default_window: float | None = None
                 ) -> tuple[UploadFile, dict]:
     """The upload and the request's options (:data:`OPTIONS`, from the form or ``query``), checked;
@@ -331,7 +340,13 @@ def _parse_form(form, query: QueryParams | None = None, *, default_window: float
         raise ServiceError(f"no '{FILE_FIELD}' field: upload the recording in a multipart field named "
                            f"'{FILE_FIELD}'", 400)
     if not isinstance(upload, UploadFile):
-        raise ServiceError(f"the '{FILE_FIELD}' field must be a file upload, not text", 400)
+        if not upload.strip():  # a browser's form with no file chosen sends an empty part
+            raise ServiceError(f"the '{FILE_FIELD}' field is empty: no file was chosen", 400)
+        shown = display_name(upload[:200]) if len(upload) <= 200 else "recording.wav"
+        raise ServiceError(f"the '{FILE_FIELD}' field must be a file upload, not text (with curl: "
+                           f"-F {FILE_FIELD}=@{shown[:60]}, with the @)", 400)
+    if not upload.filename and not upload.size:  # what a browser sends for a file input left empty
+        raise ServiceError(f"the '{FILE_FIELD}' field is empty: no file was chosen", 400)
     check_query(query := query or QueryParams(""))
     unknown = [name for name in form.keys() if name not in OPTIONS and name != FILE_FIELD]
     if unknown:  # a misspelt option would be ignored without a word
@@ -447,10 +462,16 @@ def _predict_job(model: Model, fileobj, name: str, content_type: str | None, *, 
     head = fileobj.read(16)
     fileobj.seek(0)
     suffix = audio_suffix(name, content_type, head)
-    fd, path = tempfile.mkstemp(prefix="instrec-upload-", suffix=suffix, dir=tmp_dir)
     try:
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(fileobj, out, 1 << 20)
+        fd, path = tempfile.mkstemp(prefix="instrec-upload-", suffix=suffix, dir=tmp_dir)
+    except OSError as e:
+        raise _no_room(e) from None
+    try:
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(fileobj, out, 1 << 20)
+        except OSError as e:
+            raise _no_room(e) from None
         try:
             pred = model.predict_file(path, window=window, hop=hop, max_duration=max_duration, deadline=deadline)
             result = {**pred.to_dict(), "top": [[c, p] for c, p in pred.top(top_k)]}
@@ -472,6 +493,12 @@ def _predict_job(model: Model, fileobj, name: str, content_type: str | None, *, 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         memory.give_back()  # glibc keeps freed blocks; one long upload would leave it larger
+
+
+def _no_room(e: OSError) -> ServiceError:
+    """The server's fault, not the client's (a full disk, a missing upload folder): 503, without the path."""
+    return ServiceError(f"the server could not store the upload ({e.strerror or type(e).__name__}); "
+                        f"try again later", 503)
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:

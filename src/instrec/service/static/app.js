@@ -15,7 +15,7 @@
   const KEY_STORE = "instrec-api-key";  // sessionStorage: this tab only, gone when it closes
 
   const state = { classes: [], limits: null, audioUrl: null, duration: 0, busy: false, recorder: null, key: "",
-                  multilabel: false, thresholds: null,
+                  multilabel: false, thresholds: null, starting: false,  // starting: the microphone is being opened
                   shownClasses: null,  // how many the timeline draws (/v1/model's display.shown_classes)
                   shown: [] };  // the classes the answer on show draws, in colour order (shownClasses())
 
@@ -315,6 +315,16 @@
     return steps.find((s) => s >= raw) || 600;
   }
 
+  // Time labels along the bottom of a timeline-like picture of height H, x(t) its abscissa.
+  function drawTicks(svg, d, x, H) {
+    const step = niceStep(d, 8);
+    for (let k = 0; k * step <= d + 1e-9; k++) {
+      const t = k * step;
+      el("text", { x: x(t), y: H - 3, fill: "#5f6b7a", "text-anchor": t === 0 ? "start" : (t / d > 0.95 ? "end" : "middle") },
+         svg).textContent = fmtTime(t);
+    }
+  }
+
   function fmtSpan(s) { return fmtTime(s.start) + "–" + fmtTime(s.end); }
 
   // A multi-label model's "who plays when": one row per instrument heard (its name, best
@@ -352,12 +362,7 @@
         el("title", {}, bar).textContent = words(t.label) + " " + fmtSpan(s);
       }
     });
-    const step = niceStep(d, 8);
-    for (let k = 0; k * step <= d + 1e-9; k++) {
-      const t = k * step;
-      el("text", { x: x(t), y: H - 3, fill: "#5f6b7a", "text-anchor": t === 0 ? "start" : (t / d > 0.95 ? "end" : "middle") },
-         svg).textContent = fmtTime(t);
-    }
+    drawTicks(svg, d, x, H);
   }
 
   function drawTimeline(result) {
@@ -408,31 +413,23 @@
     }
     el("text", { x: 4, y: top + 12, fill: "#5f6b7a" }, plot).textContent = "100%";
     el("text", { x: 4, y: top + plotH - 4, fill: "#5f6b7a" }, plot).textContent = "0";
-    const step = niceStep(d, 8);
-    for (let k = 0; k * step <= d + 1e-9; k++) {
-      const t = k * step;
-      el("text", { x: x(t), y: H - 3, fill: "#5f6b7a", "text-anchor": t === 0 ? "start" : (t / d > 0.95 ? "end" : "middle") },
-         svg).textContent = fmtTime(t);
-    }
+    drawTicks(svg, d, x, H);
     // The legend: the shown classes, silence and unknown when a segment is one, then how many are
     // left out (with the grey swatch when a segment of one of them is drawn in it).
     const used = (c) => result.segments.some((s) => s.label === c);
     const extra = [UNKNOWN, SILENCE].filter((c) => state.shown.indexOf(c) < 0 && used(c));
+    const entry = (text) => $("legend").appendChild(Object.assign(document.createElement("span"), { textContent: text }));
     for (const c of state.shown.concat(extra)) {
-      const s = document.createElement("span");
+      const s = entry(c);
       s.style.setProperty("--swatch", colour(c));
       s.dataset.class = c;
-      s.textContent = c;
-      $("legend").appendChild(s);
     }
     const others = Object.keys(result.probabilities).length - state.shown.length;
     if (others > 0) {
-      const s = document.createElement("span");
+      const s = entry(others + " less likely not shown");
       s.className = "legend-note";
       const greyed = result.segments.some((g) => g.label !== SILENCE && g.label !== UNKNOWN && state.shown.indexOf(g.label) < 0);
       if (greyed) s.style.setProperty("--swatch", OTHER); else s.classList.add("no-swatch");
-      s.textContent = others + " less likely not shown";
-      $("legend").appendChild(s);
     }
   }
 
@@ -466,52 +463,60 @@
     " registerProcessor('instrec-recorder', InstrecRecorder);";
 
   async function startRecording() {
+    if (state.starting) return;  // a second click while the first opens the microphone
     showError("");
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       showError("This browser cannot record here: microphones need https or localhost.");
       return;
     }
-    let stream;
+    state.starting = true;
+    $("record-button").disabled = true;
+    let stream, ctx;
     try {
       stream = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
-    } catch (e) {
-      showError("No microphone: " + (e.message || e.name));
-      return;
+        audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } })
+        .catch((e) => { showError("No microphone: " + (e.message || e.name)); });
+      if (!stream) return;
+      ctx = new AudioContext();
+      const source = ctx.createMediaStreamSource(stream);
+      const chunks = [];
+      let node;
+      if (ctx.audioWorklet && window.AudioWorkletNode) {
+        const url = URL.createObjectURL(new Blob([WORKLET], { type: "application/javascript" }));
+        try { await ctx.audioWorklet.addModule(url); } finally { URL.revokeObjectURL(url); }
+        node = new AudioWorkletNode(ctx, "instrec-recorder");
+        node.port.onmessage = (e) => chunks.push(e.data);
+      } else {
+        node = ctx.createScriptProcessor(4096, 1, 1);
+        node.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+      }
+      source.connect(node).connect(new GainNode(ctx, { gain: 0 })).connect(ctx.destination);  // muted
+      if (ctx.state === "suspended") await ctx.resume();
+      const started = performance.now();
+      const timer = setInterval(() => {
+        const s = (performance.now() - started) / 1000;
+        $("record-time").textContent = "recording " + s.toFixed(1) + " s";
+        if (s >= MAX_RECORD_S) stopRecording();
+      }, 100);
+      state.recorder = { stream, ctx, node, source, chunks, timer };
+    } catch (e) {  // the microphone is open: let go of it, or the browser shows it recording on
+      stream.getTracks().forEach((t) => t.stop());
+      if (ctx) ctx.close().catch(() => {});
+      throw e;
+    } finally {
+      state.starting = false;
+      $("record-button").disabled = state.busy && !state.recorder;
     }
-    const ctx = new AudioContext();
-    const source = ctx.createMediaStreamSource(stream);
-    const chunks = [];
-    let node;
-    if (ctx.audioWorklet && window.AudioWorkletNode) {
-      const url = URL.createObjectURL(new Blob([WORKLET], { type: "application/javascript" }));
-      await ctx.audioWorklet.addModule(url);
-      URL.revokeObjectURL(url);
-      node = new AudioWorkletNode(ctx, "instrec-recorder");
-      node.port.onmessage = (e) => chunks.push(e.data);
-    } else {
-      node = ctx.createScriptProcessor(4096, 1, 1);
-      node.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
-    }
-    const mute = ctx.createGain();
-    mute.gain.value = 0;
-    source.connect(node);
-    node.connect(mute);
-    mute.connect(ctx.destination);
-    if (ctx.state === "suspended") await ctx.resume();
-    const started = performance.now();
-    const timer = setInterval(() => {
-      const s = (performance.now() - started) / 1000;
-      $("record-time").textContent = "recording " + s.toFixed(1) + " s";
-      if (s >= MAX_RECORD_S) stopRecording();
-    }, 100);
-    state.recorder = { stream, ctx, node, source, chunks, timer };
-    $("file-input").disabled = true;
-    const button = $("record-button");
-    button.textContent = "■ Stop";
-    button.classList.add("recording");
-    button.setAttribute("aria-pressed", "true");
+    setRecordButton(true);
     setStatus("Recording… press Stop when done.");
+  }
+
+  function setRecordButton(on) {
+    $("file-input").disabled = on || state.busy;
+    const button = $("record-button");
+    button.textContent = on ? "■ Stop" : "● Record";
+    button.classList.toggle("recording", on);
+    button.setAttribute("aria-pressed", String(on));
   }
 
   async function stopRecording() {
@@ -524,17 +529,12 @@
     rec.node.disconnect();
     const sampleRate = rec.ctx.sampleRate;
     await rec.ctx.close();
-    const button = $("record-button");
-    button.textContent = "● Record";
-    button.classList.remove("recording");
-    button.setAttribute("aria-pressed", "false");
+    setRecordButton(false);
     $("record-time").textContent = "";
     setStatus("");
-    let n = 0;
-    for (const c of rec.chunks) n += c.length;
+    const n = rec.chunks.reduce((sum, c) => sum + c.length, 0);
     const samples = new Float32Array(n);
-    let at = 0;
-    for (const c of rec.chunks) { samples.set(c, at); at += c.length; }
+    rec.chunks.reduce((at, c) => { samples.set(c, at); return at + c.length; }, 0);
     if (!n) { showError("Nothing was recorded."); return; }
     const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
     const file = new File([encodeWav(samples, sampleRate)], "recording-" + stamp + ".wav", { type: "audio/wav" });
