@@ -340,3 +340,59 @@ def test_non_finite_temperature_or_threshold_is_refused(trained, tmp_path, key):
     (b / "model.json").write_text(json.dumps(meta).replace(f'"{key}": 0.5', f'"{key}": NaN'))
     with pytest.raises(BundleError, match="not valid JSON .*NaN"):
         InstrumentClassifier.load(b)
+
+
+# -- hostile model.json: one line naming the file, never a traceback ---------------------------
+@pytest.mark.parametrize("edit,words", [
+    (lambda t: t[:-1] + ', "training": ' + "[" * 100000 + "]" * 100000 + "}", "nested too deeply"),
+    (lambda t: t.replace('"lr": 0.001', '"lr": 1e400'), "1e400 is too large"),
+    (lambda t: t[:-1] + ', "classes": ["x", "y"]}', "'classes' is given twice"),
+])
+def test_unreadable_model_json_is_a_one_line_bundle_error(trained, tmp_path, edit, words):
+    """100000 nested brackets ended in a RecursionError traceback; 1e400 was read as infinity and a
+    key given twice silently took its last value."""
+    _, _, path = trained
+    b = _copy(path, tmp_path)
+    text = json.dumps(json.loads((b / "model.json").read_text()))
+    assert '"lr": 0.001' in text
+    (b / "model.json").write_text(edit(text))
+    with pytest.raises(BundleError, match=f"model.json: not valid JSON .*{words}") as e:
+        InstrumentClassifier.load(b)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda m: m.update(classes=["high", "low\x1b[2J"]), "U[+]001B"),
+    (lambda m: m.update(classes=["high\n", "low"]), "U[+]000A"),
+    (lambda m: m.update(classes=["high\u202e", "low"]), "U[+]202E"),
+    (lambda m: m.update(families={"f\x07": ["high"]}), "U[+]0007"),
+    (lambda m: m.update(thresholds={"high": 0.5, "low": 0.5}), "thresholds must give each class of a multi-label"),
+])
+def test_names_that_cannot_print_and_stray_thresholds_are_refused(trained, tmp_path, edit, words):
+    """A class or family name holding ESC or a newline rewrote the terminal or split the output's lines."""
+    from instrec.bundle import read_meta
+
+    _, _, path = trained
+    b = _copy(path, tmp_path)
+    meta = json.loads((b / "model.json").read_text())
+    meta.pop("families", None)
+    edit(meta)
+    (b / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=words) as e:
+        read_meta(b)
+    assert str(b / "model.json") in str(e.value) and "\n" not in str(e.value) and "\x1b" not in str(e.value)
+
+
+@pytest.mark.parametrize("labels,words", [
+    (["a" * 201, "b"], "does not match the model schema at classes/0"),
+    (["a\tb", "c"], "U[+]0009"),
+    (["a\ud800", "c"], "U[+]D800"),
+])
+def test_a_model_that_would_not_load_back_is_not_saved(tmp_path, labels, words):
+    """fit() takes any strings as labels: save() wrote bundles load() refused, or crashed half-way
+    with a UnicodeEncodeError on a lone surrogate."""
+    X = np.random.default_rng(0).normal(size=(8, 40)).astype(np.float32)
+    clf = InstrumentClassifier(get_recipe("seed-mfcc").with_overrides(epochs=1)).fit(X, labels * 4)
+    with pytest.raises(ParameterError, match=f"not saved: its model.json would not load back .*{words}"):
+        clf.save(tmp_path / "m")
+    assert not list(tmp_path.iterdir())

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import shutil
 import tempfile
+import unicodedata
 from pathlib import Path
 
-from .errors import BundleError, NotAModel, ParameterError
+from .errors import BundleError, NotAModel, ParameterError, printable
 from .fileio import public_mode, write_json, writing
 
 WEIGHTS = "model.safetensors"
@@ -30,15 +32,28 @@ def save_bundle(path: str | os.PathLike, tensors: dict, meta: dict, extra_files:
     from safetensors.torch import save_file
 
     path = Path(path)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+    check_savable(meta, path)
     with atomic_dir(path, marker=META, what="model folder") as tmp:
         with writing(path):
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS))
         public_mode(tmp / WEIGHTS)
         public_mode(tmp, folder=True)
-        write_json(tmp / META, {"format": FORMAT, "format_version": FORMAT_VERSION, **meta})
+        write_json(tmp / META, meta)
         for name, obj in (extra_files or {}).items():
             write_json(tmp / name, obj)
     return path
+
+
+def check_savable(meta: dict, path: Path) -> None:
+    """ParameterError naming ``path`` for a model description :func:`read_meta` would refuse (a class
+    name too long or holding a control character, a non-finite number...): never write a bundle
+    that does not load back."""
+    try:
+        validate_meta(loads_finite(json.dumps(meta, ensure_ascii=False)), META)
+    except (BundleError, ValueError, TypeError) as e:  # TypeError: an object JSON cannot hold
+        reason = str(e).removeprefix(f"{META}: ")
+        raise ParameterError(f"{path}: the model is not saved: its {META} would not load back ({reason})") from None
 
 
 def check_dest(path: str | os.PathLike, *, marker: str, what: str) -> None:
@@ -103,11 +118,29 @@ def check_finite(tensors: dict, where) -> None:
 
 
 def loads_finite(text: str):
-    """``json.loads`` that refuses ``NaN``, ``Infinity`` and ``-Infinity`` (Python's json takes them)."""
+    """``json.loads`` that refuses ``NaN``, ``Infinity`` and ``-Infinity`` (Python's json takes them),
+    numbers too large for a float (``1e400``, which Python reads as infinity), a key given twice in
+    one object (readers disagree on which one counts) and nesting too deep to read; ValueError."""
     def refuse(constant):
         raise ValueError(f"the non-finite number {constant} is not allowed")
 
-    return json.loads(text, parse_constant=refuse)
+    def finite(text: str) -> float:
+        x = float(text)
+        if not math.isfinite(x):
+            raise ValueError(f"the number {text[:40]} is too large (it reads as infinity)")
+        return x
+
+    def once(pairs: list) -> dict:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            twice = next(k for i, (k, _) in enumerate(pairs) if any(k == k2 for k2, _ in pairs[:i]))
+            raise ValueError(f"the key {twice!r} is given twice in one object")
+        return obj
+
+    try:
+        return json.loads(text, parse_constant=refuse, parse_float=finite, object_pairs_hook=once)
+    except RecursionError:  # a hostile file of 100000 nested brackets: the decoder's recursion runs out
+        raise ValueError("nested too deeply") from None
 
 
 def read_meta(path: str | os.PathLike) -> dict:
@@ -136,14 +169,30 @@ def validate_meta(meta: dict, where: str | os.PathLike) -> None:
     if error is not None:
         at = "/".join(str(p) for p in error.absolute_path) or "the top level"
         raise BundleError(f"{where}: does not match the model schema at {at}: {error.message[:200]}")
+    families, thresholds = meta.get("families") or {}, meta.get("thresholds")
+    for name in [*meta["classes"], *families, *(thresholds or {})]:
+        bad = next((c for c in name if unicodedata.category(c) in _UNSHOWABLE), None)
+        if bad is not None:
+            raise BundleError(f"{where}: the name '{printable(name)[:80]}' holds the control or format character "
+                              f"U+{ord(bad):04X}; names must print as they are")
+    if thresholds is not None and (set(thresholds) != set(meta["classes"])
+                                   or meta["recipe"]["model"].get("output") != "sigmoid"):
+        raise BundleError(f"{where}: thresholds must give each class of a multi-label model a probability, "
+                          "and only its classes")
     owner: dict[str, str] = {}
-    for family, members in (meta.get("families") or {}).items():
+    for family, members in families.items():
         for c in members:
             if c not in meta["classes"]:
                 raise BundleError(f"{where}: family {family!r} names {c!r}, which is not one of the model's classes")
             if c in owner:
                 raise BundleError(f"{where}: class {c!r} is in two families, {owner[c]!r} and {family!r}")
             owner[c] = family
+
+
+# control characters (newline, ESC...), format characters (bidirectional overrides), line and
+# paragraph separators, lone surrogates: a name holding one splits a line, rewrites a terminal or
+# poses as another, and a lone surrogate cannot even be written back as UTF-8
+_UNSHOWABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
 @functools.cache

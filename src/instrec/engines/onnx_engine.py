@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import FORMAT, WEIGHTS, loads_finite, read_meta, validate_meta
+from ..bundle import FORMAT, META, WEIGHTS, loads_finite, read_meta, validate_meta
 from ..errors import BundleError, NotAModel, ParameterError
 from ..features.config import FeatureConfig
 
@@ -141,8 +141,10 @@ class OnnxEngine:
     """Run an exported model with onnxruntime; imports no torch.
 
     ``OnnxEngine(path)`` takes an ``.onnx`` file from :func:`export_onnx` (or a bundle folder with
-    an exported ``model.onnx``). ``predict_proba(X)`` maps feature rows ``(n, feature.dim)`` (from
-    :func:`instrec.features.compute` with :attr:`feature`) to probabilities ``(n, len(classes))``.
+    a ``model.onnx`` exported from its present weights and recipe; a stale one is refused).
+    ``predict_proba(X)`` maps feature rows ``(n, feature.dim)`` (from :func:`instrec.features.compute`
+    with :attr:`feature`; the image's uint8 pixels too, as the torch engine reads them) to
+    probabilities ``(n, len(classes))``; rows holding NaN or infinity raise ParameterError.
 
     Raises :class:`~instrec.errors.BundleError` (one line, naming the file) for a missing, corrupt
     or foreign ``.onnx`` file.
@@ -151,11 +153,13 @@ class OnnxEngine:
     name = "onnx"
 
     def __init__(self, path: str | os.PathLike | bytes, *, threads: int | None = None):
+        bundle = None
         if isinstance(path, (bytes, bytearray)):  # the export's own check
             label = "<exported model>"
         else:
             path = Path(path)
             if path.is_dir():
+                bundle = path if (path / META).is_file() else None
                 if not (path / ONNX_FILE).is_file():
                     raise BundleError(f"{path}: has no exported {ONNX_FILE}; "
                                       f"make one with: instrec export {path} --onnx {path / ONNX_FILE}")
@@ -182,6 +186,11 @@ class OnnxEngine:
         if ([i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]
                 or list(inputs[0].shape)[1:] != [self.feature.dim] or list(outputs[0].shape)[1:] != [len(self.classes)]):
             raise BundleError(f"{label}: the graph's inputs and outputs do not match its instrec metadata")
+        if bundle is not None and not all(self.export_info.get(k) == v for k, v in bundle_stamp(bundle).items()):
+            # a model.onnx left from before the folder's weights or recipe changed (fine-tuning,
+            # a save over the folder) would answer for the old model under the folder's name
+            raise BundleError(f"{label}: is stale: it was not exported from {bundle}'s present weights and recipe; "
+                              f"export it again with: instrec export {bundle} --onnx {label}")
         # the cnn's activations grow with the batch: run large inputs in slices
         self._batch = 64 if self.feature.kind == "waveform" else 4096
         # weights holding NaN or infinity answer NaN to everything: refuse them now, not per request
@@ -211,11 +220,22 @@ class OnnxEngine:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities ``(n, len(classes))`` of feature rows ``X`` ``(n, feature.dim)``."""
-        X = np.asarray(X, dtype=np.float32)
+        X = np.asarray(X)
+        if X.dtype.kind not in "biuf":
+            raise ParameterError(f"X must hold numbers; got an array of {X.dtype}")
         if X.ndim == 1:
             X = X[None]
         if X.ndim != 2 or X.shape[1] != self.feature.dim:
             raise ParameterError(f"X must have shape (n, {self.feature.dim}); got {X.shape}")
+        if X.dtype == np.uint8 and self.feature.kind == "image":
+            # the image's compact uint8 pixels: the torch engine reads them as pixels / 255 too
+            X = np.divide(X, np.float32(255.0), dtype=np.float32)
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range: refused below, as infinity
+            X = np.asarray(X, dtype=np.float32)
+        bad = ~np.isfinite(X).all(axis=1)
+        if bad.any():  # onnxruntime would answer NaN; the torch engine refuses them the same way
+            raise ParameterError(f"X contains NaN or infinity (or a value too large for float32) in {int(bad.sum())} "
+                                 f"row(s), the first row {int(np.argmax(bad))}: features must be finite numbers")
         out = [self._session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(X[s : s + self._batch])})[0]
                for s in range(0, len(X), self._batch)]
         return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros((0, len(self.classes)), np.float32)
