@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import struct
 import tempfile
 import threading
@@ -128,7 +129,7 @@ class FeatureCache:
         known = self._folder(folder)
         stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
         seen = known.get(name)
-        if isinstance(seen, list) and len(seen) == 5 and seen[:4] == stamp and isinstance(seen[4], str):
+        if isinstance(seen, list) and len(seen) == 5 and seen[:4] == stamp and _is_digest(seen[4]):
             return seen[4]
         try:
             digest = file_digest(path)
@@ -259,9 +260,11 @@ def read_entry(entry: str | os.PathLike, *, shape: tuple[int, ...], dtype: np.dt
     CRC release the GIL, so several threads can read entries at once. Touches nothing but ``out``.
     """
     try:
-        fh = open(entry, "rb", buffering=0)
+        fh = _open_regular(entry)
     except OSError:  # none there (the usual miss), or unreadable
         return None, "missing"
+    if fh is None:  # a FIFO or a device in the cache's place: never read (a FIFO would block forever)
+        return None, "corrupt"
     with fh:
         try:
             total = os.fstat(fh.fileno()).st_size
@@ -315,13 +318,35 @@ def _read_exactly(fh, view: memoryview) -> int:
     return done
 
 
+def _open_regular(path):
+    """``path`` opened to read, unbuffered; None when it is not a regular file (opened without
+    blocking, so that a FIFO does not hang the reader)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return open(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _is_digest(text) -> bool:
+    """A SHA-256 in hex: what a digests file holds must not steer entry paths out of the cache."""
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def _read_json(path: str) -> dict:
     """The ``files`` of a digests file; empty when there is none or it is damaged."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            files = json.load(fh).get("files", {})
+        fh = _open_regular(path)
+        if fh is None:
+            return {}
+        with fh:
+            files = json.loads(fh.read().decode("utf-8")).get("files", {})
         return files if isinstance(files, dict) else {}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError):  # ValueError: not JSON, or not UTF-8
         return {}
 
 

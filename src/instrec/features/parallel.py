@@ -12,7 +12,9 @@ step further: the shared buffer is the result matrix itself, each worker writes 
 end up, and the parent copies nothing (for the cnn's 264-KB waveform windows the parent's copying
 was as much work as decoding). Small jobs (fewer than
 ``_MIN_FILES_PER_WORKER`` files to compute per extra worker, counting cached ones as free) run in
-this process: starting a pool costs a few hundred milliseconds.
+this process: starting a pool costs a few hundred milliseconds. A worker that dies (a file
+crashing the decoder, the OOM killer) loses the chunks in flight: their files are run again one at a
+time in a fresh pool, and a file whose worker dies again is skipped, not the whole run.
 
 The pool (kept warm between calls, freed by :func:`release_pool`) and the shared buffers are
 :mod:`instrec.features.pool`'s. Everything a worker runs here is a module-level function of this
@@ -25,12 +27,14 @@ import itertools
 import math
 import os
 from collections import deque
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from ..audio import load
-from ..errors import InstrecError, ParameterError, skip_entry
+from ..errors import InstrecError, ParameterError, printable, skip_entry
 from ..memory import keep_heap
 from .compute import compact_dtype, compute_compact
 from .config import FeatureConfig
@@ -291,22 +295,48 @@ def _pooled(paths, digests, config, store, size, workers, slots, *, recycle: boo
     root = None if store is None else str(store.root)
     tasks = ((s, [os.fspath(p) for p in paths[s : s + size]], digests[s : s + size]) for s in range(0, n, size))
     cfg = config.to_dict()
+    cwd = os.getcwd()  # relative paths are the caller's: warm workers keep the folder they started in
     where = None if slots is None else slots.path
-    with _lease(workers, config) as pool:
+    lease = _lease(workers, config)
+    with lease:
         pending = deque()
 
         def submit(slot):
             task = next(tasks, None)
             if task is not None:
                 slot = slot if recycle else task[0] // size
-                pending.append((slot, pool.submit(_run_chunk, *task, cfg, root, where, slot, size, not recycle)))
+                try:
+                    future = lease.pool.submit(_run_chunk, *task, cfg, root, where, slot, size, not recycle, cwd)
+                except BrokenProcessPool as e:  # broke meanwhile: the task is redone with the others lost
+                    future = Future()
+                    future.set_exception(e)
+                pending.append((slot, task, future))
 
-        try:
+        def fill():
             for slot in range(workers * _IN_FLIGHT):
                 submit(slot)
+
+        try:
+            fill()
+            crashed = 0
             while pending:
-                slot, future = pending.popleft()
-                start, results, stats = future.result()
+                slot, task, future = pending.popleft()
+                try:
+                    start, results, stats = future.result()
+                except BrokenProcessPool:
+                    # A worker died (a file crashing the decoder, the OOM killer, a kill): every chunk
+                    # in flight is lost. Their files again, one at a time, to find the one to skip.
+                    redo = [(slot, task)] + [(s, t) for s, t, _ in pending]
+                    pending.clear()
+                    for s, (start, chunk, sums) in redo:
+                        for k, (path, digest) in enumerate(zip(chunk, sums)):
+                            row, skip, crashed = _alone(lease, path, digest, cfg, root, cwd, store, crashed)
+                            if row is not None and slots is not None and not recycle:
+                                slots.rows(s)[k] = row  # the result matrix: a pickled row goes in its place
+                                row = slots.rows(s)[k]
+                            yield start + k, row, skip
+                    fill()
+                    continue
                 if store is not None:
                     store.add_stats(stats)
                 for k, (row, skip) in enumerate(results):
@@ -315,18 +345,43 @@ def _pooled(paths, digests, config, store, size, workers, slots, *, recycle: boo
                     yield start + k, row, skip
                 submit(slot)  # only now: the consumer has seen the slot's rows
         finally:
-            for _, f in pending:
+            for _, _, f in pending:
                 f.cancel()
+
+
+_MAX_CRASHES = 8  # files whose worker died before a run gives up: workers dying that often is not the files
+
+
+def _alone(lease, path, digest, cfg, root, cwd, store, crashed):
+    """``(row, skip, crashed)``: one file of a chunk lost to a dead worker, alone in a fresh pool (a
+    row pickled back); skipped when its worker dies again."""
+    if getattr(lease.pool, "_broken", False):
+        lease.renew()
+    try:
+        _, [(row, skip)], stats = lease.pool.submit(_run_chunk, 0, [path], [digest], cfg, root, None, 0, 1,
+                                                    False, cwd).result()
+    except BrokenProcessPool:
+        crashed += 1
+        if crashed >= _MAX_CRASHES:
+            raise InstrecError(f"feature worker processes died on {crashed} files (the last: {printable(path)}); "
+                               "short of memory? Try fewer jobs") from None
+        return None, (path, "its worker process died while decoding it (a crash in the decoder, or killed)"), crashed
+    if store is not None:
+        store.add_stats(stats)
+    return row, skip, crashed
 
 
 _mapped: dict = {}  # a worker's view of the parent's slot buffer, by (path, inode, size)
 
 
 def _run_chunk(start: int, paths: list[str], digests: list, cfg: dict, root: str | None, where: str | None,
-               slot: int, size: int, zeroed: bool = False):
+               slot: int, size: int, zeroed: bool = False, cwd: str | None = None):
     """A worker's task: the compact features of ``paths`` (the files from ``start`` on), written
     into slot ``slot`` of the shared buffer at ``where`` (or returned, without one); ``zeroed``: the
-    slot is fresh memory, all zeros (the result matrix itself), so zeros need not be written."""
+    slot is fresh memory, all zeros (the result matrix itself), so zeros need not be written;
+    ``cwd``: the parent's working folder, which relative paths and cache folders are relative to."""
+    if cwd is not None and cwd != os.getcwd():
+        os.chdir(cwd)
     config = FeatureConfig.from_dict(cfg)
     store = FeatureCache(root) if root is not None else None
     key = config_digest(config) if store is not None else None

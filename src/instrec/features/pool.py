@@ -60,6 +60,11 @@ class _lease:
             self.pool = _pool[1]
         return self.pool
 
+    def renew(self):
+        """A fresh pool in place of this lease's broken one (a worker died)."""
+        self.__exit__()
+        return self.__enter__()
+
     def __exit__(self, *exc):
         global _pool_timer
         with _pool_lock:
