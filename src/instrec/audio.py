@@ -375,7 +375,9 @@ def _judge(path, finite: bool, low: float, high: float, *, n: int, sr: int | Non
         raise AudioError(path, "contains NaN or infinite samples")
     peak = max(abs(low), abs(high))
     if peak < SILENCE_PEAK:
-        raise AudioError(path, "is silent (all samples are zero)")
+        # review: a clip of tiny non-zero samples was said to be all zeros
+        raise AudioError(path, "is silent (all samples are zero)" if peak == 0 else
+                         f"is silent (its loudest sample, {peak:.1e}, is below {SILENCE_PEAK:g}, about -120 dBFS)")
     if peak > MAX_PEAK:
         raise AudioError(path, f"has samples up to {peak:.3g}, too large for audio (expected within ±1)")
     if high - low < SILENCE_PEAK:

@@ -36,10 +36,12 @@ def test_duration_reads_only_the_start(tmp_path):
         (lambda p: None, "no such file"),
         (lambda p: p.write_bytes(b""), "empty file"),
         (lambda p: p.write_text("this is not audio at all\n" * 20), "not readable as audio"),
-        (lambda p: sf.write(str(p), np.zeros(SR, np.float32), SR), "silent"),
+        (lambda p: sf.write(str(p), np.zeros(SR, np.float32), SR), "silent (all samples are zero)"),
+        (lambda p: sf.write(str(p), np.full(SR, 3e-7, np.float32), SR, subtype="FLOAT"),
+         "silent (its loudest sample, 3.0e-07, is below 1e-06"),
         (lambda p: sf.write(str(p), np.full(SR, np.nan, np.float32), SR, subtype="FLOAT"), "NaN"),
     ],
-    ids=["missing", "empty", "not-audio", "silent", "nan"],
+    ids=["missing", "empty", "not-audio", "silent", "near-silent", "nan"],
 )
 def test_bad_files_raise_one_clear_audio_error(tmp_path, make, problem):
     p = tmp_path / "bad.wav"
