@@ -389,10 +389,22 @@ def test_names_that_cannot_print_and_stray_thresholds_are_refused(trained, tmp_p
     (["a\ud800", "c"], "U[+]D800"),
 ])
 def test_a_model_that_would_not_load_back_is_not_saved(tmp_path, labels, words):
-    """fit() takes any strings as labels: save() wrote bundles load() refused, or crashed half-way
-    with a UnicodeEncodeError on a lone surrogate."""
+    """save() wrote bundles load() refused, or crashed half-way with a UnicodeEncodeError on a lone
+    surrogate (fit refuses such labels now: the names are set after it here)."""
     X = np.random.default_rng(0).normal(size=(8, 40)).astype(np.float32)
-    clf = InstrumentClassifier(get_recipe("seed-mfcc").with_overrides(epochs=1)).fit(X, labels * 4)
+    clf = InstrumentClassifier(get_recipe("seed-mfcc").with_overrides(epochs=1)).fit(X, ["x", "y"] * 4)
+    with pytest.raises(ParameterError):
+        InstrumentClassifier(get_recipe("seed-mfcc").with_overrides(epochs=1)).fit(X, labels * 4)
+    clf.class_names_ = labels
     with pytest.raises(ParameterError, match=f"not saved: its model.json would not load back .*{words}"):
         clf.save(tmp_path / "m")
     assert not list(tmp_path.iterdir())
+
+
+def test_an_in_dim_that_contradicts_the_recipe_is_refused(tmp_path):
+    X = np.random.default_rng(0).normal(size=(8, 40)).astype(np.float32)
+    InstrumentClassifier(get_recipe("seed-mfcc").with_overrides(epochs=1)).fit(X, ["x", "y"] * 4).save(tmp_path / "m")
+    f = tmp_path / "m" / "model.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), "in_dim": 41}))
+    with pytest.raises(BundleError, match="in_dim 41 is not its recipe's feature size 40"):
+        InstrumentClassifier.load(tmp_path / "m")

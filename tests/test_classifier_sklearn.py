@@ -5,6 +5,7 @@ refit, unless fine-tuning from it)."""
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -134,3 +135,15 @@ def test_refitting_a_multilabel_model_forgets_its_thresholds():
     start.set_params(recipe=finetuning(start.recipe_)).fit(X, y, init=start)
     assert start.thresholds_ == {"a": 0.9, "b": 0.1}
     assert np.corrcoef(before[:, 0], start.predict_proba(X)[:, 0])[0, 1] > 0.9  # from its own weights
+
+
+@pytest.mark.parametrize("names, problem", [(["a" * 201, "b"], "is 201 characters long: at most 200"),
+                                            (["low\x1b[2J", "b"], "control or format character U+001B"),
+                                            (["cel\u202elo", "b"], "U+202E"),
+                                            ([f"c{k}" for k in range(1001)], "1001 classes: a model holds at most 1000")])
+def test_classes_a_bundle_cannot_hold_fail_before_training(names, problem, monkeypatch):
+    """Review: such labels trained a whole model, then failed at save (a long run lost)."""
+    monkeypatch.setattr("instrec.models.build", lambda *a, **k: pytest.fail("trained before refusing"))
+    X, y = rows(names, n=max(60, len(names)))
+    with pytest.raises(ParameterError, match=re.escape(problem)):
+        InstrumentClassifier("mfcc-linear").fit(X, y)

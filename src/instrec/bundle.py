@@ -171,10 +171,9 @@ def validate_meta(meta: dict, where: str | os.PathLike) -> None:
         raise BundleError(f"{where}: does not match the model schema at {at}: {error.message[:200]}")
     families, thresholds = meta.get("families") or {}, meta.get("thresholds")
     for name in [*meta["classes"], *families, *(thresholds or {})]:
-        bad = next((c for c in name if unicodedata.category(c) in _UNSHOWABLE), None)
-        if bad is not None:
-            raise BundleError(f"{where}: the name '{printable(name)[:80]}' holds the control or format character "
-                              f"U+{ord(bad):04X}; names must print as they are")
+        problem = _unshowable(name)
+        if problem:
+            raise BundleError(f"{where}: {problem}")
     if thresholds is not None and (set(thresholds) != set(meta["classes"])
                                    or meta["recipe"]["model"].get("output") != "sigmoid"):
         raise BundleError(f"{where}: thresholds must give each class of a multi-label model a probability, "
@@ -187,6 +186,29 @@ def validate_meta(meta: dict, where: str | os.PathLike) -> None:
             if c in owner:
                 raise BundleError(f"{where}: class {c!r} is in two families, {owner[c]!r} and {family!r}")
             owner[c] = family
+
+
+def _unshowable(name: str) -> str | None:
+    """What is wrong with a name that cannot print as it is (None: nothing)."""
+    bad = next((c for c in name if unicodedata.category(c) in _UNSHOWABLE), None)
+    if bad is None:
+        return None
+    return f"the name '{printable(name)[:80]}' holds the control or format character U+{ord(bad):04X}; names must print as they are"
+
+
+def check_class_names(classes) -> None:
+    """ParameterError, before any training, for classes a bundle cannot hold (too many, a name too
+    long or that cannot print as it is): the model would not be saved."""
+    spec = _validator().schema["properties"]["classes"]
+    most, longest = spec["maxItems"], spec["items"]["maxLength"]
+    if len(classes) > most:
+        raise ParameterError(f"{len(classes)} classes: a model holds at most {most}")
+    for name in classes:
+        if len(name) > longest:
+            raise ParameterError(f"the class name '{printable(name)[:80]}' is {len(name)} characters long: at most {longest}")
+        problem = _unshowable(name)
+        if problem:
+            raise ParameterError(problem)
 
 
 # control characters (newline, ESC...), format characters (bidirectional overrides), line and

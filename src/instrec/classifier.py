@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
 from .data.activity import LABEL_SEP, is_multilabel, join_labels, label_matrix, split_labels
+from .bundle import check_class_names
 from .data.splits import check_seed
 from .errors import BundleError, DataError, ParameterError
 from .recipes import RECIPES, Recipe, get_recipe, same_network
@@ -188,6 +189,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
                 raise ParameterError("keep_classes keeps the classes of the model fine-tuning starts from: give init")
             frozen = sorted(set(getattr(init, "class_names_", None) or ()) - set(classes))  # a bad init: _start_from says so
             classes = sorted(set(classes) | set(frozen))
+        check_class_names(classes)  # names a bundle could not hold fail now, not at save
         families = resolve_families(classes, self.families)  # a bad table fails before training
         if multilabel:
             y = label_matrix(labels, classes)
@@ -394,6 +396,9 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
             raise BundleError(f"{path}: model.json is incomplete or malformed ({e})") from None
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise BundleError(f"{path}: model.json must list at least 2 distinct classes")
+        if meta.get("in_dim") != recipe.feature.dim:  # review: a contradicting in_dim loaded unremarked
+            raise BundleError(f"{path}: model.json's in_dim {meta.get('in_dim')!r} is not its recipe's feature size "
+                              f"{recipe.feature.dim}")
         import torch
 
         try:
