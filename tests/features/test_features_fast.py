@@ -567,3 +567,15 @@ def test_feature_device_choice():
             resolve_feature_device("cuda", mfcc)
         with pytest.raises(ParameterError, match="no CUDA GPU"):
             extract_on([], mfcc, device="cuda")
+
+
+def test_equal_settings_written_as_int_or_float_are_one_feature():
+    """Review: seconds=3 and seconds=3.0 (pitch_shift 0 and 0.0...) made two cache keys for one feature."""
+    from instrec.errors import ParameterError
+    from instrec.features.cache import config_digest
+
+    a = FeatureConfig(kind="waveform", seconds=3, top_db=80, fmin=0, fmax=8000, pitch_shift=0)
+    b = FeatureConfig(kind="waveform", seconds=3.0, top_db=80.0, fmin=0.0, fmax=8000.0, pitch_shift=0.0)
+    assert a == b and config_digest(a) == config_digest(b) and a.to_dict() == b.to_dict()
+    with pytest.raises(ParameterError, match="seconds"):
+        FeatureConfig(seconds=True)

@@ -51,7 +51,7 @@ class FeatureConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ParameterError(f"{name} must be a positive integer; got {v!r}")
-        if not isinstance(self.seconds, (int, float)) or not 0.05 <= self.seconds <= 600:
+        if isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float)) or not 0.05 <= self.seconds <= 600:
             raise ParameterError(f"seconds must be between 0.05 and 600; got {self.seconds!r}")
         parts = self.stat_names if isinstance(self.stats, str) else []
         if not parts or any(p not in MFCC_STATS for p in parts) or len(set(parts)) != len(parts):
@@ -60,6 +60,10 @@ class FeatureConfig:
             raise ParameterError(f"spectral contrast needs sr above 12800; got {self.sr}")
         if isinstance(self.pitch_shift, bool) or not isinstance(self.pitch_shift, (int, float)) or not abs(self.pitch_shift) <= 12:
             raise ParameterError(f"pitch_shift must be between -12 and 12 semitones; got {self.pitch_shift!r}")
+        for name in ("seconds", "top_db", "fmin", "fmax", "pitch_shift"):  # 3 and 3.0: one feature, one cache key
+            v = getattr(self, name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                object.__setattr__(self, name, float(v))
         # more than 2,000 frames a second is no spectrogram but a memory bomb (hop_length 1: a
         # 3-s window would need half a gigabyte)
         if self.hop_length * 2000 < self.sr:
