@@ -125,3 +125,59 @@ def test_predict_with_an_unreachable_cluster_exits_2_with_one_line(tmp_path):
         "(start one with 'ray start --head', or leave out the address for a Ray of this machine's own)"]
     assert r.stdout == ""
     assert took < 30  # the CLI's own start (imports, the model) included
+
+
+ADDRESSES = """
+import os
+import socket
+import ray
+import ray._private.utils as ray_utils
+from instrec.cluster import ray_session
+from instrec.errors import InstrecError
+
+def attempt(address):
+    try:
+        with ray_session(address):
+            return "CONNECTED"
+    except InstrecError as e:
+        return f"{type(e).__name__} {e.exit_code} {e}"
+    except BaseException as e:  # a traceback at the command line
+        return f"UNCAUGHT {type(e).__name__} {' '.join(str(e).split())}"
+
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+port = server.getsockname()[1]
+for address in ("ray://", "ray://127.0.0.1", f"ray://127.0.0.1:x{port}", "http://127.0.0.1:8265", "nosuchmodule://x"):
+    print(attempt(address))
+ray_utils.get_ray_client_dependency_error = lambda: ImportError("No module named 'grpc'")  # Ray without [client]
+print(attempt(f"ray://127.0.0.1:{port}"))
+def refused(**kwargs):  # what ray.init raises when the cluster wants another token
+    raise ConnectionError("Failed to connect to Ray cluster at x") from RuntimeError("RPC error: InvalidAuthToken: token missing")
+ray.init = refused
+print(attempt(f"127.0.0.1:{port}"))
+os.environ["RAY_ADDRESS"] = "local"  # 'auto' then starts a Ray of this machine: on 127.0.0.1 as any
+ray.init = lambda **kwargs: print("INIT", sorted(kwargs.items()))
+print(attempt("auto"))
+"""
+
+
+def test_addresses_ray_cannot_use_are_one_line_and_auto_local_stays_on_127_0_0_1(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    r = subprocess.run([sys.executable, "-c", ADDRESSES], capture_output=True, text=True, timeout=60,
+                       env={**env, "RAY_TMPDIR": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "ParameterError 2 a Ray address is host:port, ray://host:port, 'auto' or 'local'; got 'ray://'"
+    assert lines[1] == ("ParameterError 2 a Ray Client address is ray://host:port (its server's port, 10001 unless told "
+                        "otherwise); got 'ray://127.0.0.1'")
+    assert lines[2].startswith("ParameterError 2 a Ray Client address is ray://host:port")
+    assert lines[3].startswith("ParameterError 2 'http://127.0.0.1:8265' is a web address")
+    assert lines[4].startswith("ParameterError 2 cannot connect to the Ray cluster at 'nosuchmodule://x': Module: nosuchmodule")
+    assert lines[5].startswith("InstrecError 1 'ray://127.0.0.1:") and "pip install 'ray[client]'" in lines[5]
+    # the reason Ray hides behind its 'Failed to connect' is said
+    assert lines[6].endswith("Failed to connect to Ray cluster at x (RPC error: InvalidAuthToken: token missing)")
+    assert lines[7].startswith("INIT [('_node_ip_address', '127.0.0.1'), ('address', 'local'), ")
+    assert lines[8] == "CONNECTED" and len(lines) == 9

@@ -128,3 +128,45 @@ def test_a_killed_worker_loses_and_repeats_nothing(ray_cluster, big_archive, tmp
     assert json.loads(out) == expected
     paths = _log_paths(log)
     assert sorted(paths) == sorted(d["path"] for d in expected) and len(paths) == len(set(paths))
+
+
+def test_relative_paths_are_the_drivers_not_the_workers(ray_cluster, archive, local_json):
+    # the cluster's workers run in the folder 'ray start' ran in (here the tests'), not the driver's
+    r = run_cli("predict", "a", "--ray", ray_cluster, "--format", "json", cwd=archive.parent, process=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout)
+    assert [d["path"] for d in got] == [os.path.relpath(d["path"], archive.parent) for d in local_json]
+    assert [d["probabilities"] for d in got] == [d["probabilities"] for d in local_json]
+    assert "a/broken.wav: not readable as audio" in r.stderr
+
+
+POISONED = """
+import os, sys
+from instrec.cluster.tagging import ray_runner
+from instrec.errors import InstrecError
+
+DRIVER = os.getpid()
+
+def unpickle(pid):  # what a node without the model's engine does with the model
+    if os.getpid() != pid:
+        raise ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime")
+    return Model()
+
+class Model:
+    def __reduce__(self):
+        return unpickle, (DRIVER,)
+
+try:
+    list(ray_runner(sys.argv[1], workers=1)(Model(), [sys.argv[2]], None, None))
+except InstrecError as e:
+    print("INSTREC_ERROR", e)
+"""
+
+
+def test_actors_that_cannot_start_are_one_line(ray_cluster, archive):
+    r = subprocess.run([sys.executable, "-c", POISONED, ray_cluster, str(archive / "tone000.wav")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == (
+        "INSTREC_ERROR the tagging actors could not start on the Ray cluster: ModuleNotFoundError: No module "
+        "named 'onnxruntime' (each node needs instrec and its packages, as installed here)")

@@ -14,10 +14,11 @@ import os
 import socket
 import sys
 
-from ..errors import ParameterError
+from ..errors import InstrecError, ParameterError
 
 __all__ = ["ray_session", "cluster_cpus"]
 
+RAY_CLIENT_PORT = 10001  # 'ray start --head' starts its Ray Client server there
 PROBE_SECONDS = 3.0  # a cluster's head answers a connection at once; a dead address must not hang a run for minutes
 _NOTHING = "nothing answers there (start one with 'ray start --head', or leave out the address for a Ray of this machine's own)"
 
@@ -29,9 +30,11 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
     ``None`` or ``"local"``: start a Ray of this machine's own for the run (head on 127.0.0.1,
     ``num_cpus`` workers' worth of CPUs, default all), stopped at the end. ``"auto"``: the
     cluster ``ray start`` started on this machine (or ``RAY_ADDRESS``). ``host:port`` or
-    ``ray://host:port``: that cluster. Already connected (a ``ray job submit`` script that called
+    ``ray://host:port``: that cluster (``"auto"`` with ``RAY_ADDRESS=local``: as ``"local"``). Already connected (a ``ray job submit`` script that called
     ``ray.init``): that connection, left open.
     """
+    if address == "auto" and os.environ.get("RAY_ADDRESS", "").strip() == "local":  # Ray's 'auto' would start one
+        address = "local"
     if address in (None, "", "local"):
         # a Ray of this machine stays on 127.0.0.1: Ray otherwise puts its node on the network address
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -50,11 +53,23 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
         if num_cpus is not None:
             raise ParameterError("num_cpus applies to a local Ray started for the run; a cluster has its own")
         _check_reachable(address)
+        _check_client(address)
         kwargs = dict(address=address)
     try:
         ray.init(**kwargs, **quiet)
     except ConnectionError as e:
-        raise ParameterError(f"cannot reach the Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
+        ray.shutdown()  # whatever a failed start left running
+        raise ParameterError(f"cannot reach the Ray cluster at {address!r}: {_first_line(e)}"
+                             + (f" ({_first_line(e.__cause__)})" if e.__cause__ is not None else "")) from None
+    except (ValueError, RuntimeError) as e:
+        ray.shutdown()
+        if address in (None, "", "local"):
+            raise
+        # an address Ray cannot use (http://, a scheme of no Ray module): its words, one line
+        raise ParameterError(f"cannot connect to the Ray cluster at {address!r}: {' '.join(str(e).split())}") from None
+    except BaseException:
+        ray.shutdown()
+        raise
     _quiet_data()
     with _stdout_to_stderr():  # until Ray has stopped: its last notices come as it shuts down
         try:
@@ -69,8 +84,8 @@ def _check_reachable(address: str) -> None:
 
     ``"auto"`` is resolved as Ray resolves it (``RAY_ADDRESS``, else the record of the last ``ray
     start`` here, else a cluster's process running here); a ``host:port`` (a head's GCS) or
-    ``ray://host:port`` (a Ray Client server) must take a TCP connection within a few seconds. Any
-    other form (another ``scheme://``) is left to Ray."""
+    ``ray://host:port`` (a Ray Client server) must take a TCP connection within a few seconds;
+    anything else of those forms is a ParameterError. Another ``scheme://`` is left to Ray."""
     shown, found_by = address, ""
     if address == "auto":
         resolved = _resolve_auto()
@@ -81,14 +96,18 @@ def _check_reachable(address: str) -> None:
         found_by = " (RAY_ADDRESS)" if os.environ.get("RAY_ADDRESS") else " (the last 'ray start' on this machine)"
         address = shown = resolved
     scheme, sep, rest = address.rpartition("://")
+    if scheme.lower() in ("http", "https"):  # the dashboard's or the job server's: ray.init cannot use it
+        raise ParameterError(f"{shown!r}{found_by} is a web address (a dashboard's, a job server's); a Ray address is "
+                             "the head's host:port (6379 unless told otherwise) or ray://host:port")
     if sep and scheme != "ray":
         return
     target = rest if sep else address
     host, colon, port = target.rpartition(":")
     host = host.strip("[]")  # [::1]:6379
+    if sep and (not colon or not port.isdigit()) and target and not target.startswith(":"):
+        raise ParameterError(f"a Ray Client address is ray://host:port (its server's port, {RAY_CLIENT_PORT} "
+                             f"unless told otherwise); got {shown!r}")
     if not colon or not host or not port.isdigit():
-        if sep:  # ray://host without a port: Ray's Client has its own rules
-            return
         raise ParameterError(f"a Ray address is host:port, ray://host:port, 'auto' or 'local'; got {shown!r}")
     try:
         socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
@@ -99,6 +118,24 @@ def _check_reachable(address: str) -> None:
                              f"{PROBE_SECONDS:g} s (a firewall, or no cluster there)") from None
     except (OSError, OverflowError, ValueError):  # refused, unreachable network, port out of range
         raise ParameterError(f"cannot reach the Ray cluster at {shown!r}{found_by}: {_NOTHING}") from None
+
+
+def _check_client(address: str) -> None:
+    """A ``ray://`` address needs Ray Client (grpc, of ``ray[client]``): one line where it is
+    missing, not ray.init's traceback."""
+    if not address.startswith("ray://"):
+        return
+    try:
+        from ray._private.utils import get_ray_client_dependency_error
+    except ImportError:  # another Ray: ray.init says it
+        return
+    if get_ray_client_dependency_error() is not None:
+        raise InstrecError(f"{address!r} is a Ray Client address, which needs Ray's [client] extra: "
+                           "pip install 'ray[client]' (or give the head's host:port instead)")
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _resolve_auto() -> str | None:

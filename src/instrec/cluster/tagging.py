@@ -17,13 +17,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
+import re
 import tempfile
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ..audio import is_audio_path
-from ..errors import ParameterError
+from ..errors import InstrecError, ParameterError
 from ..inference import predict_or_skip
 from ..results import Prediction
 from . import cluster_cpus, ray_session
@@ -57,20 +57,34 @@ def ray_runner(address: str | None = None, *, workers: int | None = None, batch_
         with ray_session(address) as ray:
             size = min(workers or cluster_cpus(), len(files))
             batch = max(1, min(batch_size, len(files) // (size * 4)))  # a few batches an actor at least: balance
-            items = [{"i": i, "path": str(f)} for i, f in enumerate(files)]
+            # absolute: a worker's working folder is the cluster's, not this process's; answered as spelt
+            sent = [str(f) if is_url(f) else os.path.abspath(f) for f in files]
+            items = [{"i": i, "path": p} for i, p in enumerate(sent)]
             ds = ray.data.from_items(items, override_num_blocks=min(-(-len(items) // batch), 10_000))
             tagged = ds.map_batches(
                 _Tagger, fn_constructor_args=(ray.put(model), window, hop), batch_size=batch, batch_format="numpy",
                 # Ray Data's actors are restarted and their batches retried when they die (its defaults)
                 compute=ray.data.ActorPoolStrategy(size=size), num_cpus=1)
-            for row in tagged.iter_rows():
-                i = int(row["i"])
-                if row["problem"]:
-                    yield i, (str(files[i]), row["problem"])
-                else:
-                    yield i, Prediction.from_dict(json.loads(row["json"]))
+            try:
+                for row in tagged.iter_rows():
+                    i = int(row["i"])
+                    if row["problem"]:
+                        yield i, (str(files[i]), row["problem"].replace(sent[i], str(files[i])))
+                    else:
+                        yield i, dataclasses.replace(Prediction.from_dict(json.loads(row["json"])), path=str(files[i]))
+            except ray.exceptions.RayActorError as e:
+                if not getattr(e, "actor_init_failed", False):
+                    raise
+                # a node without instrec's packages (or the model's engine): Ray's traceback says it last
+                raise InstrecError(f"the tagging actors could not start on the Ray cluster: {_last_line(e)} "
+                                   "(each node needs instrec and its packages, as installed here)") from None
 
     return run
+
+
+def _last_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
 
 
 class _Tagger:
