@@ -87,7 +87,7 @@ def load(
 def header_seconds(path: str | os.PathLike) -> float | None:
     """The length its header gives a file (s), or None where it cannot be read (the decoder then says why)."""
     try:
-        info = sf.info(str(path))
+        info = sf.info(_native(path))
         return info.frames / info.samplerate if info.samplerate > 0 else None
     except Exception:  # libsndfile's errors, a missing file...: left to load to report
         return None
@@ -113,6 +113,12 @@ def decode_blocks(
     return n
 
 
+def _native(path) -> str | bytes:
+    """The path as the operating system spells it: bytes on POSIX, where a name that is not UTF-8
+    (``bad\\xff.wav``) cannot be encoded back from Python's str for libsndfile."""
+    return os.fsencode(path) if os.name == "posix" else str(path)
+
+
 def _load(path, *, sr, mono, duration, max_duration, deadline, put=None):
     """:func:`load`'s work: ``(y, sr)``; with ``put``, the blocks go to it: ``(None, samples handed over)``."""
     path = Path(path)
@@ -125,7 +131,7 @@ def _load(path, *, sr, mono, duration, max_duration, deadline, put=None):
     _check_file(path)
     _stop_if_late(path, time_up, 0.0)
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(_native(path)) as f:
             native_sr, promised, channels = f.samplerate, f.frames, f.channels
             _check_header(path, native_sr, promised, channels, max_duration)
             frames = promised if duration is None else min(promised, int(round(duration * native_sr)))

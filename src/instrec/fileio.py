@@ -75,8 +75,15 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def json_utf8(text: str) -> bytes:
+    """UTF-8 bytes of JSON text. A lone surrogate (a file name that is not UTF-8, as Python reads
+    it: ``bad\\udcff.wav``) can only be inside a JSON string: it is written as the escape
+    ``\\udcff``, which reads back as the same name (strict UTF-8 could not write it at all)."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+    write_bytes(path, json_utf8(json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n"))
 
 
 def write_csv(path: str | os.PathLike, columns, rows) -> Path:

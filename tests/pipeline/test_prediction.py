@@ -148,3 +148,25 @@ def test_outputs_are_checked_before_predicting(tone_data, tmp_path, monkeypatch,
         r = run_cli("predict", wav, option, target)
         assert r.returncode == code and r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
     assert (tmp_path / "afile").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile", f"d{suffix}"]
+
+
+def test_a_file_name_that_is_not_utf8_is_predicted_logged_and_resumed(tone_data, tmp_path):
+    """Review: such a file (bytes b'bad\\xff.wav') was skipped as 'not readable as audio' (soundfile
+    could not encode its name); decoded, --log and --out .jsonl crashed writing it (UnicodeEncodeError)."""
+    import os
+    import shutil
+
+    src = next(p for p in sorted(Path(tone_data).rglob("*.wav")))
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    shutil.copy(src, os.fsdecode(os.fsencode(folder) + b"/bad\xff.wav"))
+    model = load_model()
+    log, out = tmp_path / "log.jsonl", tmp_path / "out.jsonl"
+    results, skipped = predict_paths(model, [folder], log=log)
+    assert not skipped and len(results) == 1
+    write_results(results, out)
+    for f in (log, out):
+        (row,) = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines()]
+        assert os.fsencode(row["path"]).endswith(b"/bad\xff.wav") and row["label"] == results[0].label
+    again, _ = predict_paths(model, [folder], log=log)  # resumed: read back, matched, not predicted again
+    assert len(again) == 1 and len(log.read_text(encoding="utf-8").splitlines()) == 1

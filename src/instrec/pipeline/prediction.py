@@ -17,7 +17,7 @@ from ..engines.torch_engine import TorchEngine
 from ..errors import ParameterError
 from ..errors import WriteError
 from ..features.parallel import resolve_jobs
-from ..fileio import writing
+from ..fileio import json_utf8, writing
 from ..inference import Model, check_window, predict_in_worker, predict_or_skip, start_worker
 from ..results import Prediction
 from .common import Progress, bar
@@ -168,12 +168,12 @@ def write_results(results: Sequence[Prediction], path: str | os.PathLike, *, top
     --format json`` (``top``: the ``top_k`` likeliest classes): JSON Lines (``.jsonl``) or Parquet
     (``.parquet``, needs pyarrow, which the [cluster] extra brings; nested fields stay nested, and
     ``top``'s pairs are structs of ``class`` and ``probability``)."""
-    from ..fileio import atomic_path, write_text
+    from ..fileio import atomic_path, json_utf8, write_bytes
 
     path = Path(path)
     rows = [r.to_row(top_k) for r in results]
     if path.suffix.lower() == ".jsonl":
-        write_text(path, "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in rows))
+        write_bytes(path, json_utf8("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in rows)))
     elif path.suffix.lower() == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -244,7 +244,7 @@ class ResultsLog:
     def append(self, p: Prediction) -> None:
         d = {**p.to_dict(), "resolved": resolved(p.path)} if p.path is not None else p.to_dict()
         d = d if self.run is None else {**d, "run": self.run}
-        line = memoryview((json.dumps(d, ensure_ascii=False) + "\n").encode("utf-8"))
+        line = memoryview(json_utf8(json.dumps(d, ensure_ascii=False) + "\n"))
         before = os.fstat(self._fd).st_size
         try:
             while line:
