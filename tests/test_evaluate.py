@@ -229,6 +229,23 @@ def test_evaluate_a_loaded_model_finds_its_held_back_split(tone_data, tmp_path):
     assert part["training_clips"] == {"n": 20 - held, "of": 20, "held_back_record": True}
 
 
+def test_training_clips_are_found_in_a_folder_of_links(tone_data, tmp_path):
+    """Review: in a folder of symbolic links (how data that may not be copied is used) no clip was
+    found to lie where the model trained: evaluate and calibrate on a subfolder said nothing."""
+    from instrec.pipeline import evaluate_model, train_model
+    from instrec.recipes import get_recipe
+
+    links = tmp_path / "links"
+    for f in sorted(tone_data.rglob("*.wav")):
+        (links / f.parent.name).mkdir(parents=True, exist_ok=True)
+        (links / f.parent.name / f.name).symlink_to(f.resolve())
+    train_model(links, recipe=get_recipe("mfcc-linear"), out=tmp_path / "m", seed=0)
+    test = set(json.loads((tmp_path / "m" / "split.json").read_text())["test"])
+    held = sum(str(p.resolve()) in test for p in (links / "sine").glob("*.wav"))
+    part, _ = evaluate_model(tmp_path / "m", [links / "sine"])
+    assert part["training_clips"] == {"n": 10 - held, "of": 10, "held_back_record": True}
+
+
 def test_evaluate_data_without_a_class_the_model_knows_is_a_data_error(tone_data, tmp_path):
     import shutil
 

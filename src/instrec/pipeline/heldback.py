@@ -48,14 +48,17 @@ def training_clips(clips, info: dict, record: dict | None) -> list:
     trained on."""
     data = info.get("training", {}).get("data", {})
     roots = [*(data.get("roots") or [] if isinstance(data, dict) else []), *(record["roots"] if record else [])]
-    roots = {Path(r) for r in roots if isinstance(r, str) and r}
+    # as given and resolved: a folder of links (to data that may not be copied) lies where it is
+    # given, its files where the links point (the test split records those)
+    roots = {q for r in roots if isinstance(r, str) and r for q in (Path(os.path.abspath(r)), Path(r).resolve())}
     if not roots:
         return []
     test = set(record["test"]) if record else set()
     found = []
     for clip in clips:
         path = clip.path.resolve()
-        if str(path) not in test and any(path.is_relative_to(r) for r in roots):
+        if str(path) not in test and any(p.is_relative_to(r) for p in (path, Path(os.path.abspath(clip.path)))
+                                         for r in roots):
             found.append(clip)
     return found
 
