@@ -412,7 +412,7 @@ def test_evaluate_names_classes_left_out_by_classes_apart_from_unknown_ones(mfcc
     r = run_cli("evaluate", out, tmp_path / "new", "--out", tmp_path / "rep", "--classes", "sine,square")
     assert r.returncode == 0, r.stderr
     line = next(l for l in r.stderr.splitlines() if l.startswith("not scored"))
-    assert line == "not scored, classes left out by --classes: saw (2 clips); classes the model does not know: kazoo (1 clips)"
+    assert line == "not scored, classes left out by --classes: saw (2 clips); classes the model does not know: kazoo (1 clip)"
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert m["n"] == 4 and m["left_out_by_classes"] == {"saw": 2} and m["unknown_classes"] == {"kazoo": 1}
     assert m["context"]["left out by the classes chosen (not scored)"] == "saw (2 clips)"

@@ -60,6 +60,11 @@ class NotAModel(BundleError):
     exit_code = 2
 
 
+def counted(n: int, noun: str) -> str:
+    """``"1 clip"``, ``"3 clips"``: a count and its noun, in the singular for one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def printable(text: str) -> str:
     """``text`` shown on one line as it is: control characters (newline, tab, DEL, C1), invisible
     format characters (bidirectional overrides such as U+202E) and lone surrogates escaped

@@ -121,6 +121,16 @@ def test_an_instrument_the_clips_lack_keeps_its_threshold(multilabel_model, othe
     assert r.returncode == 0 and "kept for 1 with too few clips" in r.stdout and "saw" not in r.stdout, r.stdout
 
 
+def test_a_handful_of_mixtures_is_refused_in_words(multilabel_model, other_mixtures, tmp_path):
+    """Review: the message read 'no instrument has 5 of the 4 clips with it and one without'."""
+    seen = []
+    data = _subset(other_mixtures, lambda label: len(seen) < 4 and not seen.append(label), tmp_path / "four")
+    r = run_cli("calibrate", multilabel_model, data, "--out", tmp_path / "m")
+    assert r.returncode == 1 and error_lines(r.stderr) == [
+        "instrec: error: too few clips to choose a threshold on: an instrument needs 5 clips with it and one without, "
+        "and none has them among these 4"], r.stderr
+
+
 def test_a_handful_of_clips_is_refused(rendered_data, tmp_path):
     import shutil
 

@@ -14,7 +14,7 @@ from .common import (ALIAS_OPT, CLASSES_OPT, DEFAULT_RECIPE, DEVICE_OPT, LABELS_
                      ImageMode, LabelMode, Level, OutFormat, SplitMethod, Trainable, _Command, _examples, _need,
                      _say_absent_classes, _say_recipe, app, Abort, ClickException, click_error_exit, finish)
 from ..display import progress_bars as _progress, quiet_decoder_messages, report_skipped as _report_skipped
-from ..errors import InstrecError
+from ..errors import InstrecError, counted
 
 
 RECIPE_HELP = ("recipe name: seed-spectrogram, seed-mfcc (the tutorial's), mfcc-stats (your own real recordings), "
@@ -214,7 +214,7 @@ def train(
     typer.echo(f"calibration: {res.context['calibration']}")
     if m.get("unknown_classes"):
         typer.echo("not scored, test classes absent from the training split: "
-                   + ", ".join(f"{c} ({n} clips)" for c, n in m["unknown_classes"].items()), err=True)
+                   + ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in m["unknown_classes"].items()), err=True)
     _report_skipped(res.skipped)
 
 
@@ -258,7 +258,7 @@ def crossval(
     for f in res["folds"]:
         if f.get("unknown_classes"):
             typer.echo(f"held-out {f['held_out']}: not scored, classes absent from training: "
-                       + ", ".join(f"{c} ({n} clips)" for c, n in f["unknown_classes"].items()), err=True)
+                       + ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in f["unknown_classes"].items()), err=True)
     if out is not None:
         typer.echo(f"report in {out}")
     _report_skipped([tuple(x) for x in res["skipped"]])
@@ -304,7 +304,7 @@ def evaluate(
         typer.echo(f"warning: {training_clips_words(t['n'], t['of'], t['held_back_record'], 'the')}", err=True)
     chosen = m.get("left_out_by_classes", {})
     unknown = {c: n for c, n in m.get("unknown_classes", {}).items() if c not in chosen}
-    parts = [f"{what}: " + ", ".join(f"{c} ({n} clips)" for c, n in table.items())
+    parts = [f"{what}: " + ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in table.items())
              for what, table in (("classes left out by --classes", chosen), ("classes the model does not know", unknown)) if table]
     if parts:
         typer.echo("not scored, " + "; ".join(parts), err=True)
@@ -346,7 +346,7 @@ def calibrate(
                    f"{_fmt_threshold(mc)} (was {_fmt_threshold(before.get('min_confidence'))}), "
                    f"chosen on {cal['clips']} clips")
     if cal["left_out"]:
-        typer.echo("left out, classes the model does not know: " + ", ".join(f"{c} ({n} clips)" for c, n in cal["left_out"].items()),
+        typer.echo("left out, classes the model does not know: " + ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in cal["left_out"].items()),
                    err=True)
     for line in cal["notes"]:  # the clips left out as trained on; a fit that saw only certainties
         typer.echo(line, err=True)

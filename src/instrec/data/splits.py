@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DataError, ParameterError
+from ..errors import DataError, ParameterError, counted
 from .instruments import NOTE_NAMES, parse_note_name
 
 SPLIT_METHODS = ("random", "stratified", "group")
@@ -70,7 +70,7 @@ def clip_groups(clips: Sequence, group_by: str) -> list[str]:
         else:
             value = str(clip.meta.get(key, "")).strip()
         if not value:
-            raise DataError(f"{clip.path}: no {key!r} group: {_why_missing(clip, key)}")
+            raise DataError(f"{clip.path}: cannot be grouped by {key}: {_why_missing(clip, key)}")
         out.append(value)
     return out
 
@@ -412,7 +412,7 @@ class LeaveOneSourceOut:
         only = set(self.train_only(clips))
         counts = Counter(self._library(c.source) for c in clips if self._library(c.source) not in only)
         if len(counts) < 2:
-            found = ", ".join(f"{s or '(none)'} ({n} clips)" for s, n in sorted(counts.items())) or "none"
+            found = ", ".join(f"{s or '(none)'} ({counted(n, 'clip')})" for s, n in sorted(counts.items())) or "none"
             also = f"; {', '.join(sorted(only))} hold unknown clips only, which always train" if only else ""
             raise DataError(f"leave-one-source-out needs {usable}clips from at least 2 {self._what()}; "
                             f"found {len(counts)}: {found}{also}")

@@ -89,8 +89,8 @@ def calibrate_model(
         Y = label_matrix(labels, clf.classes)
         own = has_own_threshold(Y)
         if not own.any():
-            raise DataError(f"no instrument has {MIN_POSITIVES} of the {len(labels)} clips with it and one without: "
-                            f"too few to choose a threshold on{lost}")
+            raise DataError(f"too few clips to choose a threshold on: an instrument needs {MIN_POSITIVES} clips with it "
+                            f"and one without, and none has them among these {len(labels)}{lost}")
         kept = [c for c, o in zip(clf.classes, own) if not o]
         clf.calibrate(X, Y)
     else:

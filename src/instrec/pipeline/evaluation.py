@@ -10,7 +10,7 @@ import numpy as np
 
 from ..classifier import InstrumentClassifier
 from ..engines.torch_engine import TorchEngine
-from ..errors import DataError
+from ..errors import DataError, counted
 from ..evaluate import compute_metrics, write_report
 from ..features import compact_dtype, expand
 from ..fileio import writing
@@ -93,7 +93,7 @@ def evaluate_model(
            if classes is not None else {}),
         "data": ", ".join(str(r) for r in ds.roots),
         "evaluated on": scope,
-        **({"left out by the classes chosen (not scored)": ", ".join(f"{c} ({n} clips)" for c, n in left_out.items())}
+        **({"left out by the classes chosen (not scored)": ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in left_out.items())}
            if left_out else {}),
         "clips": _clips_words(metrics, len(clips), len(skipped)),
         "sources": ", ".join(sorted({clips[i].source for i in ok})),
