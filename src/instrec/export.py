@@ -44,7 +44,6 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import SPLIT_FILE, check_finite, read_meta
-from .classifier import InstrumentClassifier, bundle_meta
 from .engines.onnx_engine import (EXPORT_FORMAT_VERSION, EXPORT_KEY, INPUT_NAME, META_KEY, OUTPUT_NAME, OnnxEngine,
                                   bundle_stamp, is_current, spec_sha256, is_up_to_date, onnx_path_for)
 from .errors import BundleError, ParameterError
@@ -187,6 +186,8 @@ def ensure_onnx(bundle_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET) ->
 
 def _resolve(model):
     """``(classifier, meta, stamp)`` of a bundle folder or a classifier."""
+    from .classifier import InstrumentClassifier, bundle_meta  # here: checking an export needs no scikit-learn
+
     if isinstance(model, InstrumentClassifier):
         meta = bundle_meta(model)  # what save() writes to model.json
         return model, meta, {"weights_sha256": None, "spec_sha256": spec_sha256(meta)}

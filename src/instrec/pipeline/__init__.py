@@ -5,14 +5,34 @@ The CLI only parses arguments, calls these and prints; anything it does, Python 
 ``options`` a :class:`DataOptions` (how labelled audio is read and its features computed).
 """
 
-from ..data.splits import KFold, LeaveOneSourceOut
-from .common import (DEFAULT_RECIPE, DataOptions, Progress, load_base_model, resolve_recipe, shifted_features,
-                     training_rows)
-from .calibration import calibrate_model
-from .evaluation import evaluate_model
-from .prediction import ResultsLog, predict_paths, write_results
-from .training import SPLIT_FILE, TrainResult, checkpoint_path, train_model
-from .validation import cross_validate
+import importlib
+
+# Each name from its module when first used: predicting (prediction) imports no training code and
+# no scikit-learn (a second to import, most of a prediction's start-up).
+_WHERE = {
+    "KFold": "..data.splits", "LeaveOneSourceOut": "..data.splits",
+    "DEFAULT_RECIPE": ".common", "DataOptions": ".common", "load_base_model": ".common", "resolve_recipe": ".common",
+    "shifted_features": ".common", "training_rows": ".common",
+    "Progress": ".progress",
+    "calibrate_model": ".calibration",
+    "evaluate_model": ".evaluation",
+    "ResultsLog": ".prediction", "predict_paths": ".prediction", "write_results": ".prediction",
+    "SPLIT_FILE": ".training", "TrainResult": ".training", "checkpoint_path": ".training", "train_model": ".training",
+    "cross_validate": ".validation",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = ["DEFAULT_RECIPE", "DataOptions", "Progress", "KFold", "LeaveOneSourceOut", "train_model", "TrainResult",
            "evaluate_model", "calibrate_model", "predict_paths", "write_results", "ResultsLog", "cross_validate", "load_base_model", "resolve_recipe",

@@ -12,6 +12,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..classifier import InstrumentClassifier
+from .progress import Progress, bar  # noqa: F401 (re-exported: the pipeline's modules take them from here)
 from ..data.folder import Dataset, load_dataset
 from ..errors import DataError, ParameterError
 from ..evaluate import compute_metrics
@@ -19,7 +20,6 @@ from ..models.device_features import extract
 from ..recipes import Recipe, finetuning, get_recipe, same_network
 
 # ``progress(description, total) -> update(done, total)``: how a step reports progress
-Progress = Callable[[str, int], Callable[[int, int], None]]
 
 # The recipe of a run that names none: the one the README recommends for a user's own recordings
 # (the tutorial's seed-mfcc is the weakest on real recordings of pitches it has not heard).
@@ -78,10 +78,6 @@ def _check_aliases(aliases) -> Mapping[str, str] | None:
             return parse_aliases(items)
     raise ParameterError(f"aliases must map names to labels ({{'sax': 'saxophone'}}) or list NAME=LABEL strings "
                          f"(['sax=saxophone']); got {aliases!r}")
-
-
-def bar(progress: Progress | None, text: str, total: int):
-    return progress(text, total) if progress else None
 
 
 def extract_rows(clips, feature, options: DataOptions, progress: Progress | None, what: str, device: str | None = None):

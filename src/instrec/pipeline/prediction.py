@@ -11,16 +11,14 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from ..classifier import InstrumentClassifier
 from ..data.folder import find_audio
-from ..engines.torch_engine import TorchEngine
 from ..errors import ParameterError
 from ..errors import WriteError
 from ..features.parallel import resolve_jobs
 from ..fileio import json_utf8, writing
 from ..inference import Model, check_window, predict_in_worker, predict_or_skip, start_worker
 from ..results import Prediction
-from .common import Progress, bar
+from .progress import Progress, bar
 
 
 Outcome = tuple[int, "Prediction | tuple[str, str]"]  # a file's index in the batch, and its prediction or (file, problem)
@@ -28,7 +26,7 @@ Runner = Callable[["Model", Sequence[str], "float | None", "float | None"], Iter
 
 
 def predict_paths(
-    model: Model | InstrumentClassifier,
+    model: Model | "InstrumentClassifier",
     paths: Sequence[str | os.PathLike],
     *,
     window: float | None = None,
@@ -51,7 +49,12 @@ def predict_paths(
     ``(index, Prediction or (file, problem))`` in any order; :mod:`instrec.cluster` runs them on a
     Ray cluster). The results come back in the order of the files, whoever predicted them.
     """
-    if isinstance(model, InstrumentClassifier):
+    if not isinstance(model, Model):  # an InstrumentClassifier (imported only then: predicting needs no scikit-learn)
+        from ..classifier import InstrumentClassifier
+        from ..engines.torch_engine import TorchEngine
+
+        if not isinstance(model, InstrumentClassifier):
+            raise ParameterError(f"model must be a Model or an InstrumentClassifier; got {type(model).__name__}")
         model = Model(TorchEngine(model))
     # a usage error once, before any file: each file's predict_file would skip it as that file's problem
     window, hop = check_window(window, hop, model_window=model.window)
