@@ -69,6 +69,9 @@ def export_onnx(model, out_path: str | os.PathLike, *, opset: int = DEFAULT_OPSE
 
     if isinstance(model, (str, os.PathLike)):
         model = model_path(model)  # "shipped" is the shipped model, never a folder of that name here
+        if Path(model).suffix.lower() == ".onnx" and Path(model).is_file():
+            raise ParameterError(f"{model}: is an ONNX export already (it has no torch weights to export); "
+                                 "give the model folder it was exported from")
     resolved = _resolve(model)
     out = Path(out_path)
     check_onnx_out(out, model if isinstance(model, (str, os.PathLike)) else None)
@@ -119,6 +122,9 @@ def check_onnx_out(out: str | os.PathLike, source: str | os.PathLike | None = No
     if out.exists() and not _is_instrec_export(out):
         raise ParameterError(f"{out}: exists and is not an instrec ONNX export; it is not replaced: "
                              "name a new file, or remove it first")
+    if out.suffix.lower() != ".onnx":  # review: x.txt was written, then read back as a model folder
+        raise ParameterError(f"{out}: name the export FILE.onnx; instrec tells an export from a model folder by "
+                             "its .onnx suffix")
 
 
 def _is_instrec_export(path: Path) -> bool:

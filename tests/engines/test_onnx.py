@@ -339,6 +339,14 @@ def test_export_refuses_outputs_that_would_damage_a_model_or_a_file(mfcc_bundle,
         assert str(out) in str(e.value) and "\n" not in str(e.value), out
     with pytest.raises(ParameterError, match="shipped model"):
         export_onnx(shipped_model_path(), onnx_path_for(shipped_model_path()))
+    # review: an export to x.txt was written (and read back as a folder); an export exported again
+    # said "no such model folder"
+    with pytest.raises(ParameterError, match="name the export FILE.onnx"):
+        export_onnx(bundle, tmp_path / "x.txt")
+    assert not (tmp_path / "x.txt").exists()
+    onnx = export_onnx(bundle, tmp_path / "first.onnx")
+    with pytest.raises(ParameterError, match="is an ONNX export already"):
+        export_onnx(onnx, tmp_path / "second.onnx")
     with pytest.raises(ParameterError, match="another model folder"):  # a classifier's export into a model folder
         export_onnx(InstrumentClassifier.load(bundle), other / "model.onnx")
     assert _snapshot(bundle) == before and _snapshot(other) == before and _snapshot(SHIPPED_MODEL) == shipped_before
