@@ -103,6 +103,21 @@ def test_activity_starts_at_the_onsets_and_ends_with_the_tones(clips_dir, tmp_pa
             assert tone_end - 0.001 <= end <= tone_end + HOP + 0.001, (part, onset, end)
 
 
+def test_a_clip_that_starts_with_silence_is_labelled_where_it_sounds(tmp_path):
+    root = tmp_path / "late"
+    root.mkdir()
+    sf.write(root / "flute_0.wav", _tone(880.0, 0.1), SR)
+    sf.write(root / "cello_0.wav", _tone(220.0, 0.2)[::-1].copy(), SR)  # 0.8 s of silence, then the tone
+    _mix(root, tmp_path / "mix", n=6)
+    activity = read_activity(tmp_path / "mix" / "activity.csv")
+    for row in _rows(tmp_path / "mix" / "manifest.csv"):
+        y = sf.read(tmp_path / "mix" / row["path"], dtype="float32")[0]
+        assert np.max(np.abs(y[: round(HOP * SR)])) > 0.1  # a mixture never starts silent
+        for label, [(start, end)] in activity[row["path"]].items():
+            first = round(start * SR)  # each labelled part is heard where its span starts, within a frame
+            assert np.max(np.abs(y[first : first + X.FRAME_LENGTH])) > 0.1, (row["path"], label, start)
+
+
 def test_sound_end_of_a_cut_tone_and_a_decay():
     y = _tone(440.0, 0.3)
     end = X.sound_end(y) / SR
@@ -136,6 +151,14 @@ def test_a_member_that_cannot_be_decoded_is_skipped_and_reported(clips_dir, tmp_
     rows = _rows(tmp_path / "mix" / "manifest.csv")
     assert report.written == len(rows) == 20
     assert not any("bad" in r["parts"] for r in rows) and "harp" not in report.labels
+
+
+def test_a_member_of_mere_quantisation_noise_is_skipped_not_amplified(clips_dir, tmp_path):
+    tone = np.sin(2 * np.pi * 880 * np.arange(SR) / SR)
+    sf.write(clips_dir / "harp_0.wav", np.stack([tone, -tone], axis=1) * 0.5, SR)  # mono: 16-bit rounding, -96 dBFS
+    report = _mix(clips_dir, tmp_path / "mix", n=12)
+    assert [Path(p).name for p, _ in report.skipped] == ["harp_0.wav"] and "silent" in report.skipped[0][1]
+    assert "harp" not in report.labels and not any("harp" in r["label"] for r in _rows(tmp_path / "mix" / "manifest.csv"))
 
 
 def test_too_few_decodable_labels_is_a_data_error(clips_dir, tmp_path):

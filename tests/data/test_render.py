@@ -229,6 +229,9 @@ def test_all_installed_soundfonts(tmp_path):
         (dict(soundfont="notes.txt/"), ["soundfont", ".sf2"]),
         (dict(instruments=["flute", "flut"]), ["instrument", "'flut'", "flute"]),
         (dict(instruments=[]), ["instruments"]),
+        # one sound, two labels: refused rather than rendered as two classes no model can tell apart
+        (dict(instruments=["saxophone", "flute", "Alto Sax"]), ["saxophone and alto-sax", "program 65", "name one"]),
+        (dict(instruments=["piano", "acoustic grand piano"]), ["piano and acoustic-grand-piano", "program 0"]),
         (dict(per_class=0), ["per_class", "0"]),
         (dict(per_class=2.5), ["per_class"]),
         # with a SoundFont that is not there: a check that went missing fails the test, never renders 10**20 clips

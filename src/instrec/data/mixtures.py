@@ -6,8 +6,9 @@ Philharmonia samples, the user's own). Each mixture:
 
 - draws how many instruments play, ``k``, uniformly in ``min_instruments..max_instruments``, then
   ``k`` distinct labels uniformly, one after the other, and one clip of each label;
-- places the first drawn clip at 0 s (a mixture never starts silent) and each other one at an
-  onset drawn uniformly in ``[0, seconds/2)``, so every part starts inside the mixture;
+- cuts each clip's leading silence (the samples before its first within :data:`ACTIVE_DB` of its peak),
+  places the first drawn clip at 0 s (a mixture never starts silent) and each other one at an
+  onset drawn uniformly in ``[0, seconds/2)``, so every part sounds from its onset inside the mixture;
 - peak-normalises each clip, scales it by a gain drawn uniformly in ``level_db`` (dB), sums,
   cuts to ``seconds``, normalises the mix's peak to :data:`.render.PEAK` and fades out the cut
   like :mod:`.render` does.
@@ -24,7 +25,8 @@ clip are *not* kept on one side of a group split. For a leak-free evaluation spl
 clips first and mix each side on its own.
 
 Clips labelled ``unknown`` are left out (a mixture of them would add no label); clips with several
-labels are left out and reported. A member that cannot be decoded is reported in ``skipped`` and
+labels are left out and reported. A member that cannot be decoded, or is silent (its first
+``seconds`` peak under :data:`.render.SILENT_PEAK`, -80 dBFS), is reported in ``skipped`` and
 another clip of its label is drawn. Same clips (in the same order) and seed, byte-identical files:
 mixture ``k`` draws from a generator seeded by ``(seed, k)``.
 
@@ -51,11 +53,11 @@ from ..fileio import write_csv
 from .activity import ACTIVITY_NAME, NO_INSTRUMENT, join_labels, split_labels, write_activity
 from .folder import MANIFEST_NAME, Clip
 from .outdir import COMPLETE, claim, out_path
-from .render import normalise, write_audio
+from .render import SILENT_PEAK, normalise, write_audio
 from .settings import _is_int, check_arguments
 
 __all__ = ["ACTIVE_DB", "ARGUMENT_NAMES", "DEFAULT_MAX", "FRAME_LENGTH", "HOP_LENGTH", "MIX_COLUMNS", "MixReport",
-           "NotEnoughLabels", "mix_clips", "sound_end"]
+           "NotEnoughLabels", "mix_clips", "sound_end", "sound_start"]
 
 ACTIVE_DB = 40.0  # a frame this far below the clip's loudest frame no longer counts as sound
 FRAME_LENGTH, HOP_LENGTH = 2048, 512  # samples, at the mixture's rate
@@ -104,20 +106,32 @@ class NotEnoughLabels(DataError):
         self.report = report
 
 
-def sound_end(y: np.ndarray) -> int:
-    """Samples from the start of ``y`` to where its sound ends (see the module's docstring).
-
-    Frames start every :data:`HOP_LENGTH` samples (zeros past the end); the sound lasts to the end
-    of the first hop of the last frame within :data:`ACTIVE_DB` of the loudest, at most ``len(y)``.
-    """
+def _active_frames(y: np.ndarray) -> np.ndarray:
+    """Indices of the frames (``FRAME_LENGTH`` long, every ``HOP_LENGTH``, zeros past the end) within
+    :data:`ACTIVE_DB` of the loudest."""
     n_frames = max(1, -(-len(y) // HOP_LENGTH))
     padded = np.zeros(n_frames * HOP_LENGTH + FRAME_LENGTH)
     padded[: len(y)] = np.square(y, dtype=np.float64)
     energy = np.concatenate(([0.0], np.cumsum(padded)))
     starts = np.arange(n_frames) * HOP_LENGTH
     energy = np.maximum(energy[starts + FRAME_LENGTH] - energy[starts], 0.0)
-    last = np.flatnonzero(energy >= energy.max() * 10 ** (-ACTIVE_DB / 10))[-1]
-    return int(min(len(y), (last + 1) * HOP_LENGTH))
+    return np.flatnonzero(energy >= energy.max() * 10 ** (-ACTIVE_DB / 10))
+
+
+def sound_end(y: np.ndarray) -> int:
+    """Samples from the start of ``y`` to where its sound ends (see the module's docstring).
+
+    Frames start every :data:`HOP_LENGTH` samples (zeros past the end); the sound lasts to the end
+    of the first hop of the last frame within :data:`ACTIVE_DB` of the loudest, at most ``len(y)``.
+    """
+    return int(min(len(y), (_active_frames(y)[-1] + 1) * HOP_LENGTH))
+
+
+def sound_start(y: np.ndarray) -> int:
+    """Samples of silence that ``y`` starts with: those before its first within :data:`ACTIVE_DB` of its peak,
+    less one (the sound rises from that one, a click if cut)."""
+    level = np.abs(y)
+    return max(0, int(np.argmax(level >= level.max() * 10 ** (-ACTIVE_DB / 20))) - 1)
 
 
 def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 2, max_instruments: int | None = None,
@@ -310,13 +324,15 @@ def _draw(rng, pool: dict[str, list[Clip]], lo: int, hi: int, sr: int, seconds: 
 
 
 def _decode(path: Path, sr: int, seconds: float, cache: OrderedDict) -> tuple[np.ndarray, int]:
-    """The first ``seconds`` of ``path`` at ``sr``, mono, and its :func:`sound_end` (cached)."""
+    """The first ``seconds`` of ``path`` at ``sr``, mono, from its :func:`sound_start` on, and its :func:`sound_end` (cached)."""
     if path in cache:
         cache.move_to_end(path)
         return cache[path]
     y, _ = load(path, sr=sr, duration=seconds)
-    if not np.max(np.abs(y)) > 0:  # load refuses silent files; resampling could still leave zeros
-        raise AudioError(path, "is silent")
+    peak = float(np.max(np.abs(y)))
+    if not peak >= SILENT_PEAK:  # peak-normalised, a file of quantisation noise would be labelled as its instrument
+        raise AudioError(path, f"is silent (its loudest sample, {peak:.1e}, is below {SILENT_PEAK:g}, -80 dBFS)")
+    y = y[sound_start(y):]  # a member placed at its onset sounds from there: no silent, still-labelled part
     cache[path] = (y, sound_end(y))
     if len(cache) > CACHE_CLIPS:
         cache.popitem(last=False)

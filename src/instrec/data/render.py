@@ -261,13 +261,17 @@ def _what_decides(fonts, insts, jobs, negatives, settings: _Settings, nested: bo
 
 
 def _resolve_instruments(names: Iterable[str] | str) -> list[Instrument]:
-    """Resolve every name; names that land on the same label are rendered once."""
+    """Resolve every name; names that land on the same label are rendered once, two labels of one program refused."""
     if isinstance(names, str):  # one name, not its letters
         names = [names]
     resolved: dict[str, Instrument] = {}
     for name in names:
         inst = resolve_instrument(name)
         resolved.setdefault(inst.label, inst)
+        twin = next((i for i in resolved.values() if i.program == inst.program and i.label != inst.label), None)
+        if twin is not None:  # one sound under two labels: classes no model can tell apart
+            raise ParameterError(f"instruments: {twin.label} and {inst.label} are both General MIDI program "
+                                 f"{inst.program} ({inst.gm_name}), one sound under two labels; name one of them")
     if not resolved:
         raise ParameterError("instruments is empty; name at least one instrument")
     return list(resolved.values())
