@@ -185,6 +185,7 @@ def test_activity_stops_where_the_stem_has_died_away(tmp_path):
     out = tmp_path / "x"
     rep = M.render_music(out, pieces=[str(score)], n=2, seconds=6.0, sr=SR, seed=0, stems=True, instruments=("xylophone",))
     assert rep.n_written == 2
+    assert "FluidR3_GM SoundFont by Frank Wen" in (out / "CREDITS.md").read_text()  # whose sounds these are
     spans = A.read_activity(out / "activity.csv")
     rows = list(csv.DictReader(open(out / "manifest.csv")))
     held = 0.0

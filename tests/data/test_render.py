@@ -106,6 +106,17 @@ def test_manifest_matches_files_and_report(rendered, source):
     assert report.n_written == 6 and report.per_class == {"flute": 3, "saxophone": 3}
     assert report.sources == [source] and report.manifests == [folder / "manifest.csv"]
     assert report.skipped == [] and report.elapsed > 0
+    # review: no credit travelled with the clips (the recorded notes' CC-BY asks for one)
+    from instrec.data.credits import CREDITS
+
+    assert (folder / "CREDITS.md").read_text().splitlines()[2:] == [f"- {CREDITS[source]}"]
+
+
+def test_credits_of_sources_each_once_and_of_a_users_own_library():
+    from instrec.data.credits import CREDITS, credits_of
+
+    assert credits_of(["tonejs", "noise", "tonejs"]) == [CREDITS["tonejs"], CREDITS["noise"]]
+    assert credits_of(["mysf"]) == ["mysf: a library of your own; its licence applies to these clips"]
 
 
 @needs("timgm6mb")

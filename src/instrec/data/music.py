@@ -47,6 +47,7 @@ from .activity import join_labels, merge_spans, split_labels
 from .instruments import WIDE_VOCABULARY, Instrument, resolve_instrument
 from .music_folder import MUSIC_COLUMNS, MusicFolder, music_settings
 from .notes import Note, dynamic_for_velocity
+from .credits import write_credits
 from .outdir import out_path
 from .render import PEAK, SILENT_PEAK, _is_int, write_audio
 from .settings import check_audio_arguments
@@ -352,6 +353,8 @@ def render_music(
     finally:
         try:  # what was written is listed, however the run ends (Ctrl-C included)
             folder.save(now=True)
+            if report.n_written or report.n_reused:  # a run that wrote nothing leaves no folder
+                write_credits(out_dir, libraries)
         finally:
             for lib in libraries.values():
                 lib.close()

@@ -31,6 +31,7 @@ import soundfile as sf
 
 from ..errors import ParameterError
 from ..fileio import atomic_path, write_csv
+from .credits import write_credits
 from .folder import MANIFEST_NAME
 from .instruments import DEFAULT_INSTRUMENTS, Instrument, note_name, resolve_instrument
 from .negatives import LABEL as NEGATIVE_LABEL
@@ -231,6 +232,7 @@ def render(
         getattr(mapped, "close", lambda: None)()  # a mapper's generator cleans up now (cancels, disconnects)
     report.n_negatives = sum(report.n_negatives_by_source.values())
     _write_manifests(out_dir, rows, nested, report)
+    write_credits(out_dir, rows)
     run.finish()
     report.elapsed = time.perf_counter() - started
     return report
