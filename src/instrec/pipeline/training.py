@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -38,6 +39,19 @@ class TrainResult:
     train_seconds: float = 0.0
 
 
+def _peers(fn):
+    """:func:`~instrec.train.distributed.stops_with_its_peers`, imported when training runs (it needs
+    torch, which the pipeline's other steps do not): under torchrun another process gone is one line."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ..train.distributed import stops_with_its_peers
+
+        return stops_with_its_peers(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+@_peers
 def train_model(
     data: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -110,6 +124,11 @@ def train_model(
     options = options or DataOptions()
     families = read_families(families)
     check_model_out(out)
+    _check_out_not_here(out)
+    if resume and out is None:  # before the features, which may take hours
+        raise ParameterError("--resume continues the training of a model folder: give --out")
+    if out is not None:
+        _check_checkpoint_dest(checkpoint_path(out))
     init = load_base_model(init)
     recipe = resolve_recipe(recipe, init)
     check_keep_classes(keep_classes, init, recipe)
@@ -128,7 +147,7 @@ def train_model(
     skipped = ds.skipped + bad
     clips = [ds.clips[i] for i in ok]
     y = [c.label for c in clips]
-    need_two_classes(y, "the usable clips")
+    need_two_classes(y, "the usable clips", skipped)  # every clip of a class skipped: say why
     groups = clip_groups(clips, group_by) if group_by else None
     tr, te, base_split = _split_around_base(y, split, test_size, seed, groups, base_training_rows(init, clips))
     split_record = {"method": split, "test_size": test_size, "seed": seed, "n_train": len(tr), "n_test": len(te),
@@ -142,8 +161,6 @@ def train_model(
     need_two_classes([y[i] for i in tr], "the training split")
 
     checkpoint = checkpoint_path(out) if out is not None else None
-    if resume and checkpoint is None:
-        raise ParameterError("--resume continues the training of a model folder: give --out")
     with main_first():
         shifted = shifted_features(clips, recipe, tr, options, progress)
     clf, metrics = fit_and_score(recipe, seed, X, y, tr, te, bar(progress, f"{recipe.name}: training", recipe.train.epochs),
@@ -202,6 +219,11 @@ def train_model(
         start["test_split"] = _score_start(init, clf, X, y, te)
         if start["test_split"] is not None:
             context["the model it started from"] = start_words(start["test_split"])
+    lost = sorted(set(classes_of(ds.labels)) - set(classes_of(y)))
+    if lost:  # the skipped list may be long: a class gone whole is said on its own
+        words = (f"no usable clip of {', '.join(lost)} (every one was skipped): the model does not know "
+                 f"{'it' if len(lost) == 1 else 'them'}")
+        context["warning"] = f"{context['warning']}; {words}" if "warning" in context else words
     clf.info.update(info)
     model_dir = None
     if out is not None and not is_main():
@@ -210,7 +232,8 @@ def train_model(
         test_record = {"roots": [str(r) for r in ds.roots], "test": [str(clips[i].path.resolve()) for i in te]}
         with writing(out):  # a full disk or a read-only folder: one line naming it (WriteError)
             model_dir = clf.save(out, extra_files={SPLIT_FILE: test_record})
-        shutil.rmtree(checkpoint, ignore_errors=True)  # the model is safe: the checkpoint has done its job
+        if _is_checkpoint(checkpoint):  # the model is safe: the checkpoint has done its job
+            shutil.rmtree(checkpoint, ignore_errors=True)
     if report_dir is not None and is_main():
         with writing(report_dir):
             write_report(report_dir, metrics, title=f"{label}: evaluation", context=context, skipped=skipped)
@@ -311,9 +334,39 @@ def _split_around_base(y, split, test_size, seed, groups, base_rows):
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
-    """Where training for the model folder ``out`` keeps its checkpoint: ``<out>.checkpoint``."""
-    out = Path(out)
+    """Where training for the model folder ``out`` keeps its checkpoint: ``<out>.checkpoint``, beside it."""
+    out = Path(os.path.abspath(out))  # ".", "..", "m/..": the folder they name, never one inside it
+    if not out.name:
+        raise ParameterError(f"{out}: name a folder to write the model folder to, not the root")
     return out.with_name(out.name + ".checkpoint")
+
+
+def _check_out_not_here(out: str | os.PathLike | None) -> None:
+    """Refuse a model folder that is the current folder or holds it: the folder is replaced whole
+    on save (after all the training), which cannot be done to the folder a process stands in."""
+    if out is None:
+        return
+    here, target = Path.cwd().resolve(), Path(out).resolve()
+    if target == here or target in here.parents:
+        raise ParameterError(f"--out {out}: is the current folder or holds it; name a new folder for the model")
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint folder, or an empty folder: what a run may remove."""
+    from ..train.checkpoint import CKPT_JSON
+
+    return path.is_dir() and ((path / CKPT_JSON).is_file() or not any(path.iterdir()))
+
+
+def _check_checkpoint_dest(path: Path) -> None:
+    """Refuse, before any work, a ``<out>.checkpoint`` that is not a checkpoint: a run replaces it
+    every epoch and removes it at the end, and a user's folder of that name would go with it."""
+    from ..train.checkpoint import checkpoint_exists
+
+    checkpoint_exists(path)  # puts back one a killed run left aside
+    if path.exists() and not _is_checkpoint(path):
+        raise ParameterError(f"{path}: is not a training checkpoint, but training would replace it (the checkpoint "
+                             "of a model folder goes beside it): move it, or name another model folder")
 
 
 def _check_group_by(split: str, group_by: str | None) -> str | None:

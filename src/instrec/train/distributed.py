@@ -11,6 +11,7 @@ rank 0 of 1. :func:`launch` is torchrun itself, run from a command (``instrec tr
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import signal
 import sys
@@ -24,10 +25,38 @@ import torch.distributed as dist
 from torch import nn
 
 from ..devices import resolve_device
-from ..errors import ParameterError
+from ..errors import InstrecError, ParameterError
 
 # rank 0 may extract every feature while the others wait at a barrier: gloo's 30 minutes are too few
 TIMEOUT = timedelta(hours=6)
+# the exit code of a process that stopped because another did: the launcher reports the other's
+PEER_LOST = 75
+# what gloo's errors say when the process at the other end is gone
+_PEER_WORDS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe")
+
+
+class PeerLost(InstrecError):
+    """Another process of the group stopped (killed, out of memory, its own error): this one cannot go on."""
+
+    exit_code = PEER_LOST
+
+
+def stops_with_its_peers(fn):
+    """Make a collective's failure in a group, the mark of another process gone, :class:`PeerLost`:
+    one line, where it was a page of gloo traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RuntimeError as e:
+            lost = getattr(dist, "DistNetworkError", ())  # newer PyTorch's name for it
+            if world()[1] > 1 and (isinstance(e, lost) or any(w in str(e) for w in _PEER_WORDS)):
+                raise PeerLost("another training process stopped (killed, out of memory, or its own error), so "
+                               "this one stops too; continue the run with --resume") from e
+            raise
+
+    return wrapper
 
 
 def launched() -> bool:
@@ -213,6 +242,9 @@ def launch(nproc: int, args: Sequence[str], *, threads: int | None = None) -> in
         with _stderr_as_fd2():
             elastic_launch(config, sys.executable)("-u", *args)
     except ChildFailedError as e:
+        line = killed_line(e.failures, nproc)
+        if line:  # a killed process printed nothing of itself
+            print(f"instrec: error: {line}", file=sys.stderr, flush=True)
         return exit_code(e.failures)
     except SignalException as e:  # the launcher stopped the processes when it got a signal (Ctrl-C: SIGINT)
         if e.sigval == signal.SIGINT:
@@ -231,10 +263,33 @@ def exit_code(failures: dict) -> int:
     ``ProcessFailure``). A process the launcher stopped because another failed (SIGTERM) says
     nothing: a failure of its own (an exit code, or another signal: SIGKILL when out of memory,
     SIGSEGV) comes first, rank 0's where it has one, else the earliest."""
-    own = {rank: f for rank, f in failures.items() if f.exitcode != -signal.SIGTERM}
-    failure = own.get(0) or min(own.values(), key=lambda f: f.timestamp, default=None) \
-        or failures.get(0) or next(iter(failures.values()))
+    failure = failures[_first_failure(failures)]
     return failure.exitcode if failure.exitcode >= 0 else 128 - failure.exitcode
+
+
+def killed_line(failures: dict, nproc: int) -> str | None:
+    """What to say of a run whose first failure (:func:`exit_code`'s) is a process killed by a
+    signal, which leaves no word of its own; None where it failed of itself (it said why)."""
+    rank = _first_failure(failures)
+    code = failures[rank].exitcode
+    if code >= 0:
+        return None
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    why = " (out of memory?)" if -code == signal.SIGKILL else ""
+    return f"training process {rank} of {nproc} was killed by {name}{why}; continue the run with --resume"
+
+
+def _first_failure(failures: dict) -> int:
+    """The rank whose failure is the run's (see :func:`exit_code`)."""
+    own = {rank: f for rank, f in failures.items() if f.exitcode not in (-signal.SIGTERM, PEER_LOST)}
+    if 0 in own:
+        return 0
+    if own:
+        return min(own, key=lambda r: own[r].timestamp)
+    return 0 if 0 in failures else next(iter(failures))
 
 
 @contextmanager

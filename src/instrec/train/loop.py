@@ -360,10 +360,13 @@ def _validation_split(y: np.ndarray, fraction: float, seed: int, min_per_class: 
     if np.ndim(y) == 2:  # several labels a row: stratified by each row's first class (or none)
         y = np.where(y.any(axis=1), y.argmax(axis=1) + 1, 0)
     counts = np.bincount(y)
-    if fraction <= 0 or fraction * n < min_per_class * np.count_nonzero(counts):
+    k, n_val = np.count_nonzero(counts), int(np.ceil(fraction * n))  # train_test_split's own count
+    # a training side left empty would train nothing: as with too few rows, none held out
+    if fraction <= 0 or fraction * n < min_per_class * k or n_val >= n:
         return torch.arange(n), torch.arange(0)
     from sklearn.model_selection import train_test_split
 
-    stratify = y if counts[counts > 0].min() >= 2 and int(np.ceil(fraction * n)) >= len(counts[counts > 0]) else None
+    # stratified only where each side can hold every class (sklearn refuses otherwise)
+    stratify = y if counts[counts > 0].min() >= 2 and min(n_val, n - n_val) >= k else None
     tr, va = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=stratify)
     return torch.from_numpy(np.sort(tr)), torch.from_numpy(np.sort(va))
