@@ -442,7 +442,7 @@ def test_one_class_left_names_the_files_skipped(tmp_path):
     (tmp_path / "m.csv").write_text("path,label\na.wav,flute\nb.wav,oboe\nc.wav,oboe\n")
     r = run_cli("train", tmp_path, "--manifest", tmp_path / "m.csv", "--out", tmp_path / "m")
     assert r.returncode == 1 and len(error_lines(r.stderr)) == 1, r.stderr
-    assert "found 1 (flute); 2 listed file(s) were skipped, the first: " in r.stderr and "b.wav: listed in m.csv line 3" in r.stderr
+    assert "found 1 (flute); 2 listed files were skipped, the first: " in r.stderr and "b.wav: listed in m.csv line 3" in r.stderr
 
 
 def test_train_says_what_it_learnt_from(tmp_path):

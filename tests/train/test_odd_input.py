@@ -64,6 +64,10 @@ def test_all_clips_silent_says_why(tmp_path):
             write(tmp_path / "data" / kind / f"{kind}{i}.wav", np.zeros(22050, dtype=np.float32))
     with pytest.raises(DataError, match="skipped.*silent"):
         train_model(tmp_path / "data", recipe="mfcc-linear")
+    from instrec.pipeline import KFold, cross_validate
+
+    with pytest.raises(DataError, match="4 listed files were skipped.*silent"):  # cross-validation says it too
+        cross_validate(tmp_path / "data", recipe="mfcc-linear", cv=KFold(2))
 
 
 def test_resume_without_a_model_folder_fails_before_any_feature(tone_data, monkeypatch):

@@ -14,7 +14,7 @@ import numpy as np
 from ..classifier import InstrumentClassifier
 from .progress import Progress, bar  # noqa: F401 (re-exported: the pipeline's modules take them from here)
 from ..data.folder import Dataset, load_dataset
-from ..errors import DataError, ParameterError
+from ..errors import DataError, ParameterError, counted
 from ..evaluate import compute_metrics
 from ..models.device_features import extract
 from ..recipes import Recipe, finetuning, get_recipe, same_network
@@ -101,7 +101,7 @@ def dataset_features(ds: Dataset, recipe: Recipe, options: DataOptions, progress
     """Features of every clip of ``ds`` once: ``(X, usable clips, skipped)``."""
     X, ok, bad = extract_rows(ds.clips, recipe.feature, options, progress, f"{recipe.name}: features", device)
     clips = [ds.clips[i] for i in ok]
-    need_two_classes([c.label for c in clips], "the usable clips")
+    need_two_classes([c.label for c in clips], "the usable clips", ds.skipped + bad)  # all skipped: say why
     return X, clips, ds.skipped + bad
 
 
@@ -353,7 +353,8 @@ def need_two_classes(labels: Sequence[str], what: str, skipped: Sequence[tuple[s
     """DataError unless ``labels`` hold 2 classes; ``skipped`` (file, why): named too, as they may be the cause."""
     classes = classes_of(labels)
     if len(classes) < 2:
-        lost = f"; {len(skipped)} listed file(s) were skipped, the first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        lost = (f"; {counted(len(skipped), 'listed file')} {'was' if len(skipped) == 1 else 'were'} skipped, the first: "
+                f"{skipped[0][0]}: {skipped[0][1]}" if skipped else "")
         raise DataError(f"{what} must have at least 2 classes to train; found {len(classes)} ({', '.join(classes) or 'none'}){lost}")
 
 
