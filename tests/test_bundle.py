@@ -408,3 +408,16 @@ def test_an_in_dim_that_contradicts_the_recipe_is_refused(tmp_path):
     f.write_text(json.dumps({**json.loads(f.read_text()), "in_dim": 41}))
     with pytest.raises(BundleError, match="in_dim 41 is not its recipe's feature size 40"):
         InstrumentClassifier.load(tmp_path / "m")
+
+
+def test_the_current_folder_is_never_a_destination(tmp_path, monkeypatch):
+    """Review: an empty current folder was taken, and replacing it whole failed after all the work."""
+    from instrec.bundle import META, check_dest
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for dest in (".", "..", str(here)):
+        with pytest.raises(ParameterError, match="is the current folder or holds it"):
+            check_dest(dest, marker=META, what="model folder")
+    check_dest("new", marker=META, what="model folder")  # a folder beside it is fine
