@@ -300,22 +300,30 @@ def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
     k = min(k, len(results[0].probabilities)) if results else k
     if fmt == "csv":
         return multilabel_csv(results) if multilabel else predictions_csv(results, k)
-    from rich.table import Column, Table
+    from rich.table import Table
 
     if multilabel:
         return multilabel_table(results)
 
     by_family = bool(results) and results[0].level == "family"
     what = "family" if by_family else "instrument"
-    table = Table(Column("file", overflow="fold"), what, *([] if by_family else ["family"]),
-                  *(f"#{i}" for i in range(2, k + 1)))
+    rows = []
     for r in results:
         p = r.probabilities.get(r.label)
         others = [(c, q) for c, q in r.top(k) if c != r.label][: k - 1]
-        table.add_row(_shown(r.path), r.label if p is None else f"{r.label} ({p:.1%})", *([] if by_family else [r.family or ""]),
-                      *(f"{c} ({q:.1%})" for c, q in others))
+        rows.append([_shown(r.path), r.label if p is None else f"{r.label} ({p:.1%})",
+                     *([] if by_family else [r.family or ""]), *(f"{c} ({q:.1%})" for c, q in others)])
+    head = ["file", what, *([] if by_family else ["family"])]
+    alternatives = [f"#{i}" for i in range(2, k + 1)]
+    if not _fits(head + alternatives, rows):  # one column each would cut every name short: one for them all
+        alternatives = [f"#2-#{k}"] if k > 2 else alternatives
+        rows = [row[: len(head)] + ([", ".join(row[len(head):])] if alternatives else []) for row in rows]
+    table = Table(*map(_folded, head + alternatives))
+    for row in rows:
+        table.add_row(*row, *[""] * (len(head) + len(alternatives) - len(row)))
+
     def segments(r: Prediction) -> Table:
-        seg = Table("from (s)", "to (s)", what, "mean p")
+        seg = Table(*map(_folded, ("from (s)", "to (s)", what, "mean p")))
         for s in r.segments:
             seg.add_row(f"{s.start:.2f}", f"{s.end:.2f}", s.label, "" if s.probability is None else f"{s.probability:.1%}")
         return seg
@@ -328,13 +336,13 @@ def multilabel_table(results: Sequence[Prediction]) -> str:
     first) with its probability and when it plays, or "no instrument heard"; then, per windowed
     file, who plays when (runs of windows with the same instruments). At family level, the same
     of the families heard (:func:`heard`)."""
-    from rich.table import Column, Table
+    from rich.table import Table
 
     by_family = bool(results) and results[0].level == "family"
     what = "family" if by_family else "instrument"
     # the answer is the set heard with its times: no single label, which would hide the others
-    table = Table(Column("file", overflow="fold"), what, *([] if by_family else ["family"]),
-                  Column("p", justify="right"), Column("when", overflow="fold"))
+    table = Table(*map(_folded, ["file", what, *([] if by_family else ["family"])]),
+                  _folded("p", justify="right"), _folded("when"))
     for r in results:
         tracks = heard(r)
         if not tracks:
@@ -344,12 +352,27 @@ def multilabel_table(results: Sequence[Prediction]) -> str:
                           f"{t.probability:.2f}", ", ".join("-".join(span(a, b)) for a, b in t.segments),
                           end_section=i == len(tracks) - 1)
     def runs(r: Prediction) -> Table:
-        when = Table("from", "to", Column("families" if by_family else "instruments", overflow="fold"))
+        when = Table(_folded("from"), _folded("to"), _folded("families" if by_family else "instruments"))
         for a, b, who in who_plays_when(r):
             when.add_row(*span(a, b), who)
         return when
 
     return _with_timelines(table, results, runs)
+
+
+def _folded(header: str, **kw):
+    """A table column whose long cells wrap rather than end in '…': a narrow terminal shows every answer whole."""
+    from rich.table import Column
+
+    return Column(header, overflow="fold", **kw)
+
+
+def _fits(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> bool:
+    """Whether a table of ``headers`` and ``rows`` fits the terminal on one line a row, its borders
+    counted; the first column (file names, which wrap anyway) at up to 20 characters."""
+    widths = [max([len(h), *(len(row[i]) for row in rows if i < len(row))]) for i, h in enumerate(headers)]
+    widths[:1] = [min(w, 20) for w in widths[:1]]
+    return sum(widths) + 3 * len(widths) + 1 <= terminal_width()
 
 
 def _shown(path: str | None) -> str:

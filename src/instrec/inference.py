@@ -35,8 +35,8 @@ from .errors import AudioError, BundleError, InstrecError, NotAModel, ParameterE
 from .features import FeatureConfig
 from .features.compute import compute_windows
 from .results import Prediction, Track, Window
-from .timeline import (SILENCE_DB, merge_segments, silent_levels, silent_windows, tracks,  # noqa: F401 (re-exported)
-                       window_spans)
+from .timeline import (MAX_WINDOWS, SILENCE_DB, check_window_count, merge_segments, silent_levels,  # noqa: F401
+                       silent_windows, too_many_windows, tracks, window_spans)
 
 ENGINES = ("auto", "torch", "onnx")
 # model.json's keys that turn probabilities into answers: read from the folder's model.json even
@@ -260,9 +260,14 @@ class Model:
         """
         from .audio import SR_RANGE, check_samples, resample
 
-        y = to_mono(np.asarray(y, dtype=np.float32))
-        if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or not SR_RANGE[0] <= sr <= SR_RANGE[1]:
-            raise ParameterError(f"sr must be a sampling rate in Hz between {SR_RANGE[0]} and {SR_RANGE[1]}; got {sr!r}")
+        y = np.asarray(y)
+        if y.dtype.kind not in "fiu":  # cast, complex would lose its imaginary part, and text raise a bare ValueError
+            raise AudioError(path or "<array>", f"holds {y.dtype} values, not audio samples")
+        y = to_mono(y.astype(np.float32, copy=False))
+        # a whole rate given as a float (44100.0) is a rate; 44100.5 or True is not
+        whole = isinstance(sr, (int, float, np.integer, np.floating)) and not isinstance(sr, bool) and float(sr).is_integer()
+        if not whole or not SR_RANGE[0] <= sr <= SR_RANGE[1]:
+            raise ParameterError(f"sr must be a whole sampling rate in Hz between {SR_RANGE[0]} and {SR_RANGE[1]}; got {sr!r}")
         window, hop = check_window(window, hop, model_window=self.window)
         check_samples(y, path or "<array>", sr=int(sr))
         y = resample(y, orig_sr=int(sr), target_sr=self.feature.sr)
@@ -282,11 +287,16 @@ class Model:
         deadline : stop, with an AudioError, once it passes: a :func:`time.monotonic` instant or a
             callable returning True when the work should stop (see :func:`instrec.audio.load`)
         """
-        from .audio import as_deadline, decode_blocks
+        from .audio import as_deadline, decode_blocks, header_seconds
 
         window, hop = check_window(window, hop, model_window=self.window)
         time_up = as_deadline(deadline)
         sr = self.feature.sr
+        max_duration = MAX_TIMELINE_DURATION if max_duration is None else max_duration
+        # a file too long is refused for its length (by decode_blocks), one of too many windows here;
+        # a FIFO's header would block: decode_blocks refuses it
+        if Path(path).is_file() and (seconds := header_seconds(path)) and (window or seconds > 1.5 * self.window) and seconds <= max_duration:
+            check_window_count(seconds, window=window or self.window, hop=hop or (window or self.window) / 2, path=str(path))
         # a recording longer than this is a timeline: its windows are predicted as it is decoded,
         # so memory holds a block and a window, not the whole recording
         long = max(1.5 * self.window, window or 0.0) * sr
@@ -308,8 +318,7 @@ class Model:
                 timeline.feed(np.concatenate(head))
                 head.clear()
 
-        decode_blocks(path, put, sr=sr, max_duration=MAX_TIMELINE_DURATION if max_duration is None else max_duration,
-                      deadline=time_up)
+        decode_blocks(path, put, sr=sr, max_duration=max_duration, deadline=time_up)
         if timeline is not None:
             return timeline.finish()
         return self._predict(np.concatenate(head), str(path), window, hop, time_up=time_up)
@@ -333,6 +342,7 @@ class Model:
                               level=self.level, instruments=heard)
         window = window or self.window
         hop = hop or window / 2
+        check_window_count(duration, window=window, hop=hop, path=path)
         return self._timeline(y, path, window, hop, time_up=time_up)
 
     def _timeline(self, y: np.ndarray, path: str | None, window: float, hop: float,
@@ -483,6 +493,8 @@ class _Timeline:
         from .audio import SILENCE_PEAK
 
         chunk = self.buf[a - self.base : b - self.base]
+        if len(self.spans) == MAX_WINDOWS:  # a header that understated the length: held to the same bound
+            raise too_many_windows(f"more than {MAX_WINDOWS:,}", window=self.window, hop=self.hop, path=self.path)
         self.spans.append((a, b))
         self.rms.append(math.sqrt(float(np.mean(np.square(chunk, dtype=np.float64)))) if len(chunk) else 0.0)
         # a constant window (a DC offset: no sound) is silent, however far from zero it sits
@@ -573,7 +585,7 @@ def check_window(window, hop, *, model_window: float | None = None) -> tuple[flo
         a value out of range or not a number, or a hop longer than the window.
     """
     for name, v in (("window", window), ("hop", hop)):
-        if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or not MIN_WINDOW <= v <= MAX_WINDOW):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not MIN_WINDOW <= v <= MAX_WINDOW):
             raise ParameterError(f"{name} must be between {MIN_WINDOW} and {MAX_WINDOW:g} seconds; got {v!r}")
     if window is not None and hop is not None and hop > window:
         raise ParameterError(f"hop ({hop:g} s) must not be longer than the window ({window:g} s)")

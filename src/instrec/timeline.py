@@ -16,11 +16,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import AudioError, ParameterError
 from .results import Prediction, Segment, Track, Window
 
 # A window this far (dB RMS) below the loudest window of the recording counts as silent.
 SILENCE_DB = 50.0
+# A timeline's most windows: each answer holds ~2.5 kB (and as much again printed), so 100,000 stay
+# within the ~1 GB any call takes; a day at the shipped model's default hop (1.5 s) is 57,600
+MAX_WINDOWS = 100_000
 
 
 def window_spans(n: int, *, sr: int, window: float, hop: float) -> list[tuple[int, int]]:
@@ -36,6 +39,20 @@ def window_spans(n: int, *, sr: int, window: float, hop: float) -> list[tuple[in
     if starts[-1] + w < n:
         starts.append(n - w)
     return [(a, a + w) for a in starts]
+
+
+def check_window_count(seconds: float, *, window: float, hop: float, path: str | None) -> None:
+    """Refuse a timeline of more than :data:`MAX_WINDOWS` windows of ``window`` s every ``hop`` s
+    over ``seconds``, before any is predicted: a tiny hop on a long file would not fit in memory."""
+    count = max(0, math.ceil((seconds - window) / hop)) + 1
+    if count > MAX_WINDOWS:
+        raise too_many_windows(f"{count:,}", window=window, hop=hop, path=path)
+
+
+def too_many_windows(count: str, *, window: float, hop: float, path: str | None) -> AudioError:
+    """The error of a timeline that would take ``count`` windows, over :data:`MAX_WINDOWS`."""
+    return AudioError(path or "<array>", f"would take {count} windows of {window:g} s every {hop:g} s (at most "
+                      f"{MAX_WINDOWS:,}): give a longer hop, or cut the recording")
 
 
 def silent_windows(chunks: Sequence[np.ndarray], *, below_db: float = SILENCE_DB) -> np.ndarray:
