@@ -98,7 +98,7 @@ def predict_duration_ok(case: dict) -> bool:
     """Keep the fuzz bounded: audio whose duration at its rate is absurd is not run (Model.predict
     resamples it to the model's rate first; see the report's finding on tiny rates)."""
     sr = case["sr"]
-    if isinstance(sr, (int, np.integer)) and sr > 0:  # True is 1 Hz
+    if isinstance(sr, (int, float, np.integer, np.floating)) and sr > 0:  # True is 1 Hz; 22050.0 is a rate too
         return case["signal"]["n"] / sr <= MAX_ARRAY_SECONDS
     return True
 
@@ -229,11 +229,12 @@ CHECK_WINDOW = st.fixed_dictionaries({"window": CHECK_WINDOW_VALUES, "hop": CHEC
 
 
 def check_check_window(case: dict, ctx: Context) -> None:
-    """check_window accepts exactly None or a finite number in [0.1, 600] for each, hop <= window."""
+    """check_window accepts exactly None or a finite number in [0.1, 600] for each (not a bool), hop <= window."""
     from instrec.inference import MAX_WINDOW, MIN_WINDOW, check_window
 
     def ok(v):
-        return v is None or (isinstance(v, (int, float)) and math.isfinite(v) and MIN_WINDOW <= v <= MAX_WINDOW)
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                             and MIN_WINDOW <= v <= MAX_WINDOW)
 
     window, hop = case["window"], case["hop"]
     accept = ok(window) and ok(hop) and not (window is not None and hop is not None and hop > window)
