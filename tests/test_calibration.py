@@ -103,3 +103,23 @@ def test_choose_thresholds_stays_in_range_and_checks_input():
     P[0, 0] = np.nan
     with pytest.raises(ParameterError):
         choose_thresholds(Y, P)
+
+
+def test_temperature_is_the_grid_minimum_and_stays_bounded_on_edge_data():
+    from instrec.calibration import T_RANGE
+
+    grid = np.geomspace(*T_RANGE, 801)
+    for seed, scale in ((0, 0.3), (1, 3.0), (2, 8.0)):  # under-, mildly and over-confident logits
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 3, 200)
+        L = rng.normal(0, scale, (200, 3))
+        L[np.arange(200), y] += 1.0
+        P = np.exp(L - L.max(1, keepdims=True))
+        P /= P.sum(1, keepdims=True)
+        best = min(nll(P, y, t) for t in grid)
+        assert nll(P, y, fit_temperature(P, y)) <= best + 1e-6
+    # all identical probabilities: nothing beats T = 1; perfectly separable: finite, within range, NLL ~ 0
+    assert fit_temperature(np.full((10, 3), 1 / 3), np.arange(10) % 3) == 1.0
+    P, y = np.eye(3)[[0, 1, 2, 0]] * 0.9 + 0.05, [0, 1, 2, 0]
+    t = fit_temperature(P, y)
+    assert T_RANGE[0] <= t < 1 and np.isfinite(t) and nll(P, y, t) < 1e-6

@@ -72,7 +72,8 @@ def fit_temperature(proba: np.ndarray, y: Sequence[int]) -> float:
         return 1.0
     res = minimize_scalar(lambda s: nll(proba, y, math.exp(s)), bounds=tuple(math.log(t) for t in T_RANGE),
                           method="bounded", options={"xatol": 1e-4})
-    t = float(math.exp(res.x))
+    # Brent stops xatol short of a bound; a minimum at the bound (separable or near-random rows) is the bound
+    t = min((float(math.exp(res.x)), *T_RANGE), key=lambda c: nll(proba, y, c))
     return t if nll(proba, y, t) < nll(proba, y, 1.0) else 1.0
 
 

@@ -156,16 +156,24 @@ def _indicator(name: str, M, shape: tuple[int, int] | None = None, *, binary: bo
     return M
 
 
-def _prf(Y: np.ndarray, pred: np.ndarray):
-    """Per-class (precision, recall, f1, support) and micro (precision, recall, f1) of 0/1 matrices;
-    None without rows (sklearn refuses empty input)."""
-    from sklearn.metrics import precision_recall_fscore_support
+def _ratio(a, b):
+    """``a / b``, 0 where ``b`` is 0 (scikit-learn's ``zero_division=0``)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
 
+
+def _prf(Y: np.ndarray, pred: np.ndarray):
+    """Per-class (precision, recall, f1, support) and micro (precision, recall, f1) of 0/1 matrices,
+    0 where undefined; micro None when no cell is true or predicted (nothing to score), and None
+    without rows. Counted here: scikit-learn takes a one-column matrix for a binary task of 0 and 1."""
     if not len(Y):
         return None
-    per = precision_recall_fscore_support(Y, pred, average=None, zero_division=0)
-    micro = precision_recall_fscore_support(Y, pred, average="micro", zero_division=0)[:3]
-    return per, tuple(float(x) for x in micro)
+    tp, fp, fn = (Y * pred).sum(axis=0), ((1 - Y) * pred).sum(axis=0), (Y * (1 - pred)).sum(axis=0)
+    per = (_ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn), Y.sum(axis=0).astype(np.int64))
+    T, F, N = tp.sum(), fp.sum(), fn.sum()
+    if not T + F + N:
+        return per, (None, None, None)
+    return per, (float(_ratio(T, T + F)), float(_ratio(T, T + N)), float(_ratio(2 * T, 2 * T + F + N)))
 
 
 def multilabel_metrics(Y_true, P, classes: Sequence[str], thresholds=None) -> dict:
@@ -178,7 +186,7 @@ def multilabel_metrics(Y_true, P, classes: Sequence[str], thresholds=None) -> di
     Returns plain Python values: ``n``, ``classes``, ``average_precision`` (class → AP over the
     ranking of ``P``, threshold-free; None for a class without a positive or without a negative
     clip), ``map`` (mean of the defined APs; None if none), ``micro_precision``, ``micro_recall``,
-    ``micro_f1`` (over all clip × class cells), ``macro_f1`` (mean F1 over the classes with at least
+    ``micro_f1`` (over all clip × class cells; None when no cell is true or predicted), ``macro_f1`` (mean F1 over the classes with at least
     one positive clip in ``Y_true``: a class the data lacks has no recall to average; None if none),
     ``per_class`` (class → ``precision, recall, f1, support, threshold``; 0 where undefined),
     ``exact_match`` (share of clips whose predicted set is exactly the true set) and ``thresholds``.
@@ -227,7 +235,7 @@ def frame_scores(A_true, A_pred, *, classes: Sequence[str] | None = None) -> dic
     :func:`instrec.data.activity.activity_matrix`).
 
     Returns ``frames``, micro ``precision``, ``recall`` and ``f1`` over all frame × class cells
-    (0 where undefined, None without frames) and ``per_class`` (column index, or name from
+    (0 where undefined, None without frames or when no class is active or predicted in any frame) and ``per_class`` (column index, or name from
     ``classes``, → F1; None for a class neither active nor predicted in any frame: nothing to score).
 
     Raises ParameterError when the shapes disagree or a matrix is not 0/1.
@@ -343,6 +351,7 @@ def report_markdown(metrics: dict, *, title: str, context: dict, skipped: Sequen
                       f"{fmt_num(frames['f1'])} (precision {fmt_num(frames['precision'])}, recall "
                       f"{fmt_num(frames['recall'])}) over {frames['frames']} frames of {frames['hop_seconds']:g} s "
                       f"in {frames['clips']} recordings.", ""]
+        lines += _unscored_lines(metrics)
         if skipped:
             lines += [f"Skipped {len(skipped)} file(s):", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]
         return "\n".join(lines)
@@ -350,25 +359,39 @@ def report_markdown(metrics: dict, *, title: str, context: dict, skipped: Sequen
     if metrics.get("reliability"):
         lines += ["Expected calibration error (15 equal-width bins of top-class confidence): "
                   f"{fmt_num(metrics.get('ece'))}.", "", "![reliability diagram](reliability.png)", ""]
-    doubt = metrics.get("doubt")
-    if doubt:
-        lines += [f"Answered unknown (the class unknown, or below min_confidence {doubt['min_confidence']:.3f}): "
-                  f"{doubt['answered_unknown']} of {metrics['n']} clips, {doubt['known_answered_unknown']} of the "
-                  f"{doubt['known_clips']} clips of known classes; accuracy of the other answers "
-                  f"{fmt_pct(doubt['accuracy_of_other_answers'])}.", ""]
+    lines += _doubt_lines(metrics)
     family = metrics.get("family")
     if family:
         lines += ["## Family level", "", "Each family's probability is the sum of its classes'; the answer is the "
                   "likeliest family.", "", *_score_lines(family, "family"), "",
-                  "![family confusion matrix](family_confusion_matrix.png)", ""]
-    chosen = metrics.get("left_out_by_classes") or {}
-    unknown = {c: n for c, n in (metrics.get("unknown_classes") or {}).items() if c not in chosen}
-    for what, table in (("left out by the classes chosen", chosen), ("that the model does not know", unknown)):
-        if table:
-            lines += [f"Classes in the data {what} (not scored): " + ", ".join(f"{c} ({n})" for c, n in table.items()), ""]
+                  "![family confusion matrix](family_confusion_matrix.png)", "", *_doubt_lines(family)]
+    lines += _unscored_lines(metrics)
     if skipped:
         lines += [f"Skipped {len(skipped)} file(s):", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]
     return "\n".join(lines)
+
+
+def _doubt_lines(metrics: dict) -> list[str]:
+    """How many clips are answered unknown (``doubt``), and that the figures above ignore it."""
+    doubt = metrics.get("doubt")
+    if not doubt:
+        return []
+    return [f"Answered unknown (the class unknown, or below min_confidence {doubt['min_confidence']:.3f}): "
+            f"{doubt['answered_unknown']} of {metrics['n']} clips, {doubt['known_answered_unknown']} of the "
+            f"{doubt['known_clips']} clips of known classes; accuracy of the other answers "
+            f"{fmt_pct(doubt['accuracy_of_other_answers'])}. Accuracy, F1, ROC AUC, ECE and the confusion matrix "
+            "score the likeliest class of every clip, answered unknown or not.", ""]
+
+
+def _unscored_lines(metrics: dict) -> list[str]:
+    """The classes in the data not scored: left out by the classes chosen, or unknown to the model."""
+    chosen = metrics.get("left_out_by_classes") or {}
+    unknown = {c: n for c, n in (metrics.get("unknown_classes") or {}).items() if c not in chosen}
+    lines = []
+    for what, table in (("left out by the classes chosen", chosen), ("that the model does not know", unknown)):
+        if table:
+            lines += [f"Classes in the data {what} (not scored): " + ", ".join(f"{c} ({n})" for c, n in table.items()), ""]
+    return lines
 
 
 def _score_lines(metrics: dict, what: str) -> list[str]:
