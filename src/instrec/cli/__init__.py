@@ -247,6 +247,10 @@ def crossval(
     from ..evaluate import crossval_summary, crossval_table
     from ..pipeline import LeaveOneSourceOut, cross_validate
 
+    from .checks import check_report
+
+    if out is not None:  # before any work: '' or a recordings folder would get the report among its files
+        check_report(out, None, "--out")
     r = _recipe(recipe, epochs, hidden, activation, image_mode)
     splitter = LeaveOneSourceOut(parse_joins(join or []))
     _say_recipe(recipe, None, r)
@@ -283,7 +287,9 @@ def evaluate(
     """Evaluate a model: accuracy, macro F1, ROC AUC, per-class scores, confusion matrix."""
     from ..evaluate import fmt_num, fmt_pct
     from ..pipeline import evaluate_model
+    from .checks import check_report
 
+    check_report(out, None, "--out")  # before any work: '' or a recordings folder would get the report among its files
     with _progress() as progress:
         m, skipped = evaluate_model(str(model_dir), data, out=out, options=_data_options(labels, manifest, alias, jobs, no_cache, ray),
                                     classes=classes, progress=progress)
@@ -399,13 +405,14 @@ def predict(
     A multi-label model answers with every instrument heard and when it plays (table: its segments;
     csv: one row per window with the active instruments; json: instruments and each window's active set)."""
     from ..errors import ParameterError
-    from .checks import check_one_model
+    from .checks import check_one_model, check_predict_outputs
 
     paths = [p if "://" in p else Path(p) for p in paths]  # a URL as written (a Path would fold its '//')
     if model is None:
         model, paths = _model_argument(paths)
     else:
         check_one_model(model, paths)
+    check_predict_outputs(paths, out=out, plot=plot, log=log)
     if plot is not None and (len(paths) != 1 or isinstance(paths[0], str) or paths[0].is_dir()):
         raise ParameterError("--plot draws one recording: name exactly one audio file")
     if plot is not None:

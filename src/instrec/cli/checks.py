@@ -30,6 +30,17 @@ def check_one_model(model: Path, paths: list) -> None:
                              "(first, or with --model)")
 
 
+def check_predict_outputs(paths: list, *, out: Path | None, plot: Path | None, log: Path | None) -> None:
+    """``predict``'s output files: --plot a .png (the picture is a PNG, whatever the name), and none of
+    them one of the recordings to predict (the recording would be replaced by the output)."""
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise ParameterError(f"--plot {plot}: the picture is a PNG; name a .png file")
+    inputs = {p.resolve() for p in paths if not isinstance(p, str) and p.is_file()}
+    for option, target in (("--out", out), ("--plot", plot), ("--log", log)):
+        if target is not None and target.resolve() in inputs:
+            raise ParameterError(f"{option} {target}: is one of the recordings to predict; name another file")
+
+
 def check_labels(labels, manifest) -> None:
     """``--manifest`` with ``--labels`` other than auto or manifest: the manifest would win without a word."""
     if manifest is not None and labels.value not in ("auto", "manifest"):
@@ -53,16 +64,32 @@ def check_train_options(ctx: typer.Context, *, cv, resume, split, labels, manife
         check_nproc(nproc)
 
 
-def check_report(report: Path, out: Path | None) -> None:
-    """Refuse a --report folder before any work: a file, one that cannot be written, the model
-    folder, or a folder of other files (the report's files would go among them, a recordings folder)."""
+def check_report(report: Path, out: Path | None, option: str = "--report") -> None:
+    """Refuse a report folder (train's --report, evaluate's and crossval's --out) before any work: a file, one
+    that cannot be written, the model folder, or a folder of other files (the report's files would go among
+    them, a recordings folder)."""
     from ..pipeline.validation import check_report_dir
 
     if out is not None and Path(report).resolve() == Path(out).resolve():
         raise ParameterError(f"--report and --out both name {report}: name another folder for the report")
     if report.is_dir() and not any((report / f).is_file() for f in REPORT_FILES) and any(report.iterdir()):
-        raise ParameterError(f"--report {report}: holds other files (it is not a report): name a new or empty folder")
+        raise ParameterError(f"{option} {report}: holds other files (it is not a report): name a new or empty folder")
     check_report_dir(report)  # a file: ParameterError; a folder that cannot be written: WriteError
+
+
+DEMO_ENTRIES = {"data", "models", "reports", "report.md", "summary.json"}  # what demo writes in its folder
+
+
+def check_demo_out(out: Path) -> None:
+    """Refuse a demo folder that is a file, or a folder holding anything but an earlier demo's
+    (its data, models and reports would go among a recordings folder's files)."""
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out {out}: is a file, not a folder; name a folder for the demo")
+    if out.is_dir():
+        other = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES)
+        if other:
+            raise ParameterError(f"--out {out}: holds other files ({other[0]}{', ...' if len(other) > 1 else ''}), "
+                                 "not an earlier demo's: name a new or empty folder")
 
 
 def check_checkpoint(out: Path, resume: bool, epochs: int) -> None:

@@ -8,7 +8,9 @@ from typing import List, Optional
 import typer
 
 from ..display import progress_bars as _progress
-from .common import EngineName, _examples, _need, app
+from .common import EngineName, _choice, _examples, _need, app
+
+LogLevel = _choice("LogLevel", "critical", "error", "warning", "info", "debug")
 
 
 @app.command(epilog=_examples(
@@ -42,10 +44,15 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="INSTREC_API_KEY", show_default=False,
                                           help="require this key (X-API-Key or Authorization: Bearer) under /v1/ "
                                                "but /v1/health; prefer $INSTREC_API_KEY, which ps does not show"),
-    log_level: str = typer.Option("info", "--log-level", help="critical, error, warning, info or debug"),
+    log_level: LogLevel = typer.Option(LogLevel.info, "--log-level", case_sensitive=False, help="critical, error, warning, info or debug"),
 ):
     """HTTP service and web page: POST /v1/predict, GET /v1/health, GET /v1/model, / (the page), /openapi.json."""
+    for option, value in (("--max-upload-mb", max_upload_mb), ("--max-duration", max_duration),
+                          ("--request-timeout", request_timeout), ("--header-timeout", header_timeout),
+                          ("--keep-alive", keep_alive)):
+        _check_positive(option, value)
     _need("fastapi", "uvicorn", "multipart")
+    _check_listen(host, port)  # before the model loads: uvicorn would say it in four log lines and exit 3
     from ..service import Limits
     from ..service.server import serve as run_server
 
@@ -55,8 +62,39 @@ def serve(
                     **({"max_queue": max_queue} if max_queue is not None else {}),
                     header_timeout_s=header_timeout, min_upload_rate=min_upload_rate * 1000,
                     max_connections=max_connections, keep_alive_s=keep_alive)
-    run_server(model, host=host, port=port, limits=limits, engine=engine.value, log_level=log_level,
+    run_server(model, host=host, port=port, limits=limits, engine=engine.value, log_level=log_level.value,
                api_key=api_key, cors_origins=cors_origin, allowed_hosts=allowed_host)
+
+
+def _check_positive(option: str, value: float) -> None:
+    """A limit in seconds or MB: finite and above 0 (NaN would pass every comparison, inf overflow the byte count)."""
+    import math
+
+    from ..errors import ParameterError
+
+    if not (math.isfinite(value) and value > 0):
+        raise ParameterError(f"{option} {value:g}: give a positive number")
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Refuse an address that is no address ('' would listen on every interface unseen), one that does not
+    resolve, and a port that cannot be bound (in use, or privileged): one line, not uvicorn's log."""
+    import socket
+
+    from ..errors import InstrecError, ParameterError
+
+    if not host.strip():
+        raise ParameterError(f"--host {host!r}: name an address to listen on (127.0.0.1, or 0.0.0.0 for every interface)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise ParameterError(f"--host {host!r}: not an address of this machine ({getattr(e, 'strerror', None) or e})") from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise InstrecError(f"cannot listen on {host}:{port} (--host, --port): {e.strerror or e}") from None
 
 
 @app.command(epilog=_examples(
@@ -72,6 +110,9 @@ def demo(
     seed: int = typer.Option(0, metavar="N", help="seeds rendering, split and training"),
 ):
     """The main job: render → features → train both tutorial recipes → evaluate → report."""
+    from .checks import check_demo_out
+
+    check_demo_out(out)
     _need("fluidsynth", "torch", "safetensors", "matplotlib")
     from ..demo import run_demo
 

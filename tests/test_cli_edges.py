@@ -1,0 +1,123 @@
+"""The command line against hostile values: each a one-line error naming the option, the right exit code, nothing written."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from conftest import error_lines, run_cli, tone, write
+
+
+@pytest.mark.parametrize("option, value", [("--max-upload-mb", "nan"), ("--max-upload-mb", "inf"), ("--keep-alive", "nan"),
+                                           ("--request-timeout", "-1"), ("--max-duration", "0")])
+def test_serve_a_limit_that_is_not_a_positive_number_is_one_line_naming_the_option(option, value):
+    r = run_cli("serve", option, value)
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == [f"instrec: error: {option} {value}: give a positive number"], r.stderr
+
+
+def test_serve_log_level_is_one_of_those_its_help_names():
+    r = run_cli("serve", "--log-level", "bogus")
+    assert r.returncode == 2, r.stderr
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and "--log-level" in lines[0] and "bogus" in lines[0], r.stderr
+
+
+@pytest.fixture
+def busy_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def test_serve_on_a_port_in_use_is_one_line_exit_1(busy_port):
+    pytest.importorskip("uvicorn")
+    r = run_cli("serve", "--port", busy_port)
+    assert r.returncode == 1, r.stderr  # uvicorn's own: 3, after four log lines
+    assert error_lines(r.stderr) == [f"instrec: error: cannot listen on 127.0.0.1:{busy_port} (--host, --port): "
+                                     "Address already in use"], r.stderr
+
+
+@pytest.mark.parametrize("host", ["", " "])
+def test_serve_an_empty_host_is_refused_not_every_interface(host, busy_port):
+    pytest.importorskip("uvicorn")
+    # the busy port makes the unfixed server fail fast instead of listening everywhere
+    r = run_cli("serve", "--host", host, "--port", busy_port)
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == [f"instrec: error: --host {host!r}: name an address to listen on "
+                                     "(127.0.0.1, or 0.0.0.0 for every interface)"], r.stderr
+
+
+def test_serve_a_host_that_does_not_resolve_is_one_line():
+    pytest.importorskip("uvicorn")
+    r = run_cli("serve", "--host", "no such host", "--port", "0")
+    assert r.returncode == 2, r.stderr
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("instrec: error: --host 'no such host': not an address"), r.stderr
+
+
+@pytest.fixture
+def recordings(tmp_path):
+    """A folder of labelled recordings the shipped model knows: a report must not land among them."""
+    for label, f0 in (("flute", 880.0), ("cello", 130.0)):
+        for k in range(2):
+            write(tmp_path / "rec" / label / f"{label}{k}.wav", tone("sine" if label == "flute" else "saw", f0 * (k + 1), seed=k))
+    return tmp_path / "rec"
+
+
+@pytest.mark.parametrize("command", ["evaluate", "crossval"])
+def test_a_report_into_a_folder_of_recordings_is_refused_before_any_work(command, recordings):
+    before = sorted(p.relative_to(recordings) for p in recordings.rglob("*"))
+    args = ("evaluate", "shipped", recordings) if command == "evaluate" else ("crossval", recordings)
+    r = run_cli(*args, "--out", recordings)
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == [f"instrec: error: --out {recordings}: holds other files (it is not a report): "
+                                     "name a new or empty folder"], r.stderr
+    assert sorted(p.relative_to(recordings) for p in recordings.rglob("*")) == before
+
+
+def test_a_report_folder_of_an_earlier_report_is_written_again(tmp_path):
+    from instrec.cli.checks import check_report
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.json").write_text("{}")
+    check_report(tmp_path / "r", None, "--out")  # an earlier report: rewritten, as a rerun does
+
+
+def test_demo_into_a_folder_of_other_files_is_refused_before_any_work(recordings, tmp_path):
+    # --data names nothing there: the unfixed demo fails on it (exit 1) after starting, not on --out
+    r = run_cli("demo", "--data", tmp_path / "nothere", "--out", recordings)
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == [f"instrec: error: --out {recordings}: holds other files (cello, ...), not an "
+                                     "earlier demo's: name a new or empty folder"], r.stderr
+    assert not (recordings / "models").exists() and not (recordings / "reports").exists()
+
+
+def test_demo_into_a_file_is_one_line(tmp_path):
+    f = write(tmp_path / "a.wav", tone("sine", 440.0))
+    r = run_cli("demo", "--data", tmp_path / "nothere", "--out", f)
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == [f"instrec: error: --out {f}: is a file, not a folder; name a folder for the demo"], r.stderr
+
+
+def test_demo_into_an_earlier_demo_folder_goes_on(tmp_path):
+    from instrec.cli.checks import check_demo_out
+
+    for name in ("data", "models", "reports"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "report.md").write_text("# instrec demo")
+    check_demo_out(tmp_path)  # resumed: its render is reused
+
+
+@pytest.mark.parametrize("name, option, words", [("a.wav", "--plot", "the picture is a PNG; name a .png file"),
+                                                 ("a.svg", "--plot", "the picture is a PNG; name a .png file"),
+                                                 ("a.wav", "--log", "is one of the recordings to predict; name another file")])
+def test_predict_output_is_never_the_recording_nor_a_png_under_another_name(tmp_path, name, option, words):
+    wav = write(tmp_path / "a.wav", tone("sine", 440.0))
+    before = wav.read_bytes()
+    r = run_cli("predict", wav, option, tmp_path / name)
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == [f"instrec: error: {option} {tmp_path / name}: {words}"], r.stderr
+    assert wav.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
