@@ -910,3 +910,13 @@ def test_webpage_asks_for_the_key(model, tmp_path):
             assert page.text_content("#result-label") in model.classes
         finally:
             browser.close()
+
+
+def test_serving_beyond_this_machine_without_a_key_is_warned():
+    """Review: --host 0.0.0.0 with no API key said nothing of who could then use the service."""
+    from instrec.service.server import exposure_warning
+
+    for host in ("0.0.0.0", "::", "192.168.1.5", "myhost.example"):
+        assert "without an API key" in exposure_warning(host, False), host
+    for host, key in (("127.0.0.1", False), ("::1", False), ("localhost", False), ("127.0.0.2", False), ("0.0.0.0", True)):
+        assert exposure_warning(host, key) is None, host

@@ -60,11 +60,29 @@ def serve(model: Model | str | os.PathLike | None = None, *, host: str = "127.0.
               f"{lim.max_connections} connections, {lim.header_timeout_s:g} s for a request's headers, "
               + (f"uploads at {lim.min_upload_rate / 1000:g} kB/s or faster" if lim.min_upload_rate else "no minimum upload rate"),
               file=sys.stderr, flush=True)
+    warning = exposure_warning(host, app.state.api_key_required)
+    if warning and log_level not in ("error", "critical"):
+        print(f"instrec: warning: {warning}", file=sys.stderr, flush=True)
     if log_level != "debug":  # one line per malformed upload ("Expected boundary character ..."): the client got a 400
         logging.getLogger("python_multipart").setLevel(logging.ERROR)
     config = uvicorn_config(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug",
                             timeout_graceful_shutdown=5)
     uvicorn.Server(config).run()
+
+
+def exposure_warning(host: str, api_key_required: bool) -> str | None:
+    """What to tell the user who serves beyond this machine with no API key (None: nothing)."""
+    import ipaddress
+
+    if api_key_required or host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host.strip("[]")).is_loopback:
+            return None
+    except ValueError:  # a host name: it may be reached from elsewhere
+        pass
+    return (f"listening on {host} without an API key: anyone who reaches this address can use the service "
+            "(set $INSTREC_API_KEY, or listen on 127.0.0.1)")
 
 
 def uvicorn_config(app, **kwargs):
