@@ -106,7 +106,7 @@ MUSIC_OPTIONS = {"n": "--n", "seconds": "--seconds", "sr": "--sample-rate", "fmt
 def render_music(
     out_dir: str = typer.Argument(..., metavar="OUT_DIR", help="folder for the excerpts, manifest.csv and "
                              "activity.csv: new, empty, or an earlier render-music with these settings (resumed)"),
-    pieces: str = typer.Option("all", metavar="SET|PATH,...", help="all, ensembles (quartets, trios), chorales, palestrina, "
+    pieces: str = typer.Option("all", metavar="SET|PATH,...", help="all, ensembles (the chamber and piano works of Beethoven, Haydn, Mozart, the Schumanns, Corelli), chorales, palestrina, "
                                "or score files / folders (MusicXML, MIDI, Humdrum, ABC)"),
     soundfont: str = typer.Option("fluidr3", metavar="NAME|PATH", help="the libraries, as render takes them; excerpts take turns"),
     # ranges are checked by data.music.check_arguments (one line naming the option), not by typer's min/max
