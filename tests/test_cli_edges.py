@@ -121,3 +121,20 @@ def test_predict_output_is_never_the_recording_nor_a_png_under_another_name(tmp_
     assert r.returncode == 2, r.stderr
     assert error_lines(r.stderr) == [f"instrec: error: {option} {tmp_path / name}: {words}"], r.stderr
     assert wav.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
+
+
+def test_a_feature_cache_that_cannot_be_kept_is_said_once(tone_data, tmp_path, monkeypatch):
+    """Review: $INSTREC_CACHE naming a file (or a folder that cannot be made) ran without a cache and
+    without a word; the run goes on, and says so in one line."""
+    from conftest import run_cli
+
+    afile = tmp_path / "a.wav"
+    afile.write_bytes(b"x")
+    monkeypatch.setenv("INSTREC_CACHE", str(afile))
+    r = run_cli("train", tone_data, "--recipe", "mfcc-linear", "--out", tmp_path / "m1")
+    warned = [line for line in r.stderr.splitlines() if "feature cache" in line]
+    assert r.returncode == 0 and len(warned) == 1 and "$INSTREC_CACHE" in warned[0] and str(afile) in warned[0], r.stderr
+    assert afile.read_bytes() == b"x"
+    monkeypatch.setenv("INSTREC_CACHE", str(tmp_path / "fine"))
+    r = run_cli("train", tone_data, "--recipe", "mfcc-linear", "--out", tmp_path / "m2")
+    assert r.returncode == 0 and "feature cache" not in r.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -51,8 +52,27 @@ def _data_options(labels, manifest, alias, jobs, no_cache, ray=None):
         from ..cluster.tasks import fill_cache_on_ray
 
         fill = partial(_fill_and_say, partial(fill_cache_on_ray, address=ray))
+    if not no_cache:
+        _check_cache_folder()
     return DataOptions(labels=labels.value, manifest=manifest, aliases=parse_aliases(alias or []), jobs=jobs or None,
                        cache=not no_cache, fill=fill)
+
+
+def _check_cache_folder() -> None:
+    """One line on stderr where the feature cache cannot be kept (a file, a folder that cannot be
+    made or written): the run goes on, computing every feature, but the user learns why it is slow."""
+    from ..features.cache import CACHE_ENV, default_cache_dir
+
+    root = default_cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        usable = os.access(root, os.W_OK | os.X_OK)
+    except OSError:
+        usable = False
+    if not usable:
+        where = f"${CACHE_ENV} ({root})" if os.environ.get(CACHE_ENV) else str(root)
+        typer.echo(f"warning: the feature cache {where} is not a folder instrec can write: every feature is "
+                   "computed afresh (--no-cache says so on purpose)", err=True)
 
 
 def _fill_and_say(fill, paths, config, **kwargs) -> None:
