@@ -400,7 +400,7 @@ def predict(
     model: Optional[Path] = typer.Option(None, "--model", "-m", metavar="MODEL", help="model folder written by train, an exported .onnx file, or 'shipped' (the default)"),
     fmt: OutFormat = typer.Option(OutFormat.table, "--format", help="table, json or csv"),
     top_k: int = typer.Option(3, "--top-k", min=1, metavar="K", help="how many classes to list per file (a multi-label "
-                              "model lists every instrument heard)"),
+                              "model lists every instrument heard; where #2-#K would not fit the terminal, one column lists them)"),
     window: Optional[float] = typer.Option(None, "--window", metavar="S", help="analyse in sliding windows of this many seconds (default: files longer than 1.5 model windows are windowed at the model's window)"),
     hop: Optional[float] = typer.Option(None, "--hop", metavar="S", help="step between windows in seconds (default: half the window)"),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="PNG: mel spectrogram with the class probabilities over time, and a multi-label model's instruments as a piano-roll (one file only)"),
