@@ -80,7 +80,8 @@ class WaveAugment(nn.Module):
         n = y.shape[1]
         out = torch.zeros_like(y)
         for i, d in enumerate(torch.randint(0, self.max_shift + 1, (len(y),)).tolist()):
-            out[i, d:] = y[i, : n - d]
+            if d < n:  # a delay past the clip's end leaves silence
+                out[i, d:] = y[i, : n - d]
         return out
 
     def colour(self, y: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ def _glibc():
             _libc = ctypes.CDLL("libc.so.6")
             _libc.mallopt  # noqa: B018 (another C library: AttributeError)
             _libc.malloc_trim  # noqa: B018
-        except (OSError, AttributeError):
+        except (ImportError, OSError, AttributeError):  # no ctypes, no libc.so.6, or not glibc
             _libc = False
     return _libc
 

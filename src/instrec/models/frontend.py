@@ -42,6 +42,7 @@ class LogMel(nn.Module):
         """The mel power spectrogram ``(batch, n_mels, frames)``, before the dB scale."""
         if torch.jit.is_tracing():  # ONNX export (instrec.onnx_export); eager code never comes here
             return self.mel_by_matmul(y)
+        y = y.to(self.window.dtype)  # float64 input: the window and filters are float32
         spec = torch.stft(y, self.n_fft, self.hop_length, window=self.window, center=True,
                           pad_mode="constant", return_complex=True)
         return torch.matmul(self.mel_basis, spec.real.square() + spec.imag.square())
@@ -113,6 +114,7 @@ class MfccMean(nn.Module):
         self.register_buffer("dct", _const(dct_matrix(n_mfcc, n_mels)), persistent=False)
 
     def forward(self, y: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        y = y.to(self.window.dtype)  # float64 input: the window and filters are float32
         spec = torch.stft(y, self.n_fft, self.hop_length, window=self.window, center=True, pad_mode="constant",
                           return_complex=True)
         mel = torch.matmul(self.mel_basis, spec.real.square() + spec.imag.square())  # (batch, n_mels, frames)

@@ -49,11 +49,11 @@ class MLP(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    @torch.no_grad()
     @property
     def wants_prepare(self) -> bool:
         return isinstance(self.scale, Standardize)
 
+    @torch.no_grad()
     def prepare(self, X: torch.Tensor) -> None:
         """Fit the input standardisation (when the recipe asks for it) on the training rows."""
         if isinstance(self.scale, Standardize):
