@@ -579,3 +579,15 @@ def test_equal_settings_written_as_int_or_float_are_one_feature():
     assert a == b and config_digest(a) == config_digest(b) and a.to_dict() == b.to_dict()
     with pytest.raises(ParameterError, match="seconds"):
         FeatureConfig(seconds=True)
+
+
+def test_mfcc_features_honour_top_db_fmin_and_fmax():
+    """Review: an MFCC feature ignored top_db, fmin and fmax (librosa's defaults were always used)."""
+    y = tone("saw", 220.0, seconds=1.0) * np.linspace(1.0, 1e-4, SR).astype(np.float32)  # a wide dynamic range
+    base = compute(y, FeatureConfig(kind="mfcc"))
+    assert np.array_equal(base, mfcc_mean(y, sr=SR, n_mfcc=40))  # the tutorial's feature, unchanged
+    for change in ({"top_db": 30.0}, {"fmin": 300.0}, {"fmax": 4000.0}):
+        for stats in ("mean", "mean+std"):
+            c = FeatureConfig(kind="mfcc", stats=stats, **change)
+            assert not np.allclose(compute(y, c), compute(y, FeatureConfig(kind="mfcc", stats=stats))), (change, stats)
+    np.testing.assert_array_equal(compute(y, FeatureConfig(kind="mfcc", top_db=30.0)), mfcc_mean(y, sr=SR, n_mfcc=40, top_db=30.0))

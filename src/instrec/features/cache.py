@@ -53,7 +53,7 @@ __all__ = ["FeatureCache", "default_cache_dir", "CACHE_ENV", "FORMAT_VERSION", "
 CACHE_ENV = "INSTREC_CACHE"
 FORMAT_VERSION = 3  # 3: trailing zeros are not stored
 # Bump when the code computing a feature changes its values for the same parameters.
-FEATURE_CODE_VERSION = 1
+FEATURE_CODE_VERSION = 2  # 2: MFCC features honour top_db, fmin and fmax (1 computed the defaults)
 _MAGIC = b"INSTRECF"
 _PREFIX = struct.Struct("<8sII")  # magic, format version, header length
 _SUFFIX = ".feat"

@@ -86,10 +86,11 @@ def _compute_dense(y: np.ndarray, c: FeatureConfig) -> np.ndarray:
     if c.kind == "mfcc":
         from .mfcc import mfcc_mean, mfcc_stats
 
+        mel = dict(sr=c.sr, n_mfcc=c.n_mfcc, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels, top_db=c.top_db,
+                   fmin=c.fmin, fmax=c.fmax)  # review: top_db, fmin and fmax were ignored (the defaults always)
         if c.stats == "mean":  # the tutorial's feature, bit for bit as it always was
-            return mfcc_mean(y, sr=c.sr, n_mfcc=c.n_mfcc, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels)
-        return mfcc_stats(y, sr=c.sr, n_mfcc=c.n_mfcc, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels,
-                          stats=c.stats)
+            return mfcc_mean(y, **mel)
+        return mfcc_stats(y, stats=c.stats, **mel)
     from .image import spectrogram_image
     from .mel import mel_spectrogram_db
 

@@ -64,6 +64,9 @@ def mfcc_stats(
     hop_length: int = 512,
     n_mels: int = 128,
     stats: str = "mean+std+contrast",
+    top_db: float | None = 80.0,
+    fmin: float = 0.0,
+    fmax: float | None = None,
 ) -> np.ndarray:
     """Summaries over time of a clip's MFCCs and spectral contrast, in the order ``stats`` names them.
 
@@ -76,7 +79,8 @@ def mfcc_stats(
     parts = stats.split("+")
     if not parts or any(p not in MFCC_STATS for p in parts):
         raise ParameterError(f"stats must join some of {', '.join(MFCC_STATS)} with '+'; got {stats!r}")
-    M = mfcc(y, sr=sr, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels) if {"mean", "std"} & set(parts) else None
+    M = (mfcc(y, sr=sr, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, top_db=top_db, fmin=fmin,
+              fmax=fmax) if {"mean", "std"} & set(parts) else None)
     pieces = {"mean": lambda: M.mean(axis=1), "std": lambda: M.std(axis=1),
               "contrast": lambda: _contrast_mean(y, sr, n_fft, hop_length)}
     return np.concatenate([pieces[p]() for p in parts]).astype(np.float32)

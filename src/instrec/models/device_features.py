@@ -105,8 +105,9 @@ def extract_on_device(
                              "are computed on the CPU; only MFCC means on a device")
     c = config
     device = torch.device(device)
-    # mfcc_mean's arguments exactly as the CPU route passes them (it keeps its own top_db of 80)
-    module = MfccMean(sr=c.sr, n_mfcc=c.n_mfcc, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels).to(device)
+    # mfcc_mean's arguments exactly as the CPU route passes them
+    module = MfccMean(sr=c.sr, n_mfcc=c.n_mfcc, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels, fmin=c.fmin,
+                      fmax=c.fmax, top_db=c.top_db).to(device)
     store = resolve_cache(cache)
     key = config_digest(config) if store is not None else None
     n = len(paths)
