@@ -7,10 +7,7 @@ marked silent, and adjacent windows of the same instrument are merged into segme
 Every answer goes through :meth:`Model.predict_proba`, whichever engine runs the network: there the
 model's temperature (``model.json``'s ``temperature``, see :mod:`instrec.calibration`) is applied,
 and :func:`instrec.decision.decide` turns the probabilities into a label, its family, or
-``unknown`` when in doubt.
-
-Both engines take the same feature rows (:func:`instrec.features.compute`), so features are
-computed by one code path whichever engine runs the network.
+``unknown`` when in doubt. Both engines take the same feature rows (:func:`instrec.features.compute`).
 """
 
 from __future__ import annotations
@@ -42,8 +39,7 @@ ENGINES = ("auto", "torch", "onnx")
 # model.json's keys that turn probabilities into answers: read from the folder's model.json even
 # when its model.onnx runs the network, so that changing them needs no new export
 DECISION_KEYS = ("families", "temperature", "min_confidence", "thresholds")
-# The windows of the seed recipes: the tutorial's clips are about 3 s long.
-DEFAULT_WINDOW = 3.0
+DEFAULT_WINDOW = 3.0  # the seed recipes' window: the tutorial's clips are about 3 s long
 MIN_WINDOW = 0.1
 WINDOW_BATCH = 16  # feature rows (a window longer than a waveform model's: several) predicted together
 # predict_file's default cap (s): its memory holds a block and the windows' answers (~3 kB each),
@@ -293,10 +289,12 @@ class Model:
         time_up = as_deadline(deadline)
         sr = self.feature.sr
         max_duration = MAX_TIMELINE_DURATION if max_duration is None else max_duration
-        # a file too long is refused for its length (by decode_blocks), one of too many windows here;
-        # a FIFO's header would block: decode_blocks refuses it
-        if Path(path).is_file() and (seconds := header_seconds(path)) and (window or seconds > 1.5 * self.window) and seconds <= max_duration:
-            check_window_count(seconds, window=window or self.window, hop=hop or (window or self.window) / 2, path=str(path))
+        # too many windows refused from the header, read only where the hop is short enough to make them
+        # (a file too long is decode_blocks' to refuse; so is a FIFO, whose header read would block)
+        w, h = self._steps(window, hop)
+        if (max_duration - w) / h + 1 > MAX_WINDOWS and Path(path).is_file() and (seconds := header_seconds(path)):
+            if seconds <= max_duration and self._windowed(seconds, window):
+                check_window_count(seconds, w, h, path=str(path))
         # a recording longer than this is a timeline: its windows are predicted as it is decoded,
         # so memory holds a block and a window, not the whole recording
         long = max(1.5 * self.window, window or 0.0) * sr
@@ -314,7 +312,7 @@ class Model:
             head.append(z)
             held += len(z)
             if held > long:
-                timeline = _Timeline(self, str(path), window or self.window, hop or (window or self.window) / 2, time_up)
+                timeline = _Timeline(self, str(path), w, h, time_up)
                 timeline.feed(np.concatenate(head))
                 head.clear()
 
@@ -330,7 +328,7 @@ class Model:
                  *, time_up: Callable[[], bool] | None = None) -> Prediction:
         sr = self.feature.sr
         duration = len(y) / sr
-        if window is None and duration <= 1.5 * self.window:
+        if not self._windowed(duration, window):
             p = self._combine(self.predict_proba(compute_windows(y, self.feature)))
             label, probs, family, families = self._answer(p)
             heard = None
@@ -340,10 +338,17 @@ class Model:
                                key=lambda t: -t.probability)
             return Prediction(path, label, probs, duration=duration, family=family, family_probabilities=families,
                               level=self.level, instruments=heard)
-        window = window or self.window
-        hop = hop or window / 2
-        check_window_count(duration, window=window, hop=hop, path=path)
+        window, hop = self._steps(window, hop)
+        check_window_count(duration, window, hop, path=path)
         return self._timeline(y, path, window, hop, time_up=time_up)
+
+    def _windowed(self, seconds: float, window: float | None) -> bool:
+        """Whether a recording of ``seconds`` is answered as a timeline (a window asked for, or long)."""
+        return window is not None or seconds > 1.5 * self.window
+
+    def _steps(self, window: float | None, hop: float | None) -> tuple[float, float]:
+        """A timeline's windows: ``window`` s (default: the model's) every ``hop`` s (default: half a window)."""
+        return (window := window or self.window), hop or window / 2
 
     def _timeline(self, y: np.ndarray, path: str | None, window: float, hop: float,
                   *, time_up: Callable[[], bool] | None = None) -> Prediction:

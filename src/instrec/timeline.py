@@ -41,7 +41,7 @@ def window_spans(n: int, *, sr: int, window: float, hop: float) -> list[tuple[in
     return [(a, a + w) for a in starts]
 
 
-def check_window_count(seconds: float, *, window: float, hop: float, path: str | None) -> None:
+def check_window_count(seconds: float, window: float, hop: float, *, path: str | None) -> None:
     """Refuse a timeline of more than :data:`MAX_WINDOWS` windows of ``window`` s every ``hop`` s
     over ``seconds``, before any is predicted: a tiny hop on a long file would not fit in memory."""
     count = max(0, math.ceil((seconds - window) / hop)) + 1

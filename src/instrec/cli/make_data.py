@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..display import progress_bars as _progress, report_skipped as _report_skipped
+from ..errors import counted
 from .common import ALIAS_OPT, LABELS_OPT, MANIFEST_OPT, AudioFormat, ImageMode, LabelMode, _examples, _need, app
 
 
@@ -84,13 +85,13 @@ def _render_summary(rep, out: Path) -> str:
     """What render did, true to the earlier run it found in the folder (none, interrupted, complete)."""
     unknown = f", {rep.n_negatives} of them 'unknown'" if rep.n_negatives else ""
     if rep.previous == "complete" and not rep.n_written:
-        return (f"{out} is up to date: a complete render of {rep.n_reused} clip{'' if rep.n_reused == 1 else 's'} "
+        return (f"{out} is up to date: a complete render of {counted(rep.n_reused, 'clip')} "
                 "with these settings (nothing written)")
     if rep.previous == "complete":
         return (f"wrote {rep.n_written} clips missing from the complete render with these settings in {out} "
                 f"(kept its other {rep.n_reused}){unknown}")
     kept = f" (kept {rep.n_reused} written by an interrupted run with these settings)" if rep.n_reused else ""
-    return f"wrote {rep.n_written} clip{'' if rep.n_written == 1 else 's'} to {out}{unknown}{kept}"
+    return f"wrote {counted(rep.n_written, 'clip')} to {out}{unknown}{kept}"
 
 
 # what render-music's options are called in its messages (data.music.check_arguments)
@@ -143,11 +144,11 @@ def render_music(
         raise DataError(f"no excerpt written to {out_dir}: no piece of {pieces!r} could be read and played on "
                         f"{', '.join(rep.sources)} (the reasons above)")
     if rep.previous == "complete" and not rep.n_written:
-        typer.echo(f"{out_dir} is up to date: a complete render-music of {rep.n_reused} excerpt"
-                   f"{'' if rep.n_reused == 1 else 's'} with these settings (nothing written)")
+        typer.echo(f"{out_dir} is up to date: a complete render-music of {counted(rep.n_reused, 'excerpt')} "
+                   "with these settings (nothing written)")
     else:
         kept = f" (kept {rep.n_reused} written by an earlier run with these settings)" if rep.n_reused else ""
-        typer.echo(f"wrote {rep.n_written} excerpt{'' if rep.n_written == 1 else 's'} of {seconds:g} s to {out_dir} ({', '.join(rep.sources)}){kept}; "
+        typer.echo(f"wrote {counted(rep.n_written, 'excerpt')} of {seconds:g} s to {out_dir} ({', '.join(rep.sources)}){kept}; "
                    f"instruments heard: {', '.join(f'{k} {v}' for k, v in rep.per_class.items())}")
     _report_skipped(rep.skipped)
 
@@ -194,7 +195,7 @@ def mix(
         typer.echo(f"{out} is up to date: a complete mix of the same clips with these settings (nothing written)")
     else:
         again = " (done again: an interrupted mix with these settings was there)" if rep.previous else ""
-        typer.echo(f"wrote {rep.written} mixture{'' if rep.written == 1 else 's'} of {seconds:g} s to {out}{again}; instruments: "
+        typer.echo(f"wrote {counted(rep.written, 'mixture')} of {seconds:g} s to {out}{again}; instruments: "
                    f"{', '.join(f'{k} {v}' for k, v in rep.labels.items())}")
     _report_skipped(ds.skipped + rep.skipped)
 
@@ -217,7 +218,7 @@ def spectrograms(
 
     with _progress() as progress:
         written, skipped, renamed = write_spectrograms(data, out, mode=image_mode.value, progress=progress)
-    typer.echo(f"wrote {written} image{'' if written == 1 else 's'} to {out}")
+    typer.echo(f"wrote {counted(written, 'image')} to {out}")
     if renamed:  # stderr, one line per file, like the skipped ones: scripts grep these
         typer.echo(f"{len(renamed)} file(s) share a stem with another file of their folder; their pictures are "
                    "named after the whole file name:", err=True)

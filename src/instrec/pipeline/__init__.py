@@ -34,6 +34,4 @@ def __dir__():
     return sorted([*globals(), *_WHERE])
 
 
-__all__ = ["DEFAULT_RECIPE", "DataOptions", "Progress", "KFold", "LeaveOneSourceOut", "train_model", "TrainResult",
-           "evaluate_model", "calibrate_model", "predict_paths", "write_results", "ResultsLog", "cross_validate", "load_base_model", "resolve_recipe",
-           "shifted_features", "training_rows", "checkpoint_path", "SPLIT_FILE"]
+__all__ = list(_WHERE)

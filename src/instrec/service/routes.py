@@ -325,7 +325,7 @@ def _options(form, query: QueryParams) -> dict[str, str]:
 
 def _form_text(form, name: str) -> str | None:
     """The form's one value of ``name`` (None: not given); two different values are refused, as in the query."""
-    texts = {_text({name: v}, name) for v in form.getlist(name)} - {None}
+    texts = {_clean(name, v) for v in form.getlist(name)} - {None}
     if len(texts) > 1:
         raise ServiceError(f"the form gives {name} more than once, with different values", 422)
     return next(iter(texts), None)
@@ -385,7 +385,11 @@ def _restricted(model: Model, classes: str | None) -> Model:
 
 
 def _text(form, name: str) -> str | None:
-    v = form.get(name)
+    return _clean(name, form.get(name))
+
+
+def _clean(name: str, v) -> str | None:
+    """A form field's text, stripped (None: not given or blank); a file there is refused."""
     if v is None:
         return None
     if isinstance(v, UploadFile):
