@@ -101,6 +101,21 @@ def test_workers_that_keep_dying_stop_the_run_with_one_line(crashing_decoder, tm
         extract(files, MFCC, jobs=2)
 
 
+def test_a_script_without_a_main_guard_is_told_what_to_do(tmp_path):
+    """Workers import the user's script again: one that extracts at its top level kills each of
+    them at start-up. The error names the guard, not only memory."""
+    import subprocess
+    import sys
+
+    files = [write(tmp_path / "data" / f"t{i:03d}.wav", tone("sine", 300.0 + i, seconds=0.1)) for i in range(100)]
+    script = tmp_path / "unguarded.py"
+    script.write_text("import sys\nfrom instrec.features import FeatureConfig, extract\n"
+                      f"extract({[str(f) for f in files]!r}, FeatureConfig(kind='mfcc'), jobs=2)\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "if __name__ == \"__main__\":" in r.stderr and "worker processes died" in r.stderr
+
+
 def test_a_damaged_digests_file_cannot_steer_entries_out_of_the_cache(tmp_path):
     """The remembered SHA-256 names the entry's file: anything but 64 hex digits is not one."""
     f = write(tmp_path / "data" / "a.wav", tone("saw", 220.0, seconds=0.5))

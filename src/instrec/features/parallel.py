@@ -363,8 +363,9 @@ def _alone(lease, path, digest, cfg, root, cwd, store, crashed):
     except BrokenProcessPool:
         crashed += 1
         if crashed >= _MAX_CRASHES:
-            raise InstrecError(f"feature worker processes died on {crashed} files (the last: {printable(path)}); "
-                               "short of memory? Try fewer jobs") from None
+            raise InstrecError(f"feature worker processes died on {crashed} files (the last: {printable(path)}): short "
+                               "of memory, or a script that calls instrec outside 'if __name__ == \"__main__\":' (each "
+                               "worker imports the script again); guard it, or try fewer jobs") from None
         return None, (path, "its worker process died while decoding it (a crash in the decoder, or killed)"), crashed
     if store is not None:
         store.add_stats(stats)
