@@ -140,6 +140,7 @@ def test_refitting_a_multilabel_model_forgets_its_thresholds():
 @pytest.mark.parametrize("names, problem", [(["a" * 201, "b"], "is 201 characters long: at most 200"),
                                             (["low\x1b[2J", "b"], "control or format character U+001B"),
                                             (["cel\u202elo", "b"], "U+202E"),
+                                            (["a", "a "], "'a ' begins or ends with white space"),
                                             ([f"c{k}" for k in range(1001)], "1001 classes: a model holds at most 1000")])
 def test_classes_a_bundle_cannot_hold_fail_before_training(names, problem, monkeypatch):
     """Review: such labels trained a whole model, then failed at save (a long run lost)."""

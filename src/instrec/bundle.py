@@ -194,9 +194,11 @@ def validate_meta(meta: dict, where: str | os.PathLike) -> None:
 def _unshowable(name: str) -> str | None:
     """What is wrong with a name that cannot print as it is (None: nothing)."""
     bad = next((c for c in name if unicodedata.category(c) in _UNSHOWABLE), None)
-    if bad is None:
-        return None
-    return f"the name '{printable(name)[:80]}' holds the control or format character U+{ord(bad):04X}; names must print as they are"
+    if bad is not None:
+        return f"the name '{printable(name)[:80]}' holds the control or format character U+{ord(bad):04X}; names must print as they are"
+    if name != name.strip():  # 'flute ' would print as 'flute', another class
+        return f"the name '{printable(name)[:80]}' begins or ends with white space; names must print as they are"
+    return None
 
 
 def check_class_names(classes) -> None:
