@@ -658,6 +658,30 @@ def test_cli_serve_options(tmp_path):
     assert r.returncode != 0 and "API key" in r.stderr and "two words" not in r.stderr
 
 
+def test_cli_serve_on_port_0_names_the_port_it_listens_on():
+    """Port 0 lets the system choose: the first line said ':0/', a URL nobody could open."""
+    import re
+
+    proc = subprocess.Popen([sys.executable, "-m", "instrec", "serve", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()
+        found = re.search(r"on http://127\.0\.0\.1:(\d+)/ ", first)
+        assert found and found.group(1) != "0", first
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None
+            try:
+                assert httpx.get(f"http://127.0.0.1:{found.group(1)}/v1/health", timeout=2).status_code == 200
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 # ---------------------------------------------------------------------------------------------
 # No server path from a request
 

@@ -85,16 +85,14 @@ def _check_listen(host: str, port: int) -> None:
 
     if not host.strip():
         raise ParameterError(f"--host {host!r}: name an address to listen on (127.0.0.1, or 0.0.0.0 for every interface)")
+    from ..service.server import bound_socket
+
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        bound_socket(host, port).close()
     except (socket.gaierror, UnicodeError) as e:
         raise ParameterError(f"--host {host!r}: not an address of this machine ({getattr(e, 'strerror', None) or e})") from None
-    with socket.socket(family, kind, proto) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
-        try:
-            s.bind(address)
-        except OSError as e:
-            raise InstrecError(f"cannot listen on {host}:{port} (--host, --port): {e.strerror or e}") from None
+    except OSError as e:
+        raise InstrecError(f"cannot listen on {host}:{port} (--host, --port): {e.strerror or e}") from None
 
 
 @app.command(epilog=_examples(

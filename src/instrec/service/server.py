@@ -43,6 +43,8 @@ def serve(model: Model | str | os.PathLike | None = None, *, host: str = "127.0.
     memory.limit_arenas()  # before the model's and the executor's threads allocate
     app = create_app(model, limits=limits, engine=engine, tmp_dir=tmp_dir, api_key=api_key,
                      cors_origins=cors_origins, allowed_hosts=allowed_hosts)
+    sock = bound_socket(host, port)  # before the lines below: with port 0 they name the port the system chose
+    port = sock.getsockname()[1]
     if log_level in ("info", "debug"):
         shown = f"[{host}]" if ":" in host else host
         m = app.state.model
@@ -67,7 +69,24 @@ def serve(model: Model | str | os.PathLike | None = None, *, host: str = "127.0.
         logging.getLogger("python_multipart").setLevel(logging.ERROR)
     config = uvicorn_config(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug",
                             timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (IPv4 or IPv6, as ``host`` resolves; port 0: a free one),
+    bound as uvicorn binds (``SO_REUSEADDR``: a port in TIME_WAIT is free)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def exposure_warning(host: str, api_key_required: bool) -> str | None:
@@ -230,9 +249,7 @@ def running(app, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "wa
     """
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = bound_socket(host, port)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn_config(app, log_level=log_level, timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="instrec-uvicorn")
