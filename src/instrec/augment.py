@@ -19,14 +19,22 @@ def _chance(p: float, n: int, device) -> torch.Tensor:
 
 
 class WaveAugment(nn.Module):
-    """Random gain, cut, time shift, pitch shift, noise, EQ and reverb on ``(batch, samples)``."""
+    """Random gain, cut, time shift, pitch shift, noise, EQ and reverb on ``(batch, samples)``.
+
+    ``keep_all``: the clips' labels say what sounds anywhere in them (several instruments, each from
+    its own onset), so nothing heard may be lost: no cut, and the time shift wraps the clip's end
+    round to its start instead of dropping it (the pitch shift's stretch still drops at most the
+    last 6%). A note's label survives a cut; a late entry's does not.
+    """
 
     def __init__(self, sr: int, *, p_cut: float = 0.5, min_keep_s: float = 0.2, max_shift_s: float = 0.25, max_semitones: float = 1.0,
                  p_noise: float = 0.5, snr_db: tuple[float, float] = (15.0, 45.0), p_eq: float = 0.8,
-                 eq_db: float = 8.0, p_reverb: float = 0.5, rt60_s: tuple[float, float] = (0.1, 1.2)):
+                 eq_db: float = 8.0, p_reverb: float = 0.5, rt60_s: tuple[float, float] = (0.1, 1.2),
+                 keep_all: bool = False):
         super().__init__()
         self.sr = sr
-        self.p_cut, self.min_keep = p_cut, int(min_keep_s * sr)
+        self.keep_all = keep_all
+        self.p_cut, self.min_keep = (0.0 if keep_all else p_cut), int(min_keep_s * sr)
         self.max_shift = int(max_shift_s * sr)
         self.max_semitones = max_semitones
         self.p_noise, self.snr_db = p_noise, snr_db
@@ -74,13 +82,16 @@ class WaveAugment(nn.Module):
         return y * ((end - t) / fade).clamp(0.0, 1.0)
 
     def time_shift(self, y: torch.Tensor) -> torch.Tensor:
-        """Delay the onset by up to ``max_shift`` samples (the clip's end falls off)."""
+        """Delay the onset by up to ``max_shift`` samples: the clip's end falls off, or with
+        ``keep_all`` comes round to its start."""
         if self.max_shift <= 0:
             return y
         n = y.shape[1]
         out = torch.zeros_like(y)
         for i, d in enumerate(torch.randint(0, self.max_shift + 1, (len(y),)).tolist()):
-            if d < n:  # a delay past the clip's end leaves silence
+            if self.keep_all:
+                out[i] = torch.roll(y[i], d)
+            elif d < n:  # a delay past the clip's end leaves silence
                 out[i, d:] = y[i, : n - d]
         return out
 
@@ -156,8 +167,9 @@ class SpecAugment(nn.Module):
         b, f, t = x.shape
         for axis, count, width, size in ((1, self.freq_masks, self.freq_width, f), (2, self.time_masks, self.time_width, t)):
             for _ in range(count):
-                w = torch.randint(0, width + 1, (b,))
-                start = (torch.rand(b) * (size - w).clamp(min=1)).long()
+                w = torch.randint(0, min(width, size) + 1, (b,))
+                # any start from 0 to size - w: a mask can cover the last band or frame
+                start = (torch.rand(b) * (size - w + 1)).long().clamp(max=size - w)
                 idx = torch.arange(size).view(1, -1)
                 mask = (idx >= start.view(-1, 1)) & (idx < (start + w).view(-1, 1))
                 mask = mask.to(x.device)

@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from instrec.augment import WaveAugment
+from instrec.augment import SpecAugment, WaveAugment
+from instrec.models import ModelConfig, build
 from instrec.features import FeatureConfig, extract
 from instrec.models.frontend import LogMel, MfccMean
 from instrec.models.mlp import MLP
@@ -30,6 +31,39 @@ def test_time_shift_on_clips_shorter_than_the_shift():
         torch.manual_seed(seed)
         z = aug(y)
         assert z.shape == y.shape and torch.isfinite(z).all()
+
+
+def test_spec_masks_reach_the_last_band_and_frame():
+    # starts were drawn below size - width: the top band and the last frame were never masked
+    x = torch.ones(3000, 8, 6)
+    for axis, sa in ((1, SpecAugment(freq_masks=1, freq_width=3, time_masks=0)),
+                     (2, SpecAugment(freq_masks=0, time_masks=1, time_width=3))):
+        torch.manual_seed(0)
+        z = sa.train()(x)
+        zeros = (z == 0).all(2 if axis == 1 else 1)  # (rows, bands) or (rows, frames) fully masked
+        assert zeros[:, -1].any() and zeros[:, 0].any()
+        width = zeros.sum(1)
+        assert width.max() <= 3 and (width == 0).any()
+    # a width wider than the axis masks at most all of it
+    z = SpecAugment(freq_masks=1, freq_width=50, time_masks=1, time_width=50).train()(torch.ones(64, 8, 6))
+    assert z.shape == (64, 8, 6)
+
+
+def test_multilabel_augmentation_loses_no_late_entry():
+    """With several labels a clip, an instrument entering late must still sound after the cut and
+    the time shift (its label stays): no cut, and the shift wraps round."""
+    y = torch.zeros(64, SR)
+    y[:, -int(0.1 * SR):] = 1.0  # an entry in the last 0.1 s
+    keep = WaveAugment(SR, p_cut=1.0, keep_all=True).train()
+    torch.manual_seed(0)
+    z = keep.time_shift(keep.cut(y))
+    assert torch.allclose(z.sum(1), y.sum(1))
+    drop = WaveAugment(SR, p_cut=1.0).train()  # single labels: a note's label survives a cut
+    torch.manual_seed(0)
+    assert (drop.time_shift(drop.cut(y)).sum(1) == 0).any()
+    multi = build(ModelConfig(arch="cnn", output="sigmoid"), FeatureConfig(kind="waveform"), 3)
+    single = build(ModelConfig(arch="cnn"), FeatureConfig(kind="waveform"), 3)
+    assert multi.augment.keep_all and multi.augment.p_cut == 0 and not single.augment.keep_all
 
 
 def test_front_end_takes_float64_waveforms():

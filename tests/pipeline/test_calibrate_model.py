@@ -112,12 +112,14 @@ def _subset(folder, keep, out):
 
 def test_an_instrument_the_clips_lack_keeps_its_threshold(multilabel_model, other_mixtures, tmp_path):
     data = _subset(other_mixtures, lambda label: "saw" not in label.split(";"), tmp_path / "no-saw")
-    cal, _ = calibrate_model(multilabel_model, data, out=tmp_path / "m")
+    model = InstrumentClassifier.load(multilabel_model)
+    model.thresholds_ = {**model.thresholds_, "saw": 0.37}  # not the default 0.5: kept, not reset
+    model.save(tmp_path / "start")
+    cal, _ = calibrate_model(tmp_path / "start", data, out=tmp_path / "m")
     assert cal["kept"] == ["saw"]
-    was = InstrumentClassifier.load(multilabel_model).thresholds_
     now = json.loads((tmp_path / "m" / "model.json").read_text())["thresholds"]
-    assert now["saw"] == was["saw"] and now["saw"] != 0.5
-    r = run_cli("calibrate", multilabel_model, data, "--out", tmp_path / "m2")
+    assert now["saw"] == 0.37
+    r = run_cli("calibrate", tmp_path / "start", data, "--out", tmp_path / "m2")
     assert r.returncode == 0 and "kept for 1 with too few clips" in r.stdout and "saw" not in r.stdout, r.stdout
 
 

@@ -102,7 +102,7 @@ def build(config: ModelConfig, feature, n_classes: int):
                                  f"{need} frames; the feature gives {f.n_mels} bands and {frames} frames")
         return CNN(n_classes, sr=f.sr, n_fft=f.n_fft, hop_length=f.hop_length, n_mels=f.n_mels, fmin=f.fmin,
                    fmax=f.fmax, top_db=f.top_db, channels=config.channels, dropout=config.dropout,
-                   augment=config.augment)
+                   augment=config.augment, multilabel=config.multilabel)
     from .mlp import MLP
 
     return MLP(feature.dim, config.hidden, n_classes, activation=config.activation, standardize=config.standardize)

@@ -26,9 +26,9 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class CNN(nn.Module):
     def __init__(self, n_classes: int, *, sr: int, n_fft: int, hop_length: int, n_mels: int, fmin: float,
                  fmax: float | None, top_db: float, channels=(16, 32, 64, 128), dropout: float = 0.3,
-                 augment: bool = True):
+                 augment: bool = True, multilabel: bool = False):
         super().__init__()
-        self.augment = WaveAugment(sr) if augment else nn.Identity()
+        self.augment = WaveAugment(sr, keep_all=multilabel) if augment else nn.Identity()
         self.frontend = LogMel(sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax, top_db=top_db)
         self.norm = BandNorm(n_mels)
         self.specaugment = SpecAugment() if augment else nn.Identity()

@@ -139,10 +139,10 @@ def fit_network(
                 idx = order[start : start + config.batch_size]
                 xb, yb = expand(Xt[idx]).to(dev), yt[idx].to(dev)
                 opt.zero_grad()
-                if config.mixup > 0 and len(idx) > 1:
-                    lam = float(np.random.beta(config.mixup, config.mixup))
+                lam = _mix_weight(config.mixup, multilabel) if len(idx) > 1 else None
+                if lam is not None:
                     perm = torch.randperm(len(idx), generator=gen).to(dev)
-                    xb, mix = lam * xb + (1 - lam) * xb[perm], (lam, perm)
+                    xb, mix = lam * xb + (1 - lam) * xb[perm], (lam, yb[perm])
                 else:
                     mix = None
                 logits = net(xb)
@@ -224,8 +224,8 @@ def _distributed_epoch(model: nn.Module, order: torch.Tensor, Xt, yt, config: Tr
     for start in range(0, len(order), config.batch_size):
         idx = order[start : start + config.batch_size]
         mine, partners = idx[rank::size], None
-        if config.mixup > 0 and len(idx) > 1:  # the same draws on every process: the global batch's mix
-            lam = float(np.random.beta(config.mixup, config.mixup))
+        lam = _mix_weight(config.mixup, multilabel) if len(idx) > 1 else None
+        if lam is not None:  # the same draws on every process: the global batch's mix
             partners = idx[torch.randperm(len(idx), generator=gen)][rank::size]
         n = len(mine)
         # a process without a row of this (last, short) batch still joins the gradients' all-reduce, with weight 0
@@ -236,9 +236,7 @@ def _distributed_epoch(model: nn.Module, order: torch.Tensor, Xt, yt, config: Tr
             xb = lam * xb + (1 - lam) * expand(Xt[other]).to(dev)
         opt.zero_grad()
         logits = model(xb)
-        loss = loss_fn(logits, yb)
-        if partners is not None:
-            loss = lam * loss + (1 - lam) * loss_fn(logits, yt[other].to(dev))
+        loss = _mixed(loss_fn, logits, yb, None if partners is None else (lam, yt[other].to(dev)))
         # DDP averages the processes' gradients: each sum scaled so that the average is the minibatch's mean
         per_row = len(idx) * (yt.shape[1] if multilabel else 1)
         (loss * (size / per_row if n else 0.0)).backward()
@@ -312,10 +310,30 @@ def _freeze_all_but_output(net: nn.Module) -> list[nn.Module]:
     return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+# With several labels a row, a mixed row is labelled with what both rows play: a partner more than
+# 12 dB down (an amplitude share under 0.2, the mixtures' level range) would be labelled but barely heard.
+MULTILABEL_MIX_FLOOR = 0.2
+
+
+def _mix_weight(alpha: float, multilabel: bool) -> float | None:
+    """Mixup's weight of a batch's own rows, drawn from Beta(``alpha``, ``alpha``); None for no mix
+    (mixup off, or with several labels a row a partner too faint to label)."""
+    if alpha <= 0:
+        return None
+    lam = float(np.random.beta(alpha, alpha))
+    return None if multilabel and min(lam, 1 - lam) < MULTILABEL_MIX_FLOOR else lam
+
+
 def _mixed(loss_fn, logits: torch.Tensor, target: torch.Tensor, mix) -> torch.Tensor:
-    """The loss against ``target``, or with mixup ``(lam, perm)`` the same mix of the two targets."""
-    loss = loss_fn(logits, target)
-    return loss if mix is None else mix[0] * loss + (1 - mix[0]) * loss_fn(logits, target[mix[1]])
+    """The loss against ``target``, or with mixup ``(lam, partners)`` (the partner rows' targets):
+    one label a row, the same mix of the two losses; several, the loss against the union of the two
+    rows' labels, since both rows sound in the mix."""
+    if mix is None:
+        return loss_fn(logits, target)
+    lam, partners = mix
+    if target.dim() == 2:
+        return loss_fn(logits, torch.maximum(target, partners))
+    return lam * loss_fn(logits, target) + (1 - lam) * loss_fn(logits, partners)
 
 
 def _hits(logits: torch.Tensor, y: torch.Tensor) -> float:
