@@ -107,6 +107,8 @@ def main() -> None:
                     "with thresholds chosen on mixtures of the other half of the real notes")
     ap.add_argument("--init", default=None, metavar="MODEL", help="start from this trained model ('shipped': instrec's); "
                     "its model folder and results file are named after it")
+    ap.add_argument("--name", default=None, help="the results file and model folder's name (default: from --init); "
+                    "another name trains another model on the same renders")
     args = ap.parse_args()
 
     from instrec.data import load_dataset
@@ -127,8 +129,8 @@ def main() -> None:
     all_notes = [c for c in load_dataset(args.notes).clips if c.source != args.held_out and c.label != "unknown"]
     mixtures = once(work / "mixtures", lambda d: mix_clips(all_notes, d, n=args.mixtures, min_instruments=1,
                                                           max_instruments=3, seed=args.seed))
-    model_dir = work / ("model" if args.init is None else f"model-from-{Path(args.init).name}")
-    name = "multilabel" if args.init is None else f"multilabel-from-{Path(args.init).name}"
+    name = args.name or ("multilabel" if args.init is None else f"multilabel-from-{Path(args.init).name}")
+    model_dir = work / ("model" if name == "multilabel" else f"model-{name.removeprefix('multilabel-')}")
     again = (("real_mixtures_real_thresholds", lambda: real_thresholds(model_dir, work, args.real_mixtures, args.seed))
              if args.real_thresholds else ("timeline_hour", lambda: hour_timeline(model_dir, work)) if args.timeline_only
              else None)
@@ -237,12 +239,19 @@ def _timeline_process(model_dir: Path, path: Path) -> dict:
     import subprocess
     import sys
 
+    # VmHWM is this process's own peak: ru_maxrss carries the parent's over fork and exec (a benchmark
+    # that has just trained holds gigabytes), so both timelines read the trainer's peak
     code = (
         "import json, resource, sys, time\n"
+        "def peak_mb():\n"
+        "    try:\n"
+        "        return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')) / 1024\n"
+        "    except (OSError, StopIteration):\n"
+        "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "from instrec.inference import load_model\n"
         "model = load_model(sys.argv[1]); t0 = time.perf_counter(); p = model.predict_file(sys.argv[2])\n"
         "print(json.dumps({'engine': model.engine.name, 'seconds': time.perf_counter() - t0, 'windows': len(p.windows),\n"
-        "                  'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+        "                  'peak_rss_mb': peak_mb()}))\n"
     )
     r = subprocess.run([sys.executable, "-c", code, str(model_dir), str(path)], capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
