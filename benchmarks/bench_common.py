@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import platform
+import resource
 import shutil
 import statistics
 import sys
@@ -184,6 +185,18 @@ def one_thread():
 
 # --------------------------------------------------------------------------------------------
 # memory of a process tree
+
+
+def high_water_mib() -> float:
+    """This process's peak RSS: ``VmHWM`` (its own, where ``ru_maxrss`` carries over the peak of
+    the process that started it, across exec), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _children(pid: int) -> list[int]:

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.bench_common import HERE, TreeMemory, clips, describe, machine, rendered, save, tmpdir
+from benchmarks.bench_common import HERE, TreeMemory, clips, describe, high_water_mib, machine, rendered, save, tmpdir
 
 
 def child(args) -> int:
@@ -63,21 +62,9 @@ def child(args) -> int:
         else:
             X, ok, skipped = extract(paths, config, cache=False)
             out.update(rows=len(ok), checksum=float(X.sum(dtype=np.float64)))
-    out.update(seconds=time.perf_counter() - t0, hwm_mib=_high_water_mib())
+    out.update(seconds=time.perf_counter() - t0, hwm_mib=high_water_mib())
     print(json.dumps(out))
     return 0
-
-
-def _high_water_mib() -> float:
-    """This process's peak RSS: ``VmHWM`` (its own, where ``ru_maxrss`` carries over the peak of
-    the process that started it, across exec), else ``ru_maxrss``."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(*child_args: str) -> dict:

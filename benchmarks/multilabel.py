@@ -239,19 +239,15 @@ def _timeline_process(model_dir: Path, path: Path) -> dict:
     import subprocess
     import sys
 
-    # VmHWM is this process's own peak: ru_maxrss carries the parent's over fork and exec (a benchmark
-    # that has just trained holds gigabytes), so both timelines read the trainer's peak
+    # the child's own peak (VmHWM): ru_maxrss carries the parent's over fork and exec, and a benchmark
+    # that has just trained holds gigabytes
     code = (
-        "import json, resource, sys, time\n"
-        "def peak_mb():\n"
-        "    try:\n"
-        "        return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')) / 1024\n"
-        "    except (OSError, StopIteration):\n"
-        "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "import json, sys, time\n"
+        "from benchmarks.bench_common import high_water_mib\n"
         "from instrec.inference import load_model\n"
         "model = load_model(sys.argv[1]); t0 = time.perf_counter(); p = model.predict_file(sys.argv[2])\n"
         "print(json.dumps({'engine': model.engine.name, 'seconds': time.perf_counter() - t0, 'windows': len(p.windows),\n"
-        "                  'peak_rss_mb': peak_mb()}))\n"
+        "                  'peak_rss_mb': high_water_mib()}))\n"
     )
     r = subprocess.run([sys.executable, "-c", code, str(model_dir), str(path)], capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
