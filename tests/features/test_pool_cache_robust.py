@@ -111,9 +111,13 @@ def test_a_script_without_a_main_guard_is_told_what_to_do(tmp_path):
     script = tmp_path / "unguarded.py"
     script.write_text("import sys\nfrom instrec.features import FeatureConfig, extract\n"
                       f"extract({[str(f) for f in files]!r}, FeatureConfig(kind='mfcc'), jobs=2)\n")
+    shm = set(Path("/dev/shm").glob("instrec-rows-*"))
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     assert "if __name__ == \"__main__\":" in r.stderr and "worker processes died" in r.stderr
+    # the workers refuse at once, before making buffers of their own (they were killed holding them)
+    assert "was asked to start workers" in r.stderr
+    assert set(Path("/dev/shm").glob("instrec-rows-*")) <= shm
 
 
 def test_a_damaged_digests_file_cannot_steer_entries_out_of_the_cache(tmp_path):

@@ -204,7 +204,19 @@ def _plan(paths, config: FeatureConfig, jobs, cache, chunksize):
         to_compute = sum(d is None or not os.path.isfile(store.entry_name(key, d)) for d in digests)
     size = chunksize or chunk_size(n, jobs, config)
     workers = min(jobs, math.ceil(n / size), max(1, to_compute // _MIN_FILES_PER_WORKER))
+    if workers > 1 and _importing_main():
+        # multiprocessing's own test: without it this worker would make a buffer, start workers of
+        # its own and be killed holding them
+        raise InstrecError("a worker process that was importing the script that started it was asked to start "
+                           "workers: call instrec under 'if __name__ == \"__main__\":' in that script")
     return store, key, digests, size, workers
+
+
+def _importing_main() -> bool:
+    """True in a worker process still importing its parent's main script (``spawn``, ``forkserver``)."""
+    import multiprocessing
+
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
 
 
 def _zero_pages(shape: tuple[int, int], dtype) -> np.ndarray:
