@@ -1,7 +1,7 @@
 """Several instruments at once (issue 27): train cnn-multi on rendered music, note mixtures and
 single notes, then score it where it was not trained.
 
-    python -m benchmarks.multilabel --notes DIR [--work build/multilabel] [--held-out musescore]
+    python -m benchmarks.multilabel --notes DIR [--work build/multilabel] [--held-out musescore] [--init shipped] [--name NAME]
 
 * **Pieces held out**: the works of music21's corpus (ensembles, chorales, Palestrina) are split by
   a hash of the work's name (one in five to the test side), before anything is rendered.
