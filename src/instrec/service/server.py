@@ -36,7 +36,8 @@ def serve(model: Model | str | os.PathLike | None = None, *, host: str = "127.0.
     The process keeps to one malloc arena (:func:`instrec.memory.limit_arenas`) so that its
     memory stays flat over days of uploads.
     Raises :class:`~instrec.errors.BundleError` (no model) or :class:`~instrec.errors.ParameterError`
-    before binding the port when the model, the limits, the key, the origins or the hosts are wrong.
+    before binding the port when the model, the limits, the key, the origins or the hosts are wrong,
+    and :class:`OSError` where the port cannot be bound (in use, privileged).
     """
     import uvicorn
 
