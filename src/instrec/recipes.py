@@ -5,6 +5,8 @@ Recipes differ only by configuration; one training loop serves them all.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import ParameterError
@@ -59,16 +61,17 @@ class TrainConfig:
             raise ParameterError(f"epochs must be a positive integer; got {self.epochs!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ParameterError(f"batch_size must be a positive integer; got {self.batch_size!r}")
-        if not self.lr > 0:
-            raise ParameterError(f"lr must be positive; got {self.lr!r}")
-        if not self.eps > 0:
-            raise ParameterError(f"eps must be positive; got {self.eps!r}")
+        for name in ("lr", "eps"):  # not "<= 0": NaN passes that test
+            if not 0 < getattr(self, name) < math.inf:
+                raise ParameterError(f"{name} must be positive and finite; got {getattr(self, name)!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ParameterError(f"schedule must be constant or cosine; got {self.schedule!r}")
         if not 0 <= self.val_fraction < 1:
             raise ParameterError(f"val_fraction must be in [0, 1); got {self.val_fraction!r}")
-        if self.mixup < 0 or self.weight_decay < 0 or self.patience < 0:
-            raise ParameterError("mixup, weight_decay and patience must not be negative")
+        if not (0 <= self.mixup < math.inf and 0 <= self.weight_decay < math.inf) or self.patience < 0:
+            # Beta(nan, nan) or Beta(inf, inf) draws nan, which every weight then becomes
+            raise ParameterError(f"mixup and weight_decay must be finite and not negative, patience not negative; got "
+                                 f"mixup {self.mixup!r}, weight_decay {self.weight_decay!r}, patience {self.patience!r}")
         if not isinstance(self.min_val_per_class, int) or self.min_val_per_class < 0:
             raise ParameterError(f"min_val_per_class must be a non-negative integer; got {self.min_val_per_class!r}")
         if self.trainable not in ("all", "output"):

@@ -84,6 +84,7 @@ def fit_network(
     networks match one process's training in accuracy, not weight for weight. L-BFGS solves the
     same full-batch problem in each process (no speed-up).
     """
+    y = _targets(y)
     gen = seed_everything(seed)
     size = world()[1]
     dev = resolve_device(device)
@@ -152,7 +153,7 @@ def fit_network(
                 if sched:
                     sched.step()
                 total += loss.item() * len(idx)
-                correct += _hits(logits.detach(), yb)
+                correct += _hits(logits.detach(), _truth(yb, mix))
         history["loss"].append(total / len(order))
         history["accuracy"].append(correct / len(order))
         if len(val_idx):
@@ -236,14 +237,15 @@ def _distributed_epoch(model: nn.Module, order: torch.Tensor, Xt, yt, config: Tr
             xb = lam * xb + (1 - lam) * expand(Xt[other]).to(dev)
         opt.zero_grad()
         logits = model(xb)
-        loss = _mixed(loss_fn, logits, yb, None if partners is None else (lam, yt[other].to(dev)))
+        mix = None if partners is None else (lam, yt[other].to(dev))
+        loss = _mixed(loss_fn, logits, yb, mix)
         # DDP averages the processes' gradients: each sum scaled so that the average is the minibatch's mean
         per_row = len(idx) * (yt.shape[1] if multilabel else 1)
         (loss * (size / per_row if n else 0.0)).backward()
         opt.step()
         if sched:
             sched.step()
-        parts = _hit_parts(logits.detach(), yb) if n else (0.0, 0.0)
+        parts = _hit_parts(logits.detach(), _truth(yb, mix)) if n else (0.0, 0.0)
         steps.append((loss.item() * len(idx) / per_row if n else 0.0, *parts))
         sizes.append(len(idx))
     sums = all_sum(torch.tensor(steps, dtype=torch.float64).reshape(-1, 3)).tolist()
@@ -328,12 +330,17 @@ def _mixed(loss_fn, logits: torch.Tensor, target: torch.Tensor, mix) -> torch.Te
     """The loss against ``target``, or with mixup ``(lam, partners)`` (the partner rows' targets):
     one label a row, the same mix of the two losses; several, the loss against the union of the two
     rows' labels, since both rows sound in the mix."""
-    if mix is None:
-        return loss_fn(logits, target)
+    if mix is None or target.dim() == 2:
+        return loss_fn(logits, _truth(target, mix))
     lam, partners = mix
-    if target.dim() == 2:
-        return loss_fn(logits, torch.maximum(target, partners))
     return lam * loss_fn(logits, target) + (1 - lam) * loss_fn(logits, partners)
+
+
+def _truth(target: torch.Tensor, mix) -> torch.Tensor:
+    """What a batch's rows are trained towards and scored against: their own labels, or mixed with
+    several labels a row, the union of both rows' (the partner's instruments sound in the mix: naming
+    them is right, not a false positive). One label a row keeps its own (mixup's usual accuracy)."""
+    return target if mix is None or target.dim() != 2 else torch.maximum(target, mix[1])
 
 
 def _hits(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -371,6 +378,17 @@ def _score(net: nn.Module, X: torch.Tensor, y: torch.Tensor, dev, expand) -> tup
     if y.dim() == 2:
         return float(nn.functional.binary_cross_entropy_with_logits(logits, y)), _hits(logits, y) / len(y)
     return float(nn.functional.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+
+def _targets(y) -> np.ndarray:
+    """``y`` as the loop takes it: a 2-D label matrix as it is; 1-D class indices as int64, floats
+    included where they are whole numbers (0.0, 1.0...: the split's bincount refused them)."""
+    y = np.asarray(y)
+    if y.ndim == 2 or y.dtype.kind in "biu":
+        return y if y.ndim == 2 else y.astype(np.int64, copy=False)
+    if y.dtype.kind != "f" or not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise ParameterError(f"one label a row must be class indices, whole numbers; got {y.dtype} values that are not")
+    return y.astype(np.int64)
 
 
 def _validation_split(y: np.ndarray, fraction: float, seed: int, min_per_class: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
