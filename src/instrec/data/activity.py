@@ -17,12 +17,13 @@ import csv
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import DataError, ParameterError
 from ..fileio import write_csv
+from .instruments import canonical_label
 
 ACTIVITY_NAME = "activity.csv"
 ACTIVITY_COLUMNS = ("path", "label", "start", "end")
@@ -79,8 +80,13 @@ def write_activity(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
                                                "end": f"{float(r['end']):.3f}"} for r in rows))
 
 
-def read_activity(path: str | os.PathLike) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """``{clip path as written: {label: [(start, end), ...]}}`` from an ``activity.csv``."""
+def read_activity(path: str | os.PathLike, aliases: Mapping[str, str] | None = None
+                  ) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """``{clip path as written: {label: [(start, end), ...]}}`` from an ``activity.csv``.
+
+    Labels are read as the manifest's are (:func:`~instrec.data.instruments.canonical_label` with
+    ``aliases``; ``None``: the built-in ones), so ``Cello`` or ``sax`` there is the class ``cello``
+    or ``saxophone``; a path's Windows ``\\`` separators become ``/``."""
     path = Path(path)
     out: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     try:
@@ -96,7 +102,8 @@ def read_activity(path: str | os.PathLike) -> dict[str, dict[str, list[tuple[flo
                     raise DataError(f"{path}: line {i}: start and end must be seconds") from None
                 if not (np.isfinite(start) and np.isfinite(end)) or end < start or start < 0:
                     raise DataError(f"{path}: line {i}: not a span of time ({row['start']}..{row['end']})")
-                out[row["path"]][row["label"]].append((start, end))
+                label = canonical_label(row["label"], aliases) if row["label"] else ""
+                out[row["path"].replace("\\", "/")][label].append((start, end))
     except FileNotFoundError:
         raise DataError(f"{path}: activity table not found") from None
     except UnicodeDecodeError as e:

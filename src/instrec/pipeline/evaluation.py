@@ -66,10 +66,9 @@ def evaluate_model(
     training_clips = len(may_be_trained_on(clips, info, record))
     if training_clips:
         scope += f": {training_clips_words(training_clips, len(clips), record is not None)}"
-    if not model.multilabel:
-        _need_known_classes(clips, data, model.classes, all_classes, model.classes != all_classes)
+    _need_known_classes(clips, data, model.classes, all_classes, model.classes != all_classes, model.multilabel)
     if model.multilabel:
-        metrics, ok, bad = _score_multilabel(model, clips, ds.roots, progress)
+        metrics, ok, bad = _score_multilabel(model, clips, ds.roots, progress, dict(options.aliases or {}))
     else:
         X, ok, bad = extract_rows(clips, model.feature, options, progress, "features")
         truth = [clips[i].label for i in ok]
@@ -107,20 +106,21 @@ def evaluate_model(
     return metrics, skipped
 
 
-def _score_multilabel(model: Model, clips, roots, progress: Progress | None):
+def _score_multilabel(model: Model, clips, roots, progress: Progress | None, aliases: dict | None = None):
     """A multi-label model's scores: each clip predicted whole (a long one window by window, each
     instrument's file-level probability its best window's), scored against the clips' labels
     (:func:`score_multilabel`); where the data has ``activity.csv``, also frame-level F1 of the
     timelines against it, in frames of :data:`FRAME_SECONDS`. Returns ``(metrics, ok, skipped)``."""
-    from ..data.activity import ACTIVITY_NAME, activity_matrix, read_activity
+    from ..data.activity import ACTIVITY_NAME, activity_matrix, read_activity, split_labels
     from ..errors import InstrecError
     from ..evaluate import frame_scores
     from ..timeline import frames
 
-    spans = {}
+    spans, tabled = {}, []  # tabled: the folders with an activity table
     for root in roots:
         if (Path(root) / ACTIVITY_NAME).is_file():
-            spans.update({str((Path(root) / p).resolve()): v for p, v in read_activity(Path(root) / ACTIVITY_NAME).items()})
+            tabled.append(Path(root).resolve())
+            spans.update({str((Path(root) / p).resolve()): v for p, v in read_activity(Path(root) / ACTIVITY_NAME, aliases).items()})
     update = bar(progress, "predicting", len(clips))
     ok, skipped, P, true_frames, pred_frames = [], [], [], [], []
     for i, clip in enumerate(clips):
@@ -132,6 +132,8 @@ def _score_multilabel(model: Model, clips, roots, progress: Progress | None):
             ok.append(i)
             P.append([pred.probabilities[c] for c in model.classes])
             key = str(clip.path.resolve())
+            if key not in spans and not split_labels(clip.label) and any(r in clip.path.resolve().parents for r in tabled):
+                spans[key] = {}  # no instrument plays: the table has no stretch of it, every frame is silent
             if key in spans:
                 n = int(np.ceil(pred.duration / FRAME_SECONDS))
                 true_frames.append(activity_matrix(spans[key], model.classes, n_frames=n, hop_seconds=FRAME_SECONDS))
@@ -166,9 +168,13 @@ def _held_back_record(model: Model) -> dict | None:
     return held_back_record(model.source, getattr(engine, "export_info", None))
 
 
-def _need_known_classes(clips, data, classes: Sequence[str], all_classes: Sequence[str], chosen: bool) -> None:
-    """DataError (one line) when no clip has a class the model scores: nothing could be scored."""
-    found = sorted({c.label for c in clips})
+def _need_known_classes(clips, data, classes: Sequence[str], all_classes: Sequence[str], chosen: bool,
+                        multilabel: bool = False) -> None:
+    """DataError (one line) when no clip has a class the model scores (multi-label: no clip has an
+    instrument it scores): nothing could be scored."""
+    from ..data.activity import split_labels
+
+    found = sorted({n for c in clips for n in (split_labels(c.label) if multilabel else (c.label,))})
     if set(found) & set(classes):
         return
     where = _data_words(data)
@@ -177,7 +183,7 @@ def _need_known_classes(clips, data, classes: Sequence[str], all_classes: Sequen
     if chosen and set(found) & set(all_classes):
         raise DataError(f"no clip of {where} has one of the classes chosen ({', '.join(classes)}); "
                         f"its classes: {', '.join(found)}; the model's: {', '.join(all_classes)}")
-    raise DataError(f"no clip of {where} has a class the model knows; its classes: {', '.join(found)}; "
+    raise DataError(f"no clip of {where} has a class the model knows; its classes: {', '.join(found) or 'none'}; "
                     f"the model's: {', '.join(all_classes)}")
 
 
