@@ -102,6 +102,18 @@ def test_demo_into_a_file_is_one_line(tmp_path):
     assert error_lines(r.stderr) == [f"instrec: error: --out {f}: is a file, not a folder; name a folder for the demo"], r.stderr
 
 
+@pytest.mark.parametrize("command", ["train", "calibrate"])
+def test_a_model_into_a_file_is_one_line_before_any_work(command, recordings, tmp_path):
+    """train and calibrate --out FILE trained (or fitted) first and only then failed to save: exit 1, the run lost."""
+    f = tmp_path / "model.json"
+    f.write_text("{}")
+    args = ("train", recordings, "--recipe", "mfcc-stats") if command == "train" else ("calibrate", "shipped", recordings)
+    r = run_cli(*args, "--out", f)
+    assert r.returncode == 2, r.stderr
+    assert len(error_lines(r.stderr)) == 1 and "is a file, not a folder" in r.stderr, r.stderr
+    assert f.read_text() == "{}"
+
+
 def test_demo_into_an_earlier_demo_folder_goes_on(tmp_path):
     from instrec.cli.checks import check_demo_out
 

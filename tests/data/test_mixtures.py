@@ -250,3 +250,11 @@ def test_a_rerun_is_up_to_date_or_resumed_and_other_settings_are_refused(clips_d
     resumed = _mix(clips_dir, out, n=4)
     assert (resumed.previous, resumed.written) == ("interrupted", 4)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_folder_of_mixtures_is_refused_saying_its_clips_name_several_instruments(clips_dir, tmp_path):
+    """Mixing a mix folder said 'the clips have only 0 distinct instrument label(s)' and nothing of
+    the clips it left out: they are mixtures themselves."""
+    _mix(clips_dir, tmp_path / "mix")
+    with pytest.raises(ParameterError, match=r"only 0 distinct .*8 clip\(s\) left out as naming several instruments"):
+        X.mix_clips(load_dataset(tmp_path / "mix").clips, tmp_path / "again", n=2, seconds=SECONDS, sr=SR)

@@ -457,3 +457,24 @@ def test_an_excerpt_interrupted_while_written_leaves_none_of_its_files(score, tm
     with pytest.raises(KeyboardInterrupt):
         M.render_music(out, pieces=[str(score)], n=1, seconds=1.0, sr=SR, stems=True, instruments=("cello", "flute"))
     assert written and not [p for p in out.rglob("*") if p.is_file() and p.suffix == ".wav"]
+
+
+def test_music21s_remarks_on_a_score_do_not_reach_the_user(tmp_path):
+    """render-music printed music21's 'measure 96 in part Violin IIis overfull' with its source line
+    among its own output; the score is read all the same."""
+    import warnings
+
+    path = tmp_path / "overfull.musicxml"
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<score-partwise version="3.1">\n'
+        '<part-list><score-part id="P1"><part-name>Violin</part-name></score-part></part-list>\n<part id="P1">\n'
+        '<measure number="1"><attributes><divisions>7</divisions><time><beats>4</beats><beat-type>4</beat-type></time>'
+        '</attributes>\n<note><pitch><step>C</step><octave>5</octave></pitch><duration>28</duration><type>whole</type></note>\n'
+        '<note><pitch><step>D</step><octave>5</octave></pitch><duration>1</duration><type>16th</type></note></measure>\n'
+        '<measure number="2"><note><pitch><step>E</step><octave>5</octave></pitch><duration>28</duration>'
+        '<type>whole</type></note></measure>\n</part>\n</score-partwise>\n')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        piece = M.read_piece(path)
+    assert [str(w.message) for w in caught] == []
+    assert [p.instrument for p in piece.parts] == ["violin"]

@@ -192,8 +192,14 @@ def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 
         elif heard:
             pool.setdefault(heard[0], []).append(clip)
     pool = dict(sorted(pool.items()))
-    fmt, max_instruments = _validate(n, min_instruments, max_instruments, len(pool), seconds, sr, seed, level_db, fmt,
-                                     progress, called)
+    try:
+        fmt, max_instruments = _validate(n, min_instruments, max_instruments, len(pool), seconds, sr, seed, level_db,
+                                         fmt, progress, called)
+    except ParameterError as e:  # "only 0 labels" from a folder of mixtures: say why they do not count
+        if report.skipped and "distinct instrument label" in str(e):
+            raise ParameterError(f"{e}; {len(report.skipped)} clip(s) left out as naming several instruments "
+                                 "(mixtures): mix clips of one instrument each") from None
+        raise
     _check_not_inside(report.out_dir, [*inputs, *{c.path.parent for c in clips}])
     run = claim(report.out_dir, "mix", {
         "clips": _fingerprint(clips), "n": int(n), "min": int(min_instruments), "max": max_instruments,

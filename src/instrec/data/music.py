@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,7 +232,9 @@ def read_piece(path: str | Path, piece_id: str | None = None) -> Piece:
     m21 = _music21()
     path = Path(path)
     try:
-        score = m21.converter.parse(str(path), forceSource=True)
+        with warnings.catch_warnings():  # its remarks on a score (an overfull measure) are not the user's business
+            warnings.simplefilter("ignore")
+            score = m21.converter.parse(str(path), forceSource=True)
     except Exception as exc:  # music21 raises many kinds on a bad file
         raise DataError(f"{path}: not a score music21 can read ({type(exc).__name__}: {str(exc)[:120]})") from None
     if isinstance(score, m21.stream.Opus):
