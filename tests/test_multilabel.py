@@ -106,6 +106,9 @@ def test_restricting_keeps_each_probability(multilabel_model, duet_recording):
     two = model.restrict("sine,saw").predict_file(duet_recording)
     for wf, wt in zip(full.windows, two.windows):
         assert wt.probabilities == {c: wf.probabilities[c] for c in ("saw", "sine")}
+    # one instrument is a question too: "is there a saw?" (a softmax model needs two to choose among)
+    one = model.restrict("saw").predict_file(duet_recording)
+    assert [w.probabilities for w in one.windows] == [{"saw": w.probabilities["saw"]} for w in full.windows]
 
 
 def test_evaluate_scores_clips_and_frames(multilabel_model, mixture_data, tmp_path):

@@ -111,3 +111,16 @@ def test_too_few_validation_rows_to_calibrate_give_temperature_one(data):
     # 45 rows are enough: fitted as before
     enough, _ = fit_and_score(_recipe(0.3), 0, X, y, np.arange(150), np.arange(3))
     assert enough.calibration_["validation_rows"] == 45 and "too_few_rows" not in enough.calibration_
+
+
+def test_the_training_line_says_which_instruments_got_thresholds_of_their_own():
+    """Review: 3 validation rows read 'a threshold per instrument chosen ... (0.50-0.50)', though none was."""
+    from instrec.pipeline.training import calibration_words
+
+    none = {"validation_rows": 3, "thresholds": {"a": 0.5, "b": 0.5}, "positives": {"a": 2, "b": 1}}
+    assert calibration_words(none).startswith("none chosen: no instrument has 5 positive rows among the 3")
+    some = {"validation_rows": 40, "thresholds": {"a": 0.31, "b": 0.5, "c": 0.62}, "positives": {"a": 12, "b": 2, "c": 9}}
+    words = calibration_words(some)
+    assert "for 2 of 3 (0.31-0.62)" in words and "the others, with fewer than 5 positive rows" in words
+    every = {"validation_rows": 40, "thresholds": {"a": 0.31, "c": 0.62}, "positives": {"a": 12, "c": 9}}
+    assert calibration_words(every).endswith("for 2 of 2 (0.31-0.62)")

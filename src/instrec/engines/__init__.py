@@ -36,7 +36,9 @@ class RestrictedEngine:
 
     def __init__(self, engine: Engine, classes: Sequence[str]):
         self.engine = engine
-        self.columns = class_columns(engine.classes, classes)
+        # one instrument is a question a multi-label model answers ("is there a piano?"): its
+        # probabilities are each class's own; a softmax's one class would always win
+        self.columns = class_columns(engine.classes, classes, least=1 if is_multilabel_meta(engine.meta) else 2)
         self.name = engine.name
         self.classes = [engine.classes[i] for i in self.columns]
         self.feature = engine.feature
@@ -54,12 +56,12 @@ def is_multilabel_meta(meta: dict) -> bool:
     return model.get("output") == "sigmoid"
 
 
-def class_columns(classes: Sequence[str], keep: Sequence[str] | str) -> list[int]:
+def class_columns(classes: Sequence[str], keep: Sequence[str] | str, *, least: int = 2) -> list[int]:
     """Columns of ``classes`` named by ``keep`` (a list, or one comma-separated string), in the
     model's order; names are matched as labels are (``"Sax"`` is ``saxophone``).
 
     Raises :class:`~instrec.errors.ParameterError` for a name the model does not know, or for
-    fewer than two distinct classes (one class would always win).
+    fewer than ``least`` distinct classes (one class of a softmax would always win).
     """
     from ..data.instruments import canonical_label
 
@@ -68,8 +70,9 @@ def class_columns(classes: Sequence[str], keep: Sequence[str] | str) -> list[int
     unknown = sorted(wanted - set(classes))
     if unknown:
         raise ParameterError(f"the model does not know {', '.join(unknown)}; its classes: {', '.join(classes)}")
-    if len(wanted) < 2:
-        raise ParameterError(f"name at least two classes to choose among; got {', '.join(sorted(wanted)) or 'none'}")
+    if len(wanted) < least:
+        raise ParameterError(f"name at least {'two classes to choose among' if least == 2 else 'one class'}; "
+                             f"got {', '.join(sorted(wanted)) or 'none'}")
     return [i for i, c in enumerate(classes) if c in wanted]
 
 

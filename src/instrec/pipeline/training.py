@@ -254,9 +254,17 @@ def calibration_words(cal: dict) -> str:
     if "thresholds" in cal:  # a multi-label model's
         if not cal.get("validation_rows"):
             return "none: the recipe held no validation rows back, so every instrument's threshold is 0.5"
-        t = cal["thresholds"].values()
-        return (f"a threshold per instrument chosen on {cal['validation_rows']} validation rows for the best F1 "
-                f"({min(t):.2f}-{max(t):.2f}; 0.5 for an instrument with fewer than 5 positive rows)")
+        from ..calibration import MIN_POSITIVES
+
+        n, pos = cal["validation_rows"], cal.get("positives") or {}
+        # as choose_thresholds decides: enough positive rows, and a negative one
+        chosen = [t for c, t in cal["thresholds"].items() if MIN_POSITIVES <= pos.get(c, MIN_POSITIVES) < n]
+        rest = (f"the others, with fewer than {MIN_POSITIVES} positive rows (or no negative one), keep theirs "
+                "(0.5 in a new model)")
+        if not chosen:
+            return f"none chosen: no instrument has {MIN_POSITIVES} positive rows among the {n} validation rows; {rest}"
+        return (f"a threshold per instrument chosen on {n} validation rows for the best F1, for {len(chosen)} of "
+                f"{len(cal['thresholds'])} ({min(chosen):.2f}-{max(chosen):.2f})" + ("" if len(chosen) == len(cal["thresholds"]) else f"; {rest}"))
     if cal.get("too_few_rows"):
         return (f"too few validation rows ({cal['validation_rows']}) to calibrate (at least {cal['min_rows']}): "
                 "temperature 1 and no min_confidence")
