@@ -70,6 +70,8 @@ def check_dest(path: str | os.PathLike, *, marker: str, what: str) -> None:
     here = Path.cwd().resolve()
     if path.resolve() == here or path.resolve() in here.parents:  # replaced whole: not the folder a process stands in
         raise ParameterError(f"{path}: is the current folder or holds it; name a new folder for the {what}")
+    if path.exists() and not path.is_dir():  # found only when saving, after all the work
+        raise ParameterError(f"{path}: is a file, not a folder; name a folder for the {what}")
     if path.is_dir() and not (path / marker).is_file() and any(path.iterdir()):
         raise ParameterError(f"{path}: holds other files (it is not a {what}): name a new or empty folder")
 

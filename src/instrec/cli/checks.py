@@ -93,14 +93,11 @@ def check_demo_out(out: Path) -> None:
 
 
 def check_checkpoint(out: Path, resume: bool, epochs: int) -> None:
-    """Refuse an ``--out`` that is a file (the model could not be saved there: the run would be lost
-    at its end) or a fresh start over an interrupted run's checkpoint (its epochs would be lost), and
+    """Refuse to start afresh over an interrupted run's checkpoint (its epochs would be lost), and
     say so when --resume finds none to continue from (the run then starts from the first epoch)."""
     from ..pipeline.training import checkpoint_path
     from ..train.checkpoint import CKPT_JSON, checkpoint_exists
 
-    if out.exists() and not out.is_dir():
-        raise ParameterError(f"--out {out}: is a file, not a folder; name a folder for the model")
     ckpt = checkpoint_path(out)
     if not checkpoint_exists(ckpt):  # it puts back one that a killed run left aside
         if resume:

@@ -57,8 +57,6 @@ def calibrate_model(
 
     options = options or DataOptions()
     check_model_out(out)
-    if Path(out).exists() and not Path(out).is_dir():  # found only when saving, after all the work
-        raise ParameterError(f"{out}: is a file, not a folder; name a folder for the recalibrated model")
     clf = load_base_model(model)
     if clf is None:
         raise ParameterError("calibrate_model needs a model: a folder, 'shipped' or an InstrumentClassifier")
