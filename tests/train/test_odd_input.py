@@ -24,6 +24,20 @@ def test_the_run_key_tells_apart_data_that_differs_in_any_row():
     assert run_key("r", X, y, config, 0) == run_key("r", X.copy(), y, config, 0)
 
 
+def test_the_run_key_tells_apart_label_matrices_that_differ_below_one():
+    """Soft multi-label targets were cast to int: 0.3 and 0 present made one key, and --resume mixed the runs."""
+    from instrec.train.checkpoint import run_key
+
+    config = get_recipe("mfcc-linear").train
+    X = np.zeros((4, 3), np.float32)
+    Y = np.eye(4, 2, dtype=np.float32)
+    soft = Y.copy()
+    soft[2, 1] = 0.3
+    assert run_key("r", X, Y, config, 0) != run_key("r", X, soft, config, 0)
+    assert run_key("r", X, Y, config, 0) == run_key("r", X, Y.astype(np.float64), config, 0)
+    assert run_key("r", X, np.zeros(4, np.int64), config, 0) != run_key("r", X, np.zeros((4, 1)), config, 0)
+
+
 @pytest.mark.parametrize("fraction, y", [(0.7, [0, 0, 1, 1, 2, 2]), (0.9, [0, 1, 0, 1])])
 def test_a_large_validation_fraction_never_fails_nor_empties_the_training_side(fraction, y):
     from instrec.train.loop import _validation_split

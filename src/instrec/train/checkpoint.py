@@ -23,8 +23,10 @@ def run_key(name: str, X: np.ndarray, y: np.ndarray, config: TrainConfig, seed: 
     """A fingerprint of what is trained on and how: resuming another run's checkpoint is refused."""
     h = hashlib.sha256()
     h.update(name.encode())
-    h.update(json.dumps([list(X.shape), seed, repr(config)]).encode())
-    h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    y = np.asarray(y)
+    h.update(json.dumps([list(X.shape), list(y.shape), seed, repr(config)]).encode())
+    # a label matrix as the loop trains on it (floats: 0.3 present is not 0); class indices as int64
+    h.update(np.ascontiguousarray(y, dtype=np.float32 if y.ndim == 2 else np.int64).tobytes())
     h.update(str(X.dtype).encode())
     # every row: one re-recorded clip among a thousand is another run (sha256 reads ~1 GB/s)
     for start in range(0, len(X), 4096):  # in pieces: no copy of the whole of X
