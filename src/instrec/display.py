@@ -397,11 +397,11 @@ def _with_timelines(table, results: Sequence[Prediction], per_file) -> str:
 def who_plays_when(prediction: Prediction) -> list[tuple[float, float, str]]:
     """``(start, end, instruments)`` of each run of a windowed multi-label prediction's windows
     with the same active set, over the stretches the windows stand for
-    (:func:`instrec.timeline.window_tiles`), so the runs tile the recording; ``instruments``:
+    (:func:`instrec.timeline.tiles_of`), so the runs tile the recording; ``instruments``:
     the active set (at family level, its families) joined by ", ", "silence" or "none"."""
-    from .timeline import window_tiles
+    from .timeline import tiles_of
 
-    tiles = window_tiles([(w.start, w.end) for w in prediction.windows], prediction.duration or prediction.windows[-1].end)
+    tiles = tiles_of(prediction.windows, prediction.duration or prediction.windows[-1].end)
     runs: list[tuple[float, float, str]] = []
     for (a, b), w in zip(tiles, prediction.windows):
         who = "silence" if w.silent else (", ".join(active_at_level(prediction, w.active)) or "none")

@@ -5,8 +5,10 @@ activity table).
 
 Overlapping windows tile the recording by their centres: a window stands for the stretch from
 halfway to the previous window's centre to halfway to the next one's (the first from 0, the last
-to the end), so that every instant belongs to exactly one window. Segments and tracks both cut
-there, so they say the same times for the same windows.
+to the end), so that every instant belongs to exactly one window. Next to a silent window the cut
+moves to that window's edge (never past its neighbour's centre): all of a silent window is quiet,
+so the sound of its neighbour lies outside it. Segments and tracks both cut there, so they say the
+same times for the same windows.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def silent_levels(rms: np.ndarray, peak: np.ndarray, *, below_db: float = SILENC
 def merge_segments(windows: Sequence[Window], *, duration: float) -> list[Segment]:
     """Runs of adjacent same-label windows, each from its first window's tile to its last one's
     (:func:`window_tiles`), so that segments tile ``[0, duration]`` and cut where tracks do."""
-    tiles = window_tiles([(w.start, w.end) for w in windows], duration)
+    tiles = tiles_of(windows, duration)
     segments: list[Segment] = []
     first = 0
     for i, w in enumerate(windows):
@@ -90,14 +92,38 @@ def merge_segments(windows: Sequence[Window], *, duration: float) -> list[Segmen
     return segments
 
 
-def window_tiles(spans: Sequence[tuple[float, float]], duration: float) -> np.ndarray:
+def window_tiles(spans: Sequence[tuple[float, float]], duration: float,
+                 silent: Sequence[bool] | None = None) -> np.ndarray:
     """``(n, 2)`` start and end (s) of the stretch each window of ``spans`` (``(start, end)``
-    seconds, in order) stands for; together they tile ``[0, duration]``."""
+    seconds, in order) stands for; together they tile ``[0, duration]``.
+
+    Windows are cut halfway between their centres, except between a silent window (``silent``)
+    and a sounding one: all of the silent window is quiet, so the cut lies at its edge (the
+    sounding window's centre at the farthest), and silence is not said to be sound for up to a
+    hop's length. A sounding window between two silent ones that would be left no time keeps its
+    halfway cuts."""
     if not len(spans):
         return np.zeros((0, 2))
-    centres = np.array([(a + b) / 2 for a, b in spans], dtype=np.float64)
-    cuts = (centres[:-1] + centres[1:]) / 2
+    bounds = np.array(spans, dtype=np.float64).reshape(-1, 2)
+    centres = bounds.mean(axis=1)
+    mid = (centres[:-1] + centres[1:]) / 2
+    cuts = mid.copy()
+    if silent is not None and len(spans) > 1:
+        quiet = np.asarray(silent, dtype=bool)
+        into = ~quiet[:-1] & quiet[1:]  # sound, then silence: the cut at the silent window's start
+        cuts[into] = np.clip(bounds[1:, 0], centres[:-1], mid)[into]
+        out = quiet[:-1] & ~quiet[1:]  # silence, then sound: the cut at the silent window's end
+        cuts[out] = np.clip(bounds[:-1, 1], mid, centres[1:])[out]
+        # a sounding window squeezed to nothing by silence on both sides keeps its halfway cuts
+        starts, ends = cuts[:-1], cuts[1:]
+        squeezed = np.flatnonzero((ends <= starts) & ~quiet[1:-1]) + 1
+        cuts[squeezed - 1], cuts[squeezed] = mid[squeezed - 1], mid[squeezed]
     return np.stack([np.concatenate([[0.0], cuts]), np.concatenate([cuts, [float(duration)]])], axis=1)
+
+
+def tiles_of(windows: Sequence[Window], duration: float) -> np.ndarray:
+    """:func:`window_tiles` of a timeline's ``windows``, their silence included."""
+    return window_tiles([(w.start, w.end) for w in windows], duration, [w.silent for w in windows])
 
 
 def runs(active: Sequence[bool], tiles: np.ndarray) -> list[tuple[float, float]]:
@@ -117,7 +143,7 @@ def tracks(windows: Sequence[Window], classes: Sequence[str], family_of: Mapping
            duration: float) -> list[Track]:
     """One :class:`Track` per class active in any of ``windows`` (their ``active`` lists), the
     likeliest first: its segments, and its highest probability over the windows."""
-    tiles = window_tiles([(w.start, w.end) for w in windows], duration)
+    tiles = tiles_of(windows, duration)
     out = []
     for c in classes:
         on = [bool(w.active) and c in w.active for w in windows]
