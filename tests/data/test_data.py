@@ -291,3 +291,38 @@ def test_alias_with_an_empty_side_is_refused(item):
     assert "\n" not in str(e.value)
     with pytest.raises(ParameterError):
         DataOptions(aliases=[item])
+
+
+@pytest.mark.parametrize("header", ["path,label,label", "path,Label,label ", "path,label,Path"])
+def test_manifest_with_a_column_named_twice_is_refused(tmp_path, header):
+    # review: csv.DictReader kept the last of two 'label' columns, silently relabelling every clip
+    write(tmp_path / "a.wav", tone("sine", 440))
+    (tmp_path / "m.csv").write_text(f"{header}\na.wav,flute,a.wav\n")
+    with pytest.raises(DataError, match=r"m\.csv: column '(label|path)' appears twice"):
+        load_dataset(tmp_path, manifest=tmp_path / "m.csv")
+
+
+@pytest.mark.parametrize("sep, name", [(";", "semicolon"), ("\t", "tab")])
+def test_manifest_with_another_separator_says_so(tmp_path, sep, name):
+    # review: a European Excel export (path;label) got only "has: path;label"
+    write(tmp_path / "a.wav", tone("sine", 440))
+    (tmp_path / "m.csv").write_text(f"path{sep}label\na.wav{sep}flute\n")
+    with pytest.raises(DataError, match=f"{name}-separated\\? columns must be separated by commas"):
+        load_dataset(tmp_path, manifest=tmp_path / "m.csv")
+
+
+@pytest.mark.parametrize("names", [("flute-01", "flute-02"), ("flute1", "flute2"), ("Flute 1", "flute 02")])
+def test_file_names_numbered_without_underscore_are_refused(tmp_path, names):
+    # review: flute-01.wav, flute-02.wav... trained a model of one class per file ("test accuracy n/a")
+    for k, stem in enumerate(names):
+        write(tmp_path / f"{stem}.wav", tone("sine", 440 + 10 * k))
+    write(tmp_path / "cello.wav", tone("saw", 220))
+    with pytest.raises(DataError, match=r"would be two classes, .*part before the first '_' \(flute_01\.wav\)"):
+        load_dataset(tmp_path)
+
+
+def test_file_names_without_underscore_one_per_class_still_load(tmp_path):
+    for stem in ("cello", "flute", "violin2", "horn-1"):  # distinct names: the whole stem is the label
+        write(tmp_path / f"{stem}.wav", tone("sine", 440))
+    write(tmp_path / "violin2_b.wav", tone("saw", 220))
+    assert load_dataset(tmp_path).classes == ["cello", "flute", "horn-1", "violin2"]

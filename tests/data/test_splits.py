@@ -248,3 +248,10 @@ def test_stratified_split_workable_test_sizes_are_rounded_inwards():
     for size in map(float, re.search(r"from (\S+) to (\S+?);?$", str(e.value)).groups()):
         tr, te = split_indices(labels, method="stratified", test_size=size)
         assert {labels[i] for i in te} == {"a", "b"}
+
+
+def test_stratified_split_names_the_classes_with_one_clip():
+    # review: "needs at least 2 clips of every class" did not say which class had one
+    labels = ["flute"] * 5 + ["harp"] + ["violin"] * 5 + ["oboe"]
+    with pytest.raises(DataError, match=r"'harp' has 1, 'oboe' has 1$"):
+        split_indices(labels, method="stratified")

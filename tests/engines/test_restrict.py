@@ -86,3 +86,11 @@ def test_cli_predict_and_evaluate_with_classes(rendered_data, tmp_path):
     assert r.returncode == 0, r.stderr
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["classes"] == ["cello", "flute", "trumpet"] and metrics["n"] == 24
+
+
+@pytest.mark.parametrize("keep", ["flute,???", ["flute", "--"]])
+def test_class_name_with_no_letter_is_named_in_the_error(keep):
+    # review: "flute,???" said "the model does not know ; its classes: ..." (an empty name)
+    with pytest.raises(ParameterError, match=r"^'(\?\?\?|--)' names no class \(no letter or digit\); "
+                                             r"the model's classes: flute, trumpet, violin$"):
+        class_columns(["flute", "trumpet", "violin"], keep)

@@ -251,7 +251,28 @@ def _load_root(root: Path, mode: str, aliases: _Labeller):
             skipped.append((_printable(str(path)), f"{'folder' if mode == 'folder' else 'file'} name gives no label"))
             continue
         clips.append(Clip(path=path, label=label, source=name, group=""))
+    if mode == "filename":
+        _check_numbered_stems(clips)
     return clips, skipped, mode
+
+
+def _check_numbered_stems(clips: list[Clip]) -> None:
+    """Refuse file-name labels taken from whole names that differ only in a number at the end
+    (``flute-01.wav``, ``flute-02.wav``: classes ``flute-01`` and ``flute-02``, one clip each):
+    the label is the part before the first ``_``, so these were meant as takes of one class."""
+    first: dict[str, Clip] = {}
+    for clip in clips:
+        if "_" in clip.path.name:
+            continue
+        base = re.sub(r"[\s_-]*\d+$", "", clip.label)
+        if not base or base == clip.label:
+            continue
+        other = first.setdefault(base, clip)
+        if other.label != clip.label:
+            raise DataError(f"{_printable(other.path.name)} and {_printable(clip.path.name)} would be two classes, "
+                            f"{other.label!r} and {clip.label!r}: a file-name label is the part before the first '_' "
+                            f"({base}_01{clip.path.suffix}); rename them, put them in a sub-folder {base}/, or list "
+                            "them in a manifest.csv")
 
 
 def _from_manifest(manifest: Path, aliases: _Labeller, roots: Sequence[Path] = ()):
@@ -286,7 +307,12 @@ def _manifest_rows(manifest: Path, reader: csv.DictReader, aliases: _Labeller):
     cols = [c.strip().lower() for c in (reader.fieldnames or [])]
     if "path" not in cols or "label" not in cols:
         shown = ", ".join(_printable(c) for c in cols[:12]) or "none"
-        raise DataError(f"{manifest}: needs the columns 'path' and 'label' (has: {shown})")
+        sep = next((f" ({name}-separated? columns must be separated by commas)" for ch, name in ((";", "semicolon"), ("\t", "tab"))
+                    if len(cols) == 1 and ch in cols[0]), "")
+        raise DataError(f"{manifest}: needs the columns 'path' and 'label' (has: {shown}){sep}")
+    twice = next((c for c in cols if c and cols.count(c) > 1), None)
+    if twice is not None:  # csv.DictReader would keep the last one's value without a word
+        raise DataError(f"{manifest}: column {_printable(twice)!r} appears twice in its header; keep one")
     for i, row in enumerate(reader, start=2):
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if isinstance(k, str) and k}
         n += 1

@@ -151,9 +151,10 @@ def split_indices(
     n_test = int(np.ceil(test_size * n))
     stratify = None
     if method == "stratified":  # first: its message names the sizes that work
-        least = min(Counter(labels).values())
-        if least < 2:
-            raise DataError("a stratified split needs at least 2 clips of every class")
+        single = sorted(c for c, m in Counter(labels).items() if m < 2)
+        if single:
+            raise DataError("a stratified split needs at least 2 clips of every class; "
+                            + ", ".join(f"{c!r} has 1" for c in single))
         stratify = list(labels)
         _check_stratified_size(n, len(set(stratify)), n_test, test_size)
     if n_test < 1 or n - n_test < 1:

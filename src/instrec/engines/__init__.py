@@ -66,7 +66,11 @@ def class_columns(classes: Sequence[str], keep: Sequence[str] | str, *, least: i
     from ..data.instruments import canonical_label
 
     names = keep.split(",") if isinstance(keep, str) else list(keep)
-    wanted = {canonical_label(n) for n in names if str(n).strip()}
+    names = [str(n) for n in names if str(n).strip()]
+    blank = next((n for n in names if not canonical_label(n)), None)
+    if blank is not None:
+        raise ParameterError(f"{blank.strip()!r} names no class (no letter or digit); the model's classes: {', '.join(classes)}")
+    wanted = {canonical_label(n) for n in names}
     unknown = sorted(wanted - set(classes))
     if unknown:
         raise ParameterError(f"the model does not know {', '.join(unknown)}; its classes: {', '.join(classes)}")
