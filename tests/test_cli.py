@@ -598,17 +598,22 @@ def test_a_count_of_one_is_singular(tmp_path):
 
 
 @pytest.mark.parametrize("args, names", [
+    (["train", "no-such-folder", "--out", "m"], "'DATA...': path 'no-such-folder' does not exist"),
+    (["evaluate", "shipped", "no-such-folder"], "'DATA...': path 'no-such-folder' does not exist"),
+    (["train", ".", "--manifest", "no-such.csv", "--out", "m"], "'--manifest': file 'no-such.csv' does not exist"),
     (["predict", "x.wav", "--format", "xml"], "'--format'"),
     (["predict", "x.wav", "--engine", "tf"], "'--engine'"),
     (["predict", "x.wav", "--top-k", "0"], "'--top-k'"),
     (["predict", "x.wav", "--min-confidence", "1.5"], "'--min-confidence'"),
+    (["predict", "x.wav", "--min-confidence", "nan"], "'--min-confidence': must be a number from 0 to 1 (0: never answer unknown for doubt); got nan"),
     (["predict", "x.wav", "--window", "abc"], "'--window'"),
     (["predict", "x.wav", "--bogus"], "--bogus"),
     (["predict"], "Missing argument"),
     (["frobnicate"], "frobnicate"),
 ])
 def test_usage_errors_found_by_the_parser_are_one_line_exit_2(args, names):
-    """click's usage errors were typer's 5-6-line box; the README promises one line naming the argument."""
+    """click's usage errors were typer's 5-6-line box; the README promises one line naming the argument.
+    A DATA folder or manifest that is not there is a usage error too (it was exit 1, as for a bad file)."""
     r = run_cli(*args)
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert r.returncode == 2 and len(lines) == 1, r.stderr

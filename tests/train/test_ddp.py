@@ -170,7 +170,8 @@ def _descendants(pid: int) -> list[int]:
 
 def test_nproc_errors_are_one_line(tmp_path):
     r = run_cli("train", tmp_path / "absent", "--recipe", "seed-mfcc", "--out", tmp_path / "m", "--nproc", "2", process=True)
-    assert r.returncode == 1 and error_lines(r.stderr) == [f"instrec: error: {tmp_path / 'absent'}: no such file or folder"]
+    assert r.returncode == 2 and error_lines(r.stderr) == [
+        f"instrec: error: Invalid value for 'DATA...': path '{tmp_path / 'absent'}' does not exist. (instrec train --help for usage)"]
     r = run_cli("train", tmp_path, "--cv", "3", "--nproc", "2", process=True)
     assert r.returncode == 2 and error_lines(r.stderr) == ["instrec: error: --cv trains its folds in one process; leave out --nproc"]
 

@@ -12,7 +12,7 @@ from typer.core import TyperCommand
 
 from . import make_data  # noqa: F401  (registers render, render-music and spectrograms, first in --help)
 from .common import (ALIAS_OPT, CLASSES_OPT, DEFAULT_RECIPE, DEVICE_OPT, LABELS_OPT, MANIFEST_OPT, EngineName,
-                     ImageMode, LabelMode, Level, OutFormat, SplitMethod, Trainable, _Command, _examples, _need,
+                     ImageMode, LabelMode, Level, OutFormat, SplitMethod, Trainable, _Command, _examples, _need, _probability,
                      _say_absent_classes, _say_recipe, app, Abort, ClickException, click_error_exit, finish)
 from ..display import progress_bars as _progress, quiet_decoder_messages, report_skipped as _report_skipped
 from ..errors import InstrecError, counted
@@ -107,7 +107,7 @@ def _recipe(recipe: str | None, epochs, hidden, activation, image_mode, init=Non
 ))
 def train(
     ctx: typer.Context,
-    data: List[Path] = typer.Argument(..., metavar="DATA...", help="one or more folders of labelled audio"),
+    data: List[Path] = typer.Argument(..., metavar="DATA...", exists=True, help="one or more folders of labelled audio"),
     recipe: Optional[str] = typer.Option(None, metavar="NAME", help=RECIPE_DEFAULT_HELP, show_default=False),
     init: Optional[str] = typer.Option(None, "--from", metavar="MODEL_DIR|shipped", help="fine-tune this trained model (a model "
                                        "folder, or 'shipped') on the data instead of training from scratch, with its recipe "
@@ -243,7 +243,7 @@ def train(
     ("instrec crossval fluidr3/ timgm6mb/ --recipe cnn --out report", ""),
 ))
 def crossval(
-    data: List[Path] = typer.Argument(..., metavar="DATA...", help="folders of labelled audio from at least 2 sources (folder name or manifest 'source' column)"),
+    data: List[Path] = typer.Argument(..., metavar="DATA...", exists=True, help="folders of labelled audio from at least 2 sources (folder name or manifest 'source' column)"),
     recipe: Optional[str] = typer.Option(None, metavar="NAME", help=RECIPE_DEFAULT_HELP, show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", metavar="REPORT_DIR", help="report folder: crossval.json and report.md"),
     join: Optional[List[str]] = typer.Option(None, "--join", metavar="A+B", help="hold these sources out together, one fold "
@@ -294,7 +294,7 @@ def crossval(
 ))
 def evaluate(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder written by train, an exported .onnx file, or 'shipped'"),
-    data: List[Path] = typer.Argument(..., metavar="DATA...", help="labelled audio; the training folder means its test split"),
+    data: List[Path] = typer.Argument(..., metavar="DATA...", exists=True, help="labelled audio; the training folder means its test split"),
     out: Path = typer.Option(..., "--out", metavar="REPORT_DIR", help="report folder: metrics.json, confusion_matrix.png, report.md"),
     labels: LabelMode = LABELS_OPT,
     manifest: Optional[Path] = MANIFEST_OPT,
@@ -343,7 +343,7 @@ def evaluate(
 ))
 def calibrate(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder written by train, or 'shipped'"),
-    data: List[Path] = typer.Argument(..., metavar="DATA...", help="labelled recordings like those the model will hear "
+    data: List[Path] = typer.Argument(..., metavar="DATA...", exists=True, help="labelled recordings like those the model will hear "
                                       "(not those you then evaluate on)"),
     out: Path = typer.Option(..., "--out", metavar="MODEL_DIR", help="the recalibrated model's folder"),
     labels: LabelMode = LABELS_OPT,
@@ -408,7 +408,7 @@ def predict(
     log: Optional[Path] = typer.Option(None, "--log", metavar="FILE.jsonl", help="JSON Lines file: one line per file as it is done; run again to finish an interrupted batch"),
     classes: Optional[str] = CLASSES_OPT,
     level: Level = typer.Option(Level.instrument, "--level", help="answer with the instrument, or with its family (the family's probability: the sum of its instruments')"),
-    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", min=0.0, max=1.0, metavar="P", help="answer unknown when the "
+    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", metavar="P", callback=_probability, help="answer unknown when the "
                                                    "likeliest class's probability is below P (default: the model's own; 0: never for doubt); "
                                                    "a multi-label model: an instrument is active where its probability is at least "
                                                    "both its threshold and P"),

@@ -107,11 +107,23 @@ EngineName = _choice("EngineName", "auto", "torch", "onnx")
 Level = _choice("Level", "instrument", "family")
 
 LABELS_OPT = typer.Option(LabelMode.auto, "--labels", help="where labels come from: sub-folder, file-name prefix, manifest CSV (auto: detect)")
-MANIFEST_OPT = typer.Option(None, "--manifest", metavar="FILE.csv", help="CSV with columns path,label[,group,source]")
+MANIFEST_OPT = typer.Option(None, "--manifest", metavar="FILE.csv", exists=True, dir_okay=False, help="CSV with columns path,label[,group,source]")
 DEVICE_OPT = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="where to train, and to compute MFCCs: auto (a CUDA GPU when present), cpu or cuda")
 ALIAS_OPT = typer.Option(None, "--alias", metavar="NAME=LABEL", help="label alias NAME=LABEL (repeatable); sax=saxophone is built in")
 CLASSES_OPT = typer.Option(None, "--classes", metavar="NAME,...", help="answer among these of the model's classes only, comma-separated "
                            "(e.g. the tutorial's six: flute,viola,cello,oboe,trumpet,saxophone)")
+
+
+def _probability(value: float | None) -> float | None:
+    """``--min-confidence`` checked by the library's own rule at parsing, so that the error names
+    the option (typer's range said "less than or equal to 1" of nan)."""
+    from ..decision import check_min_confidence
+    from ..errors import ParameterError
+
+    try:
+        return check_min_confidence(value)
+    except ParameterError as e:
+        raise typer.BadParameter(str(e).removeprefix("min_confidence ")) from None
 
 
 def _need(*modules: str) -> None:

@@ -159,7 +159,7 @@ def render_music(
     ("instrec mix notes/ solos-and-duets --min 1 --max 2 --seconds 5", ""),
 ))
 def mix(
-    data: list[Path] = typer.Argument(..., metavar="DATA...", help="folders of labelled single-instrument clips (as train reads them)"),
+    data: list[Path] = typer.Argument(..., metavar="DATA...", exists=True, help="folders of labelled single-instrument clips (as train reads them)"),
     out_dir: str = typer.Argument(..., metavar="OUT_DIR", help="folder for the mixtures, manifest.csv and activity.csv: new, "
                                   "empty, or an earlier mix of the same clips and settings; not inside DATA"),
     # ranges are checked by data.settings.check_arguments and data.mixtures (one line naming the option)
