@@ -137,14 +137,14 @@ def test_predict_bad_file_is_one_line(mfcc_model, messy_data, name):
 @pytest.mark.parametrize(
     "args, code, words",
     [
-        (["train", "{tmp}/nowhere", "--out", "{tmp}/m"], 1, ["nowhere", "no such file"]),
+        (["train", "{tmp}/nowhere", "--out", "{tmp}/m"], 2, ["'DATA...': path", "nowhere' does not exist"]),
         (["train", "{tmp}/empty", "--out", "{tmp}/m"], 1, ["no audio files"]),
         (["train", "{tmp}/one", "--out", "{tmp}/m"], 1, ["at least 2 classes"]),
         (["train", "{tmp}/one", "--recipe", "seed-banana", "--out", "{tmp}/m"], 2, ["seed-banana", "seed-mfcc"]),
         (["train", "{tmp}/one", "--split", "sideways", "--out", "{tmp}/m"], 2, ["sideways"]),
         (["predict", "--model", "{tmp}/nomodel", "{tmp}/one"], 2, ["nomodel"]),  # a path that is no model: usage
         (["evaluate", "{tmp}/one", "{tmp}/one", "--out", "{tmp}/r"], 2, ["model.json"]),
-        (["spectrograms", "{tmp}/nowhere", "{tmp}/png"], 1, ["no such file"]),
+        (["spectrograms", "{tmp}/nowhere", "{tmp}/png"], 2, ["'DATA': path", "nowhere' does not exist"]),
         (["train", "{tmp}/manifest", "--out", "{tmp}/m", "--epochs", "2"], 0, ["gone.wav", "missing"]),
     ],
     ids=["missing-path", "no-audio", "one-class", "unknown-recipe", "bad-split", "missing-model", "not-a-model",

@@ -452,6 +452,7 @@ def test_network_overrides_with_from_are_refused_up_front(base, tmp_path, extra,
     from instrec.pipeline import train_model
 
     base.save(tmp_path / "m1")
+    (tmp_path / "nodata").mkdir()  # there, but holding no audio: the options are checked before the data
     r = run_cli("train", tmp_path / "nodata", "--from", tmp_path / "m1", *extra, "--out", tmp_path / "out")
     assert r.returncode == 2 and words in r.stderr and len(error_lines(r.stderr)) == 1, r.stderr
     with pytest.raises(ParameterError, match="--hidden: fine-tuning keeps"):  # the API too, before any feature

@@ -205,7 +205,7 @@ def mix(
     ("instrec spectrograms recording.wav pictures --image-mode rgb", "one file, in colour"),
 ))
 def spectrograms(
-    data: Path = typer.Argument(..., metavar="DATA", help="audio file or folder (recursive)"),
+    data: Path = typer.Argument(..., metavar="DATA", exists=True, help="audio file or folder (recursive)"),
     out: str = typer.Argument(..., metavar="OUT", help="folder for the PNG images (same sub-folders as DATA; a.wav -> "
                               "a.png, or a.wav.png where another file's name has the same stem)"),
     image_mode: ImageMode = typer.Option(ImageMode.gray, "--image-mode", help="gray (the tutorial's input) or rgb (3x larger)"),
