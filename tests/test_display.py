@@ -109,3 +109,26 @@ def test_a_control_character_in_a_name_cannot_split_a_table_row(tmp_path):
     assert len(rows) == 1 and str(tmp_path / "two\\nlines\\u202e.wav") in rows[0], table
     assert timeline.startswith(f"{tmp_path / 'two'}\\nlines\\u202e.wav: ") and "windows of" in timeline.splitlines()[0]
     assert "\u202e" not in r.stdout
+
+
+def test_an_answer_from_doubt_is_not_shown_with_the_unknown_class_probability():
+    """The shipped model has an `unknown` class: a file answered unknown because its likeliest
+    class is under min_confidence showed "unknown (1.1%)", the unknown class's own probability,
+    which reads as the answer's confidence; the likeliest class is listed beside it."""
+    from instrec.display import format_predictions
+    from instrec.results import Prediction
+
+    doubt = Prediction("a.wav", "unknown", {"brass": 0.477, "woodwinds": 0.281, "unknown": 0.011}, duration=3.0)
+    won = Prediction("b.wav", "unknown", {"brass": 0.2, "woodwinds": 0.1, "unknown": 0.7}, duration=3.0)
+    rows = [line for line in format_predictions([doubt, won], "table", 3).splitlines() if line.startswith("│")]
+    assert "unknown (1.1%)" not in rows[0] and "unknown" in rows[0] and "brass (47.7%)" in rows[0], rows
+    assert "unknown (70.0%)" in rows[1], rows  # the unknown class won: its probability is the answer's
+
+
+def test_a_one_window_timeline_says_window():
+    from instrec.display import format_predictions
+    from instrec.results import Prediction, Segment, Window
+
+    r = Prediction("a.wav", "flute", {"flute": 0.9, "oboe": 0.1}, duration=0.5, window=2.0, hop=1.0,
+                   windows=[Window(0.0, 0.5, "flute", {"flute": 0.9, "oboe": 0.1})], segments=[Segment(0.0, 0.5, "flute", 0.9)])
+    assert "a.wav: 1 window of 2 s, hop 1 s" in format_predictions([r], "table", 2)

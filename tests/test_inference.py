@@ -70,6 +70,16 @@ def test_bad_window_or_hop_is_a_parameter_error(window, hop):
         check_window(window, hop)
 
 
+def test_numpy_numbers_are_a_window_and_hop_too():
+    """np.float32(2.0) (what arithmetic on arrays gives) is a window, as np.int64 is a rate;
+    it was refused as 'must be between 0.1 and 600 seconds; got np.float32(2.0)'."""
+    assert check_window(np.float32(2.0), np.int64(1)) == (2.0, 1.0)
+    assert type(check_window(np.float32(2.0), None)[0]) is float
+    for bad in (np.True_, np.float64("nan"), np.complex64(2)):
+        with pytest.raises(ParameterError):
+            check_window(bad, None)
+
+
 def test_a_hop_alone_longer_than_the_models_window_is_refused():
     """--hop 5 with the default 3-s window would skip 2 s in every 5: refused as --window 3 --hop 5 is."""
     assert check_window(None, 3.0, model_window=3.0) == (None, 3.0)

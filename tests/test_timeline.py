@@ -67,6 +67,20 @@ def test_a_sounding_window_between_silent_ones_keeps_its_halfway_tile():
     assert window_tiles(spans, 4.5, [False, False, True, True])[1].tolist() == [1.75, 2.0]
 
 
+def test_an_unknown_segment_from_doubt_has_no_probability_even_with_an_unknown_class():
+    """A window answered unknown because its likeliest class is under min_confidence has no
+    probability for that answer: the `unknown` class's own (1% here) would read as the segment's
+    confidence, as it did in the shipped model's segment table ("unknown  1.2%")."""
+    doubt = {"cello": 0.45, "viola": 0.44, "unknown": 0.01}
+    won = {"cello": 0.2, "viola": 0.1, "unknown": 0.7}
+    ws = [Window(0, 3, "unknown", doubt), Window(1.5, 4.5, "unknown", doubt), Window(3, 6, "cello", won | {"cello": 0.8, "unknown": 0.0})]
+    segs = merge_segments(ws, duration=6.0)
+    assert [(s.label, s.probability) for s in segs] == [("unknown", None), ("cello", pytest.approx(0.8))]
+    # where the unknown class wins, its probability is the answer's
+    segs = merge_segments([Window(0, 3, "unknown", won), Window(1.5, 4.5, "unknown", won)], duration=4.5)
+    assert [(s.label, s.probability) for s in segs] == [("unknown", pytest.approx(0.7))]
+
+
 def test_frames_sample_segments_at_frame_centres():
     p = Prediction("x", "a", {"a": 0.9, "b": 0.8}, duration=1.0,
                    instruments=[Track("a", "a", 0.9, [(0.0, 0.5)]), Track("b", "b", 0.8, [(0.25, 1.0)]),

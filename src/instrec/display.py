@@ -310,6 +310,8 @@ def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
     rows = []
     for r in results:
         p = r.probabilities.get(r.label)
+        if p is not None and p < max(r.probabilities.values()):  # unknown from doubt: the `unknown` class's p is no confidence
+            p = None
         others = [(c, q) for c, q in r.top(k) if c != r.label][: k - 1]
         rows.append([_shown(r.path), r.label if p is None else f"{r.label} ({p:.1%})",
                      *([] if by_family else [r.family or ""]), *(f"{c} ({q:.1%})" for c, q in others)])
@@ -388,7 +390,8 @@ def _with_timelines(table, results: Sequence[Prediction], per_file) -> str:
     console.print(table)
     for r in results:
         if r.is_timeline:
-            console.print(f"\n{_shown(r.path)}: {len(r.windows)} windows of {r.window:g} s, hop {r.hop:g} s", markup=False,
+            n = len(r.windows)
+            console.print(f"\n{_shown(r.path)}: {n} window{'s' * (n != 1)} of {r.window:g} s, hop {r.hop:g} s", markup=False,
                           highlight=False, soft_wrap=True)
             console.print(per_file(r))
     return console.file.getvalue()

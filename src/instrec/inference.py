@@ -590,7 +590,7 @@ def check_window(window, hop, *, model_window: float | None = None) -> tuple[flo
         a value out of range or not a number, or a hop longer than the window.
     """
     for name, v in (("window", window), ("hop", hop)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not MIN_WINDOW <= v <= MAX_WINDOW):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or not MIN_WINDOW <= v <= MAX_WINDOW):
             raise ParameterError(f"{name} must be between {MIN_WINDOW} and {MAX_WINDOW:g} seconds; got {v!r}")
     if window is not None and hop is not None and hop > window:
         raise ParameterError(f"hop ({hop:g} s) must not be longer than the window ({window:g} s)")

@@ -86,8 +86,12 @@ def merge_segments(windows: Sequence[Window], *, duration: float) -> list[Segmen
             continue
         run = windows[first : i + 1]
         probs = [v.probabilities[v.label] for v in run if v.probabilities and v.label in v.probabilities]
+        # an answer from doubt (the likeliest class under min_confidence: unknown) has no probability,
+        # though the model may have an `unknown` class: that one's would read as the answer's confidence
+        doubt = any(v.probabilities[v.label] < max(v.probabilities.values()) for v in run
+                    if v.probabilities and v.label in v.probabilities)
         segments.append(Segment(float(tiles[first, 0]), float(tiles[i, 1]), w.label,
-                                float(np.mean(probs)) if probs else None))
+                                float(np.mean(probs)) if probs and not doubt else None))
         first = i + 1
     return segments
 
