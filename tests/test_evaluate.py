@@ -122,12 +122,25 @@ def test_multilabel_f1_at_one_half_by_hand():
                                                  "threshold": 0.5}, abs=1e-12)
     assert m["per_class"]["b"]["f1"] == pytest.approx(2 / 3, abs=1e-12)
     assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "threshold": 0.5}
-    # micro: tp 3, fp 2, fn 1; macro over a and b only (c has no positive clip)
+    # micro: tp 3, fp 2, fn 1; macro over a, b and c: c has no positive clip, but a false alarm (F1 0)
     assert m["micro_precision"] == pytest.approx(3 / 5, abs=1e-12)
     assert m["micro_recall"] == pytest.approx(3 / 4, abs=1e-12)
     assert m["micro_f1"] == pytest.approx(2 / 3, abs=1e-12)
-    assert m["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2, abs=1e-12)
+    assert m["macro_f1"] == pytest.approx((0.8 + 2 / 3 + 0) / 3, abs=1e-12)
     assert m["exact_match"] == 0.5  # clips 0 and 3
+
+
+def test_multilabel_macro_f1_counts_false_alarms_of_an_instrument_the_data_lacks():
+    """Review: an instrument absent from the data but heard in half the clips was left out of
+    macro F1, which read 1.0 beside a micro F1 of 0.5; single-label macro F1 (scikit-learn's) and
+    the frames' per-class F1 count such a class, with F1 0. One neither present nor heard has none."""
+    Y = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    P = np.array([[.9, .1, .1], [.9, .1, .1], [.1, .9, .1], [.1, .9, .1]])  # b heard twice, never there; c silent
+    m = multilabel_metrics(Y, P, ["a", "b", "c"])
+    assert m["micro_f1"] == pytest.approx(2 / 3) and m["macro_f1"] == pytest.approx(0.5)  # (1 + 0) / 2
+    from sklearn.metrics import f1_score
+
+    assert m["macro_f1"] == pytest.approx(f1_score(Y[:, :2], P[:, :2] >= .5, average="macro", zero_division=0))
 
 
 def test_multilabel_thresholds_change_the_answers():
@@ -181,7 +194,8 @@ def test_frame_scores_by_hand():
 
 def test_multilabel_markdown_lines():
     lines = multilabel_markdown_lines(multilabel_metrics(ML_Y, ML_P, ML_CLASSES))
-    assert lines[2] == "| 0.9167 | 0.6667 | 0.7333 | 50.00% | 4 |"
+    # macro F1 0.4889: (0.8 + 0.6667 + 0) / 3, c heard once but never there
+    assert lines[2] == "| 0.9167 | 0.6667 | 0.4889 | 50.00% | 4 |"
     assert "| a | 0.8333 | 0.8000 | 0.500 | 2 |" in lines and "| c | n/a | 0.0000 | 0.500 | 0 |" in lines
 
 
@@ -317,3 +331,14 @@ def test_evaluate_a_multilabel_model_lists_instruments_left_out_by_classes_once(
     assert set(m["left_out_by_classes"]) == {"saw"} and not m.get("unknown_classes")
     context = json.loads((tmp_path / "rep" / "metrics.json").read_text())["context"]
     assert context["clips"] == f"{m['n']} scored of {m['n'] + len(skipped)}, {len(skipped)} skipped"
+
+
+def test_non_finite_or_misshapen_probabilities_are_a_parameter_error():
+    """Review: a NaN probability failed half-way with scikit-learn's ValueError ("Input contains
+    NaN"), or numpy's from the ECE bins ("must have no negative elements"), not a ParameterError."""
+    with pytest.raises(ParameterError, match="not finite"):
+        compute_metrics(["a", "b", "a"], np.array([[np.nan, np.nan], [.5, .5], [.9, .1]]), ["a", "b"])
+    with pytest.raises(ParameterError, match="not finite"):
+        compute_metrics(["a", "a"], np.array([[np.nan, np.nan], [.9, .1]]), ["a", "b"])
+    with pytest.raises(ParameterError, match="shape"):
+        compute_metrics(["a", "b"], np.array([[.5, .5]]), ["a", "b"])

@@ -66,7 +66,8 @@ def test_multilabel_and_frame_figures_match_scikit_learn_on_random_inputs():
         if Y.any() or pred.any():
             assert m["micro_f1"] == pytest.approx(f1_score(Y, pred, average="micro"), abs=1e-12)
             assert frame_scores(Y, pred)["f1"] == pytest.approx(m["micro_f1"], abs=1e-12)
-        assert m["macro_f1"] == (pytest.approx(f[s > 0].mean(), abs=1e-12) if (s > 0).any() else None)
+        scored = (s > 0) | pred.any(axis=0)  # present or predicted: false alarms count, as in single-label
+        assert m["macro_f1"] == (pytest.approx(f[scored].mean(), abs=1e-12) if scored.any() else None)
         assert m["exact_match"] == accuracy_score(Y, pred)
 
 

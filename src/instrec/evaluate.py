@@ -55,7 +55,8 @@ def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[
     """Accuracy, macro F1, one-vs-rest ROC AUC, per-class scores, the confusion matrix and the
     expected calibration error (``ece``, with ``reliability``: see :func:`calibration_bins`).
 
-    ``proba`` has one column per entry of ``classes``. Clips whose true label is not among
+    ``proba`` has one row per clip and one column per entry of ``classes`` (ParameterError
+    otherwise, or when a value is not finite). Clips whose true label is not among
     ``classes`` are not scored; they are counted under ``unknown_classes``. The scores are those
     of the likeliest class; with ``min_confidence`` (or an ``unknown`` class), ``doubt`` says how
     many clips the model answers ``unknown`` and how right the other answers are.
@@ -71,6 +72,8 @@ def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
 
     classes = list(classes)
+    # NaN would make scikit-learn fail, or the ECE bins, half-way; and JSON has no NaN
+    proba = _indicator("proba", proba, (len(y_true), len(classes)), binary=False)
     known = np.array([t in classes for t in y_true], dtype=bool)
     unknown = Counter(t for t, k in zip(y_true, known) if not k)
     y_true = [t for t, k in zip(y_true, known) if k]
@@ -187,7 +190,8 @@ def multilabel_metrics(Y_true, P, classes: Sequence[str], thresholds=None) -> di
     ranking of ``P``, threshold-free; None for a class without a positive or without a negative
     clip), ``map`` (mean of the defined APs; None if none), ``micro_precision``, ``micro_recall``,
     ``micro_f1`` (over all clip × class cells; None when no cell is true or predicted), ``macro_f1`` (mean F1 over the classes with at least
-    one positive clip in ``Y_true``: a class the data lacks has no recall to average; None if none),
+    one positive clip in ``Y_true`` or one clip given them: false alarms of a class the data lacks
+    count against it, as in :func:`compute_metrics`; a class neither present nor given has no F1; None if none),
     ``per_class`` (class → ``precision, recall, f1, support, threshold``; 0 where undefined),
     ``exact_match`` (share of clips whose predicted set is exactly the true set) and ``thresholds``.
     The F1 figures and ``exact_match`` are None without clips.
@@ -218,7 +222,7 @@ def multilabel_metrics(Y_true, P, classes: Sequence[str], thresholds=None) -> di
                               for j, c in enumerate(classes)})
     else:
         (p, r, f, s), (mp, mr, mf) = scores
-        present = s > 0
+        present = (s > 0) | (pred.sum(axis=0) > 0)
         out.update(
             micro_f1=mf, macro_f1=float(f[present].mean()) if present.any() else None,
             micro_precision=mp, micro_recall=mr, exact_match=float((pred == Y).all(axis=1).mean()),
@@ -270,7 +274,7 @@ def multilabel_markdown_lines(metrics: dict) -> list[str]:
         lines.append(f"| {c} | {fmt_num(metrics['average_precision'].get(c))} | {fmt_num(m['f1'])} "
                      f"| {m['threshold']:.3f} | {m['support']} |")
     lines += ["", "A clip has a class when its probability reaches the class's threshold. AP (threshold-free) is "
-              "n/a for a class without positive or negative clips; macro F1 averages the classes with a positive clip."]
+              "n/a for a class without positive or negative clips; macro F1 averages the classes with a positive clip or a clip given them (false alarms count)."]
     return lines
 
 

@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .data.activity import activity_matrix
 from .errors import AudioError, ParameterError
 from .results import Prediction, Segment, Track, Window
 
@@ -159,18 +160,11 @@ def tracks(windows: Sequence[Window], classes: Sequence[str], family_of: Mapping
 
 def frames(prediction: Prediction, classes: Sequence[str], *, hop_seconds: float, n_frames: int) -> np.ndarray:
     """``(n_frames, len(classes))`` 0/1: which classes a multi-label prediction says play at the
-    centre of each frame of ``hop_seconds`` (frame ``t`` covers ``[t*hop, (t+1)*hop)``), from its
-    instruments' segments. Compare with :func:`instrec.data.activity.activity_matrix` at the same
-    hop."""
+    centre of each frame of ``hop_seconds``, from its instruments' segments, by the rule of
+    :func:`instrec.data.activity.activity_matrix` (what it is compared with)."""
     if not prediction.is_multilabel:
         raise ParameterError("frames come from a multi-label prediction (one with instruments)")
-    if n_frames < 0 or not hop_seconds > 0:
-        raise ParameterError("frames needs n_frames >= 0 and hop_seconds > 0")
-    centres = (np.arange(n_frames) + 0.5) * float(hop_seconds)
-    index = {c: j for j, c in enumerate(classes)}
-    A = np.zeros((n_frames, len(classes)), dtype=np.float32)
+    spans: dict[str, list] = {}
     for t in prediction.instruments:
-        if t.label in index:
-            for a, b in t.segments:
-                A[(centres >= a) & (centres < b), index[t.label]] = 1.0
-    return A
+        spans.setdefault(t.label, []).extend(t.segments)
+    return activity_matrix(spans, classes, n_frames=n_frames, hop_seconds=hop_seconds)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..classifier import InstrumentClassifier
 from ..engines.torch_engine import TorchEngine
-from ..errors import DataError, counted
+from ..errors import BundleError, DataError, counted
 from ..evaluate import compute_metrics, write_report
 from ..features import compact_dtype, expand
 from ..fileio import writing
@@ -75,6 +75,10 @@ def evaluate_model(
         metrics = compute_metrics(truth, _proba(model, X), model.classes, families=model.families,
                                   min_confidence=model.min_confidence)
     skipped = ds.skipped + bad
+    if not metrics["n"]:  # every clip the model could score was skipped: a report of n/a scores nothing
+        first = f", the first: {bad[0][0]}: {bad[0][1]}" if bad else ""
+        raise DataError(f"{_data_words(data)}: none of the clips of a class the model scores could be read "
+                        f"({counted(len(bad), 'file')} skipped{first}): nothing to score")
     # each unscored class under one name: known to the model but not chosen, or not known at all
     unscored = metrics.get("unknown_classes", {})
     left_out = {c: n for c, n in unscored.items() if c in all_classes}
@@ -154,9 +158,14 @@ def _proba(model: Model, X: np.ndarray, batch: int = 256) -> np.ndarray:
     if not len(X):
         return np.zeros((0, len(model.classes)), np.float32)
     if compact_dtype(model.feature) == np.float32:
-        return model.predict_proba(X)
-    return np.concatenate([model.predict_proba(np.stack([expand(r, model.feature) for r in X[s : s + batch]]))
-                           for s in range(0, len(X), batch)])
+        P = model.predict_proba(X)
+    else:
+        P = np.concatenate([model.predict_proba(np.stack([expand(r, model.feature) for r in X[s : s + batch]]))
+                            for s in range(0, len(X), batch)])
+    if not np.isfinite(P).all():  # as predict refuses them: no figure, and no NaN in metrics.json
+        raise BundleError(f"{model.source or 'the model'}: the network answered non-finite probabilities "
+                          f"for {counted(int((~np.isfinite(P)).any(axis=1).sum()), 'clip')}")
+    return P
 
 
 def _held_back_record(model: Model) -> dict | None:
