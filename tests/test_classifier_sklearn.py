@@ -148,3 +148,17 @@ def test_classes_a_bundle_cannot_hold_fail_before_training(names, problem, monke
     X, y = rows(names, n=max(60, len(names)))
     with pytest.raises(ParameterError, match=re.escape(problem)):
         InstrumentClassifier("mfcc-linear").fit(X, y)
+
+
+def test_a_chosen_threshold_is_kept_as_chosen_not_rounded(monkeypatch):
+    """Review: thresholds were rounded to 4 places, which moved a cut of 0.500025 (between a
+    positive at 0.50004 and a negative at 0.50001) to 0.5 and let the negative through."""
+    X, y = _mixtures()
+    clf = InstrumentClassifier(_multilabel(epochs=1)).fit(X, y)
+    pos, neg = [0.9, 0.8, 0.7, 0.6, 0.50004], [0.50001, 0.3, 0.2, 0.1, 0.05]
+    P = np.array([[p, 0.5] for p in pos + neg], dtype=np.float64)
+    Y = np.array([[1, 0]] * 5 + [[0, 0]] * 5, dtype=np.float32)
+    monkeypatch.setattr(clf, "predict_proba", lambda X: P)
+    clf.calibrate(np.zeros((10, DIM), np.float32), Y)
+    t = clf.thresholds_["a"]
+    assert min(pos) >= t > max(neg), t

@@ -267,7 +267,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
         own = [float((self.thresholds_ or {}).get(c, 0.5)) for c in self.class_names_]
         t = choose_thresholds(Y, P, default=own)
         self.temperature_, self.min_confidence_ = 1.0, None
-        self.thresholds_ = {c: round(float(v), 4) for c, v in zip(self.class_names_, t)}
+        self.thresholds_ = {c: float(v) for c, v in zip(self.class_names_, t)}  # rounding can move a cut across a row
         self.calibration_ = {"validation_rows": int(len(Y)), "temperature": 1.0, "min_confidence": None,
                              "thresholds": dict(self.thresholds_),
                              "positives": {c: int(v) for c, v in zip(self.class_names_, Y.sum(axis=0))}}
