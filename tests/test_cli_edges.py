@@ -150,3 +150,26 @@ def test_a_feature_cache_that_cannot_be_kept_is_said_once(tone_data, tmp_path, m
     monkeypatch.setenv("INSTREC_CACHE", str(tmp_path / "fine"))
     r = run_cli("train", tone_data, "--recipe", "mfcc-linear", "--out", tmp_path / "m2")
     assert r.returncode == 0 and "feature cache" not in r.stderr
+
+
+def test_a_render_that_wrote_no_clip_is_an_error_not_a_success(tmp_path):
+    """``render --soundfont freepats --instruments viola`` (freepats has no viola; salamander with the default
+    instruments alike) said 'wrote 0 clips' and exited 0, as if the data set were made; render-music exits 1."""
+    from instrec.data.render import SOUNDFONTS
+
+    if not SOUNDFONTS["freepats"].is_installed():
+        pytest.skip("needs freepats and TiMidity++")
+    r = run_cli("render", tmp_path / "out", "--soundfont", "freepats", "--instruments", "viola", "--per-class", "1",
+                "--seconds", "0.3")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    lines = error_lines(r.stderr)
+    assert "freepats/viola" in lines[-2] and lines[-1].startswith("instrec: error: no clip written to "), r.stderr
+
+
+@pytest.mark.parametrize("command", ["render", "render-music"])
+def test_an_empty_instruments_list_names_the_option(command, tmp_path):
+    """``--instruments ,`` said 'instruments is empty', not the option's name as every other message does."""
+    r = run_cli(command, tmp_path / "out", "--instruments", " , ")
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == ["instrec: error: --instruments is empty; name at least one instrument"], r.stderr
+    assert not (tmp_path / "out").exists()

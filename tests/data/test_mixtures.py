@@ -137,7 +137,7 @@ def test_same_seed_same_bytes_other_seed_other_files(clips_dir, tmp_path):
     _mix(clips_dir, tmp_path / "b", seed=3)
     _mix(clips_dir, tmp_path / "c", seed=4)
     a, b, c = files(tmp_path / "a"), files(tmp_path / "b"), files(tmp_path / "c")
-    assert a == b and len(a) == 8 + 3  # the mixtures, manifest.csv, activity.csv and the folder's stamp
+    assert a == b and len(a) == 8 + 4  # the mixtures, manifest.csv, activity.csv, CREDITS.md and the folder's stamp
     assert a["manifest.csv"] != c["manifest.csv"] and a["activity.csv"] != c["activity.csv"]
 
 
@@ -258,3 +258,46 @@ def test_a_folder_of_mixtures_is_refused_saying_its_clips_name_several_instrumen
     _mix(clips_dir, tmp_path / "mix")
     with pytest.raises(ParameterError, match=r"only 0 distinct .*8 clip\(s\) left out as naming several instruments"):
         X.mix_clips(load_dataset(tmp_path / "mix").clips, tmp_path / "again", n=2, seconds=SECONDS, sr=SR)
+
+
+def test_a_resumed_mix_removes_the_temporary_files_a_killed_run_left(clips_dir, tmp_path):
+    """A mix killed (SIGKILL) while writing a mixture left ``.mix_....part.wav`` in the folder; the rerun
+    that did the mix again kept it, so the folder differed from an uninterrupted mix's."""
+    import json
+
+    out = tmp_path / "mix"
+    _mix(clips_dir, out, n=3)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    stamp = json.loads((out / ".instrec-run.json").read_text())
+    (out / ".instrec-run.json").write_text(json.dumps({**stamp, "complete": False}))  # as a killed run leaves it
+    (out / ".mix_00002_cello+flute.wav.abcd1234.part.wav").write_bytes(b"RIFF half a file")
+    resumed = _mix(clips_dir, out, n=3)
+    assert (resumed.previous, resumed.written) == ("interrupted", 3)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_complete_mix_missing_a_mixture_is_done_again_not_up_to_date(clips_dir, tmp_path):
+    """A mixture of a complete mix deleted (or cut short): the rerun said 'up to date, nothing written'
+    while manifest.csv listed a file that was not there; render and render-music write what is missing."""
+    out = tmp_path / "mix"
+    _mix(clips_dir, out, n=3)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    gone = sorted(p for p in out.iterdir() if p.name.startswith("mix_"))[1]
+    gone.unlink()
+    again = _mix(clips_dir, out, n=3)
+    assert (again.previous, again.written) == ("complete", 3)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    gone.write_bytes(before[gone.name][:100])  # cut short
+    assert _mix(clips_dir, out, n=3).written == 3
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert _mix(clips_dir, out, n=3).written == 0  # whole: up to date
+
+
+def test_a_mix_credits_the_sources_of_its_members(clips_dir, tmp_path):
+    """Mixing CC-BY notes dropped the attribution render writes beside them."""
+    from instrec.data.credits import credits_of
+
+    _mix(clips_dir, tmp_path / "mix", n=6)
+    sources = {s for r in _rows(tmp_path / "mix" / "manifest.csv") for s in r["source"].split("+") if s}
+    text = (tmp_path / "mix" / "CREDITS.md").read_text()
+    assert sources and all(line in text for line in credits_of(sources)), text

@@ -478,3 +478,17 @@ def test_music21s_remarks_on_a_score_do_not_reach_the_user(tmp_path):
         piece = M.read_piece(path)
     assert [str(w.message) for w in caught] == []
     assert [p.instrument for p in piece.parts] == ["violin"]
+
+
+@pytest.mark.skipif(not HAVE_FLUIDSYNTH or not R.SOUNDFONTS["timgm6mb"].is_installed(), reason="needs FluidR3 and TimGM6mb")
+def test_credits_name_only_the_libraries_an_excerpt_was_played_on(score, tmp_path, monkeypatch):
+    """``--soundfont all --n 1`` plays its one excerpt on the first library, but CREDITS.md credited every one."""
+    from instrec.data import synth as S
+    from instrec.data.credits import CREDITS
+
+    monkeypatch.setattr(S, "SOUNDFONTS", {k: R.SOUNDFONTS[k] for k in ("fluidr3", "timgm6mb")})
+    out = tmp_path / "m"
+    rep = M.render_music(out, pieces=[str(score)], soundfont="all", n=1, seconds=2.0, sr=SR, instruments=("cello",))
+    assert rep.n_written == 1 and rep.sources == ["fluidr3", "timgm6mb"]
+    assert {r["source"] for r in csv.DictReader(open(out / "manifest.csv"))} == {"fluidr3"}
+    assert (out / "CREDITS.md").read_text().splitlines()[2:] == [f"- {CREDITS['fluidr3']}"]

@@ -500,3 +500,16 @@ def test_a_completed_render_with_negatives_is_up_to_date(tmp_path):
     again = R.render(tmp_path, **args)
     assert first.n_negatives > 0 and (again.previous, again.n_written, again.n_reused) == ("complete", 0, first.n_written)
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("unknown_*")} == before
+
+
+@needs("timgm6mb", "freepats")
+def test_credits_name_only_the_libraries_clips_were_made_of(tmp_path, monkeypatch):
+    """``--soundfont all --instruments viola`` credited freepats in CREDITS.md, which has no viola: no
+    freepats clip was written."""
+    from instrec.data.credits import CREDITS
+
+    monkeypatch.setattr(S, "SOUNDFONTS", {k: R.SOUNDFONTS[k] for k in ("timgm6mb", "freepats")})
+    report = R.render(tmp_path, soundfont="all", instruments=["viola"], per_class=1, seconds=0.3)
+    assert report.sources == ["timgm6mb", "freepats"] and report.n_written == 1
+    assert {r["source"] for r in read_manifest(tmp_path / "manifest.csv")} == {"timgm6mb"}
+    assert (tmp_path / "CREDITS.md").read_text().splitlines()[2:] == [f"- {CREDITS['timgm6mb']}"]

@@ -20,6 +20,16 @@ def _out(value: str, name: str = "OUT_DIR") -> Path:
     return out_path(value, name)
 
 
+def _instrument_names(text: str) -> list[str]:
+    """--instruments as a list of names; none at all is a usage error naming the option."""
+    from ..errors import ParameterError
+
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise ParameterError("--instruments is empty; name at least one instrument")
+    return names
+
+
 # what render's and mix's options are called in their messages (data.settings.check_arguments, data.mixtures)
 RENDER_OPTIONS = {"per_class": "--per-class", "seconds": "--seconds", "sr": "--sample-rate", "fmt": "--format",
                   "seed": "--seed", "negatives": "--negatives"}
@@ -61,6 +71,7 @@ def render(
 
     out = _out(out_dir)
     check_arguments(per_class, seconds, sample_rate, fmt.value, seed, negatives, names=RENDER_OPTIONS)  # before anything starts
+    names = _instrument_names(instruments)
     if soundfont.strip().lower() not in SAMPLER_NAMES and not is_library_folder(soundfont):
         _need("fluidsynth")
     if ray is not None:
@@ -73,10 +84,15 @@ def render(
     else:
         from ..data.render import render as do_render
 
-    names = [s.strip() for s in instruments.split(",") if s.strip()]
     with _progress() as progress:
         rep = do_render(out, soundfont=soundfont, instruments=names, per_class=per_class, seconds=seconds,
                         sr=sample_rate, fmt=fmt.value, seed=seed, progress=progress("rendering", 0), negatives=negatives)
+    if not rep.n_written and not rep.n_reused:  # nothing made: each reason, then an error (exit 1), as render-music does
+        from ..errors import DataError
+
+        _report_skipped(getattr(rep, "skipped", []))
+        raise DataError(f"no clip written to {out}: none of {', '.join(names)} could be rendered from "
+                        f"{', '.join(rep.sources) or soundfont} (the reasons above)")
     typer.echo(_render_summary(rep, out))
     _report_skipped(getattr(rep, "skipped", []))
 
@@ -126,6 +142,7 @@ def render_music(
 
     out_dir = _out(out_dir)
     check_arguments(n, seconds, sample_rate, fmt.value, seed, names=MUSIC_OPTIONS)  # a usage error before anything starts
+    names = None if instruments.strip() == "wide" else _instrument_names(instruments)  # None: wide
     _need("music21")
     from ..data.instruments import WIDE_VOCABULARY
     from ..data.music import render_music as do_render
@@ -133,7 +150,7 @@ def render_music(
 
     if soundfont.strip().lower() not in SAMPLER_NAMES and not is_library_folder(soundfont):
         _need("fluidsynth")
-    names = WIDE_VOCABULARY if instruments.strip() == "wide" else [s.strip() for s in instruments.split(",") if s.strip()]
+    names = WIDE_VOCABULARY if names is None else names
     with _progress() as progress:
         rep = do_render(out_dir, pieces=pieces, soundfont=soundfont, instruments=names, n=n, seconds=seconds,
                         sr=sample_rate, fmt=fmt.value, seed=seed, stems=stems, progress=progress("rendering", 0))
@@ -191,10 +208,12 @@ def mix(
     except NotEnoughLabels as e:  # the clips that could not be decoded, before the error that points at them
         _report_skipped(ds.skipped + e.report.skipped)
         raise
-    if rep.previous == "complete":
+    if rep.previous == "complete" and not rep.written:
         typer.echo(f"{out} is up to date: a complete mix of the same clips with these settings (nothing written)")
     else:
-        again = " (done again: an interrupted mix with these settings was there)" if rep.previous else ""
+        again = {"interrupted": " (done again: an interrupted mix with these settings was there)",
+                 "complete": " (done again: mixtures of the complete mix with these settings there were missing or "
+                             "cut short)"}.get(rep.previous, "")
         typer.echo(f"wrote {counted(rep.written, 'mixture')} of {seconds:g} s to {out}{again}; instruments: "
                    f"{', '.join(f'{k} {v}' for k, v in rep.labels.items())}")
     _report_skipped(ds.skipped + rep.skipped)

@@ -31,7 +31,8 @@ another clip of its label is drawn. Same clips (in the same order) and seed, byt
 mixture ``k`` draws from a generator seeded by ``(seed, k)``.
 
 The output folder must be new, empty, or an earlier mix of the same clips (unchanged) and settings
-(:mod:`.outdir`): an interrupted one is done again, a complete one left as it is. A folder of the
+(:mod:`.outdir`): an interrupted one is done again, a complete one left as it is (done again
+when a mixture its manifest lists is missing or cut short). A folder of the
 inputs, or one inside them, is refused: its mixtures would be read as clips of the input.
 """
 
@@ -51,9 +52,10 @@ from ..audio import load
 from ..errors import AudioError, DataError, ParameterError, printable, skip_entry
 from ..fileio import write_csv
 from .activity import ACTIVITY_NAME, NO_INSTRUMENT, join_labels, split_labels, write_activity
+from .credits import write_credits
 from .folder import MANIFEST_NAME, Clip
 from .outdir import COMPLETE, claim, out_path
-from .render import SILENT_PEAK, normalise, write_audio
+from .render import SILENT_PEAK, _remove_stale_parts, normalise, write_audio
 from .settings import _is_int, check_arguments
 
 __all__ = ["ACTIVE_DB", "ARGUMENT_NAMES", "DEFAULT_MAX", "FRAME_LENGTH", "HOP_LENGTH", "MIX_COLUMNS", "MixReport",
@@ -88,7 +90,8 @@ class MixReport:
         Label -> mixtures it plays in (sorted by label).
     previous : str
         ``""`` (the folder was new or empty), ``"interrupted"`` (an earlier run of this mix, done
-        again) or ``"complete"`` (a complete one: nothing written).
+        again) or ``"complete"`` (a complete one: nothing written, unless a mixture it lists was missing or
+        cut short: then all done again).
     """
 
     out_dir: Path
@@ -206,9 +209,10 @@ def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 
         "seconds": float(seconds), "sample-rate": int(sr), "format": fmt, "seed": int(seed),
         "level-db": [float(x) for x in level_db]})
     report.previous = run.previous
-    if run.previous == COMPLETE:  # the same clips and settings: the same files, there already
-        run.finish()
+    if run.previous == COMPLETE and _all_there(report.out_dir, n, round(seconds * sr), sr):
+        run.finish()  # the same clips and settings: the same files, there already
         return report
+    _remove_stale_parts(report.out_dir)  # a killed run's temporary files: never complete mixtures
     n_out = round(seconds * sr)
     cache: OrderedDict[Path, tuple[np.ndarray, int]] = OrderedDict()
     rows: list[dict] = []  # manifest.csv
@@ -247,10 +251,28 @@ def mix_clips(clips: Sequence[Clip], out_dir, *, n: int, min_instruments: int = 
         if rows:  # the tables list what was written; no mixture, no (empty) tables
             write_csv(report.out_dir / MANIFEST_NAME, MIX_COLUMNS, rows)
             write_activity(report.out_dir / ACTIVITY_NAME, spans)
+            # whose recordings the mixtures are made of: CC-BY attribution travels with what is made of them
+            write_credits(report.out_dir, sorted({s for r in rows for s in r["source"].split("+") if s}))
         else:
             run.release()
     run.finish()
     return report
+
+
+def _all_there(out: Path, n: int, n_samples: int, sr: int) -> bool:
+    """The ``n`` mixtures the folder's manifest lists are all there and whole (a complete mix missing
+    one, deleted or cut short, is done again: its files are the same)."""
+    import csv
+
+    import soundfile as sf
+
+    try:
+        with open(out / MANIFEST_NAME, newline="", encoding="utf-8") as fh:
+            names = [row.get("path") or "" for row in csv.DictReader(fh)]
+        infos = [sf.info(str(out / name)) for name in names]
+    except Exception:  # no manifest, or a listed file absent or unreadable
+        return False
+    return len(names) == n and all(i.samplerate == sr and i.frames == n_samples for i in infos)
 
 
 def _check_not_inside(out: Path, folders) -> None:

@@ -357,7 +357,8 @@ def render_music(
         try:  # what was written is listed, however the run ends (Ctrl-C included)
             folder.save(now=True)
             if report.n_written or report.n_reused:  # a run that wrote nothing leaves no folder
-                write_credits(out_dir, libraries)
+                played = {row['source'] for row, _ in folder.rows.values()}  # the libraries heard in the excerpts there
+                write_credits(out_dir, [source for source in libraries if source in played])
         finally:
             for lib in libraries.values():
                 lib.close()

@@ -232,7 +232,7 @@ def render(
         getattr(mapped, "close", lambda: None)()  # a mapper's generator cleans up now (cancels, disconnects)
     report.n_negatives = sum(report.n_negatives_by_source.values())
     _write_manifests(out_dir, rows, nested, report)
-    write_credits(out_dir, rows)
+    write_credits(out_dir, [source for source, source_rows in rows.items() if source_rows])  # whose clips are there
     run.finish()
     report.elapsed = time.perf_counter() - started
     return report
