@@ -164,6 +164,7 @@ def test_a_render_that_wrote_no_clip_is_an_error_not_a_success(tmp_path):
     assert r.returncode == 1, (r.stdout, r.stderr)
     lines = error_lines(r.stderr)
     assert "freepats/viola" in lines[-2] and lines[-1].startswith("instrec: error: no clip written to "), r.stderr
+    assert lines[-3] == "skipped 1 item(s):", r.stderr  # an instrument of a library, not a file
 
 
 @pytest.mark.parametrize("command", ["render", "render-music"])

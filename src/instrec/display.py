@@ -532,11 +532,12 @@ def progress_bars():
         yield factory
 
 
-def report_skipped(skipped) -> None:
-    """The files a batch command skipped, on stderr: a count, then one line per file and why."""
+def report_skipped(skipped, what: str = "file") -> None:
+    """What a batch command skipped (``what``: files, or render's instruments and kinds), on stderr:
+    a count, then one line each and why."""
     if skipped:
         err = _stderr()
-        err.print(f"skipped {len(skipped)} file(s):")
+        err.print(f"skipped {len(skipped)} {what}(s):")
         for path, why in skipped:
             # one line per file, however long: scripts grep these
             err.print(f"  {printable(str(path))}: {why}", markup=False, highlight=False, soft_wrap=True)

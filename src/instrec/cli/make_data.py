@@ -51,11 +51,11 @@ def render(
     soundfont: str = typer.Option("fluidr3", metavar="NAME|PATH", help="fluidr3, musescore, timgm6mb, freepats, a .sf2/.sf3/.cfg path, "
                                   "all (those four); tonejs, salamander (recorded notes, from npm) or a folder of their packages; everything"),
     # ranges are checked by data.settings.check_arguments (one line naming the option), not by typer's min/max
-    per_class: int = typer.Option(100, "--per-class", metavar="N", help="clips per instrument (1-100000)"),
+    per_class: int = typer.Option(100, "--per-class", metavar="N", help="clips per instrument and library (1-100000)"),
     seconds: float = typer.Option(3.0, metavar="S", help="clip length in seconds (0.05-60)"),
     sample_rate: int = typer.Option(22050, "--sample-rate", metavar="HZ", help="samples per second (8000-192000; "
                                     "mp3: 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100 or 48000)"),
-    instruments: str = typer.Option("flute,viola,cello,oboe,trumpet,saxophone", metavar="NAME,...", help="comma-separated General MIDI instrument names"),
+    instruments: str = typer.Option("flute,viola,cello,oboe,trumpet,saxophone", metavar="NAME,...", help="comma-separated instrument names (instrec's labels, General MIDI names or aliases)"),
     fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
     seed: int = typer.Option(0, metavar="N", help="same seed, identical files (0 to 4294967295)"),
     negatives: int = typer.Option(0, "--negatives", metavar="N", help="also N clips labelled 'unknown' of each kind "
@@ -90,11 +90,11 @@ def render(
     if not rep.n_written and not rep.n_reused:  # nothing made: each reason, then an error (exit 1), as render-music does
         from ..errors import DataError
 
-        _report_skipped(getattr(rep, "skipped", []))
+        _report_skipped(getattr(rep, "skipped", []), what="item")
         raise DataError(f"no clip written to {out}: none of {', '.join(names)} could be rendered from "
                         f"{', '.join(rep.sources) or soundfont} (the reasons above)")
     typer.echo(_render_summary(rep, out))
-    _report_skipped(getattr(rep, "skipped", []))
+    _report_skipped(getattr(rep, "skipped", []), what="item")
 
 
 def _render_summary(rep, out: Path) -> str:
