@@ -29,7 +29,13 @@ def out_path(value, name: str = "out_dir") -> Path:
     """``value`` as the output folder: a blank one (``''`` would be the current folder) is refused."""
     if value is None or not str(value).strip():
         raise ParameterError(f"{name} is empty: name the folder to write to")
-    return Path(value)
+    path = Path(value)
+    for parent in path.parents:  # the nearest one there must be a folder, or nothing can be made in it
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise ParameterError(f"{name}: {parent} is a file, not a folder: {path} cannot be made in it")
+            break
+    return path
 
 
 @dataclass
