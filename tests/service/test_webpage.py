@@ -321,3 +321,99 @@ def test_nothing_recorded_leaves_the_file_input_usable(page):
     page.wait_for_selector("#error:not([hidden])")
     assert "Nothing was recorded" in page.text_content("#error")
     assert page.is_enabled("#file-input") and page.is_enabled("#record-button")
+
+
+# ---------------------------------------------------------------------------------------------
+# What a user reads: a long recording whose instrument changes, on a phone, with a screen reader
+
+
+def changing_answer(classes: list[str]) -> dict:
+    """The server's JSON for 24 s of flute, 6 s of silence, then cello (a long recording whose
+    average names the cello, 39.5%)."""
+    def probs(top: str | None, p: float) -> dict:
+        rest = (1 - p) / (len(classes) - 1)
+        return {c: (p if c == top else rest) for c in classes}
+
+    windows = []
+    for k in range(15):
+        a = 1.5 * k
+        label = "flute" if a < 7.5 else "silence" if a < 13.5 else "cello"
+        w = {"start": a, "end": a + 3.0, "label": label, "silent": label == "silence"}
+        if label != "silence":
+            w["probabilities"] = probs(label, 0.7)
+        windows.append(w)
+    overall = probs("cello", 0.395)
+    overall["flute"] = 0.296
+    return {"path": "changing.wav", "label": "cello", "family": "bowed-strings", "probabilities": overall,
+            "family_probabilities": {"bowed-strings": 0.481, "woodwinds": 0.438, "brass": 0.081},
+            "duration": 24.0, "window": 3.0, "hop": 1.5, "windows": windows,
+            "segments": [{"start": 0.0, "end": 9.0, "label": "flute", "probability": 0.69},
+                         {"start": 9.0, "end": 15.0, "label": "silence", "probability": None},
+                         {"start": 15.0, "end": 24.0, "label": "cello", "probability": 0.78}],
+            "top": [["cello", 0.395], ["flute", 0.296]]}
+
+
+@pytest.fixture
+def changing(page, model, tmp_path):
+    """The page showing :func:`changing_answer` (the server's answer replaced, the upload real)."""
+    import json
+
+    answer = changing_answer(list(model.classes))
+    page.route("**/v1/predict", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                            body=json.dumps(answer)))
+    clip = write(tmp_path / "changing.wav", 0.1 * np.sin(np.arange(SR) * 0.05).astype(np.float32))
+    page.set_input_files("#file-input", str(clip))
+    wait_for_result(page, clip.name)
+    return answer
+
+
+def test_the_verdict_reads_as_one_line_on_a_phone(page, changing):
+    """On a phone-sized window the verdict wraps as a sentence: no piece of it ("Perhaps a",
+    "39.5% on average over 12 windows") squeezed into a narrow column of one word a line."""
+    page.set_viewport_size({"width": 375, "height": 800})
+    full = page.eval_on_selector("#verdict", "e => e.getBoundingClientRect().width")
+    for part in ("#result-lead", "#result-label", "#result-family", "#result-prob"):
+        lines, width = page.eval_on_selector(part, """e => [e.getBoundingClientRect().height /
+            parseFloat(getComputedStyle(e).fontSize), e.getBoundingClientRect().width]""")
+        # one line, or wrapped only where the line is full
+        assert lines < 1.8 or width > 0.95 * full, f"{part} ({page.text_content(part)!r}) takes " \
+            f"{lines:.1f} font sizes of height in {width:.0f} of {full:.0f} px"
+    shoot(page, "webpage-phone.png")
+
+
+def test_a_changing_recording_says_so_in_words(page, changing):
+    """The verdict names the likeliest instrument on average; when the timeline shows others, a
+    line says which, and the timeline and the bars carry their content for a screen reader."""
+    assert page.text_content("#result-label") == "cello"
+    assert page.text_content("#over-time") == "Changes over time: flute 0 s–9 s, cello 15 s–24 s (see the timeline)"
+    timeline = page.get_attribute("#timeline", "aria-label")
+    assert "flute 0 s–9 s" in timeline and "silence 9 s–15 s" in timeline and "cello 15 s–24 s" in timeline
+    bars = page.get_attribute("#bars", "aria-label")
+    assert bars.startswith("class probabilities: cello 39.5%, flute 29.6%"), bars
+
+
+def test_the_answer_is_announced(page, changing):
+    """The status line ("Listening to ...") empties when the answer comes: a screen reader must
+    hear the answer itself, from a live region that was on the page before it came."""
+    said = page.text_content("#announce")
+    assert said.startswith("Perhaps a cello (bowed strings), 39.5%") and ". Changes over time: flute" in said, said
+    assert page.get_attribute("#announce", "aria-live") == "polite"
+    assert page.is_hidden("#over-time") is False
+
+
+def test_a_file_dropped_while_busy_is_not_lost_in_silence(page, tmp_path):
+    """A second recording dropped while the first is still being listened to is not sent: the
+    page says so, naming it, instead of doing nothing."""
+    held = []
+    page.route("**/v1/predict", lambda route: held.append(route))
+    clip = write(tmp_path / "first.wav", 0.1 * np.sin(np.arange(SR) * 0.05).astype(np.float32))
+    page.set_input_files("#file-input", str(clip))
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Listening')")
+    page.evaluate("""() => { const dt = new DataTransfer();
+      dt.items.add(new File(['RIFF'], 'second.wav', { type: 'audio/wav' }));
+      document.getElementById('dropzone').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true })); }""")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "second.wav" in page.text_content("#error") and "again" in page.text_content("#error")
+    assert page.text_content("#file-name") == "first.wav"
+    assert len(held) == 1
+    held[0].abort()

@@ -138,9 +138,15 @@
   // Sending a recording
 
   async function analyse(file) {
-    if (!file || state.busy) return;
+    if (!file) return;
+    if (state.busy) {  // one at a time: a drop (the input is disabled) while an answer is awaited
+      showError(file.name + " was not sent: the page is still listening to " + $("file-name").textContent +
+                "; drop it again when that answer has come.");
+      return;
+    }
     showError("");
     $("result").hidden = true;
+    $("announce").textContent = "";  // emptied, so that the same answer again is announced again
     $("player-card").hidden = false;
     $("file-name").textContent = file.name;
     $("file-duration").textContent = "";
@@ -200,7 +206,22 @@
     drawSpectrogram(result.spectrogram);
     drawPianoRoll(result);
     drawTimeline(result);
+    drawOverTime(result);
     $("result").dataset.label = result.label;
+    // the status line empties: a screen reader hears the answer from this live region instead
+    $("announce").textContent = ["verdict", "over-time"].filter((id) => !$(id).hidden)
+      .map((id) => $(id).textContent.replace(/\s+/g, " ").trim()).filter(Boolean).join(". ");
+  }
+
+  // A single-label answer names the likeliest on average; when its timeline shows other
+  // instruments, say which and when, in words (the timeline's text for a screen reader too).
+  function drawOverTime(result) {
+    const segs = (result.windows && !result.instruments ? result.segments : [])
+      .filter((s) => s.label !== SILENCE && s.label !== UNKNOWN);
+    const changes = new Set(segs.map((s) => s.label)).size > 1, n = 6;
+    $("over-time").hidden = !changes;
+    $("over-time").textContent = changes ? "Changes over time: " + segs.slice(0, n).map((s) => words(s.label) + " " +
+      fmtSpan(s)).join(", ") + (segs.length > n ? " and " + (segs.length - n) + " more" : "") + " (see the timeline)" : "";
   }
 
   // "Probably a cello (bowed strings), 64%"; smaller when the model is unsure; for unknown,
@@ -269,6 +290,8 @@
     const rows = Object.entries(probs).sort((a, b) => b[1] - a[1]);
     const rowH = 26, labelW = 8 + 7.5 * Math.max(8, ...rows.map(([n]) => n.length)), pctW = 52, width = 420;  // room for the longest name
     svg.setAttribute("viewBox", "0 0 " + width + " " + rows.length * rowH);
+    svg.setAttribute("aria-label", "class probabilities: " + rows.slice(0, 5).map(([n, p]) => words(n) + " " + pct(p)).join(", ") +
+      (rows.length > 5 ? ", the other " + (rows.length - 5) + " less" : ""));
     const barW = width - labelW - pctW;
     rows.forEach(([name, p], i) => {
       const y = i * rowH;
@@ -378,6 +401,7 @@
     const d = result.duration;
     const x = (t) => W * t / d;
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    svg.setAttribute("aria-label", "instrument over time: " + result.segments.map((s) => words(s.label) + " " + fmtSpan(s)).join(", "));
 
     // Segments: coloured bands, the label written inside when it fits.
     const band = el("g", { "class": "segments" }, svg);
