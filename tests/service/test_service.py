@@ -142,6 +142,14 @@ def test_unknown_path_is_json(server):
     assert_error(server.get("/v1/nope"), 404)
 
 
+def test_a_trailing_slash_is_named_not_redirected_in_silence(server, clips):
+    """``curl -F file=@a.wav http://host/v1/predict/`` got a 307 with an empty body: curl printed
+    nothing and exited 0."""
+    with open(next(iter(clips.values())), "rb") as fh:
+        r = server.post("/v1/predict/", files={"file": ("a.wav", fh, "audio/wav")})
+    assert_error(r, 404, "/v1/predict/", "/v1/predict")
+
+
 def test_wrong_method_says_which_to_use(server):
     # curl http://host/v1/predict (a GET) is what a new user tries first
     r = server.get("/v1/predict")

@@ -237,6 +237,7 @@ def test_doubt_says_not_an_instrument_i_know(browser, model, tmp_path):
         assert pg.text_content("#result-label") == "Not an instrument I know"
         assert pg.get_attribute("#result", "data-label") == "unknown"
         assert "closest:" in pg.text_content("#result-prob") and pg.text_content("#result-family") == ""
+        assert pg.text_content("#announce").startswith("Not an instrument I know; closest: ")  # not "know closest"
         shoot(pg, "webpage-unknown.png")
         context.close()
 

@@ -182,6 +182,7 @@ def create_app(model: Model | str | os.PathLike | None = None, *, limits: Limits
                      + (" Every request under `/v1/` but `/v1/health` needs the service's API key, in the "
                         "`X-API-Key` header (or `Authorization: Bearer KEY`)." if api_key is not None else "")),
         lifespan=lifespan,
+        redirect_slashes=False,  # a 307 with an empty body: curl without -L printed nothing; a 404 says what to use
         # No Swagger UI / ReDoc: FastAPI's pages load their script and style from a CDN (nothing
         # installed ships them), so offline they would be blank. /openapi.json is the description.
         docs_url=None,
@@ -254,6 +255,9 @@ def _add_error_handlers(app: FastAPI) -> None:
             detail += f": {request.method[:20]} is not allowed on {path[:100]}; use {allow}"
             if request.url.path == "/v1/predict":
                 detail += " with the recording in a multipart field named 'file'"
+        path = request.url.path
+        if exc.status_code == 404 and len(path) > 1 and path.endswith("/") and path.isprintable():
+            detail += f": no {path[:100]} here; did you mean {path.rstrip('/')[:100]}?"
         return error_response(exc.status_code, detail, headers)
 
     @app.exception_handler(RequestValidationError)

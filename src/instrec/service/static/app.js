@@ -209,8 +209,9 @@
     drawOverTime(result);
     $("result").dataset.label = result.label;
     // the status line empties: a screen reader hears the answer from this live region instead
-    $("announce").textContent = ["verdict", "over-time"].filter((id) => !$(id).hidden)
-      .map((id) => $(id).textContent.replace(/\s+/g, " ").trim()).filter(Boolean).join(". ");
+    const parts = [...$("verdict").children].filter((e) => !e.hidden).map((e) => e.textContent.trim()).filter(Boolean);
+    $("announce").textContent = [parts.join(result.label === UNKNOWN ? "; " : " "), $("over-time").hidden ? "" : $("over-time").textContent]
+      .map((t) => t.replace(/\s+/g, " ").trim()).filter(Boolean).join(". ");
   }
 
   // A single-label answer names the likeliest on average; when its timeline shows other
