@@ -162,3 +162,22 @@ def test_a_chosen_threshold_is_kept_as_chosen_not_rounded(monkeypatch):
     clf.calibrate(np.zeros((10, DIM), np.float32), Y)
     t = clf.thresholds_["a"]
     assert min(pos) >= t > max(neg), t
+
+
+def test_a_loaded_model_gives_its_recipe_as_a_name(tmp_path):
+    """Review: a loaded model's get_params (and repr, and clone) gave the whole Recipe where a fresh
+    classifier gives the name it was made with; a recipe of other settings is still a Recipe."""
+    from dataclasses import replace
+
+    from instrec.recipes import get_recipe
+
+    X = np.random.default_rng(0).normal(size=(30, 87)).astype(np.float32)
+    y = ["a", "b", "c"] * 10
+    clf = InstrumentClassifier("mfcc-linear").fit(X, y)
+    loaded = InstrumentClassifier.load(clf.save(tmp_path / "m"))
+    assert loaded.get_params() == clf.get_params() == clone(loaded).get_params()
+    assert repr(loaded) == "InstrumentClassifier(recipe='mfcc-linear')"
+    assert loaded.recipe == loaded.recipe_ == get_recipe("mfcc-linear")
+    other = replace(get_recipe("mfcc-linear"), train=replace(get_recipe("mfcc-linear").train, epochs=3))
+    clf = InstrumentClassifier(other).fit(X, y)
+    assert InstrumentClassifier.load(clf.save(tmp_path / "m2")).get_params()["recipe"] == other

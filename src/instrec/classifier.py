@@ -41,7 +41,10 @@ class NotTrainedError(ParameterError, NotFittedError):
 class InstrumentClassifier(ClassifierMixin, BaseEstimator):
     """A trainable, savable instrument classifier (``clone`` and ``get_params`` work).
 
-    Parameters (stored as given, as scikit-learn's ``clone`` and ``set_params`` need; checked by ``fit``)
+    The parameters are stored as given, as scikit-learn's ``clone`` and ``set_params`` need, and
+    checked by ``fit``.
+
+    Parameters
     ----------
     recipe : a :class:`~instrec.recipes.Recipe` or the name of one (``seed-mfcc``, ``mfcc-stats``, ``cnn`` ...);
         ``get_params`` gives it as given, the attribute ``recipe`` reads a known name as its Recipe
@@ -416,7 +419,8 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
             raise BundleError(f"{path}: model.json describes no valid network ({e})") from None
         net.load_state_dict(tensors)
         net.eval()
-        self = cls(recipe, seed=seed)
+        # a named recipe's own settings as its name, as given to a fresh classifier (get_params, clone, repr)
+        self = cls(recipe.name if RECIPES.get(recipe.name) == recipe else recipe, seed=seed)
         self.recipe_, self.class_names_, self.net_, self.path_ = recipe, classes, net, Path(path)
         self.n_features_in_ = recipe.feature.dim
         self.families_, self.temperature_ = meta.get("families"), meta.get("temperature")

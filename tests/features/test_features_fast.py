@@ -18,8 +18,8 @@ from instrec.features import FeatureConfig, compute, compute_file, extract, iter
 from instrec.features import parallel, pool
 from instrec.features.cache import FeatureCache, config_digest, file_digest
 from instrec.features.image import flatten_image, spectrogram_image
-from instrec.features.mel import mel_filters, mel_spectrogram_db
-from instrec.features.mfcc import mfcc, mfcc_mean
+from instrec.features.mel import mel_filters, mel_power, mel_spectrogram_db, power_to_db
+from instrec.features.mfcc import mfcc, mfcc_mean, mfcc_stats
 
 MFCC = FeatureConfig(kind="mfcc")
 
@@ -591,3 +591,51 @@ def test_mfcc_features_honour_top_db_fmin_and_fmax():
             c = FeatureConfig(kind="mfcc", stats=stats, **change)
             assert not np.allclose(compute(y, c), compute(y, FeatureConfig(kind="mfcc", stats=stats))), (change, stats)
     np.testing.assert_array_equal(compute(y, FeatureConfig(kind="mfcc", top_db=30.0)), mfcc_mean(y, sr=SR, n_mfcc=40, top_db=30.0))
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda y: mel_power(list(y)), None),  # a list is audio too, as numpy reads it
+    (lambda y: mel_power(np.full(4096, np.nan)), "finite"),
+    (lambda y: mel_power(y.astype(str)), "numbers"),
+    (lambda y: mel_power(y, n_fft=True), "n_fft"),
+    (lambda y: mel_power(y, power=0), "power"),
+    (lambda y: mel_power(y, power=float("nan")), "power"),
+    (lambda y: mel_power(y, fmin=-100.0), "fmin"),
+    (lambda y: mel_power(y, fmin=5000.0, fmax=1000.0), "fmin"),
+    (lambda y: mel_power(y, sr=8000, fmin=5000.0), "fmin"),
+    (lambda y: mel_power(y, fmax=float("inf")), "fmax"),
+    (lambda y: mfcc(list(y)), None),
+    (lambda y: mfcc(np.full(4096, np.inf)), "finite"),
+    (lambda y: mfcc_stats(list(y), stats="contrast"), None),
+    (lambda y: mfcc_stats((y * 1000).astype(np.int16), stats="contrast"), None),
+    (lambda y: compute(y, "mfcc"), "FeatureConfig"),
+    (lambda y: power_to_db(np.ones((3, 3)), top_db=float("nan")), "top_db"),
+    (lambda y: power_to_db(np.ones((0, 3))), "empty"),
+])
+def test_feature_functions_refuse_bad_arguments_in_one_line(call, words):
+    """Review: a list y raised AttributeError, NaN audio, fmin > fmax, a negative fmin, power 0 and
+    top_db NaN gave NaN or meaningless spectrograms without a word, n_fft=True a TypeError, an
+    empty S numpy's ValueError: each a ParameterError naming the parameter (librosa's way)."""
+    from instrec.errors import ParameterError
+
+    y = np.random.default_rng(0).standard_normal(4096).astype(np.float32)
+    if words is None:  # accepted: the values of the array
+        np.testing.assert_array_equal(call(y), call(y.copy()))
+        return
+    with pytest.raises(ParameterError, match=words):
+        call(y)
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"top_db": -5.0}, "top_db"), ({"top_db": float("nan")}, "top_db"), ({"top_db": "80"}, "top_db"),
+    ({"fmin": -1.0}, "fmin"), ({"fmin": 5000.0, "fmax": 100.0}, "fmin"), ({"fmin": float("nan")}, "fmin"),
+    ({"fmax": 20000.0}, "fmax"), ({"sr": 8000, "fmin": 4000.0}, "fmin"),
+])
+def test_feature_config_checks_top_db_fmin_and_fmax(params, words):
+    """Review: FeatureConfig took a negative or NaN top_db and fmin > fmax (a mel bank of empty
+    triangles: features of silence); a negative top_db is outside model.schema.json's bounds."""
+    from instrec.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=words):
+        FeatureConfig(kind="mfcc", **params)
+    assert FeatureConfig(kind="mfcc", fmin=30.0, fmax=8000.0).fmax == 8000.0

@@ -260,3 +260,37 @@ def test_crossval_negatives_overrides_and_joins(mixed, tmp_path):
         assert r.returncode == code and word in r.stderr and len(error_lines(r.stderr)) == 1, (join, r.stderr)
     r = run_cli("crossval", mixed, "--epochs", "1", "--join", "a+b", "--join", "b+c")
     assert r.returncode == 2 and "b" in r.stderr and len(error_lines(r.stderr)) == 1
+
+
+@pytest.mark.parametrize("run", ["cross_validate", "train_model"])
+@pytest.mark.parametrize("kwargs, words", [({"options": {"jobs": 2}}, "options must be a DataOptions"),
+                                           ({"families": 3}, "families must map")])
+def test_options_and_families_of_the_wrong_type_are_one_parameter_error(tmp_path, run, kwargs, words):
+    """Review: options={"jobs": 2} raised AttributeError ('dict' object has no attribute 'load'),
+    families=3 pathlib's TypeError: each is now a ParameterError naming it, before any work."""
+    import instrec.pipeline as pipeline
+    from instrec.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=words):
+        getattr(pipeline, run)(tmp_path / "absent", recipe="mfcc-linear", **kwargs)
+
+
+def test_a_scikit_learn_splitter_is_named_as_such(tmp_path):
+    """cv=sklearn.model_selection.KFold(3) said 'cross-validation needs k ≥ 2 folds; got KFold(n_splits=3, ...)'."""
+    from sklearn.model_selection import KFold as SkKFold
+
+    from instrec.errors import ParameterError
+    from instrec.pipeline import cross_validate
+
+    with pytest.raises(ParameterError, match="cv must be a number of folds, instrec's KFold or LeaveOneSourceOut"):
+        cross_validate(tmp_path / "absent", recipe="mfcc-linear", cv=SkKFold(3))
+
+
+@pytest.mark.parametrize("run", ["evaluate_model", "calibrate_model"])
+def test_evaluate_and_calibrate_name_options_of_the_wrong_type(tmp_path, run):
+    import instrec.pipeline as pipeline
+    from instrec.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="options must be a DataOptions"):
+        extra = {"out": tmp_path / "m"} if run == "calibrate_model" else {}
+        getattr(pipeline, run)("shipped", tmp_path / "absent", options={"jobs": 2}, **extra)

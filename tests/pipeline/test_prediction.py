@@ -170,3 +170,13 @@ def test_a_file_name_that_is_not_utf8_is_predicted_logged_and_resumed(tone_data,
         assert os.fsencode(row["path"]).endswith(b"/bad\xff.wav") and row["label"] == results[0].label
     again, _ = predict_paths(model, [folder], log=log)  # resumed: read back, matched, not predicted again
     assert len(again) == 1 and len(log.read_text(encoding="utf-8").splitlines()) == 1
+
+
+def test_one_path_given_as_a_string_is_one_path(tmp_path, monkeypatch):
+    """Review: a str was iterated as a sequence of paths, one a character: predict_paths(model, "d/x")
+    predicted every audio file under "/" (and "d", "x", ...)."""
+    (tmp_path / "a.wav").write_bytes(b"RIFF junk")
+    monkeypatch.chdir(tmp_path)
+    assert collect_files("a.wav") == (["a.wav"], [])  # not "a", ".", "w", "v": "." holds a.wav
+    assert collect_files(Path("a.wav")) == (["a.wav"], [])
+    assert collect_files("absent") == ([], [("absent", "no such file or folder")])

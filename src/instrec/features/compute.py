@@ -11,7 +11,10 @@ from .config import FeatureConfig
 def compute(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """The feature vector of mono audio ``y`` sampled at ``config.sr`` (float32, ``(config.dim,)``)."""
     from ..audio import check_samples
+    from ..errors import ParameterError
 
+    if not isinstance(config, FeatureConfig):
+        raise ParameterError(f"config must be a FeatureConfig; got {type(config).__name__}")
     check_samples(np.asarray(y), "<array>")  # finite, audible, bounded: the features are then finite
     row = compute_compact(y, config)
     return expand(row, config) if config.kind == "image" else row

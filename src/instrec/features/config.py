@@ -60,6 +60,14 @@ class FeatureConfig:
             raise ParameterError(f"spectral contrast needs sr above 12800; got {self.sr}")
         if isinstance(self.pitch_shift, bool) or not isinstance(self.pitch_shift, (int, float)) or not abs(self.pitch_shift) <= 12:
             raise ParameterError(f"pitch_shift must be between -12 and 12 semitones; got {self.pitch_shift!r}")
+        for name, v in (("top_db", self.top_db), ("fmin", self.fmin), ("fmax", self.fmax)):  # review: unchecked
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ParameterError(f"{name} must be a number; got {v!r}")
+        if self.top_db is not None and not 0 < self.top_db <= 400:  # model.schema.json's bounds
+            raise ParameterError(f"top_db must be a positive number of decibels (at most 400); got {self.top_db!r}")
+        if not 0 <= self.fmin < (self.sr / 2 if self.fmax is None else self.fmax) <= self.sr / 2:
+            raise ParameterError(f"fmin and fmax must satisfy 0 <= fmin < fmax <= sr / 2 = {self.sr / 2:g} (fmax None: "
+                                 f"sr / 2); got fmin {self.fmin!r}, fmax {self.fmax!r}")
         for name in ("seconds", "top_db", "fmin", "fmax", "pitch_shift"):  # 3 and 3.0: one feature, one cache key
             v = getattr(self, name)
             if isinstance(v, (int, float)) and not isinstance(v, bool):

@@ -85,10 +85,14 @@ def mel_power(
     ``exact=False``: float32 throughout and a sparse mel product, about 1.5-2x as fast; within
     ~1e-6 of librosa's values relative to each frame's energy (~1e-3 dB after ``power_to_db``).
     """
-    _check(y, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
-    if not isinstance(sr, (int, np.integer)) or sr <= 0:
+    y = _check(y, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+    if not _positive_int(sr):
         raise ParameterError(f"sr must be a positive integer, got {sr!r}")
-    y = np.asarray(y, dtype=np.float32)
+    if not 0 < power < np.inf:
+        raise ParameterError(f"power must be positive and finite, got {power!r}")
+    if not 0 <= fmin < (sr / 2 if fmax is None else fmax) < np.inf:  # fmax: librosa's sr / 2 when None
+        raise ParameterError(f"fmin and fmax must satisfy 0 <= fmin < fmax (sr / 2 when None), got fmin {fmin!r}, "
+                             f"fmax {fmax!r}")
     filters = (int(sr), int(n_fft), int(n_mels), float(fmin), None if fmax is None else float(fmax))
     pad = n_fft // 2
     padded = np.zeros(len(y) + 2 * pad, dtype=np.float32)
@@ -128,8 +132,10 @@ def power_to_db(S: np.ndarray, *, ref: float | str = 1.0, top_db: float | None =
     float32 in, float32 out.
     """
     S = np.asarray(S, dtype=np.float32)
-    if top_db is not None and top_db < 0:
-        raise ParameterError(f"top_db must be non-negative; got {top_db!r}")
+    if top_db is not None and not 0 <= top_db < np.inf:  # not "< 0": NaN passes that test
+        raise ParameterError(f"top_db must be non-negative and finite; got {top_db!r}")
+    if not S.size:
+        raise ParameterError(f"S must not be empty; got shape {S.shape}")
     log_spec = np.log10(np.maximum(S, np.float32(_AMIN)))
     log_spec *= np.float32(10.0)
     if isinstance(ref, str):
@@ -218,9 +224,24 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     return freqs
 
 
-def _check(y: np.ndarray, *, n_fft: int, hop_length: int, n_mels: int) -> None:
+def _positive_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+
+
+def _check(y, *, n_fft: int, hop_length: int, n_mels: int) -> np.ndarray:
+    """``y`` as float32 audio (mono, finite), and the frame parameters checked; else ParameterError."""
+    try:
+        y = np.asarray(y)
+    except (TypeError, ValueError):
+        raise ParameterError(f"y must be an array of audio samples, got {type(y).__name__}") from None
+    if y.dtype.kind not in "biuf":
+        raise ParameterError(f"y must hold numbers (audio samples), got an array of {y.dtype}")
     if y.ndim != 1:
         raise ParameterError(f"y must be mono (1-D), got shape {y.shape}")
     for name, v in (("n_fft", n_fft), ("hop_length", hop_length), ("n_mels", n_mels)):
-        if not isinstance(v, (int, np.integer)) or v <= 0:
+        if not _positive_int(v):
             raise ParameterError(f"{name} must be a positive integer, got {v!r}")
+    y = np.asarray(y, dtype=np.float32)
+    if not np.isfinite(y).all():  # librosa's "Audio buffer is not finite everywhere"
+        raise ParameterError("y must be finite: the audio holds NaN or infinity (or a value too large for float32)")
+    return y

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from .config import MFCC_STATS
-from .mel import mel_power, power_to_db
+from .mel import _check, mel_power, power_to_db
 
 __all__ = ["mfcc", "mfcc_mean", "mfcc_stats", "dct_matrix"]
 
@@ -79,6 +79,8 @@ def mfcc_stats(
     parts = stats.split("+")
     if not parts or any(p not in MFCC_STATS for p in parts):
         raise ParameterError(f"stats must join some of {', '.join(MFCC_STATS)} with '+'; got {stats!r}")
+    checked = _check(y, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)  # review: librosa's contrast took no list
+    y = y if isinstance(y, np.ndarray) and y.dtype.kind == "f" else checked  # float64 stays float64 for the contrast
     M = (mfcc(y, sr=sr, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, top_db=top_db, fmin=fmin,
               fmax=fmax) if {"mean", "std"} & set(parts) else None)
     pieces = {"mean": lambda: M.mean(axis=1), "std": lambda: M.std(axis=1),

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ..classifier import InstrumentClassifier
 from ..errors import DataError, ParameterError
-from .common import DataOptions, Progress, check_model_out, extract_rows, load_base_model
+from .common import DataOptions, Progress, check_model_out, data_options, extract_rows, load_base_model
 from .heldback import held_back_record, training_clips, training_test_split
 
 SURE = 0.99  # an 'unknown' threshold this high rejects all but certainties: the data saw nothing else
@@ -55,7 +55,7 @@ def calibrate_model(
     from ..calibration import MIN_POSITIVES, MIN_ROWS, has_own_threshold
     from ..data.activity import label_matrix, split_labels
 
-    options = options or DataOptions()
+    options = data_options(options)
     check_model_out(out)
     clf = load_base_model(model)
     if clf is None:

@@ -55,6 +55,16 @@ class DataOptions:
         return load_dataset(data, labels=self.labels, manifest=self.manifest, aliases=dict(self.aliases or {}))
 
 
+def data_options(options) -> "DataOptions":
+    """``options`` as the pipeline takes it: a :class:`DataOptions`, or None (the defaults); else ParameterError."""
+    if options is None:
+        return DataOptions()
+    if not isinstance(options, DataOptions):  # review: a dict reached 'dict' object has no attribute 'load'
+        raise ParameterError(f"options must be a DataOptions (instrec.pipeline.DataOptions(jobs=2, ...)); "
+                             f"got {type(options).__name__}")
+    return options
+
+
 def _check_aliases(aliases) -> Mapping[str, str] | None:
     """:attr:`DataOptions.aliases` as a mapping: NAME=LABEL strings parsed as the command line
     parses ``--alias`` (:func:`~instrec.data.folder.parse_aliases`); else ParameterError."""
@@ -115,7 +125,7 @@ def shifted_features(clips, recipe: Recipe, rows, options: DataOptions | None = 
 
     Whoever trains a recipe outside :func:`train_model` and :func:`cross_validate` passes these to
     :func:`training_rows`, or the recipe is not the recipe."""
-    options = options or DataOptions()
+    options = data_options(options)
     out = []
     rows = np.asarray(rows, dtype=np.int64)
     for s in recipe.train.pitch_shifts:
@@ -338,6 +348,9 @@ def read_families(families) -> dict[str, list[str]] | None:
 
     if families is None or isinstance(families, Mapping):
         return None if families is None else {str(k): list(v) for k, v in families.items()}
+    if not isinstance(families, (str, os.PathLike)):  # review: an int reached pathlib's TypeError
+        raise ParameterError(f"families must map family names to lists of classes, or name a CSV file; "
+                             f"got {type(families).__name__}")
     return read_families_csv(families)
 
 

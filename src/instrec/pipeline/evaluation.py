@@ -15,7 +15,7 @@ from ..evaluate import compute_metrics, write_report
 from ..features import compact_dtype, expand
 from ..fileio import writing
 from ..inference import Model, load_model
-from .common import DataOptions, Progress, bar, extract_rows, score_multilabel, split_words
+from .common import DataOptions, Progress, bar, data_options, extract_rows, score_multilabel, split_words
 from .heldback import held_back_record, training_clips as may_be_trained_on, training_clips_words, training_test_split
 
 FRAME_SECONDS = 0.1  # the frames timelines are scored in against activity tables
@@ -41,7 +41,7 @@ def evaluate_model(
     (:func:`~instrec.evaluate.write_report`): the figures at instrument and at family level, and the
     expected calibration error of the model's (calibrated) probabilities.
     """
-    options = options or DataOptions()
+    options = data_options(options)
     if isinstance(model, InstrumentClassifier):
         model = Model(TorchEngine(model))
     elif not isinstance(model, Model):

@@ -27,7 +27,7 @@ Runner = Callable[["Model", Sequence[str], "float | None", "float | None"], Iter
 
 def predict_paths(
     model: Model | "InstrumentClassifier",
-    paths: Sequence[str | os.PathLike],
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
     *,
     window: float | None = None,
     hop: float | None = None,
@@ -91,9 +91,11 @@ def predict_paths(
     return results, skipped
 
 
-def collect_files(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[tuple[str, str]]]:
+def collect_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[list[str], list[tuple[str, str]]]:
     """The audio files named or found (recursively) under ``paths``, each once, and ``(path,
     problem)`` for a path that is not there or a folder without audio."""
+    if isinstance(paths, (str, os.PathLike)):  # one path, not a sequence of its characters ("/" among them)
+        paths = [paths]
     files, skipped = [], []
     for p in paths:
         if "://" in str(p):  # a URL: only a runner that reads them (the cluster's) can

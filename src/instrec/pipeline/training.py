@@ -21,7 +21,7 @@ from ..evaluate import fmt_pct, write_report
 from ..fileio import writing
 from ..recipes import Recipe
 from .common import (DataOptions, Progress, absent_classes, bar, base_training_rows, check_keep_classes,
-                     check_model_out, check_same_network, classes_of, extract_rows, fit_and_score, inherited_families,
+                     check_model_out, check_same_network, classes_of, data_options, extract_rows, fit_and_score, inherited_families,
                      init_record, load_base_model, need_two_classes, read_families, resolve_recipe, shifted_features,
                      split_words)
 from .validation import recipe_label
@@ -121,7 +121,7 @@ def train_model(
 
     seed = check_seed(seed)  # before anything: the split's random_state and the network's seed
     init_from_env(device)  # under torchrun: join the other processes (a no-op otherwise)
-    options = options or DataOptions()
+    options = data_options(options)
     families = read_families(families)
     check_model_out(out)
     _check_out_not_here(out)

@@ -16,7 +16,7 @@ from ..errors import DataError, ParameterError
 from ..evaluate import crossval_fold_counts, crossval_markdown, summary_metrics
 from ..fileio import write_json, write_text, writing
 from ..recipes import RECIPES, Recipe
-from .common import (DataOptions, Progress, absent_classes, bar, base_training_rows, check_keep_classes,
+from .common import (DataOptions, Progress, absent_classes, bar, base_training_rows, check_keep_classes, data_options,
                      dataset_features, fit_and_score, init_record, load_base_model, need_two_classes,
                      read_families, resolve_recipe, shifted_features)
 
@@ -62,8 +62,11 @@ def cross_validate(
     any feature is computed (ParameterError, WriteError).
     """
     seed = check_seed(seed)  # every fold's network's seed (and the folds' with an integer cv)
-    options = options or DataOptions()
+    options = data_options(options)
     families = read_families(families)
+    if not isinstance(cv, (KFold, LeaveOneSourceOut)) and (isinstance(cv, bool) or not isinstance(cv, (int, np.integer))):
+        raise ParameterError(f"cv must be a number of folds, instrec's KFold or LeaveOneSourceOut "
+                             f"(instrec.data.splits); got {type(cv).__name__}")  # a scikit-learn splitter lacks groups by pitch and source
     splitter = KFold(cv, seed=seed) if not isinstance(cv, (KFold, LeaveOneSourceOut)) else cv
     init = load_base_model(init)
     recipe = resolve_recipe(recipe, init)
