@@ -249,6 +249,7 @@ def test_refused_file_shows_the_error(page, tmp_path):
     page.wait_for_selector("#error:not([hidden])")
     assert "notes.txt" in page.text_content("#error") and ".txt" in page.text_content("#error")
     assert page.is_hidden("#result")
+    assert page.is_hidden("#player-card")  # not audio: no dead 0:00 / 0:00 player under the error
     shoot(page, "webpage-error.png")
 
 

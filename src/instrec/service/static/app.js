@@ -177,6 +177,7 @@
       if (!r.ok) {
         setStatus("");
         showError(body.error || ("the server answered HTTP " + r.status));
+        if (r.status === 415) $("player-card").hidden = true;  // not audio: nothing to play back
         if (r.status === 401) askForKey();
         return;
       }
