@@ -55,9 +55,25 @@ def mel_spectrogram_db(
     floats with ``exact`` (the default; the tutorial's image drawn from it is librosa's, pixel for
     pixel), within ~1e-3 dB without (see :func:`mel_power`).
 
+    Parameters
+    ----------
+    y : np.ndarray
+        Mono audio, 1-D, finite.
+    sr, n_fft, hop_length, n_mels, power, fmin, fmax
+        As :func:`mel_power`.
+    top_db : float or None
+        Floor, in dB below the maximum (None: no floor).
+    exact : bool
+        librosa's arithmetic exactly (True) or the faster float32 route (False).
+
     Returns
     -------
     np.ndarray, float32, shape ``(n_mels, 1 + len(y) // hop_length)``; values in ``[-top_db, 0]``.
+
+    Raises
+    ------
+    ParameterError
+        ``y`` not mono, empty or not finite; a parameter out of its range.
     """
     S = mel_power(y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=power, fmin=fmin, fmax=fmax,
                   exact=exact)
@@ -84,6 +100,29 @@ def mel_power(
     product): the same floats as librosa's (on the tutorial's 600 clips, every value).
     ``exact=False``: float32 throughout and a sparse mel product, about 1.5-2x as fast; within
     ~1e-6 of librosa's values relative to each frame's energy (~1e-3 dB after ``power_to_db``).
+
+    Parameters
+    ----------
+    y : np.ndarray
+        Mono audio, 1-D, finite (converted to float32).
+    sr : int
+        Its sampling rate, Hz.
+    n_fft : int
+        FFT size (the Hann window's length); frames are centred, the signal zero-padded by ``n_fft // 2``.
+    hop_length : int
+        Samples between frames.
+    n_mels : int
+        Mel bands (Slaney scale, area-normalised triangles, as librosa's defaults).
+    power : float
+        Exponent of the magnitude (2: power, 1: amplitude); positive.
+    fmin, fmax : float
+        The bank's lowest and highest frequency, Hz; ``fmax`` None is ``sr / 2``; ``0 <= fmin < fmax``.
+    exact : bool
+        See above.
+
+    Returns
+    -------
+    np.ndarray, float32, shape ``(n_mels, 1 + len(y) // hop_length)``.
     """
     y = _check(y, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
     if not _positive_int(sr):

@@ -33,7 +33,19 @@ def mfcc(
     fmax: float | None = None,
 ) -> np.ndarray:
     """``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, n_fft=..., hop_length=..., n_mels=...)``
-    (DCT type 2, orthonormal, no lifter): float32 ``(n_mfcc, n_frames)``."""
+    (DCT type 2, orthonormal, no lifter): float32 ``(n_mfcc, n_frames)``.
+
+    Parameters
+    ----------
+    y : np.ndarray
+        Mono audio, 1-D, finite.
+    n_mfcc : int
+        Coefficients kept, at most ``n_mels``.
+    top_db : float or None
+        The log-mel floor below its maximum, before the DCT (librosa's default 80).
+    sr, n_fft, hop_length, n_mels, fmin, fmax
+        The mel power spectrogram's (:func:`~instrec.features.mel.mel_power`).
+    """
     S_db = _log_mel(y, sr, n_mfcc, n_fft, hop_length, n_mels, top_db, fmin, fmax)
     return (dct_matrix(n_mfcc, n_mels) @ S_db).astype(np.float32)
 
@@ -50,7 +62,8 @@ def mfcc_mean(
     fmin: float = 0.0,
     fmax: float | None = None,
 ) -> np.ndarray:
-    """``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, ...)`` averaged over frames; float32 ``(n_mfcc,)``."""
+    """``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, ...)`` averaged over frames; float32 ``(n_mfcc,)``:
+    the tutorial's feature (40 coefficients). Parameters as :func:`mfcc`."""
     S_db = _log_mel(y, sr, n_mfcc, n_fft, hop_length, n_mels, top_db, fmin, fmax)
     return (dct_matrix(n_mfcc, n_mels) @ S_db.mean(axis=1, dtype=np.float64)).astype(np.float32)
 
@@ -74,7 +87,8 @@ def mfcc_stats(
     standard deviations: how the timbre moves during the note, e.g. an attack or vibrato) and
     ``contrast`` (``librosa.feature.spectral_contrast`` averaged over time: peak-to-valley
     contrast in 7 octave bands, which tells harmonic from noisy spectra) with ``+``.
-    float32 ``(n_mfcc * (mean + std) + 7 * contrast,)``.
+    float32 ``(n_mfcc * (mean + std) + 7 * contrast,)``. The other parameters are :func:`mfcc`'s
+    (the contrast uses ``sr``, ``n_fft`` and ``hop_length``).
     """
     parts = stats.split("+")
     if not parts or any(p not in MFCC_STATS for p in parts):
