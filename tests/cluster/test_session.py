@@ -178,6 +178,55 @@ def test_addresses_ray_cannot_use_are_one_line_and_auto_local_stays_on_127_0_0_1
     assert lines[4].startswith("ParameterError 2 cannot connect to the Ray cluster at 'nosuchmodule://x': Module: nosuchmodule")
     assert lines[5].startswith("InstrecError 1 'ray://127.0.0.1:") and "pip install 'ray[client]'" in lines[5]
     # the reason Ray hides behind its 'Failed to connect' is said
-    assert lines[6].endswith("Failed to connect to Ray cluster at x (RPC error: InvalidAuthToken: token missing)")
+    assert lines[6].endswith("Failed to connect to Ray cluster at x (RPC error: InvalidAuthToken: token missing); "
+                             "the cluster wants a token: set RAY_AUTH_MODE=token here (the token in ~/.ray/auth_token, or RAY_AUTH_TOKEN)")
     assert lines[7].startswith("INIT [('_node_ip_address', '127.0.0.1'), ('address', 'local'), ")
     assert lines[8] == "CONNECTED" and len(lines) == 9
+
+
+TOKEN = """
+import logging
+import socket
+import ray
+from instrec.cluster import ray_session
+from instrec.errors import InstrecError
+
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+port = server.getsockname()[1]
+def refused(**kwargs):  # ray.init's own words, as Ray 2.5x says them, when a head of 'ray start' wants a token
+    cause = RuntimeError("Failed to connect to GCS. Last connection error: Traceback (most recent call last):\\n"
+                         "  File \\"ray/_private/node.py\\", line 996, in _init_gcs_client\\n"
+                         "ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: Authentication token is "
+                         "missing or incorrect. Note: RAY_AUTH_MODE is currently 'disabled' (not 'token').")
+    raise ConnectionError(f"Failed to connect to Ray cluster at 127.0.0.1:{port}") from cause
+ray.init = refused
+try:
+    with ray_session(f"127.0.0.1:{port}"):
+        pass
+except InstrecError as e:
+    print(type(e).__name__, e)
+def local(**kwargs):  # what a new local Ray says as it starts: nothing a user could act on
+    logging.getLogger("ray._private.authentication.authentication_token_setup").warning("Token authentication is enabled")
+ray.init = local
+with ray_session():
+    pass
+print("LOCAL")  # (stdout is stderr in the block)
+"""
+
+
+def test_a_cluster_that_wants_a_token_is_one_line_that_says_how(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    r = subprocess.run([sys.executable, "-c", TOKEN], capture_output=True, text=True, timeout=60,
+                       env={**env, "RAY_TMPDIR": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[1] == "LOCAL", r.stdout
+    assert lines[0].startswith("ParameterError cannot reach the Ray cluster at '127.0.0.1:"), lines[0]
+    assert "Traceback" not in lines[0] and "InvalidAuthToken" in lines[0]
+    assert lines[0].endswith("the cluster wants a token: set RAY_AUTH_MODE=token here (the token in ~/.ray/auth_token, "
+                             "or RAY_AUTH_TOKEN)"), lines[0]
+    assert "Token authentication" not in r.stderr, r.stderr  # a Ray of this machine's own: its notice kept back

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import sys
 
@@ -49,6 +50,9 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if address in (None, "", "local"):
         kwargs = dict(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", num_cpus=num_cpus)
+        # Ray >= 2.5x: a new Ray enables token authentication and says so, inviting to opt out: nothing
+        # to act on for a Ray of this machine's own, started and stopped for the run
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     else:
         if num_cpus is not None:
             raise ParameterError("num_cpus applies to a local Ray started for the run; a cluster has its own")
@@ -60,7 +64,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
     except ConnectionError as e:
         ray.shutdown()  # whatever a failed start left running
         raise ParameterError(f"cannot reach the Ray cluster at {address!r}: {_first_line(e)}"
-                             + (f" ({_first_line(e.__cause__)})" if e.__cause__ is not None else "")) from None
+                             + (f" ({_reason(e.__cause__)})" if e.__cause__ is not None else "")
+                             + (_TOKEN_HINT if "InvalidAuthToken" in str(e.__cause__) else "")) from None
     except (ValueError, RuntimeError) as e:
         ray.shutdown()
         if address in (None, "", "local"):
@@ -132,6 +137,19 @@ def _check_client(address: str) -> None:
     if get_ray_client_dependency_error() is not None:
         raise InstrecError(f"{address!r} is a Ray Client address, which needs Ray's [client] extra: "
                            "pip install 'ray[client]' (or give the head's host:port instead)")
+
+
+_TOKEN_HINT = "; the cluster wants a token: set RAY_AUTH_MODE=token here (the token in ~/.ray/auth_token, or RAY_AUTH_TOKEN)"
+
+
+def _reason(e: BaseException) -> str:
+    """The cause behind ray.init's 'Failed to connect': its first line, or where that opens a
+    traceback Ray put in the text, the traceback's last line (the error itself), its first sentence."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    if not lines or not lines[0].endswith("Traceback (most recent call last):"):
+        return _first_line(e)
+    last = lines[-1].split(": ", 1)[-1] if re.match(r"[\w.]+Error: ", lines[-1]) else lines[-1]
+    return last.split(". ")[0]
 
 
 def _first_line(e: BaseException) -> str:

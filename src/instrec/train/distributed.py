@@ -31,6 +31,8 @@ from ..errors import InstrecError, ParameterError
 TIMEOUT = timedelta(hours=6)
 # the exit code of a process that stopped because another did: the launcher reports the other's
 PEER_LOST = 75
+# set by launch() for the processes it starts: on Ctrl-C they stop silently, the launcher speaks
+LAUNCHER_ENV = "INSTREC_NPROC_LAUNCHER"
 # what gloo's errors say when the process at the other end is gone
 _PEER_WORDS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe")
 
@@ -176,7 +178,12 @@ def broadcast_buffers(net: nn.Module) -> None:
 def quiet_other_ranks() -> None:
     """In a process of rank > 0 that torchrun started, send stdout and stderr to the null device:
     rank 0 prints for the run (its output, its progress, its one-line errors). Tracebacks of
-    unexpected exceptions still reach the real stderr."""
+    unexpected exceptions still reach the real stderr.
+
+    Started by :func:`launch` (``--nproc``), every process, rank 0 too, stops silently on Ctrl-C:
+    a terminal sends SIGINT to them all, and the launcher says so, once."""
+    if os.environ.get(LAUNCHER_ENV) == "1":
+        signal.signal(signal.SIGINT, _stop_silently)
     if env_rank() == 0:
         return
     import traceback
@@ -186,6 +193,10 @@ def quiet_other_ranks() -> None:
 
     sys.stdout = sys.stderr = open(os.devnull, "w", encoding="utf-8")
     sys.excepthook = to_real_stderr
+
+
+def _stop_silently(signum, frame):
+    raise SystemExit(128 + signum)  # not KeyboardInterrupt, which the command line reports
 
 
 def check_nproc(nproc: int) -> None:
@@ -231,6 +242,7 @@ def launch(nproc: int, args: Sequence[str], *, threads: int | None = None) -> in
     saved = os.environ.get("OMP_NUM_THREADS")
     if saved is None:
         os.environ["OMP_NUM_THREADS"] = str(threads or max(1, _cores() // nproc))
+    os.environ[LAUNCHER_ENV] = "1"  # its processes stop silently on Ctrl-C; this one says it (quiet_other_ranks)
     # the launcher logs each worker's failure and signal (each module its own logger, its own
     # level): the workers' one-line errors say what went wrong
     loggers = [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
@@ -255,6 +267,7 @@ def launch(nproc: int, args: Sequence[str], *, threads: int | None = None) -> in
             logger.setLevel(level)
         if saved is None:
             os.environ.pop("OMP_NUM_THREADS", None)
+        os.environ.pop(LAUNCHER_ENV, None)
     return 0
 
 
