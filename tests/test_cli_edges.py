@@ -174,3 +174,22 @@ def test_an_empty_instruments_list_names_the_option(command, tmp_path):
     assert r.returncode == 2, r.stderr
     assert error_lines(r.stderr) == ["instrec: error: --instruments is empty; name at least one instrument"], r.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, words", [(("--data", "nosuch"), "nosuch: no such file or folder"), (("--out", ""), "--out is empty"),
+                                         (("--out", " "), "--out is empty"), (("--seed", "-1"), "seed must be")])
+def test_demo_bad_values_are_usage_errors_before_any_work(tmp_path, args, words):
+    """Review: --data nosuch exited 1 after making the demo folder; --out '' was taken for the current folder."""
+    r = run_cli("demo", *(["--out", tmp_path / "demo"] if "--out" not in args else []), *args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and words in lines[0], r.stderr
+    assert not (tmp_path / "demo").exists()
+
+
+def test_spectrograms_out_that_is_a_file_is_a_usage_error(tmp_path):
+    write(tmp_path / "data" / "a.wav", tone("sine", 440, seconds=0.5))
+    (tmp_path / "out").write_text("not a folder")
+    r = run_cli("spectrograms", tmp_path / "data", tmp_path / "out")
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == [f"instrec: error: {tmp_path / 'out'}: is a file, not a folder; name a folder for the pictures"]

@@ -46,3 +46,31 @@ def test_demo_on_a_users_folder(tone_data, tmp_path):
     assert summary["seed-mfcc"]["n"] == 6
     assert summary["seed-mfcc"]["accuracy"] >= 5 / 6
     assert not (tmp_path / "d" / "data").exists()
+
+
+def test_a_mistake_is_refused_before_the_demo_folder_is_made(tmp_path):
+    """Review: a missing --data, a bad --seed or an unknown --soundfont were found after the --out
+    folder was made (an empty demo folder left behind; the missing --data exit 1, after 'training')."""
+    import pytest
+
+    from instrec.demo import run_demo
+    from instrec.errors import ParameterError
+
+    out = tmp_path / "demo"
+    for kwargs, words in (({"data": tmp_path / "nosuch"}, "no such file or folder"), ({"seed": -1}, "seed must be"),
+                          ({"soundfont": "bogus"}, "unknown soundfont"), ({"per_class": 0}, "per_class must be")):
+        with pytest.raises(ParameterError, match=words):
+            run_demo(out, log=lambda _: None, **kwargs)
+        assert not out.exists(), kwargs
+
+
+def test_a_damaged_render_stamp_renders_again(tmp_path):
+    """Review: a demo-render.json that is not JSON (cut short, edited) was a JSONDecodeError traceback."""
+    from instrec.demo import _render_once
+
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / "demo-render.json").write_text('{"soundfont": "fluidr3", "per_cl')
+    _render_once(dest, soundfont="fluidr3", per_class=2, seconds=0.5, seed=0, progress=None, log=lambda _: None)
+    assert len(list(dest.glob("*.wav"))) == 12
+    assert json.loads((dest / "demo-render.json").read_text())["per_class"] == 2

@@ -151,12 +151,22 @@ def test_png_files_are_small(tmp_path):
 
 
 def test_a_failed_write_stops_the_command(tmp_path):
-    """A file that cannot be written (here OUT is a file) is not a bad input: the command stops
-    with the error (an OSError naming the file) instead of listing every file as skipped."""
+    """A file that cannot be written (here a folder stands where a picture goes) is not a bad input:
+    the command stops with the error (an OSError naming the file) instead of listing every file as skipped."""
     make_folder(tmp_path / "data", 4)
-    (tmp_path / "png").write_text("a file where the folder should be")
-    with pytest.raises(OSError):
+    (tmp_path / "png" / "high" / "clip_000.png").mkdir(parents=True)
+    with pytest.raises(OSError, match="clip_000.png"):
         write_spectrograms(tmp_path / "data", tmp_path / "png", jobs=1)
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path):
+    """Review: OUT naming an existing file failed at the first picture ("cannot write
+    OUT/high/clip_000.png: File exists", exit 1); it is a usage error naming OUT (exit 2)."""
+    make_folder(tmp_path / "data", 2)
+    (tmp_path / "png").write_text("a file where the folder should be")
+    with pytest.raises(ParameterError, match="png: is a file, not a folder"):
+        write_spectrograms(tmp_path / "data", tmp_path / "png", jobs=1)
+    assert (tmp_path / "png").read_text() == "a file where the folder should be"
 
 
 def test_files_whose_stems_meet_keep_a_picture_each(tmp_path):

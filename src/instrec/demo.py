@@ -28,6 +28,7 @@ def run_demo(
 ) -> Path:
     """Render (unless ``data`` is given) → features → train → evaluate → ``out/report.md``."""
     out = Path(out)
+    _check_arguments(data, soundfont=soundfont, per_class=per_class, seconds=seconds, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     if data is None:
         data = _render_once(out / "data", soundfont=soundfont, per_class=per_class, seconds=seconds, seed=seed, progress=progress, log=log)
@@ -48,6 +49,23 @@ def run_demo(
     return report
 
 
+def _check_arguments(data, *, soundfont, per_class, seconds, seed) -> None:
+    """Refuse a mistake (ParameterError, one line) before ``out`` is made: a missing ``data``, a bad seed,
+    an unknown SoundFont or count were found only after it, leaving an empty demo folder behind."""
+    from .data.settings import check_arguments
+    from .data.synth import select_soundfonts
+    from .errors import ParameterError
+
+    check_arguments(per_class, seconds, seed=seed)
+    if data is not None:
+        if not str(data).strip():
+            raise ParameterError("data is empty: name the folder of labelled recordings")
+        if not Path(data).exists():
+            raise ParameterError(f"{data}: no such file or folder")
+    else:
+        select_soundfonts(soundfont)  # an unknown name: ParameterError; one not installed: RenderError
+
+
 def _render_once(dest: Path, *, soundfont, per_class, seconds, seed, progress, log) -> Path:
     """Render the default data, or reuse a previous demo's render made with the same settings."""
     from .data.render import render
@@ -55,7 +73,11 @@ def _render_once(dest: Path, *, soundfont, per_class, seconds, seed, progress, l
     params = {"soundfont": soundfont, "per_class": per_class, "seconds": seconds, "seed": seed}
     stamp = dest / "demo-render.json"
     if stamp.is_file():
-        if json.loads(stamp.read_text()) == params and (dest / "manifest.csv").is_file():
+        try:
+            same = json.loads(stamp.read_text(encoding="utf-8")) == params
+        except (OSError, ValueError):  # a damaged stamp (JSONDecodeError was a traceback): rendered again
+            same = False
+        if same and (dest / "manifest.csv").is_file():
             log(f"reusing rendered data in {dest}")
             return dest
         # an earlier demo's own render with other settings: replaced (render refuses a folder of other data)

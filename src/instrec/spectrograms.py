@@ -104,6 +104,8 @@ def write_spectrograms(data: str | os.PathLike, out: str | os.PathLike, *, mode:
     if not str(out).strip():
         raise ParameterError("out is empty: name the folder to write the pictures to")
     data, out = Path(data), Path(out)
+    if out.exists() and not out.is_dir():  # else every picture's write failed on it, exit 1, naming a.png
+        raise ParameterError(f"{out}: is a file, not a folder; name a folder for the pictures")
     if not data.exists():
         raise DataError(f"{data}: no such file or folder")
     files = find_audio(data)

@@ -102,14 +102,16 @@ def _check_listen(host: str, port: int) -> None:
 ))
 def demo(
     data: Optional[Path] = typer.Option(None, metavar="DIR", help="your own labelled folder instead of the built-in renders"),
-    out: Path = typer.Option(Path("instrec-demo"), metavar="DIR", help="where data, models and reports go"),
+    out: str = typer.Option("instrec-demo", metavar="DIR", help="where data, models and reports go"),
     per_class: int = typer.Option(100, "--per-class", min=2, metavar="N", help="rendered clips per instrument"),
     soundfont: str = typer.Option("fluidr3", metavar="NAME", help="SoundFont of the built-in data"),
     seed: int = typer.Option(0, metavar="N", help="seeds rendering, split and training"),
 ):
     """The main job: render → features → train both tutorial recipes → evaluate → report."""
+    from ..data.outdir import out_path
     from .checks import check_demo_out
 
+    out = out_path(out, "--out")  # typed as text: '' would be Path('.'), the current folder
     check_demo_out(out)
     _need("fluidsynth", "torch", "safetensors", "matplotlib")
     from ..demo import run_demo
