@@ -230,3 +230,36 @@ def test_a_cluster_that_wants_a_token_is_one_line_that_says_how(tmp_path):
     assert lines[0].endswith("the cluster wants a token: set RAY_AUTH_MODE=token here (the token in ~/.ray/auth_token, "
                              "or RAY_AUTH_TOKEN)"), lines[0]
     assert "Token authentication" not in r.stderr, r.stderr  # a Ray of this machine's own: its notice kept back
+
+
+def test_ctrl_c_while_ray_starts_is_raised_when_it_has_started_and_ray_stops():
+    """A Ctrl-C that landed inside ray.init crashed the driver at times (a segmentation fault): it
+    is held until ray.init returns, then raised as KeyboardInterrupt, and Ray is shut down."""
+    import os
+    import signal
+
+    import ray
+
+    from instrec.cluster import ray_session
+
+    calls = []
+
+    def init(**kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, half-way through connecting
+        time.sleep(0.05)
+        calls.append("init returned")
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # a suite started with & ignores SIGINT
+    patch = pytest.MonkeyPatch()
+    patch.setattr(ray, "is_initialized", lambda: False)
+    patch.setattr(ray, "init", init)
+    patch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with ray_session(None):
+                calls.append("body")
+        assert calls == ["init returned", "shutdown"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler put back
+    finally:
+        patch.undo()
+        signal.signal(signal.SIGINT, before)

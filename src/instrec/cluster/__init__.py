@@ -12,8 +12,10 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import socket
 import sys
+import threading
 
 from ..errors import InstrecError, ParameterError
 
@@ -60,7 +62,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
         _check_client(address)
         kwargs = dict(address=address)
     try:
-        ray.init(**kwargs, **quiet)
+        with _ctrl_c_after():
+            ray.init(**kwargs, **quiet)
     except ConnectionError as e:
         ray.shutdown()  # whatever a failed start left running
         raise ParameterError(f"cannot reach the Ray cluster at {address!r}: {_first_line(e)}"
@@ -137,6 +140,25 @@ def _check_client(address: str) -> None:
     if get_ray_client_dependency_error() is not None:
         raise InstrecError(f"{address!r} is a Ray Client address, which needs Ray's [client] extra: "
                            "pip install 'ray[client]' (or give the head's host:port instead)")
+
+
+@contextlib.contextmanager
+def _ctrl_c_after():
+    """Hold a Ctrl-C that comes while ``ray.init`` connects, and raise it when it returns: one that
+    landed inside it could crash the driver (a segmentation fault, 2 tries in 12 on 2026-12-07).
+    It then goes to the handler there was (Python's raises KeyboardInterrupt).
+    Only the handler of this process changes: Ray's own processes block SIGINT themselves."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        signal.raise_signal(signal.SIGINT)  # to the handler there was: KeyboardInterrupt, or nothing where ignored
 
 
 _TOKEN_HINT = "; the cluster wants a token: set RAY_AUTH_MODE=token here (the token in ~/.ray/auth_token, or RAY_AUTH_TOKEN)"
