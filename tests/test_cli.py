@@ -359,6 +359,29 @@ def test_help_is_readable(command, capsys):
         assert "Usage: instrec train [OPTIONS] DATA..." in text and "[default: mfcc-stats]" in text
 
 
+@pytest.mark.parametrize("command", ["train", "crossval", "evaluate", "calibrate", "predict"])
+def test_help_cuts_no_example_short_in_80_columns(command, monkeypatch, capsys):
+    """In an 80-column terminal `predict --help` showed `flute,viola,cello,oboe,trumpet…` (the
+    --classes example cut) and `train --help` `~/.cache/instrec/feature…`: a value no one can copy.
+    (render's default instrument list, from make_data.py, is still cut.)"""
+    from instrec.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "…" not in text, [line for line in text.splitlines() if "…" in line]
+
+
+def test_train_says_one_held_back_clip_in_the_singular(tmp_path):
+    for kind in ("sine", "square"):
+        for k in range(2):
+            write(tmp_path / "d" / kind / f"{k}.wav", tone(kind, 220.0 * (k + 1), seed=k))
+    r = run_cli("train", tmp_path / "d", "--recipe", "mfcc-linear", "--out", tmp_path / "m", "-j", "1")
+    assert r.returncode == 0, r.stderr
+    assert " on 1 held-back clip (" in r.stdout, r.stdout
+
+
 def test_the_results_table_fits_the_terminal(clip, monkeypatch, capsys):
     from instrec.cli import main
 

@@ -125,6 +125,17 @@ def test_an_answer_from_doubt_is_not_shown_with_the_unknown_class_probability():
     assert "unknown (70.0%)" in rows[1], rows  # the unknown class won: its probability is the answer's
 
 
+def test_an_answer_from_doubt_says_so_beside_its_likeliest_class():
+    """`predict --min-confidence 0.5` printed a bare "unknown" with the likeliest class under "#2",
+    which read as the second guess after a confident "unknown"; the cell now says the model is unsure."""
+    from instrec.display import format_predictions
+    from instrec.results import Prediction
+
+    doubt = Prediction("a.wav", "unknown", {"harp": 0.257, "celesta": 0.173, "unknown": 0.041}, duration=3.0)
+    row = next(line for line in format_predictions([doubt], "table", 3).splitlines() if line.startswith("│"))
+    assert "unknown (unsure)" in row and "harp (25.7%)" in row, row
+
+
 def test_a_one_window_timeline_says_window():
     from instrec.display import format_predictions
     from instrec.results import Prediction, Segment, Window

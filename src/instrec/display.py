@@ -313,7 +313,8 @@ def format_predictions(results: Sequence[Prediction], fmt: str, k: int) -> str:
         if p is not None and p < max(r.probabilities.values()):  # unknown from doubt: the `unknown` class's p is no confidence
             p = None
         others = [(c, q) for c, q in r.top(k) if c != r.label][: k - 1]
-        rows.append([_shown(r.path), r.label if p is None else f"{r.label} ({p:.1%})",
+        doubt = p is None and r.label == "unknown"  # below min_confidence: say so, its likeliest class is listed next
+        rows.append([_shown(r.path), "unknown (unsure)" if doubt else r.label if p is None else f"{r.label} ({p:.1%})",
                      *([] if by_family else [r.family or ""]), *(f"{c} ({q:.1%})" for c, q in others)])
     head = ["file", what, *([] if by_family else ["family"])]
     alternatives = [f"#{i}" for i in range(2, k + 1)]

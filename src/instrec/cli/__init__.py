@@ -25,7 +25,7 @@ GROUP_BY_HELP = ("keep each group on one side: pitch, pitch_class, source, group
                  "(--split group alone: group, the manifest's column; render-music's pieces)")
 JOBS_OPT = typer.Option(0, "--jobs", "-j", min=0, metavar="N", help="feature-extraction processes (0: one per core)")
 NO_CACHE_OPT = typer.Option(False, "--no-cache", help="compute every feature afresh: neither read nor write the feature cache "
-                                                     "($INSTREC_CACHE, default ~/.cache/instrec/features)")
+                                                     "($INSTREC_CACHE; default: the features folder of ~/.cache/instrec)")
 
 RAY_FILL_OPT = typer.Option(None, "--ray", metavar="[ADDRESS]", help="compute the features missing from the feature cache on a "
                             "Ray cluster first (alone or 'local', a Ray of this machine started for the run; 'auto', the one "
@@ -218,7 +218,7 @@ def train(
     scores = (f"test mAP {fmt_num(m['map'])}, micro F1 {fmt_num(m['micro_f1'])}, macro F1 {fmt_num(m['macro_f1'])}"
               if m.get("multilabel") else
               f"test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, ROC AUC {fmt_num(m['roc_auc_ovr_macro'])}")
-    typer.echo(f"{res.context['recipe']}: {scores} on {m['n']} held-back clips "
+    typer.echo(f"{res.context['recipe']}: {scores} on {counted(m['n'], 'held-back clip')} "
                f"{res.context['evaluated on'].removeprefix('held-back test split ')}; model saved to {out}")
     line = data_line(res.model.info["training"].get("data", {}), bool(m.get("multilabel")))
     if line:  # what it learnt from, as the folders were read

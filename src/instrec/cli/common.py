@@ -111,7 +111,7 @@ MANIFEST_OPT = typer.Option(None, "--manifest", metavar="FILE.csv", exists=True,
 DEVICE_OPT = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="where to train, and to compute MFCCs: auto (a CUDA GPU when present), cpu or cuda")
 ALIAS_OPT = typer.Option(None, "--alias", metavar="NAME=LABEL", help="label alias NAME=LABEL (repeatable); sax=saxophone is built in")
 CLASSES_OPT = typer.Option(None, "--classes", metavar="NAME,...", help="answer among these of the model's classes only, comma-separated "
-                           "(e.g. the tutorial's six: flute,viola,cello,oboe,trumpet,saxophone)")
+                           "(e.g. flute,cello,oboe)")
 
 
 def _probability(value: float | None) -> float | None:
