@@ -193,3 +193,47 @@ def test_spectrograms_out_that_is_a_file_is_a_usage_error(tmp_path):
     r = run_cli("spectrograms", tmp_path / "data", tmp_path / "out")
     assert r.returncode == 2, r.stderr
     assert error_lines(r.stderr) == [f"instrec: error: {tmp_path / 'out'}: is a file, not a folder; name a folder for the pictures"]
+
+
+def _tones(root, counts):
+    for kind, n in counts.items():
+        for k in range(n):
+            write(root / kind / f"{k}.wav", tone(kind, 110.0 * (k + 2), seed=k))
+    return root
+
+
+def test_train_prints_what_it_learnt_from_then_the_score_then_where_the_model_is(tmp_path):
+    """The score came first, 'data:' (what it learnt from) after it, 'model saved to' in the middle of
+    the score line; and a model without validation rows was told 'answers unknown only for the
+    class unknown' (a class it may not have) instead of what the user can do: instrec calibrate."""
+    data = _tones(tmp_path / "d", {"sine": 3, "square": 3, "saw": 3})
+    r = run_cli("train", data, "--recipe", "mfcc-linear", "--out", tmp_path / "m", "-j", "1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    order = [next(i for i, line in enumerate(lines) if line.startswith(p)) for p in ("data: ", "mfcc-linear: test ", "calibration: ")]
+    assert order == sorted(order), r.stdout
+    assert lines[-1] == f"model saved to {tmp_path / 'm'}", r.stdout
+    cal = next(line for line in lines if line.startswith("calibration: "))
+    assert "class unknown" not in cal and "instrec calibrate MODEL DATA --out NEW" in cal, cal
+
+
+def test_train_says_when_the_test_score_rests_on_few_clips(tmp_path):
+    """'test accuracy 50.00%, ... on 2 held-back clips' and 'ROC AUC n/a' came with no word of how
+    little they rest on, or why n/a."""
+    r = run_cli("train", _tones(tmp_path / "d", {"sine": 3, "square": 3, "saw": 3}), "--recipe", "mfcc-linear",
+                "--out", tmp_path / "m", "-j", "1")
+    assert r.returncode == 0, r.stderr
+    note = [line for line in r.stdout.splitlines() if line.startswith("note: ")]
+    assert len(note) == 1 and "2 test clips" in note[0] and "50%" in note[0] and "--cv" in note[0], r.stdout
+    assert "no test clip of " in note[0], note  # 2 clips, 3 classes
+    r = run_cli("train", _tones(tmp_path / "e", {"sine": 16, "square": 2}), "--recipe", "mfcc-linear", "--split",
+                "stratified", "--out", tmp_path / "m2", "-j", "1")
+    assert r.returncode == 0 and "ROC AUC n/a" in r.stdout, (r.stdout, r.stderr)
+    note = [line for line in r.stdout.splitlines() if line.startswith("note: ")]
+    assert len(note) == 1 and "ROC AUC n/a" in note[0] and "one class" in note[0], r.stdout
+
+
+def test_train_on_enough_test_clips_prints_no_note(tone_data, tmp_path):
+    r = run_cli("train", tone_data, "--recipe", "mfcc-linear", "--test-size", "0.7", "--out", tmp_path / "m", "-j", "1")
+    assert r.returncode == 0 and " on 21 held-back clips " in r.stdout, (r.stdout, r.stderr)
+    assert "note: " not in r.stdout, r.stdout

@@ -13,7 +13,7 @@ from typer.core import TyperCommand
 from . import make_data  # noqa: F401  (registers render, render-music and spectrograms, first in --help)
 from .common import (ALIAS_OPT, CLASSES_OPT, DEFAULT_RECIPE, DEVICE_OPT, LABELS_OPT, MANIFEST_OPT, EngineName,
                      ImageMode, LabelMode, Level, OutFormat, SplitMethod, Trainable, _Command, _examples, _need, _probability,
-                     _say_absent_classes, _say_recipe, app, Abort, ClickException, click_error_exit, finish)
+                     _say_absent_classes, _say_recipe, app, say_train_result, Abort, ClickException, click_error_exit, finish)
 from ..display import progress_bars as _progress, quiet_decoder_messages, report_skipped as _report_skipped
 from ..errors import InstrecError, counted
 
@@ -152,7 +152,7 @@ def train(
 
     from ..errors import ParameterError
     from ..train.distributed import launch, launched, quiet_other_ranks
-    from .checks import check_checkpoint, check_report, check_train_options, data_line
+    from .checks import check_checkpoint, check_report, check_train_options
 
     check_train_options(ctx, cv=cv, resume=resume, split=split, labels=labels, manifest=manifest, nproc=nproc)
     if report is not None and not launched():  # before any work, once: the processes would race on its probe
@@ -183,7 +183,7 @@ def train(
             options = _data_options(labels, manifest, alias, jobs, no_cache, ray)
             options.fill([c.path for c in options.load(data).clips], r.feature, cache=options.cache)
         raise typer.Exit(launch(nproc, ["-m", "instrec", "train", *args, "--", *map(str, data)]))
-    from ..evaluate import crossval_summary, crossval_table, fmt_num, fmt_pct
+    from ..evaluate import crossval_summary, crossval_table
     from ..pipeline import KFold, cross_validate, load_base_model, train_model
 
     base = load_base_model(init)
@@ -214,28 +214,7 @@ def train(
         res = train_model(data, recipe=r, out=out, split=method, group_by=group_by, test_size=test_size, seed=seed,
                           options=options, report_dir=report, device=device, resume=resume, init=base,
                           keep_classes=keep_classes, families=families, progress=progress)
-    m = res.metrics
-    scores = (f"test mAP {fmt_num(m['map'])}, micro F1 {fmt_num(m['micro_f1'])}, macro F1 {fmt_num(m['macro_f1'])}"
-              if m.get("multilabel") else
-              f"test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, ROC AUC {fmt_num(m['roc_auc_ovr_macro'])}")
-    typer.echo(f"{res.context['recipe']}: {scores} on {counted(m['n'], 'held-back clip')} "
-               f"{res.context['evaluated on'].removeprefix('held-back test split ')}; model saved to {out}")
-    line = data_line(res.model.info["training"].get("data", {}), bool(m.get("multilabel")))
-    if line:  # what it learnt from, as the folders were read
-        typer.echo(line)
-    for key in ("split", "families", "the model it started from"):
-        if key in res.context:
-            typer.echo(f"{key}: {res.context[key]}")
-    if "warning" in res.context:
-        typer.echo(f"warning: {res.context['warning']}", err=True)
-    _say_absent_classes(res.context)
-    if "validation" in res.context:
-        typer.echo(f"validation: {res.context['validation']}")
-    typer.echo(f"calibration: {res.context['calibration']}")
-    if m.get("unknown_classes"):
-        typer.echo("not scored, test classes absent from the training split: "
-                   + ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in m["unknown_classes"].items()), err=True)
-    _report_skipped(res.skipped)
+    say_train_result(res, out)
 
 
 @app.command(epilog=_examples(

@@ -180,3 +180,63 @@ def click_error_exit(e: ClickException | Abort) -> NoReturn:
     hint = f" ({ctx.command_path} --help for usage)" if ctx is not None else ""
     print(f"instrec: error: {' '.join(e.format_message().split())}{hint}", file=sys.stderr)  # one line, always
     sys.exit(e.exit_code)
+
+
+FEW_TEST_CLIPS = 20  # under this many, train notes how little its test figures rest on
+
+
+def few_clips_note(m: dict, classes) -> str | None:
+    """``note: ...`` under train's score where it rests on little: under :data:`FEW_TEST_CLIPS`
+    test clips, a class of the data (``classes``) with none of them, ROC AUC n/a from one class."""
+    from ..errors import counted
+
+    n, multilabel = m["n"], bool(m.get("multilabel"))
+    if not n:  # nothing scored: the 'not scored' line says why
+        return None
+    parts = [f"only {counted(n, 'test clip')}" + ("" if multilabel else f" (each {100 / n:.0f}% of the accuracy)")] \
+        if n < FEW_TEST_CLIPS else []
+    support = {c: (m.get("per_class") or {}).get(c, {}).get("support", 0) for c in ([] if multilabel else classes)}
+    present = [c for c, k in support.items() if k]
+    if m.get("roc_auc_ovr_macro") is None and len(present) == 1:
+        parts.append(f"all of one class ({present[0]}), so ROC AUC n/a")
+    elif len(present) < len(support):
+        parts.append("no test clip of " + ", ".join(c for c, k in support.items() if not k))
+    return "note: " + ", ".join(parts) + "; --cv K tests every clip" if parts else None
+
+
+def say_train_result(res, out) -> None:
+    """train's summary: what it learnt from, its test score (and how much that rests on), how it
+    was calibrated, what went wrong, and last where the model is."""
+    from ..display import report_skipped
+    from ..errors import counted
+    from ..evaluate import fmt_num, fmt_pct
+    from .checks import data_line
+
+    m, context, card = res.metrics, res.context, res.model.info["training"].get("data", {})
+    line = data_line(card, bool(m.get("multilabel")))
+    if line:  # what it learnt from, as the folders were read
+        typer.echo(line)
+    for key in ("split", "families"):
+        if key in context:
+            typer.echo(f"{key}: {context[key]}")
+    scores = (f"test mAP {fmt_num(m['map'])}, micro F1 {fmt_num(m['micro_f1'])}, macro F1 {fmt_num(m['macro_f1'])}"
+              if m.get("multilabel") else
+              f"test accuracy {fmt_pct(m['accuracy'])}, macro F1 {fmt_num(m['macro_f1'])}, ROC AUC {fmt_num(m['roc_auc_ovr_macro'])}")
+    typer.echo(f"{context['recipe']}: {scores} on {counted(m['n'], 'held-back clip')} "
+               f"{context['evaluated on'].removeprefix('held-back test split ')}")
+    note = few_clips_note(m, list(card.get("classes") or {}))
+    if note:
+        typer.echo(note)
+    if "the model it started from" in context:
+        typer.echo(f"the model it started from: {context['the model it started from']}")
+    if "warning" in context:
+        typer.echo(f"warning: {context['warning']}", err=True)
+    _say_absent_classes(context)
+    if "validation" in context:
+        typer.echo(f"validation: {context['validation']}")
+    typer.echo(f"calibration: {context['calibration']}")
+    if m.get("unknown_classes"):
+        typer.echo("not scored, test classes absent from the training split: "
+                   + ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in m["unknown_classes"].items()), err=True)
+    report_skipped(res.skipped)
+    typer.echo(f"model saved to {out}")

@@ -250,10 +250,12 @@ def test_split_summary(metrics: dict) -> dict:
 
 
 def calibration_words(cal: dict) -> str:
-    """What a run's calibration did, in words (the training summary's line)."""
+    """What a run's calibration did, in words (the training summary's line); where it chose
+    nothing, the command that would."""
+    fix = "; instrec calibrate MODEL DATA --out NEW, on recordings of yours, chooses "
     if "thresholds" in cal:  # a multi-label model's
         if not cal.get("validation_rows"):
-            return "none: the recipe held no validation rows back, so every instrument's threshold is 0.5"
+            return "none: the recipe held no validation rows back, so every instrument's threshold is 0.5" + fix + "them"
         from ..calibration import MIN_POSITIVES
 
         n, pos = cal["validation_rows"], cal.get("positives") or {}
@@ -267,10 +269,9 @@ def calibration_words(cal: dict) -> str:
                 f"{len(cal['thresholds'])} ({min(chosen):.2f}-{max(chosen):.2f})" + ("" if len(chosen) == len(cal["thresholds"]) else f"; {rest}"))
     if cal.get("too_few_rows"):
         return (f"too few validation rows ({cal['validation_rows']}) to calibrate (at least {cal['min_rows']}): "
-                "temperature 1 and no min_confidence")
+                "temperature 1 and no min_confidence" + fix + "both")
     if not cal.get("validation_rows"):
-        return ("none: the recipe held no validation rows back, so temperature 1 (probabilities as the network "
-                "gives them) and no min_confidence (answers unknown only for the class unknown)")
+        return "none: the recipe held no validation rows back, so temperature 1 and no min_confidence" + fix + "both"
     text = (f"temperature {cal['temperature']:.3f} fitted on {cal['validation_rows']} validation rows "
             f"(negative log-likelihood {cal['nll_before']:.3f} → {cal['nll_after']:.3f})")
     if cal.get("min_confidence") is None:
