@@ -191,7 +191,16 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
             if init is None:
                 raise ParameterError("keep_classes keeps the classes of the model fine-tuning starts from: give init")
             frozen = sorted(set(getattr(init, "class_names_", None) or ()) - set(classes))  # a bad init: _start_from says so
-            classes = sorted(set(classes) | set(frozen))
+            start = getattr(init, "recipe_", None)
+            if start is not None and start.model.output != recipe.model.output:  # as the pipeline's check_keep_classes
+                raise ParameterError(f"keep_classes keeps output rows as they were, and a {start.model.output} model's "
+                                     f"rows mean nothing to a {recipe.model.output} one: train on data of every class "
+                                     "you want kept, without keep_classes")
+            kept_values = getattr(init, "label_values_", None)
+            if values is not None and kept_values is not None:  # integer labels: the kept ones keep their integers
+                values = {**{c: int(v) for c, v in zip(init.class_names_, kept_values)}, **values}
+            merged = set(classes) | set(frozen)
+            classes = sorted(merged, key=values.get if values is not None and merged <= values.keys() else None)
         check_class_names(classes)  # names a bundle could not hold fail now, not at save
         families = resolve_families(classes, self.families)  # a bad table fails before training
         if multilabel:

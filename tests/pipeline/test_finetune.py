@@ -457,3 +457,60 @@ def test_network_overrides_with_from_are_refused_up_front(base, tmp_path, extra,
     assert r.returncode == 2 and words in r.stderr and len(error_lines(r.stderr)) == 1, r.stderr
     with pytest.raises(ParameterError, match="--hidden: fine-tuning keeps"):  # the API too, before any feature
         train_model(tmp_path / "nodata", init=base, recipe=finetuning(base.recipe).with_overrides(hidden=(16,)))
+
+
+def test_keep_classes_of_an_integer_labelled_model_keeps_its_integers():
+    """review: a model trained on integer labels, fine-tuned with keep_classes, ordered its classes
+    as strings ("10" before "2") and answered strings, its label values lost."""
+    X, y = blobs(["1", "2", "10"], n=30)
+    r = get_recipe("seed-mfcc").with_overrides(epochs=10)
+    base = InstrumentClassifier(r, seed=0).fit(X, [int(v) for v in y])
+    X2, y2 = blobs(["2", "3"], n=30, seed=1)
+    clf = InstrumentClassifier(finetuning(r), seed=0).fit(X2, [int(v) for v in y2], init=base, keep_classes=True)
+    assert clf.classes == ["1", "2", "3", "10"]
+    assert clf.label_values_.tolist() == [1, 2, 3, 10]
+    assert all(isinstance(p, (int, np.integer)) for p in clf.predict(X[:3]))
+
+
+def test_keep_classes_refuses_a_start_of_another_output_in_fit_too(base):
+    """review: the pipeline refused keep_classes from a multi-label model into a single-label one
+    (and back), fit() accepted it: frozen sigmoid rows inside a softmax."""
+    ml = replace(base.recipe, model=replace(base.recipe.model, output="sigmoid"))
+    X, y = blobs(["flute", "oboe", "viola"], n=20)
+    multi = InstrumentClassifier(ml, seed=0).fit(X, y)
+    X2, y2 = blobs(["oboe", "horn"], n=20, seed=1)
+    with pytest.raises(ParameterError, match="keep_classes keeps output rows as they were, and a sigmoid"):
+        InstrumentClassifier(finetuning(base.recipe), seed=0).fit(X2, y2, init=multi, keep_classes=True)
+    with pytest.raises(ParameterError, match="a softmax model's rows mean nothing to a sigmoid one"):
+        InstrumentClassifier(finetuning(ml), seed=0).fit(X2, y2, init=base, keep_classes=True)
+    assert InstrumentClassifier(finetuning(ml), seed=0).fit(X2, y2, init=base).classes == ["horn", "oboe"]  # without: fine
+
+
+@pytest.mark.parametrize("init, words", [
+    (42, "init must be a trained InstrumentClassifier, a model folder or 'shipped'; got int"),
+    (b"m1", "got bytes"),
+    (["m1"], "got list"),
+    ("", "is an empty name"),
+])
+def test_a_start_that_names_no_model_is_one_parameter_error(init, words):
+    """review: ``init=42`` (or bytes, a list) reached pathlib's TypeError; ``''`` was read as '.'."""
+    from instrec.pipeline import load_base_model
+
+    with pytest.raises(ParameterError, match=words):
+        load_base_model(init)
+
+
+def test_cli_from_an_empty_name_is_a_usage_error(tmp_path):
+    (tmp_path / "d").mkdir()
+    r = run_cli("train", tmp_path / "d", "--from", "", "--out", tmp_path / "m")
+    assert r.returncode == 2 and "is an empty name" in r.stderr and len(error_lines(r.stderr)) == 1, r.stderr
+
+
+def test_the_folder_fine_tuning_starts_from_is_not_its_out(base, tmp_path):
+    """``train DATA --from m --out m`` replaced the start model with the new one, silently."""
+    base.save(tmp_path / "m1")
+    before = (tmp_path / "m1" / "model.safetensors").read_bytes()
+    (tmp_path / "nodata").mkdir()
+    r = run_cli("train", tmp_path / "nodata", "--from", tmp_path / "m1", "--out", tmp_path / "." / "m1")
+    assert r.returncode == 2 and "is the model training starts from" in r.stderr and len(error_lines(r.stderr)) == 1, r.stderr
+    assert (tmp_path / "m1" / "model.safetensors").read_bytes() == before

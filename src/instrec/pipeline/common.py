@@ -170,6 +170,11 @@ def load_base_model(init) -> InstrumentClassifier | None:
 
     if init is None or isinstance(init, InstrumentClassifier):
         return init
+    if not isinstance(init, (str, os.PathLike)):  # review: an int or a list reached pathlib's TypeError
+        raise ParameterError(f"init must be a trained InstrumentClassifier, a model folder or 'shipped'; "
+                             f"got {type(init).__name__}")
+    if not str(init).strip():  # review: '' read as '.', the current folder
+        raise ParameterError("the model to start from (--from, init) is an empty name: give a model folder, or shipped")
     path = model_path(init)
     if path.suffix == ".onnx":
         raise ParameterError(f"{init}: an ONNX export cannot be trained or recalibrated; give its model folder "

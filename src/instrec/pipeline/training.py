@@ -130,6 +130,9 @@ def train_model(
     if out is not None:
         _check_checkpoint_dest(checkpoint_path(out))
     init = load_base_model(init)
+    if out is not None and getattr(init, "path_", None) is not None and Path(out).resolve() == Path(init.path_).resolve():
+        raise ParameterError(f"--out {out} is the model training starts from (--from): it would be replaced; "
+                             "give another folder")
     recipe = resolve_recipe(recipe, init)
     check_keep_classes(keep_classes, init, recipe)
     check_same_network(init, recipe)  # before the features: a network override cannot start from init
