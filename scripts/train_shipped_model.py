@@ -43,6 +43,7 @@ from instrec.features import extract
 from instrec.inference import class_columns, restrict_proba
 from instrec.recipes import get_recipe
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.phrases renders the solo phrases
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "london_phill_dataset_multi"
 
 # What ships (issue 26): the 31 instruments of WIDE_VOCABULARY and 'unknown', from every library
@@ -66,6 +67,9 @@ def main() -> int:
                          "saxophone=alto-sax,soprano-sax,tenor-sax,baritone-sax (repeatable)")
     ap.add_argument("--fmin", type=float, default=None, metavar="HZ",
                     help="override the cnn recipe's lowest mel frequency (training and prediction alike)")
+    ap.add_argument("--phrases", type=int, default=0, metavar="N",
+                    help="also train on solo phrases: N excerpts of music (3 s, the works benchmarks.phrases does not test "
+                         "on) at two seeds, each part heard alone, at most 100 an instrument (0: none)")
     ap.add_argument("--extra", type=Path, action="append", default=[], metavar="DIR",
                     help="also train on this labelled folder (repeatable), e.g. real recordings of another "
                          "source; for measuring what they add: what ships is trained on renders alone")
@@ -152,7 +156,23 @@ class _Run:
             rep = render(roots[-1], soundfont=a.soundfont, instruments=members, per_class=share, seed=seed)
             aliases.update({m: label for m in members})
             print(f"rendered {rep.n_written} clips of {label} as {', '.join(members)}", flush=True)
+        phrases = self.phrases(seed) if a.phrases else None
+        if phrases is not None:
+            roots.append(phrases)
         return roots, aliases
+
+    def phrases(self, seed: int) -> Path | None:
+        """Solo phrases of the training works (benchmarks.phrases holds out the rest), as a labelled folder."""
+        from benchmarks.phrases import phrase_folder, render_side
+
+        a, t0, work = self.args, time.perf_counter(), self.args.work / f"phrases-seed{seed}"
+        instruments = [i for i in self.instruments if i not in self.merges]
+        sides = [render_side(work, "train", a.phrases, s, pieces_seed=seed, soundfont=a.soundfont, instruments=instruments)
+                 for s in (seed, seed + 2)]
+        out = phrase_folder(work / "train-phrases", sides, seed)
+        kept = sum(1 for _ in open(out / "manifest.csv")) - 1 if out else 0
+        print(f"rendered {2 * a.phrases} excerpts of music: {kept} solo phrases in {time.perf_counter() - t0:.0f} s", flush=True)
+        return out
 
     def train(self, seed: int):
         roots, aliases = self.render(seed)
@@ -172,8 +192,11 @@ class _Run:
             "script": "scripts/train_shipped_model.py",
             "credits": list(CREDITS),
             "command": " ".join(["python"] + sys.argv),
-            "data": {**ds.summary(), "roots": [f"<rendered: instrec render --soundfont {a.soundfont}>", *map(str, a.extra)]},
+            "data": {**ds.summary(), "roots": [f"<rendered: instrec render --soundfont {a.soundfont}>",
+                                                      *([f"<solo phrases: render-music --stems, {2 * a.phrases} excerpts>"] if a.phrases else []),
+                                                      *map(str, a.extra)]},
             "render": {"soundfont": a.soundfont, "per_class": a.per_class, "negatives": a.negatives, "seed": seed,
+                       "phrases": a.phrases,
                        "instruments": self.instruments,
                        **({"merged": self.merges} if self.merges else {})},
             "split": {"method": "all rendered clips" + (" and the --extra folders" if a.extra else "")
