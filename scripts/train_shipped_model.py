@@ -1,8 +1,8 @@
 """Train the model that ships with instrec, reproducibly, from rendered data only.
 
     python scripts/train_shipped_model.py [--seed 0] [--per-class 30] [--epochs 40]
-        [--instruments flute,viola,...|wide] [--soundfont all|everything] [--negatives 24]
-        [--merge saxophone=alto-sax,soprano-sax,...]
+        [--instruments flute,viola,...|wide] [--soundfont all|everything] [--negatives 36]
+        [--phrases 450] [--merge saxophone=alto-sax,soprano-sax,...]
 
 1. Renders ``--per-class`` clips per instrument (by default the 31 of ``WIDE_VOCABULARY``, what
    ships) from the sample libraries of ``--soundfont`` (by default ``everything``; ``all``:
@@ -10,8 +10,11 @@
    ``everything``: also the real recordings of the npm sampler packages, tonejs-instruments and the
    Salamander piano), each over the instrument's whole range, into ``--work``; and ``--negatives``
    clips of each kind of material that is no instrument (noise, speech, drums, synthesiser and
-   effects programs), labelled ``unknown``. All are free to use (credits: samples/CREDITS.md);
-   nothing with a non-commercial licence goes in.
+   effects programs), labelled ``unknown``; and solo phrases: ``--phrases`` excerpts of music21's
+   corpus (3 s, at seeds S and S + 2, the works ``benchmarks/phrases.py`` does not test on) played
+   on the same libraries by ``render-music --stems``, each part heard alone, labelled with its
+   instrument, at most 100 an instrument (``benchmarks.phrases.render_side``, ``phrase_folder``).
+   All are free to use (credits: samples/CREDITS.md); nothing with a non-commercial licence goes in.
 2. Trains the ``cnn`` recipe on all of them (its own validation split picks the epoch, fits the
    calibration temperature and chooses the ``unknown`` threshold).
 3. Measures it on the tutorial's 600 real Philharmonia clips where they are present, answering
@@ -57,7 +60,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-class", type=int, default=30)
-    ap.add_argument("--negatives", type=int, default=24, help="clips of each kind and origin of non-instrument material")
+    ap.add_argument("--negatives", type=int, default=36, help="clips of each kind and origin of non-instrument material")
     ap.add_argument("--soundfont", default="everything", help="the libraries to render (render's --soundfont)")
     ap.add_argument("--epochs", type=int, default=None, help="override the cnn recipe's epochs")
     ap.add_argument("--instruments", default=",".join(SHIPPED_INSTRUMENTS),
@@ -67,7 +70,7 @@ def main() -> int:
                          "saxophone=alto-sax,soprano-sax,tenor-sax,baritone-sax (repeatable)")
     ap.add_argument("--fmin", type=float, default=None, metavar="HZ",
                     help="override the cnn recipe's lowest mel frequency (training and prediction alike)")
-    ap.add_argument("--phrases", type=int, default=0, metavar="N",
+    ap.add_argument("--phrases", type=int, default=450, metavar="N",
                     help="also train on solo phrases: N excerpts of music (3 s, the works benchmarks.phrases does not test "
                          "on) at two seeds, each part heard alone, at most 100 an instrument (0: none)")
     ap.add_argument("--extra", type=Path, action="append", default=[], metavar="DIR",

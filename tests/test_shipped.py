@@ -58,6 +58,7 @@ def test_shipped_bundle_is_what_the_script_trains_by_default():
     script = _training_script()
     meta = json.loads((shipped_model_path() / "model.json").read_text())
     assert meta["training"]["render"]["instruments"] == list(script.SHIPPED_INSTRUMENTS)
+    assert f"--negatives {meta['training']['render']['negatives']}" in script.__doc__
     assert sorted(meta["classes"]) == sorted([*script.SHIPPED_INSTRUMENTS, "unknown"]) and len(meta["classes"]) >= 25
     six = meta["metrics"]["philharmonia_600_six_class_mode"]
     assert six["n"] == 600 and np.array(six["confusion_matrix"]).shape == (6, 6)
