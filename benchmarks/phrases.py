@@ -50,11 +50,11 @@ def render_side(work: Path, side: str, n: int, seed: int, pieces_seed: int = 0, 
     from instrec.data.music import render_music
 
     train, test = piece_folders(work, PIECES_PER_SET, pieces_seed)
-    out = work / f"music-{side}-{seed}"
-    if not (out / "manifest.csv").is_file():
+    out, made = work / f"music-{side}-{seed}", work / f"music-{side}-{seed}" / "manifest.csv"
+    if not made.is_file():
         render_music(out, pieces=[str(p) for p in (train if side == "train" else test)], soundfont=soundfont,
                      instruments=instruments or WIDE_VOCABULARY, n=n, seconds=3.0, seed=seed, stems=True)
-    made = out / "manifest.csv"  # absent where no piece could be played on these instruments
+    # no manifest where no piece could be played on these instruments
     source = {r["path"].split("_")[0]: r["source"] for r in csv.DictReader(open(made))} if made.is_file() else {}
     rows = []
     for st in sorted((out / "stems").glob("*.wav")) if source else []:
