@@ -142,7 +142,7 @@ class InstrumentClassifier(ClassifierMixin, BaseEstimator):
             keep_classes: bool = False) -> "InstrumentClassifier":
         """Train on feature rows ``X`` (from :func:`instrec.features.extract`) and their labels.
 
-        ``checkpoint``: a folder where the training state is saved after every epoch;
+        ``checkpoint``: a folder where the training state is saved every 30 s or so;
         ``resume=True`` continues from it (see :func:`instrec.train.fit_network`).
         ``init``: a trained classifier to start from (fine-tuning, see
         :func:`instrec.recipes.finetuning`). It must take the same features through the same

@@ -51,6 +51,12 @@ def _data(n: int, multilabel: bool):
     return X, y
 
 
+@pytest.fixture(autouse=True)
+def checkpoint_every_epoch(monkeypatch):
+    """A checkpoint after every epoch (the processes started inherit it): a run cut after epoch 3 has one."""
+    monkeypatch.setenv("INSTREC_CHECKPOINT_SECONDS", "0")
+
+
 def _fit(name: str, checkpoint=None, *, stop_after=None, resume=False):
     """The MLP of the case trained by fit_network: ``(weights, history)``."""
     from instrec.models.mlp import MLP

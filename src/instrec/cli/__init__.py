@@ -138,7 +138,7 @@ def train(
     device: str = DEVICE_OPT,
     jobs: int = JOBS_OPT,
     no_cache: bool = NO_CACHE_OPT,
-    resume: bool = typer.Option(False, "--resume", help="continue an interrupted training from its checkpoint (MODEL_DIR.checkpoint, written every epoch)"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted training from its checkpoint (MODEL_DIR.checkpoint, written every 30 s or so, at the end of an epoch)"),
     families: Optional[Path] = typer.Option(None, "--families", metavar="FILE.csv", help="instrument,family rows: the model's "
                                             "families (default: woodwinds, brass, bowed-strings...; other classes their own)"),
     nproc: int = typer.Option(1, "--nproc", min=1, metavar="N", help="train in N processes (PyTorch DistributedDataParallel, "

@@ -80,8 +80,8 @@ def train_model(
 
     ``options``: how the data is read and its features computed (:class:`DataOptions`).
 
-    With ``out``, the training state is saved after every epoch in ``<out>.checkpoint`` (removed
-    once the model is saved); ``resume=True`` continues an interrupted run from it, ending with the
+    With ``out``, the training state is saved every 30 s or so (at the end of an epoch;
+    ``$INSTREC_CHECKPOINT_SECONDS``) in ``<out>.checkpoint`` (removed once the model is saved); ``resume=True`` continues an interrupted run from it, ending with the
     model an uninterrupted run would have made.
 
     ``init``: fine-tune this trained model (an :class:`InstrumentClassifier`, its folder, or
@@ -372,7 +372,7 @@ def _is_checkpoint(path: Path) -> bool:
 
 def _check_checkpoint_dest(path: Path) -> None:
     """Refuse, before any work, a ``<out>.checkpoint`` that is not a checkpoint: a run replaces it
-    every epoch and removes it at the end, and a user's folder of that name would go with it."""
+    as it trains and removes it at the end, and a user's folder of that name would go with it."""
     from ..train.checkpoint import checkpoint_exists
 
     checkpoint_exists(path)  # puts back one a killed run left aside

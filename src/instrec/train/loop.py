@@ -1,7 +1,7 @@
 """The one training loop every recipe uses: minibatch Adam on softmax cross-entropy, with optional
 mixup, a validation split with early stopping, a cosine learning-rate schedule and training the
 output layer alone; or, for small convex problems, full-batch L-BFGS on the same objective.
-The state it saves after each epoch, to resume from: :mod:`instrec.train.checkpoint`."""
+The state it saves every :data:`CHECKPOINT_SECONDS` or so, to resume from: :mod:`instrec.train.checkpoint`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,24 @@ from ..recipes import TrainConfig
 from .checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from .checkpoint import run_key as make_run_key
 from .distributed import all_sum, barrier, broadcast_buffers, gather_strided, is_main, main_first, world
+
+
+CHECKPOINT_SECONDS = 30.0  # a killed run loses at most this much training
+
+
+def checkpoint_seconds() -> float:
+    """Seconds between two checkpoints of a run: ``$INSTREC_CHECKPOINT_SECONDS`` (0: after every
+    epoch), else :data:`CHECKPOINT_SECONDS`."""
+    text = os.environ.get("INSTREC_CHECKPOINT_SECONDS", "").strip()
+    if not text:
+        return CHECKPOINT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ParameterError(f"INSTREC_CHECKPOINT_SECONDS must be a number of seconds >= 0; got {text!r}")
+    return value
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -61,7 +79,8 @@ def fit_network(
     ``history["validation_index"]`` which: the rows the model is calibrated on).
 
     With ``checkpoint`` (a folder), the whole training state (weights, optimizer, schedule, every
-    random generator, history) is written there atomically after each epoch; ``resume=True``
+    random generator, history) is written there atomically after an epoch, at most once in
+    :func:`checkpoint_seconds` (30 s; not after the last epoch); ``resume=True``
     continues from it and ends with the same weights as an uninterrupted run. ``run_key`` names
     the run (data, recipe, seed): a checkpoint of another run is refused, not silently mixed in.
     ``expand`` turns a batch of stored rows into the network's float input (compact uint8 images
@@ -114,6 +133,8 @@ def fit_network(
     t0 = time.perf_counter()
     first_epoch = 0
     key = make_run_key(run_key, X, y, config, seed)
+    # a checkpoint costs a write of every weight and the optimizer's state: at most one in `every` s
+    every, saved_at = checkpoint_seconds(), t0
     state = None
     if resume and checkpoint is not None:
         with main_first():  # rank 0 first: it puts back the checkpoint a killed run left aside
@@ -168,7 +189,11 @@ def fit_network(
             else:
                 waited += 1
         stopped = bool(config.patience and waited >= config.patience)
-        if checkpoint is not None:
+        # rank 0's clock decides for every process: they must meet at the barrier together
+        due = checkpoint is not None and epoch + 1 < config.epochs and not stopped and bool(
+            all_sum(torch.tensor([float(is_main() and time.perf_counter() - saved_at >= every)])).item())
+        if due:
+            saved_at = time.perf_counter()
             if is_main():
                 save_checkpoint(Path(checkpoint), key, epoch + 1, net, opt, sched, gen, history,
                                 best, best_epoch, waited, best_state, stopped)
