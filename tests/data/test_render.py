@@ -229,6 +229,20 @@ def test_all_installed_soundfonts(tmp_path):
     assert len(report.manifests) == 5
 
 
+@needs("musescore")
+def test_a_soundfont_synth_loads_only_the_samples_it_plays():
+    """MuseScore General's samples are Ogg-compressed: loading the whole file decoded them all, 14 s
+    in every render process. Each synth loads a preset's samples when the preset is chosen."""
+    library = S.open_library(S.import_fluidsynth(), "musescore", S.resolve_soundfonts("musescore")["musescore"], 22050)
+    try:
+        synth = library.synth_for(I.resolve_instrument("cello").program)
+        assert synth is not None and synth.get_setting("synth.dynamic-sample-loading") == 1
+        assert np.max(np.abs(library.play(synth, S.Note(48, 100, "forte", 0.3), 11025))) > 0.05  # it sounds
+        synth.delete()
+    finally:
+        library.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # errors
 
