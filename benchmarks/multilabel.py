@@ -7,8 +7,9 @@ single notes, then score it where it was not trained.
   a hash of the work's name (one in five to the test side), before anything is rendered.
 * **A library held out**: training renders use every library but ``--held-out``; the test music is
   rendered on it alone.
-* Training data: 3-s music excerpts (training works, training libraries), mixtures of 1-3 single
-  notes and single notes of ``--notes`` (a folder ``instrec render --soundfont everything
+* Training data: 3-s music excerpts (training works, training libraries); with ``--phrases``, the
+  parts of more such excerpts heard alone (solo phrases, ``benchmarks.phrases``); mixtures of 1-3
+  single notes and single notes of ``--notes`` (a folder ``instrec render --soundfont everything
   --negatives N`` wrote; the held-out library's notes are dropped) with its 'unknown' clips as
   "no instrument". The recipe is cnn-multi as shipped in instrec; its thresholds are chosen on its
   own validation rows (training data), never on anything scored here.
@@ -100,6 +101,9 @@ def main() -> None:
     ap.add_argument("--singles", type=int, default=800)
     ap.add_argument("--test-music", type=int, default=120, help="10-s held-out excerpts")
     ap.add_argument("--real-mixtures", type=int, default=300)
+    ap.add_argument("--phrases", type=int, default=0, metavar="N", help="also train on solo phrases: N 3-s excerpts "
+                    "of the training works at seeds S and S + 2 on the training libraries, each part heard alone "
+                    "(benchmarks.phrases, at most 100 an instrument)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeline-only", action="store_true", help="only time the 1-hour timeline of the trained model")
@@ -129,6 +133,13 @@ def main() -> None:
     all_notes = [c for c in load_dataset(args.notes).clips if c.source != args.held_out and c.label != "unknown"]
     mixtures = once(work / "mixtures", lambda d: mix_clips(all_notes, d, n=args.mixtures, min_instruments=1,
                                                           max_instruments=3, seed=args.seed))
+    roots = [music, mixtures, notes]
+    if args.phrases:
+        from benchmarks.phrases import phrase_folder, render_side
+
+        sides = [render_side(work / "phrases", "train", args.phrases, s, pieces_seed=args.seed, soundfont=train_libs)
+                 for s in (args.seed, args.seed + 2)]
+        roots += [f for f in [phrase_folder(work / "phrases" / "train-phrases", sides, args.seed)] if f is not None]
     name = args.name or ("multilabel" if args.init is None else f"multilabel-from-{Path(args.init).name}")
     model_dir = work / ("model" if name == "multilabel" else f"model-{name.removeprefix('multilabel-')}")
     again = (("real_mixtures_real_thresholds", lambda: real_thresholds(model_dir, work, args.real_mixtures, args.seed))
@@ -152,7 +163,7 @@ def main() -> None:
                     "held_out_library": args.held_out, "args": {k: str(v) for k, v in vars(args).items()}}
     if not (model_dir / "model.json").is_file():
         t0 = time.perf_counter()
-        res = train_model([music, mixtures, notes], recipe=recipe, out=model_dir, seed=args.seed, test_size=0.05, init=init)
+        res = train_model(roots, recipe=recipe, out=model_dir, seed=args.seed, test_size=0.05, init=init)
         result["train_seconds"] = time.perf_counter() - t0
         result["training_clips"] = res.context["clips"]
         print(f"trained in {result['train_seconds']:.0f} s: {res.context['clips']}", flush=True)
