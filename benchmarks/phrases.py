@@ -51,9 +51,10 @@ def render_side(work: Path, side: str, n: int, seed: int, pieces_seed: int = 0, 
 
     train, test = piece_folders(work, PIECES_PER_SET, pieces_seed)
     out, made = work / f"music-{side}-{seed}", work / f"music-{side}-{seed}" / "manifest.csv"
-    if not made.is_file():
-        render_music(out, pieces=[str(p) for p in (train if side == "train" else test)], soundfont=soundfont,
-                     instruments=instruments or WIDE_VOCABULARY, n=n, seconds=3.0, seed=seed, stems=True)
+    # always: render_music keeps what an earlier run of these settings finished and renders the rest
+    # (a killed run's manifest lists only the excerpts it got to)
+    render_music(out, pieces=[str(p) for p in (train if side == "train" else test)], soundfont=soundfont,
+                 instruments=instruments or WIDE_VOCABULARY, n=n, seconds=3.0, seed=seed, stems=True)
     # no manifest where no piece could be played on these instruments
     source = {r["path"].split("_")[0]: r["source"] for r in csv.DictReader(open(made))} if made.is_file() else {}
     rows = []
