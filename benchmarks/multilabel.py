@@ -139,7 +139,9 @@ def main() -> None:
 
         sides = [render_side(work / "phrases", "train", args.phrases, s, pieces_seed=args.seed, soundfont=train_libs)
                  for s in (args.seed, args.seed + 2)]
-        roots += [f for f in [phrase_folder(work / "phrases" / "train-phrases", sides, args.seed)] if f is not None]
+        phrases = phrase_folder(work / "phrases" / "train-phrases", sides, args.seed)
+        if phrases is not None:  # none where no part sounded long enough
+            roots.append(phrases)
     name = args.name or ("multilabel" if args.init is None else f"multilabel-from-{Path(args.init).name}")
     model_dir = work / ("model" if name == "multilabel" else f"model-{name.removeprefix('multilabel-')}")
     again = (("real_mixtures_real_thresholds", lambda: real_thresholds(model_dir, work, args.real_mixtures, args.seed))

@@ -104,6 +104,8 @@ def fit_network(
     same full-batch problem in each process (no speed-up).
     """
     y = _targets(y)
+    # a checkpoint costs a write of every weight and the optimizer's state: at most one in `every` s
+    every = checkpoint_seconds() if checkpoint is not None else 0.0
     gen = seed_everything(seed)
     size = world()[1]
     dev = resolve_device(device)
@@ -133,8 +135,7 @@ def fit_network(
     t0 = time.perf_counter()
     first_epoch = 0
     key = make_run_key(run_key, X, y, config, seed)
-    # a checkpoint costs a write of every weight and the optimizer's state: at most one in `every` s
-    every, saved_at = checkpoint_seconds(), t0
+    saved_at = t0
     state = None
     if resume and checkpoint is not None:
         with main_first():  # rank 0 first: it puts back the checkpoint a killed run left aside
