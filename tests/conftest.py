@@ -290,3 +290,41 @@ def ray_cluster(tmp_path_factory):
         time.sleep(0.2)
     yield address
     stop()
+
+
+# Scores for render-music's tests (music21, the render extra, imported when called).
+def write_duet(path: Path) -> Path:
+    """A duet: a 'Violoncello' part of whole notes C3 E3 G3 C4 and a 'Soprano' part of four
+    half-notes rest-free from beat 4 on, 4/4, written as MusicXML."""
+    import music21
+
+    s = music21.stream.Score()
+    cello = music21.stream.Part()
+    cello.partName = "Violoncello"
+    for name in ("C3", "E3", "G3", "C4"):
+        cello.append(music21.note.Note(name, quarterLength=4.0))
+    voice = music21.stream.Part()
+    voice.partName = "Soprano"
+    voice.append(music21.note.Rest(quarterLength=4.0))
+    for name in ("E5", "D5", "C5", "D5", "E5", "E5"):
+        voice.append(music21.note.Note(name, quarterLength=2.0))
+    s.insert(0, cello)
+    s.insert(0, voice)
+    s.write("musicxml", fp=str(path))
+    return path
+
+
+def write_solo(path: Path, part_name: str, notes: tuple[str, ...], fmt: str = "musicxml") -> Path:
+    """A score of one part of whole notes, written as ``fmt`` (musicxml or midi)."""
+    import music21
+
+    s = music21.stream.Score()
+    part = music21.stream.Part()
+    part.partName = part_name
+    part.insert(0, music21.instrument.fromString(part_name))
+    for name in notes:
+        part.append(music21.note.Note(name, quarterLength=4.0))
+    s.insert(0, part)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    s.write(fmt, fp=str(path))
+    return path

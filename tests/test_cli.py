@@ -207,7 +207,8 @@ def test_render_default_600_clips_identical_for_same_seed(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "a" / "manifest.csv")))
     assert len(rows) == 600 and {"path", "label", "source", "pitch", "velocity", "duration"} <= set(rows[0])
 
-    assert run_cli("render", tmp_path / "b", "--instruments", "flute,cello", "--per-class", "5").returncode == 0
+    # two processes (an instrument each): the same files
+    assert run_cli("render", tmp_path / "b", "--instruments", "flute,cello", "--per-class", "5", "--jobs", "2").returncode == 0
     assert len(list((tmp_path / "b").glob("*.wav"))) == 10
     for f in sorted((tmp_path / "b").glob("*.wav")):
         assert f.read_bytes() == (tmp_path / "a" / f.name).read_bytes()
@@ -218,12 +219,14 @@ def test_render_unknown_soundfont_and_instrument(tmp_path):
     assert r.returncode == 2 and "nosuchfont" in r.stderr and len(error_lines(r.stderr)) == 1
     r = run_cli("render", tmp_path, "--instruments", "flute,kazooo")
     assert r.returncode == 2 and "kazooo" in r.stderr and len(error_lines(r.stderr)) == 1
+    r = run_cli("render", tmp_path, "--ray", "local", "--jobs", "2")  # Ray's workers, or this machine's: not both
+    assert r.returncode == 2 and "--jobs" in r.stderr and "--ray" in r.stderr and len(error_lines(r.stderr)) == 1
 
 
 def test_render_music_writes_excerpts_and_who_plays_when(tmp_path):
     pytest.importorskip("music21", reason="music21 (the render extra) is not installed")
     r = run_cli("render-music", tmp_path / "m", "--n", "2", "--seconds", "3", "--pieces", "chorales",
-                "--instruments", "violin,viola,cello,flute,oboe")
+                "--instruments", "violin,viola,cello,flute,oboe", "--jobs", "2")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("wrote 2 excerpts of 3 s to ") and "(fluidr3)" in r.stdout
     rows = list(csv.DictReader(open(tmp_path / "m" / "manifest.csv")))

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import write_duet, write_solo
+
 from instrec.data import activity as A
 from instrec.data import music as M
 from instrec.data import render as R
@@ -27,67 +29,9 @@ needs_fluidr3 = pytest.mark.skipif(not HAVE_FLUIDSYNTH, reason="needs FluidSynth
 SR = 16000
 
 
-def _score(path: Path) -> Path:
-    """A duet: a 'Violoncello' part of whole notes C3 E3 G3 C4 and a 'Soprano' part of four
-    half-notes rest-free from beat 4 on, 4/4, written as MusicXML."""
-    s = music21.stream.Score()
-    cello = music21.stream.Part()
-    cello.partName = "Violoncello"
-    for name in ("C3", "E3", "G3", "C4"):
-        cello.append(music21.note.Note(name, quarterLength=4.0))
-    voice = music21.stream.Part()
-    voice.partName = "Soprano"
-    voice.append(music21.note.Rest(quarterLength=4.0))
-    for name in ("E5", "D5", "C5", "D5", "E5", "E5"):
-        voice.append(music21.note.Note(name, quarterLength=2.0))
-    s.insert(0, cello)
-    s.insert(0, voice)
-    s.write("musicxml", fp=str(path))
-    return path
-
-
 @pytest.fixture(scope="module")
 def score(tmp_path_factory) -> Path:
-    return _score(tmp_path_factory.mktemp("scores") / "duet.musicxml")
-
-
-@pytest.mark.parametrize("name, label", [("1st Violin", "violin"), ("Violin 2", "violin"), ("Violoncello", "cello"),
-                                         ("Viola", "viola"), ("Clarinet in Bb", "clarinet"), ("Soprano", None),
-                                         ("Bass", None), ("", None)])
-def test_part_names_keep_their_instrument_and_voices_get_none(name, label):
-    assert M.part_instrument(name) == label
-
-
-def test_read_piece_gives_parts_notes_in_quarters(score):
-    piece = M.read_piece(score)
-    assert [p.name for p in piece.parts] == ["Violoncello", "Soprano"]
-    assert [p.instrument for p in piece.parts] == ["cello", None]
-    cello, voice = piece.parts
-    assert cello.notes[:, :3].tolist() == [[0, 4, 48], [4, 4, 52], [8, 4, 55], [12, 4, 60]]
-    assert voice.notes[0, :3].tolist() == [4, 2, 76]
-    assert piece.length == 16.0
-
-
-def test_bundled_sets_are_listed_and_bad_names_refused():
-    sets = dict(M.list_pieces("chorales,palestrina"))
-    assert len(sets["chorales"]) > 300 and len(sets["palestrina"]) > 1000
-    assert ("bach/bwv66.6", Path(music21.__file__).parent / "corpus" / "bach" / "bwv66.6.mxl") in sets["chorales"]
-    with pytest.raises(ParameterError, match="neither a set"):
-        M.list_pieces("quartetz")
-
-
-def test_a_chorale_reads_as_four_voices():
-    path = Path(music21.__file__).parent / "corpus" / "bach" / "bwv66.6.mxl"
-    piece = M.read_piece(path, "bach/bwv66.6")
-    assert [p.name for p in piece.parts] == ["Soprano", "Alto", "Tenor", "Bass"]
-    assert all(p.instrument is None for p in piece.parts) and piece.group == "bach/bwv66.6"
-
-
-def test_movements_of_a_work_share_a_group():
-    path = Path(music21.__file__).parent / "corpus" / "haydn" / "opus74no1" / "movement2.mxl"
-    piece = M.read_piece(path, "haydn/opus74no1/movement2")
-    assert piece.group == "haydn/opus74no1"
-    assert [p.instrument for p in piece.parts] == ["violin", "violin", "viola", "cello"]
+    return write_duet(tmp_path_factory.mktemp("scores") / "duet.musicxml")
 
 
 @needs_fluidr3
@@ -140,6 +84,25 @@ def test_an_unreadable_score_is_skipped_and_reported(score, tmp_path):
     rep = M.render_music(tmp_path / "out", pieces=[str(scores)], n=8, seconds=2.0, sr=SR, instruments=("cello", "flute"))
     assert rep.n_written == 8
     assert any("broken.musicxml" in where and "music21" in why for where, why in rep.skipped)
+
+
+@needs_fluidr3
+def test_several_processes_write_the_files_of_one(score, tmp_path):
+    """jobs=2 draws the excerpts in two processes and writes them here, in order: the same bytes
+    (mix, stems, tables, stamp), the same report, a bad score named once."""
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / "broken.musicxml").write_text("<score-partwise><part id='P1'>")
+    (scores / "duet.musicxml").write_bytes(score.read_bytes())
+    kw = dict(pieces=[str(scores)], n=6, seconds=1.0, sr=SR, seed=3, stems=True, instruments=("cello", "flute"))
+    one, two = M.render_music(tmp_path / "one", **kw), M.render_music(tmp_path / "two", jobs=2, **kw)
+
+    def digest(d):
+        return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+    assert digest(tmp_path / "one") == digest(tmp_path / "two") and len(digest(tmp_path / "one")) > 6
+    assert (two.n_written, two.per_class, two.trimmed, two.silent_parts) == (6, one.per_class, one.trimmed, one.silent_parts)
+    assert [where for where, _ in two.skipped] == [str(scores / "broken.musicxml")] == [where for where, _ in one.skipped]
 
 
 @pytest.mark.parametrize("kw, match", [(dict(n=0), "n must be"), (dict(seconds=0.5), "seconds"), (dict(sr=100), "sr"),
@@ -242,7 +205,7 @@ def test_a_part_silent_wherever_it_plays_is_left_out():
     ex = {"parts": [{"label": "flute", "name": "Soprano", "y": tone, "spans": [(0.0, 1.8)]},
                     {"label": "cello", "name": "Bass", "y": late, "spans": [(0.2, 0.9)]}],
           "synth_sr": srate, "gains_db": [0.0, -60.0], "rt60": 0.3, "wet": 0.0, "room": 1}
-    rep = M.MusicReport(out_dir=Path("."))
+    rep = M._Tally()
     got = M._mixdown(ex, 2.0, srate, rep)
     assert [p["label"] for p in got["parts"]] == ["flute"]
     (start, end), = got["parts"][0]["spans"]
@@ -250,7 +213,7 @@ def test_a_part_silent_wherever_it_plays_is_left_out():
     assert rep.trimmed == 2 and rep.silent_parts == 1
     ex["parts"] = [ex["parts"][1]]
     ex["gains_db"] = [0.0]
-    assert M._mixdown(ex, 2.0, srate, M.MusicReport(out_dir=Path("."))) is None
+    assert M._mixdown(ex, 2.0, srate, M._Tally()) is None
 
 
 # -- ranges and nothing written (review items 2 and 3) --------------------------------------------
@@ -305,20 +268,6 @@ def test_nothing_playable_writes_nothing_and_says_why(tmp_path):
 # -- labels kept, pieces told apart, folders not overwritten (review of render-music OUT) ----------
 
 
-def _solo(path: Path, part_name: str, notes: tuple[str, ...], fmt: str = "musicxml") -> Path:
-    """A score of one part of whole notes, written as ``fmt`` (musicxml or midi)."""
-    s = music21.stream.Score()
-    part = music21.stream.Part()
-    part.partName = part_name
-    part.insert(0, music21.instrument.fromString(part_name))
-    for name in notes:
-        part.append(music21.note.Note(name, quarterLength=4.0))
-    s.insert(0, part)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    s.write(fmt, fp=str(path))
-    return path
-
-
 def _table(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
@@ -336,12 +285,14 @@ class _Stop:
 
 
 @needs_fluidr3
-def test_an_interrupted_run_keeps_its_labels_and_a_rerun_resumes_it(score, tmp_path, monkeypatch):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_interrupted_run_keeps_its_labels_and_a_rerun_resumes_it(score, tmp_path, monkeypatch, jobs):
     """Ctrl-C after 2 of 3 excerpts: the tables list the 2 written (none unlisted); the same command
-    again keeps them (a damaged one is rendered again) and writes what a run never interrupted writes."""
+    again keeps them (a damaged one is rendered again) and writes what a run never interrupted writes.
+    With 2 processes, an excerpt drawn ahead is never written: this process writes, in order."""
     from instrec.data import music_folder
 
-    kw = dict(pieces=[str(score)], n=3, seconds=2.0, sr=SR, seed=4, stems=True, instruments=("cello", "flute"))
+    kw = dict(pieces=[str(score)], n=3, seconds=2.0, sr=SR, seed=4, stems=True, instruments=("cello", "flute"), jobs=jobs)
     out = tmp_path / "out"
     out.mkdir()  # an empty folder is fine
     monkeypatch.setattr(music_folder, "SAVE_SECONDS", 1e9)  # only the interruption writes the tables
@@ -355,7 +306,8 @@ def test_an_interrupted_run_keeps_its_labels_and_a_rerun_resumes_it(score, tmp_p
     listed = []
     monkeypatch.setattr(music_folder, "SAVE_SECONDS", 0.0)  # the tables follow every excerpt
     rep = M.render_music(out, progress=lambda done, n: listed.append(len(_table(out / "manifest.csv"))), **kw)
-    assert (rep.previous, rep.n_reused, rep.n_written) == ("interrupted", 1, 2) and listed == [2, 2, 3]
+    # the damaged excerpt is unlisted from the first save (it is not whole) until it is written again
+    assert (rep.previous, rep.n_reused, rep.n_written) == ("interrupted", 1, 2) and listed == [1, 2, 3]
     fresh = tmp_path / "fresh"
     M.render_music(fresh, **kw)
     files = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
@@ -405,35 +357,12 @@ def test_a_folder_holding_other_data_is_refused_before_anything_is_rendered(held
         M.render_music(file, pieces=[str(score)], n=1, seconds=1.0, sr=SR, instruments=("cello",))
 
 
-def test_scores_of_one_name_in_two_folders_are_two_pieces_of_two_works(tmp_path):
-    """scA/x and scB/x, x.mid beside x.musicxml: each file its own id (so its own cached score);
-    a folder's name prefixes its pieces; one work in two formats stays one group."""
-    _solo(tmp_path / "scA" / "x.musicxml", "Flute", ("C5",))
-    _solo(tmp_path / "scB" / "x.musicxml", "Violoncello", ("C3",))
-    _solo(tmp_path / "scB" / "x.mid", "Violoncello", ("C3",), fmt="midi")
-    sets = M.list_pieces([str(tmp_path / "scA"), str(tmp_path / "scB")])
-    ids = [[pid for pid, _ in found] for _, found in sets]
-    assert ids == [["scA/x"], ["scB/x.mid", "scB/x.musicxml"]]
-    assert M.work_of("scB/x.mid") == M.work_of("scB/x.musicxml") == "scB/x" != M.work_of("scA/x")
-    # the same file named twice (its folder, then itself) is one piece
-    again = M.list_pieces([str(tmp_path / "scA"), str(tmp_path / "scA" / "x.musicxml")])
-    assert [found for _, found in again][0] == [found for _, found in again][1]
-
-
-def test_the_corpus_s_two_encodings_of_a_movement_are_two_pieces_of_one_work():
-    ids = [pid for pid, _ in dict(M.list_pieces("ensembles"))["ensembles"]]
-    assert len(ids) == len(set(ids))
-    assert {"beethoven/opus18no1/movement1.krn", "beethoven/opus18no1/movement1.mxl"} <= set(ids)
-    assert M.work_of("beethoven/opus18no1/movement1.krn") == "beethoven/opus18no1"
-    assert "bach/bwv66.6" in {pid for pid, _ in dict(M.list_pieces("chorales"))["chorales"]}
-
-
 @needs_fluidr3
 def test_scores_of_one_name_are_played_each_as_it_is(tmp_path):
     """--pieces scA,scB, each holding an x: excerpt 0 plays scA's flute part, excerpt 1 scB's cello
     part (the cache gave scA's to both), and the manifest names each one's own piece and work."""
-    _solo(tmp_path / "scA" / "x.musicxml", "Flute", ("C5", "E5", "G5"))
-    _solo(tmp_path / "scB" / "x.musicxml", "Violoncello", ("C3", "E3", "G3"))
+    write_solo(tmp_path / "scA" / "x.musicxml", "Flute", ("C5", "E5", "G5"))
+    write_solo(tmp_path / "scB" / "x.musicxml", "Violoncello", ("C3", "E3", "G3"))
     out = tmp_path / "out"
     M.render_music(out, pieces=[str(tmp_path / "scA"), str(tmp_path / "scB")], n=2, seconds=1.0, sr=SR,
                    instruments=("flute", "cello"))
@@ -457,27 +386,6 @@ def test_an_excerpt_interrupted_while_written_leaves_none_of_its_files(score, tm
     with pytest.raises(KeyboardInterrupt):
         M.render_music(out, pieces=[str(score)], n=1, seconds=1.0, sr=SR, stems=True, instruments=("cello", "flute"))
     assert written and not [p for p in out.rglob("*") if p.is_file() and p.suffix == ".wav"]
-
-
-def test_music21s_remarks_on_a_score_do_not_reach_the_user(tmp_path):
-    """render-music printed music21's 'measure 96 in part Violin IIis overfull' with its source line
-    among its own output; the score is read all the same."""
-    import warnings
-
-    path = tmp_path / "overfull.musicxml"
-    path.write_text(
-        '<?xml version="1.0" encoding="UTF-8"?>\n<score-partwise version="3.1">\n'
-        '<part-list><score-part id="P1"><part-name>Violin</part-name></score-part></part-list>\n<part id="P1">\n'
-        '<measure number="1"><attributes><divisions>7</divisions><time><beats>4</beats><beat-type>4</beat-type></time>'
-        '</attributes>\n<note><pitch><step>C</step><octave>5</octave></pitch><duration>28</duration><type>whole</type></note>\n'
-        '<note><pitch><step>D</step><octave>5</octave></pitch><duration>1</duration><type>16th</type></note></measure>\n'
-        '<measure number="2"><note><pitch><step>E</step><octave>5</octave></pitch><duration>28</duration>'
-        '<type>whole</type></note></measure>\n</part>\n</score-partwise>\n')
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        piece = M.read_piece(path)
-    assert [str(w.message) for w in caught] == []
-    assert [p.instrument for p in piece.parts] == ["violin"]
 
 
 @pytest.mark.skipif(not HAVE_FLUIDSYNTH or not R.SOUNDFONTS["timgm6mb"].is_installed(), reason="needs FluidR3 and TimGM6mb")

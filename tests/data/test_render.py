@@ -363,7 +363,27 @@ def test_note_name_rejects(bad):
         I.note_name(bad)
 
 
-def test_interrupted_render_finishes_the_rest_identically(tmp_path):
+@needs("fluidr3")
+def test_several_processes_write_the_files_of_one(tmp_path):
+    """jobs=2: the same clips, manifest and stamp as one process, and the same report (with one
+    library the noise and speech clips share its folder)."""
+    import hashlib
+
+    def digest(d):
+        return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
+
+    args = dict(soundfont="fluidr3", instruments=("flute", "cello"), per_class=2, seconds=0.5, seed=3, negatives=1)
+    one = R.render(tmp_path / "one", **args)
+    steps = []
+    two = R.render(tmp_path / "two", jobs=2, progress=lambda done, total: steps.append((done, total)), **args)
+    assert digest(tmp_path / "one") == digest(tmp_path / "two")
+    assert (two.n_written, two.n_negatives, two.per_class) == (one.n_written, one.n_negatives, one.per_class)
+    assert one.n_negatives > 0 and (tmp_path / "one" / "manifest.csv").is_file()
+    assert steps[-1] == (one.n_written, one.n_written)
+
+
+@pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=needs("fluidr3"))])
+def test_interrupted_render_finishes_the_rest_identically(tmp_path, jobs):
     """A killed render leaves complete clips (atomic writes) and maybe a temporary file; running the
     same command again keeps the clips, writes the missing ones and the manifest, and the folder is
     byte-identical to an uninterrupted render."""
@@ -385,7 +405,7 @@ def test_interrupted_render_finishes_the_rest_identically(tmp_path):
     clips[1].write_bytes(clips[1].read_bytes()[:500])  # a damaged clip is rendered again
     stamp = json.loads((part / R.STAMP_NAME).read_text())
     (part / R.STAMP_NAME).write_text(json.dumps({**stamp, "complete": False}))  # as a killed run leaves it
-    again = R.render(part, **args)
+    again = R.render(part, jobs=jobs, **args)
     assert again.n_written == 5 and again.n_reused == 3 and again.previous == "interrupted"
     assert digest(part) == digest(tmp_path / "whole")
 

@@ -43,6 +43,7 @@ MIX_OPTIONS = {"n": "--n", "min_instruments": "--min", "max_instruments": "--max
     ("instrec render data --soundfont tonejs --instruments piano,guitar,harp", "recorded notes (./run setup installs them)"),
     ("instrec render data --soundfont everything --negatives 100", "all libraries, and 100 'unknown' clips of each kind"),
     ("instrec render data --instruments flute,violin --per-class 20 --format flac", ""),
+    ("instrec render data --soundfont everything --jobs 0", "one process per core: the same files"),
     ("instrec render data --soundfont all --ray auto", "on the Ray cluster 'ray start' made here: the same files"),
 ))
 def render(
@@ -64,6 +65,8 @@ def render(
                                       "library per task, the same files: alone or 'local', a Ray of this machine started for "
                                       "the run; 'auto', the one 'ray start' made here; host:port or ray://host:port (its "
                                       "workers must see OUT_DIR and the libraries at the same paths)"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=0, metavar="N", help="processes rendering at once on this "
+                                       "machine, an instrument of a library each (default 1; 0: one per core): the same files"),
 ):
     """Render instrument clips from the installed sample libraries: General MIDI SoundFonts (FluidSynth), freepats (TiMidity++), recorded notes."""
     from ..data.render import check_arguments
@@ -75,6 +78,8 @@ def render(
     if soundfont.strip().lower() not in SAMPLER_NAMES and not is_library_folder(soundfont):
         _need("fluidsynth")
     if ray is not None:
+        if jobs is not None:
+            raise typer.BadParameter("it counts this machine's processes; with --ray, Ray's workers render (leave --jobs out)", param_hint="--jobs")
         _need("ray")
         from functools import partial
 
@@ -82,7 +87,11 @@ def render(
 
         do_render = partial(render_on_ray, address=ray)
     else:
-        from ..data.render import render as do_render
+        from functools import partial
+
+        from ..data.render import render
+
+        do_render = partial(render, jobs=1 if jobs is None else jobs)
 
     with _progress() as progress:
         rep = do_render(out, soundfont=soundfont, instruments=names, per_class=per_class, seconds=seconds,
@@ -116,7 +125,7 @@ MUSIC_OPTIONS = {"n": "--n", "seconds": "--seconds", "sr": "--sample-rate", "fmt
 
 @app.command("render-music", epilog=_examples(
     ("instrec render-music music", "100 excerpts of 10 s from the bundled scores, FluidR3"),
-    ("instrec render-music music --soundfont everything --n 1000 --stems", "every library, and each part's audio"),
+    ("instrec render-music music --soundfont everything --n 1000 --stems --jobs 0", "every library, each part's audio, every core"),
     ("instrec render-music music --pieces chorales --instruments violin,viola,cello,flute", ""),
     ("instrec render-music music --pieces my/scores --seconds 5", "your own MusicXML or MIDI files"),
 ))
@@ -136,6 +145,8 @@ def render_music(
     fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
     seed: int = typer.Option(0, metavar="N", help="same seed, identical files (0 to 4294967295)"),
     stems: bool = typer.Option(False, "--stems", help="also write each part's audio, as it is in the mix, to OUT_DIR/stems"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=0, metavar="N", help="processes rendering excerpts at once (0: one "
+                             "per core): the same files"),
 ):
     """Render music part by part from scores (music21's corpus or yours), with who plays when (activity.csv)."""
     from ..data.music import check_arguments
@@ -153,7 +164,8 @@ def render_music(
     names = WIDE_VOCABULARY if names is None else names
     with _progress() as progress:
         rep = do_render(out_dir, pieces=pieces, soundfont=soundfont, instruments=names, n=n, seconds=seconds,
-                        sr=sample_rate, fmt=fmt.value, seed=seed, stems=stems, progress=progress("rendering", 0))
+                        sr=sample_rate, fmt=fmt.value, seed=seed, stems=stems, progress=progress("rendering", 0),
+                        jobs=jobs)
     if not rep.n_written and not rep.n_reused:  # nothing done: each draw's reason, then an error (exit 1), as predict and spectrograms do
         from ..errors import DataError
 

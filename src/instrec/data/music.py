@@ -43,6 +43,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from ..devices import resolve_jobs
 from ..errors import DataError, ParameterError, RenderError
 from .activity import join_labels, merge_spans, split_labels
 from .instruments import WIDE_VOCABULARY, Instrument, resolve_instrument
@@ -53,18 +54,12 @@ from .outdir import out_path
 from .render import PEAK, SILENT_PEAK, _is_int, write_audio
 from .settings import check_audio_arguments
 from .render import MIN_SR as _RENDER_MIN_SR
+from .scores import PIECE_SETS, SCORE_SUFFIXES, Part, Piece, list_pieces, part_instrument, read_piece, work_of
 from .synth import MAX_SYNTH_SR, import_fluidsynth, needs_fluidsynth, open_library, select_soundfonts
+from .workers import ordered_map
 
 __all__ = ["MUSIC_COLUMNS", "PIECE_SETS", "MusicReport", "Piece", "check_arguments", "list_pieces", "read_piece",
            "render_music", "sounding_spans"]
-
-# Named piece sets: corpus folders (relative to music21's corpus) whose files are the pieces.
-PIECE_SETS: dict[str, tuple[str, ...]] = {
-    "ensembles": ("beethoven", "haydn", "mozart", "schumann_clara", "schumann_robert", "corelli"),
-    "chorales": ("bach",),
-    "palestrina": ("palestrina",),
-}
-SCORE_SUFFIXES = (".mxl", ".musicxml", ".xml", ".mid", ".midi", ".krn", ".abc")
 
 DROP_PART = 0.2
 TEMPO_BPM = (56.0, 132.0)
@@ -87,32 +82,7 @@ TRIM_WINDOW = 5  # cells (50 ms, centred) a cell's level is measured over: two p
 # What each argument of render_music is called in messages; the command line passes its options' names.
 ARGUMENT_NAMES = {"n": "n", "seconds": "seconds", "sr": "sr", "fmt": "fmt", "seed": "seed"}
 
-# Part names of the corpus that are instruments under another name; the rest go through
-# resolve_instrument after ordinals and keys are stripped ("1st Violin", "Clarinet in Bb").
-PART_NAMES = {"violoncello": "cello", "violino": "violin", "violine": "violin", "flauto": "flute",
-              "fagotto": "bassoon", "corno": "french-horn", "tromba": "trumpet", "clarinetto": "clarinet",
-              "contrabasso": "double-bass", "pianoforte": "piano", "cembalo": "harpsichord"}
-_ORDINALS = re.compile(r"\b(\d+(st|nd|rd|th)?|[iv]+|in [a-g][b#s]?|solo|primo|secondo)\b\.?", re.IGNORECASE)
-
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Part:
-    """One part of a score: its name, the instrument it names (None: a voice) and its notes, rows of
-    ``(onset, length, midi pitch, staccato)`` in quarter notes."""
-
-    name: str
-    instrument: str | None
-    notes: np.ndarray
-
-
-@dataclass(frozen=True)
-class Piece:
-    id: str
-    group: str
-    parts: tuple[Part, ...]
-    length: float  # quarter notes
 
 
 @dataclass
@@ -143,131 +113,6 @@ def check_arguments(n, seconds, sr, fmt, seed, names: dict[str, str] | None = No
     return int(n), seconds, sr, fmt, seed
 
 
-def _music21():
-    try:
-        import music21
-    except ImportError as exc:
-        raise RenderError(f"music21 is not installed ({exc}): pip install 'instrec[render]'") from exc
-    return music21
-
-
-def list_pieces(pieces: str | Sequence[str]) -> list[tuple[str, list[tuple[str, Path]]]]:
-    """The piece sets of ``pieces``: ``[(set name, [(piece id, path), ...]), ...]``.
-
-    ``pieces``: ``"all"`` (every named set), names of :data:`PIECE_SETS`, or paths of score files or
-    folders of them (each folder or file is a set of its own), comma-separated or a list.
-
-    A piece's id is its path without the suffix: in the corpus (``bach/bwv66.6``), or in a folder
-    named with it (``scores/op1/movement2``; a file named alone: its folder's name and its own).
-    Every file of the run gets an id of its own: where two would share one, the suffix stays
-    (``x.mid``, ``x.xml``: one work, :func:`work_of`) or more of their folders' names are put before.
-    """
-    names = [p.strip() for p in (pieces.split(",") if isinstance(pieces, str) else pieces) if str(p).strip()]
-    if not names:
-        raise ParameterError("pieces is empty: name a set (all, " + ", ".join(PIECE_SETS) + ") or score files")
-    if names == ["all"]:
-        names = list(PIECE_SETS)
-    out: list[tuple[str, list[tuple[Path, int]]]] = []  # (set, [(path, names its id has at least)])
-    for name in names:
-        if name in PIECE_SETS:
-            root = Path(_music21().__file__).parent / "corpus"
-            found = [p for d in PIECE_SETS[name] for p in sorted((root / d).rglob("*")) if p.suffix.lower() in SCORE_SUFFIXES]
-            out.append((name, [(p, len(p.relative_to(root).parts)) for p in found]))
-        elif Path(name).exists():
-            path = Path(name)
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in SCORE_SUFFIXES) if path.is_dir() else [path]
-            if not found:
-                raise ParameterError(f"{name}: no score files ({', '.join(SCORE_SUFFIXES)}) in it")
-            # the folder's name, then the path in it: nested works keep their movements together
-            out.append((name, [(p, len(p.relative_to(path).parts) + 1 if path.is_dir() else 2) for p in found]))
-        else:
-            raise ParameterError(f"pieces: {name!r} is neither a set ({', '.join(['all', *PIECE_SETS])}) nor a path")
-    ids = _piece_ids([item for _, found in out for item in found])
-    return [(name, [(ids[p.resolve()], p) for p, _ in found]) for name, found in out]
-
-
-def _piece_ids(files: list[tuple[Path, int]]) -> dict[Path, str]:
-    """An id for each file (by its resolved path), made of at least its given number of trailing
-    names, the last without its suffix unless another file differs from it only by that; files
-    whose ids would be one get a folder's name more, until none is shared."""
-    depth: dict[Path, int] = {}
-    for path, names in files:
-        key = path.resolve()
-        depth[key] = max(depth.get(key, 0), names)
-    stems = Counter(key.with_suffix("") for key in depth)
-    parts = {key: (key if stems[key.with_suffix("")] > 1 else key.with_suffix("")).parts for key in depth}
-    while True:
-        ids = {key: "/".join(parts[key][-depth[key]:]).replace("//", "/") for key in depth}
-        owners: dict[str, list[Path]] = {}
-        for key, pid in ids.items():
-            owners.setdefault(pid, []).append(key)
-        shared = [key for keys in owners.values() if len(keys) > 1 for key in keys]
-        grown = False
-        for key in shared:
-            if depth[key] < len(parts[key]):
-                depth[key] += 1
-                grown = True
-            elif parts[key] != key.parts:  # its whole path, suffix and all: no other file has it
-                parts[key] = key.parts
-                grown = True
-        if not grown:
-            return ids
-
-
-def part_instrument(name: str) -> str | None:
-    """The instrument label a part's name gives (``"2nd Violin"`` → ``violin``), or None (a voice)."""
-    text = _ORDINALS.sub(" ", name or "").strip().lower()
-    text = PART_NAMES.get(text, text)
-    if not text:
-        return None
-    try:
-        return resolve_instrument(text).label
-    except ParameterError:
-        return None
-
-
-def read_piece(path: str | Path, piece_id: str | None = None) -> Piece:
-    """Read a score with music21 (never its pickle cache) into parts of notes; ties are joined,
-    chords give a note per pitch, grace notes and unpitched notes are left out."""
-    m21 = _music21()
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():  # its remarks on a score (an overfull measure) are not the user's business
-            warnings.simplefilter("ignore")
-            score = m21.converter.parse(str(path), forceSource=True)
-    except Exception as exc:  # music21 raises many kinds on a bad file
-        raise DataError(f"{path}: not a score music21 can read ({type(exc).__name__}: {str(exc)[:120]})") from None
-    if isinstance(score, m21.stream.Opus):
-        score = score.scores[0] if score.scores else None
-    parts = []
-    for part in getattr(score, "parts", []) or []:
-        rows = []
-        part.stripTies(inPlace=True)  # the score is this function's own: no deep copy (a third of the time)
-        for n in part.flatten().notes:
-            length = float(n.quarterLength)
-            pitches = getattr(n, "pitches", ())
-            if length <= 0 or not pitches:
-                continue
-            staccato = any(type(a).__name__ in ("Staccato", "Staccatissimo") for a in n.articulations)
-            rows += [(float(n.offset), length, p.midi, float(staccato)) for p in pitches]
-        if rows:
-            name = part.partName or getattr(part.getInstrument(), "instrumentName", None) or ""
-            parts.append(Part(name, part_instrument(name), np.array(sorted(rows), dtype=np.float64)))
-    if not parts:
-        raise DataError(f"{path}: no parts with notes")
-    pid = piece_id or path.with_suffix("").name
-    return Piece(pid, work_of(pid), tuple(parts), max(float((p.notes[:, 0] + p.notes[:, 1]).max()) for p in parts))
-
-
-def work_of(piece_id: str) -> str:
-    """The work a piece belongs to (a manifest's ``group``): its id without a suffix it kept and
-    without ``/movementN``, so that a work's movements, and its files in two formats, stay together."""
-    stem, suffix = piece_id.rsplit(".", 1) if "." in piece_id.rsplit("/", 1)[-1] else (piece_id, "")
-    if "." + suffix.lower() in SCORE_SUFFIXES:
-        piece_id = stem
-    return re.sub(r"/movement\w*$", "", piece_id)
-
-
 def render_music(
     out_dir,
     *,
@@ -281,6 +126,7 @@ def render_music(
     seed: int = 0,
     stems: bool = False,
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> MusicReport:
     """Render ``n`` excerpts of music with their per-instrument activity.
 
@@ -308,6 +154,9 @@ def render_music(
         Also write each part's audio (as it is in the mix) to ``stems/``.
     progress : callable, optional
         ``progress(done, n)`` after each excerpt.
+    jobs : int
+        Processes drawing and playing excerpts at once (0: one per core): the same files; this
+        process writes them, in order.
 
     Returns
     -------
@@ -333,21 +182,34 @@ def render_music(
     folder = MusicFolder(out_dir, music_settings(pieces=given, sets=sets, fonts=fonts, instruments=list(vocab), n=n,
                                                  seconds=seconds, sr=sr, fmt=fmt, seed=seed, stems=stems))
     report = MusicReport(out_dir=out_dir, skipped=list(missing), sources=list(fonts), previous=folder.previous)
-    fluidsynth = import_fluidsynth() if any(needs_fluidsynth(p) for p in fonts.values()) else None
-    libraries = {source: open_library(fluidsynth, source, path, sr) for source, path in fonts.items()}
-    cache: OrderedDict[Path, Piece | None] = OrderedDict()
+    if any(needs_fluidsynth(p) for p in fonts.values()):
+        import_fluidsynth()  # missing: one line before anything is written
+    source_of = [list(fonts)[(k // len(sets)) % len(fonts)] for k in range(n)]
+    todo = [k for k in range(n) if folder.kept(k, source_of[k]) is None]
+    workers = min(resolve_jobs(jobs), len(todo))
+    plan = (sets, fonts, list(vocab.values()), seed, seconds, sr)
+    here = _Excerpts(*plan) if workers <= 1 else None
+    drawn = iter(map(here, todo) if here is not None else ordered_map(_Excerpts, plan, todo, jobs=workers))
+    said = set(report.skipped)
     try:
         for k in range(n):
-            set_name, found = sets[k % len(sets)]
-            source = list(libraries)[(k // len(sets)) % len(libraries)]
-            done = folder.kept(k, source)
-            if done is not None:
+            if k in folder.rows:
+                done = folder.rows[k]
                 report.n_reused += 1
             else:
-                done = _render_one(k, seed, found, libraries[source], source, cache, vocab, folder, report,
-                                   seconds, sr, fmt, stems)
+                excerpt, tally = next(drawn)
+                report.skipped += [s for s in tally.skipped if s not in said]  # a bad score: said once, by any worker
+                said.update(tally.skipped)
+                report.trimmed, report.silent_parts = report.trimmed + tally.trimmed, report.silent_parts + tally.silent_parts
+                done = None
+                if excerpt is not None:
+                    folder.before_write()
+                    done = _write_excerpt(folder.path, k, source_of[k], *excerpt, seconds, sr, fmt, stems)
+                    folder.add(k, *done)
+                    report.n_written += 1
             if done is None:
-                report.skipped.append((f"excerpt {k}", f"no playable piece of {set_name!r} found in 10 draws on {source}"))
+                report.skipped.append((f"excerpt {k}", f"no playable piece of {sets[k % len(sets)][0]!r} found in 10 "
+                                                       f"draws on {source_of[k]}"))
             else:
                 for label in split_labels(done[0]["label"]):
                     report.per_class[label] = report.per_class.get(label, 0) + 1
@@ -359,36 +221,61 @@ def render_music(
             folder.save(now=True)
             if report.n_written or report.n_reused:  # a run that wrote nothing leaves no folder
                 played = {row['source'] for row, _ in folder.rows.values()}  # the libraries heard in the excerpts there
-                write_credits(out_dir, [source for source in libraries if source in played])
+                write_credits(out_dir, [source for source in fonts if source in played])
         finally:
-            for lib in libraries.values():
-                lib.close()
+            getattr(drawn, "close", lambda: None)()  # the workers stop
+            if here is not None:
+                here.close()
     folder.finish()
     report.per_class = dict(sorted(report.per_class.items()))
     report.elapsed = time.perf_counter() - started
     return report
 
 
-def _render_one(k: int, seed: int, found, library, source: str, cache: OrderedDict, vocab, folder: MusicFolder,
-                report: MusicReport, seconds: float, sr: int, fmt: str, stems: bool) -> tuple[dict, list[dict]] | None:
-    """Draw, play and write excerpt ``k`` (a generator of its own: the same whatever ran before);
-    its manifest row and activity, or None when no piece drawn could be played."""
-    rng = np.random.default_rng([seed, k])
-    for _ in range(10):  # a piece that cannot be read or played here: draw another
-        pid, path = found[int(rng.integers(len(found)))]
-        piece = _cached_piece(cache, pid, path, report)
-        excerpt = None if piece is None else _excerpt(library, piece, vocab, rng, seconds, sr)
-        excerpt = None if excerpt is None else _mixdown(excerpt, seconds, sr, report)
-        if excerpt is not None:
-            folder.before_write()
-            row, activity = _write_excerpt(folder.path, k, source, piece, excerpt, seconds, sr, fmt, stems)
-            folder.add(k, row, activity)
-            report.n_written += 1
-            return row, activity
-    return None
+@dataclass
+class _Tally:
+    """What drawing one excerpt found besides it: scores that could not be read, parts trimmed or silent."""
+
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    trimmed: int = 0
+    silent_parts: int = 0
 
 
-def _cached_piece(cache: OrderedDict, pid: str, path: Path, report: MusicReport) -> Piece | None:
+class _Excerpts:
+    """Draws and plays excerpts by index (``self(k)``), each from a generator of its own, so any
+    process makes the same; its libraries are opened when first played, its scores read once."""
+
+    def __init__(self, sets, fonts: dict, instruments: list[Instrument], seed: int, seconds: float, sr: int):
+        self.sets, self.fonts, self.vocab = sets, fonts, {inst.label: inst for inst in instruments}
+        self.seed, self.seconds, self.sr = seed, seconds, sr
+        self.libraries: dict = {}
+        self.cache: OrderedDict[Path, Piece | None] = OrderedDict()
+
+    def __call__(self, k: int) -> tuple[tuple[str, str, dict] | None, _Tally]:
+        """Excerpt ``k`` mixed down, as ``(piece id, its group, the excerpt)``, or None when no piece
+        drawn could be played (10 draws); and the tally."""
+        found = self.sets[k % len(self.sets)][1]
+        source = list(self.fonts)[(k // len(self.sets)) % len(self.fonts)]
+        if source not in self.libraries:
+            fluidsynth = import_fluidsynth() if needs_fluidsynth(self.fonts[source]) else None
+            self.libraries[source] = open_library(fluidsynth, source, self.fonts[source], self.sr)
+        tally, rng = _Tally(), np.random.default_rng([self.seed, k])
+        for _ in range(10):  # a piece that cannot be read or played here: draw another
+            pid, path = found[int(rng.integers(len(found)))]
+            piece = _cached_piece(self.cache, pid, path, tally)
+            excerpt = None if piece is None else _excerpt(self.libraries[source], piece, self.vocab, rng, self.seconds, self.sr)
+            excerpt = None if excerpt is None else _mixdown(excerpt, self.seconds, self.sr, tally)
+            if excerpt is not None:
+                return (piece.id, piece.group, excerpt), tally
+        return None, tally
+
+    def close(self) -> None:
+        for lib in self.libraries.values():
+            lib.close()
+        self.libraries = {}
+
+
+def _cached_piece(cache: OrderedDict, pid: str, path: Path, report: _Tally) -> Piece | None:
     key = Path(path).resolve()  # by the file: two scores may share a name, never a file
     if key not in cache:
         try:
@@ -497,7 +384,7 @@ def sounding_spans(y: np.ndarray, sr: int, spans: Iterable[tuple[float, float]],
     return merge_spans(out)
 
 
-def _mixdown(ex: dict, seconds: float, sr: int, report: MusicReport) -> dict | None:
+def _mixdown(ex: dict, seconds: float, sr: int, report: _Tally) -> dict | None:
     """The excerpt's parts as they are in the mix (level, room, at ``sr``: ``"audio"``), each part's
     spans trimmed to where its own audio sounds (:data:`SILENCE_DB` below the mix's peak); parts left
     with no span are left out. None when no part is heard."""
@@ -541,13 +428,13 @@ def _room(rng_seed: int, rt60: float, srate: int) -> np.ndarray:
     return ir / np.sqrt(np.sum(ir**2))
 
 
-def _write_excerpt(out_dir: Path, k: int, source: str, piece: Piece, ex: dict, seconds: float, sr: int,
+def _write_excerpt(out_dir: Path, k: int, source: str, piece_id: str, group: str, ex: dict, seconds: float, sr: int,
                    fmt: str, stems: bool) -> tuple[dict, list[dict]]:
     """Write a mixed-down excerpt (:func:`_mixdown`): the mix, its stems; its manifest row and activity."""
     audio = [p["audio"] for p in ex["parts"]]
     mix = np.sum(audio, axis=0)
     scale = PEAK / max(float(np.max(np.abs(mix))), 1e-12)
-    slug = re.sub(r"[^a-z0-9]+", "-", piece.id.lower()).strip("-")[:48]
+    slug = re.sub(r"[^a-z0-9]+", "-", piece_id.lower()).strip("-")[:48]
     name = f"{k:05d}_{slug}_{source}.{fmt}"
     files = [(out_dir / name, mix)]
     if stems:
@@ -561,7 +448,7 @@ def _write_excerpt(out_dir: Path, k: int, source: str, piece: Piece, ex: dict, s
             path.unlink(missing_ok=True)
         raise
     labels = [p["label"] for p in ex["parts"]]
-    row = {"path": name, "label": join_labels(labels), "source": source, "group": piece.group, "piece": piece.id,
+    row = {"path": name, "label": join_labels(labels), "source": source, "group": group, "piece": piece_id,
            "parts": "|".join(f"{p['label']}={p['name']}" for p in ex["parts"]), "offset": f"{ex['offset']:.2f}",
            "tempo": f"{ex['tempo']:.1f}", "rt60": f"{ex['rt60']:.2f}", "seconds": f"{seconds:g}", "sr": sr}
     merged: dict[str, list] = {}

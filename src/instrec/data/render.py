@@ -16,19 +16,22 @@ instrument come from a generator seeded by (seed, source, label), and each instr
 by a synthesizer of its own, so adding or removing an instrument changes no other instrument's
 files (FluidSynth keeps a little state from one note to the next, see :class:`.synth.SoundFont`). So
 an instrument of a library is a unit of work (:func:`render_unit`) that another process may do:
-``map_units`` (:func:`instrec.cluster.tasks.render_on_ray`: Ray's workers) writes the same bytes.
+``jobs`` (this machine's cores) and ``map_units`` (:func:`instrec.cluster.tasks.render_on_ray`: Ray's
+workers) write the same bytes.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 import soundfile as sf
 
+from ..devices import resolve_jobs
 from ..errors import ParameterError
 from ..fileio import atomic_path, write_csv
 from .credits import write_credits
@@ -42,6 +45,7 @@ from .samplers import Sampler
 # the limits and checks are re-exported: music, mixtures and the CLI take them from here
 from .settings import (ARGUMENT_NAMES, FORMATS, MAX_COUNT, MAX_SECONDS, MAX_SR, MIN_SECONDS, MIN_SR, MP3_RATES,
                        _is_int, _Settings, check_arguments)
+from .workers import ordered_map
 from .synth import (
     SOUNDFONTS,
     PatchSet,
@@ -138,6 +142,7 @@ def render(
     progress: Progress | None = None,
     negatives: int = 0,
     map_units: Callable | None = None,
+    jobs: int = 1,
 ) -> RenderReport:
     """Render ``per_class`` one-note clips of each instrument from one or all SoundFonts.
 
@@ -181,6 +186,9 @@ def render(
         instrument of one library, or the negatives of one origin); same files wherever it runs,
         which must see the libraries and ``out_dir``; ``progress`` then moves a unit at a time.
         Default: in this process. :func:`instrec.cluster.tasks.render_on_ray` uses Ray's workers.
+    jobs : int
+        Processes rendering at once on this machine (0: one per core; at most one per unit), the
+        same files; ``progress`` then moves a unit at a time. Ignored with ``map_units``.
 
     Returns
     -------
@@ -202,6 +210,7 @@ def render(
         raise ParameterError(f"progress must be callable or None, got {progress!r}")
     if map_units is not None and not callable(map_units):
         raise ParameterError(f"map_units must be callable like map, or None; got {map_units!r}")
+    workers = resolve_jobs(jobs)
     insts = _resolve_instruments(instruments)
     fonts, missing = select_soundfonts(soundfont)
     jobs, cannot = negative_jobs(fonts) if negatives else ([], [])
@@ -215,6 +224,8 @@ def render(
     rows: dict[str, list[dict]] = {source: [] for source in [*fonts, *(j.source for j in jobs)]}  # its manifest rows
     units = _units(fonts, insts, jobs, negatives, settings, out_dir, nested)
     serial = _SerialUnits(fluidsynth, counter)  # the default: here, progress after each clip
+    if map_units is None and min(workers, len(units)) > 1:
+        map_units = partial(_map_locally, workers=min(workers, len(units)), fluidsynth=fluidsynth is not None)
     mapped = map(serial, units) if map_units is None else map_units(render_unit, units)
     try:
         for done in mapped:
@@ -339,26 +350,34 @@ def render_unit(unit: RenderUnit, *, font=None, counter: _Counter | None = None)
     return UnitDone(unit.source, rows, part, counter.done - before)
 
 
-def _units(fonts, insts, jobs, negatives, settings, out_dir, nested):
-    """The units of a render, in the order the files are numbered and listed. Each source's folder
-    is readied (stale parts removed) as its first unit is asked for."""
-    for source, path in fonts.items():
-        folder = out_dir / source if nested else out_dir
+def _units(fonts, insts, jobs, negatives, settings, out_dir, nested) -> list[RenderUnit]:
+    """The units of a render, in the order the files are numbered and listed. Every folder is readied
+    (stale parts removed) first: once units run in several processes, one may be writing while the
+    next source's is asked for."""
+    folder_of = {source: (out_dir / source if nested else out_dir) for source in [*fonts, *(j.source for j in jobs)]}
+    for folder in dict.fromkeys(folder_of.values()):
         _remove_stale_parts(folder)
-        for inst in insts:
-            yield RenderUnit(source, Path(path).absolute(), folder.absolute(), settings, inst)
+    units = [RenderUnit(source, Path(path).absolute(), folder_of[source].absolute(), settings, inst)
+             for source, path in fonts.items() for inst in insts]
     for source in dict.fromkeys(job.source for job in jobs):  # negatives: numbered per source, whatever their kind
-        folder = out_dir / source if nested else out_dir
-        if source not in fonts:
-            _remove_stale_parts(folder)
         group = tuple(replace(j, path=j.path and Path(j.path).absolute()) for j in jobs if j.source == source)
-        yield RenderUnit(source, None, folder.absolute(), settings, jobs=group, negatives=negatives)
+        units.append(RenderUnit(source, None, folder_of[source].absolute(), settings, jobs=group, negatives=negatives))
+    return units
+
+
+def _map_locally(render_unit, units, *, workers: int, fluidsynth: bool):
+    """``map_units`` on this machine's cores: ``workers`` processes, each keeping a library open for its units."""
+    return ordered_map(_worker_units, (fluidsynth,), units, jobs=workers)
+
+
+def _worker_units(fluidsynth: bool) -> _SerialUnits:
+    return _SerialUnits(import_fluidsynth() if fluidsynth else None, None)
 
 
 class _SerialUnits:
     """The units in this process, one after another: a library opened once for its instruments."""
 
-    def __init__(self, fluidsynth, counter: _Counter):
+    def __init__(self, fluidsynth, counter: _Counter | None):
         self.fluidsynth, self.counter, self.font, self.key = fluidsynth, counter, None, None
 
     def __call__(self, unit: RenderUnit) -> UnitDone:

@@ -34,6 +34,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..audio import load
+from ..devices import cpu_count, resolve_jobs
 from ..errors import InstrecError, ParameterError, printable, skip_entry
 from ..memory import keep_heap
 from .compute import compact_dtype, compute_compact
@@ -50,23 +51,6 @@ _MAX_CHUNK = 32
 # below this many files per extra worker, one process is faster.
 _MIN_FILES_PER_WORKER = 48
 _IN_FLIGHT = 2  # chunks queued per worker
-
-
-def cpu_count() -> int:
-    """The cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def resolve_jobs(jobs: int | None) -> int:
-    """``None`` or ``0``: every core; otherwise a positive number of processes."""
-    if jobs is None or (isinstance(jobs, int) and not isinstance(jobs, bool) and jobs == 0):
-        return cpu_count()
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
-        raise ParameterError(f"jobs must be a positive number of processes (0: all cores); got {jobs!r}")
-    return jobs
 
 
 def resolve_cache(cache) -> FeatureCache | None:

@@ -1,0 +1,53 @@
+"""Rendering on this machine's cores: ``render(jobs=N)`` and ``render_music(jobs=N)``.
+
+Each worker process builds one stateful callable (``factory(*args)``: its libraries opened once, its
+scores read once) and calls it on the items it is handed; the results come back in the items' order,
+so the caller writes and lists them exactly as a run in one process does. Workers are spawned (no
+copy of the caller's open synthesisers or threads) and ignore Ctrl-C: the caller stops them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Callable, Iterable, Iterator
+
+IN_FLIGHT = 2  # items queued per worker: the workers never wait, and results waiting their turn stay few
+
+_state: Callable | None = None  # the worker's callable, made by _start
+
+
+def _start(factory: Callable, args: tuple) -> None:
+    global _state
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle: it stops the pool
+    _state = factory(*args)
+
+
+def _call(item):
+    return _state(item)
+
+
+def ordered_map(factory: Callable, args: tuple, items: Iterable, *, jobs: int) -> Iterator:
+    """``factory(*args)(item)`` for each item, in ``jobs`` spawned processes, in the items' order.
+
+    At most ``IN_FLIGHT * jobs`` items are handed out ahead of the one awaited, so memory stays
+    bounded however many there are. An item's exception is raised here, as it was raised there.
+    Closing the iterator early (or an exception) cancels what has not started and waits for the rest.
+    """
+    items = iter(items)
+    pending: deque[Future] = deque()
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
+                               initargs=(factory, args))
+    try:
+        for item in items:
+            pending.append(pool.submit(_call, item))
+            if len(pending) >= IN_FLIGHT * jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
