@@ -1,6 +1,7 @@
 """``instrec render --ray``: the units of a render (an instrument of a library, the negatives of an
 origin) as Ray tasks on a real ``ray start`` cluster write byte for byte the files of a local run,
-manifests included, and the report reads the same; an interrupted render finishes there as here."""
+manifests included, and the report reads the same; an interrupted render finishes there as here.
+``instrec render-music --ray``: excerpts drawn and played by actors, written here: the same files."""
 
 from __future__ import annotations
 
@@ -67,6 +68,53 @@ def test_an_interrupted_render_finishes_on_ray_as_it_would_here(ray_cluster, loc
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"(kept {len(clips) - len(clips[::2])} written by an interrupted run with these settings)" in r.stdout
     assert _digests(out) == _digests(cwd / "local")
+
+
+@needs_fluidr3
+def test_render_music_on_ray_writes_the_files_of_a_local_run(ray_cluster, tmp_path):
+    pytest.importorskip("music21", reason="render-music needs music21")
+    args = ("--pieces", "chorales", "--n", "4", "--seconds", "2", "--stems", "--seed", "5",
+            "--instruments", "violin,viola,cello,flute,oboe,clarinet")
+    local = run_cli("render-music", "local", *args, cwd=tmp_path)
+    assert local.returncode == 0, local.stderr
+    # two actors (--jobs), so excerpts come back from both; OUT relative to this process's folder
+    r = run_cli("render-music", "ray", *args, "--ray", ray_cluster, "--jobs", "2", cwd=tmp_path, process=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    files = _digests(tmp_path / "ray")
+    assert files == _digests(tmp_path / "local") and len([f for f in files if f.startswith("stems/")]) >= 4
+    assert r.stdout.replace(" to ray ", " to local ") == local.stdout
+
+
+def test_actor_map_keeps_the_order_uses_every_actor_and_raises_instrec_errors_as_themselves(ray_cluster):
+    code = textwrap.dedent(f"""
+        import os, time
+        from instrec.cluster import ray_session
+        from instrec.cluster.tasks import actor_map
+        from instrec.errors import ParameterError
+
+        class Tag:  # made once an actor: its pid tells the actors apart
+            def __init__(self, base):
+                self.base, self.pid = base, os.getpid()
+
+            def __call__(self, k):
+                if k == 99:
+                    raise ParameterError("item 99 is bad")
+                time.sleep(0.05 * (k % 3))  # uneven items: the order must not follow who finishes first
+                return self.base + k, self.pid
+
+        with ray_session({ray_cluster!r}):  # (its stdout goes to stderr meanwhile)
+            out = list(actor_map(Tag, (100,), range(12), actors=2))
+            try:
+                list(actor_map(Tag, (0,), [1, 99, 2], actors=2))
+                raised = "nothing"
+            except ParameterError as e:
+                raised = f"ParameterError: {{e}}"
+        print([v for v, _ in out], len({{pid for _, pid in out}}))
+        print(raised)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.splitlines()[-2:] == [str(list(range(100, 112))) + " 2", "ParameterError: item 99 is bad"]
 
 
 def test_render_ray_without_ray_names_the_cluster_extra(tmp_path):

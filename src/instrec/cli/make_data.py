@@ -128,6 +128,7 @@ MUSIC_OPTIONS = {"n": "--n", "seconds": "--seconds", "sr": "--sample-rate", "fmt
     ("instrec render-music music --soundfont everything --n 1000 --stems --jobs 0", "every library, each part's audio, every core"),
     ("instrec render-music music --pieces chorales --instruments violin,viola,cello,flute", ""),
     ("instrec render-music music --pieces my/scores --seconds 5", "your own MusicXML or MIDI files"),
+    ("instrec render-music music --n 10000 --ray auto", "drawn and played on the Ray cluster, written here: the same files"),
 ))
 def render_music(
     out_dir: str = typer.Argument(..., metavar="OUT_DIR", help="folder for the excerpts, manifest.csv and "
@@ -145,8 +146,13 @@ def render_music(
     fmt: AudioFormat = typer.Option(AudioFormat.wav, "--format", help="audio file format"),
     seed: int = typer.Option(0, metavar="N", help="same seed, identical files (0 to 4294967295)"),
     stems: bool = typer.Option(False, "--stems", help="also write each part's audio, as it is in the mix, to OUT_DIR/stems"),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=0, metavar="N", help="processes rendering excerpts at once (0: one "
-                             "per core): the same files"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=0, metavar="N", help="processes rendering excerpts at "
+                                       "once (default 1; 0: one per core); with --ray, actors (default: one per CPU of the "
+                                       "cluster): the same files"),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help="draw and play the excerpts on a Ray cluster "
+                                      "(actors holding the libraries), write them here: alone or 'local', a Ray of this "
+                                      "machine started for the run; 'auto', the one 'ray start' made here; host:port or "
+                                      "ray://host:port (its workers must see the libraries and scores at the same paths)"),
 ):
     """Render music part by part from scores (music21's corpus or yours), with who plays when (activity.csv)."""
     from ..data.music import check_arguments
@@ -155,17 +161,27 @@ def render_music(
     check_arguments(n, seconds, sample_rate, fmt.value, seed, names=MUSIC_OPTIONS)  # a usage error before anything starts
     names = None if instruments.strip() == "wide" else _instrument_names(instruments)  # None: wide
     _need("music21")
+    from functools import partial
+
     from ..data.instruments import WIDE_VOCABULARY
-    from ..data.music import render_music as do_render
     from ..data.synth import SAMPLER_NAMES, is_library_folder
+
+    if ray is not None:
+        _need("ray")
+        from ..cluster.tasks import render_music_on_ray
+
+        do_render = partial(render_music_on_ray, address=ray, actors=jobs or None)
+    else:
+        from ..data.music import render_music
+
+        do_render = partial(render_music, jobs=1 if jobs is None else jobs)
 
     if soundfont.strip().lower() not in SAMPLER_NAMES and not is_library_folder(soundfont):
         _need("fluidsynth")
     names = WIDE_VOCABULARY if names is None else names
     with _progress() as progress:
         rep = do_render(out_dir, pieces=pieces, soundfont=soundfont, instruments=names, n=n, seconds=seconds,
-                        sr=sample_rate, fmt=fmt.value, seed=seed, stems=stems, progress=progress("rendering", 0),
-                        jobs=jobs)
+                        sr=sample_rate, fmt=fmt.value, seed=seed, stems=stems, progress=progress("rendering", 0))
     if not rep.n_written and not rep.n_reused:  # nothing done: each draw's reason, then an error (exit 1), as predict and spectrograms do
         from ..errors import DataError
 

@@ -1,5 +1,6 @@
 """Rendering and the feature cache's fill step on Ray: ``instrec render OUT --ray ADDRESS``,
-:func:`render_on_ray` and :func:`fill_cache_on_ray`.
+``instrec render-music OUT --ray ADDRESS``, :func:`render_on_ray`, :func:`render_music_on_ray` and
+:func:`fill_cache_on_ray`.
 
 Both hand instrec's own functions to Ray tasks (one CPU each), so a cluster writes what one
 process would, byte for byte:
@@ -9,6 +10,10 @@ process would, byte for byte:
   run by :func:`~instrec.data.render.render_unit` in a task. A unit's clips depend on nothing but
   the unit (its own random generator, its own synthesizer), so the files are those of a local run;
   this process readies the folders, numbers and merges, and writes the manifests.
+* music: :func:`instrec.data.music.render_music` with its excerpts drawn and played by actors, one
+  per CPU, each holding its libraries open and its scores read (an excerpt has a generator of its
+  own, so any actor plays what a local run would); the audio comes back and this process writes
+  the excerpts, the tables and the stamp, in order: the workers need not see the output folder.
 * the feature cache: this process hashes the files and looks up their entries; the files whose
   entries are missing go to tasks, a batch each, which compute and store them with
   :func:`instrec.features.parallel.fill_entry`, what a local ``extract`` does for a miss. A later
@@ -34,7 +39,7 @@ from ..features.config import FeatureConfig
 from ..features.parallel import fill_entry, resolve_cache
 from . import cluster_cpus, ray_session
 
-__all__ = ["render_on_ray", "fill_cache_on_ray", "ray_map", "FillSummary"]
+__all__ = ["render_on_ray", "render_music_on_ray", "fill_cache_on_ray", "ray_map", "actor_map", "FillSummary"]
 
 MAX_BATCH = 64  # files a fill task, at most: a task costs ~10 ms, a file's feature a few ms to 100s of ms
 BATCHES_PER_CPU = 4  # at least, where there are enough files: the cluster's CPUs stay balanced
@@ -61,6 +66,51 @@ def ray_map(fn: Callable, items: Iterable, *, num_cpus: float = 1) -> Iterator:
                 ray.cancel(ref)
             except Exception:  # finished meanwhile, or the connection is gone
                 pass
+
+
+def actor_map(factory: Callable, args: tuple, items: Iterable, *, actors: int | None = None) -> Iterator:
+    """``factory(*args)(item)`` for each item, in order, on ``actors`` Ray actors of one CPU (default:
+    one per CPU of the cluster, at most one per item), each made once with ``factory(*args)``.
+    An actor is handed an item as it finishes one; an instrec error is raised as itself."""
+    import ray
+    from ray.util import ActorPool
+
+    items = list(items)
+    if actors is not None and (isinstance(actors, bool) or not isinstance(actors, int) or actors < 1):
+        raise ParameterError(f"actors must be a positive number; got {actors!r}")
+    n = max(1, min(actors or cluster_cpus(), len(items)))
+    holder = ray.remote(num_cpus=1)(_Holder)
+    pool = ActorPool([holder.remote(factory, args) for _ in range(n)])
+    try:
+        for result in pool.map(lambda actor, item: actor.call.remote(item), items):
+            yield result
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, InstrecError):  # what a local run would say
+            raise e.cause from None
+        raise
+
+
+class _Holder:
+    """An actor's state: ``factory(*args)``, called on each item it is handed."""
+
+    def __init__(self, factory: Callable, args: tuple):
+        self.state = factory(*args)
+
+    def call(self, item):
+        return self.state(item)
+
+
+def render_music_on_ray(out_dir, *, address: str | None = None, actors: int | None = None, **render_kwargs):
+    """:func:`instrec.data.music.render_music` with its excerpts drawn and played by Ray actors
+    (``actors``, default one per CPU) on the cluster at ``address`` (:func:`instrec.cluster.ray_session`):
+    the same files, tables and report; this process writes them."""
+    from ..data.music import render_music
+
+    def on_ray(factory, args, indices):  # connects once the arguments have passed render_music's checks
+        with ray_session(address):
+            yield from actor_map(factory, args, indices, actors=actors)
+
+    return render_music(out_dir, map_excerpts=on_ray, **render_kwargs)
 
 
 def _get(ref):

@@ -127,6 +127,7 @@ def render_music(
     stems: bool = False,
     progress: Progress | None = None,
     jobs: int = 1,
+    map_excerpts: Callable | None = None,
 ) -> MusicReport:
     """Render ``n`` excerpts of music with their per-instrument activity.
 
@@ -157,6 +158,12 @@ def render_music(
     jobs : int
         Processes drawing and playing excerpts at once (0: one per core): the same files; this
         process writes them, in order.
+    map_excerpts : callable, optional
+        Draws and plays elsewhere: ``map_excerpts(factory, args, indices)`` yields
+        ``factory(*args)(k)`` for each ``k`` in order, each place making one ``factory(*args)``
+        (picklable; its paths absolute) and calling it on many indices, as
+        :func:`~.workers.ordered_map` does. :func:`instrec.cluster.tasks.render_music_on_ray` uses
+        Ray actors. ``jobs`` is then not used.
 
     Returns
     -------
@@ -187,9 +194,17 @@ def render_music(
     source_of = [list(fonts)[(k // len(sets)) % len(fonts)] for k in range(n)]
     todo = [k for k in range(n) if folder.kept(k, source_of[k]) is None]
     workers = min(resolve_jobs(jobs), len(todo))
-    plan = (sets, fonts, list(vocab.values()), seed, seconds, sr)
-    here = _Excerpts(*plan) if workers <= 1 else None
-    drawn = iter(map(here, todo) if here is not None else ordered_map(_Excerpts, plan, todo, jobs=workers))
+    if map_excerpts is not None and not callable(map_excerpts):
+        raise ParameterError(f"map_excerpts must be callable like ordered_map, or None; got {map_excerpts!r}")
+    plan = ([(name, [(pid, Path(path).absolute()) for pid, path in found]) for name, found in sets],
+            {source: Path(path).absolute() for source, path in fonts.items()}, list(vocab.values()), seed, seconds, sr)
+    here = _Excerpts(*plan) if map_excerpts is None and workers <= 1 else None
+    if here is not None:
+        drawn = iter(map(here, todo))
+    elif map_excerpts is not None:
+        drawn = iter(map_excerpts(_Excerpts, plan, todo) if todo else ())
+    else:
+        drawn = ordered_map(_Excerpts, plan, todo, jobs=workers)
     said = set(report.skipped)
     try:
         for k in range(n):
