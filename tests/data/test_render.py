@@ -382,6 +382,36 @@ def test_several_processes_write_the_files_of_one(tmp_path):
     assert steps[-1] == (one.n_written, one.n_written)
 
 
+@needs("fluidr3")
+def test_ctrl_c_stops_the_processes_and_a_rerun_finishes_identically(tmp_path):
+    """Ctrl-C while 2 processes render: the workers stop at once (the unit the other one was
+    rendering is not finished first), no temporary file stays, and the same command again writes
+    what a run never interrupted writes."""
+    import hashlib
+    import multiprocessing
+
+    def digest(d):
+        return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
+
+    seen = []
+
+    def stop(done, total):
+        if done:
+            seen.extend((tmp_path / "part").glob("*.wav"))
+            raise KeyboardInterrupt
+
+    args = dict(soundfont="fluidr3", instruments=("flute", "cello", "oboe", "viola"), per_class=40, seconds=1.0, seed=2)
+    with pytest.raises(KeyboardInterrupt):
+        R.render(tmp_path / "part", jobs=2, progress=stop, **args)
+    assert multiprocessing.active_children() == [] and not list((tmp_path / "part").rglob(".*.part.*"))
+    # a clip a worker had all but written may land as Ctrl-C comes; not the other 30-odd of its unit
+    assert len(list((tmp_path / "part").glob("*.wav"))) <= len(seen) + 2
+    again = R.render(tmp_path / "part", jobs=2, **args)
+    assert again.previous == "interrupted" and again.n_reused >= 40
+    R.render(tmp_path / "whole", **args)
+    assert digest(tmp_path / "part") == digest(tmp_path / "whole")
+
+
 @pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=needs("fluidr3"))])
 def test_interrupted_render_finishes_the_rest_identically(tmp_path, jobs):
     """A killed render leaves complete clips (atomic writes) and maybe a temporary file; running the

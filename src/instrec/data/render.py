@@ -233,6 +233,7 @@ def render(
             if map_units is not None:  # progress: the clips the unit did elsewhere
                 counter.step(done.steps)
     except BaseException:
+        getattr(mapped, "close", lambda: None)()  # the workers stop first: none writes after the clean-up
         # a Ctrl-C between a temporary file's making and its writer's clean-up can leave it: none stays
         for tmp in Path(out_dir).rglob(".*.part.*"):
             tmp.unlink(missing_ok=True)

@@ -34,7 +34,8 @@ def ordered_map(factory: Callable, args: tuple, items: Iterable, *, jobs: int) -
 
     At most ``IN_FLIGHT * jobs`` items are handed out ahead of the one awaited, so memory stays
     bounded however many there are. An item's exception is raised here, as it was raised there.
-    Closing the iterator early (or an exception) cancels what has not started and waits for the rest.
+    Closing the iterator early (Ctrl-C here, an exception) stops the workers at once: when it
+    returns, none is running (so the caller may clean up what they left half-written).
     """
     items = iter(items)
     pending: deque[Future] = deque()
@@ -48,6 +49,18 @@ def ordered_map(factory: Callable, args: tuple, items: Iterable, *, jobs: int) -
         while pending:
             yield pending.popleft().result()
     finally:
-        for future in pending:
-            future.cancel()
+        if pending:  # stopped early: what runs is not waited for
+            _terminate(pool)
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    stop = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if stop is not None:
+        stop()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
