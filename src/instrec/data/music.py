@@ -200,6 +200,8 @@ def render_music(
             {source: Path(path).absolute() for source, path in fonts.items()}, list(vocab.values()), seed, seconds, sr)
     here = _Excerpts(*plan) if map_excerpts is None and workers <= 1 else None
     if here is not None:
+        for source in fonts if todo else ():  # a library that cannot be opened: said before anything is written
+            here.library(source)
         drawn = iter(map(here, todo))
     elif map_excerpts is not None:
         drawn = iter(map_excerpts(_Excerpts, plan, todo) if todo else ())
@@ -270,19 +272,23 @@ class _Excerpts:
         """Excerpt ``k`` mixed down, as ``(piece id, its group, the excerpt)``, or None when no piece
         drawn could be played (10 draws); and the tally."""
         found = self.sets[k % len(self.sets)][1]
-        source = list(self.fonts)[(k // len(self.sets)) % len(self.fonts)]
-        if source not in self.libraries:
-            fluidsynth = import_fluidsynth() if needs_fluidsynth(self.fonts[source]) else None
-            self.libraries[source] = open_library(fluidsynth, source, self.fonts[source], self.sr)
+        library = self.library(list(self.fonts)[(k // len(self.sets)) % len(self.fonts)])
         tally, rng = _Tally(), np.random.default_rng([self.seed, k])
         for _ in range(10):  # a piece that cannot be read or played here: draw another
             pid, path = found[int(rng.integers(len(found)))]
             piece = _cached_piece(self.cache, pid, path, tally)
-            excerpt = None if piece is None else _excerpt(self.libraries[source], piece, self.vocab, rng, self.seconds, self.sr)
+            excerpt = None if piece is None else _excerpt(library, piece, self.vocab, rng, self.seconds, self.sr)
             excerpt = None if excerpt is None else _mixdown(excerpt, self.seconds, self.sr, tally)
             if excerpt is not None:
                 return (piece.id, piece.group, excerpt), tally
         return None, tally
+
+    def library(self, source: str):
+        """The library ``source``'s player, opened the first time it is asked for."""
+        if source not in self.libraries:
+            fluidsynth = import_fluidsynth() if needs_fluidsynth(self.fonts[source]) else None
+            self.libraries[source] = open_library(fluidsynth, source, self.fonts[source], self.sr)
+        return self.libraries[source]
 
     def close(self) -> None:
         for lib in self.libraries.values():
