@@ -106,6 +106,7 @@ def main() -> None:
                     "(benchmarks.phrases, at most 100 an instrument)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=0, help="rendering processes (0: one per core; the same files)")
     ap.add_argument("--timeline-only", action="store_true", help="only time the 1-hour timeline of the trained model")
     ap.add_argument("--real-thresholds", action="store_true", help="only score the trained model on real-note mixtures "
                     "with thresholds chosen on mixtures of the other half of the real notes")
@@ -126,9 +127,9 @@ def main() -> None:
     train_libs = ",".join(l for l in LIBRARIES if l != args.held_out) + ",tonejs,salamander"
     train_pieces, test_pieces = piece_folders(work, args.pieces_per_set, args.seed)
     music = once(work / "music-train", lambda d: render_music(d, pieces=[str(p) for p in train_pieces], soundfont=train_libs,
-                                                            n=args.music, seconds=3.0, seed=args.seed))
+                                                            n=args.music, seconds=3.0, seed=args.seed, jobs=args.jobs))
     test_music = once(work / f"music-test-{args.held_out}", lambda d: render_music(
-        d, pieces=[str(p) for p in test_pieces], soundfont=args.held_out, n=args.test_music, seconds=10.0, seed=args.seed + 1))
+        d, pieces=[str(p) for p in test_pieces], soundfont=args.held_out, n=args.test_music, seconds=10.0, seed=args.seed + 1, jobs=args.jobs))
     notes = note_manifest(args.notes, work / "notes", args.held_out, args.singles, args.seed)
     all_notes = [c for c in load_dataset(args.notes).clips if c.source != args.held_out and c.label != "unknown"]
     mixtures = once(work / "mixtures", lambda d: mix_clips(all_notes, d, n=args.mixtures, min_instruments=1,
@@ -137,7 +138,8 @@ def main() -> None:
     if args.phrases:
         from benchmarks.phrases import phrase_folder, render_side
 
-        sides = [render_side(work / "phrases", "train", args.phrases, s, pieces_seed=args.seed, soundfont=train_libs)
+        sides = [render_side(work / "phrases", "train", args.phrases, s, pieces_seed=args.seed, soundfont=train_libs,
+                             jobs=args.jobs)
                  for s in (args.seed, args.seed + 2)]
         phrases = phrase_folder(work / "phrases" / "train-phrases", sides, args.seed)
         if phrases is not None:  # none where no part sounded long enough

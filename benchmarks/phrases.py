@@ -42,10 +42,11 @@ SOUNDING = 0.5  # share of the excerpt a stem must sound in
 
 
 def render_side(work: Path, side: str, n: int, seed: int, pieces_seed: int = 0, *, soundfont: str = "everything",
-                instruments=None) -> Path:
+                instruments=None, jobs: int = 0) -> Path:
     """``n`` excerpts of the ``side`` ("train" or "test") works at ``seed`` (pieces drawn at
     ``pieces_seed``) on ``soundfont`` and ``instruments`` (default: the 31 of WIDE_VOCABULARY) with
-    their stems, into ``work/music-SIDE-SEED``; the stems kept are listed in its ``phrases.csv``."""
+    their stems, into ``work/music-SIDE-SEED``, on ``jobs`` processes (0: one per core; the same files);
+    the stems kept are listed in its ``phrases.csv``."""
     from instrec.data.instruments import WIDE_VOCABULARY
     from instrec.data.music import render_music
 
@@ -54,7 +55,7 @@ def render_side(work: Path, side: str, n: int, seed: int, pieces_seed: int = 0, 
     # always: render_music keeps what an earlier run of these settings finished and renders the rest
     # (a killed run's manifest lists only the excerpts it got to)
     render_music(out, pieces=[str(p) for p in (train if side == "train" else test)], soundfont=soundfont,
-                 instruments=instruments or WIDE_VOCABULARY, n=n, seconds=3.0, seed=seed, stems=True)
+                 instruments=instruments or WIDE_VOCABULARY, n=n, seconds=3.0, seed=seed, stems=True, jobs=jobs)
     # no manifest where no piece could be played on these instruments
     source = {r["path"].split("_")[0]: r["source"] for r in csv.DictReader(open(made))} if made.is_file() else {}
     rows = []

@@ -149,14 +149,14 @@ class _Run:
         a, t0 = self.args, time.perf_counter()
         data = a.work / f"render-{a.soundfont}-seed{seed}-{a.per_class}-neg{a.negatives}"
         rep = render(data, soundfont=a.soundfont, instruments=[i for i in self.instruments if i not in self.merges],
-                     per_class=a.per_class, seed=seed, negatives=a.negatives)
+                     per_class=a.per_class, seed=seed, negatives=a.negatives, jobs=0)  # every core: the same files
         print(f"rendered {rep.n_written} clips from {', '.join(rep.sources)} in {time.perf_counter() - t0:.0f} s", flush=True)
         roots, aliases = [data], dict(DEFAULT_ALIASES)
         for label, members in self.merges.items():
             # Each member gets an equal share of the class's clips, so the class stays as large as the others.
             share = -(-a.per_class // len(members))
             roots.append(a.work / f"merged-{label}-seed{seed}-{share}")
-            rep = render(roots[-1], soundfont=a.soundfont, instruments=members, per_class=share, seed=seed)
+            rep = render(roots[-1], soundfont=a.soundfont, instruments=members, per_class=share, seed=seed, jobs=0)
             aliases.update({m: label for m in members})
             print(f"rendered {rep.n_written} clips of {label} as {', '.join(members)}", flush=True)
         phrases = self.phrases(seed) if a.phrases else None
