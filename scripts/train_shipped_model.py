@@ -76,6 +76,7 @@ def main() -> int:
     ap.add_argument("--extra", type=Path, action="append", default=[], metavar="DIR",
                     help="also train on this labelled folder (repeatable), e.g. real recordings of another "
                          "source; for measuring what they add: what ships is trained on renders alone")
+    ap.add_argument("--jobs", type=int, default=0, help="rendering processes (0: one per core; the same files)")
     ap.add_argument("--work", type=Path, default=Path("build/shipped-model"))
     ap.add_argument("--out", type=Path, default=SHIPPED_MODEL)
     ap.add_argument("--real", type=Path, default=REAL, help="real clips to measure on (not trained on)")
@@ -149,14 +150,14 @@ class _Run:
         a, t0 = self.args, time.perf_counter()
         data = a.work / f"render-{a.soundfont}-seed{seed}-{a.per_class}-neg{a.negatives}"
         rep = render(data, soundfont=a.soundfont, instruments=[i for i in self.instruments if i not in self.merges],
-                     per_class=a.per_class, seed=seed, negatives=a.negatives, jobs=0)  # every core: the same files
+                     per_class=a.per_class, seed=seed, negatives=a.negatives, jobs=a.jobs)
         print(f"rendered {rep.n_written} clips from {', '.join(rep.sources)} in {time.perf_counter() - t0:.0f} s", flush=True)
         roots, aliases = [data], dict(DEFAULT_ALIASES)
         for label, members in self.merges.items():
             # Each member gets an equal share of the class's clips, so the class stays as large as the others.
             share = -(-a.per_class // len(members))
             roots.append(a.work / f"merged-{label}-seed{seed}-{share}")
-            rep = render(roots[-1], soundfont=a.soundfont, instruments=members, per_class=share, seed=seed, jobs=0)
+            rep = render(roots[-1], soundfont=a.soundfont, instruments=members, per_class=share, seed=seed, jobs=a.jobs)
             aliases.update({m: label for m in members})
             print(f"rendered {rep.n_written} clips of {label} as {', '.join(members)}", flush=True)
         phrases = self.phrases(seed) if a.phrases else None
@@ -170,7 +171,8 @@ class _Run:
 
         a, t0, work = self.args, time.perf_counter(), self.args.work / f"phrases-seed{seed}"
         instruments = [i for i in self.instruments if i not in self.merges]
-        sides = [render_side(work, "train", a.phrases, s, pieces_seed=seed, soundfont=a.soundfont, instruments=instruments)
+        sides = [render_side(work, "train", a.phrases, s, pieces_seed=seed, soundfont=a.soundfont, instruments=instruments,
+                             jobs=a.jobs)
                  for s in (seed, seed + 2)]
         out = phrase_folder(work / "train-phrases", sides, seed)
         kept = sum(1 for _ in open(out / "manifest.csv")) - 1 if out else 0

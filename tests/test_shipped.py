@@ -82,7 +82,7 @@ def test_script_renders_trains_and_writes_a_bundle(tmp_path):
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_shipped_model.py"
     cmd = [sys.executable, str(script), "--per-class", "1", "--negatives", "1", "--epochs", "1", "--instruments", "flute,cello",
            "--seed", "1", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-           "--real", str(tmp_path / "no-real-clips"), "--phrases", "1"]
+           "--real", str(tmp_path / "no-real-clips"), "--phrases", "1", "--jobs", "1"]  # tiny: a pool would cost more
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     assert "trained seed 1 in" in first.stdout
