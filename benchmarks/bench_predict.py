@@ -11,6 +11,11 @@
   as a matplotlib figure, rasterised in memory -- cheaper than the tutorial's PNG file round trip --,
   made grayscale and fed to the seed-spectrogram MLP).
 
+* **a long recording** (``--timeline``): ``predict_file`` of 6 minutes of rendered music (239 windows of
+  3 s), warm, best of ``--timeline-repeat`` alternating runs: onnxruntime running 2 windows a
+  session run (instrec's ``WAVEFORM_SLICE``) against 16 (a whole window batch, as before
+  2026-12-07), and the PyTorch engine; the hour's time is 10 times the figure.
+
 Writes benchmarks/results/bench_predict.json.
 """
 
@@ -70,11 +75,52 @@ def tutorial_route(y: np.ndarray, sr: int):
     return run
 
 
+def timeline(repeat: int) -> dict:
+    """Seconds for a 6-minute recording's timeline, onnx at 2 and 16 windows a run and torch, alternating."""
+    import soundfile as sf
+
+    import instrec
+    from instrec.data.music import render_music
+
+    folder = bc.tmpdir("instrec-bench-timeline-")
+    render_music(folder / "music", pieces="chorales,ensembles", n=24, seconds=15.0, seed=0, jobs=0)
+    y = np.concatenate([sf.read(p, dtype="float32")[0] for p in sorted((folder / "music").glob("*.wav"))])
+    path = folder / "six-minutes.flac"
+    sf.write(path, y[: 360 * 22050], 22050)
+    onnx, torch_model = instrec.load_model(engine="onnx"), instrec.load_model(engine="torch")
+    slices = {"onnx_2_windows_a_run": 2, "onnx_16_windows_a_run": 16}
+    times: dict[str, list[float]] = {k: [] for k in [*slices, "torch"]}
+    answers = {}
+    for _ in range(repeat):
+        for key in times:
+            model = torch_model if key == "torch" else onnx
+            if key in slices:
+                onnx.engine._batch = slices[key]
+            t0 = time.perf_counter()
+            answers[key] = model.predict_file(path)
+            times[key].append(round(time.perf_counter() - t0, 3))
+    onnx.engine._batch = slices["onnx_2_windows_a_run"]
+    a, b = (np.array([list(w.probabilities.values()) for w in answers[k].windows]) for k in slices)
+    best = {k: min(v) for k, v in times.items()}
+    return {"seconds_6_min": times, "best": best, "windows": len(answers["torch"].windows),
+            "ratio_16_over_2": round(best["onnx_16_windows_a_run"] / best["onnx_2_windows_a_run"], 2),
+            "max_probability_difference_2_vs_16": float(np.abs(a - b).max())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7, help="cold starts per engine")
     ap.add_argument("--warm", type=int, default=200, help="warm calls per engine")
+    ap.add_argument("--timeline", action="store_true", help="only the 6-minute timeline, into results/bench_predict_timeline.json")
+    ap.add_argument("--timeline-repeat", type=int, default=3)
     args = ap.parse_args()
+    if args.timeline:
+        result = {"machine": bc.machine(), **timeline(args.timeline_repeat)}
+        bc.save("bench_predict_timeline", result)
+        print(f"6-minute timeline ({result['windows']} windows), best of {args.timeline_repeat}: {result['best']}; "
+              f"onnx 16 windows a run / 2: {result['ratio_16_over_2']}x; probabilities differ by "
+              f"{result['max_probability_difference_2_vs_16']:.1e} at most")
+        return
 
     import instrec
 

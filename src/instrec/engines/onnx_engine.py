@@ -71,6 +71,9 @@ def is_current(path: Path, stamp: dict) -> bool:
             and all(export_info.get(k) == v for k, v in stamp.items()))
 
 
+WAVEFORM_SLICE = 2  # waveform windows (the cnn's) a session run at most
+
+
 def _session(source, threads: int | None = None):
     """An onnxruntime CPU session of a file path or serialized bytes."""
     import onnxruntime as ort
@@ -191,8 +194,9 @@ class OnnxEngine:
             # a save over the folder) would answer for the old model under the folder's name
             raise BundleError(f"{label}: is stale: it was not exported from {bundle}'s present weights and recipe; "
                               f"export it again with: instrec export {bundle} --onnx {label}")
-        # the cnn's activations grow with the batch: run large inputs in slices
-        self._batch = 64 if self.feature.kind == "waveform" else 4096
+        # the cnn's activations grow with the batch, and without the arena each run allocates them
+        # afresh: 2 windows a run predicted a long recording 1.75x as fast as 16 (benchmarks/RESULTS.md)
+        self._batch = WAVEFORM_SLICE if self.feature.kind == "waveform" else 4096
         # weights holding NaN or infinity answer NaN to everything: refuse them now, not per request
         if not np.isfinite(self.predict_proba(np.zeros((1, self.feature.dim), np.float32))).all():
             raise BundleError(f"{label}: the network answers non-finite probabilities (NaN or infinite weights); "
