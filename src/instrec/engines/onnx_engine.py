@@ -71,7 +71,9 @@ def is_current(path: Path, stamp: dict) -> bool:
             and all(export_info.get(k) == v for k, v in stamp.items()))
 
 
-WAVEFORM_SLICE = 2  # waveform windows (the cnn's) a session run at most
+# waveform windows (the cnn's) a session run: one, so a window's probabilities never depend on its
+# batch's other rows (onnxruntime's kernels differ by batch size, in the 7th digit)
+WAVEFORM_SLICE = 1
 
 
 def _session(source, threads: int | None = None):
@@ -195,7 +197,7 @@ class OnnxEngine:
             raise BundleError(f"{label}: is stale: it was not exported from {bundle}'s present weights and recipe; "
                               f"export it again with: instrec export {bundle} --onnx {label}")
         # the cnn's activations grow with the batch, and without the arena each run allocates them
-        # afresh: 2 windows a run predicted a long recording 1.75x as fast as 16 (benchmarks/RESULTS.md)
+        # afresh: 1 window a run predicted a long recording about twice as fast as 16 (benchmarks/RESULTS.md)
         self._batch = WAVEFORM_SLICE if self.feature.kind == "waveform" else 4096
         # weights holding NaN or infinity answer NaN to everything: refuse them now, not per request
         if not np.isfinite(self.predict_proba(np.zeros((1, self.feature.dim), np.float32))).all():
