@@ -46,7 +46,7 @@ def is_test_work(work: str) -> bool:
 
 def piece_folders(work: Path, per_set: int, seed: int) -> tuple[list[Path], list[Path]]:
     """Folders of links to the training and test pieces, one folder per set (a set each)."""
-    from instrec.data.music import list_pieces, work_of
+    from instrec.data.scores import list_pieces, work_of
 
     rng = np.random.default_rng(seed)
     sides = {"train": [], "test": []}

@@ -85,9 +85,7 @@ def actor_map(factory: Callable, args: tuple, items: Iterable, *, actors: int | 
         for result in pool.map(lambda actor, item: actor.call.remote(item), items):
             yield result
     except ray.exceptions.RayTaskError as e:
-        if isinstance(e.cause, InstrecError):  # what a local run would say
-            raise e.cause from None
-        raise
+        _raise_cause(e)
 
 
 class _Holder:
@@ -119,9 +117,14 @@ def _get(ref):
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as e:
-        if isinstance(e.cause, InstrecError):  # what a local run would say
-            raise e.cause from None
-        raise
+        _raise_cause(e)
+
+
+def _raise_cause(e: Exception):
+    """A task's instrec error raised as itself (what a local run would say); anything else as Ray's."""
+    if isinstance(getattr(e, "cause", None), InstrecError):
+        raise e.cause from None
+    raise e
 
 
 def render_on_ray(out_dir, *, address: str | None = None, **render_kwargs):

@@ -35,8 +35,7 @@ from __future__ import annotations
 
 import re
 import time
-import warnings
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -44,7 +43,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ..devices import resolve_jobs
-from ..errors import DataError, ParameterError, RenderError
+from ..errors import DataError, ParameterError
 from .activity import join_labels, merge_spans, split_labels
 from .instruments import WIDE_VOCABULARY, Instrument, resolve_instrument
 from .music_folder import MUSIC_COLUMNS, MusicFolder, music_settings
@@ -54,7 +53,7 @@ from .outdir import out_path
 from .render import PEAK, SILENT_PEAK, _is_int, write_audio
 from .settings import check_audio_arguments
 from .render import MIN_SR as _RENDER_MIN_SR
-from .scores import PIECE_SETS, SCORE_SUFFIXES, Part, Piece, list_pieces, part_instrument, read_piece, work_of
+from .scores import PIECE_SETS, Piece, list_pieces, read_piece
 from .synth import MAX_SYNTH_SR, import_fluidsynth, needs_fluidsynth, open_library, select_soundfonts
 from .workers import ordered_map
 

@@ -224,8 +224,9 @@ def render(
     rows: dict[str, list[dict]] = {source: [] for source in [*fonts, *(j.source for j in jobs)]}  # its manifest rows
     units = _units(fonts, insts, jobs, negatives, settings, out_dir, nested)
     serial = _SerialUnits(fluidsynth, counter)  # the default: here, progress after each clip
-    if map_units is None and min(workers, len(units)) > 1:
-        map_units = partial(_map_locally, workers=min(workers, len(units)), fluidsynth=fluidsynth is not None)
+    workers = min(workers, len(units))
+    if map_units is None and workers > 1:
+        map_units = partial(_map_locally, workers=workers, fluidsynth=fluidsynth is not None)
     mapped = map(serial, units) if map_units is None else map_units(render_unit, units)
     try:
         for done in mapped:
