@@ -108,9 +108,34 @@ def test_training_rows_add_a_shifted_copy_of_every_training_clip(tone_data, tmp_
     assert not np.allclose(Xt[21], Xt[1])
 
 
-def test_mfcc_stats_trains_saves_and_predicts(tone_data, tmp_path):
-    res = train_model(tone_data, recipe=FAST, out=tmp_path / "m", seed=0, options=DataOptions(jobs=1, cache=tmp_path / "cache"))
+@pytest.fixture
+def leases(monkeypatch):
+    """The worker pools the extractions lease, in order (30 clips made worth two workers)."""
+    from instrec.features import parallel, pool as pools
+
+    used, enter = [], pools._lease.__enter__
+
+    def recording(self):
+        used.append(enter(self))
+        return used[-1]
+
+    monkeypatch.setattr(pools._lease, "__enter__", recording)
+    monkeypatch.setattr(parallel, "_MIN_FILES_PER_WORKER", 1)
+    return used
+
+
+def one_pool_let_go(used, n):
+    """A new worker's first clip costs seconds of imports: the features and every shift take one
+    pool, which is let go before the training needs the memory."""
+    from instrec.features import pool as pools
+
+    return len(used) == n and all(p is used[0] for p in used) and pools._pool is None
+
+
+def test_mfcc_stats_trains_saves_and_predicts(tone_data, tmp_path, leases):
+    res = train_model(tone_data, recipe=FAST, out=tmp_path / "m", seed=0, options=DataOptions(jobs=2, cache=tmp_path / "cache"))
     assert res.metrics["n"] == 6 and res.metrics["accuracy"] >= 5 / 6  # three easy timbres
+    assert one_pool_let_go(leases, 1 + 8)
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     assert meta["recipe"]["feature"]["stats"] == "mean+std+contrast"
     assert meta["recipe"]["train"]["pitch_shifts"] == [-4, -3, -2, -1, 1, 2, 3, 4]
@@ -120,10 +145,11 @@ def test_mfcc_stats_trains_saves_and_predicts(tone_data, tmp_path):
     assert json.loads(out.stdout)[0]["label"] == "square"  # (the table lists every class: not a check)
 
 
-def test_cv_with_pitch_shifts_trains_every_fold(tone_data, tmp_path):
-    res = cross_validate(tone_data, recipe=FAST, cv=3, seed=0, options=DataOptions(jobs=1, cache=tmp_path / "cache"))
+def test_cv_with_pitch_shifts_trains_every_fold(tone_data, tmp_path, leases):
+    res = cross_validate(tone_data, recipe=FAST, cv=3, seed=0, options=DataOptions(jobs=2, cache=tmp_path / "cache"))
     assert [f["n_train"] for f in res["folds"]] == [20, 20, 20]  # clips; their copies are extra rows
     assert res["mean"]["accuracy"] >= 0.6  # three timbres at random pitches from 20 clips; chance is 1/3
+    assert one_pool_let_go(leases, 1 + 8)
 
 
 def test_real_clips_pitch_split_reaches_the_target():

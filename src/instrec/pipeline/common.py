@@ -90,10 +90,12 @@ def _check_aliases(aliases) -> Mapping[str, str] | None:
                          f"(['sax=saxophone']); got {aliases!r}")
 
 
-def extract_rows(clips, feature, options: DataOptions, progress: Progress | None, what: str, device: str | None = None):
+def extract_rows(clips, feature, options: DataOptions, progress: Progress | None, what: str, device: str | None = None,
+                 *, keep_pool: bool = False):
     """Compact feature rows of ``clips`` (on ``device`` where it has work for one): ``(X, ok, skipped)``.
     The extraction workers are let go at once: training or scoring comes next and needs their
-    memory more than a warm pool."""
+    memory more than a warm pool. ``keep_pool``: another extraction comes next (the pitch-shifted
+    copies), which takes the warm workers (a new one's first clip costs ~3 s of imports)."""
     from ..features.parallel import release_pool
 
     paths = [c.path for c in clips]
@@ -103,13 +105,16 @@ def extract_rows(clips, feature, options: DataOptions, progress: Progress | None
         return extract(paths, feature, jobs=options.jobs, cache=options.cache, compact=True,
                        progress=bar(progress, what, len(clips)), device=device)
     finally:
-        release_pool()
+        if not keep_pool:
+            release_pool()
 
 
 def dataset_features(ds: Dataset, recipe: Recipe, options: DataOptions, progress: Progress | None,
                      device: str | None = None):
-    """Features of every clip of ``ds`` once: ``(X, usable clips, skipped)``."""
-    X, ok, bad = extract_rows(ds.clips, recipe.feature, options, progress, f"{recipe.name}: features", device)
+    """Features of every clip of ``ds`` once: ``(X, usable clips, skipped)`` (the workers are kept
+    for :func:`shifted_features` when the recipe has pitch shifts)."""
+    X, ok, bad = extract_rows(ds.clips, recipe.feature, options, progress, f"{recipe.name}: features", device,
+                              keep_pool=bool(recipe.train.pitch_shifts))
     clips = [ds.clips[i] for i in ok]
     need_two_classes([c.label for c in clips], "the usable clips", ds.skipped + bad)  # all skipped: say why
     return X, clips, ds.skipped + bad
@@ -125,16 +130,21 @@ def shifted_features(clips, recipe: Recipe, rows, options: DataOptions | None = 
 
     Whoever trains a recipe outside :func:`train_model` and :func:`cross_validate` passes these to
     :func:`training_rows`, or the recipe is not the recipe."""
+    from ..features.parallel import release_pool
+
     options = data_options(options)
     out = []
     rows = np.asarray(rows, dtype=np.int64)
-    for s in recipe.train.pitch_shifts:
-        feature = replace(recipe.feature, pitch_shift=s)
-        Xs, ok, _ = extract_rows([clips[i] for i in rows], feature, options, progress,
-                                 f"{recipe.name}: pitch-shifted copies, {s:+g} semitones")
-        where = np.full(len(clips), -1, dtype=np.int64)
-        where[rows[ok]] = np.arange(len(ok))
-        out.append((Xs, where))
+    try:
+        for s in recipe.train.pitch_shifts:  # one set of warm workers for every shift
+            feature = replace(recipe.feature, pitch_shift=s)
+            Xs, ok, _ = extract_rows([clips[i] for i in rows], feature, options, progress,
+                                     f"{recipe.name}: pitch-shifted copies, {s:+g} semitones", keep_pool=True)
+            where = np.full(len(clips), -1, dtype=np.int64)
+            where[rows[ok]] = np.arange(len(ok))
+            out.append((Xs, where))
+    finally:
+        release_pool()
     return out
 
 

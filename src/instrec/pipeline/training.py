@@ -145,7 +145,8 @@ def train_model(
         clip_groups(ds.clips, group_by)  # a clip without a group fails before the features are computed
     t0 = time.perf_counter()
     with main_first():  # rank 0 fills the feature cache; the others find every row there
-        X, ok, bad = extract_rows(ds.clips, recipe.feature, options, progress, f"{recipe.name}: features", device)
+        X, ok, bad = extract_rows(ds.clips, recipe.feature, options, progress, f"{recipe.name}: features", device,
+                                  keep_pool=bool(recipe.train.pitch_shifts))
     extract_seconds = time.perf_counter() - t0
     skipped = ds.skipped + bad
     clips = [ds.clips[i] for i in ok]
