@@ -48,6 +48,9 @@ def _session(address: str, tmp_path: Path, env: dict[str, str] | None = None, pa
     return lines[-1], took
 
 
+NO_RUNNING_CLUSTER = "import ray._private.services as s; s.find_gcs_addresses = lambda: frozenset()"
+
+
 def test_a_dead_host_port_fails_fast_with_one_line(tmp_path):
     port = _free_port()
     line, took = _session(f"127.0.0.1:{port}", tmp_path)
@@ -74,7 +77,8 @@ def test_auto_with_a_stale_record_of_ray_start_fails_fast(tmp_path):
     port = _free_port()
     (tmp_path / "ray").mkdir()
     (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")  # what 'ray start' left, its cluster gone
-    line, took = _session("auto", tmp_path)
+    # Ray prefers a cluster's process running here (this folder's test cluster, say) to the record
+    line, took = _session("auto", tmp_path, patch=NO_RUNNING_CLUSTER)
     assert line.startswith(f"PARAMETER_ERROR cannot reach the Ray cluster at '127.0.0.1:{port}' "
                            "(the last 'ray start' on this machine): nothing answers there")
     assert took < FAST
@@ -83,8 +87,7 @@ def test_auto_with_a_stale_record_of_ray_start_fails_fast(tmp_path):
 def test_auto_with_no_cluster_at_all_says_so(tmp_path):
     # no record, no RAY_ADDRESS, and (whatever else runs on this machine, another test's cluster
     # included) no cluster process found: Ray's last resort for 'auto' is looking for one
-    patch = "import ray._private.services as s; s.find_gcs_addresses = lambda: frozenset()"
-    line, took = _session("auto", tmp_path, patch=patch)
+    line, took = _session("auto", tmp_path, patch=NO_RUNNING_CLUSTER)
     assert line.startswith("PARAMETER_ERROR cannot reach the Ray cluster at 'auto': no Ray cluster is running on this machine "
                            "('ray start --head' starts one")
     assert took < FAST
