@@ -140,9 +140,9 @@ def trained(tone_data, tmp_path_factory):
     """The same training in one process and in two: ``{1: (model, result), 2: (model, result)}``."""
     root = tmp_path_factory.mktemp("ddp")
     out = {}
-    for n in (1, 2):
+    for n in (1, 2):  # one process: this one (a process of its own costs seconds of imports)
         model = root / f"nproc{n}"
-        out[n] = model, run_cli("train", tone_data, *ARGS, "--out", model, "--nproc", n, process=True)
+        out[n] = model, run_cli("train", tone_data, *ARGS, "--out", model, "--nproc", n, process=n > 1)
     return out
 
 
@@ -175,10 +175,11 @@ def _descendants(pid: int) -> list[int]:
 
 
 def test_nproc_errors_are_one_line(tmp_path):
-    r = run_cli("train", tmp_path / "absent", "--recipe", "seed-mfcc", "--out", tmp_path / "m", "--nproc", "2", process=True)
+    # found before any process is launched: here (a process's one-line usage errors: tests/test_cli.py)
+    r = run_cli("train", tmp_path / "absent", "--recipe", "seed-mfcc", "--out", tmp_path / "m", "--nproc", "2")
     assert r.returncode == 2 and error_lines(r.stderr) == [
         f"instrec: error: Invalid value for 'DATA...': path '{tmp_path / 'absent'}' does not exist. (instrec train --help for usage)"]
-    r = run_cli("train", tmp_path, "--cv", "3", "--nproc", "2", process=True)
+    r = run_cli("train", tmp_path, "--cv", "3", "--nproc", "2")
     assert r.returncode == 2 and error_lines(r.stderr) == ["instrec: error: --cv trains its folds in one process; leave out --nproc"]
 
 
