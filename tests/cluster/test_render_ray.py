@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import error_lines, run_cli
+from conftest import error_lines, run_cli
 
 needs_fluidr3 = pytest.mark.skipif(not Path("/usr/share/sounds/sf2/FluidR3_GM.sf2").is_file(), reason="FluidR3 is not installed")
 # two instruments of FluidR3 and one clip of each kind of negative: 2 + 3 units (noise, espeak, fluidr3)

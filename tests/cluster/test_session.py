@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _free_port, run_cli, tone, write
+from conftest import _free_port, run_cli, tone, write
 
 pytest.importorskip("ray", reason="Ray is instrec's [cluster] extra")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli, write
+from conftest import run_cli, write
 
 pytest.importorskip("ray", reason="Ray is instrec's [cluster] extra")
 

@@ -11,7 +11,7 @@ from instrec.errors import ParameterError
 from instrec.inference import load_model
 from instrec.pipeline import predict_paths, write_results
 from instrec.pipeline.prediction import collect_files
-from tests.conftest import run_cli
+from conftest import run_cli
 
 
 def test_a_pool_answers_as_one_process(tone_data, tmp_path):
