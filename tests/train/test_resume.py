@@ -215,12 +215,15 @@ def test_cli_train_killed_then_resumed_gives_the_same_model(tone_data, tmp_path)
     import sys
     import time
 
+    from conftest import run_cli
     from safetensors.numpy import load_file
 
     from instrec.bundle import recover_dir
 
     args = [sys.executable, "-m", "instrec", "train", str(tone_data), "--recipe", "seed-mfcc", "--epochs", "200", "--seed", "2"]
-    whole = subprocess.run(args + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=300)
+    # the uninterrupted run and the resumed one in this process (a process costs seconds of imports);
+    # only the killed run needs a process of its own
+    whole = run_cli(*args[3:], "--out", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
 
     out = tmp_path / "killed"
@@ -242,7 +245,7 @@ def test_cli_train_killed_then_resumed_gives_the_same_model(tone_data, tmp_path)
     epoch = json.loads(ckpt.read_text())["epoch"]
     assert 20 <= epoch < 200 and not out.exists()
 
-    r = subprocess.run(args + ["--out", str(out), "--resume"], capture_output=True, text=True, timeout=300)
+    r = run_cli(*args[3:], "--out", out, "--resume")
     assert r.returncode == 0, r.stderr
     a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
