@@ -229,6 +229,24 @@ def test_files_beside_class_folders_are_skipped(tmp_path):
     assert load_dataset(fold, labels="folder").counts() == {"cello": 1, "flute": 1}
 
 
+def test_a_skipped_file_in_deep_folders_is_named_by_its_whole_path_or_its_start_and_name(tmp_path):
+    """Review: paths over 80 characters were cut at the end, so the message named no file
+    ('/home/.../session-2024/stray…: not in a class folder')."""
+    deep = tmp_path.joinpath(*[f"recording-session-{i:02d}" for i in range(4)])  # about 120 characters
+    write(deep / "cello" / "a.wav", tone("saw", 110))
+    write(deep / "flute" / "b.wav", tone("sine", 440))
+    write(deep / "stray_take_7.wav", tone("sine", 500))
+    assert load_dataset(deep).skipped == [(str(deep / "stray_take_7.wav"), "not in a class folder")]
+
+    deeper = tmp_path.joinpath(*[f"recording-session-{i:02d}" for i in range(16)])  # over 300
+    write(deeper / "cello" / "a.wav", tone("saw", 110))
+    write(deeper / "flute" / "b.wav", tone("sine", 440))
+    write(deeper / "stray_take_7.wav", tone("sine", 500))
+    ((shown, why),) = load_dataset(deeper).skipped
+    assert len(shown) == 300 and "…" in shown and why == "not in a class folder"
+    assert str(deeper).startswith(shown.split("…")[0]) and shown.endswith("recording-session-15/stray_take_7.wav")
+
+
 def test_folder_labels_of_a_folder_of_files_are_its_name(tmp_path, monkeypatch):
     write(tmp_path / "cello" / "a.wav", tone("saw", 110))
     monkeypatch.chdir(tmp_path / "cello")

@@ -114,7 +114,7 @@ def load_dataset(
             raise DataError(f"{root}: no such file or folder")
         same = next((r for r in roots if os.path.samefile(r, root)), None)
         if same is not None:
-            skipped.append((_printable(os.fspath(given), 300), f"the same path as {same}, given twice; read once"))
+            skipped.append((_printable(os.fspath(given)), f"the same path as {same}, given twice; read once"))
         else:
             roots.append(root)
     seen = _Seen()
@@ -372,10 +372,14 @@ def _label(text: str, aliases: _Labeller, where: str) -> str:
     return aliases(text, where) if text else ""
 
 
-def _printable(text: str, limit: int = 80) -> str:
-    """``text`` on one line: control characters escaped, long text cut (for messages)."""
+def _printable(text: str, limit: int = 300) -> str:
+    """``text`` on one line (for messages): control characters escaped; text longer than ``limit``
+    cut in the middle, so that a path keeps its start and its file name."""
     out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-    return out if len(out) <= limit else out[: limit - 1] + "…"
+    if len(out) <= limit:
+        return out
+    head = (limit - 1) // 3
+    return out[:head] + "…" + out[head - limit + 1 :]
 
 
 def check_aliases(aliases: Mapping[str, str]) -> Mapping[str, str]:
