@@ -150,7 +150,7 @@ def test_workers_write_the_result_in_place_or_fall_back(files_with_bad, small_po
         np.testing.assert_array_equal(X, X1)
         np.testing.assert_array_equal(ok, ok1)
         assert sk == sk1 and len(sk) == 2
-    assert not list(Path("/dev/shm").glob("instrec-rows-*"))  # the buffers' files are gone
+    assert not list(Path("/dev/shm").glob(f"instrec-rows-{os.getpid()}-*"))  # the buffers' files are gone
 
 
 def _workers() -> set[int]:

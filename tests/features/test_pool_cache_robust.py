@@ -108,16 +108,19 @@ def test_a_script_without_a_main_guard_is_told_what_to_do(tmp_path):
     import sys
 
     files = [write(tmp_path / "data" / f"t{i:03d}.wav", tone("sine", 300.0 + i, seconds=0.1)) for i in range(100)]
-    script = tmp_path / "unguarded.py"
-    script.write_text("import sys\nfrom instrec.features import FeatureConfig, extract\n"
+    script, pids = tmp_path / "unguarded.py", tmp_path / "pids"
+    # every process that runs the script's top level (it and each worker) notes its process id
+    script.write_text(f"import os\nopen({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+                      "from instrec.features import FeatureConfig, extract\n"
                       f"extract({[str(f) for f in files]!r}, FeatureConfig(kind='mfcc'), jobs=2)\n")
-    shm = set(Path("/dev/shm").glob("instrec-rows-*"))
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     assert "if __name__ == \"__main__\":" in r.stderr and "worker processes died" in r.stderr
     # the workers refuse at once, before making buffers of their own (they were killed holding them)
     assert "was asked to start workers" in r.stderr
-    assert set(Path("/dev/shm").glob("instrec-rows-*")) <= shm
+    started = pids.read_text().split()
+    assert len(started) >= 2  # the script and its workers
+    assert not [b for pid in started for b in Path("/dev/shm").glob(f"instrec-rows-{pid}-*")]
 
 
 def test_a_damaged_digests_file_cannot_steer_entries_out_of_the_cache(tmp_path):

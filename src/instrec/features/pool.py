@@ -137,7 +137,8 @@ class _SlotBuffer:
                     st = os.statvfs(folder)
                     if st.f_bavail * st.f_frsize < 4 * nbytes:  # a small /dev/shm (containers): not there
                         continue
-                fd, path = tempfile.mkstemp(prefix="instrec-rows-", suffix=".buf", dir=folder)
+                # named after the process that makes it: a file left by a killed run says whose it was
+                fd, path = tempfile.mkstemp(prefix=f"instrec-rows-{os.getpid()}-", suffix=".buf", dir=folder)
                 try:
                     os.ftruncate(fd, nbytes)
                 finally:
