@@ -292,8 +292,8 @@ def _from_manifest(manifest: Path, aliases: _Labeller, roots: Sequence[Path] = (
             given, looked = missing[0]
             hint = next((f"; it is at {r / given}, but paths are relative to the manifest's folder, not the data folder"
                          for r in roots if _is_file(r / given)), "; paths are relative to the manifest's folder")
-            raise DataError(f"{manifest}: none of its {n} rows names an existing file (the first: {_printable(given, 300)}, "
-                            f"looked for at {_printable(_absolute(looked), 300)}{_printable(hint, 400)})")
+            raise DataError(f"{manifest}: none of its {n} rows names an existing file (the first: {_printable(given)}, "
+                            f"looked for at {_printable(_absolute(looked))}{_printable(hint, 400)})")
         raise DataError(f"{manifest}: none of its {n} rows can be used (the first: {skipped[0][0]}: {skipped[0][1]})")
     return clips, rows, skipped
 
